@@ -1,0 +1,103 @@
+"""Configuration objects with defaults from ``dask.config``.
+
+Defaults live in the packaged ``metaextract.yaml`` (the dask-jobqueue way), so
+users change them in their dask config or environment, not in code.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask.config
+from dask.utils import parse_bytes
+
+_YAML = os.path.join(os.path.dirname(__file__), "metaextract.yaml")
+
+
+def _load_defaults() -> None:
+    import yaml
+
+    with open(_YAML) as f:
+        defaults = yaml.safe_load(f)
+    dask.config.update_defaults(defaults)
+
+
+_load_defaults()
+
+#: the checksum is computed over blocks of this many bytes (see checksum.py)
+CHECKSUM_BLOCK = 64 * 1024
+
+
+def _get(name: str) -> Any:
+    return dask.config.get(f"metaextract.streaming.{name}")
+
+
+def _bytes(name: str) -> int:
+    value = _get(name)
+    return int(parse_bytes(value) if isinstance(value, str) else value)
+
+
+class StreamingStrategy(enum.Enum):
+    """How a file's chunk reads are shaped into a graph (seed names)."""
+
+    SEQUENTIAL = "sequential"  # a chain: one chunk in flight
+    WINDOWED = "windowed"  # at most window_size chunk reads in flight
+    SAMPLE_BASED = "sample_based"  # header, footer and sample_count chunks
+    ADAPTIVE = "adaptive"  # one task, windowed or sampled by file size
+
+    @classmethod
+    def parse(cls, value: "StreamingStrategy | str") -> "StreamingStrategy":
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(str(value).lower().replace("-", "_"))
+        except ValueError:
+            names = ", ".join(s.value for s in cls)
+            raise ValueError(f"unknown strategy {value!r}; choose one of {names}") from None
+
+
+@dataclass
+class StreamingConfig:
+    """Settings for extracting one file (seed name; defaults from dask.config).
+
+    Sizes accept ints or strings such as ``"4 MiB"``.
+    """
+
+    chunk_size: int = field(default_factory=lambda: _bytes("chunk-size"))
+    strategy: StreamingStrategy = field(default_factory=lambda: StreamingStrategy.parse(_get("strategy")))
+    streaming_threshold: int = field(default_factory=lambda: _bytes("streaming-threshold"))
+    large_file_threshold: int = field(default_factory=lambda: _bytes("large-file-threshold"))
+    window_size: int = field(default_factory=lambda: int(_get("window-size")))
+    sample_count: int = field(default_factory=lambda: int(_get("sample-count")))
+    max_tasks_per_file: int = field(default_factory=lambda: int(_get("max-tasks-per-file")))
+    timeout: float = field(default_factory=lambda: float(_get("timeout")))
+    checksum: str | None = field(default_factory=lambda: _get("checksum"))
+    entropy_sample: int = field(default_factory=lambda: _bytes("entropy-sample"))
+
+    def __post_init__(self) -> None:
+        for name in ("chunk_size", "streaming_threshold", "large_file_threshold", "entropy_sample"):
+            value = getattr(self, name)
+            setattr(self, name, int(parse_bytes(value) if isinstance(value, str) else value))
+        self.strategy = StreamingStrategy.parse(self.strategy)
+        if self.checksum in ("none", "None", ""):
+            self.checksum = None
+        self._validate()
+
+    def _validate(self) -> None:
+        if self.chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, got {self.chunk_size}")
+        if self.window_size < 1:
+            raise ValueError(f"window_size must be at least 1, got {self.window_size}")
+        if self.sample_count < 0:
+            raise ValueError(f"sample_count must be >= 0, got {self.sample_count}")
+        if self.max_tasks_per_file < 3:
+            raise ValueError(f"max_tasks_per_file must be at least 3, got {self.max_tasks_per_file}")
+        if self.streaming_threshold > self.large_file_threshold:
+            raise ValueError("streaming_threshold must not exceed large_file_threshold")
+        from .checksum import ALGORITHMS
+
+        if self.checksum is not None and self.checksum not in ALGORITHMS:
+            raise ValueError(f"unknown checksum {self.checksum!r}; choose one of {', '.join(ALGORITHMS)} or none")

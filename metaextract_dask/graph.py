@@ -1,0 +1,130 @@
+"""Plan -> a low-level Dask task dictionary.
+
+Graphs are plain dicts of tuples: no HighLevelGraph, no optimisation pass,
+because per-task scheduling cost dominates (see DESIGN.md). Keys are named so
+the dashboard groups them: ``read-chunk``, ``merge-chunks``, ``finalize-file``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Hashable
+
+from .config import StreamingConfig
+from .errors import ExtractionError, ExtractionTimeout, FileChangedError, MetaExtractError, describe
+from .model import ChunkSpec, FileInfo
+from .readers.base import State, StreamChunkReader
+from .strategies import MERGE_FANIN, Plan
+
+#: private field of a single-task result carrying per-chunk summaries for callbacks
+CHUNK_SUMMARIES = "_chunk_summaries"
+
+
+@dataclass
+class FileGraph:
+    """One file's task dictionary and the keys a client asks for."""
+
+    dsk: dict[Hashable, Any]
+    final_key: Hashable
+    read_keys: dict[Hashable, ChunkSpec]
+    reader: StreamChunkReader
+
+
+def _check_deadline(deadline: float | None, path: str) -> None:
+    if deadline is not None and time.time() > deadline:
+        raise ExtractionTimeout(path, "timed out: the file took longer than its timeout")
+
+
+def run_chunk(reader: StreamChunkReader, spec: ChunkSpec, config: StreamingConfig, deadline: float | None, *after: Any) -> State:
+    """One chunk task. ``after`` holds the results it must wait for (ignored)."""
+    _check_deadline(deadline, spec.path)
+    try:
+        return reader.summarize(spec, config)
+    except MetaExtractError:
+        raise
+    except OSError as exc:
+        raise ExtractionError(spec.path, f"reading chunk {spec.chunk_id} at byte {spec.offset} failed: {describe(exc)}") from exc
+    except Exception as exc:
+        raise ExtractionError(spec.path, f"chunk {spec.chunk_id} ({spec.chunk_type.value}) could not be read: {describe(exc)}") from exc
+
+
+def merge_states(reader: StreamChunkReader, states: list[State]) -> State:
+    """A merge task: fold summaries with the reader's associative merge."""
+    return functools.reduce(reader.merge, states)
+
+
+def finalize_file(reader: StreamChunkReader, info: FileInfo, config: StreamingConfig, plan: dict[str, Any], states: list[State]) -> dict[str, Any]:
+    """The last task: merge, check the file did not change, build the record."""
+    state = merge_states(reader, states)
+    try:
+        st = os.stat(info.path)
+    except OSError as exc:
+        raise FileChangedError(info.path, f"file disappeared while being read: {describe(exc)}") from exc
+    if st.st_size != info.size or st.st_mtime != info.mtime:
+        raise FileChangedError(info.path, f"file changed while being read (size {info.size} -> {st.st_size} bytes)")
+    try:
+        body = reader.finalize(state, info, config)
+    except MetaExtractError:
+        raise
+    except Exception as exc:
+        raise ExtractionError(info.path, f"could not assemble metadata: {describe(exc)}") from exc
+    return {
+        "path": info.path,
+        "size": info.size,
+        "mtime": info.mtime,
+        "format": info.format,
+        "reader": reader.name,
+        **body,
+        "streaming": plan,
+    }
+
+
+def run_single(reader: StreamChunkReader, info: FileInfo, config: StreamingConfig, plan: dict[str, Any], specs: tuple[ChunkSpec, ...], deadline: float | None) -> dict[str, Any]:
+    """The whole file in one task (small files): every chunk, merge, finalize."""
+    states = [run_chunk(reader, spec, config, deadline) for spec in specs]
+    record = finalize_file(reader, info, config, plan, states)
+    record[CHUNK_SUMMARIES] = [reader.public_summary(s) for s in states]
+    return record
+
+
+def build_graph(plan: Plan, reader: StreamChunkReader, config: StreamingConfig, deadline: float | None = None) -> FileGraph:
+    """The task dictionary for one file's plan."""
+    token = uuid.uuid4().hex[:16]
+    final_key = f"finalize-file-{token}"
+    described = plan.describe()
+    if plan.shape == "single":
+        dsk = {final_key: (run_single, reader, plan.info, config, described, plan.specs, deadline)}
+        return FileGraph(dsk, final_key, {}, reader)
+
+    read = f"read-chunk-{token}"
+    dsk: dict[Hashable, Any] = {}
+    read_keys: dict[Hashable, ChunkSpec] = {}
+    lag = {"chain": 1, "window": plan.window}.get(plan.shape)
+    for i, spec in enumerate(plan.specs):
+        key = (read, i)
+        after = ((read, i - lag),) if lag and i >= lag else ()
+        dsk[key] = (run_chunk, reader, spec, config, deadline, *after)
+        read_keys[key] = spec
+
+    leaves = list(read_keys)
+    if plan.shape != "star":
+        leaves = _tree_reduce(dsk, leaves, reader, f"merge-chunks-{token}")
+    dsk[final_key] = (finalize_file, reader, plan.info, config, described, leaves)
+    return FileGraph(dsk, final_key, read_keys, reader)
+
+
+def _tree_reduce(dsk: dict[Hashable, Any], keys: list[Hashable], reader: StreamChunkReader, name: str) -> list[Hashable]:
+    """Add merge levels until at most MERGE_FANIN keys remain; return them."""
+    level = 0
+    while len(keys) > MERGE_FANIN:
+        merged = []
+        for j in range(0, len(keys), MERGE_FANIN):
+            key = (name, level, j // MERGE_FANIN)
+            dsk[key] = (merge_states, reader, keys[j : j + MERGE_FANIN])
+            merged.append(key)
+        keys, level = merged, level + 1
+    return keys

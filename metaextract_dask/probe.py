@@ -1,0 +1,75 @@
+"""The cheap look at a file before anything is planned.
+
+Checks the kind of file with ``stat`` before opening it, so a FIFO, socket or
+device never blocks a worker, and turns every OS error into a
+``FileAccessError`` that names the path in plain words.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from .detect import HEAD_BYTES, detect
+from .errors import EmptyFileError, FileAccessError
+from .model import FileInfo
+
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
+def _access_error(path: str, exc: OSError) -> FileAccessError:
+    if exc.errno == errno.ENOENT:
+        if os.path.islink(path):
+            return FileAccessError(path, "broken symbolic link (its target does not exist)")
+        return FileAccessError(path, "no such file")
+    if exc.errno == errno.ELOOP:
+        return FileAccessError(path, "symbolic link loop")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return FileAccessError(path, "permission denied (the file is not readable by this user)")
+    if exc.errno == errno.ENAMETOOLONG:
+        return FileAccessError(path, "file name too long")
+    return FileAccessError(path, f"cannot open: {exc.strerror or exc}")
+
+
+def check_regular(path: str) -> os.stat_result:
+    """stat the path and insist on a non-empty regular file."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise _access_error(path, exc) from exc
+    kind = stat.S_IFMT(st.st_mode)
+    if kind != stat.S_IFREG:
+        raise FileAccessError(path, f"not a regular file: it is {_KINDS.get(kind, 'a special file')}")
+    if st.st_size == 0:
+        raise EmptyFileError(path, "empty file (0 bytes): nothing to extract")
+    return st
+
+
+def read_head(path: str, nbytes: int = HEAD_BYTES) -> bytes:
+    """The first bytes of a regular file, opened without blocking."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise _access_error(path, exc) from exc
+    try:
+        return os.pread(fd, nbytes, 0)
+    except OSError as exc:
+        raise _access_error(path, exc) from exc
+    finally:
+        os.close(fd)
+
+
+def probe(path: str | os.PathLike) -> FileInfo:
+    """FileInfo for ``path``, or a clear error saying why it cannot be read."""
+    path = os.fspath(path)
+    st = check_regular(path)
+    head = read_head(path)
+    fmt, description = detect(head, path)
+    return FileInfo(path=path, size=st.st_size, mtime=st.st_mtime, format=fmt, description=description)

@@ -1,0 +1,58 @@
+"""The reader interface: what a format must supply, and nothing more.
+
+A reader turns a file into a layout of ``ChunkSpec``s, summarizes one chunk
+on a worker, merges summaries associatively, and finalizes the merged state
+into the file's metadata. Planning, graphs, scheduling and metrics are shared.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from ..config import StreamingConfig
+from ..model import ChunkSpec, FileInfo
+
+State = dict[str, Any]
+
+
+class StreamChunkReader(ABC):
+    """Base class of all readers (seed name)."""
+
+    #: registry name, stored in each record's ``reader`` field
+    name: ClassVar[str]
+    #: detected formats (see detect.py) this reader handles
+    formats: ClassVar[frozenset[str]] = frozenset()
+
+    def unavailable(self) -> str | None:
+        """Why this reader cannot run here (missing library), or None."""
+        return None
+
+    def chunk_size(self, requested: int) -> int:
+        """The chunk size actually used for a requested one."""
+        return requested
+
+    @abstractmethod
+    def layout(self, info: FileInfo, chunk_size: int) -> Sequence[ChunkSpec]:
+        """All chunks of the file at this chunk size, in file order."""
+
+    @abstractmethod
+    def summarize(self, spec: ChunkSpec, config: StreamingConfig) -> State:
+        """Read one chunk (opening the file itself) and return a small summary."""
+
+    @abstractmethod
+    def merge(self, a: State, b: State) -> State:
+        """Combine two summaries; must be associative."""
+
+    @abstractmethod
+    def finalize(self, state: State, info: FileInfo, config: StreamingConfig) -> dict[str, Any]:
+        """The file's metadata from the merged summary of every chunk read."""
+
+    def public_summary(self, state: State) -> dict[str, Any]:
+        """What a progress callback sees of a chunk summary."""
+        return dict(state)
+
+    def __reduce__(self):
+        # readers are stateless: pickle by class so tasks stay tiny
+        return (type(self), ())

@@ -1,0 +1,71 @@
+"""Lazy reader registry: built-ins by dotted path, third parties by entry point.
+
+Modelled on ``xarray/backends/plugins.py``: nothing is imported until a reader
+is asked for, and a third-party package adds a reader with::
+
+    [project.entry-points."metaextract_dask.readers"]
+    myformat = "mypkg.reader:MyReader"
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from importlib.metadata import entry_points
+
+from ..errors import UnsupportedFormatError
+from ..model import FileInfo
+from .base import StreamChunkReader
+
+ENTRY_POINT_GROUP = "metaextract_dask.readers"
+
+BUILTIN_READERS: dict[str, str] = {
+    "binary": "metaextract_dask.readers.binary:BinaryChunkReader",
+}
+
+FALLBACK = "binary"
+
+
+@functools.lru_cache(maxsize=1)
+def available_readers() -> dict[str, str]:
+    """name -> "module:Class" for every registered reader."""
+    found = dict(BUILTIN_READERS)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def get_reader(name: str) -> StreamChunkReader:
+    """The reader registered under ``name`` (imported on first use)."""
+    try:
+        target = available_readers()[name]
+    except KeyError:
+        known = ", ".join(sorted(available_readers()))
+        raise UnsupportedFormatError(None, f"no reader named {name!r}; known readers: {known}") from None
+    module, _, attr = target.partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    return cls()
+
+
+def reader_for(info: FileInfo, name: str | None = None) -> tuple[StreamChunkReader, str | None]:
+    """(reader, note) for a file: the format's reader, or binary with a note why.
+
+    ``name`` forces a reader; then a missing library is an error, not a fallback.
+    """
+    if name is not None:
+        reader = get_reader(name)
+        reason = reader.unavailable()
+        if reason:
+            raise UnsupportedFormatError(info.path, reason)
+        return reader, None
+    for candidate in available_readers():
+        if candidate == FALLBACK:
+            continue
+        reader = get_reader(candidate)
+        if info.format in reader.formats:
+            reason = reader.unavailable()
+            if reason is None:
+                return reader, None
+            return get_reader(FALLBACK), f"read as binary: {reason}"
+    return get_reader(FALLBACK), None

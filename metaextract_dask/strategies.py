@@ -1,0 +1,158 @@
+"""Plans: which chunks of a file are read, at what size, in what shape.
+
+A plan is plain data, so the planner is tested without Dask. The graph
+builder (graph.py) turns it into tasks.
+
+Shapes:
+  single  one task reads every chunk (ADAPTIVE, small files)
+  chain   chunk i waits for chunk i-1 (SEQUENTIAL)
+  window  chunk i waits for chunk i-W (WINDOWED)
+  star    header, footer and K spaced chunks into one merge (SAMPLE_BASED)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .config import StreamingConfig, StreamingStrategy
+from .model import ChunkSpec, ChunkType, FileInfo
+from .readers.base import StreamChunkReader
+
+#: inputs per merge task in tree reductions
+MERGE_FANIN = 8
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which chunks one file's graph reads, and how the reads depend on each other."""
+
+    info: FileInfo
+    reader: str
+    requested: StreamingStrategy
+    strategy: StreamingStrategy
+    shape: str
+    chunk_size: int
+    chunk_size_grown: bool
+    chunks_total: int
+    specs: tuple[ChunkSpec, ...]
+    window: int = 1
+    note: str | None = None
+
+    @property
+    def bytes_planned(self) -> int:
+        return sum(s.size for s in self.specs)
+
+    @property
+    def full_scan(self) -> bool:
+        """True when every chunk of the file is read."""
+        return len(self.specs) == self.chunks_total
+
+    @property
+    def task_count(self) -> int:
+        """Tasks in this file's graph, merges included."""
+        if self.shape == "single":
+            return 1
+        if self.shape == "star":
+            return len(self.specs) + 1
+        return len(self.specs) + merge_task_count(len(self.specs))
+
+    def describe(self) -> dict[str, Any]:
+        """The ``streaming`` section of the file's metadata."""
+        return {
+            "requested_strategy": self.requested.value,
+            "strategy": self.strategy.value,
+            "shape": self.shape,
+            "chunk_size": self.chunk_size,
+            "chunk_size_grown": self.chunk_size_grown,
+            "chunks_total": self.chunks_total,
+            "chunks_read": len(self.specs),
+            "bytes_read": self.bytes_planned,
+            "tasks": self.task_count,
+            "window": self.window if self.shape == "window" else None,
+            "exact": self.full_scan,
+            "note": self.note,
+        }
+
+
+def merge_task_count(n: int, fanin: int = MERGE_FANIN) -> int:
+    """Merge tasks (the final one included) of a tree reduction over n inputs."""
+    count = 1
+    while n > fanin:
+        n = -(-n // fanin)
+        count += n
+    return count
+
+
+def max_reads(cap: int, fanin: int = MERGE_FANIN) -> int:
+    """The most chunk reads whose graph, merges included, stays within cap tasks."""
+    n = cap - 1
+    while n > 1 and n + merge_task_count(n, fanin) > cap:
+        n -= 1
+    return max(n, 1)
+
+
+def resolve(strategy: StreamingStrategy, size: int, config: StreamingConfig) -> tuple[StreamingStrategy, str]:
+    """(concrete strategy, shape) for a file of this size."""
+    if strategy is StreamingStrategy.ADAPTIVE:
+        if size < config.streaming_threshold:
+            return StreamingStrategy.SEQUENTIAL, "single"
+        if size <= config.large_file_threshold:
+            return StreamingStrategy.WINDOWED, "window"
+        return StreamingStrategy.SAMPLE_BASED, "star"
+    return strategy, {
+        StreamingStrategy.SEQUENTIAL: "chain",
+        StreamingStrategy.WINDOWED: "window",
+        StreamingStrategy.SAMPLE_BASED: "star",
+    }[strategy]
+
+
+def sample_indices(chunks: Sequence[ChunkSpec], count: int) -> list[int]:
+    """Header, footer, every METADATA chunk, and ``count`` evenly spaced others."""
+    n = len(chunks)
+    if n <= count + 2:
+        return list(range(n))
+    picked = {0, n - 1}
+    if count == 1:
+        picked.add(n // 2)
+    elif count > 1:
+        picked.update(1 + round(j * (n - 3) / (count - 1)) for j in range(count))
+    meta = getattr(chunks, "metadata_indices", None)  # lazy layouts say it without materialising
+    if meta is None:
+        meta = [i for i, s in enumerate(chunks) if s.chunk_type is ChunkType.METADATA]
+    picked.update(meta)
+    return sorted(picked)
+
+
+def plan_file(info: FileInfo, reader: StreamChunkReader, config: StreamingConfig, note: str | None = None) -> Plan:
+    """Plan one file: resolve the strategy, grow the chunk size to respect the cap."""
+    strategy, shape = resolve(config.strategy, info.size, config)
+    chunk_size = reader.chunk_size(config.chunk_size)
+    layout = reader.layout(info, chunk_size)
+    grown = False
+    if shape in ("chain", "window"):
+        limit = max_reads(config.max_tasks_per_file)
+        while len(layout) > limit:
+            chunk_size = reader.chunk_size(max(chunk_size * 2, -(-info.size // limit)))
+            layout = reader.layout(info, chunk_size)
+            grown = True
+        specs = tuple(layout)
+    elif shape == "star":
+        count = min(config.sample_count, config.max_tasks_per_file - 3)
+        specs = tuple(layout[i] for i in sample_indices(layout, count))
+    else:
+        specs = tuple(layout)
+    return Plan(
+        info=info,
+        reader=reader.name,
+        requested=config.strategy,
+        strategy=strategy,
+        shape=shape,
+        chunk_size=chunk_size,
+        chunk_size_grown=grown,
+        chunks_total=len(layout),
+        specs=specs,
+        window=config.window_size,
+        note=note,
+    )

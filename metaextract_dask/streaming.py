@@ -1,0 +1,208 @@
+"""Extract one file as a Dask graph (the seed's streaming framework).
+
+The graph runs on a ``distributed.Client`` when one is given or current, and
+on Dask's local threaded scheduler otherwise. Progress callbacks run on the
+client as chunk tasks finish and see each chunk's summary, never its bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .config import StreamingConfig
+from .errors import ExtractionError, ExtractionTimeout, MetaExtractError, describe
+from .graph import CHUNK_SUMMARIES, FileGraph, build_graph
+from .model import StreamChunk
+from .probe import probe
+from .readers.registry import reader_for
+from .strategies import Plan, plan_file
+
+Callback = Callable[[StreamChunk, "StreamingMetrics"], Any]
+
+
+@dataclass
+class StreamingMetrics:
+    """Progress of one file's extraction (seed name)."""
+
+    file_path: str = ""
+    strategy: str = ""
+    chunks_total: int = 0
+    bytes_total: int = 0
+    chunks_processed: int = 0
+    bytes_processed: int = 0
+    start_time: float = field(default_factory=time.perf_counter)
+    end_time: float | None = None
+
+    @property
+    def elapsed_time(self) -> float:
+        """Seconds since the extraction started (until it ended)."""
+        return (self.end_time or time.perf_counter()) - self.start_time
+
+    @property
+    def throughput(self) -> float:
+        """Bytes processed per second."""
+        elapsed = self.elapsed_time
+        return self.bytes_processed / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def progress(self) -> float:
+        """Fraction of planned chunks done, 0 to 1."""
+        return self.chunks_processed / self.chunks_total if self.chunks_total else 0.0
+
+    def record(self, size: int) -> None:
+        self.chunks_processed += 1
+        self.bytes_processed += size
+
+
+def current_client() -> Any | None:
+    """The active distributed Client, if distributed is in use."""
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import default_client
+
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+class StreamingExtractor:
+    """Extract metadata from one file with a streaming strategy (seed name).
+
+    ``client``: a ``distributed.Client`` to run on; ``None`` uses the current
+    client if there is one, otherwise Dask's local threaded scheduler.
+    """
+
+    def __init__(self, config: StreamingConfig | None = None, client: Any | None = None, reader: str | None = None):
+        self.config = config or StreamingConfig()
+        self.client = client
+        self.reader = reader
+
+    def plan(self, path: str | os.PathLike) -> Plan:
+        """What would be read, without reading it."""
+        info = probe(path)
+        reader, note = reader_for(info, self.reader)
+        return plan_file(info, reader, self.config, note)
+
+    def graph(self, path: str | os.PathLike, deadline: float | None = None) -> tuple[Plan, FileGraph]:
+        """The plan and its task dictionary, for inspection or custom execution."""
+        info = probe(path)
+        reader, note = reader_for(info, self.reader)
+        plan = plan_file(info, reader, self.config, note)
+        return plan, build_graph(plan, reader, self.config, deadline)
+
+    def extract(self, path: str | os.PathLike, callback: Callback | None = None) -> tuple[dict[str, Any], StreamingMetrics]:
+        """Extract synchronously: (metadata, metrics)."""
+        path = os.fspath(path)
+        deadline = time.time() + self.config.timeout
+        plan, fg = self.graph(path, deadline)
+        metrics = StreamingMetrics(path, plan.shape, len(plan.specs), plan.bytes_planned)
+        client = self.client or current_client()
+        try:
+            if client is None:
+                record = _run_local(fg, metrics, callback)
+            else:
+                record = _run_distributed(client, fg, metrics, callback, deadline)
+        except MetaExtractError:
+            raise
+        except Exception as exc:
+            raise ExtractionError(path, describe(exc)) from exc
+        _finish(record, plan, metrics, callback)
+        return record, metrics
+
+    async def extract_streaming(self, path: str | os.PathLike, callback: Callback | None = None) -> tuple[dict[str, Any], StreamingMetrics]:
+        """Extract asynchronously: (metadata, metrics)."""
+        client = self.client or current_client()
+        if client is not None and getattr(client, "asynchronous", False):
+            return await self._extract_async_client(client, os.fspath(path), callback)
+        return await asyncio.to_thread(self.extract, path, callback)
+
+    async def _extract_async_client(self, client: Any, path: str, callback: Callback | None):
+        from distributed import as_completed
+
+        deadline = time.time() + self.config.timeout
+        plan, fg = self.graph(path, deadline)
+        metrics = StreamingMetrics(path, plan.shape, len(plan.specs), plan.bytes_planned)
+        keys = [fg.final_key, *fg.read_keys] if callback else [fg.final_key]
+        futures = dict(zip(keys, client.get(fg.dsk, keys, sync=False)))
+        try:
+            if callback:
+                async for fut in as_completed([futures[k] for k in fg.read_keys]):
+                    _on_chunk(fg.read_keys[fut.key], fg.reader.public_summary(await fut), metrics, callback)
+            record = await asyncio.wait_for(futures[fg.final_key], max(0.0, deadline - time.time()))
+        except asyncio.TimeoutError:
+            raise ExtractionTimeout(path, f"timed out after {self.config.timeout:g} s") from None
+        except MetaExtractError:
+            raise
+        except Exception as exc:
+            raise ExtractionError(path, describe(exc)) from exc
+        finally:
+            await client.cancel(list(futures.values()))
+        _finish(record, plan, metrics, callback)
+        return record, metrics
+
+
+def _on_chunk(spec: Any, summary: dict[str, Any], metrics: StreamingMetrics, callback: Callback | None) -> None:
+    """Count one finished chunk and tell the user's callback."""
+    metrics.record(spec.size)
+    if callback is not None:
+        callback(StreamChunk.from_spec(spec, summary), metrics)
+
+
+def _run_local(fg: FileGraph, metrics: StreamingMetrics, callback: Callback | None) -> dict[str, Any]:
+    """Run on Dask's threaded scheduler; chunk callbacks fire as tasks finish."""
+    import dask.threaded
+    from dask.callbacks import Callback as DaskCallback
+
+    class _Progress(DaskCallback):
+        def _posttask(self, key, result, dsk, state, worker_id):
+            spec = fg.read_keys.get(key)
+            if spec is not None:
+                _on_chunk(spec, fg.reader.public_summary(result) if callback else {}, metrics, callback)
+
+    return dask.threaded.get(fg.dsk, fg.final_key, callbacks=[_Progress()._callback])
+
+
+def _run_distributed(client: Any, fg: FileGraph, metrics: StreamingMetrics, callback: Callback | None, deadline: float) -> dict[str, Any]:
+    """Run on a distributed Client; chunk summaries travel only if a callback wants them."""
+    from distributed import as_completed
+
+    keys = [fg.final_key, *fg.read_keys] if callback else [fg.final_key]
+    futures = dict(zip(keys, client.get(fg.dsk, keys, sync=False)))
+    path = metrics.file_path
+    try:
+        if callback:
+            for fut in as_completed([futures[k] for k in fg.read_keys]):
+                _on_chunk(fg.read_keys[fut.key], fg.reader.public_summary(fut.result()), metrics, callback)
+        try:
+            return futures[fg.final_key].result(timeout=max(0.0, deadline - time.time()))
+        except TimeoutError:
+            raise ExtractionTimeout(path, "timed out: the file took longer than its timeout") from None
+    finally:
+        client.cancel(list(futures.values()))
+
+
+def _finish(record: dict[str, Any], plan: Plan, metrics: StreamingMetrics, callback: Callback | None) -> None:
+    """Close the metrics; replay single-task chunk summaries to the callback."""
+    summaries = record.pop(CHUNK_SUMMARIES, None)
+    if summaries is not None:
+        for spec, summary in zip(plan.specs, summaries):
+            _on_chunk(spec, summary, metrics, callback)
+    metrics.chunks_processed = len(plan.specs)
+    metrics.bytes_processed = plan.bytes_planned
+    metrics.end_time = time.perf_counter()
+
+
+async def extract_with_streaming(path: str | os.PathLike, config: StreamingConfig | None = None, callback: Callback | None = None, client: Any | None = None) -> tuple[dict[str, Any], StreamingMetrics]:
+    """Extract one file asynchronously (seed name): ``await extract_with_streaming(path)``."""
+    return await StreamingExtractor(config, client).extract_streaming(path, callback)
+
+
+def extract_file(path: str | os.PathLike, config: StreamingConfig | None = None, callback: Callback | None = None, client: Any | None = None) -> tuple[dict[str, Any], StreamingMetrics]:
+    """Extract one file synchronously: (metadata, metrics)."""
+    return StreamingExtractor(config, client).extract(path, callback)
