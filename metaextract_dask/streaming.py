@@ -132,7 +132,7 @@ class StreamingExtractor:
         futures = dict(zip(keys, client.get(fg.dsk, keys, sync=False)))
         try:
             if callback:
-                async for fut in as_completed([futures[k] for k in fg.read_keys]):
+                async for fut in as_completed([futures[k] for k in fg.read_keys], loop=client.loop):
                     _on_chunk(fg.read_keys[fut.key], fg.reader.public_summary(await fut), metrics, callback)
             record = await asyncio.wait_for(futures[fg.final_key], max(0.0, deadline - time.time()))
         except asyncio.TimeoutError:
@@ -177,7 +177,7 @@ def _run_distributed(client: Any, fg: FileGraph, metrics: StreamingMetrics, call
     path = metrics.file_path
     try:
         if callback:
-            for fut in as_completed([futures[k] for k in fg.read_keys]):
+            for fut in as_completed([futures[k] for k in fg.read_keys], loop=client.loop):
                 _on_chunk(fg.read_keys[fut.key], fg.reader.public_summary(fut.result()), metrics, callback)
         try:
             return futures[fg.final_key].result(timeout=max(0.0, deadline - time.time()))

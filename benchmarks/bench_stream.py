@@ -1,0 +1,137 @@
+"""One large file: bounded memory and full-scan throughput.
+
+1. Peak resident memory of the whole process tree (client, scheduler, two
+   worker processes) while a LocalCluster full-scans (WINDOWED) a 512 MiB and
+   an 8 GiB sparse file: the ratio shows memory does not grow with file size.
+2. Full-scan throughput of a file in the page cache, WINDOWED with the
+   default checksum, as a ratio against ``cat FILE > /dev/null`` and against a
+   serial Python loop computing the same checksum, all measured in this run.
+
+    python benchmarks/bench_stream.py                 # the recorded sizes
+    python benchmarks/bench_stream.py --quick         # tiny, used by the tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import GiB, MiB, TreeRSS, best_of, cat_seconds, command_line, machine_line, table  # noqa: E402
+
+CHILD = """
+import json, sys, time
+from distributed import Client, LocalCluster
+from metaextract_dask import StreamingConfig, extract_file
+path = sys.argv[1]
+with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
+    t = time.perf_counter()
+    record, metrics = extract_file(path, StreamingConfig(strategy="windowed"), client=client)
+    print(json.dumps({"seconds": time.perf_counter() - t, "chunks": metrics.chunks_processed,
+                      "bytes": metrics.bytes_processed, "checksum": record["checksum"]["value"]}))
+"""
+
+
+def memory_run(path: str) -> dict:
+    """Run a full scan in a child process tree and sample its memory."""
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, path], stdout=subprocess.PIPE, text=True)
+    with TreeRSS(proc.pid) as rss:
+        out, _ = proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"memory child failed for {path}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result.update(peak_total=rss.peak_total, peak_single=rss.peak_single, processes=rss.peak_processes)
+    return result
+
+
+def serial_checksum(path: str) -> str:
+    """The reference a user would write: read 1 MiB at a time, hash the blocks."""
+    from metaextract_dask.checksum import block_digests, combine
+
+    digests = bytearray()
+    with open(path, "rb", buffering=0) as f:
+        while block := f.read(MiB):
+            digests += block_digests(block, "xxh3_128")
+    return combine(bytes(digests), "xxh3_128")
+
+
+def throughput(path: str, size: int, repeat: int) -> list[list[object]]:
+    from distributed import Client, LocalCluster
+
+    from metaextract_dask import StreamingConfig, extract_file
+
+    cfg = StreamingConfig(strategy="windowed")
+    subprocess.run(f"cat '{path}' > /dev/null", shell=True, check=True)  # into the page cache
+    cat = min(cat_seconds(path) for _ in range(repeat))
+    serial = best_of(lambda: serial_checksum(path), repeat)
+    local = best_of(lambda: extract_file(path, cfg), repeat)
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
+        extract_file(path, cfg, client=client)  # warm the workers
+        dist = best_of(lambda: extract_file(path, cfg, client=client), repeat)
+    assert extract_file(path, cfg)[0]["checksum"]["value"] == serial_checksum(path)
+    gbs = lambda s: f"{size / s / 1e9:.2f}"  # noqa: E731
+    return [
+        ["cat FILE > /dev/null (reference)", f"{cat:.3f}", gbs(cat), "1.00", f"{serial / cat:.2f}"],
+        ["serial Python loop, same checksum", f"{serial:.3f}", gbs(serial), f"{cat / serial:.2f}", "1.00"],
+        ["WINDOWED, local threaded scheduler", f"{local:.3f}", gbs(local), f"{cat / local:.2f}", f"{serial / local:.2f}"],
+        ["WINDOWED, LocalCluster 2 processes", f"{dist:.3f}", gbs(dist), f"{cat / dist:.2f}", f"{serial / dist:.2f}"],
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the benchmark runs")
+    parser.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "RESULTS-stream.md"))
+    args = parser.parse_args()
+    small, large = (8 * MiB, 64 * MiB) if args.quick else (512 * MiB, 8 * GiB)
+    scan_size = 16 * MiB if args.quick else 2 * GiB
+    repeat = 1 if args.quick else 3
+
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
+        rows = []
+        runs = {}
+        for size in (small, large):
+            path = os.path.join(tmp, f"sparse-{size}.bin")
+            with open(path, "wb") as f:
+                f.truncate(size)
+            runs[size] = r = memory_run(path)
+            rows.append([f"{size / MiB:.0f} MiB", r["chunks"], f"{r['seconds']:.2f}", r["processes"],
+                         f"{r['peak_total'] / MiB:.0f}", f"{r['peak_single'] / MiB:.0f}"])
+            os.unlink(path)
+        ratio = runs[large]["peak_total"] / runs[small]["peak_total"]
+        mem_table = table(["sparse file", "chunks read", "seconds", "processes", "peak RSS, tree (MiB)", "peak RSS, largest process (MiB)"], rows)
+
+        path = os.path.join(tmp, "random.bin")
+        with open(path, "wb") as f:
+            for _ in range(scan_size // (64 * MiB) or 1):
+                f.write(os.urandom(min(scan_size, 64 * MiB)))
+        tput_table = table(["full scan of a cached file", "seconds (best)", "GB/s", "vs cat", "vs serial loop"], throughput(path, os.path.getsize(path), repeat))
+
+    report = "\n".join([
+        "## One large file: memory and full-scan throughput",
+        "",
+        f"Command: `{command_line()}`  ",
+        f"Machine: {machine_line()}  ",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        "",
+        mem_table,
+        "",
+        f"Peak tree RSS ratio, {large / MiB:.0f} MiB over {small / MiB:.0f} MiB: **{ratio:.2f}**",
+        "",
+        f"Throughput on a {scan_size / MiB:.0f} MiB file of random bytes in the page cache (checksum xxh3_128):",
+        "",
+        tput_table,
+        "",
+    ])
+    print(report)
+    with open(args.results, "w") as f:
+        f.write(report)
+
+
+if __name__ == "__main__":
+    main()
