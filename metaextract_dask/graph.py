@@ -85,7 +85,13 @@ def finalize_file(reader: StreamChunkReader, info: FileInfo, config: StreamingCo
 
 def run_single(reader: StreamChunkReader, info: FileInfo, config: StreamingConfig, plan: dict[str, Any], specs: tuple[ChunkSpec, ...], deadline: float | None) -> dict[str, Any]:
     """The whole file in one task (small files): every chunk, merge, finalize."""
-    states = [run_chunk(reader, spec, config, deadline) for spec in specs]
+    _check_deadline(deadline, info.path)
+    try:
+        states = reader.summarize_all(specs, config)
+    except MetaExtractError:
+        raise
+    except Exception as exc:
+        raise ExtractionError(info.path, f"could not be read: {describe(exc)}") from exc
     record = finalize_file(reader, info, config, plan, states)
     record[CHUNK_SUMMARIES] = [reader.public_summary(s) for s in states]
     return record

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import StreamingConfig, StreamingStrategy
+from .errors import CorruptFileError, MetaExtractError, describe
 from .model import ChunkSpec, ChunkType, FileInfo
 from .readers.base import StreamChunkReader
 
@@ -125,17 +126,27 @@ def sample_indices(chunks: Sequence[ChunkSpec], count: int) -> list[int]:
     return sorted(picked)
 
 
+def read_layout(reader: StreamChunkReader, info: FileInfo, chunk_size: int) -> Sequence[ChunkSpec]:
+    """The reader's layout, with any failure turned into a clear error for this file."""
+    try:
+        return reader.layout(info, chunk_size)
+    except MetaExtractError:
+        raise
+    except Exception as exc:
+        raise CorruptFileError(info.path, f"the {reader.name} reader cannot read its layout: {describe(exc)}") from exc
+
+
 def plan_file(info: FileInfo, reader: StreamChunkReader, config: StreamingConfig, note: str | None = None) -> Plan:
     """Plan one file: resolve the strategy, grow the chunk size to respect the cap."""
     strategy, shape = resolve(config.strategy, info.size, config)
     chunk_size = reader.chunk_size(config.chunk_size)
-    layout = reader.layout(info, chunk_size)
+    layout = read_layout(reader, info, chunk_size)
     grown = False
     if shape in ("chain", "window"):
         limit = max_reads(config.max_tasks_per_file)
         while len(layout) > limit:
             chunk_size = reader.chunk_size(max(chunk_size * 2, -(-info.size // limit)))
-            layout = reader.layout(info, chunk_size)
+            layout = read_layout(reader, info, chunk_size)
             grown = True
         specs = tuple(layout)
     elif shape == "star":

@@ -41,6 +41,10 @@ class StreamChunkReader(ABC):
     def summarize(self, spec: ChunkSpec, config: StreamingConfig) -> State:
         """Read one chunk (opening the file itself) and return a small summary."""
 
+    def summarize_all(self, specs: Sequence[ChunkSpec], config: StreamingConfig) -> list[State]:
+        """Summaries of several chunks in one task (small files); override to share work."""
+        return [self.summarize(spec, config) for spec in specs]
+
     @abstractmethod
     def merge(self, a: State, b: State) -> State:
         """Combine two summaries; must be associative."""

@@ -21,6 +21,9 @@ ENTRY_POINT_GROUP = "metaextract_dask.readers"
 
 BUILTIN_READERS: dict[str, str] = {
     "binary": "metaextract_dask.readers.binary:BinaryChunkReader",
+    "hdf5": "metaextract_dask.readers.hdf5:HDF5ChunkReader",
+    "netcdf": "metaextract_dask.readers.netcdf:NetCDFChunkReader",
+    "video": "metaextract_dask.readers.video:VideoChunkReader",
 }
 
 FALLBACK = "binary"

@@ -1,0 +1,191 @@
+"""NetCDF (classic CDF-1/2/5 and NetCDF-4) through netCDF4.
+
+Layout: chunk 0 is the header (METADATA); the rest are SECTIONs of variable
+slabs. Statistics honour ``_FillValue`` / ``missing_value`` (netCDF4 masks
+them) and are of the unpacked values (``scale_factor`` / ``add_offset``
+applied), as users of the data see them. CF coverage (time range, latitude
+and longitude bounds) is read from the coordinate variables.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from ..config import StreamingConfig
+from ..errors import CorruptFileError
+from ..model import ChunkSpec, ChunkType, FileInfo
+from . import arrays
+from .base import State, StreamChunkReader
+
+EXTRA_HINT = "netCDF4 is not installed: pip install 'metaextract_dask[netcdf]'"
+
+#: libnetcdf (and the HDF5 under it) is not thread-safe, and netCDF4-python
+#: releases the GIL around its calls: one netCDF4 call at a time per process.
+NETCDF_LOCK = threading.RLock()
+
+#: coordinate variables larger than this are not read whole for CF coverage
+COORD_LIMIT = 10_000_000
+
+
+def open_dataset(path: str) -> Any:
+    import netCDF4
+
+    try:
+        return netCDF4.Dataset(path, "r")
+    except OSError as exc:
+        raise CorruptFileError(path, f"the NetCDF library cannot open it: {exc}") from exc
+
+
+def walk_groups(ds: Any, prefix: str = "") -> Any:
+    """(path prefix, group) for the root and every nested group."""
+    yield prefix, ds
+    for name, group in ds.groups.items():
+        yield from walk_groups(group, f"{prefix}{name}/")
+
+
+def get_variable(ds: Any, path: str) -> Any:
+    *groups, name = path.split("/")
+    for g in groups:
+        ds = ds.groups[g]
+    return ds.variables[name]
+
+
+def read_attrs(obj: Any) -> dict[str, Any]:
+    out = {}
+    for key in obj.ncattrs():
+        try:
+            out[key] = arrays.to_jsonable(obj.getncattr(key))
+        except Exception as exc:  # noqa: BLE001
+            out[key] = f"<unreadable: {exc}>"
+    return out
+
+
+def describe_header(ds: Any) -> dict[str, Any]:
+    """Dimensions, variables and attributes, as ncdump -h shows them."""
+    dimensions, unlimited, variables, groups = {}, [], {}, []
+    for prefix, group in walk_groups(ds):
+        if prefix:
+            groups.append(prefix.rstrip("/"))
+        for name, dim in group.dimensions.items():
+            dimensions[prefix + name] = len(dim)
+            if dim.isunlimited():
+                unlimited.append(prefix + name)
+        for name, var in group.variables.items():
+            dtype = var.dtype if not isinstance(var.dtype, type) else var.dtype.__name__
+            entry = {
+                "dims": list(var.dimensions),
+                "shape": list(var.shape),
+                "dtype": str(dtype),
+                "attrs": read_attrs(var),
+            }
+            if ds.data_model == "NETCDF4":
+                chunking = var.chunking()
+                entry["chunks"] = None if chunking == "contiguous" else list(chunking)
+                entry["compression"] = {k: v for k, v in (var.filters() or {}).items() if v}
+            variables[prefix + name] = entry
+    return {
+        "file_format": ds.data_model,
+        "dimensions": dimensions,
+        "unlimited_dimensions": unlimited,
+        "variables": variables,
+        "groups": groups,
+        "attrs": read_attrs(ds),
+    }
+
+
+def _cf_role(name: str, attrs: dict[str, Any]) -> str | None:
+    std = str(attrs.get("standard_name", "")).lower()
+    units = str(attrs.get("units", "")).lower()
+    axis = str(attrs.get("axis", "")).upper()
+    if std == "time" or axis == "T" or (" since " in units and name.lower() in ("time", "t")):
+        return "time"
+    if std == "latitude" or units in ("degrees_north", "degree_north", "degrees_n") or name.lower() in ("lat", "latitude"):
+        return "latitude"
+    if std == "longitude" or units in ("degrees_east", "degree_east", "degrees_e") or name.lower() in ("lon", "longitude"):
+        return "longitude"
+    return None
+
+
+def cf_coverage(ds: Any, header: dict[str, Any]) -> dict[str, Any]:
+    """Time range decoded from its units, latitude and longitude bounds."""
+    import numpy as np
+
+    coverage: dict[str, Any] = {}
+    for path, entry in header["variables"].items():
+        role = _cf_role(path.rsplit("/", 1)[-1], entry["attrs"])
+        if role is None or role in coverage or not entry["shape"] or np.prod(entry["shape"]) > COORD_LIMIT:
+            continue
+        var = get_variable(ds, path)
+        values = var[...]
+        values = values.compressed() if np.ma.isMaskedArray(values) else np.asarray(values).ravel()
+        if values.size == 0 or not arrays.is_numeric(values.dtype):
+            continue
+        lo, hi = values.min().item(), values.max().item()
+        if role == "time":
+            units = entry["attrs"].get("units")
+            if not units or " since " not in str(units):
+                continue
+            import cftime
+
+            calendar = entry["attrs"].get("calendar", "standard")
+            start, end = cftime.num2date([lo, hi], units, calendar)
+            coverage["time"] = {"variable": path, "start": start.isoformat(), "end": end.isoformat(), "units": units, "calendar": calendar}
+        else:
+            coverage[role] = {"variable": path, "min": lo, "max": hi}
+    return coverage
+
+
+def array_infos(ds: Any) -> list[arrays.ArrayInfo]:
+    """Numeric variables whose values chunk tasks read."""
+    found = []
+    for prefix, group in walk_groups(ds):
+        for name, var in group.variables.items():
+            if not var.shape or isinstance(var.dtype, type) or not arrays.is_numeric(var.dtype):
+                continue  # scalars, strings (dtype str), compound and vlen types: structure only
+            chunks = None
+            if ds.data_model == "NETCDF4":
+                chunking = var.chunking()
+                chunks = None if chunking == "contiguous" else tuple(chunking)
+            found.append(arrays.ArrayInfo(prefix + name, tuple(var.shape), var.dtype.itemsize, chunks))
+    return found
+
+
+class NetCDFChunkReader(StreamChunkReader):
+    """NetCDF classic and NetCDF-4: header, CF coverage, per-variable statistics."""
+
+    name = "netcdf"
+    formats = frozenset({"netcdf3", "netcdf4"})
+
+    def unavailable(self) -> str | None:
+        return None if importlib.util.find_spec("netCDF4") else EXTRA_HINT
+
+    def layout(self, info: FileInfo, chunk_size: int) -> Sequence[ChunkSpec]:
+        with NETCDF_LOCK, open_dataset(info.path) as ds:
+            found = array_infos(ds)
+        header = ChunkSpec(info.path, 0, ChunkType.METADATA, 0, min(info.size, 4096), "header")
+        return [header, *arrays.pack_sections(info.path, found, chunk_size, first_id=1)]
+
+    def summarize(self, spec: ChunkSpec, config: StreamingConfig) -> State:
+        with NETCDF_LOCK, open_dataset(spec.path) as ds:
+            if spec.chunk_type is ChunkType.METADATA:
+                header = describe_header(ds)
+                header["cf_coverage"] = cf_coverage(ds, header)
+                return {"header": header, "stats": {}}
+            return {"header": None, "stats": arrays.section_stats(spec.key, lambda name: (get_variable(ds, name), None))}
+
+    def merge(self, a: State, b: State) -> State:
+        return {"header": a["header"] or b["header"], "stats": arrays.merge_section_stats(a["stats"], b["stats"])}
+
+    def public_summary(self, state: State) -> dict[str, Any]:
+        return {"variables_read": sorted(state["stats"]), "header": state["header"] is not None}
+
+    def finalize(self, state: State, info: FileInfo, config: StreamingConfig) -> dict[str, Any]:
+        header = state["header"]
+        for path, entry in header["variables"].items():
+            stats = state["stats"].get(path)
+            if stats is not None:
+                entry["stats"] = arrays.final_stats(stats, stats.get("cells_total", 0))
+        return header

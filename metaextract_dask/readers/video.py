@@ -1,0 +1,201 @@
+"""Video and audio containers through ffprobe.
+
+Layout: chunk 0 is the container header (METADATA: ``-show_format
+-show_streams``); the rest are FRAME chunks, each a time interval read with
+``-read_intervals``, so sampled strategies read only their intervals and full
+scans count every packet (frame) and keyframe of each video stream. A packet
+belongs to the interval its presentation time falls in, so intervals never
+count a frame twice.
+
+ffprobe is run directly, not through ffmpeg-python's ``probe()``, because
+every call needs a timeout and must be killed, children included, when it
+expires. Paths are passed as ``file:PATH`` so no name is taken for a protocol.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Sequence
+from typing import Any
+
+from ..config import StreamingConfig
+from ..errors import CorruptFileError, ExtractionTimeout
+from ..model import ChunkSpec, ChunkType, FileInfo
+from .base import State, StreamChunkReader
+
+VIDEO_FORMATS = frozenset({"mp4", "mov", "matroska", "webm", "avi", "flv", "mpegts", "mpegps", "ogg"})
+
+#: seconds read past an interval's end, so B-frames reordered across it are seen
+REORDER_MARGIN = 1.0
+
+STREAM_FIELDS = ("index", "codec_type", "codec_name", "codec_long_name", "profile", "width", "height", "pix_fmt",
+                 "avg_frame_rate", "r_frame_rate", "sample_rate", "channels", "channel_layout", "nb_frames",
+                 "duration", "bit_rate")
+
+
+def ffprobe_path() -> str | None:
+    return shutil.which("ffprobe")
+
+
+def run_ffprobe(path: str, args: list[str], timeout: float) -> str:
+    """Run ffprobe on one file; kill its whole process group on timeout."""
+    exe = ffprobe_path()
+    if exe is None:
+        raise CorruptFileError(path, "ffprobe is not installed (install ffmpeg)")
+    cmd = [exe, "-v", "error", "-hide_banner", *args, "-i", "file:" + path]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise ExtractionTimeout(path, f"ffprobe did not finish within {timeout:g} s and was killed") from None
+    if proc.returncode != 0:
+        lines = err.decode("utf-8", "replace").strip().splitlines()
+        why = lines[-1].replace("file:" + path, "").strip(": ") if lines else f"exit status {proc.returncode}"
+        raise CorruptFileError(path, f"ffprobe cannot read it: {why}")
+    return out.decode("utf-8", "replace")
+
+
+@functools.lru_cache(maxsize=256)
+def probe_container(path: str, size: int, mtime: float, timeout: float) -> dict[str, Any]:
+    """ffprobe's format and streams (cached per file version in this process)."""
+    text = run_ffprobe(path, ["-show_format", "-show_streams", "-of", "json"], timeout)
+    data = json.loads(text or "{}")
+    if not data.get("streams"):
+        raise CorruptFileError(path, "ffprobe found no audio or video stream in it")
+    return data
+
+
+def _num(value: Any) -> Any:
+    """ffprobe prints numbers as strings: make them numbers where they are."""
+    if isinstance(value, str):
+        for cast in (int, float):
+            try:
+                return cast(value)
+            except ValueError:
+                pass
+    return value
+
+
+def _ts(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def count_packets(text: str, intervals: list[tuple[float | None, float | None]]) -> list[dict[str, list[int]]]:
+    """Frames and keyframes per video stream, per interval, from ffprobe's packet CSV."""
+    counts: list[dict[str, list[int]]] = [{} for _ in intervals]
+    for line in text.splitlines():
+        fields = line.split(",")
+        if len(fields) < 4:
+            continue
+        index, pts, dts, flags = fields[0], _ts(fields[1]), _ts(fields[2]), fields[3]
+        t = pts if pts is not None else dts
+        for slot, (lo, hi) in zip(counts, intervals):
+            if (lo is None or (t is not None and t >= lo)) and (hi is None or (t is not None and t < hi)):
+                c = slot.setdefault(index, [0, 0])
+                c[0] += 1
+                c[1] += "K" in flags
+                break
+    return counts
+
+
+def scan_intervals(path: str, intervals: list[tuple[float | None, float | None]], timeout: float) -> list[dict[str, list[int]]]:
+    """One ffprobe pass over the span of ``intervals`` (None: open end)."""
+    lo = min((a for a, _ in intervals), default=None, key=lambda x: -1e300 if x is None else x)
+    his = [b for _, b in intervals]
+    hi = None if None in his else max(his)
+    spec = f"{'' if lo is None else f'{lo:.6f}'}%{'' if hi is None else f'{hi + REORDER_MARGIN:.6f}'}"
+    args = ["-select_streams", "v", "-show_entries", "packet=stream_index,pts_time,dts_time,flags", "-of", "csv=p=0"]
+    if spec != "%":
+        args = ["-read_intervals", spec, *args]
+    return count_packets(run_ffprobe(path, args, timeout), intervals)
+
+
+class VideoChunkReader(StreamChunkReader):
+    """Video containers (seed name): format, streams, counted frames and keyframes."""
+
+    name = "video"
+    formats = VIDEO_FORMATS
+
+    def unavailable(self) -> str | None:
+        return None if ffprobe_path() else "ffprobe was not found on PATH: install ffmpeg (Debian: apt-get install ffmpeg)"
+
+    def layout(self, info: FileInfo, chunk_size: int) -> Sequence[ChunkSpec]:
+        data = probe_container(info.path, info.size, info.mtime, 60.0)
+        fmt = data.get("format", {})
+        duration = _ts(str(fmt.get("duration", ""))) or 0.0
+        start = _ts(str(fmt.get("start_time", ""))) or 0.0
+        n = max(1, -(-info.size // chunk_size)) if duration > 0 else 1
+        specs = [ChunkSpec(info.path, 0, ChunkType.METADATA, 0, min(info.size, 4096), "container")]
+        for i in range(n):
+            lo = None if i == 0 else start + duration * i / n
+            hi = None if i == n - 1 else start + duration * (i + 1) / n
+            offset = info.size * i // n
+            specs.append(ChunkSpec(info.path, i + 1, ChunkType.FRAME, offset, info.size * (i + 1) // n - offset, (lo, hi)))
+        return specs
+
+    def summarize(self, spec: ChunkSpec, config: StreamingConfig) -> State:
+        return self.summarize_all([spec], config)[0]
+
+    def summarize_all(self, specs: Sequence[ChunkSpec], config: StreamingConfig) -> list[State]:
+        """All FRAME chunks in one ffprobe pass (one process start, not one per chunk)."""
+        states: list[State] = []
+        frames = [s for s in specs if s.chunk_type is ChunkType.FRAME]
+        counts = iter(scan_intervals(specs[0].path, [s.key for s in frames], config.timeout) if frames else [])
+        for spec in specs:
+            if spec.chunk_type is ChunkType.METADATA:
+                st = os.stat(spec.path)
+                states.append({"container": probe_container(spec.path, st.st_size, st.st_mtime, config.timeout), "frames": {}, "seconds": 0.0})
+            else:
+                lo, hi = spec.key
+                states.append({"container": None, "frames": next(counts), "intervals": [spec.key]})
+        return states
+
+    def merge(self, a: State, b: State) -> State:
+        frames = {k: list(v) for k, v in a["frames"].items()}
+        for k, (n, key) in b["frames"].items():
+            c = frames.setdefault(k, [0, 0])
+            c[0] += n
+            c[1] += key
+        return {"container": a["container"] or b["container"], "frames": frames, "intervals": a.get("intervals", []) + b.get("intervals", [])}
+
+    def public_summary(self, state: State) -> dict[str, Any]:
+        return {"frames": {k: v[0] for k, v in state["frames"].items()}, "keyframes": {k: v[1] for k, v in state["frames"].items()}}
+
+    def finalize(self, state: State, info: FileInfo, config: StreamingConfig) -> dict[str, Any]:
+        data = state["container"]
+        fmt = data.get("format", {})
+        streams = [{k: _num(s[k]) for k in STREAM_FIELDS if k in s} for s in data.get("streams", [])]
+        record = {
+            "container": fmt.get("format_name"),
+            "container_long_name": fmt.get("format_long_name"),
+            "duration": _num(fmt.get("duration")),
+            "start_time": _num(fmt.get("start_time")),
+            "bit_rate": _num(fmt.get("bit_rate")),
+            "size": _num(fmt.get("size", info.size)),
+            "streams": streams,
+            "tags": fmt.get("tags", {}),
+        }
+        intervals = state.get("intervals", [])
+        full = None in (i[0] for i in intervals) and None in (i[1] for i in intervals) and _contiguous(intervals)
+        record["frame_counts"] = {
+            k: {"frames": n, "keyframes": key, "exact": full} for k, (n, key) in sorted(state["frames"].items(), key=lambda kv: int(kv[0]))
+        }
+        return record
+
+
+def _contiguous(intervals: list[tuple[float | None, float | None]]) -> bool:
+    """True when the intervals tile the whole timeline."""
+    ordered = sorted(intervals, key=lambda iv: -1e300 if iv[0] is None else iv[0])
+    if not ordered or ordered[0][0] is not None or ordered[-1][1] is not None:
+        return False
+    return all(a[1] == b[0] for a, b in zip(ordered, ordered[1:]))
