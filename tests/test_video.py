@@ -1,0 +1,116 @@
+"""The video reader agrees with ffprobe's own answers on real files made by ffmpeg."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from metaextract_dask import StreamingConfig, extract_file
+
+CLIPS = {
+    # name: ffmpeg output options (video and audio codecs)
+    "h264_aac.mp4": ["-c:v", "libx264", "-bf", "2", "-g", "15", "-c:a", "aac"],
+    "mpeg4_pcm.mov": ["-c:v", "mpeg4", "-c:a", "pcm_s16le"],
+    "h264_opus.mkv": ["-c:v", "libx264", "-g", "10", "-c:a", "libopus"],
+    "vp9_vorbis.webm": ["-c:v", "libvpx-vp9", "-b:v", "200k", "-deadline", "realtime", "-c:a", "libvorbis"],
+    "mpeg4_mp3.avi": ["-c:v", "mpeg4", "-c:a", "libmp3lame"],
+    "flv_mp3.flv": ["-c:v", "flv", "-c:a", "libmp3lame", "-ar", "44100"],
+    "mpeg2_mp2.ts": ["-c:v", "mpeg2video", "-c:a", "mp2"],
+}
+
+
+def make_clip(path, options, seconds=3, size="160x120"):
+    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration={seconds}",
+           "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", *options, "-shortest", str(path)]
+    subprocess.run(cmd, check=True, timeout=300)
+    return str(path)
+
+
+def ffprobe_json(path):
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", path],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def counted(path):
+    """Video packets and keyframes per stream, counted by ffprobe itself."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "packet=stream_index,flags",
+                          "-of", "csv=p=0", path], capture_output=True, text=True, check=True).stdout
+    counts = {}
+    for line in out.splitlines():
+        if "," not in line:
+            continue  # side-data lines that some containers (MPEG-TS) print between packets
+        index, flags = line.split(",")[:2]
+        c = counts.setdefault(index, [0, 0])
+        c[0] += 1
+        c[1] += "K" in flags
+    return counts
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("video")
+    return {name: make_clip(d / name, opts) for name, opts in CLIPS.items()}
+
+
+@pytest.mark.parametrize("name", sorted(CLIPS))
+def test_agrees_with_ffprobe(clips, name):
+    path = clips[name]
+    record = extract_file(path, StreamingConfig(strategy="windowed", chunk_size=64 * 1024))[0]
+    peer = ffprobe_json(path)
+    assert record["reader"] == "video"
+    assert record["container"] == peer["format"]["format_name"]
+    assert record["duration"] == pytest.approx(float(peer["format"]["duration"]))
+    assert record["size"] == int(peer["format"]["size"]) == os.path.getsize(path)
+    assert len(record["streams"]) == len(peer["streams"]) == 2
+    for ours, theirs in zip(record["streams"], peer["streams"]):
+        assert ours["codec_type"] == theirs["codec_type"] and ours["codec_name"] == theirs["codec_name"]
+        for key in ("width", "height", "channels"):
+            assert ours.get(key) == theirs.get(key)
+        if "sample_rate" in theirs:
+            assert ours["sample_rate"] == int(theirs["sample_rate"])
+        assert ours["avg_frame_rate"] == theirs["avg_frame_rate"]
+    truth = counted(path)
+    assert {k: [v["frames"], v["keyframes"]] for k, v in record["frame_counts"].items()} == truth
+    assert all(v["exact"] for v in record["frame_counts"].values())
+
+
+def test_every_full_strategy_counts_every_frame_over_many_intervals(tmp_path):
+    path = make_clip(tmp_path / "long.mp4", ["-c:v", "libx264", "-bf", "3", "-g", "40", "-b:v", "600k", "-c:a", "aac"], seconds=12, size="320x240")
+    truth = counted(path)
+    for strategy in ("sequential", "windowed", "adaptive"):
+        record = extract_file(path, StreamingConfig(strategy=strategy, chunk_size=64 * 1024, streaming_threshold=1))[0]
+        assert record["streaming"]["chunks_read"] > 8
+        assert {k: [v["frames"], v["keyframes"]] for k, v in record["frame_counts"].items()} == truth
+    sampled = extract_file(path, StreamingConfig(strategy="sample_based", chunk_size=64 * 1024, sample_count=2))[0]
+    assert sampled["streaming"]["chunks_read"] == 2 + 2  # header (the container), footer (last interval), K=2 spaced
+    frames = sampled["frame_counts"]["0"]
+    assert frames["exact"] is False and 0 < frames["frames"] < truth["0"][0]
+
+
+def test_without_ffprobe_falls_back_to_binary_and_says_why(clips, tmp_path):
+    code = (
+        "import json, sys; from metaextract_dask import extract_file\n"
+        "r = extract_file(sys.argv[1])[0]\n"
+        "print(json.dumps([r['reader'], r['format'], r['streaming']['note']]))"
+    )
+    env = dict(os.environ, PATH=str(tmp_path))  # a PATH with no ffprobe on it
+    out = subprocess.run([sys.executable, "-c", code, clips["h264_aac.mp4"]], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    reader, fmt, note = json.loads(out.stdout)
+    assert reader == "binary" and fmt == "mp4" and "ffprobe was not found" in note
+
+
+def test_corrupt_video_is_a_clear_error(clips, tmp_path):
+    from metaextract_dask import CorruptFileError
+
+    broken = tmp_path / "broken.mp4"
+    data = open(clips["h264_aac.mp4"], "rb").read()
+    broken.write_bytes(data[:64] + b"\x00" * 200)
+    with pytest.raises(CorruptFileError) as info:
+        extract_file(broken)
+    assert str(broken) in str(info.value) and "ffprobe" in str(info.value)
