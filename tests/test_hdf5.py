@@ -20,6 +20,10 @@ def add_unavailable_filter_dataset(f, name):
     """A dataset compressed with a filter (Blosc, 32001) this machine does not have."""
     from h5py import h5d, h5p, h5s, h5t, h5z
 
+    from metaextract_dask.readers.hdf5 import trust_plugins_only_from_config
+
+    trust_plugins_only_from_config()  # else netCDF4's Blosc plugin, built for another HDF5, gets loaded
+
     dcpl = h5p.create(h5p.DATASET_CREATE)
     dcpl.set_chunk((4,))
     dcpl.set_filter(32001, h5z.FLAG_OPTIONAL, ())
@@ -135,6 +139,19 @@ def test_unavailable_filter_keeps_structure_with_a_note(h5file):
     assert blosc["filters"][0]["id"] == 32001 and blosc["filters"][0]["available"] is False
     assert "not available here" in blosc["stats_note"] and "stats" not in blosc
     assert ours["/names"]["stats_note"].startswith("no statistics for dtype")
+
+
+def test_plugins_load_only_from_trusted_folders():
+    import os
+
+    import netCDF4  # noqa: F401 - it points HDF5_PLUGIN_PATH at its own plugins
+    from h5py import h5pl
+
+    from metaextract_dask.readers.hdf5 import trust_plugins_only_from_config
+
+    assert os.environ.get("HDF5_PLUGIN_PATH")
+    assert trust_plugins_only_from_config() == ()
+    assert h5pl.size() == 0
 
 
 def test_large_storage_chunk_count_makes_few_tasks(tmp_path):

@@ -9,6 +9,7 @@ available here keep their structure and say why they have no statistics.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 from collections.abc import Sequence
@@ -23,10 +24,29 @@ from .base import State, StreamChunkReader
 EXTRA_HINT = "h5py is not installed: pip install 'metaextract_dask[hdf5]'"
 
 
+@functools.lru_cache(maxsize=1)
+def trust_plugins_only_from_config() -> tuple[str, ...]:
+    """Make h5py load filter plugins only from ``metaextract.hdf5.plugin-paths``.
+
+    Done once per process, before any file is opened: a plugin is native code
+    run on every chunk read, so it must come from a folder the user chose.
+    """
+    import dask.config
+    from h5py import h5pl
+
+    trusted = tuple(str(p) for p in dask.config.get("metaextract.hdf5.plugin-paths", []) or [])
+    while h5pl.size():
+        h5pl.remove(0)
+    for folder in trusted:
+        h5pl.append(folder.encode())
+    return trusted
+
+
 def open_file(path: str) -> Any:
     """Open read-only without HDF5 file locking (read-only and HPC file systems)."""
     import h5py
 
+    trust_plugins_only_from_config()
     try:
         return h5py.File(path, "r", locking=False)
     except OSError as exc:
