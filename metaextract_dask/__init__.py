@@ -13,6 +13,7 @@ from .errors import (
     FileAccessError,
     FileChangedError,
     MetaExtractError,
+    ParserCrashError,
     UnsupportedFormatError,
 )
 from .model import ChunkSpec, ChunkType, ExtractionResult, ExtractionTask, FileInfo, StreamChunk
@@ -24,12 +25,33 @@ from .checksum import reference_checksum
 
 __version__ = "0.1.0"
 
+# The parallel layer needs distributed: imported on first use, not at package import.
+_LAZY = {
+    "ExecutionModel": "metaextract_dask.cluster",
+    "LoadBalancingStrategy": "metaextract_dask.parallel",
+    "ParallelExtractionConfig": "metaextract_dask.parallel",
+    "ParallelExtractor": "metaextract_dask.parallel",
+    "extract_files_parallel": "metaextract_dask.parallel",
+    "extract_files": "metaextract_dask.parallel",
+    "ParallelMetrics": "metaextract_dask.metrics",
+    "extract_metadata": "metaextract_dask.batching",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'metaextract_dask' has no attribute {name!r}")
+
 __all__ = [
     "BinaryChunkReader",
     "ChunkSpec",
     "ChunkType",
     "CorruptFileError",
     "EmptyFileError",
+    "ExecutionModel",
     "ExtractionError",
     "ExtractionResult",
     "ExtractionTask",
@@ -37,7 +59,12 @@ __all__ = [
     "FileAccessError",
     "FileChangedError",
     "FileInfo",
+    "LoadBalancingStrategy",
     "MetaExtractError",
+    "ParallelExtractionConfig",
+    "ParallelExtractor",
+    "ParallelMetrics",
+    "ParserCrashError",
     "StreamChunk",
     "StreamChunkReader",
     "StreamingConfig",
@@ -46,6 +73,9 @@ __all__ = [
     "StreamingStrategy",
     "UnsupportedFormatError",
     "extract_file",
+    "extract_files",
+    "extract_files_parallel",
+    "extract_metadata",
     "extract_with_streaming",
     "probe",
     "reference_checksum",

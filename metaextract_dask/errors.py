@@ -18,6 +18,10 @@ class MetaExtractError(Exception):
         self.message = message
         super().__init__(f"{path}: {message}" if path else message)
 
+    def __reduce__(self):
+        # errors cross process boundaries (sandbox, dask workers): keep path and message
+        return (type(self), (self.path, self.message))
+
 
 class FileAccessError(MetaExtractError, OSError):
     """The file cannot be opened: missing, unreadable, not a regular file."""
@@ -64,3 +68,9 @@ class FileChangedError(MetaExtractError, OSError):
     """The file changed size or content while it was being read."""
 
     kind = "changed"
+
+
+class ParserCrashError(MetaExtractError, RuntimeError):
+    """The native parser died (a signal, or out of memory) on this file."""
+
+    kind = "crash"

@@ -1,0 +1,160 @@
+"""What runs on a worker for a batch of small files.
+
+One task extracts many files in turn (per-task overhead is milliseconds, so
+10,000 small files must not be 10,000 tasks), each with retries, a timeout
+and, by default, inside this thread's sandbox process so a crashing or
+hanging native parser costs only its own file. The worker reports each
+file's outcome to the scheduler plugin in one event per batch.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .config import StreamingConfig
+from .errors import (
+    CorruptFileError,
+    EmptyFileError,
+    ExtractionTimeout,
+    FileAccessError,
+    MetaExtractError,
+    ParserCrashError,
+    UnsupportedFormatError,
+    describe,
+)
+from .model import ExtractionResult
+
+#: errors that would only repeat: never retried
+PERMANENT = (FileAccessError, EmptyFileError, UnsupportedFormatError, CorruptFileError, ExtractionTimeout, ParserCrashError)
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """What a batch task needs to know, sent once per batch."""
+
+    timeout: float = 300.0
+    retry_limit: int = 3
+    retry_delay: float = 0.5
+    isolate: bool = True
+    memory_limit: int = 4 * 2**30
+    streaming: StreamingConfig = field(default_factory=StreamingConfig)
+    run: str = ""
+
+
+def extract_metadata(path: str, config: StreamingConfig | None = None) -> dict[str, Any]:
+    """This project's own extraction of one file, run right here (never on a cluster)."""
+    from .graph import build_graph, run_single
+    from .probe import probe
+    from .readers.registry import reader_for
+    from .strategies import plan_file
+
+    config = config or StreamingConfig()
+    info = probe(path)
+    reader, note = reader_for(info)
+    plan = plan_file(info, reader, config, note)
+    deadline = time.time() + config.timeout
+    if plan.shape == "single":
+        record = run_single(reader, info, config, plan.describe(), plan.specs, deadline)
+    else:
+        import dask.threaded
+
+        fg = build_graph(plan, reader, config, deadline)
+        record = dask.threaded.get(fg.dsk, fg.final_key)
+    record.pop("_chunk_summaries", None)
+    return record
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth another try: I/O hiccups and unexpected errors, not bad files."""
+    return not isinstance(exc, PERMANENT)
+
+
+def file_type(path: str, record: dict[str, Any] | None) -> str:
+    """The detected format for metrics, without ever blocking on the path."""
+    if record and isinstance(record.get("format"), str):
+        return record["format"]
+    from .probe import probe
+
+    try:
+        return probe(path).format
+    except MetaExtractError:
+        return "unknown"
+
+
+def _call(path: str, fn: Callable | None, settings: BatchSettings) -> dict[str, Any]:
+    if fn is None:
+        fn, args = extract_metadata, (path, settings.streaming)
+    else:
+        args = (path,)
+    if settings.isolate:
+        from .sandbox import sandbox_for_thread
+
+        return sandbox_for_thread(settings.memory_limit).call(path, settings.timeout, fn, *args)
+    return fn(*args)
+
+
+def extract_one(task_id: str, path: str, fn: Callable | None, settings: BatchSettings) -> ExtractionResult:
+    """One file with retries and exponential backoff; a failure is a result."""
+    start = time.time()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            metadata = _call(path, fn, settings)
+            if not isinstance(metadata, dict):
+                metadata = {"value": metadata}
+            return ExtractionResult(task_id, path, True, metadata, start_time=start, end_time=time.time(), attempts=attempt)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes this file's record
+            if attempt > settings.retry_limit or not is_transient(exc):
+                return ExtractionResult(task_id, path, False, None, describe(exc), type(exc).__name__, start, time.time(), attempts=attempt)
+            time.sleep(min(settings.retry_delay * 2 ** (attempt - 1), 30.0))
+
+
+def outcome(result: ExtractionResult) -> dict[str, Any]:
+    """What the scheduler plugin is told about one file."""
+    md = result.metadata or {}
+    streaming = md.get("streaming") or {}
+    size = md.get("size") if isinstance(md.get("size"), int) else _size(result.file_path)
+    return {
+        "path": result.file_path,
+        "type": file_type(result.file_path, md if result.success else None),
+        "success": result.success,
+        "bytes": streaming.get("bytes_read", size if result.success else 0),
+        "chunks": streaming.get("chunks_read", 1 if result.success else 0),
+        "strategy": streaming.get("shape"),
+        "duration": result.duration,
+        "error": result.error,
+        "error_type": result.error_type,
+        "worker": result.worker,
+    }
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def extract_batch(items: list[tuple[str, str]], fn: Callable | None, settings: BatchSettings) -> list[ExtractionResult]:
+    """A batch task: (task_id, path) pairs, one after another."""
+    from .metrics import EVENT_TOPIC
+
+    worker = None
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        pass
+    results = []
+    for task_id, path in items:
+        result = extract_one(task_id, path, fn, settings)
+        result.worker = worker.address if worker is not None else None
+        results.append(result)
+    if worker is not None and settings.run:
+        worker.log_event(EVENT_TOPIC, {"kind": "files", "run": settings.run, "files": [outcome(r) for r in results]})
+    return results

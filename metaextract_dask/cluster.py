@@ -1,0 +1,109 @@
+"""ExecutionModel -> a distributed Client.
+
+The embedded default is a LocalCluster on 127.0.0.1 (nothing to set up, and
+nothing reachable from other machines); a user may instead pass a Client, a
+cluster object (dask-jobqueue, ...) or a scheduler address.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from typing import Any
+
+
+class ExecutionModel(enum.Enum):
+    """How work is executed (seed names), each mapped onto a distributed Client."""
+
+    THREAD_POOL = "thread_pool"  # one worker process, many threads (I/O-bound)
+    PROCESS_POOL = "process_pool"  # one single-threaded worker process per core (CPU-bound)
+    ASYNC_IO = "async_io"  # the same cluster as PROCESS_POOL, driven by an asynchronous Client
+    HYBRID = "hybrid"  # processes with two threads each
+
+    @classmethod
+    def parse(cls, value: "ExecutionModel | str") -> "ExecutionModel":
+        if isinstance(value, cls):
+            return value
+        aliases = {"threads": "thread_pool", "processes": "process_pool", "async": "async_io"}
+        text = str(value).lower().replace("-", "_")
+        try:
+            return cls(aliases.get(text, text))
+        except ValueError:
+            raise ValueError(f"unknown execution model {value!r}; choose one of {', '.join(m.value for m in cls)}") from None
+
+
+def local_cluster_kwargs(model: ExecutionModel, max_workers: int | None, host: str = "127.0.0.1", dashboard: str | None = None) -> dict[str, Any]:
+    """LocalCluster arguments for an execution model on this machine."""
+    cores = max_workers or os.cpu_count() or 1
+    dashboard = dashboard if dashboard is not None else f"{host}:8787"
+    if model is ExecutionModel.THREAD_POOL:
+        # threads only: tcp on loopback (inproc would ignore ``host``)
+        return dict(n_workers=1, threads_per_worker=cores, processes=False, protocol="tcp://", host=host, dashboard_address=dashboard)
+    if model is ExecutionModel.HYBRID:
+        return dict(n_workers=max(1, cores // 2), threads_per_worker=2, processes=True, host=host, dashboard_address=dashboard)
+    return dict(n_workers=cores, threads_per_worker=1, processes=True, host=host, dashboard_address=dashboard)
+
+
+class ClientScope:
+    """A Client for the duration of a ``with`` block; closes only what it started."""
+
+    def __init__(self, client: Any = None, cluster: Any = None, address: str | None = None,
+                 model: ExecutionModel | str = ExecutionModel.PROCESS_POOL, max_workers: int | None = None,
+                 asynchronous: bool = False, dashboard: str | None = None, security: Any = None):
+        self.given = client
+        self.cluster_arg = cluster
+        self.address = address
+        self.model = ExecutionModel.parse(model)
+        self.max_workers = max_workers
+        self.asynchronous = asynchronous
+        self.dashboard = dashboard
+        self.security = security
+        self.client: Any = None
+        self._owned: list[Any] = []
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {"security": self.security} if self.security is not None else {}
+
+    def __enter__(self) -> Any:
+        from distributed import Client, LocalCluster
+
+        if self.given is not None:
+            self.client = self.given
+            return self.client
+        if self.cluster_arg is not None:
+            target = self.cluster_arg
+        elif self.address:
+            target = self.address
+        else:
+            target = LocalCluster(**local_cluster_kwargs(self.model, self.max_workers, dashboard=self.dashboard), **self._kwargs())
+            self._owned.append(target)
+        self.client = Client(target, set_as_default=False, **self._kwargs())
+        self._owned.insert(0, self.client)
+        return self.client
+
+    def __exit__(self, *exc: Any) -> None:
+        for thing in self._owned:
+            thing.close()
+        self._owned.clear()
+
+    async def __aenter__(self) -> Any:
+        from distributed import Client, LocalCluster
+
+        if self.given is not None:
+            self.client = self.given
+            return self.client
+        if self.cluster_arg is not None:
+            target = self.cluster_arg
+        elif self.address:
+            target = self.address
+        else:
+            target = await LocalCluster(asynchronous=True, **local_cluster_kwargs(self.model, self.max_workers, dashboard=self.dashboard), **self._kwargs())
+            self._owned.append(target)
+        self.client = await Client(target, asynchronous=True, set_as_default=False, **self._kwargs())
+        self._owned.insert(0, self.client)
+        return self.client
+
+    async def __aexit__(self, *exc: Any) -> None:
+        for thing in self._owned:
+            await thing.close()
+        self._owned.clear()

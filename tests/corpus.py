@@ -1,0 +1,68 @@
+"""Generated corpora of real files (h5py, netCDF4, ffmpeg, random bytes)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import numpy as np
+
+
+def make_h5(path, n: int) -> str:
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.attrs["n"] = n
+        f.create_dataset("data", data=np.arange(n * 10 + 1, dtype="f8"), chunks=True)
+    return str(path)
+
+
+def make_nc(path, n: int) -> str:
+    import netCDF4
+
+    with netCDF4.Dataset(path, "w", format="NETCDF4_CLASSIC" if n % 2 else "NETCDF3_CLASSIC") as ds:
+        ds.createDimension("t", n + 1)
+        v = ds.createVariable("v", "f4", ("t",))
+        v.units = "K"
+        v[:] = np.arange(n + 1, dtype="f4")
+    return str(path)
+
+
+def make_video(path, seconds: float = 1.0, codec: str = "libx264") -> str:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size=64x48:rate=10:duration={seconds}",
+                    "-f", "lavfi", "-i", f"sine=duration={seconds}", "-c:v", codec, "-c:a", "aac", "-shortest", str(path)],
+                   check=True, timeout=120)
+    return str(path)
+
+
+def make_bin(path, size: int, seed: int) -> str:
+    with open(path, "wb") as f:
+        f.write(np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes())
+    return str(path)
+
+
+def mixed_corpus(folder, n_h5=60, n_nc=60, n_video=20, n_bin=48, n_corrupt=10, video_sources=4) -> dict[str, list[str]]:
+    """Valid files of every kind plus corrupt ones; returns {kind: [paths]}."""
+    os.makedirs(folder, exist_ok=True)
+    out: dict[str, list[str]] = {"hdf5": [], "netcdf": [], "video": [], "binary": [], "corrupt": []}
+    for i in range(n_h5):
+        out["hdf5"].append(make_h5(os.path.join(folder, f"grid_{i:03d}.h5"), i))
+    for i in range(n_nc):
+        out["netcdf"].append(make_nc(os.path.join(folder, f"obs_{i:03d}.nc"), i))
+    sources = [make_video(os.path.join(folder, f"clip_{i:03d}.mp4"), 0.5 + 0.25 * i) for i in range(min(video_sources, n_video))]
+    out["video"].extend(sources)
+    for i in range(len(sources), n_video):
+        dst = os.path.join(folder, f"clip_{i:03d}.mp4")
+        shutil.copy(sources[i % len(sources)], dst)
+        out["video"].append(dst)
+    for i in range(n_bin):
+        out["binary"].append(make_bin(os.path.join(folder, f"blob_{i:03d}.bin"), 1000 + 97 * i, i))
+    for i in range(n_corrupt):
+        src = [out["hdf5"][i], out["netcdf"][i], out["video"][i % len(out["video"])]][i % 3]
+        dst = os.path.join(folder, f"corrupt_{i:02d}{os.path.splitext(src)[1]}")
+        data = open(src, "rb").read()
+        with open(dst, "wb") as f:
+            f.write(data[: max(16, len(data) // 3)] if i % 2 else data[:8] + os.urandom(len(data) - 8))
+        out["corrupt"].append(dst)
+    return out

@@ -1,0 +1,233 @@
+"""Many files on real distributed clusters: the seed's API, faults, metrics, load balancing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from metaextract_dask import (
+    ExtractionResult,
+    LoadBalancingStrategy,
+    ParallelExtractionConfig,
+    ParallelExtractor,
+    StreamingConfig,
+    extract_metadata,
+)
+
+from corpus import make_bin, make_h5, mixed_corpus
+
+SEED_PARALLEL = '''
+from metaextract_dask import (
+    ParallelExtractor,
+    ParallelExtractionConfig,
+    ExecutionModel,
+    extract_files_parallel
+)
+
+# Configuration
+config = ParallelExtractionConfig(
+    max_workers=4,
+    execution_model=ExecutionModel.THREAD_POOL,
+    retry_failed=True,
+    retry_limit=3
+)
+
+# Define extraction function
+def extract_metadata(file_path):
+    # Your extraction logic here
+    metadata_dict = {"bytes": len(open(file_path, "rb").read())}
+    return metadata_dict
+
+# Method 1: Using convenience function
+results, metrics = await extract_files_parallel(
+    ['file1.h5', 'file2.h5', 'file3.h5'],
+    extract_metadata,
+    max_workers=4
+)
+
+# Method 2: Using ParallelExtractor directly
+extractor = ParallelExtractor(config, extract_metadata)
+task_ids = extractor.add_tasks_batch(['file1.h5', 'file2.h5'])
+results, metrics = await extractor.extract_parallel(['file1.h5', 'file2.h5'])
+
+# Metrics
+print(f"Success Rate: {metrics.success_rate:.1f}%")
+print(f"Throughput: {metrics.throughput_files_per_sec:.2f} files/sec")
+for file_type, stats in metrics.file_type_stats.items():
+    print(f"{file_type}: {stats['success']}/{stats['count']} successful")
+'''
+
+
+@pytest.mark.parametrize("model", ["THREAD_POOL", "PROCESS_POOL"])
+def test_seed_parallel_example_runs(tmp_path, model):
+    for name in ("file1.h5", "file2.h5", "file3.h5"):
+        make_h5(tmp_path / name, 3)
+    body = SEED_PARALLEL.replace("ExecutionModel.THREAD_POOL", f"ExecutionModel.{model}")
+    script = "import asyncio\nasync def main():\n" + textwrap.indent(body, "    ") + "\nif __name__ == '__main__':\n    asyncio.run(main())\n"
+    (tmp_path / "example.py").write_text(script)
+    env = dict(os.environ, DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__ADDRESS="127.0.0.1:0")
+    out = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Success Rate: 100.0%" in out.stdout
+    assert "hdf5: 2/2 successful" in out.stdout
+
+
+def crashing_extraction(path):
+    """Our own extraction, except for two files: one segfaults its parser, one hangs."""
+    import ctypes
+    import time
+
+    if path.endswith("crash.h5"):
+        ctypes.string_at(0)  # a real SIGSEGV in the parsing process
+    if path.endswith("hang.nc"):
+        time.sleep(3600)
+    return extract_metadata(path)
+
+
+def test_200_files_with_corrupt_crashing_and_hanging_ones(tmp_path, process_client):
+    corpus = mixed_corpus(tmp_path / "data", n_h5=60, n_nc=60, n_video=20, n_bin=48, n_corrupt=10)
+    crash, hang = make_h5(tmp_path / "data" / "crash.h5", 5), str(tmp_path / "data" / "hang.nc")
+    make_bin(hang, 100, 1)
+    files = sorted(p for paths in corpus.values() for p in paths) + [crash, hang]
+    assert len(files) == 200
+    config = ParallelExtractionConfig(timeout_per_file=8, retry_delay=0.01)
+    results, metrics = ParallelExtractor(config, crashing_extraction, client=process_client).extract(files)
+
+    assert [r.file_path for r in results] == files  # one record per file, in order
+    assert len({r.task_id for r in results}) == 200
+    by_path = {r.file_path: r for r in results}
+    assert "crashed" in by_path[crash].error and "SIGSEGV" in by_path[crash].error and by_path[crash].error_type == "ParserCrashError"
+    assert "timed out" in by_path[hang].error and by_path[hang].error_type == "ExtractionTimeout"
+    for path in corpus["corrupt"]:
+        r = by_path[path]
+        assert not r.success and path in r.error and r.attempts == 1  # permanent: not retried
+    good = [p for k in ("hdf5", "netcdf", "video", "binary") for p in corpus[k]]
+    assert all(by_path[p].success for p in good)
+    assert metrics.total_files == 200 and metrics.successful == len(good) and metrics.failed == 12
+
+
+def ground_truth(results: list[ExtractionResult]) -> dict[str, dict[str, int]]:
+    from metaextract_dask.batching import outcome
+
+    truth: dict[str, dict[str, int]] = {}
+    for r in results:
+        o = outcome(r)
+        t = truth.setdefault(o["type"], {"count": 0, "success": 0, "failed": 0, "bytes": 0, "chunks": 0})
+        t["count"] += 1
+        t["success" if r.success else "failed"] += 1
+        t["bytes"] += r.metadata["streaming"]["bytes_read"] if r.success else 0
+        t["chunks"] += r.metadata["streaming"]["chunks_read"] if r.success else 0
+    return truth
+
+
+def test_metrics_from_the_plugin_match_the_run(tmp_path, process_client):
+    corpus = mixed_corpus(tmp_path / "m", n_h5=12, n_nc=12, n_video=6, n_bin=10, n_corrupt=4)
+    big = [make_bin(tmp_path / "m" / f"big{i}.bin", (3 << 20) + i * 70_001, 100 + i) for i in range(2)]
+    files = sorted(p for v in corpus.values() for p in v) + big
+    config = ParallelExtractionConfig(streaming=StreamingConfig(streaming_threshold=2 << 20, chunk_size=256 * 1024))
+    results, metrics = ParallelExtractor(config, client=process_client).extract(files)
+
+    truth = ground_truth(results)
+    assert metrics.file_type_stats == truth
+    assert metrics.total_files == len(files) and metrics.successful == sum(r.success for r in results)
+    assert metrics.bytes_processed == sum(t["bytes"] for t in truth.values())
+    assert metrics.chunks_processed == sum(t["chunks"] for t in truth.values())
+    big_chunks = sum(r.metadata["streaming"]["chunks_read"] for r in results if r.file_path in big)
+    assert metrics.chunk_tasks_by_strategy == {"window": big_chunks}  # counted from the chunk tasks themselves
+    workers = {w for w in metrics.worker_stats if w != "client"}
+    assert workers <= set(process_client.scheduler_info()["workers"]) and workers
+    assert metrics.success_rate == pytest.approx(100.0 * metrics.successful / len(files))
+
+
+@pytest.fixture(scope="module")
+def one_thread_client():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster:
+        with Client(cluster, set_as_default=False) as client:
+            yield client
+
+
+def run_strategy(client, files, strategy, priorities=None, batch_size=2):
+    """Run, and return the batch keys in the order the scheduler saw them start."""
+    config = ParallelExtractionConfig(load_balancing=strategy, batch_size=batch_size, isolate=False)
+    ex = ParallelExtractor(config, client=client)
+    for path in files:
+        ex.add_task(path, priority=(priorities or {}).get(path, 0))
+    results, metrics = ex.extract()
+    return ex, results, [key for _, _, key, _ in metrics.task_log]
+
+
+def test_priority_runs_high_priority_first(tmp_path, one_thread_client):
+    files = [make_bin(tmp_path / f"p{i}.bin", 500, i) for i in range(6)]
+    priorities = {files[0]: 1, files[1]: 1, files[2]: 5, files[3]: 5, files[4]: 9, files[5]: 9}
+    ex, results, order = run_strategy(one_thread_client, files, LoadBalancingStrategy.PRIORITY, priorities)
+    ran = [ex.last_batches[int(key.rsplit("-", 1)[1])] for key in order]
+    assert [max(priorities[t.file_path] for t in b.tasks) for b in ran] == [9, 5, 1]
+    start = {r.file_path: r.start_time for r in results}
+    assert max(start[f] for f in files[4:]) < min(start[f] for f in files[:2])
+
+
+def test_size_aware_runs_largest_first_and_batches_small_files(tmp_path, one_thread_client):
+    files = [make_bin(tmp_path / f"s{i}.bin", 1000 * (i + 1), i) for i in range(8)]
+    ex, results, order = run_strategy(one_thread_client, files, LoadBalancingStrategy.SIZE_AWARE)
+    assert len(ex.last_batches) == len(order) == 4  # 8 files, 4 tasks
+    start = {r.file_path: r.start_time for r in results}
+    by_start = sorted(files, key=lambda f: start[f])
+    assert by_start == sorted(files, key=os.path.getsize, reverse=True)
+
+
+def test_fifo_keeps_submission_order(tmp_path, one_thread_client):
+    files = [make_bin(tmp_path / f"f{i}.bin", 5000 - 100 * i, i) for i in range(6)]
+    ex, results, order = run_strategy(one_thread_client, files, LoadBalancingStrategy.FIFO)
+    assert [int(k.rsplit("-", 1)[1]) for k in order] == [0, 1, 2]
+    start = {r.file_path: r.start_time for r in results}
+    assert sorted(files, key=lambda f: start[f]) == files
+
+
+def test_file_type_aware_groups_batches_by_type(tmp_path, one_thread_client):
+    files = []
+    for i in range(4):
+        files += [make_h5(tmp_path / f"t{i}.h5", i), make_bin(tmp_path / f"t{i}.bin", 300, i)]
+    ex, results, order = run_strategy(one_thread_client, files, LoadBalancingStrategy.FILE_TYPE_AWARE)
+    for batch in ex.last_batches:
+        assert len({os.path.splitext(t.file_path)[1] for t in batch.tasks}) == 1
+    assert [k.split("-")[2] for k in order] == ["hdf5", "hdf5", "unknown", "unknown"]
+
+
+def test_least_loaded_spreads_work_over_workers(tmp_path, process_client):
+    files = [make_bin(tmp_path / f"l{i}.bin", 2000, i) for i in range(40)]
+    config = ParallelExtractionConfig(load_balancing="least_loaded", isolate=False)
+    ex = ParallelExtractor(config, client=process_client)
+    results, metrics = ex.extract(files)
+    assert all(r.success for r in results)
+    assert len(ex.last_batches) >= 4 and all(b.priority == 0 for b in ex.last_batches)
+    used = {r.worker for r in results}
+    assert len(used) == 2  # Dask placed and stole work onto both workers
+
+
+def flaky_extraction(path):
+    """Fails twice with an I/O error, then succeeds (state kept on disk)."""
+    counter = path + ".attempts"
+    n = int(open(counter).read()) + 1 if os.path.exists(counter) else 1
+    with open(counter, "w") as f:
+        f.write(str(n))
+    if n <= 2:
+        raise OSError(f"transient read error (attempt {n})")
+    return {"attempts_seen": n}
+
+
+def test_transient_errors_are_retried_with_backoff(tmp_path, process_client):
+    path = make_bin(tmp_path / "flaky.bin", 100, 0)
+    config = ParallelExtractionConfig(retry_limit=3, retry_delay=0.2)
+    [result], _ = ParallelExtractor(config, flaky_extraction, client=process_client).extract([path])
+    assert result.success and result.attempts == 3 and result.metadata == {"attempts_seen": 3}
+    assert result.duration >= 0.2 + 0.4  # exponential backoff: 0.2 s, then 0.4 s
+    os.unlink(path + ".attempts")
+    config = ParallelExtractionConfig(retry_limit=1, retry_delay=0.01)
+    [result], _ = ParallelExtractor(config, flaky_extraction, client=process_client).extract([path])
+    assert not result.success and result.attempts == 2 and "transient read error" in result.error
