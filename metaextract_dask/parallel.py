@@ -119,7 +119,9 @@ def plan_batches(tasks: list[ExtractionTask], strategy: LoadBalancingStrategy, s
     """Group small files into batch tasks, ordered and prioritised by strategy."""
     if not tasks:
         return []
-    per_batch = batch_size or max(1, min(MAX_BATCH, math.ceil(len(tasks) / (4 * max(nthreads, 1)))))
+    # about 16 batches per thread: few enough that task overhead vanishes, enough that
+    # the last batches do not leave threads idle while one finishes
+    per_batch = batch_size or max(1, min(MAX_BATCH, math.ceil(len(tasks) / (16 * max(nthreads, 1)))))
     S = LoadBalancingStrategy
     if strategy is S.LEAST_LOADED:
         per_batch = batch_size or max(1, per_batch // 2)  # more, smaller tasks: stealing evens the load

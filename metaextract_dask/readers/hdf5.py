@@ -187,10 +187,18 @@ class HDF5ChunkReader(StreamChunkReader):
         return [tree, *arrays.pack_sections(info.path, found, chunk_size, first_id=1)]
 
     def summarize(self, spec: ChunkSpec, config: StreamingConfig) -> State:
-        with open_file(spec.path) as f:
-            if spec.chunk_type is ChunkType.METADATA:
-                return {"tree": walk_tree(f), "stats": {}}
-            return {"tree": None, "stats": arrays.section_stats(spec.key, lambda name: (f[name], f[name].fillvalue))}
+        return self.summarize_all([spec], config)[0]
+
+    def summarize_all(self, specs: Sequence[ChunkSpec], config: StreamingConfig) -> list[State]:
+        """Every chunk of one task from a single open of the file."""
+        with open_file(specs[0].path) as f:
+            return [self._summarize(f, spec) for spec in specs]
+
+    @staticmethod
+    def _summarize(f: Any, spec: ChunkSpec) -> State:
+        if spec.chunk_type is ChunkType.METADATA:
+            return {"tree": walk_tree(f), "stats": {}}
+        return {"tree": None, "stats": arrays.section_stats(spec.key, lambda name: (f[name], f[name].fillvalue))}
 
     def merge(self, a: State, b: State) -> State:
         return {"tree": a["tree"] or b["tree"], "stats": arrays.merge_section_stats(a["stats"], b["stats"])}

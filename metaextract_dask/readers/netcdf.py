@@ -169,12 +169,20 @@ class NetCDFChunkReader(StreamChunkReader):
         return [header, *arrays.pack_sections(info.path, found, chunk_size, first_id=1)]
 
     def summarize(self, spec: ChunkSpec, config: StreamingConfig) -> State:
-        with NETCDF_LOCK, open_dataset(spec.path) as ds:
-            if spec.chunk_type is ChunkType.METADATA:
-                header = describe_header(ds)
-                header["cf_coverage"] = cf_coverage(ds, header)
-                return {"header": header, "stats": {}}
-            return {"header": None, "stats": arrays.section_stats(spec.key, lambda name: (get_variable(ds, name), None))}
+        return self.summarize_all([spec], config)[0]
+
+    def summarize_all(self, specs: Sequence[ChunkSpec], config: StreamingConfig) -> list[State]:
+        """Every chunk of one task from a single open of the file."""
+        with NETCDF_LOCK, open_dataset(specs[0].path) as ds:
+            return [self._summarize(ds, spec) for spec in specs]
+
+    @staticmethod
+    def _summarize(ds: Any, spec: ChunkSpec) -> State:
+        if spec.chunk_type is ChunkType.METADATA:
+            header = describe_header(ds)
+            header["cf_coverage"] = cf_coverage(ds, header)
+            return {"header": header, "stats": {}}
+        return {"header": None, "stats": arrays.section_stats(spec.key, lambda name: (get_variable(ds, name), None))}
 
     def merge(self, a: State, b: State) -> State:
         return {"header": a["header"] or b["header"], "stats": arrays.merge_section_stats(a["stats"], b["stats"])}
