@@ -35,6 +35,8 @@ _LAZY = {
     "extract_files": "metaextract_dask.parallel",
     "ParallelMetrics": "metaextract_dask.metrics",
     "extract_metadata": "metaextract_dask.batching",
+    "scan": "metaextract_dask.scanning",
+    "read_catalog": "metaextract_dask.catalog",
 }
 
 
@@ -78,5 +80,7 @@ __all__ = [
     "extract_metadata",
     "extract_with_streaming",
     "probe",
+    "read_catalog",
     "reference_checksum",
+    "scan",
 ]

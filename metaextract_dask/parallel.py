@@ -160,6 +160,8 @@ class ParallelExtractor:
         self.queue: list[ExtractionTask] = []
         self.last_batches: list[Batch] = []
         self.last_run: str | None = None
+        #: called with the Client once it is up (the CLI prints the dashboard link)
+        self.on_client: Callable[[Any], Any] | None = None
 
     # ---------------------------------------------------------------- tasks
 
@@ -200,6 +202,8 @@ class ParallelExtractor:
         with self.scope() as client:
             if getattr(client, "asynchronous", False):
                 raise TypeError("extract() needs a synchronous Client; use 'await extract_parallel()' with an asynchronous one")
+            if self.on_client is not None:
+                self.on_client(client)
             with client.as_current():  # distributed.wait looks up the current client
                 results = _Run(self, client, tasks, progress).run()
             snapshot = fetch_snapshot(client, self.last_run)

@@ -18,7 +18,7 @@ from metaextract_dask import (
     extract_metadata,
 )
 
-from corpus import make_bin, make_h5, mixed_corpus
+from metaextract_dask.demo import make_bin, make_h5, mixed_corpus
 
 SEED_PARALLEL = '''
 from metaextract_dask import (

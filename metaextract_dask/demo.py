@@ -1,4 +1,7 @@
-"""Generated corpora of real files (h5py, netCDF4, ffmpeg, random bytes)."""
+"""Small corpora of real files (h5py, netCDF4, ffmpeg, random bytes).
+
+``metaextract demo`` scans one; the tests and benchmarks build theirs here too.
+"""
 
 from __future__ import annotations
 
@@ -51,6 +54,7 @@ def mixed_corpus(folder, n_h5=60, n_nc=60, n_video=20, n_bin=48, n_corrupt=10, v
     for i in range(n_nc):
         out["netcdf"].append(make_nc(os.path.join(folder, f"obs_{i:03d}.nc"), i))
     sources = [make_video(os.path.join(folder, f"clip_{i:03d}.mp4"), 0.5 + 0.25 * i) for i in range(min(video_sources, n_video))]
+    n_video = n_video if sources else 0
     out["video"].extend(sources)
     for i in range(len(sources), n_video):
         dst = os.path.join(folder, f"clip_{i:03d}.mp4")
@@ -59,10 +63,32 @@ def mixed_corpus(folder, n_h5=60, n_nc=60, n_video=20, n_bin=48, n_corrupt=10, v
     for i in range(n_bin):
         out["binary"].append(make_bin(os.path.join(folder, f"blob_{i:03d}.bin"), 1000 + 97 * i, i))
     for i in range(n_corrupt):
-        src = [out["hdf5"][i], out["netcdf"][i], out["video"][i % len(out["video"])]][i % 3]
+        pool = [out[k][i % len(out[k])] for k in ("hdf5", "netcdf", "video") if out[k]]
+        src = pool[i % len(pool)]
         dst = os.path.join(folder, f"corrupt_{i:02d}{os.path.splitext(src)[1]}")
         data = open(src, "rb").read()
         with open(dst, "wb") as f:
             f.write(data[: max(16, len(data) // 3)] if i % 2 else data[:8] + os.urandom(len(data) - 8))
         out["corrupt"].append(dst)
     return out
+
+
+def demo_corpus(folder: str) -> tuple[list[str], list[str]]:
+    """A small mixed corpus; returns (paths, notes on kinds left out)."""
+    import importlib.util
+    import shutil as sh
+
+    notes = []
+    kinds = dict(n_h5=8, n_nc=8, n_video=4, n_bin=6, n_corrupt=2)
+    if not importlib.util.find_spec("h5py"):
+        kinds["n_h5"] = 0
+        notes.append("HDF5 files left out: pip install 'metaextract_dask[hdf5]'")
+    if not importlib.util.find_spec("netCDF4"):
+        kinds["n_nc"] = 0
+        notes.append("NetCDF files left out: pip install 'metaextract_dask[netcdf]'")
+    if not sh.which("ffmpeg"):
+        kinds["n_video"] = 0
+        notes.append("videos left out: install ffmpeg")
+    kinds["n_corrupt"] = min(kinds["n_corrupt"], kinds["n_h5"], kinds["n_nc"])
+    corpus = mixed_corpus(folder, **kinds)
+    return sorted(p for paths in corpus.values() for p in paths), notes

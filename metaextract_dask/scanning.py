@@ -1,0 +1,98 @@
+"""``scan``: folders in, a catalog out, on a Dask cluster. What the CLI runs."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from .catalog import CatalogWriter, file_stat, read_catalog, to_row
+from .config import StreamingConfig
+from .model import ExtractionResult
+from .progress import ProgressBar
+from .walk import iter_files
+
+
+@dataclass
+class ScanSummary:
+    """What a scan did, for the CLI's last lines and exit status."""
+
+    found: int = 0
+    skipped: int = 0
+    extracted: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    dashboard: str | None = None
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | os.PathLike | None = None, *,
+         format: str = "parquet", strategy: str | None = None, chunk_size: int | str | None = None,
+         checksum: str | None = None, timeout: float = 300.0, workers: int | None = None,
+         execution: str = "process_pool", scheduler: str | None = None, client: Any = None, cluster: Any = None,
+         retries: int = 3, isolate: bool = True, load_balancing: str = "size_aware", include: Sequence[str] = (),
+         exclude: Sequence[str] = (), hidden: bool = False, follow_symlinks: bool = False, force: bool = False,
+         flush_every: int = 200, progress: bool | None = None, dashboard_address: str | None = None,
+         on_client: Callable[[Any], Any] | None = None, summary: ScanSummary | None = None) -> Any:
+    """Extract every file under ``paths``; return the catalog as a pandas DataFrame.
+
+    With ``output`` the catalog is also written there (crash-safe, resumable:
+    files already in it with the same size and mtime are skipped unless
+    ``force``). Options mirror ``metaextract scan --help``.
+    """
+    from .parallel import ParallelExtractionConfig, ParallelExtractor
+
+    summary = summary if summary is not None else ScanSummary()
+    t0 = time.perf_counter()
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    stream = {k: v for k, v in dict(strategy=strategy, chunk_size=chunk_size, checksum=checksum, timeout=timeout).items() if v is not None}
+    config = ParallelExtractionConfig(
+        max_workers=workers, execution_model=execution, timeout_per_file=timeout, retry_failed=retries > 0,
+        retry_limit=retries, isolate=isolate, load_balancing=load_balancing, scheduler_address=scheduler,
+        dashboard_address=dashboard_address, streaming=StreamingConfig(**stream),
+    )
+    writer = CatalogWriter(os.fspath(output), format, flush_every=flush_every, force=force) if output is not None else None
+    files = list(iter_files(paths, include, exclude, hidden, follow_symlinks, skip=[os.fspath(output)] if output else []))
+    stats = {p: file_stat(p) for p in files}
+    todo = [p for p in files if writer is None or not writer.is_done(p, *stats[p])]
+    summary.found, summary.skipped = len(files), len(files) - len(todo)
+
+    rows: list[dict[str, Any]] = []
+    bar = ProgressBar(len(todo), enabled=progress)
+
+    def arrived(result: ExtractionResult) -> None:
+        size, mtime = stats.get(result.file_path, (None, None))
+        summary.extracted += 1
+        if not result.success:
+            summary.failed += 1
+            summary.failures.append((result.file_path, result.error or ""))
+        if writer is not None:
+            writer.add(result, size, mtime)
+        else:
+            rows.append(to_row(result, size, mtime))
+        bar.update(size or 0, not result.success)
+
+    def started(c: Any) -> None:
+        summary.dashboard = getattr(c, "dashboard_link", None)
+        if on_client is not None:
+            on_client(c)
+
+    try:
+        if todo:
+            extractor = ParallelExtractor(config, client=client, cluster=cluster)
+            extractor.on_client = started
+            extractor.extract(todo, progress=arrived)
+    finally:
+        bar.close()
+        summary.seconds = time.perf_counter() - t0
+        if writer is not None:
+            writer.close(found=summary.found, skipped=summary.skipped, extracted=summary.extracted, failed=summary.failed)
+    if writer is not None:
+        return read_catalog(os.fspath(output))
+    import pandas as pd
+
+    from .catalog import COLUMNS
+
+    return pd.DataFrame(rows, columns=[c for c, _ in COLUMNS])
