@@ -44,6 +44,15 @@ def local_cluster_kwargs(model: ExecutionModel, max_workers: int | None, host: s
     return dict(n_workers=cores, threads_per_worker=1, processes=True, host=host, dashboard_address=dashboard)
 
 
+def _with_dashboard_page() -> None:
+    """Our page on the dashboard of a LocalCluster (its scheduler runs in this process)."""
+    try:
+        from .dashboard import register_page
+    except ImportError:  # bokeh missing: distributed serves no dashboard either
+        return
+    register_page()
+
+
 class ClientScope:
     """A Client for the duration of a ``with`` block; closes only what it started."""
 
@@ -75,6 +84,7 @@ class ClientScope:
         elif self.address:
             target = self.address
         else:
+            _with_dashboard_page()
             target = LocalCluster(**local_cluster_kwargs(self.model, self.max_workers, dashboard=self.dashboard), **self._kwargs())
             self._owned.append(target)
         self.client = Client(target, set_as_default=False, **self._kwargs())
@@ -97,6 +107,7 @@ class ClientScope:
         elif self.address:
             target = self.address
         else:
+            _with_dashboard_page()
             target = await LocalCluster(asynchronous=True, **local_cluster_kwargs(self.model, self.max_workers, dashboard=self.dashboard), **self._kwargs())
             self._owned.append(target)
         self.client = await Client(target, asynchronous=True, set_as_default=False, **self._kwargs())

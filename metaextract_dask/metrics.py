@@ -40,8 +40,10 @@ class RunStats:
         self.bytes_by_type: Counter = Counter()
         self.chunks_by_type: Counter = Counter()
         self.chunk_tasks_by_strategy: Counter = Counter()
+        self.chunks_by_strategy: Counter = Counter()
         self.workers: dict[str, Counter] = {}
         self.failures: deque = deque(maxlen=500)
+        self.error_types: Counter = Counter()
         self.slowest: list[tuple[float, str, str]] = []  # min-heap of the 20 slowest files
         self.duration_counts = [0] * len(DURATION_BUCKETS)
         self.duration_sum = 0.0
@@ -58,6 +60,8 @@ class RunStats:
         self.files[(kind, outcome)] += 1
         self.bytes_by_type[kind] += f.get("bytes", 0)
         self.chunks_by_type[kind] += f.get("chunks", 0)
+        if f.get("strategy"):
+            self.chunks_by_strategy[f["strategy"]] += f.get("chunks", 0)
         w = self.worker(f.get("worker"))
         w["files"] += 1
         w["bytes"] += f.get("bytes", 0)
@@ -74,6 +78,7 @@ class RunStats:
         elif item > self.slowest[0]:
             heapq.heapreplace(self.slowest, item)
         if outcome == "failed":
+            self.error_types[f.get("error_type") or "unknown"] += 1
             self.failures.append({"path": f.get("path"), "type": kind, "error": f.get("error"), "error_type": f.get("error_type")})
         self.last = time.time()
         self.throughput.append((self.last, f.get("bytes", 0)))
@@ -93,6 +98,7 @@ class RunStats:
             "bytes": sum(self.bytes_by_type.values()),
             "chunks": sum(self.chunks_by_type.values()),
             "chunk_tasks_by_strategy": dict(self.chunk_tasks_by_strategy),
+            "chunks_by_strategy": dict(self.chunks_by_strategy),
             "file_type_stats": {
                 t: {
                     "count": self.files[(t, "success")] + self.files[(t, "failed")],
@@ -126,6 +132,12 @@ class MetricsPlugin(SchedulerPlugin):
 
     async def start(self, scheduler: Any) -> None:
         self.scheduler = scheduler
+        _ACTIVE.append(self)
+        register_prometheus()
+
+    async def close(self) -> None:
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
 
     def run(self, run: str) -> RunStats:
         stats = self.runs.get(run)
@@ -173,6 +185,67 @@ class MetricsPlugin(SchedulerPlugin):
         if run is None:
             run = self.order[-1] if self.order else None
         return self.runs[run].snapshot() if run in self.runs else None
+
+
+# ---------------------------------------------------------------- Prometheus
+
+#: plugins started in this process (normally one scheduler)
+_ACTIVE: list[MetricsPlugin] = []
+_REGISTERED = False
+
+
+class PrometheusCollector:
+    """``metaextract_`` series on the scheduler's ``/metrics``, totals over every run."""
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        files = CounterMetricFamily("metaextract_files", "Files extracted, by detected type and outcome", labels=["type", "outcome"])
+        nbytes = CounterMetricFamily("metaextract_bytes", "Bytes read by extraction, by detected type", labels=["type"])
+        chunks = CounterMetricFamily("metaextract_chunks", "Chunks read, by detected type", labels=["type"])
+        errors = CounterMetricFamily("metaextract_errors", "Files that failed, by error type", labels=["error_type"])
+        chunk_tasks = CounterMetricFamily("metaextract_chunk_tasks", "Chunk tasks finished, by graph shape", labels=["strategy"])
+        totals = {"files": Counter(), "bytes": Counter(), "chunks": Counter(), "errors": Counter(), "tasks": Counter()}
+        buckets = [0] * len(DURATION_BUCKETS)
+        duration_sum = 0.0
+        for plugin in _ACTIVE:
+            for stats in plugin.runs.values():
+                totals["files"].update(stats.files)
+                totals["bytes"].update(stats.bytes_by_type)
+                totals["chunks"].update(stats.chunks_by_type)
+                totals["errors"].update(stats.error_types)
+                totals["tasks"].update(stats.chunk_tasks_by_strategy)
+                buckets = [a + b for a, b in zip(buckets, stats.duration_counts)]
+                duration_sum += stats.duration_sum
+        for (kind, outcome), n in sorted(totals["files"].items()):
+            files.add_metric([kind, outcome], n)
+        for kind, n in sorted(totals["bytes"].items()):
+            nbytes.add_metric([kind], n)
+        for kind, n in sorted(totals["chunks"].items()):
+            chunks.add_metric([kind], n)
+        for kind, n in sorted(totals["errors"].items()):
+            errors.add_metric([kind], n)
+        for kind, n in sorted(totals["tasks"].items()):
+            chunk_tasks.add_metric([kind], n)
+        cumulative, running = [], 0
+        for bound, n in zip(DURATION_BUCKETS, buckets):
+            running += n
+            cumulative.append(("+Inf" if bound == float("inf") else str(bound), running))
+        duration = HistogramMetricFamily("metaextract_file_duration_seconds", "Time to extract one file", buckets=cumulative, sum_value=duration_sum)
+        yield from (files, nbytes, chunks, errors, chunk_tasks, duration)
+
+
+def register_prometheus() -> None:
+    """Add the collector to prometheus_client's registry (once per process), if installed."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    try:
+        from prometheus_client import REGISTRY
+    except ImportError:
+        return
+    REGISTRY.register(PrometheusCollector())
+    _REGISTERED = True
 
 
 def ensure_plugin(client: Any) -> None:

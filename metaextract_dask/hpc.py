@@ -1,0 +1,39 @@
+"""Batch-system clusters through dask-jobqueue (SLURM, PBS, SGE, LSF).
+
+Nothing of our own: dask-jobqueue submits the workers as jobs, configured the
+usual way through ``jobqueue.yaml``; keyword arguments here override it.
+Workers that reach their walltime retire gracefully when ``lifetime`` is set
+(``--lifetime`` / ``--lifetime-stagger``), and their unfinished batches are
+rescheduled by Dask onto other workers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+KINDS = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster"}
+
+
+def make_jobqueue_cluster(kind: str, jobs: int = 1, cores: int | None = None, memory: str | None = None,
+                          walltime: str | None = None, queue: str | None = None, account: str | None = None,
+                          processes: int | None = None, lifetime: str | None = None, lifetime_stagger: str = "2m",
+                          adapt: tuple[int, int] | None = None, interface: str | None = None, **kwargs: Any) -> Any:
+    """A dask-jobqueue cluster of ``kind`` with ``jobs`` jobs (or adaptive between ``adapt``)."""
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise ImportError("dask-jobqueue is not installed: pip install 'metaextract_dask[hpc]'") from None
+    if kind not in KINDS:
+        raise ValueError(f"unknown batch system {kind!r}; choose one of {', '.join(KINDS)}")
+    options = {k: v for k, v in dict(cores=cores, memory=memory, walltime=walltime, queue=queue, account=account,
+                                     processes=processes, interface=interface).items() if v is not None}
+    if lifetime:
+        extra = list(kwargs.pop("worker_extra_args", []))
+        extra += ["--lifetime", lifetime, "--lifetime-stagger", lifetime_stagger, "--lifetime-restart"]
+        kwargs["worker_extra_args"] = extra
+    cluster = getattr(dask_jobqueue, KINDS[kind])(**options, **kwargs)
+    if adapt:
+        cluster.adapt(minimum_jobs=adapt[0], maximum_jobs=adapt[1])
+    else:
+        cluster.scale(jobs=jobs)
+    return cluster
