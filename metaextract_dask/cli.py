@@ -65,6 +65,17 @@ def _scan_options(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--hybrid", dest="execution", action="store_const", const="hybrid", help="processes with two threads each")
     run.add_argument("--scheduler", metavar="ADDRESS", help="use a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
     run.add_argument("--dashboard-address", default=None, help="where the embedded cluster's dashboard listens (default 127.0.0.1:8787)")
+    hpc = parser.add_argument_group("batch systems (dask-jobqueue; defaults from jobqueue.yaml)")
+    hpc.add_argument("--cluster", choices=["slurm", "pbs", "sge", "lsf"], help="run the workers as batch jobs")
+    hpc.add_argument("--jobs", type=int, default=1, help="batch jobs to start (default 1)")
+    hpc.add_argument("--adapt", metavar="MIN:MAX", help="scale between MIN and MAX jobs with the work instead of --jobs")
+    hpc.add_argument("--cores", type=int, help="cores per job")
+    hpc.add_argument("--memory", help="memory per job, e.g. 8GB")
+    hpc.add_argument("--walltime", help="walltime per job, e.g. 01:00:00")
+    hpc.add_argument("--queue", help="queue / partition")
+    hpc.add_argument("--account", help="account / project to charge")
+    hpc.add_argument("--interface", help="network interface of scheduler and workers, e.g. ib0")
+    hpc.add_argument("--lifetime", help="retire each worker gracefully after this long (before its walltime), e.g. 55m")
     work = parser.add_argument_group("how files are extracted")
     _streaming_options(work)
     work.add_argument("--retries", type=int, default=3, help="retries of transient errors, with exponential backoff (default 3)")
@@ -89,11 +100,21 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
 
     def show_dashboard(client) -> None:
         if not args.quiet:
-            print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr, flush=True)
+            from .dashboard import page_link
 
+            print(f"Dask dashboard: {client.dashboard_link}  (extraction page: {page_link(client.dashboard_link)})", file=sys.stderr, flush=True)
+
+    cluster = None
+    if getattr(args, "cluster", None):
+        from .hpc import make_jobqueue_cluster
+
+        adapt = tuple(int(x) for x in args.adapt.split(":")) if args.adapt else None
+        cluster = make_jobqueue_cluster(args.cluster, jobs=args.jobs, cores=args.cores, memory=args.memory, walltime=args.walltime,
+                                        queue=args.queue, account=args.account, interface=args.interface, lifetime=args.lifetime,
+                                        adapt=adapt)
     try:
         frame = scan(
-            paths, output, format=args.format, strategy=args.strategy, chunk_size=args.chunk_size, checksum=args.checksum,
+            paths, output, cluster=cluster, format=args.format, strategy=args.strategy, chunk_size=args.chunk_size, checksum=args.checksum,
             timeout=args.timeout if args.timeout is not None else 300.0, workers=args.workers, execution=args.execution or "process_pool",
             scheduler=args.scheduler, retries=args.retries, isolate=args.isolate, load_balancing=args.load_balancing,
             include=args.include, exclude=args.exclude, hidden=args.hidden, follow_symlinks=args.follow_symlinks,
@@ -103,6 +124,9 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"metaextract: interrupted; {summary.extracted} results were saved in {output}", file=sys.stderr)
         return 130
+    finally:
+        if cluster is not None:
+            cluster.close()
     print(f"{summary.found} files found, {summary.skipped} already in the catalog, {summary.extracted} extracted "
           f"({summary.failed} failed) in {summary.seconds:.1f} s")
     for path, error in summary.failures[:10]:

@@ -193,8 +193,13 @@ class ParallelExtractor:
         return ClientScope(self.client, self.cluster, cfg.scheduler_address, cfg.execution_model, cfg.max_workers, dashboard=cfg.dashboard_address)
 
     def extract(self, files: Iterable[str | os.PathLike] | None = None,
-                progress: Callable[[ExtractionResult], Any] | None = None) -> tuple[list[ExtractionResult], "ParallelMetrics"]:
-        """Extract queued tasks and ``files``: (results in task order, metrics)."""
+                progress: Callable[[ExtractionResult], Any] | None = None,
+                keep_results: bool = True) -> tuple[list[ExtractionResult], "ParallelMetrics"]:
+        """Extract queued tasks and ``files``: (results in task order, metrics).
+
+        ``keep_results=False`` hands each result to ``progress`` only and
+        returns an empty list: memory stays flat over millions of files.
+        """
         from .metrics import ParallelMetrics, fetch_snapshot
 
         tasks = self._take(files)
@@ -205,7 +210,7 @@ class ParallelExtractor:
             if self.on_client is not None:
                 self.on_client(client)
             with client.as_current():  # distributed.wait looks up the current client
-                results = _Run(self, client, tasks, progress).run()
+                results = _Run(self, client, tasks, progress, keep_results).run()
             snapshot = fetch_snapshot(client, self.last_run)
         return results, ParallelMetrics.from_snapshot(snapshot, time.perf_counter() - start)
 
@@ -218,8 +223,9 @@ class ParallelExtractor:
 class _Run:
     """One run's client-side loop: submit, collect, retry and time out chunk graphs."""
 
-    def __init__(self, owner: ParallelExtractor, client: Any, tasks: list[ExtractionTask], progress: Callable | None):
-        self.owner, self.client, self.tasks, self.progress = owner, client, tasks, progress
+    def __init__(self, owner: ParallelExtractor, client: Any, tasks: list[ExtractionTask], progress: Callable | None, keep: bool = True):
+        self.owner, self.client, self.tasks, self.progress, self.keep = owner, client, tasks, progress, keep
+        self.seen: set[str] = set()
         self.cfg = owner.config
         self.run_id = owner.last_run = uuid.uuid4().hex[:12]
         self.settings = self.cfg.batch_settings(self.run_id)
@@ -273,7 +279,7 @@ class _Run:
                     self._graph_done(fut, graphs.pop(fut), waiting)
             self._expire_graphs(graphs, pending)
         client.log_event(EVENT_TOPIC, {"kind": "run-end", "run": self.run_id})
-        return [self.results[t.task_id] for t in self.tasks]
+        return [self.results[t.task_id] for t in self.tasks] if self.keep else []
 
     # -- results
 
@@ -281,9 +287,11 @@ class _Run:
         from .metrics import EVENT_TOPIC
 
         for r in results:
-            if r.task_id in self.results:  # exactly one record per file
+            if r.task_id in self.seen:  # exactly one record per file
                 continue
-            self.results[r.task_id] = r
+            self.seen.add(r.task_id)
+            if self.keep:
+                self.results[r.task_id] = r
             if self.progress is not None:
                 self.progress(r)
         if tell_plugin and results:

@@ -83,7 +83,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
         if todo:
             extractor = ParallelExtractor(config, client=client, cluster=cluster)
             extractor.on_client = started
-            extractor.extract(todo, progress=arrived)
+            extractor.extract(todo, progress=arrived, keep_results=False)
     finally:
         bar.close()
         summary.seconds = time.perf_counter() - t0

@@ -1,0 +1,111 @@
+"""Outgrowing the laptop: a real SLURM through dask-jobqueue, and separate scheduler/worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pandas as pd
+import pytest
+
+from metaextract_dask import ParallelExtractionConfig, ParallelExtractor, scan
+from metaextract_dask.demo import mixed_corpus
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+VOLATILE = ["duration", "worker", "extracted_at", "attempts"]
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """The single-node SLURM of ci/slurm/start.sh (started here if it is not running)."""
+    up = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True) if _has("sinfo") else None
+    if up is None or up.returncode != 0 or "idle" not in up.stdout:
+        subprocess.run(["bash", os.path.join(ROOT, "ci", "slurm", "start.sh")], check=True, timeout=600)
+    yield
+
+
+def _has(cmd: str) -> bool:
+    import shutil
+
+    return shutil.which(cmd) is not None
+
+
+def comparable(folder: str) -> pd.DataFrame:
+    frame = pd.read_parquet(folder).drop(columns=VOLATILE).sort_values("path").reset_index(drop=True)
+    return frame
+
+
+def test_scan_on_slurm_through_the_hpc_notebook(tmp_path, slurm, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    files = mixed_corpus(tmp_path / "data", n_h5=8, n_nc=8, n_video=3, n_bin=6, n_corrupt=2)
+    total = sum(len(v) for v in files.values())
+    monkeypatch.setenv("METAEXTRACT_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("METAEXTRACT_CATALOG", str(tmp_path / "slurm-catalog"))
+    monkeypatch.setenv("METAEXTRACT_INTERFACE", "lo")
+    nb = nbformat.read(os.path.join(ROOT, "notebooks", "hpc.ipynb"), as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = "\n".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    jobs = next(line.split()[1:] for line in text.splitlines() if line.startswith("WORKER_JOBS"))
+    queued = next(line.split()[1:] for line in text.splitlines() if line.startswith("SQUEUE"))
+    assert len(jobs) == 2 and set(jobs) <= set(queued)  # the workers ran as SLURM jobs
+    assert f"CATALOG_ROWS {total}" in text
+
+    scan(str(tmp_path / "data"), str(tmp_path / "local-catalog"), workers=2, dashboard_address="127.0.0.1:0", progress=False)
+    pd.testing.assert_frame_equal(comparable(str(tmp_path / "slurm-catalog")), comparable(str(tmp_path / "local-catalog")))
+    slurm_workers = set(pd.read_parquet(tmp_path / "slurm-catalog")["worker"].dropna())
+    assert slurm_workers and all(w.startswith("tcp://127.0.0.1:") for w in slurm_workers)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_separate_scheduler_and_workers_survive_a_killed_worker(tmp_path):
+    corpus = mixed_corpus(tmp_path / "d", n_h5=80, n_nc=80, n_video=2, n_bin=138, n_corrupt=0)
+    files = sorted(p for v in corpus.values() for p in v)
+    port, dash = free_port(), free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", f"127.0.0.1:{dash}", "--preload", "metaextract_dask.preload"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)]
+    try:
+        time.sleep(2)
+        workers = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-nanny",
+                                     "--host", "127.0.0.1", "--name", f"w{i}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                   for i in range(2)]
+        procs += workers
+        killed = {}
+
+        def progress(result):
+            killed.setdefault("seen", 0)
+            killed["seen"] += 1
+            if killed["seen"] == len(files) // 3 and "pid" not in killed:
+                killed["pid"] = workers[0].pid
+                os.kill(workers[0].pid, signal.SIGKILL)
+
+        from distributed import Client
+
+        with Client(address, timeout=30) as client:
+            client.wait_for_workers(2, timeout=60)
+            config = ParallelExtractionConfig(batch_size=10)
+            results, metrics = ParallelExtractor(config, client=client).extract(files, progress=progress)
+            page = urllib.request.urlopen(f"http://127.0.0.1:{dash}/metaextract", timeout=10).read().decode()
+        assert "pid" in killed and workers[0].wait(timeout=10) == -signal.SIGKILL
+        assert [r.file_path for r in results] == files  # every file exactly once
+        assert all(r.success for r in results), [r.error for r in results if not r.success][:3]
+        assert metrics.total_files == len(files)
+        assert "bokeh" in page.lower()  # the preload put our page on the standalone scheduler's dashboard
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
