@@ -26,6 +26,7 @@ from .errors import (
     describe,
 )
 from .model import ExtractionResult
+from .text import safe_dict
 
 #: errors that would only repeat: never retried
 PERMANENT = (FileAccessError, EmptyFileError, UnsupportedFormatError, CorruptFileError, ExtractionTimeout, ParserCrashError)
@@ -118,7 +119,7 @@ def outcome(result: ExtractionResult) -> dict[str, Any]:
     md = result.metadata or {}
     streaming = md.get("streaming") or {}
     size = md.get("size") if isinstance(md.get("size"), int) else _size(result.file_path)
-    return {
+    return safe_dict({
         "path": result.file_path,
         "type": file_type(result.file_path, md if result.success else None),
         "success": result.success,
@@ -129,7 +130,7 @@ def outcome(result: ExtractionResult) -> dict[str, Any]:
         "error": result.error,
         "error_type": result.error_type,
         "worker": result.worker,
-    }
+    })
 
 
 def _size(path: str) -> int:
@@ -156,5 +157,7 @@ def extract_batch(items: list[tuple[str, str]], fn: Callable | None, settings: B
         result.worker = worker.address if worker is not None else None
         results.append(result)
     if worker is not None and settings.run:
-        worker.log_event(EVENT_TOPIC, {"kind": "files", "run": settings.run, "files": [outcome(r) for r in results]})
+        # the batch key lets the plugin count a batch once, even when a lost worker makes Dask run it again
+        batch = str(worker.get_current_task())
+        worker.log_event(EVENT_TOPIC, {"kind": "files", "run": settings.run, "batch": batch, "files": [outcome(r) for r in results]})
     return results

@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from .model import ExtractionResult
+from .text import safe_dict, safe_text
 
 MANIFEST = "_manifest.json"
 FORMATS = ("parquet", "jsonl")
@@ -70,7 +71,7 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
     audio = next((s for s in md.get("streams", []) if s.get("codec_type") == "audio"), {})
     frames = sum(v.get("frames", 0) for v in md.get("frame_counts", {}).values()) if md.get("frame_counts") else None
     time_cov = (md.get("cf_coverage") or {}).get("time") or {}
-    return {
+    row = {
         "path": result.file_path, "size": size, "mtime": mtime,
         "format": md.get("format") or _detected(result.file_path), "reader": md.get("reader"), "strategy": streaming.get("shape"),
         "success": result.success, "error": result.error, "error_type": result.error_type,
@@ -87,8 +88,9 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
         "codec": video.get("codec_name"), "width": video.get("width"), "height": video.get("height"),
         "fps": _fps(video.get("avg_frame_rate")) if video else None, "audio_codec": audio.get("codec_name"),
         "n_streams": len(md["streams"]) if isinstance(md.get("streams"), list) else None, "frames": frames,
-        "metadata": json.dumps(md, default=str, allow_nan=False) if md else None,
+        "metadata": json.dumps(md, default=str) if md else None,
     }
+    return safe_dict(row)
 
 
 def _schema() -> Any:
@@ -186,7 +188,7 @@ class CatalogWriter:
 
     def is_done(self, path: str, size: int, mtime: float) -> bool:
         """Already in the catalog with this size and mtime."""
-        return (path, size, mtime) in self.done
+        return (safe_text(path), size, mtime) in self.done
 
     def add(self, result: ExtractionResult, size: int | None = None, mtime: float | None = None) -> None:
         self.buffer.append(to_row(result, size, mtime))

@@ -50,6 +50,7 @@ class RunStats:
         self.throughput: deque = deque(maxlen=600)  # (time, bytes) per outcome, for rates over time
         self.task_log: deque = deque(maxlen=10_000)  # (start, stop, key, worker) of batch and final tasks
         self.finished = False
+        self.batches_seen: set[str] = set()  # batch keys already counted (a recomputed batch reports twice)
 
     def worker(self, name: str | None) -> Counter:
         return self.workers.setdefault(name or "client", Counter())
@@ -171,6 +172,11 @@ class MetricsPlugin(SchedulerPlugin):
         stats = self.run(msg["run"])
         kind = msg.get("kind")
         if kind == "files":
+            batch = msg.get("batch")
+            if batch is not None:
+                if batch in stats.batches_seen:
+                    return
+                stats.batches_seen.add(batch)
             for f in msg["files"]:
                 f.setdefault("worker", msg.get("worker"))
                 stats.add_file(f)

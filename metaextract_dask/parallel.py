@@ -27,6 +27,7 @@ from .cluster import ClientScope, ExecutionModel
 from .config import StreamingConfig
 from .errors import ExtractionTimeout, MetaExtractError, describe
 from .model import ExtractionResult, ExtractionTask
+from .text import safe_dict
 
 #: Dask priority of chunk graphs: above every batch, so a big file's timer
 #: starts when it is submitted and it is not stuck behind small ones
@@ -330,7 +331,7 @@ class _Run:
         except MetaExtractError as exc:
             self._emit([ExtractionResult(task.task_id, task.file_path, False, None, describe(exc), type(exc).__name__, start, time.time(), attempts=attempt)], True)
             return
-        ann = {"run": self.run_id, "role": "file", "file": task.file_path, "type": plan.info.format, "strategy": plan.shape}
+        ann = safe_dict({"run": self.run_id, "role": "file", "file": task.file_path, "type": plan.info.format, "strategy": plan.shape})
         with dask.annotate(metaextract=ann):
             fut = self.client.get(fg.dsk, [fg.final_key], sync=False, priority=GRAPH_PRIORITY)[0]
         graphs[fut] = (task, deadline, attempt, start)

@@ -71,8 +71,17 @@ def _filters(dset: Any) -> list[dict[str, Any]]:
     return out
 
 
+#: a dataset declaring more than this many times the file's bytes is not scanned
+#: (the best compression of real data stays far below; a crafted dataspace does not)
+MAX_EXPANSION = 1000
+
+
 def no_stats_reason(dset: Any) -> str | None:
     """Why a dataset gets structure only (no chunk reads), or None."""
+    file_size = dset.file.id.get_filesize()
+    logical = int(dset.size or 0) * dset.dtype.itemsize
+    if logical > max(MAX_EXPANSION * file_size, 64 * 2**20):
+        return f"declares {logical} bytes of values, over {MAX_EXPANSION} times the {file_size}-byte file: structure only, not scanned"
     if not arrays.is_numeric(dset.dtype):
         return f"no statistics for dtype {dset.dtype}"
     if dset.is_virtual:

@@ -163,6 +163,10 @@ class NetCDFChunkReader(StreamChunkReader):
         return None if importlib.util.find_spec("netCDF4") else EXTRA_HINT
 
     def layout(self, info: FileInfo, chunk_size: int) -> Sequence[ChunkSpec]:
+        if info.format == "netcdf3":  # libnetcdf trusts classic headers: check it first, within the file's bounds
+            from .cdf_header import check_classic_header
+
+            check_classic_header(info.path, info.size)
         with NETCDF_LOCK, open_dataset(info.path) as ds:
             found = array_infos(ds)
         header = ChunkSpec(info.path, 0, ChunkType.METADATA, 0, min(info.size, 4096), "header")
