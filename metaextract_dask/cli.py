@@ -65,6 +65,10 @@ def _scan_options(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--hybrid", dest="execution", action="store_const", const="hybrid", help="processes with two threads each")
     run.add_argument("--scheduler", metavar="ADDRESS", help="use a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
     run.add_argument("--dashboard-address", default=None, help="where the embedded cluster's dashboard listens (default 127.0.0.1:8787)")
+    tls = parser.add_argument_group("TLS between client, scheduler and workers (shared machines)")
+    tls.add_argument("--tls-ca-file", help="CA certificate that signed the certificates below")
+    tls.add_argument("--tls-cert", help="certificate (PEM) for client, scheduler and workers")
+    tls.add_argument("--tls-key", help="private key of --tls-cert, if not in the same file")
     hpc = parser.add_argument_group("batch systems (dask-jobqueue; defaults from jobqueue.yaml)")
     hpc.add_argument("--cluster", choices=["slurm", "pbs", "sge", "lsf"], help="run the workers as batch jobs")
     hpc.add_argument("--jobs", type=int, default=1, help="batch jobs to start (default 1)")
@@ -112,9 +116,17 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
         cluster = make_jobqueue_cluster(args.cluster, jobs=args.jobs, cores=args.cores, memory=args.memory, walltime=args.walltime,
                                         queue=args.queue, account=args.account, interface=args.interface, lifetime=args.lifetime,
                                         adapt=adapt)
+    security = None
+    if args.tls_ca_file or args.tls_cert:
+        if not (args.tls_ca_file and args.tls_cert):
+            print("metaextract: TLS needs both --tls-ca-file and --tls-cert", file=sys.stderr)
+            return EXIT_USAGE
+        from .cluster import tls_security
+
+        security = tls_security(args.tls_ca_file, args.tls_cert, args.tls_key)
     try:
         frame = scan(
-            paths, output, cluster=cluster, format=args.format, strategy=args.strategy, chunk_size=args.chunk_size, checksum=args.checksum,
+            paths, output, cluster=cluster, security=security, format=args.format, strategy=args.strategy, chunk_size=args.chunk_size, checksum=args.checksum,
             timeout=args.timeout if args.timeout is not None else 300.0, workers=args.workers, execution=args.execution or "process_pool",
             scheduler=args.scheduler, retries=args.retries, isolate=args.isolate, load_balancing=args.load_balancing,
             include=args.include, exclude=args.exclude, hidden=args.hidden, follow_symlinks=args.follow_symlinks,

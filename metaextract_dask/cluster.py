@@ -32,16 +32,26 @@ class ExecutionModel(enum.Enum):
             raise ValueError(f"unknown execution model {value!r}; choose one of {', '.join(m.value for m in cls)}") from None
 
 
-def local_cluster_kwargs(model: ExecutionModel, max_workers: int | None, host: str = "127.0.0.1", dashboard: str | None = None) -> dict[str, Any]:
+def local_cluster_kwargs(model: ExecutionModel, max_workers: int | None, host: str = "127.0.0.1", dashboard: str | None = None,
+                         tls: bool = False) -> dict[str, Any]:
     """LocalCluster arguments for an execution model on this machine."""
     cores = max_workers or os.cpu_count() or 1
     dashboard = dashboard if dashboard is not None else f"{host}:8787"
+    common = dict(host=host, dashboard_address=dashboard, protocol="tls://" if tls else "tcp://")
     if model is ExecutionModel.THREAD_POOL:
-        # threads only: tcp on loopback (inproc would ignore ``host``)
-        return dict(n_workers=1, threads_per_worker=cores, processes=False, protocol="tcp://", host=host, dashboard_address=dashboard)
+        # threads only: tcp (or tls) on loopback; inproc would ignore ``host``
+        return dict(n_workers=1, threads_per_worker=cores, processes=False, **common)
     if model is ExecutionModel.HYBRID:
-        return dict(n_workers=max(1, cores // 2), threads_per_worker=2, processes=True, host=host, dashboard_address=dashboard)
-    return dict(n_workers=cores, threads_per_worker=1, processes=True, host=host, dashboard_address=dashboard)
+        return dict(n_workers=max(1, cores // 2), threads_per_worker=2, processes=True, **common)
+    return dict(n_workers=cores, threads_per_worker=1, processes=True, **common)
+
+
+def tls_security(ca_file: str, cert: str, key: str | None = None) -> Any:
+    """distributed.Security requiring TLS between client, scheduler and workers."""
+    from distributed import Security
+
+    return Security(tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key, tls_scheduler_cert=cert,
+                    tls_scheduler_key=key, tls_worker_cert=cert, tls_worker_key=key, require_encryption=True)
 
 
 def _with_dashboard_page() -> None:
@@ -85,7 +95,7 @@ class ClientScope:
             target = self.address
         else:
             _with_dashboard_page()
-            target = LocalCluster(**local_cluster_kwargs(self.model, self.max_workers, dashboard=self.dashboard), **self._kwargs())
+            target = LocalCluster(**local_cluster_kwargs(self.model, self.max_workers, dashboard=self.dashboard, tls=self.security is not None), **self._kwargs())
             self._owned.append(target)
         self.client = Client(target, set_as_default=False, **self._kwargs())
         self._owned.insert(0, self.client)
@@ -108,7 +118,7 @@ class ClientScope:
             target = self.address
         else:
             _with_dashboard_page()
-            target = await LocalCluster(asynchronous=True, **local_cluster_kwargs(self.model, self.max_workers, dashboard=self.dashboard), **self._kwargs())
+            target = await LocalCluster(asynchronous=True, **local_cluster_kwargs(self.model, self.max_workers, dashboard=self.dashboard, tls=self.security is not None), **self._kwargs())
             self._owned.append(target)
         self.client = await Client(target, asynchronous=True, set_as_default=False, **self._kwargs())
         self._owned.insert(0, self.client)

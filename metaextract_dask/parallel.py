@@ -70,6 +70,7 @@ class ParallelExtractionConfig:
     batch_size: int | None = None
     scheduler_address: str | None = None
     dashboard_address: str | None = None
+    security: Any = None  # a distributed.Security (TLS); see cluster.tls_security
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
 
     def __post_init__(self) -> None:
@@ -191,7 +192,8 @@ class ParallelExtractor:
 
     def scope(self) -> ClientScope:
         cfg = self.config
-        return ClientScope(self.client, self.cluster, cfg.scheduler_address, cfg.execution_model, cfg.max_workers, dashboard=cfg.dashboard_address)
+        return ClientScope(self.client, self.cluster, cfg.scheduler_address, cfg.execution_model, cfg.max_workers,
+                           dashboard=cfg.dashboard_address, security=cfg.security)
 
     def extract(self, files: Iterable[str | os.PathLike] | None = None,
                 progress: Callable[[ExtractionResult], Any] | None = None,

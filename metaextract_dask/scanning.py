@@ -34,7 +34,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
          retries: int = 3, isolate: bool = True, load_balancing: str = "size_aware", include: Sequence[str] = (),
          exclude: Sequence[str] = (), hidden: bool = False, follow_symlinks: bool = False, force: bool = False,
          flush_every: int = 200, progress: bool | None = None, dashboard_address: str | None = None,
-         on_client: Callable[[Any], Any] | None = None, summary: ScanSummary | None = None) -> Any:
+         on_client: Callable[[Any], Any] | None = None, summary: ScanSummary | None = None, security: Any = None) -> Any:
     """Extract every file under ``paths``; return the catalog as a pandas DataFrame.
 
     With ``output`` the catalog is also written there (crash-safe, resumable:
@@ -51,7 +51,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
     config = ParallelExtractionConfig(
         max_workers=workers, execution_model=execution, timeout_per_file=timeout, retry_failed=retries > 0,
         retry_limit=retries, isolate=isolate, load_balancing=load_balancing, scheduler_address=scheduler,
-        dashboard_address=dashboard_address, streaming=StreamingConfig(**stream),
+        dashboard_address=dashboard_address, security=security, streaming=StreamingConfig(**stream),
     )
     writer = CatalogWriter(os.fspath(output), format, flush_every=flush_every, force=force) if output is not None else None
     files = list(iter_files(paths, include, exclude, hidden, follow_symlinks, skip=[os.fspath(output)] if output else []))

@@ -59,3 +59,14 @@ def thread_client():
     with LocalCluster(n_workers=1, threads_per_worker=4, processes=False, protocol="tcp://", host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster:
         with Client(cluster, set_as_default=False) as client:
             yield client
+
+
+#: lines the reliability tests add; printed at the end of the run
+RELIABILITY_SUMMARY: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if RELIABILITY_SUMMARY:
+        terminalreporter.section("reliability: hostile files and faults")
+        for line in RELIABILITY_SUMMARY:
+            terminalreporter.write_line(line)

@@ -70,7 +70,8 @@ def free_port() -> int:
 
 
 def test_separate_scheduler_and_workers_survive_a_killed_worker(tmp_path):
-    corpus = mixed_corpus(tmp_path / "d", n_h5=80, n_nc=80, n_video=2, n_bin=138, n_corrupt=0)
+    corpus = mixed_corpus(tmp_path / "d", n_h5=80, n_nc=80, n_video=2, n_bin=338, n_corrupt=0)
+    assert sum(len(v) for v in corpus.values()) == 500
     files = sorted(p for v in corpus.values() for p in v)
     port, dash = free_port(), free_port()
     address = f"tcp://127.0.0.1:{port}"

@@ -77,6 +77,7 @@ def test_agrees_with_ffprobe(clips, name):
     truth = counted(path)
     assert {k: [v["frames"], v["keyframes"]] for k, v in record["frame_counts"].items()} == truth
     assert all(v["exact"] for v in record["frame_counts"].values())
+    assert record["warnings"] == []  # an intact file raises no truncation suspicion
 
 
 def test_every_full_strategy_counts_every_frame_over_many_intervals(tmp_path):

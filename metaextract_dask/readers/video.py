@@ -42,8 +42,12 @@ def ffprobe_path() -> str | None:
     return shutil.which("ffprobe")
 
 
-def run_ffprobe(path: str, args: list[str], timeout: float) -> str:
-    """Run ffprobe on one file; kill its whole process group on timeout."""
+def run_ffprobe(path: str, args: list[str], timeout: float, messages: list[str] | None = None) -> str:
+    """Run ffprobe on one file; kill its whole process group on timeout.
+
+    ``messages`` collects what ffprobe printed at error level although it
+    succeeded (such as "File ended prematurely").
+    """
     exe = ffprobe_path()
     if exe is None:
         raise CorruptFileError(path, "ffprobe is not installed (install ffmpeg)")
@@ -59,14 +63,21 @@ def run_ffprobe(path: str, args: list[str], timeout: float) -> str:
         lines = err.decode("utf-8", "replace").strip().splitlines()
         why = lines[-1].replace("file:" + path, "").strip(": ") if lines else f"exit status {proc.returncode}"
         raise CorruptFileError(path, f"ffprobe cannot read it: {why}")
+    if messages is not None:
+        for line in err.decode("utf-8", "replace").splitlines():
+            line = line.split("] ", 1)[-1].strip()
+            if line and line not in messages:
+                messages.append(line)
     return out.decode("utf-8", "replace")
 
 
 @functools.lru_cache(maxsize=256)
 def probe_container(path: str, size: int, mtime: float, timeout: float) -> dict[str, Any]:
     """ffprobe's format and streams (cached per file version in this process)."""
-    text = run_ffprobe(path, ["-show_format", "-show_streams", "-of", "json"], timeout)
+    messages: list[str] = []
+    text = run_ffprobe(path, ["-show_format", "-show_streams", "-of", "json"], timeout, messages)
     data = json.loads(text or "{}")
+    data["messages"] = messages
     if not data.get("streams"):
         raise CorruptFileError(path, "ffprobe found no audio or video stream in it")
     return data
@@ -101,9 +112,10 @@ def count_packets(text: str, intervals: list[tuple[float | None, float | None]])
         t = pts if pts is not None else dts
         for slot, (lo, hi) in zip(counts, intervals):
             if (lo is None or (t is not None and t >= lo)) and (hi is None or (t is not None and t < hi)):
-                c = slot.setdefault(index, [0, 0])
+                c = slot.setdefault(index, [0, 0, 0.0])
                 c[0] += 1
                 c[1] += "K" in flags
+                c[2] = max(c[2], t or 0.0)  # where this stream's packets end
                 break
     return counts
 
@@ -162,10 +174,11 @@ class VideoChunkReader(StreamChunkReader):
 
     def merge(self, a: State, b: State) -> State:
         frames = {k: list(v) for k, v in a["frames"].items()}
-        for k, (n, key) in b["frames"].items():
-            c = frames.setdefault(k, [0, 0])
+        for k, (n, key, last) in b["frames"].items():
+            c = frames.setdefault(k, [0, 0, 0.0])
             c[0] += n
             c[1] += key
+            c[2] = max(c[2], last)
         return {"container": a["container"] or b["container"], "frames": frames, "intervals": a.get("intervals", []) + b.get("intervals", [])}
 
     def public_summary(self, state: State) -> dict[str, Any]:
@@ -188,9 +201,43 @@ class VideoChunkReader(StreamChunkReader):
         intervals = state.get("intervals", [])
         full = None in (i[0] for i in intervals) and None in (i[1] for i in intervals) and _contiguous(intervals)
         record["frame_counts"] = {
-            k: {"frames": n, "keyframes": key, "exact": full} for k, (n, key) in sorted(state["frames"].items(), key=lambda kv: int(kv[0]))
+            k: {"frames": n, "keyframes": key, "exact": full, "last_packet_time": last}
+            for k, (n, key, last) in sorted(state["frames"].items(), key=lambda kv: int(kv[0]))
         }
+        record["warnings"] = [f"ffprobe: {m}" for m in data.get("messages", [])] + _truncation_warnings(record, full)
         return record
+
+
+def _truncation_warnings(record: dict[str, Any], full: bool) -> list[str]:
+    """Streamable containers (Matroska, MPEG-TS) stay readable when cut short: say so."""
+    duration, start = record.get("duration"), record.get("start_time") or 0.0
+    if not full or not isinstance(duration, (int, float)) or duration <= 0:
+        return []
+    warnings = []
+    for stream in record["streams"]:
+        if stream.get("codec_type") != "video":
+            continue
+        counts = record["frame_counts"].get(str(stream["index"]), {})
+        covered = max(0.0, counts.get("last_packet_time", start) - start)
+        fps = _rate(stream.get("avg_frame_rate"))
+        expected = duration * fps if fps else 0
+        frames = counts.get("frames", 0)
+        if covered < duration - max(0.25, 0.1 * duration):
+            warnings.append(f"video stream {stream['index']}: packets end at {covered:.2f} s of the declared {duration:.2f} s; "
+                            "the file may be truncated")
+        elif expected and frames < 0.98 * expected - 1:
+            warnings.append(f"video stream {stream['index']}: {frames} frames where {duration:.2f} s at {fps:g} fps make about "
+                            f"{expected:.0f}; the file may be truncated")
+    return warnings
+
+
+def _rate(text: Any) -> float:
+    """An ffprobe rate such as '30000/1001' as a number (0 when unknown)."""
+    try:
+        num, den = str(text).split("/")
+        return float(num) / float(den) if float(den) else 0.0
+    except ValueError:
+        return 0.0
 
 
 def _contiguous(intervals: list[tuple[float | None, float | None]]) -> bool:
