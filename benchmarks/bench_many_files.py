@@ -21,7 +21,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import command_line, machine_line, table  # noqa: E402
+from common import command_line, machine_line, table, write_report  # noqa: E402
 
 
 def make_files(folder: str, n: int) -> list[str]:
@@ -122,9 +122,7 @@ def main() -> None:
         f"scheduling overhead per file: **{overhead_ms:.2f} ms** ({counted} files counted by the scheduler plugin).",
         "",
     ])
-    print(report)
-    with open(args.results, "w") as f:
-        f.write(report)
+    write_report(report, args.results)
 
 
 if __name__ == "__main__":

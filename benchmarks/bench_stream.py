@@ -22,7 +22,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import GiB, MiB, TreeRSS, best_of, cat_seconds, command_line, machine_line, table  # noqa: E402
+from common import GiB, MiB, TreeRSS, best_of, cat_seconds, command_line, machine_line, table, write_report  # noqa: E402
 
 CHILD = """
 import json, sys, time
@@ -128,9 +128,7 @@ def main() -> None:
         tput_table,
         "",
     ])
-    print(report)
-    with open(args.results, "w") as f:
-        f.write(report)
+    write_report(report, args.results)
 
 
 if __name__ == "__main__":

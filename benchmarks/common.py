@@ -91,3 +91,10 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
 
 def command_line() -> str:
     return "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
+
+
+def write_report(report: str, path: str) -> None:
+    """Print the report and write it to its results file."""
+    print(report)
+    with open(path, "w") as f:
+        f.write(report)

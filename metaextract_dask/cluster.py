@@ -7,12 +7,13 @@ cluster object (dask-jobqueue, ...) or a scheduler address.
 
 from __future__ import annotations
 
-import enum
 import os
 from typing import Any
 
+from .config import OptionEnum
 
-class ExecutionModel(enum.Enum):
+
+class ExecutionModel(OptionEnum):
     """How work is executed (seed names), each mapped onto a distributed Client."""
 
     THREAD_POOL = "thread_pool"  # one worker process, many threads (I/O-bound)
@@ -20,16 +21,9 @@ class ExecutionModel(enum.Enum):
     ASYNC_IO = "async_io"  # the same cluster as PROCESS_POOL, driven by an asynchronous Client
     HYBRID = "hybrid"  # processes with two threads each
 
-    @classmethod
-    def parse(cls, value: "ExecutionModel | str") -> "ExecutionModel":
-        if isinstance(value, cls):
-            return value
-        aliases = {"threads": "thread_pool", "processes": "process_pool", "async": "async_io"}
-        text = str(value).lower().replace("-", "_")
-        try:
-            return cls(aliases.get(text, text))
-        except ValueError:
-            raise ValueError(f"unknown execution model {value!r}; choose one of {', '.join(m.value for m in cls)}") from None
+
+ExecutionModel._aliases = {"threads": "thread_pool", "processes": "process_pool", "async": "async_io"}
+ExecutionModel._label = "execution model"
 
 
 def local_cluster_kwargs(model: ExecutionModel, max_workers: int | None, host: str = "127.0.0.1", dashboard: str | None = None,
@@ -83,19 +77,23 @@ class ClientScope:
     def _kwargs(self) -> dict[str, Any]:
         return {"security": self.security} if self.security is not None else {}
 
+    def _local_cluster_kwargs(self) -> dict[str, Any]:
+        _with_dashboard_page()
+        return {**local_cluster_kwargs(self.model, self.max_workers, dashboard=self.dashboard, tls=self.security is not None), **self._kwargs()}
+
+    def _existing_target(self) -> Any:
+        """A cluster object or address to connect to; None means start a LocalCluster."""
+        return self.cluster_arg if self.cluster_arg is not None else self.address or None
+
     def __enter__(self) -> Any:
         from distributed import Client, LocalCluster
 
         if self.given is not None:
             self.client = self.given
             return self.client
-        if self.cluster_arg is not None:
-            target = self.cluster_arg
-        elif self.address:
-            target = self.address
-        else:
-            _with_dashboard_page()
-            target = LocalCluster(**local_cluster_kwargs(self.model, self.max_workers, dashboard=self.dashboard, tls=self.security is not None), **self._kwargs())
+        target = self._existing_target()
+        if target is None:
+            target = LocalCluster(**self._local_cluster_kwargs())
             self._owned.append(target)
         self.client = Client(target, set_as_default=False, **self._kwargs())
         self._owned.insert(0, self.client)
@@ -112,13 +110,9 @@ class ClientScope:
         if self.given is not None:
             self.client = self.given
             return self.client
-        if self.cluster_arg is not None:
-            target = self.cluster_arg
-        elif self.address:
-            target = self.address
-        else:
-            _with_dashboard_page()
-            target = await LocalCluster(asynchronous=True, **local_cluster_kwargs(self.model, self.max_workers, dashboard=self.dashboard, tls=self.security is not None), **self._kwargs())
+        target = self._existing_target()
+        if target is None:
+            target = await LocalCluster(asynchronous=True, **self._local_cluster_kwargs())
             self._owned.append(target)
         self.client = await Client(target, asynchronous=True, set_as_default=False, **self._kwargs())
         self._owned.insert(0, self.client)

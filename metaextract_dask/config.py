@@ -40,7 +40,23 @@ def _bytes(name: str) -> int:
     return int(parse_bytes(value) if isinstance(value, str) else value)
 
 
-class StreamingStrategy(enum.Enum):
+class OptionEnum(enum.Enum):
+    """An enum users also name with a string ("windowed", "size-aware", ...)."""
+
+    @classmethod
+    def parse(cls, value: Any) -> Any:
+        if isinstance(value, cls):
+            return value
+        text = str(value).lower().replace("-", "_")
+        aliases = getattr(cls, "_aliases", {})  # set after the class: a dict in the body would be a member
+        try:
+            return cls(aliases.get(text, text))
+        except ValueError:
+            names = ", ".join(m.value for m in cls)
+            raise ValueError(f"unknown {getattr(cls, '_label', cls.__name__)} {value!r}; choose one of {names}") from None
+
+
+class StreamingStrategy(OptionEnum):
     """How a file's chunk reads are shaped into a graph (seed names)."""
 
     SEQUENTIAL = "sequential"  # a chain: one chunk in flight
@@ -48,15 +64,8 @@ class StreamingStrategy(enum.Enum):
     SAMPLE_BASED = "sample_based"  # header, footer and sample_count chunks
     ADAPTIVE = "adaptive"  # one task, windowed or sampled by file size
 
-    @classmethod
-    def parse(cls, value: "StreamingStrategy | str") -> "StreamingStrategy":
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(str(value).lower().replace("-", "_"))
-        except ValueError:
-            names = ", ".join(s.value for s in cls)
-            raise ValueError(f"unknown strategy {value!r}; choose one of {names}") from None
+
+StreamingStrategy._label = "strategy"
 
 
 @dataclass

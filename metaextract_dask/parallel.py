@@ -11,7 +11,6 @@ batches for LEAST_LOADED. Metrics come from the scheduler plugin.
 from __future__ import annotations
 
 import asyncio
-import enum
 import math
 import os
 import time
@@ -24,7 +23,7 @@ from dask.utils import parse_bytes
 
 from .batching import BatchSettings, extract_batch, extract_one, is_transient, outcome
 from .cluster import ClientScope, ExecutionModel
-from .config import StreamingConfig
+from .config import OptionEnum, StreamingConfig
 from .errors import ExtractionTimeout, MetaExtractError, describe
 from .model import ExtractionResult, ExtractionTask
 from .text import safe_dict
@@ -35,7 +34,7 @@ GRAPH_PRIORITY = 10**9
 MAX_BATCH = 256
 
 
-class LoadBalancingStrategy(enum.Enum):
+class LoadBalancingStrategy(OptionEnum):
     """How files are ordered and grouped onto workers (seed names)."""
 
     FIFO = "fifo"
@@ -44,14 +43,8 @@ class LoadBalancingStrategy(enum.Enum):
     FILE_TYPE_AWARE = "file_type_aware"
     SIZE_AWARE = "size_aware"
 
-    @classmethod
-    def parse(cls, value: "LoadBalancingStrategy | str") -> "LoadBalancingStrategy":
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(str(value).lower().replace("-", "_"))
-        except ValueError:
-            raise ValueError(f"unknown load balancing {value!r}; choose one of {', '.join(s.value for s in cls)}") from None
+
+LoadBalancingStrategy._label = "load balancing"
 
 
 @dataclass
