@@ -142,11 +142,13 @@ class VideoChunkReader(StreamChunkReader):
         return None if ffprobe_path() else "ffprobe was not found on PATH: install ffmpeg (Debian: apt-get install ffmpeg)"
 
     def layout(self, info: FileInfo, chunk_size: int) -> Sequence[ChunkSpec]:
-        data = probe_container(info.path, info.size, info.mtime, 60.0)
-        fmt = data.get("format", {})
-        duration = _ts(str(fmt.get("duration", ""))) or 0.0
-        start = _ts(str(fmt.get("start_time", ""))) or 0.0
-        n = max(1, -(-info.size // chunk_size)) if duration > 0 else 1
+        n = max(1, -(-info.size // chunk_size))
+        duration = start = 0.0
+        if n > 1:  # intervals need the duration; one interval (the whole file) does not
+            fmt = probe_container(info.path, info.size, info.mtime, 60.0).get("format", {})
+            duration = _ts(str(fmt.get("duration", ""))) or 0.0
+            start = _ts(str(fmt.get("start_time", ""))) or 0.0
+            n = n if duration > 0 else 1
         specs = [ChunkSpec(info.path, 0, ChunkType.METADATA, 0, min(info.size, 4096), "container")]
         for i in range(n):
             lo = None if i == 0 else start + duration * i / n
@@ -160,8 +162,10 @@ class VideoChunkReader(StreamChunkReader):
 
     def summarize_all(self, specs: Sequence[ChunkSpec], config: StreamingConfig) -> list[State]:
         """All FRAME chunks in one ffprobe pass (one process start, not one per chunk)."""
-        states: list[State] = []
         frames = [s for s in specs if s.chunk_type is ChunkType.FRAME]
+        if len(specs) == 2 and len(frames) == 1 and frames[0].key == (None, None):
+            return self._whole_file(specs, config)  # one ffprobe run for container, streams and packets
+        states: list[State] = []
         counts = iter(scan_intervals(specs[0].path, [s.key for s in frames], config.timeout) if frames else [])
         for spec in specs:
             if spec.chunk_type is ChunkType.METADATA:
@@ -171,6 +175,25 @@ class VideoChunkReader(StreamChunkReader):
                 lo, hi = spec.key
                 states.append({"container": None, "frames": next(counts), "intervals": [spec.key]})
         return states
+
+    @staticmethod
+    def _whole_file(specs: Sequence[ChunkSpec], config: StreamingConfig) -> list[State]:
+        path = specs[0].path
+        messages: list[str] = []
+        text = run_ffprobe(path, ["-show_format", "-show_streams", "-show_entries", "packet=stream_index,pts_time,dts_time,flags",
+                                  "-of", "json"], config.timeout, messages)
+        data = json.loads(text or "{}")
+        if not data.get("streams"):
+            raise CorruptFileError(path, "ffprobe found no audio or video stream in it")
+        video = {str(s["index"]) for s in data["streams"] if s.get("codec_type") == "video"}
+        rows = [f"{p.get('stream_index')},{p.get('pts_time', 'N/A')},{p.get('dts_time', 'N/A')},{p.get('flags', '')}"
+                for p in data.pop("packets", []) if str(p.get("stream_index")) in video]
+        data["messages"] = messages
+        meta = specs[0] if specs[0].chunk_type is ChunkType.METADATA else specs[1]
+        frame = specs[1] if meta is specs[0] else specs[0]
+        counts = count_packets("\n".join(rows), [(None, None)])[0]
+        states = {meta: {"container": data, "frames": {}}, frame: {"container": None, "frames": counts, "intervals": [(None, None)]}}
+        return [states[s] for s in specs]
 
     def merge(self, a: State, b: State) -> State:
         frames = {k: list(v) for k, v in a["frames"].items()}
