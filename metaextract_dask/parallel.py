@@ -16,7 +16,7 @@ import os
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
 from dask.utils import parse_bytes
@@ -212,7 +212,19 @@ class ParallelExtractor:
 
     async def extract_parallel(self, files: Iterable[str | os.PathLike] | None = None,
                                progress: Callable[[ExtractionResult], Any] | None = None) -> tuple[list[ExtractionResult], "ParallelMetrics"]:
-        """Asynchronous ``extract``: the event loop stays free while files are extracted."""
+        """Asynchronous ``extract``: the event loop stays free while files are extracted.
+
+        With an asynchronous Client (``ExecutionModel.ASYNC_IO``) the work runs
+        on that Client's cluster, driven from a thread by a synchronous
+        connection to the same scheduler, so the caller's event loop is never blocked.
+        """
+        if self.client is not None and getattr(self.client, "asynchronous", False):
+            twin = ParallelExtractor(self.config, self.extraction_fn)
+            twin.config = replace(self.config, scheduler_address=self.client.scheduler.address, security=self.client.security)
+            twin.queue, self.queue = self.queue, []
+            results = await asyncio.to_thread(twin.extract, files, progress)
+            self.last_batches, self.last_run = twin.last_batches, twin.last_run
+            return results
         return await asyncio.to_thread(self.extract, files, progress)
 
 

@@ -231,3 +231,35 @@ def test_transient_errors_are_retried_with_backoff(tmp_path, process_client):
     config = ParallelExtractionConfig(retry_limit=1, retry_delay=0.01)
     [result], _ = ParallelExtractor(config, flaky_extraction, client=process_client).extract([path])
     assert not result.success and result.attempts == 2 and "transient read error" in result.error
+
+
+def test_async_io_with_an_asynchronous_client(tmp_path):
+    import asyncio
+
+    from distributed import Client, LocalCluster
+
+    files = [make_bin(tmp_path / f"a{i}.bin", 700, i) for i in range(12)]
+
+    async def go():
+        async with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                asynchronous=True) as cluster:
+            async with Client(cluster, asynchronous=True) as client:
+                ticks = 0
+
+                async def heartbeat():  # the event loop keeps running while files are extracted
+                    nonlocal ticks
+                    while True:
+                        ticks += 1
+                        await asyncio.sleep(0.01)
+
+                beat = asyncio.create_task(heartbeat())
+                config = ParallelExtractionConfig(execution_model="async_io")
+                results, metrics = await ParallelExtractor(config, client=client).extract_parallel(files)
+                beat.cancel()
+                workers = set(cluster.scheduler_info["workers"])
+                return results, metrics, ticks, workers
+
+    results, metrics, ticks, workers = asyncio.run(go())
+    assert [r.file_path for r in results] == files and all(r.success for r in results)
+    assert metrics.total_files == 12 and ticks > 5
+    assert {r.worker for r in results} <= workers  # the asynchronous client's own cluster did the work
