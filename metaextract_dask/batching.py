@@ -47,7 +47,7 @@ class BatchSettings:
 
 def extract_metadata(path: str, config: StreamingConfig | None = None) -> dict[str, Any]:
     """This project's own extraction of one file, run right here (never on a cluster)."""
-    from .graph import build_graph, run_single
+    from .graph import CHUNK_SUMMARIES, build_graph, run_single
     from .probe import probe
     from .readers.registry import reader_for
     from .strategies import plan_file
@@ -64,7 +64,7 @@ def extract_metadata(path: str, config: StreamingConfig | None = None) -> dict[s
 
         fg = build_graph(plan, reader, config, deadline)
         record = dask.threaded.get(fg.dsk, fg.final_key)
-    record.pop("_chunk_summaries", None)
+    record.pop(CHUNK_SUMMARIES, None)
     return record
 
 

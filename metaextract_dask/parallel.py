@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from dask.utils import parse_bytes
 
@@ -25,8 +25,12 @@ from .batching import BatchSettings, extract_batch, extract_one, is_transient, o
 from .cluster import ClientScope, ExecutionModel
 from .config import OptionEnum, StreamingConfig
 from .errors import ExtractionTimeout, MetaExtractError, describe
+from .graph import CHUNK_SUMMARIES
 from .model import ExtractionResult, ExtractionTask
 from .text import safe_dict
+
+if TYPE_CHECKING:
+    from .metrics import ParallelMetrics
 
 #: Dask priority of chunk graphs: above every batch, so a big file's timer
 #: starts when it is submitted and it is not stuck behind small ones
@@ -348,7 +352,7 @@ class _Run:
         task, _, attempt, start = entry
         try:
             record = fut.result()
-            record.pop("_chunk_summaries", None)
+            record.pop(CHUNK_SUMMARIES, None)
             result = ExtractionResult(task.task_id, task.file_path, True, record, start_time=start, end_time=time.time(), attempts=attempt)
         except Exception as exc:  # noqa: BLE001
             if self.cfg.retry_failed and attempt <= self.cfg.retry_limit and is_transient(exc):

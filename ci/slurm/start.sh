@@ -5,7 +5,7 @@
 set -euo pipefail
 STATE=${SLURM_STATE:-/tmp/metaextract-slurm}
 HOST=$(hostname -s)
-CPUS=$(nproc)
+CPUS=$(getconf _NPROCESSORS_ONLN)  # not nproc: it honours OMP_NUM_THREADS, which Dask sets to 1
 MEM=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
 
 if ! command -v slurmctld >/dev/null; then

@@ -3,6 +3,7 @@
 STATE=${SLURM_STATE:-/tmp/metaextract-slurm}
 scancel --user=root 2>/dev/null || true
 pkill -x slurmd 2>/dev/null || true
+pkill -x slurmstepd 2>/dev/null || true
 pkill -x slurmctld 2>/dev/null || true
 pkill -x munged 2>/dev/null || true
 sleep 1

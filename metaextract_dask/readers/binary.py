@@ -7,7 +7,6 @@ signature and the footer chunk the last bytes for trailing signatures.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from typing import Any
