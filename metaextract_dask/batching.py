@@ -118,10 +118,12 @@ def outcome(result: ExtractionResult) -> dict[str, Any]:
     """What the scheduler plugin is told about one file."""
     md = result.metadata or {}
     streaming = md.get("streaming") or {}
-    size = md.get("size") if isinstance(md.get("size"), int) else _size(result.file_path)
+    size = md.get("size") if isinstance(md.get("size"), int) else file_size(result.file_path)
+    if result.file_format is None:
+        result.file_format = file_type(result.file_path, md if result.success else None)
     return safe_dict({
         "path": result.file_path,
-        "type": file_type(result.file_path, md if result.success else None),
+        "type": result.file_format,
         "success": result.success,
         "bytes": streaming.get("bytes_read", size if result.success else 0),
         "chunks": streaming.get("chunks_read", 1 if result.success else 0),
@@ -133,7 +135,8 @@ def outcome(result: ExtractionResult) -> dict[str, Any]:
     })
 
 
-def _size(path: str) -> int:
+def file_size(path: str) -> int:
+    """The file's size, 0 when it cannot be stat-ed (its record will say why)."""
     try:
         return os.stat(path).st_size
     except OSError:

@@ -73,7 +73,7 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
     time_cov = (md.get("cf_coverage") or {}).get("time") or {}
     row = {
         "path": result.file_path, "size": size, "mtime": mtime,
-        "format": md.get("format") or _detected(result.file_path), "reader": md.get("reader"), "strategy": streaming.get("shape"),
+        "format": md.get("format") or result.file_format or _detected(result.file_path), "reader": md.get("reader"), "strategy": streaming.get("shape"),
         "success": result.success, "error": result.error, "error_type": result.error_type,
         "duration": result.duration, "attempts": result.attempts, "worker": result.worker, "extracted_at": result.end_time or time.time(),
         "chunks_read": streaming.get("chunks_read"), "bytes_read": streaming.get("bytes_read"), "exact": streaming.get("exact"),

@@ -109,6 +109,8 @@ class ExtractionResult:
     end_time: float = 0.0
     worker: str | None = None
     attempts: int = 1
+    #: the detected format, also for failures (filled once, where the outcome is first reported)
+    file_format: str | None = None
 
     @property
     def duration(self) -> float:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from dask.utils import parse_bytes
 
-from .batching import BatchSettings, extract_batch, extract_one, is_transient, outcome
+from .batching import BatchSettings, extract_batch, extract_one, file_size, is_transient, outcome
 from .cluster import ClientScope, ExecutionModel
 from .config import OptionEnum, StreamingConfig
 from .errors import ExtractionTimeout, MetaExtractError, describe
@@ -99,13 +99,6 @@ class Batch:
     tasks: list[ExtractionTask]
     priority: int
     label: str
-
-
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
@@ -251,7 +244,7 @@ class _Run:
 
         client, cfg = self.client, self.cfg
         ensure_plugin(client)
-        sizes = {t.task_id: _size(t.file_path) for t in self.tasks}
+        sizes = {t.task_id: file_size(t.file_path) for t in self.tasks}
         threshold = cfg.streaming.streaming_threshold
         own_graph = self.owner.extraction_fn is None
         large = deque(t for t in self.tasks if own_graph and sizes[t.task_id] >= threshold)
@@ -298,6 +291,8 @@ class _Run:
     def _emit(self, results: list[ExtractionResult], tell_plugin: bool) -> None:
         from .metrics import EVENT_TOPIC
 
+        if tell_plugin and results:  # before progress: outcome() fills each result's file_format once
+            self.client.log_event(EVENT_TOPIC, {"kind": "files", "run": self.run_id, "files": [outcome(r) for r in results]})
         for r in results:
             if r.task_id in self.seen:  # exactly one record per file
                 continue
@@ -306,8 +301,6 @@ class _Run:
                 self.results[r.task_id] = r
             if self.progress is not None:
                 self.progress(r)
-        if tell_plugin and results:
-            self.client.log_event(EVENT_TOPIC, {"kind": "files", "run": self.run_id, "files": [outcome(r) for r in results]})
 
     def _batch_done(self, fut: Any, batch: Batch) -> None:
         try:

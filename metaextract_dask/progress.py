@@ -18,10 +18,10 @@ def _bytes(n: float) -> str:
 class ProgressBar:
     """files done/total, bytes, files per second, errors so far."""
 
-    def __init__(self, total: int, total_bytes: int = 0, stream: TextIO | None = None, enabled: bool | None = None):
+    def __init__(self, total: int, stream: TextIO | None = None, enabled: bool | None = None):
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
-        self.total, self.total_bytes = total, total_bytes
+        self.total = total
         self.done = self.errors = self.bytes = 0
         self.start = time.monotonic()
         self._drawn = 0.0

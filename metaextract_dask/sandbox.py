@@ -102,28 +102,26 @@ class Sandbox:
 
     @staticmethod
     def _read(proc: subprocess.Popen, deadline: float) -> bytes:
+        """One reply: its length header, then exactly that many bytes, by the deadline."""
         fd = proc.stdout.fileno()
-        buf = bytearray()
-        need = _HEADER.size
-        header_done = False
-        while True:
-            while len(buf) < need:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise ExtractionTimeout(None, "timeout")
-                ready, _, _ = select.select([fd], [], [], left)
-                if not ready:
-                    continue
-                chunk = os.read(fd, max(need - len(buf), 65536) if header_done else need - len(buf))
-                if not chunk:
-                    raise EOFError
-                buf += chunk
-            if header_done:
-                return bytes(buf)
-            need = _HEADER.size + _HEADER.unpack(bytes(buf[: _HEADER.size]))[0]
-            del buf[: _HEADER.size]
-            need -= _HEADER.size
-            header_done = True
+        size = _HEADER.unpack(_read_exactly(fd, _HEADER.size, deadline))[0]
+        return _read_exactly(fd, size, deadline)
+
+
+def _read_exactly(fd: int, n: int, deadline: float) -> bytes:
+    """n bytes from fd; ExtractionTimeout at the deadline, EOFError if the child died."""
+    buf = bytearray()
+    while len(buf) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ExtractionTimeout(None, "timeout")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            chunk = os.read(fd, n - len(buf))
+            if not chunk:
+                raise EOFError
+            buf += chunk
+    return bytes(buf)
 
 
 _local = threading.local()

@@ -24,11 +24,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..config import StreamingConfig
+from ..detect import VIDEO_FORMATS
 from ..errors import CorruptFileError, ExtractionTimeout
 from ..model import ChunkSpec, ChunkType, FileInfo
 from .base import State, StreamChunkReader
 
-VIDEO_FORMATS = frozenset({"mp4", "mov", "matroska", "webm", "avi", "flv", "mpegts", "mpegps", "ogg"})
 
 #: seconds read past an interval's end, so B-frames reordered across it are seen
 REORDER_MARGIN = 1.0
