@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .config import StreamingConfig
 from .errors import (
@@ -85,33 +85,64 @@ def file_type(path: str, record: dict[str, Any] | None) -> str:
         return "unknown"
 
 
-def _call(path: str, fn: Callable | None, settings: BatchSettings) -> dict[str, Any]:
+def _function(path: str, fn: Callable | None, settings: BatchSettings) -> tuple[Callable, tuple]:
+    """What runs for one file: the user's function or this project's extraction."""
     if fn is None:
-        fn, args = extract_metadata, (path, settings.streaming)
-    else:
-        args = (path,)
+        return extract_metadata, (path, settings.streaming)
+    return fn, (path,)
+
+
+def _call(path: str, fn: Callable | None, settings: BatchSettings) -> Any:
+    func, args = _function(path, fn, settings)
     if settings.isolate:
         from .sandbox import sandbox_for_thread
 
-        return sandbox_for_thread(settings.memory_limit).call(path, settings.timeout, fn, *args)
-    return fn(*args)
+        return sandbox_for_thread(settings.memory_limit).call(path, settings.timeout, func, *args)
+    return func(*args)
 
 
-def extract_one(task_id: str, path: str, fn: Callable | None, settings: BatchSettings) -> ExtractionResult:
-    """One file with retries and exponential backoff; a failure is a result."""
-    start = time.time()
-    attempt = 0
+def _success(task_id: str, path: str, metadata: Any, start: float, end: float, attempts: int) -> ExtractionResult:
+    if not isinstance(metadata, dict):
+        metadata = {"value": metadata}
+    return ExtractionResult(task_id, path, True, metadata, start_time=start, end_time=end, attempts=attempts)
+
+
+def extract_one(task_id: str, path: str, fn: Callable | None, settings: BatchSettings,
+                failed: BaseException | None = None, start: float | None = None) -> ExtractionResult:
+    """One file with retries and exponential backoff; a failure is a result.
+
+    ``failed`` is the error of a first attempt already made elsewhere (a
+    batched sandbox run), so only the retries happen here.
+    """
+    start = time.time() if start is None else start
+    attempt, error = (1, failed) if failed is not None else (0, None)
     while True:
+        if error is not None:
+            if attempt > settings.retry_limit or not is_transient(error):
+                return ExtractionResult(task_id, path, False, None, describe(error), type(error).__name__, start, time.time(), attempts=attempt)
+            time.sleep(min(settings.retry_delay * 2 ** (attempt - 1), 30.0))
         attempt += 1
         try:
-            metadata = _call(path, fn, settings)
-            if not isinstance(metadata, dict):
-                metadata = {"value": metadata}
-            return ExtractionResult(task_id, path, True, metadata, start_time=start, end_time=time.time(), attempts=attempt)
+            return _success(task_id, path, _call(path, fn, settings), start, time.time(), attempt)
         except Exception as exc:  # noqa: BLE001 - every failure becomes this file's record
-            if attempt > settings.retry_limit or not is_transient(exc):
-                return ExtractionResult(task_id, path, False, None, describe(exc), type(exc).__name__, start, time.time(), attempts=attempt)
-            time.sleep(min(settings.retry_delay * 2 ** (attempt - 1), 30.0))
+            error = exc
+
+
+def extract_many(items: list[tuple[str, str]], fn: Callable | None, settings: BatchSettings) -> Iterator[ExtractionResult]:
+    """Files in turn; sandboxed, the whole list goes to the child in one message."""
+    if not settings.isolate:
+        for task_id, path in items:
+            yield extract_one(task_id, path, fn, settings)
+        return
+    from .sandbox import sandbox_for_thread
+
+    calls = [(path, *_function(path, fn, settings)) for _, path in items]
+    replies = sandbox_for_thread(settings.memory_limit).call_many(calls, settings.timeout)
+    for (task_id, path), (ok, value, start, end) in zip(items, replies):
+        if ok:
+            yield _success(task_id, path, value, start, end, 1)
+        else:
+            yield extract_one(task_id, path, fn, settings, failed=value, start=start)
 
 
 def outcome(result: ExtractionResult) -> dict[str, Any]:
@@ -155,8 +186,7 @@ def extract_batch(items: list[tuple[str, str]], fn: Callable | None, settings: B
     except (ImportError, ValueError):
         pass
     results = []
-    for task_id, path in items:
-        result = extract_one(task_id, path, fn, settings)
+    for result in extract_many(items, fn, settings):
         result.worker = worker.address if worker is not None else None
         results.append(result)
     if worker is not None and settings.run:

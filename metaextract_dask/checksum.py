@@ -37,6 +37,16 @@ def _xxh3_128(data: bytes = b""):
     return xxhash.xxh3_128(data)
 
 
+def _one_shot(algorithm: str) -> Callable[[memoryview], bytes]:
+    """A function from bytes to digest; xxhash's one-shot form skips the object."""
+    if algorithm == "xxh3_128":
+        import xxhash
+
+        return xxhash.xxh3_128_digest
+    new = ALGORITHMS[algorithm]
+    return lambda block: new(block).digest()
+
+
 ALGORITHMS: dict[str, Callable] = {
     "xxh3_128": _xxh3_128,
     "sha256": hashlib.sha256,
@@ -46,9 +56,9 @@ ALGORITHMS: dict[str, Callable] = {
 
 def block_digests(data: memoryview | bytes, algorithm: str) -> bytes:
     """Digests of each CHECKSUM_BLOCK-sized block of ``data``, concatenated."""
-    new = ALGORITHMS[algorithm]
+    digest = _one_shot(algorithm)
     view = memoryview(data)
-    return b"".join(new(view[i : i + CHECKSUM_BLOCK]).digest() for i in range(0, len(view), CHECKSUM_BLOCK))
+    return b"".join([digest(view[i : i + CHECKSUM_BLOCK]) for i in range(0, len(view), CHECKSUM_BLOCK)])
 
 
 def combine(digests: bytes, algorithm: str) -> str:

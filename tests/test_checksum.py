@@ -67,7 +67,7 @@ def test_checksum_changes_with_one_byte(tmp_path, random_file):
 
 def test_sampled_scan_says_checksum_is_partial(random_file):
     path = random_file(40 * MiB)
-    record, _ = extract_file(path, StreamingConfig(strategy="sample_based", sample_count=4))
+    record, _ = extract_file(path, StreamingConfig(strategy="sample_based", sample_count=4, chunk_size=MiB))
     assert record["checksum"]["value"] is None
     assert "partial" in record["checksum"]["note"]
     assert record["streaming"]["exact"] is False

@@ -144,7 +144,7 @@ def test_import_pulls_in_no_format_library():
 
 def test_config_defaults_and_dask_config_override(monkeypatch):
     cfg = StreamingConfig()
-    assert cfg.chunk_size == MiB and cfg.streaming_threshold == 10 * MiB and cfg.large_file_threshold == 1024 * MiB
+    assert cfg.chunk_size == 8 * MiB and cfg.streaming_threshold == 10 * MiB and cfg.large_file_threshold == 1024 * MiB
     assert cfg.strategy is StreamingStrategy.ADAPTIVE and cfg.timeout == 300
     import dask
 
