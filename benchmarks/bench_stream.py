@@ -22,7 +22,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import GiB, MiB, TreeRSS, best_of, cat_seconds, command_line, machine_line, table, write_report  # noqa: E402
+from common import GiB, MiB, TreeRSS, cat_seconds, timed, command_line, machine_line, table, write_report  # noqa: E402
 
 CHILD = """
 import json, sys, time
@@ -49,38 +49,101 @@ def memory_run(path: str) -> dict:
     return result
 
 
-def serial_checksum(path: str) -> str:
+def serial_checksum(path: str, algorithm: str = "xxh3_128") -> str:
     """The reference a user would write: read 1 MiB at a time, hash the blocks."""
     from metaextract_dask.checksum import block_digests, combine
 
     digests = bytearray()
     with open(path, "rb", buffering=0) as f:
         while block := f.read(MiB):
-            digests += block_digests(block, "xxh3_128")
-    return combine(bytes(digests), "xxh3_128")
+            digests += block_digests(block, algorithm)
+    return combine(bytes(digests), algorithm)
 
 
-def throughput(path: str, size: int, repeat: int) -> list[list[object]]:
+def read_share(path: str) -> float:
+    """Profile of the serial loop (cProfile): the share of its time spent in
+    ``read``, i.e. copying from the page cache rather than hashing."""
+    import cProfile
+    import pstats
+
+    profile = cProfile.Profile()
+    profile.runcall(serial_checksum, path)
+    stats = pstats.Stats(profile).stats
+    total = sum(tt for (_, _, tt, _, _) in stats.values())
+    reads = sum(tt for (_, _, name), (_, _, tt, _, _) in stats.items() if name.startswith("<method 'read"))
+    return reads / total
+
+
+def cpu_bound(path: str, size: int, repeat: int) -> list[list[object]]:
+    """The same comparison with sha256, where hashing, not copying, is the
+    bottleneck: what the graph gains when there is CPU work to share."""
+    from metaextract_dask import StreamingConfig, extract_file
+
+    cfg = StreamingConfig(strategy="windowed", checksum="sha256")
+    best = {"serial": float("inf"), "local": float("inf")}
+    for _ in range(repeat):
+        best["serial"] = min(best["serial"], timed(lambda: serial_checksum(path, "sha256")))
+        best["local"] = min(best["local"], timed(lambda: extract_file(path, cfg)))
+    serial, local = best["serial"], best["local"]
+    return [
+        ["serial Python loop, sha256", f"{serial:.3f}", f"{size / serial / 1e9:.2f}", "1.00"],
+        ["WINDOWED sha256, local threaded scheduler", f"{local:.3f}", f"{size / local / 1e9:.2f}", f"{serial / local:.2f}"],
+    ]
+
+
+def throughput(path: str, size: int, repeat: int) -> tuple[list[list[object]], dict[str, float]]:
+    """Best of ``repeat`` rounds; each round runs every contender once, in turn,
+    so a noisy moment on a shared machine hits them all alike."""
     from distributed import Client, LocalCluster
 
     from metaextract_dask import StreamingConfig, extract_file
 
     cfg = StreamingConfig(strategy="windowed")
     subprocess.run(f"cat '{path}' > /dev/null", shell=True, check=True)  # into the page cache
-    cat = min(cat_seconds(path) for _ in range(repeat))
-    serial = best_of(lambda: serial_checksum(path), repeat)
-    local = best_of(lambda: extract_file(path, cfg), repeat)
-    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
-        extract_file(path, cfg, client=client)  # warm the workers
-        dist = best_of(lambda: extract_file(path, cfg, client=client), repeat)
     assert extract_file(path, cfg)[0]["checksum"]["value"] == serial_checksum(path)
+    # not the default client: extract_file without client= must stay on the threaded scheduler
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        extract_file(path, cfg, client=client)  # warm the workers
+        runs = {
+            "cat": lambda: cat_seconds(path),
+            "serial": lambda: timed(lambda: serial_checksum(path)),
+            "local": lambda: timed(lambda: extract_file(path, cfg)),
+            "dist": lambda: timed(lambda: extract_file(path, cfg, client=client)),
+        }
+        best = {name: float("inf") for name in runs}
+        for _ in range(repeat):
+            for name, run in runs.items():
+                best[name] = min(best[name], run())
+    cat, serial, local, dist = best["cat"], best["serial"], best["local"], best["dist"]
     gbs = lambda s: f"{size / s / 1e9:.2f}"  # noqa: E731
-    return [
+    return best, [
         ["cat FILE > /dev/null (reference)", f"{cat:.3f}", gbs(cat), "1.00", f"{serial / cat:.2f}"],
         ["serial Python loop, same checksum", f"{serial:.3f}", gbs(serial), f"{cat / serial:.2f}", "1.00"],
         ["WINDOWED, local threaded scheduler", f"{local:.3f}", gbs(local), f"{cat / local:.2f}", f"{serial / local:.2f}"],
         ["WINDOWED, LocalCluster 2 processes", f"{dist:.3f}", gbs(dist), f"{cat / dist:.2f}", f"{serial / dist:.2f}"],
     ]
+
+
+def full_scan_report(path: str, size: int, repeat: int) -> str:
+    """Table 1 with its explanation: the page-cache ceiling, the loop's
+    profile, and the sha256 comparison where the hash is the bottleneck."""
+    best, rows = throughput(path, size, repeat)
+    share = read_share(path)
+    cpu_rows = cpu_bound(path, size, max(1, repeat // 3))
+    ceiling = best["serial"] / best["cat"]
+    return "\n".join([
+        table(["run", "seconds (best of rounds)", "GB/s", "vs cat", "vs serial loop"], rows),
+        "",
+        f"Best of {repeat} rounds; each round runs the four in turn. Targets: >= 0.5 of cat, >= 1.6x the serial loop.",
+        "",
+        f"Why 1.6x the loop is out of reach here: a cProfile of the serial loop puts **{share:.0%}** of its time in `read()`, "
+        f"the copy out of the page cache, and the rest in xxh3 and Python. No scan of the file can beat `cat`, "
+        f"which is only **{ceiling:.2f}x** the loop on this machine; WINDOWED runs at **{best['cat'] / best['local']:.2f}** of `cat`. "
+        "With a hash that is the bottleneck instead of the copy (sha256, same graph), the same comparison shows what two cores give:",
+        "",
+        table(["run", "seconds (best)", "GB/s", "vs serial loop"], cpu_rows),
+    ])
 
 
 def main() -> None:
@@ -90,7 +153,7 @@ def main() -> None:
     args = parser.parse_args()
     small, large = (8 * MiB, 64 * MiB) if args.quick else (512 * MiB, 8 * GiB)
     scan_size = 16 * MiB if args.quick else 2 * GiB
-    repeat = 1 if args.quick else 3
+    repeat = 1 if args.quick else 9
 
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
         rows = []
@@ -110,7 +173,7 @@ def main() -> None:
         with open(path, "wb") as f:
             for _ in range(scan_size // (64 * MiB) or 1):
                 f.write(os.urandom(min(scan_size, 64 * MiB)))
-        tput_table = table(["full scan of a cached file", "seconds (best)", "GB/s", "vs cat", "vs serial loop"], throughput(path, os.path.getsize(path), repeat))
+        tput_table = full_scan_report(path, os.path.getsize(path), repeat)
 
     report = "\n".join([
         "## One large file: memory and full-scan throughput",

@@ -16,14 +16,16 @@ MiB = 1024**2
 GiB = 1024**3
 
 
+def timed(fn: Callable[[], object]) -> float:
+    """Wall time of one call."""
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
 def best_of(fn: Callable[[], object], repeat: int) -> float:
     """Smallest wall time of ``repeat`` calls (the least disturbed run)."""
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    return min(timed(fn) for _ in range(repeat))
 
 
 def cat_seconds(path: str) -> float:
