@@ -85,9 +85,32 @@ def parallel(paths: list[str], client) -> tuple[float, float, int, int]:
     return wall, sum(r.duration for r in results), len(ex.last_batches), metrics.total_files
 
 
-def main() -> None:
+def compare(folder: str, n: int) -> dict[str, object]:
+    """Make ``n`` files in ``folder`` and time the parallel run, the serial
+    loop and the peer tools on them: the figures and the table rows."""
     from distributed import Client, LocalCluster
 
+    paths = make_files(folder, n)
+    size = sum(os.path.getsize(p) for p in paths) / n
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
+        parallel(paths[:20], client)  # warm: worker imports and sandboxes started
+        wall, work, batches, counted = parallel(paths, client)
+        threads = sum(client.nthreads().values())
+    t_serial = serial(paths)
+    t_peer = peer_tools(paths)
+    rows = [
+        ["ncdump -h / h5ls -r per file (reference)", f"{t_peer:.2f}", f"{n / t_peer:.0f}", f"{t_peer / wall:.2f}"],
+        ["serial loop, extract_metadata in one process", f"{t_serial:.2f}", f"{n / t_serial:.0f}", f"{t_serial / wall:.2f}"],
+        [f"ParallelExtractor, LocalCluster 2 processes ({batches} batch tasks)", f"{wall:.2f}", f"{n / wall:.0f}", "1.00"],
+    ]
+    overhead_ms = max(0.0, wall * threads - work) / n * 1000
+    summary = (f"Parallel over serial loop: **{t_serial / wall:.2f}x**; over ncdump/h5ls: **{t_peer / wall:.2f}x**; "
+               f"scheduling overhead per file: **{overhead_ms:.2f} ms** ({counted} files counted by the scheduler plugin). "
+               "Targets: >= 1.5x the serial loop, >= 5x ncdump/h5ls, < 1 ms per file.")
+    return {"size": size, "table": table(["run", "seconds", "files/s", "parallel speed-up over it"], rows), "summary": summary}
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--files", type=int)
@@ -95,31 +118,17 @@ def main() -> None:
     args = parser.parse_args()
     n = args.files or (100 if args.quick else 5000)
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
-        paths = make_files(tmp, n)
-        size = sum(os.path.getsize(p) for p in paths) / n
-        with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
-            parallel(paths[:20], client)  # warm: worker imports and sandboxes started
-            wall, work, batches, counted = parallel(paths, client)
-            threads = sum(client.nthreads().values())
-        t_serial = serial(paths)
-        t_peer = peer_tools(paths)
-    overhead_ms = max(0.0, wall * threads - work) / n * 1000
-    rows = [
-        ["ncdump -h / h5ls -r per file (reference)", f"{t_peer:.2f}", f"{n / t_peer:.0f}", f"{t_peer / wall:.2f}"],
-        ["serial loop, extract_metadata in one process", f"{t_serial:.2f}", f"{n / t_serial:.0f}", f"{t_serial / wall:.2f}"],
-        [f"ParallelExtractor, LocalCluster 2 processes ({batches} batch tasks)", f"{wall:.2f}", f"{n / wall:.0f}", "1.00"],
-    ]
+        result = compare(tmp, n)
     report = "\n".join([
-        f"## Many small files: {n} NetCDF and HDF5 files of about {size / 1024:.0f} KB",
+        f"## Many small files: {n} NetCDF and HDF5 files of about {result['size'] / 1024:.0f} KB",
         "",
         f"Command: `{command_line()}`  ",
         f"Machine: {machine_line()}  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",
-        table(["run", "seconds", "files/s", "parallel speed-up over it"], rows),
+        result["table"],
         "",
-        f"Parallel over serial loop: **{t_serial / wall:.2f}x**; over ncdump/h5ls: **{t_peer / wall:.2f}x**; "
-        f"scheduling overhead per file: **{overhead_ms:.2f} ms** ({counted} files counted by the scheduler plugin).",
+        result["summary"],
         "",
     ])
     write_report(report, args.results)

@@ -68,23 +68,11 @@ def t3_memory(tmp: str, small: int, large: int) -> str:
 
 
 def t4_small_files(tmp: str, n: int) -> str:
-    from distributed import Client, LocalCluster
-
     folder = os.path.join(tmp, "small")
     os.makedirs(folder)
-    paths = bench_many_files.make_files(folder, n)
-    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
-        bench_many_files.parallel(paths[:20], client)
-        wall, work, batches, _ = bench_many_files.parallel(paths, client)
-    t_serial = bench_many_files.serial(paths)
-    t_peer = bench_many_files.peer_tools(paths)
+    result = bench_many_files.compare(folder, n)
     shutil.rmtree(folder)
-    rows = [["ncdump -h / h5ls -r per file", f"{t_peer:.2f}", f"{n / t_peer:.0f}", f"{t_peer / wall:.2f}"],
-            ["serial loop of extract_metadata, one process", f"{t_serial:.2f}", f"{n / t_serial:.0f}", f"{t_serial / wall:.2f}"],
-            [f"ParallelExtractor, 2 processes ({batches} tasks)", f"{wall:.2f}", f"{n / wall:.0f}", "1.00"]]
-    overhead = max(0.0, wall * 2 - work) / n * 1000
-    return (f"### 4. {n} NetCDF and HDF5 files of about 20 KB\n\n" + table(["run", "seconds", "files/s", "parallel speed-up over it"], rows)
-            + f"\n\nScheduling overhead per file: **{overhead:.2f} ms**. Targets: >= 1.5x the serial loop, >= 5x ncdump/h5ls, < 1 ms per file.\n")
+    return f"### 4. {n} NetCDF and HDF5 files of about {result['size'] / 1024:.0f} KB\n\n{result['table']}\n\n{result['summary']}\n"
 
 
 def t5_videos(tmp: str, n: int) -> str:
