@@ -2,9 +2,13 @@
 
 Nothing of our own: dask-jobqueue submits the workers as jobs, configured the
 usual way through ``jobqueue.yaml``; keyword arguments here override it.
-Workers that reach their walltime retire gracefully when ``lifetime`` is set
-(``--lifetime`` / ``--lifetime-stagger``), and their unfinished batches are
-rescheduled by Dask onto other workers.
+Workers that would reach their walltime retire gracefully when ``lifetime``
+is set (``--lifetime`` / ``--lifetime-stagger``, a little below the
+walltime): the worker hands its results to others and exits, its job ends,
+its unfinished batches are rescheduled, and the cluster, kept adaptive, submits
+a new job in its place (dask-jobqueue's advice for walltimes). Restarting the
+worker inside the same job (``--lifetime-restart``) would not help: the
+batch system still kills the job at its walltime.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ def make_jobqueue_cluster(kind: str, jobs: int = 1, cores: int | None = None, me
                                      processes=processes, interface=interface).items() if v is not None}
     if lifetime:
         extra = list(kwargs.pop("worker_extra_args", []))
-        extra += ["--lifetime", lifetime, "--lifetime-stagger", lifetime_stagger, "--lifetime-restart"]
+        extra += ["--lifetime", lifetime, "--lifetime-stagger", lifetime_stagger]
         kwargs["worker_extra_args"] = extra
+        adapt = adapt or (jobs, jobs)  # adaptive, so retired jobs are replaced
     cluster = getattr(dask_jobqueue, KINDS[kind])(**options, **kwargs)
     if adapt:
         cluster.adapt(minimum_jobs=adapt[0], maximum_jobs=adapt[1])

@@ -110,3 +110,29 @@ def test_separate_scheduler_and_workers_survive_a_killed_worker(tmp_path):
         for p in procs:
             p.kill()
             p.wait()
+
+
+def test_walltime_retirement_on_slurm_replaces_jobs(tmp_path, slurm):
+    """--lifetime below the walltime: workers retire, their jobs end, new jobs take over, no file is lost."""
+    from distributed import Client
+
+    from metaextract_dask.demo import make_bin
+    from metaextract_dask.hpc import make_jobqueue_cluster
+
+    files = [make_bin(str(tmp_path / f"f{i:04d}.bin"), 512, i) for i in range(500)]
+
+    def which_job(path):
+        time.sleep(0.05)  # 25 s of work in all: several lifetimes of one worker
+        return {"job": os.environ.get("SLURM_JOB_ID"), "size": os.path.getsize(path)}
+
+    cluster = make_jobqueue_cluster("slurm", jobs=2, cores=1, memory="1GB", walltime="00:10:00", interface="lo",
+                                    lifetime="8s", lifetime_stagger="2s", log_directory=str(tmp_path / "logs"),
+                                    scheduler_options={"dashboard_address": ":0"})
+    with cluster, Client(cluster) as client:
+        client.wait_for_workers(1, timeout=300)
+        results, metrics = ParallelExtractor(ParallelExtractionConfig(), extraction_fn=which_job, client=client).extract(files)
+    assert [r.file_path for r in results] == files  # every file exactly once
+    assert all(r.success for r in results), [r.error for r in results if not r.success][:3]
+    assert metrics.total_files == len(files)
+    jobs = {r.metadata["job"] for r in results}
+    assert None not in jobs and len(jobs) >= 3  # the two first jobs retired and were replaced
