@@ -52,6 +52,27 @@ def run_chunk(reader: StreamChunkReader, spec: ChunkSpec, config: StreamingConfi
         raise ExtractionError(spec.path, f"chunk {spec.chunk_id} ({spec.chunk_type.value}) could not be read: {describe(exc)}") from exc
 
 
+def run_chunk_isolated(memory_limit: int, reader: StreamChunkReader, spec: ChunkSpec, config: StreamingConfig,
+                       deadline: float | None, *after: Any) -> State:
+    """A chunk task of a native reader, read in this worker thread's sandbox:
+    a libhdf5 crash on a hostile large file costs that file, not the worker."""
+    return _in_sandbox(memory_limit, spec.path, deadline, config, run_chunk, reader, spec, config, deadline)
+
+
+def run_single_isolated(memory_limit: int, reader: StreamChunkReader, info: FileInfo, config: StreamingConfig,
+                        plan: dict[str, Any], specs: tuple[ChunkSpec, ...], deadline: float | None) -> dict[str, Any]:
+    """``run_single`` of a native reader, in this worker thread's sandbox."""
+    return _in_sandbox(memory_limit, info.path, deadline, config, run_single, reader, info, config, plan, specs, deadline)
+
+
+def _in_sandbox(memory_limit: int, path: str, deadline: float | None, config: StreamingConfig, fn: Any, *args: Any) -> Any:
+    from .sandbox import sandbox_for_thread
+
+    _check_deadline(deadline, path)
+    timeout = deadline - time.time() if deadline is not None else config.timeout
+    return sandbox_for_thread(memory_limit).call(path, timeout, fn, *args)
+
+
 def merge_states(reader: StreamChunkReader, states: list[State]) -> State:
     """A merge task: fold summaries with the reader's associative merge."""
     return functools.reduce(reader.merge, states)
@@ -97,13 +118,21 @@ def run_single(reader: StreamChunkReader, info: FileInfo, config: StreamingConfi
     return record
 
 
-def build_graph(plan: Plan, reader: StreamChunkReader, config: StreamingConfig, deadline: float | None = None) -> FileGraph:
-    """The task dictionary for one file's plan."""
+def build_graph(plan: Plan, reader: StreamChunkReader, config: StreamingConfig, deadline: float | None = None,
+                isolate: int | None = None) -> FileGraph:
+    """The task dictionary for one file's plan.
+
+    ``isolate``: a memory limit; chunk tasks of a native reader then run in
+    the worker thread's sandbox (``None``: in the worker itself).
+    """
     token = uuid.uuid4().hex[:16]
     final_key = f"finalize-file-{token}"
     described = plan.describe()
     if plan.shape == "single":
-        dsk = {final_key: (run_single, reader, plan.info, config, described, plan.specs, deadline)}
+        if isolate is not None and reader.native:
+            dsk = {final_key: (run_single_isolated, isolate, reader, plan.info, config, described, plan.specs, deadline)}
+        else:
+            dsk = {final_key: (run_single, reader, plan.info, config, described, plan.specs, deadline)}
         return FileGraph(dsk, final_key, {}, reader)
 
     read = f"read-chunk-{token}"
@@ -113,7 +142,10 @@ def build_graph(plan: Plan, reader: StreamChunkReader, config: StreamingConfig, 
     for i, spec in enumerate(plan.specs):
         key = (read, i)
         after = ((read, i - lag),) if lag and i >= lag else ()
-        dsk[key] = (run_chunk, reader, spec, config, deadline, *after)
+        if isolate is not None and reader.native:
+            dsk[key] = (run_chunk_isolated, isolate, reader, spec, config, deadline, *after)
+        else:
+            dsk[key] = (run_chunk, reader, spec, config, deadline, *after)
         read_keys[key] = spec
 
     leaves = list(read_keys)

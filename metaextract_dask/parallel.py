@@ -24,7 +24,7 @@ from dask.utils import parse_bytes
 from .batching import BatchSettings, extract_batch, extract_one, file_size, is_transient, outcome
 from .cluster import ClientScope, ExecutionModel
 from .config import OptionEnum, StreamingConfig
-from .errors import ExtractionTimeout, MetaExtractError, describe
+from .errors import ExtractionTimeout, describe
 from .graph import CHUNK_SUMMARIES
 from .model import ExtractionResult, ExtractionTask
 from .text import safe_dict
@@ -331,8 +331,9 @@ class _Run:
         start = time.time()
         deadline = start + self.cfg.timeout_per_file
         try:
-            plan, fg = StreamingExtractor(self.cfg.streaming).graph(task.file_path, deadline)
-        except MetaExtractError as exc:
+            isolate = self.settings.memory_limit if self.settings.isolate else None
+            plan, fg = StreamingExtractor(self.cfg.streaming).graph(task.file_path, deadline, isolate)
+        except Exception as exc:  # noqa: BLE001 - a file that cannot be planned is that file's record
             self._emit([ExtractionResult(task.task_id, task.file_path, False, None, describe(exc), type(exc).__name__, start, time.time(), attempts=attempt)], True)
             return
         ann = safe_dict({"run": self.run_id, "role": "file", "file": task.file_path, "type": plan.info.format, "strategy": plan.shape})

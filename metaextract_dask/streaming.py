@@ -89,12 +89,24 @@ class StreamingExtractor:
         reader, note = reader_for(info, self.reader)
         return plan_file(info, reader, self.config, note)
 
-    def graph(self, path: str | os.PathLike, deadline: float | None = None) -> tuple[Plan, FileGraph]:
-        """The plan and its task dictionary, for inspection or custom execution."""
+    def graph(self, path: str | os.PathLike, deadline: float | None = None, isolate: int | None = None) -> tuple[Plan, FileGraph]:
+        """The plan and its task dictionary, for inspection or custom execution.
+
+        ``isolate``: a memory limit. A native reader (h5py, netCDF4) then
+        plans in this thread's sandbox, since planning opens the file, and its
+        chunk tasks read in the workers' sandboxes: a file that crashes the
+        library costs that file, never this process or a worker.
+        """
         info = probe(path)
         reader, note = reader_for(info, self.reader)
-        plan = plan_file(info, reader, self.config, note)
-        return plan, build_graph(plan, reader, self.config, deadline)
+        if isolate is not None and reader.native:
+            from .sandbox import sandbox_for_thread
+
+            timeout = deadline - time.time() if deadline is not None else self.config.timeout
+            plan = sandbox_for_thread(isolate).call(info.path, timeout, plan_file, info, reader, self.config, note)
+        else:
+            plan = plan_file(info, reader, self.config, note)
+        return plan, build_graph(plan, reader, self.config, deadline, isolate)
 
     def extract(self, path: str | os.PathLike, callback: Callback | None = None) -> tuple[dict[str, Any], StreamingMetrics]:
         """Extract synchronously: (metadata, metrics)."""

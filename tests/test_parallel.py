@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -263,3 +264,48 @@ def test_async_io_with_an_asynchronous_client(tmp_path):
     assert [r.file_path for r in results] == files and all(r.success for r in results)
     assert metrics.total_files == 12 and ticks > 5
     assert {r.worker for r in results} <= workers  # the asynchronous client's own cluster did the work
+
+
+ISOLATION_SCRIPT = """
+import json, sys
+from distributed import Client, LocalCluster
+from metaextract_dask import ParallelExtractionConfig, ParallelExtractor, StreamingConfig
+
+
+def loaded():
+    return sorted(m for m in ("h5py", "netCDF4") if m in sys.modules)
+
+
+if __name__ == "__main__":
+    files = sys.argv[1:]
+    streaming = StreamingConfig(streaming_threshold=1 << 20, chunk_size=1 << 20)
+    out = {}
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, \\
+            Client(cluster) as client:
+        for isolate in (True, False):
+            config = ParallelExtractionConfig(streaming=streaming, isolate=isolate)
+            results, _ = ParallelExtractor(config, client=client).extract(files)
+            out[str(isolate)] = {"errors": [r.error for r in results], "records": [r.metadata for r in results],
+                                 "client": loaded(), "workers": sorted({m for ms in client.run(loaded).values() for m in ms})}
+    print(json.dumps(out, default=str))
+"""
+
+
+def test_large_native_files_are_parsed_only_in_sandboxes(tmp_path):
+    """A large HDF5 or NetCDF file is planned and read through chunk tasks; with
+    isolation on, libhdf5 and libnetcdf are never loaded by the client or the
+    workers, only by sandbox children, so a file that crashes them costs itself."""
+    from metaextract_dask.demo import make_h5, make_nc
+
+    files = [make_h5(tmp_path / "big.h5", 300_000), make_nc(tmp_path / "big.nc", 600_000)]
+    script = tmp_path / "isolation.py"
+    script.write_text(ISOLATION_SCRIPT)
+    run = subprocess.run([sys.executable, str(script), *files], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    isolated, inline = out["True"], out["False"]
+    assert isolated["errors"] == [None, None], isolated["errors"]
+    assert all(r["streaming"]["tasks"] > 2 for r in isolated["records"])  # chunk graphs, not one task
+    assert isolated["client"] == [] and isolated["workers"] == []
+    assert inline["workers"] == ["h5py", "netCDF4"]  # without isolation the workers parse: the check can fail
+    assert isolated["records"] == inline["records"]

@@ -24,6 +24,10 @@ class StreamChunkReader(ABC):
     name: ClassVar[str]
     #: detected formats (see detect.py) this reader handles
     formats: ClassVar[frozenset[str]] = frozenset()
+    #: parses in-process with a native library (libhdf5, libnetcdf) that a
+    #: hostile file can crash: when isolation is on, its layout is planned and
+    #: its chunks are read in the sandbox, like small files
+    native: ClassVar[bool] = False
 
     def unavailable(self) -> str | None:
         """Why this reader cannot run here (missing library), or None."""

@@ -185,6 +185,7 @@ class HDF5ChunkReader(StreamChunkReader):
 
     name = "hdf5"
     formats = frozenset({"hdf5"})
+    native = True
 
     def unavailable(self) -> str | None:
         return None if importlib.util.find_spec("h5py") else EXTRA_HINT

@@ -158,6 +158,7 @@ class NetCDFChunkReader(StreamChunkReader):
 
     name = "netcdf"
     formats = frozenset({"netcdf3", "netcdf4"})
+    native = True
 
     def unavailable(self) -> str | None:
         return None if importlib.util.find_spec("netCDF4") else EXTRA_HINT
