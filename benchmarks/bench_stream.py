@@ -74,6 +74,31 @@ def read_share(path: str) -> float:
     return reads / total
 
 
+def parallel_copy(path: str, threads: int = 2) -> None:
+    """The copy ceiling: ``threads`` threads ``pread`` their share of the file
+    into 1 MiB buffers and do nothing else. No scan that reads every byte
+    through the page cache on this many cores can be faster."""
+    import threading
+
+    size = os.path.getsize(path)
+    share = -(-size // threads)
+
+    def copy(lo: int, hi: int) -> None:
+        view = memoryview(bytearray(MiB))
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            while lo < hi and (n := os.preadv(fd, [view[: min(MiB, hi - lo)]], lo)):
+                lo += n
+        finally:
+            os.close(fd)
+
+    workers = [threading.Thread(target=copy, args=(i * share, min(size, (i + 1) * share))) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+
 def cpu_bound(path: str, size: int, repeat: int) -> list[list[object]]:
     """The same comparison with sha256, where hashing, not copying, is the
     bottleneck: what the graph gains when there is CPU work to share."""
@@ -107,6 +132,7 @@ def throughput(path: str, size: int, repeat: int) -> tuple[list[list[object]], d
         extract_file(path, cfg, client=client)  # warm the workers
         runs = {
             "cat": lambda: cat_seconds(path),
+            "copy": lambda: timed(lambda: parallel_copy(path)),
             "serial": lambda: timed(lambda: serial_checksum(path)),
             "local": lambda: timed(lambda: extract_file(path, cfg)),
             "dist": lambda: timed(lambda: extract_file(path, cfg, client=client)),
@@ -115,14 +141,30 @@ def throughput(path: str, size: int, repeat: int) -> tuple[list[list[object]], d
         for _ in range(repeat):
             for name, run in runs.items():
                 best[name] = min(best[name], run())
-    cat, serial, local, dist = best["cat"], best["serial"], best["local"], best["dist"]
+    cat, copy, serial, local, dist = best["cat"], best["copy"], best["serial"], best["local"], best["dist"]
     gbs = lambda s: f"{size / s / 1e9:.2f}"  # noqa: E731
     return best, [
         ["cat FILE > /dev/null (reference)", f"{cat:.3f}", gbs(cat), "1.00", f"{serial / cat:.2f}"],
+        ["2 threads only copying the file with pread (the 2-core ceiling)", f"{copy:.3f}", gbs(copy), f"{cat / copy:.2f}", f"{serial / copy:.2f}"],
         ["serial Python loop, same checksum", f"{serial:.3f}", gbs(serial), f"{cat / serial:.2f}", "1.00"],
         ["WINDOWED, local threaded scheduler", f"{local:.3f}", gbs(local), f"{cat / local:.2f}", f"{serial / local:.2f}"],
         ["WINDOWED, LocalCluster 2 processes", f"{dist:.3f}", gbs(dist), f"{cat / dist:.2f}", f"{serial / dist:.2f}"],
     ]
+
+
+def explain(best: dict[str, float], read_share: float) -> str:
+    """The full-scan figures in words: met, or by how much and why not."""
+    serial, local, copy = best["serial"], best["local"], best["copy"]
+    ratio, ceiling = serial / local, serial / copy
+    text = (f"A cProfile of the serial loop puts **{read_share:.0%}** of its time in `read()`, the copy out of the page cache; "
+            f"xxh3 and Python take the rest. Two threads that only copy the file reach **{ceiling:.2f}x** the loop: "
+            f"that is the most any full scan on 2 cores can reach here, and WINDOWED reaches **{ratio:.2f}x**, "
+            f"{local / copy - 1:.0%} slower than copying alone.")
+    if ratio >= 1.6:
+        return text + " The 1.6x target is met."
+    if ceiling < 1.6:
+        return text + f" The 1.6x target is above that ceiling on this machine; WINDOWED falls short of it by {1.6 / ratio - 1:.0%}."
+    return text + f" The 1.6x target is missed by {1.6 / ratio - 1:.0%}."
 
 
 def full_scan_report(path: str, size: int, repeat: int) -> str:
@@ -131,16 +173,14 @@ def full_scan_report(path: str, size: int, repeat: int) -> str:
     best, rows = throughput(path, size, repeat)
     share = read_share(path)
     cpu_rows = cpu_bound(path, size, max(1, repeat // 3))
-    ceiling = best["serial"] / best["cat"]
     return "\n".join([
         table(["run", "seconds (best of rounds)", "GB/s", "vs cat", "vs serial loop"], rows),
         "",
-        f"Best of {repeat} rounds; each round runs the four in turn. Targets: >= 0.5 of cat, >= 1.6x the serial loop.",
+        f"Best of {repeat} rounds; each round runs the five in turn. Targets: >= 0.5 of cat, >= 1.6x the serial loop.",
         "",
-        f"Why 1.6x the loop is out of reach here: a cProfile of the serial loop puts **{share:.0%}** of its time in `read()`, "
-        f"the copy out of the page cache, and the rest in xxh3 and Python. No scan of the file can beat `cat`, "
-        f"which is only **{ceiling:.2f}x** the loop on this machine; WINDOWED runs at **{best['cat'] / best['local']:.2f}** of `cat`. "
-        "With a hash that is the bottleneck instead of the copy (sha256, same graph), the same comparison shows what two cores give:",
+        explain(best, share),
+        "",
+        "Where the hash is the bottleneck instead of the copy (sha256, same graph), the same comparison shows what two cores give:",
         "",
         table(["run", "seconds (best)", "GB/s", "vs serial loop"], cpu_rows),
     ])

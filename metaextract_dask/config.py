@@ -27,8 +27,10 @@ def _load_defaults() -> None:
 
 _load_defaults()
 
-#: the checksum is computed over blocks of this many bytes (see checksum.py)
-CHECKSUM_BLOCK = 64 * 1024
+#: the checksum is computed over blocks of this many bytes (see checksum.py).
+#: 1 MiB, not 64 KiB: xxhash releases the GIL only for inputs above 64 KiB,
+#: so with 1 MiB blocks two threads hash at once (benchmarks/RESULTS.md).
+CHECKSUM_BLOCK = 1024 * 1024
 
 
 def _get(name: str) -> Any:

@@ -13,7 +13,7 @@ from conftest import MiB
 FULL_SCANS = [
     dict(strategy=StreamingStrategy.SEQUENTIAL, chunk_size=MiB),
     dict(strategy=StreamingStrategy.WINDOWED, chunk_size=MiB, window_size=3),
-    dict(strategy=StreamingStrategy.WINDOWED, chunk_size=192 * 1024),
+    dict(strategy=StreamingStrategy.WINDOWED, chunk_size=3 * MiB),
     dict(strategy=StreamingStrategy.WINDOWED, chunk_size=MiB, max_tasks_per_file=8),  # chunk size grows
     dict(strategy=StreamingStrategy.ADAPTIVE),  # one task (below the streaming threshold)
     dict(strategy=StreamingStrategy.ADAPTIVE, streaming_threshold=MiB),  # windowed
@@ -24,7 +24,7 @@ FULL_SCANS = [
 def odd_file(tmp_path_factory):
     from conftest import write_random
 
-    # not a multiple of the 64 KiB block, so the last block is short
+    # not a multiple of the 1 MiB block, so the last block is short
     return write_random(tmp_path_factory.mktemp("ck") / "odd.bin", 9 * MiB + 4321, seed=7)
 
 
@@ -48,7 +48,7 @@ def test_same_on_thread_and_process_clusters(odd_file, thread_client, process_cl
 
 
 def test_sha256_matches_the_documented_coreutils_recipe(odd_file):
-    recipe = f"split -b 65536 --filter='sha256sum' {odd_file} | cut -d' ' -f1 | xxd -r -p | sha256sum"
+    recipe = f"split -b 1048576 --filter='sha256sum' {odd_file} | cut -d' ' -f1 | xxd -r -p | sha256sum"
     shell = subprocess.run(["bash", "-c", recipe], capture_output=True, text=True, check=True).stdout.split()[0]
     record, _ = extract_file(odd_file, StreamingConfig(checksum="sha256", strategy="windowed"))
     assert record["checksum"]["value"] == shell

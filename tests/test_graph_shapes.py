@@ -110,8 +110,8 @@ def test_adaptive_picks_shape_by_size(random_file, sparse_file):
 
 
 def test_chunk_size_rounds_to_checksum_block(random_file):
-    plan, _ = graph_for(random_file(MiB), strategy=S.WINDOWED, chunk_size=100_000)
-    assert plan.chunk_size == 131072
+    plan, _ = graph_for(random_file(4 * MiB), strategy=S.WINDOWED, chunk_size=1_500_000)
+    assert plan.chunk_size == 2 * MiB
 
 
 class _Concurrency(Callback):

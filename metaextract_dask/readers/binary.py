@@ -1,6 +1,6 @@
 """The binary reader: any file, as fixed byte ranges.
 
-Per chunk it hashes 64 KiB blocks (see checksum.py) and histograms up to
+Per chunk it hashes 1 MiB blocks (see checksum.py) and histograms up to
 ``entropy_sample`` bytes; the header chunk keeps the first bytes for the
 signature and the footer chunk the last bytes for trailing signatures.
 """
@@ -21,7 +21,7 @@ from .base import State, StreamChunkReader
 
 #: a chunk is read in pieces of at most this size, so memory per task stays
 #: bounded however large the chunk size grows
-READ_PIECE = 1024 * 1024
+READ_PIECE = CHECKSUM_BLOCK  # a whole number of checksum blocks, small enough to stay in the CPU cache
 
 
 class ByteLayout(Sequence):
@@ -106,7 +106,7 @@ def read_chunk(spec: ChunkSpec, config: StreamingConfig) -> State:
     """Read one byte range in bounded pieces and summarize it."""
     import numpy as np
 
-    algorithm = config.checksum
+    digest = checksum.one_shot(config.checksum) if config.checksum else None
     digests: list[bytes] = []
     hist = np.zeros(256, dtype=np.int64)
     sampled = 0
@@ -123,8 +123,8 @@ def read_chunk(spec: ChunkSpec, config: StreamingConfig) -> State:
                     spec.path, f"file shrank while being read: chunk {spec.chunk_id} ended at byte {spec.offset + done}"
                 )
             piece = view[:got]
-            if algorithm:
-                digests.append(checksum.block_digests(piece, algorithm))
+            if digest is not None:
+                digests.append(digest(piece))  # a piece is one checksum block (READ_PIECE)
             if sampled < config.entropy_sample:
                 take = piece[: config.entropy_sample - sampled]
                 hist += byte_histogram(take)
@@ -140,7 +140,7 @@ def read_chunk(spec: ChunkSpec, config: StreamingConfig) -> State:
     finally:
         os.close(fd)
     return {
-        "blocks": {spec.offset: (spec.size, b"".join(digests))} if algorithm else {},
+        "blocks": {spec.offset: (spec.size, b"".join(digests))} if digest is not None else {},
         "hist": hist,
         "profile": [(spec.offset, entropy_bits(hist))],
         "head": head,
