@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Callable
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import GiB, MiB, TreeRSS, cat_seconds, timed, command_line, machine_line, table, write_report  # noqa: E402
@@ -74,11 +75,16 @@ def read_share(path: str) -> float:
     return reads / total
 
 
-def parallel_copy(path: str, threads: int = 2) -> None:
+def parallel_copy(path: str, threads: int = 2, hashing: bool = False) -> None:
     """The copy ceiling: ``threads`` threads ``pread`` their share of the file
-    into 1 MiB buffers and do nothing else. No scan that reads every byte
+    into 1 MiB buffers and do nothing else (``hashing``: and hash each 1 MiB
+    block, the least a checksum scan must do). No scan that reads every byte
     through the page cache on this many cores can be faster."""
     import threading
+
+    from metaextract_dask.checksum import one_shot
+
+    digest = one_shot("xxh3_128")
 
     size = os.path.getsize(path)
     share = -(-size // threads)
@@ -88,6 +94,8 @@ def parallel_copy(path: str, threads: int = 2) -> None:
         fd = os.open(path, os.O_RDONLY)
         try:
             while lo < hi and (n := os.preadv(fd, [view[: min(MiB, hi - lo)]], lo)):
+                if hashing:
+                    digest(view[:n])
                 lo += n
         finally:
             os.close(fd)
@@ -116,6 +124,15 @@ def cpu_bound(path: str, size: int, repeat: int) -> list[list[object]]:
     ]
 
 
+def best_rounds(runs: dict[str, Callable[[], float]], repeat: int) -> dict[str, float]:
+    """Best time of each run over ``repeat`` rounds, every run once per round."""
+    best = {name: float("inf") for name in runs}
+    for _ in range(repeat):
+        for name, run in runs.items():
+            best[name] = min(best[name], run())
+    return best
+
+
 def throughput(path: str, size: int, repeat: int) -> tuple[list[list[object]], dict[str, float]]:
     """Best of ``repeat`` rounds; each round runs every contender once, in turn,
     so a noisy moment on a shared machine hits them all alike."""
@@ -126,26 +143,25 @@ def throughput(path: str, size: int, repeat: int) -> tuple[list[list[object]], d
     cfg = StreamingConfig(strategy="windowed")
     subprocess.run(f"cat '{path}' > /dev/null", shell=True, check=True)  # into the page cache
     assert extract_file(path, cfg)[0]["checksum"]["value"] == serial_checksum(path)
+    runs = {
+        "cat": lambda: cat_seconds(path),
+        "copy": lambda: timed(lambda: parallel_copy(path)),
+        "copy+hash": lambda: timed(lambda: parallel_copy(path, hashing=True)),
+        "serial": lambda: timed(lambda: serial_checksum(path)),
+        "local": lambda: timed(lambda: extract_file(path, cfg)),
+    }
+    best = best_rounds(runs, repeat)  # no cluster running: its idle heartbeats cost the local run about 5 ms
     # not the default client: extract_file without client= must stay on the threaded scheduler
     with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, \
             Client(cluster, set_as_default=False) as client:
         extract_file(path, cfg, client=client)  # warm the workers
-        runs = {
-            "cat": lambda: cat_seconds(path),
-            "copy": lambda: timed(lambda: parallel_copy(path)),
-            "serial": lambda: timed(lambda: serial_checksum(path)),
-            "local": lambda: timed(lambda: extract_file(path, cfg)),
-            "dist": lambda: timed(lambda: extract_file(path, cfg, client=client)),
-        }
-        best = {name: float("inf") for name in runs}
-        for _ in range(repeat):
-            for name, run in runs.items():
-                best[name] = min(best[name], run())
-    cat, copy, serial, local, dist = best["cat"], best["copy"], best["serial"], best["local"], best["dist"]
+        best.update(best_rounds({"dist": lambda: timed(lambda: extract_file(path, cfg, client=client))}, repeat))
+    cat, copy, hashed, serial, local, dist = (best[k] for k in ("cat", "copy", "copy+hash", "serial", "local", "dist"))
     gbs = lambda s: f"{size / s / 1e9:.2f}"  # noqa: E731
     return best, [
         ["cat FILE > /dev/null (reference)", f"{cat:.3f}", gbs(cat), "1.00", f"{serial / cat:.2f}"],
         ["2 threads only copying the file with pread (the 2-core ceiling)", f"{copy:.3f}", gbs(copy), f"{cat / copy:.2f}", f"{serial / copy:.2f}"],
+        ["2 threads copying and hashing, a bare loop without Dask", f"{hashed:.3f}", gbs(hashed), f"{cat / hashed:.2f}", f"{serial / hashed:.2f}"],
         ["serial Python loop, same checksum", f"{serial:.3f}", gbs(serial), f"{cat / serial:.2f}", "1.00"],
         ["WINDOWED, local threaded scheduler", f"{local:.3f}", gbs(local), f"{cat / local:.2f}", f"{serial / local:.2f}"],
         ["WINDOWED, LocalCluster 2 processes", f"{dist:.3f}", gbs(dist), f"{cat / dist:.2f}", f"{serial / dist:.2f}"],
@@ -154,16 +170,15 @@ def throughput(path: str, size: int, repeat: int) -> tuple[list[list[object]], d
 
 def explain(best: dict[str, float], read_share: float) -> str:
     """The full-scan figures in words: met, or by how much and why not."""
-    serial, local, copy = best["serial"], best["local"], best["copy"]
-    ratio, ceiling = serial / local, serial / copy
+    serial, local, copy, hashed = best["serial"], best["local"], best["copy"], best["copy+hash"]
+    ratio = serial / local
     text = (f"A cProfile of the serial loop puts **{read_share:.0%}** of its time in `read()`, the copy out of the page cache; "
-            f"xxh3 and Python take the rest. Two threads that only copy the file reach **{ceiling:.2f}x** the loop: "
-            f"that is the most any full scan on 2 cores can reach here, and WINDOWED reaches **{ratio:.2f}x**, "
-            f"{local / copy - 1:.0%} slower than copying alone.")
+            f"xxh3 and Python take the rest. Two threads that only copy the file reach **{serial / copy:.2f}x** the loop, "
+            f"the most any full scan on 2 cores can reach here; two bare threads that copy and hash reach **{serial / hashed:.2f}x**. "
+            f"WINDOWED reaches **{ratio:.2f}x**: its chunk tasks, entropy sample and Dask's hand-offs cost "
+            f"{local / hashed - 1:.0%} over the bare threads.")
     if ratio >= 1.6:
         return text + " The 1.6x target is met."
-    if ceiling < 1.6:
-        return text + f" The 1.6x target is above that ceiling on this machine; WINDOWED falls short of it by {1.6 / ratio - 1:.0%}."
     return text + f" The 1.6x target is missed by {1.6 / ratio - 1:.0%}."
 
 
@@ -176,7 +191,7 @@ def full_scan_report(path: str, size: int, repeat: int) -> str:
     return "\n".join([
         table(["run", "seconds (best of rounds)", "GB/s", "vs cat", "vs serial loop"], rows),
         "",
-        f"Best of {repeat} rounds; each round runs the five in turn. Targets: >= 0.5 of cat, >= 1.6x the serial loop.",
+        f"Best of {repeat} rounds; each round runs the local five in turn, then the LocalCluster rounds. Targets: >= 0.5 of cat, >= 1.6x the serial loop.",
         "",
         explain(best, share),
         "",
