@@ -187,11 +187,14 @@ class ParallelExtractor:
 
     def extract(self, files: Iterable[str | os.PathLike] | None = None,
                 progress: Callable[[ExtractionResult], Any] | None = None,
-                keep_results: bool = True) -> tuple[list[ExtractionResult], "ParallelMetrics"]:
+                keep_results: bool = True, sizes: dict[str, int] | None = None) -> tuple[list[ExtractionResult], "ParallelMetrics"]:
         """Extract queued tasks and ``files``: (results in task order, metrics).
 
         ``keep_results=False`` hands each result to ``progress`` only and
         returns an empty list: memory stays flat over millions of files.
+        ``sizes``: file sizes the caller already knows (path -> bytes), so
+        those files are not stat-ed again (one round trip each on a parallel
+        file system).
         """
         from .metrics import ParallelMetrics, fetch_snapshot
 
@@ -203,7 +206,7 @@ class ParallelExtractor:
             if self.on_client is not None:
                 self.on_client(client)
             with client.as_current():  # distributed.wait looks up the current client
-                results = _Run(self, client, tasks, progress, keep_results).run()
+                results = _Run(self, client, tasks, progress, keep_results, sizes).run()
             snapshot = fetch_snapshot(client, self.last_run)
         return results, ParallelMetrics.from_snapshot(snapshot, time.perf_counter() - start)
 
@@ -228,8 +231,10 @@ class ParallelExtractor:
 class _Run:
     """One run's client-side loop: submit, collect, retry and time out chunk graphs."""
 
-    def __init__(self, owner: ParallelExtractor, client: Any, tasks: list[ExtractionTask], progress: Callable | None, keep: bool = True):
+    def __init__(self, owner: ParallelExtractor, client: Any, tasks: list[ExtractionTask], progress: Callable | None, keep: bool = True,
+                 known_sizes: dict[str, int] | None = None):
         self.owner, self.client, self.tasks, self.progress, self.keep = owner, client, tasks, progress, keep
+        self.known_sizes = known_sizes or {}
         self.seen: set[str] = set()
         self.cfg = owner.config
         self.run_id = owner.last_run = uuid.uuid4().hex[:12]
@@ -244,7 +249,8 @@ class _Run:
 
         client, cfg = self.client, self.cfg
         ensure_plugin(client)
-        sizes = {t.task_id: file_size(t.file_path) for t in self.tasks}
+        known = self.known_sizes
+        sizes = {t.task_id: known[t.file_path] if t.file_path in known else file_size(t.file_path) for t in self.tasks}
         threshold = cfg.streaming.streaming_threshold
         own_graph = self.owner.extraction_fn is None
         large = deque(t for t in self.tasks if own_graph and sizes[t.task_id] >= threshold)

@@ -83,7 +83,8 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
         if todo:
             extractor = ParallelExtractor(config, client=client, cluster=cluster)
             extractor.on_client = started
-            extractor.extract(todo, progress=arrived, keep_results=False)
+            known = {p: stats[p][0] for p in todo if stats[p][0] is not None}
+            extractor.extract(todo, progress=arrived, keep_results=False, sizes=known)
     finally:
         bar.close()
         summary.seconds = time.perf_counter() - t0

@@ -309,3 +309,22 @@ def test_large_native_files_are_parsed_only_in_sandboxes(tmp_path):
     assert isolated["client"] == [] and isolated["workers"] == []
     assert inline["workers"] == ["h5py", "netCDF4"]  # without isolation the workers parse: the check can fail
     assert isolated["records"] == inline["records"]
+
+
+def test_scan_stats_each_file_once_on_the_client(tmp_path, monkeypatch):
+    """On a parallel file system every stat is a round trip: scan hands the
+    sizes it stat-ed for resume to the extractor instead of stat-ing again."""
+    import metaextract_dask.parallel as parallel
+    from metaextract_dask import scan
+    from metaextract_dask.demo import make_bin
+
+    (tmp_path / "data").mkdir()
+    for i in range(30):
+        make_bin(str(tmp_path / "data" / f"f{i}.bin"), 2048, i)
+    calls = []
+    real = parallel.file_size
+    monkeypatch.setattr(parallel, "file_size", lambda p: calls.append(p) or real(p))
+    frame = scan(str(tmp_path / "data"), str(tmp_path / "catalog"), workers=1, execution="thread_pool",
+                 dashboard_address="127.0.0.1:0", progress=False)
+    assert len(frame) == 30 and frame["success"].all()
+    assert calls == []
