@@ -32,8 +32,6 @@ class FileGraph:
     final_key: Hashable
     read_keys: dict[Hashable, ChunkSpec]
     reader: StreamChunkReader
-    #: chunk reads the graph lets run at once (window size, all for a star, 1 for a chain)
-    in_flight: int = 1
 
 
 def _check_deadline(deadline: float | None, path: str) -> None:
@@ -154,8 +152,7 @@ def build_graph(plan: Plan, reader: StreamChunkReader, config: StreamingConfig, 
     if plan.shape != "star":
         leaves = _tree_reduce(dsk, leaves, reader, f"merge-chunks-{token}")
     dsk[final_key] = (finalize_file, reader, plan.info, config, described, leaves)
-    in_flight = {"chain": 1, "window": plan.window}.get(plan.shape, len(read_keys))
-    return FileGraph(dsk, final_key, read_keys, reader, in_flight)
+    return FileGraph(dsk, final_key, read_keys, reader)
 
 
 def _tree_reduce(dsk: dict[Hashable, Any], keys: list[Hashable], reader: StreamChunkReader, name: str) -> list[Hashable]:

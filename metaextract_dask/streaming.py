@@ -177,24 +177,9 @@ def _run_local(fg: FileGraph, metrics: StreamingMetrics, callback: Callback | No
             if spec is not None:
                 _on_chunk(spec, fg.reader.public_summary(result) if callback else {}, metrics, callback)
 
-    return dask.threaded.get(fg.dsk, fg.final_key, callbacks=[_Progress()._callback], num_workers=local_threads(fg))
-
-
-def local_threads(fg: FileGraph) -> int:
-    """Threads for the local scheduler: one per read in flight, at least one per core.
-
-    Chunk reads spend their time in ``pread`` and hashing with the GIL
-    released; a thread or two more than cores hides the hand-off between
-    tasks (a 2 GiB cached scan: 0.077 s on 2 threads, 0.068 s on 3 or 4).
-    Dask's ``num_workers`` setting, when given, wins.
-    """
-    import dask
-    from dask.system import CPU_COUNT
-
-    configured = dask.config.get("num_workers", None)
-    if configured:
-        return int(configured)
-    return max(CPU_COUNT, min(fg.in_flight, 4 * CPU_COUNT))
+    # one thread per core (Dask's default): more threads measured slower, with
+    # four times the context switches (benchmarks/bench_stream.py)
+    return dask.threaded.get(fg.dsk, fg.final_key, callbacks=[_Progress()._callback])
 
 
 def _run_distributed(client: Any, fg: FileGraph, metrics: StreamingMetrics, callback: Callback | None, deadline: float) -> dict[str, Any]:
