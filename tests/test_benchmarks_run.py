@@ -19,3 +19,9 @@ def test_benchmark_runs_quick(tmp_path, script):
     assert run.returncode == 0, run.stderr[-3000:]
     text = out.read_text()
     assert "Command: `python" in text and "| " in text
+
+
+def test_profile_scan_runs(tmp_path):
+    run = subprocess.run([sys.executable, os.path.join(BENCH, "profile_scan.py"), "--repeat", "2", "--size", str(16 << 20)],
+                         capture_output=True, text=True, timeout=300, env=dict(os.environ, BENCH_DIR=str(tmp_path)))
+    assert run.returncode == 0, run.stderr[-3000:]
