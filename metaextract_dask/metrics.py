@@ -210,7 +210,7 @@ class PrometheusCollector:
         nbytes = CounterMetricFamily("metaextract_bytes", "Bytes read by extraction, by detected type", labels=["type"])
         chunks = CounterMetricFamily("metaextract_chunks", "Chunks read, by detected type", labels=["type"])
         errors = CounterMetricFamily("metaextract_errors", "Files that failed, by error type", labels=["error_type"])
-        chunk_tasks = CounterMetricFamily("metaextract_chunk_tasks", "Chunk tasks finished, by graph shape", labels=["strategy"])
+        chunk_tasks = CounterMetricFamily("metaextract_chunk_tasks", "Chunk tasks run, by graph shape (a task rerun after a lost worker counts again)", labels=["strategy"])
         totals = {"files": Counter(), "bytes": Counter(), "chunks": Counter(), "errors": Counter(), "tasks": Counter()}
         buckets = [0] * len(DURATION_BUCKETS)
         duration_sum = 0.0
