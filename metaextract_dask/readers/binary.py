@@ -8,6 +8,7 @@ signature and the footer chunk the last bytes for trailing signatures.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,6 +60,21 @@ def entropy_bits(hist: Any) -> float:
 
 
 _EDGES: Any = None
+_local = threading.local()
+
+
+def _piece_buffer() -> memoryview:
+    """This thread's 1 MiB read buffer, reused by every chunk task it runs.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which
+    also turns off glibc's adaptive mmap threshold: a fresh 1 MiB buffer per
+    task is then an mmap, 256 page faults and an munmap, and a full scan in
+    such a process took 25% longer (0.088 s against 0.110 s for 2 GiB).
+    """
+    buf = getattr(_local, "buf", None)
+    if buf is None:
+        buf = _local.buf = memoryview(bytearray(READ_PIECE))
+    return buf
 
 
 def byte_histogram(data: memoryview | bytes) -> Any:
@@ -95,7 +111,7 @@ def read_chunk(spec: ChunkSpec, config: StreamingConfig) -> State:
     digests: list[bytes] = []
     hist = np.zeros(256, dtype=np.int64)
     sampled = 0
-    view = memoryview(bytearray(min(READ_PIECE, max(spec.size, 1))))  # one block: stays in the CPU cache
+    view = _piece_buffer()  # one checksum block: stays in the CPU cache between the copy and the hash
     head = b""
     done = 0
     fd = os.open(spec.path, os.O_RDONLY)
