@@ -66,14 +66,19 @@ _local = threading.local()
 def _piece_buffer() -> memoryview:
     """This thread's 1 MiB read buffer, reused by every chunk task it runs.
 
-    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which
-    also turns off glibc's adaptive mmap threshold: a fresh 1 MiB buffer per
-    task is then an mmap, 256 page faults and an munmap, and a full scan in
-    such a process took 25% longer (0.088 s against 0.110 s for 2 GiB).
+    Reused: Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``,
+    which also turns off glibc's adaptive mmap threshold, so a fresh 1 MiB
+    buffer per task is an mmap, 256 page faults and an munmap (a full scan
+    took 25% longer). Page-aligned (an anonymous mapping, not a bytearray,
+    whose data starts just past a header): the kernel's copy into it measured
+    3 to 5% faster.
     """
     buf = getattr(_local, "buf", None)
     if buf is None:
-        buf = _local.buf = memoryview(bytearray(READ_PIECE))
+        import mmap
+
+        _local.mapping = mmap.mmap(-1, READ_PIECE)
+        buf = _local.buf = memoryview(_local.mapping)
     return buf
 
 
