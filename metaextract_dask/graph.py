@@ -56,16 +56,17 @@ def run_chunk_isolated(memory_limit: int, reader: StreamChunkReader, spec: Chunk
                        deadline: float | None, *after: Any) -> State:
     """A chunk task of a native reader, read in this worker thread's sandbox:
     a libhdf5 crash on a hostile large file costs that file, not the worker."""
-    return _in_sandbox(memory_limit, spec.path, deadline, config, run_chunk, reader, spec, config, deadline)
+    return in_sandbox(memory_limit, spec.path, deadline, config, run_chunk, reader, spec, config, deadline)
 
 
 def run_single_isolated(memory_limit: int, reader: StreamChunkReader, info: FileInfo, config: StreamingConfig,
                         plan: dict[str, Any], specs: tuple[ChunkSpec, ...], deadline: float | None) -> dict[str, Any]:
     """``run_single`` of a native reader, in this worker thread's sandbox."""
-    return _in_sandbox(memory_limit, info.path, deadline, config, run_single, reader, info, config, plan, specs, deadline)
+    return in_sandbox(memory_limit, info.path, deadline, config, run_single, reader, info, config, plan, specs, deadline)
 
 
-def _in_sandbox(memory_limit: int, path: str, deadline: float | None, config: StreamingConfig, fn: Any, *args: Any) -> Any:
+def in_sandbox(memory_limit: int, path: str, deadline: float | None, config: StreamingConfig, fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` in this thread's sandbox, with what is left of the file's time."""
     from .sandbox import sandbox_for_thread
 
     _check_deadline(deadline, path)
@@ -128,8 +129,9 @@ def build_graph(plan: Plan, reader: StreamChunkReader, config: StreamingConfig, 
     token = uuid.uuid4().hex[:16]
     final_key = f"finalize-file-{token}"
     described = plan.describe()
+    sandboxed = isolate is not None and reader.native
     if plan.shape == "single":
-        if isolate is not None and reader.native:
+        if sandboxed:
             dsk = {final_key: (run_single_isolated, isolate, reader, plan.info, config, described, plan.specs, deadline)}
         else:
             dsk = {final_key: (run_single, reader, plan.info, config, described, plan.specs, deadline)}
@@ -142,7 +144,7 @@ def build_graph(plan: Plan, reader: StreamChunkReader, config: StreamingConfig, 
     for i, spec in enumerate(plan.specs):
         key = (read, i)
         after = ((read, i - lag),) if lag and i >= lag else ()
-        if isolate is not None and reader.native:
+        if sandboxed:
             dsk[key] = (run_chunk_isolated, isolate, reader, spec, config, deadline, *after)
         else:
             dsk[key] = (run_chunk, reader, spec, config, deadline, *after)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from .config import StreamingConfig
 from .errors import ExtractionError, ExtractionTimeout, MetaExtractError, describe
-from .graph import CHUNK_SUMMARIES, FileGraph, build_graph
+from .graph import CHUNK_SUMMARIES, FileGraph, build_graph, in_sandbox
 from .model import StreamChunk
 from .probe import probe
 from .readers.registry import reader_for
@@ -100,10 +100,7 @@ class StreamingExtractor:
         info = probe(path)
         reader, note = reader_for(info, self.reader)
         if isolate is not None and reader.native:
-            from .sandbox import sandbox_for_thread
-
-            timeout = deadline - time.time() if deadline is not None else self.config.timeout
-            plan = sandbox_for_thread(isolate).call(info.path, timeout, plan_file, info, reader, self.config, note)
+            plan = in_sandbox(isolate, info.path, deadline, self.config, plan_file, info, reader, self.config, note)
         else:
             plan = plan_file(info, reader, self.config, note)
         return plan, build_graph(plan, reader, self.config, deadline, isolate)
