@@ -15,22 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from .config import StreamingConfig
-from .errors import (
-    CorruptFileError,
-    EmptyFileError,
-    ExtractionTimeout,
-    FileAccessError,
-    MetaExtractError,
-    ParserCrashError,
-    UnsupportedFormatError,
-    describe,
-)
+from .errors import MetaExtractError, MisattributionError, describe, is_transient
 from .model import ExtractionResult
 from .text import safe_dict
-
-#: errors that would only repeat: never retried
-PERMANENT = (FileAccessError, EmptyFileError, UnsupportedFormatError, CorruptFileError, ExtractionTimeout, ParserCrashError)
-
 
 @dataclass(frozen=True)
 class BatchSettings:
@@ -47,14 +34,14 @@ class BatchSettings:
 
 def extract_metadata(path: str, config: StreamingConfig | None = None) -> dict[str, Any]:
     """This project's own extraction of one file, run right here (never on a cluster)."""
-    from .graph import CHUNK_SUMMARIES, build_graph, run_single
+    from .graph import CHUNK_SUMMARIES, build_graph, run_single, unwrap
     from .probe import probe
-    from .readers.registry import reader_for
+    from .readers.registry import choose_reader
     from .strategies import plan_file
 
     config = config or StreamingConfig()
     info = probe(path)
-    reader, note = reader_for(info)
+    reader, note = choose_reader(info, config)
     plan = plan_file(info, reader, config, note)
     deadline = time.time() + config.timeout
     if plan.shape == "single":
@@ -63,14 +50,9 @@ def extract_metadata(path: str, config: StreamingConfig | None = None) -> dict[s
         import dask.threaded
 
         fg = build_graph(plan, reader, config, deadline)
-        record = dask.threaded.get(fg.dsk, fg.final_key)
+        record = unwrap(dask.threaded.get(fg.dsk, fg.final_key))
     record.pop(CHUNK_SUMMARIES, None)
     return record
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth another try: I/O hiccups and unexpected errors, not bad files."""
-    return not isinstance(exc, PERMANENT)
 
 
 def file_type(path: str, record: dict[str, Any] | None) -> str:
@@ -101,7 +83,27 @@ def _call(path: str, fn: Callable | None, settings: BatchSettings) -> Any:
     return func(*args)
 
 
+def failure(task_id: str, path: str, error: BaseException, start: float, end: float | None = None, attempts: int = 1) -> ExtractionResult:
+    """A failed file's result: the error in words, starting with the path, and its type."""
+    text = describe(error)
+    if not text.startswith(f"{path}: "):
+        text = f"{path}: {text}"
+    return ExtractionResult(task_id, path, False, None, text, type(error).__name__, start,
+                            time.time() if end is None else end, attempts=attempts)
+
+
+def check_record(path: str, metadata: Any) -> None:
+    """Refuse a record that says it is about another file (a misattributed reply)."""
+    if isinstance(metadata, dict) and "path" in metadata and metadata["path"] != path:
+        raise MisattributionError(path, f"internal error: the record produced for this file names {metadata['path']!r}; "
+                                        "it was refused and nothing was recorded for this file")
+
+
 def _success(task_id: str, path: str, metadata: Any, start: float, end: float, attempts: int) -> ExtractionResult:
+    try:
+        check_record(path, metadata)
+    except MisattributionError as exc:
+        return failure(task_id, path, exc, start, end, attempts)
     if not isinstance(metadata, dict):
         metadata = {"value": metadata}
     return ExtractionResult(task_id, path, True, metadata, start_time=start, end_time=end, attempts=attempts)
@@ -119,7 +121,7 @@ def extract_one(task_id: str, path: str, fn: Callable | None, settings: BatchSet
     while True:
         if error is not None:
             if attempt > settings.retry_limit or not is_transient(error):
-                return ExtractionResult(task_id, path, False, None, describe(error), type(error).__name__, start, time.time(), attempts=attempt)
+                return failure(task_id, path, error, start, attempts=attempt)
             time.sleep(min(settings.retry_delay * 2 ** (attempt - 1), 30.0))
         attempt += 1
         try:
@@ -129,7 +131,12 @@ def extract_one(task_id: str, path: str, fn: Callable | None, settings: BatchSet
 
 
 def extract_many(items: list[tuple[str, str]], fn: Callable | None, settings: BatchSettings) -> Iterator[ExtractionResult]:
-    """Files in turn; sandboxed, the whole list goes to the child in one message."""
+    """Files in turn; sandboxed, the whole list goes to the child in one message.
+
+    Retries of transient failures wait until the child has answered the
+    whole batch: a retry sent while replies are still owed would read one
+    of them (the cause of rows carrying a neighbour's metadata).
+    """
     if not settings.isolate:
         for task_id, path in items:
             yield extract_one(task_id, path, fn, settings)
@@ -138,11 +145,16 @@ def extract_many(items: list[tuple[str, str]], fn: Callable | None, settings: Ba
 
     calls = [(path, *_function(path, fn, settings)) for _, path in items]
     replies = sandbox_for_thread(settings.memory_limit).call_many(calls, settings.timeout)
+    retry: list[tuple[str, str, BaseException, float]] = []
     for (task_id, path), (ok, value, start, end) in zip(items, replies):
         if ok:
             yield _success(task_id, path, value, start, end, 1)
+        elif settings.retry_limit > 0 and is_transient(value):
+            retry.append((task_id, path, value, start))
         else:
-            yield extract_one(task_id, path, fn, settings, failed=value, start=start)
+            yield failure(task_id, path, value, start, end)
+    for task_id, path, error, start in retry:
+        yield extract_one(task_id, path, fn, settings, failed=error, start=start)
 
 
 def outcome(result: ExtractionResult) -> dict[str, Any]:

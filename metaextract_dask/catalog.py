@@ -62,7 +62,19 @@ def _detected(path: str) -> str:
 
 
 def to_row(result: ExtractionResult, size: int | None = None, mtime: float | None = None) -> dict[str, Any]:
-    """One catalog row: identity, outcome, the format's main fields, all metadata as JSON."""
+    """One catalog row: identity, outcome, the format's main fields, all metadata as JSON.
+
+    A record whose own path is not the row's is refused: the row becomes an
+    internal error for this file, never another file's metadata.
+    """
+    from .batching import check_record, failure
+    from .errors import MisattributionError
+
+    if result.success:
+        try:
+            check_record(result.file_path, result.metadata)
+        except MisattributionError as exc:
+            result = failure(result.task_id, result.file_path, exc, result.start_time, result.end_time, result.attempts)
     md = result.metadata or {}
     streaming = md.get("streaming") or {}
     if size is None:

@@ -6,12 +6,16 @@ would catch anyway (zarr-python style), so ``except OSError`` keeps working.
 
 from __future__ import annotations
 
+import errno
+
 
 class MetaExtractError(Exception):
     """Base class of every error this package raises on purpose."""
 
     #: short machine-readable kind, stored in error records
     kind = "error"
+    #: worth another try: the same bytes may read fine a moment later
+    transient = False
 
     def __init__(self, path: str | None, message: str):
         self.path = path
@@ -74,3 +78,57 @@ class ParserCrashError(MetaExtractError, RuntimeError):
     """The native parser died (a signal, or out of memory) on this file."""
 
     kind = "crash"
+
+
+class TransientIOError(MetaExtractError, OSError):
+    """An I/O error that may clear by itself (EIO, ESTALE, ETIMEDOUT...): retried."""
+
+    kind = "io"
+    transient = True
+
+
+class SandboxKilledError(ParserCrashError):
+    """The parser's sandbox was killed from outside (SIGKILL, SIGTERM): retried."""
+
+    kind = "killed"
+    transient = True
+
+
+class MisattributionError(MetaExtractError, RuntimeError):
+    """A reply or record named another file than the one asked for (an internal error)."""
+
+    kind = "internal"
+
+
+#: errno values of I/O errors that can succeed on a later try
+TRANSIENT_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("EIO", "ESTALE", "ETIMEDOUT", "EAGAIN", "EBUSY", "EINTR", "ENETDOWN",
+                                      "ENETUNREACH", "ECONNRESET", "ECONNABORTED", "EHOSTUNREACH", "ENOLINK", "ECOMM")
+    if hasattr(errno, name)
+)
+
+#: names of exceptions distributed raises when a worker or its connection is lost
+_LOST_WORKER = frozenset({"KilledWorker", "CommClosedError", "FutureCancelledError", "CancelledError"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth another try? Only errors that can change on their own are.
+
+    Permanent: corrupt, truncated, unsupported, empty, access denied, a
+    timeout or a parser crash on the same bytes, and any unexpected
+    exception of a parser (it would raise again on the same input).
+    Transient: I/O errors such as EIO and ESTALE, a lost worker, a sandbox
+    killed from outside.
+    """
+    if isinstance(exc, MetaExtractError):
+        return exc.transient
+    if type(exc).__name__ in _LOST_WORKER:
+        return True
+    return isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
+
+
+def io_error(path: str, exc: OSError, what: str) -> MetaExtractError:
+    """An OSError met while reading ``path``, as a retried or a permanent error."""
+    if exc.errno in TRANSIENT_ERRNOS:
+        return TransientIOError(path, f"{what}: {describe(exc)}")
+    return ExtractionError(path, f"{what}: {describe(exc)}")

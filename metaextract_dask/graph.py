@@ -15,13 +15,37 @@ from dataclasses import dataclass
 from typing import Any, Hashable
 
 from .config import StreamingConfig
-from .errors import ExtractionError, ExtractionTimeout, FileChangedError, MetaExtractError, describe
+from .errors import ExtractionError, ExtractionTimeout, FileChangedError, MetaExtractError, describe, io_error
 from .model import ChunkSpec, FileInfo
 from .readers.base import State, StreamChunkReader
 from .strategies import MERGE_FANIN, Plan
 
 #: private field of a single-task result carrying per-chunk summaries for callbacks
 CHUNK_SUMMARIES = "_chunk_summaries"
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A chunk task's failure, passed along as a value.
+
+    A raising task makes every Dask worker log a traceback, although a bad
+    file is an expected outcome; a ``Failed`` travels through the merges to
+    the final key and the client raises its error there.
+    """
+
+    error: BaseException
+
+
+def first_failure(values: Any) -> Failed | None:
+    """The first ``Failed`` among task results, if any."""
+    return next((v for v in values if isinstance(v, Failed)), None)
+
+
+def unwrap(result: Any) -> Any:
+    """A final key's value, or its failure raised."""
+    if isinstance(result, Failed):
+        raise result.error
+    return result
 
 
 @dataclass
@@ -39,30 +63,52 @@ def _check_deadline(deadline: float | None, path: str) -> None:
         raise ExtractionTimeout(path, "timed out: the file took longer than its timeout")
 
 
-def run_chunk(reader: StreamChunkReader, spec: ChunkSpec, config: StreamingConfig, deadline: float | None, *after: Any) -> State:
-    """One chunk task. ``after`` holds the results it must wait for (ignored)."""
+def read_one_chunk(reader: StreamChunkReader, spec: ChunkSpec, config: StreamingConfig, deadline: float | None) -> State:
+    """Read and summarize one chunk; every error names the file and the chunk."""
     _check_deadline(deadline, spec.path)
     try:
         return reader.summarize(spec, config)
     except MetaExtractError:
         raise
     except OSError as exc:
-        raise ExtractionError(spec.path, f"reading chunk {spec.chunk_id} at byte {spec.offset} failed: {describe(exc)}") from exc
+        raise io_error(spec.path, exc, f"reading chunk {spec.chunk_id} at byte {spec.offset} failed") from exc
     except Exception as exc:
         raise ExtractionError(spec.path, f"chunk {spec.chunk_id} ({spec.chunk_type.value}) could not be read: {describe(exc)}") from exc
 
 
+def run_chunk(reader: StreamChunkReader, spec: ChunkSpec, config: StreamingConfig, deadline: float | None, *after: Any) -> State | Failed:
+    """One chunk task. ``after`` holds the results it must wait for: a failure there stops the chain."""
+    failed = first_failure(after)
+    if failed is not None:
+        return failed
+    try:
+        return read_one_chunk(reader, spec, config, deadline)
+    except Exception as exc:  # noqa: BLE001 - a failure is this file's result, not a worker's error
+        return Failed(exc)
+
+
 def run_chunk_isolated(memory_limit: int, reader: StreamChunkReader, spec: ChunkSpec, config: StreamingConfig,
-                       deadline: float | None, *after: Any) -> State:
+                       deadline: float | None, *after: Any) -> State | Failed:
     """A chunk task of a native reader, read in this worker thread's sandbox:
     a libhdf5 crash on a hostile large file costs that file, not the worker."""
-    return in_sandbox(memory_limit, spec.path, deadline, config, run_chunk, reader, spec, config, deadline)
+    failed = first_failure(after)
+    if failed is not None:
+        return failed
+    try:
+        return in_sandbox(memory_limit, spec.path, deadline, config, read_one_chunk, reader, spec, config, deadline)
+    except Exception as exc:  # noqa: BLE001
+        return Failed(exc)
 
 
-def run_single_isolated(memory_limit: int, reader: StreamChunkReader, info: FileInfo, config: StreamingConfig,
-                        plan: dict[str, Any], specs: tuple[ChunkSpec, ...], deadline: float | None) -> dict[str, Any]:
-    """``run_single`` of a native reader, in this worker thread's sandbox."""
-    return in_sandbox(memory_limit, info.path, deadline, config, run_single, reader, info, config, plan, specs, deadline)
+def run_single_task(memory_limit: int | None, reader: StreamChunkReader, info: FileInfo, config: StreamingConfig,
+                    plan: dict[str, Any], specs: tuple[ChunkSpec, ...], deadline: float | None) -> dict[str, Any] | Failed:
+    """``run_single`` as a graph task (in this worker thread's sandbox when ``memory_limit``)."""
+    try:
+        if memory_limit is not None:
+            return in_sandbox(memory_limit, info.path, deadline, config, run_single, reader, info, config, plan, specs, deadline)
+        return run_single(reader, info, config, plan, specs, deadline)
+    except Exception as exc:  # noqa: BLE001
+        return Failed(exc)
 
 
 def in_sandbox(memory_limit: int, path: str, deadline: float | None, config: StreamingConfig, fn: Any, *args: Any) -> Any:
@@ -74,14 +120,32 @@ def in_sandbox(memory_limit: int, path: str, deadline: float | None, config: Str
     return sandbox_for_thread(memory_limit).call(path, timeout, fn, *args)
 
 
-def merge_states(reader: StreamChunkReader, states: list[State]) -> State:
+def merge_states(reader: StreamChunkReader, states: list[State]) -> State | Failed:
     """A merge task: fold summaries with the reader's associative merge."""
-    return functools.reduce(reader.merge, states)
+    failed = first_failure(states)
+    if failed is not None:
+        return failed
+    try:
+        return functools.reduce(reader.merge, states)
+    except Exception as exc:  # noqa: BLE001
+        return Failed(ExtractionError(None, f"merging the {reader.name} reader's chunk summaries failed: {describe(exc)}"))
+
+
+def finalize_task(reader: StreamChunkReader, info: FileInfo, config: StreamingConfig, plan: dict[str, Any],
+                  states: list[State]) -> dict[str, Any] | Failed:
+    """The final task of a chunk graph: the record, or the file's failure as a value."""
+    failed = first_failure(states)
+    if failed is not None:
+        return failed
+    try:
+        return finalize_file(reader, info, config, plan, states)
+    except Exception as exc:  # noqa: BLE001
+        return Failed(exc)
 
 
 def finalize_file(reader: StreamChunkReader, info: FileInfo, config: StreamingConfig, plan: dict[str, Any], states: list[State]) -> dict[str, Any]:
-    """The last task: merge, check the file did not change, build the record."""
-    state = merge_states(reader, states)
+    """Merge, check the file did not change, build the record."""
+    state = unwrap(merge_states(reader, states))
     try:
         st = os.stat(info.path)
     except OSError as exc:
@@ -112,6 +176,8 @@ def run_single(reader: StreamChunkReader, info: FileInfo, config: StreamingConfi
         states = reader.summarize_all(specs, config)
     except MetaExtractError:
         raise
+    except OSError as exc:
+        raise io_error(info.path, exc, "could not be read") from exc
     except Exception as exc:
         raise ExtractionError(info.path, f"could not be read: {describe(exc)}") from exc
     record = finalize_file(reader, info, config, plan, states)
@@ -131,10 +197,7 @@ def build_graph(plan: Plan, reader: StreamChunkReader, config: StreamingConfig, 
     described = plan.describe()
     sandboxed = isolate is not None and reader.native
     if plan.shape == "single":
-        if sandboxed:
-            dsk = {final_key: (run_single_isolated, isolate, reader, plan.info, config, described, plan.specs, deadline)}
-        else:
-            dsk = {final_key: (run_single, reader, plan.info, config, described, plan.specs, deadline)}
+        dsk = {final_key: (run_single_task, isolate if sandboxed else None, reader, plan.info, config, described, plan.specs, deadline)}
         return FileGraph(dsk, final_key, {}, reader)
 
     read = f"read-chunk-{token}"
@@ -144,7 +207,7 @@ def build_graph(plan: Plan, reader: StreamChunkReader, config: StreamingConfig, 
     for i, spec in enumerate(plan.specs):
         key = (read, i)
         after = ((read, i - lag),) if lag and i >= lag else ()
-        if sandboxed:
+        if sandboxed and reader.native_spec(spec):
             dsk[key] = (run_chunk_isolated, isolate, reader, spec, config, deadline, *after)
         else:
             dsk[key] = (run_chunk, reader, spec, config, deadline, *after)
@@ -153,7 +216,7 @@ def build_graph(plan: Plan, reader: StreamChunkReader, config: StreamingConfig, 
     leaves = list(read_keys)
     if plan.shape != "star":
         leaves = _tree_reduce(dsk, leaves, reader, f"merge-chunks-{token}")
-    dsk[final_key] = (finalize_file, reader, plan.info, config, described, leaves)
+    dsk[final_key] = (finalize_task, reader, plan.info, config, described, leaves)
     return FileGraph(dsk, final_key, read_keys, reader)
 
 

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from dask.utils import parse_bytes
 
-from .batching import BatchSettings, extract_batch, extract_one, file_size, is_transient, outcome
+from .batching import BatchSettings, check_record, extract_batch, extract_one, failure, file_size, outcome
 from .cluster import ClientScope, ExecutionModel
 from .config import OptionEnum, StreamingConfig
-from .errors import ExtractionTimeout, describe
-from .graph import CHUNK_SUMMARIES
+from .errors import ExtractionTimeout, MisattributionError, describe, is_transient
+from .graph import CHUNK_SUMMARIES, unwrap
 from .model import ExtractionResult, ExtractionTask
 from .text import safe_dict
 
@@ -228,6 +228,30 @@ class ParallelExtractor:
         return await asyncio.to_thread(self.extract, files, progress)
 
 
+def matched_results(tasks: list[ExtractionTask], results: list[ExtractionResult]) -> tuple[list[ExtractionResult], list[ExtractionResult]]:
+    """(results that answer their own task, internal-error results for every other task).
+
+    A batch's results crossed a process boundary: each must carry a task id
+    of this batch and that task's path, and its record must name that path.
+    """
+    wanted = {t.task_id: t.file_path for t in tasks}
+    good: dict[str, ExtractionResult] = {}
+    for r in results:
+        if wanted.get(r.task_id) != r.file_path or r.task_id in good:
+            continue
+        try:
+            if r.success:
+                check_record(r.file_path, r.metadata)
+        except MisattributionError as exc:
+            r = failure(r.task_id, r.file_path, exc, r.start_time, r.end_time, r.attempts)
+        good[r.task_id] = r
+    now = time.time()
+    refused = [failure(t.task_id, t.file_path, MisattributionError(t.file_path, "internal error: its batch returned no result "
+                                                                   "for this file"), now, now)
+               for t in tasks if t.task_id not in good]
+    return list(good.values()), refused
+
+
 class _Run:
     """One run's client-side loop: submit, collect, retry and time out chunk graphs."""
 
@@ -310,12 +334,16 @@ class _Run:
 
     def _batch_done(self, fut: Any, batch: Batch) -> None:
         try:
-            self._emit(fut.result(), tell_plugin=False)  # the worker told the plugin
+            results = fut.result()
         except Exception as exc:  # noqa: BLE001 - e.g. the batch's workers kept dying
             now = time.time()
             lost = [ExtractionResult(t.task_id, t.file_path, False, None, f"its batch failed: {describe(exc)}", type(exc).__name__, now, now)
                     for t in batch.tasks]
             self._emit(lost, tell_plugin=True)
+        else:
+            good, refused = matched_results(batch.tasks, results)
+            self._emit(good, tell_plugin=False)  # the worker told the plugin
+            self._emit(refused, tell_plugin=True)
         fut.release()
 
     # -- chunk graphs of large files
@@ -351,7 +379,7 @@ class _Run:
     def _graph_done(self, fut: Any, entry: tuple, waiting: deque) -> None:
         task, _, attempt, start = entry
         try:
-            record = fut.result()
+            record = unwrap(fut.result())
             record.pop(CHUNK_SUMMARIES, None)
             result = ExtractionResult(task.task_id, task.file_path, True, record, start_time=start, end_time=time.time(), attempts=attempt)
         except Exception as exc:  # noqa: BLE001
@@ -359,7 +387,7 @@ class _Run:
                 waiting.append((time.time() + self.cfg.retry_delay * 2 ** (attempt - 1), task, attempt + 1))
                 fut.release()
                 return
-            result = ExtractionResult(task.task_id, task.file_path, False, None, describe(exc), type(exc).__name__, start, time.time(), attempts=attempt)
+            result = failure(task.task_id, task.file_path, exc, start, attempts=attempt)
         fut.release()
         self._emit([result], tell_plugin=True)
 

@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-from .errors import ExtractionTimeout, MetaExtractError, ParserCrashError
+from .errors import ExtractionTimeout, MetaExtractError, MisattributionError, ParserCrashError, SandboxKilledError, describe
 
 _HEADER = struct.Struct("!Q")
 
@@ -51,13 +51,23 @@ def child_environment() -> dict[str, str]:
 
 
 class Sandbox:
-    """One reusable child process that runs calls with a timeout and a memory limit."""
+    """One reusable child process that runs calls with a timeout and a memory limit.
+
+    Protocol: every call carries a request id and its path; every reply
+    echoes both, and a reply is accepted only for the request it answers.
+    A mismatch, a short read or an unreadable reply kills the child and
+    fails only the file in flight; a new call never goes to a child that
+    still owes replies.
+    """
 
     def __init__(self, memory_limit: int = 0):
         self.memory_limit = memory_limit
         self.proc: subprocess.Popen | None = None
         self.calls = 0
         self.restarts = 0
+        #: request ids the current child has been sent and not yet answered
+        self.owed: list[str] = []
+        self._token = os.urandom(6).hex()
 
     def _start(self) -> subprocess.Popen:
         self._stderr = tempfile.TemporaryFile()
@@ -67,6 +77,7 @@ class Sandbox:
             [sys.executable, "-m", "metaextract_dask.sandbox", str(self.memory_limit)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, start_new_session=True, env=env,
         )
+        self.owed = []
         return self.proc
 
     def kill(self) -> None:
@@ -78,6 +89,7 @@ class Sandbox:
                 pass
             self.proc.wait()
             self.proc = None
+        self.owed = []
 
     def _stderr_tail(self) -> str:
         self._stderr.seek(0)
@@ -90,6 +102,12 @@ class Sandbox:
         if ok:
             return value
         raise value
+
+    def _fresh_child(self) -> subprocess.Popen:
+        """A live child that owes no replies: a stale reply must never answer a new request."""
+        if self.proc is not None and (self.owed or self.proc.poll() is not None):
+            self.kill()
+        return self.proc if self.proc is not None else self._start()
 
     def call_many(self, calls: list[tuple[str, Callable, tuple]], timeout: float) -> Iterator[Reply]:
         """Run ``(path, fn, args)`` calls in order in the child, one message for all.
@@ -106,24 +124,27 @@ class Sandbox:
         try:
             while done < len(calls):
                 pending = calls[done:]
-                proc = self.proc if self.proc is not None and self.proc.poll() is None else self._start()
+                proc = self._fresh_child()
                 self.calls += len(pending)
+                ids = [f"{self._token}-{self.calls - len(pending) + i}" for i in range(len(pending))]
+                message = [(rid, path, cloudpickle.dumps((fn, args))) for rid, (path, fn, args) in zip(ids, pending)]
+                self.owed = list(ids)
                 try:
-                    _write(proc.stdin, cloudpickle.dumps([cloudpickle.dumps((fn, args)) for _, fn, args in pending]))
+                    _write(proc.stdin, cloudpickle.dumps(message))
                 except OSError:
                     pass  # the child is gone: reading says how
-                for path, _, _ in pending:
-                    reply = self._reply(proc, path, timeout)
+                for rid, (path, _, _) in zip(ids, pending):
+                    reply = self._reply(proc, rid, path, timeout)
                     done += 1
                     yield reply
                     if self.proc is not proc:
-                        break  # that call killed the child: a fresh one takes the rest
+                        break  # that call killed the child (or a caller replaced it): a fresh one takes the rest
         finally:
-            if done < len(calls):
-                self.kill()  # the caller stopped early: replies still queued must not reach the next call
+            if done < len(calls) or self.owed:
+                self.kill()  # the caller stopped early: replies still owed must not reach the next call
 
-    def _reply(self, proc: subprocess.Popen, path: str, timeout: float) -> Reply:
-        """One call's reply, or the timeout or crash it ended in."""
+    def _reply(self, proc: subprocess.Popen, rid: str, path: str, timeout: float) -> Reply:
+        """The reply to request ``rid`` about ``path``, or the timeout, crash or mismatch it ended in."""
         import cloudpickle
 
         now = time.time()
@@ -135,21 +156,40 @@ class Sandbox:
             return False, ExtractionTimeout(path, f"timed out: no result within {timeout:g} s; its parser was killed"), now, time.time()
         except (EOFError, OSError):
             return False, self._crashed(path), now, time.time()
-        status, value, start, end = cloudpickle.loads(payload)
+        try:
+            got_id, got_path, status, value, start, end = cloudpickle.loads(payload)
+        except Exception as exc:  # noqa: BLE001 - a reply that does not unpickle is a broken child
+            return False, self._broken(path, f"its reply could not be read ({describe(exc)})"), now, time.time()
+        if got_id != rid or got_path != path:
+            return False, self._broken(path, f"it answered request {got_id!r} about {got_path!r} instead"), now, time.time()
+        if self.owed and self.owed[0] == rid:
+            self.owed.pop(0)
         if status == "ok":
             return True, value, start, end
         if isinstance(value, MetaExtractError) and value.path is None:
             value = type(value)(path, value.message)
         return False, value, start, end
 
+    def _broken(self, path: str, why: str) -> MisattributionError:
+        """Kill a child that broke the protocol; only the file in flight fails."""
+        self.kill()
+        self.restarts += 1
+        return MisattributionError(path, f"internal error: the parser sandbox did not answer for this file: {why}; "
+                                         "nothing was recorded for it and its sandbox was replaced")
+
     def _crashed(self, path: str) -> ParserCrashError:
         proc = self.proc
         code = proc.wait() if proc is not None else None
         detail = self._stderr_tail()
         self.proc = None
+        self.owed = []
         self.restarts += 1
         if code is not None and code < 0:
-            how = f"killed by signal {signal.Signals(-code).name}"
+            sig = signal.Signals(-code)
+            how = f"killed by signal {sig.name}"
+            if sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                # nothing in the parser sends these: someone (an OOM killer, an admin) killed it; retried
+                return SandboxKilledError(path, f"the parser's sandbox was {how} from outside{': ' + detail if detail else ''}")
         else:
             how = f"exited with status {code}"
         return ParserCrashError(path, f"the parser crashed on this file ({how}){': ' + detail if detail else ''}")
@@ -207,12 +247,12 @@ def _serve() -> None:
         header = inp.read(_HEADER.size)
         if len(header) < _HEADER.size:
             return
-        for call in cloudpickle.loads(inp.read(_HEADER.unpack(header)[0])):
-            _write(out, _run_one(call, limit))
+        for rid, path, call in cloudpickle.loads(inp.read(_HEADER.unpack(header)[0])):
+            _write(out, _run_one(rid, path, call, limit))
 
 
-def _run_one(call: bytes, limit: int) -> bytes:
-    """One pickled call in the child, as the reply message: every error goes back."""
+def _run_one(rid: str, path: str, call: bytes, limit: int) -> bytes:
+    """One pickled call in the child, as the reply message (echoing its id and path): every error goes back."""
     import cloudpickle
 
     start = time.time()
@@ -224,9 +264,9 @@ def _run_one(call: bytes, limit: int) -> bytes:
     except BaseException as exc:  # noqa: BLE001 - every error goes back to the parent
         reply = ("err", exc)
     try:
-        return cloudpickle.dumps((*reply, start, time.time()))
+        return cloudpickle.dumps((rid, path, *reply, start, time.time()))
     except Exception as exc:  # noqa: BLE001 - an unpicklable result or exception
-        return cloudpickle.dumps(("err", RuntimeError(f"{type(exc).__name__}: {exc}"), start, time.time()))
+        return cloudpickle.dumps((rid, path, "err", RuntimeError(f"{type(exc).__name__}: {exc}"), start, time.time()))
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ from typing import Any, Callable
 
 from .config import StreamingConfig
 from .errors import ExtractionError, ExtractionTimeout, MetaExtractError, describe
-from .graph import CHUNK_SUMMARIES, FileGraph, build_graph, in_sandbox
+from .graph import CHUNK_SUMMARIES, Failed, FileGraph, build_graph, in_sandbox, unwrap
 from .model import StreamChunk
 from .probe import probe
-from .readers.registry import reader_for
+from .readers.registry import choose_reader
 from .strategies import Plan, plan_file
 
 Callback = Callable[[StreamChunk, "StreamingMetrics"], Any]
@@ -86,7 +86,7 @@ class StreamingExtractor:
     def plan(self, path: str | os.PathLike) -> Plan:
         """What would be read, without reading it."""
         info = probe(path)
-        reader, note = reader_for(info, self.reader)
+        reader, note = choose_reader(info, self.config, self.reader)
         return plan_file(info, reader, self.config, note)
 
     def graph(self, path: str | os.PathLike, deadline: float | None = None, isolate: int | None = None) -> tuple[Plan, FileGraph]:
@@ -98,7 +98,7 @@ class StreamingExtractor:
         library costs that file, never this process or a worker.
         """
         info = probe(path)
-        reader, note = reader_for(info, self.reader)
+        reader, note = choose_reader(info, self.config, self.reader)
         if isolate is not None and reader.native:
             plan = in_sandbox(isolate, info.path, deadline, self.config, plan_file, info, reader, self.config, note)
         else:
@@ -142,8 +142,8 @@ class StreamingExtractor:
         try:
             if callback:
                 async for fut in as_completed([futures[k] for k in fg.read_keys], loop=client.loop):
-                    _on_chunk(fg.read_keys[fut.key], fg.reader.public_summary(await fut), metrics, callback)
-            record = await asyncio.wait_for(futures[fg.final_key], max(0.0, deadline - time.time()))
+                    _on_chunk(fg.read_keys[fut.key], _public(fg, await fut), metrics, callback)
+            record = unwrap(await asyncio.wait_for(futures[fg.final_key], max(0.0, deadline - time.time())))
         except asyncio.TimeoutError:
             raise ExtractionTimeout(path, f"timed out after {self.config.timeout:g} s") from None
         except MetaExtractError:
@@ -154,6 +154,13 @@ class StreamingExtractor:
             await client.cancel(list(futures.values()))
         _finish(record, plan, metrics, callback)
         return record, metrics
+
+
+def _public(fg: FileGraph, state: Any) -> dict[str, Any]:
+    """What a callback sees of a chunk's summary (of a failed read: the error)."""
+    if isinstance(state, Failed):
+        return {"error": describe(state.error)}
+    return fg.reader.public_summary(state)
 
 
 def _on_chunk(spec: Any, summary: dict[str, Any], metrics: StreamingMetrics, callback: Callback | None) -> None:
@@ -172,11 +179,11 @@ def _run_local(fg: FileGraph, metrics: StreamingMetrics, callback: Callback | No
         def _posttask(self, key, result, dsk, state, worker_id):
             spec = fg.read_keys.get(key)
             if spec is not None:
-                _on_chunk(spec, fg.reader.public_summary(result) if callback else {}, metrics, callback)
+                _on_chunk(spec, _public(fg, result) if callback else {}, metrics, callback)
 
     # one thread per core (Dask's default): more threads measured slower, with
     # four times the context switches (benchmarks/bench_stream.py)
-    return dask.threaded.get(fg.dsk, fg.final_key, callbacks=[_Progress()._callback])
+    return unwrap(dask.threaded.get(fg.dsk, fg.final_key, callbacks=[_Progress()._callback]))
 
 
 def _run_distributed(client: Any, fg: FileGraph, metrics: StreamingMetrics, callback: Callback | None, deadline: float) -> dict[str, Any]:
@@ -189,9 +196,9 @@ def _run_distributed(client: Any, fg: FileGraph, metrics: StreamingMetrics, call
     try:
         if callback:
             for fut in as_completed([futures[k] for k in fg.read_keys], loop=client.loop):
-                _on_chunk(fg.read_keys[fut.key], fg.reader.public_summary(fut.result()), metrics, callback)
+                _on_chunk(fg.read_keys[fut.key], _public(fg, fut.result()), metrics, callback)
         try:
-            return futures[fg.final_key].result(timeout=max(0.0, deadline - time.time()))
+            return unwrap(futures[fg.final_key].result(timeout=max(0.0, deadline - time.time())))
         except TimeoutError:
             raise ExtractionTimeout(path, "timed out: the file took longer than its timeout") from None
     finally:

@@ -29,6 +29,10 @@ class StreamChunkReader(ABC):
     #: its chunks are read in the sandbox, like small files
     native: ClassVar[bool] = False
 
+    def native_spec(self, spec: ChunkSpec) -> bool:
+        """Whether reading this chunk runs the native library (and so belongs in the sandbox)."""
+        return self.native
+
     def unavailable(self) -> str | None:
         """Why this reader cannot run here (missing library), or None."""
         return None

@@ -108,8 +108,12 @@ def _read_full(fd: int, view: memoryview, offset: int) -> int:
     return got
 
 
-def read_chunk(spec: ChunkSpec, config: StreamingConfig) -> State:
-    """Read one byte range in bounded pieces and summarize it."""
+def read_chunk(spec: ChunkSpec, config: StreamingConfig, profile: bool = True) -> State:
+    """Read one byte range in bounded pieces and summarize it.
+
+    ``profile=False`` only hashes (the fixity chunks of format readers):
+    no entropy sample, no head or tail kept.
+    """
     import numpy as np
 
     digest = checksum.one_shot(config.checksum) if config.checksum else None
@@ -131,16 +135,16 @@ def read_chunk(spec: ChunkSpec, config: StreamingConfig) -> State:
             piece = view[:got]
             if digest is not None:
                 digests.append(digest(piece))  # a piece is one checksum block (READ_PIECE)
-            if sampled < config.entropy_sample:
+            if profile and sampled < config.entropy_sample:
                 take = piece[: config.entropy_sample - sampled]
                 hist += byte_histogram(take)
                 sampled += len(take)
-            if spec.offset == 0 and done == 0:
+            if profile and spec.offset == 0 and done == 0:
                 head = bytes(piece[:HEAD_BYTES])
             done += got
         tail = b""
         end = spec.offset + spec.size
-        if end >= os.fstat(fd).st_size:
+        if profile and end >= os.fstat(fd).st_size:
             start = max(0, end - TAIL_BYTES)
             tail = os.pread(fd, end - start, start)
     finally:
@@ -191,11 +195,11 @@ class BinaryChunkReader(StreamChunkReader):
                 "sampled_bytes": int(state["hist"].sum()),
                 "profile": [[off, round(e, 4)] for off, e in sorted(state["profile"])],
             },
-            "checksum": _checksum(state["blocks"], info, config.checksum),
+            "checksum": file_checksum(state["blocks"], info, config.checksum),
         }
 
 
-def _checksum(blocks: dict[int, tuple[int, bytes]], info: FileInfo, algorithm: str | None) -> dict[str, Any]:
+def file_checksum(blocks: dict[int, tuple[int, bytes]], info: FileInfo, algorithm: str | None) -> dict[str, Any]:
     """The tree checksum when the chunks read cover the whole file."""
     if not algorithm:
         return {"algorithm": None, "value": None, "note": "checksum disabled"}

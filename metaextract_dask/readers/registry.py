@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+from typing import Any
 from importlib.metadata import entry_points
 
 from ..errors import UnsupportedFormatError
@@ -72,3 +73,17 @@ def reader_for(info: FileInfo, name: str | None = None) -> tuple[StreamChunkRead
                 return reader, None
             return get_reader(FALLBACK), f"read as binary: {reason}"
     return get_reader(FALLBACK), None
+
+
+def choose_reader(info: FileInfo, config: Any, name: str | None = None) -> tuple[StreamChunkReader, str | None]:
+    """``reader_for``, with the file's checksum added to format readers when one is asked for.
+
+    The binary reader computes the checksum itself; every other reader is
+    wrapped so an archive gets one fixity column for all formats.
+    """
+    reader, note = reader_for(info, name)
+    if getattr(config, "checksum", None) and reader.name != FALLBACK:
+        from .fixity import WithChecksum
+
+        reader = WithChecksum(reader)
+    return reader, note

@@ -1,0 +1,176 @@
+"""Every row is its own file's: failing files at every position of a batch, sandbox on and off.
+
+The first build shifted replies by one when a file in a sandboxed batch
+failed with an error it retried: the retry went to the child that still
+owed the rest of the batch's replies, so rows carried a neighbour's
+metadata (some marked successful). These tests put failing files (corrupt,
+raising inside the reader, crashing the parser with SIGSEGV, hanging past
+the timeout, failing once with EIO) at every position of a batch.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from metaextract_dask import ParallelExtractionConfig, ParallelExtractor, extract_metadata
+from metaextract_dask.batching import BatchSettings, extract_many
+from metaextract_dask.catalog import to_row
+from metaextract_dask.demo import make_bin, make_h5, make_nc
+from metaextract_dask.errors import MisattributionError
+from metaextract_dask.model import ExtractionResult
+
+GOOD = ("good_h5", "good_nc", "good_bin")
+#: kinds that must fail, and whether they may be tried more than once
+FAILING = {"corrupt": 1, "raise": 1, "crash": 1, "hang": 1}
+
+
+def behave(path: str) -> dict:
+    """The extraction function of these tests: real extraction, or the failure the name asks for."""
+    name = os.path.basename(path)
+    if name.startswith("crash_"):
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if name.startswith("hang_"):
+        time.sleep(60)
+    if name.startswith("raise_"):
+        raise ValueError("the reader failed on purpose")
+    if name.startswith("flaky_"):
+        marker = path + ".tried"
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            raise OSError(errno.EIO, "Input/output error (injected once)")
+    return extract_metadata(path)
+
+
+def make(folder: str, kind: str, i: int) -> str:
+    path = os.path.join(folder, f"{kind}_{i:03d}")
+    if kind == "good_h5":
+        return make_h5(path + ".h5", 5 + i)
+    if kind == "good_nc":
+        return make_nc(path + ".nc", 5 + i)
+    if kind == "good_bin":
+        return make_bin(path + ".bin", 3000 + i, i)
+    if kind == "corrupt":
+        src = make_h5(path + ".src", 7)
+        data = open(src, "rb").read()
+        os.unlink(src)
+        with open(path + ".h5", "wb") as f:
+            f.write(data[: len(data) // 3])
+        return path + ".h5"
+    if kind == "flaky":
+        return make_nc(path + ".nc", 3 + i)
+    return make_bin(path + ".bin", 2000 + i, i)  # raise, crash, hang: decided by the name
+
+
+def expected_success(path: str) -> bool:
+    return os.path.basename(path).split("_")[0] in ("good", "flaky")
+
+
+def check_rows(results: list[ExtractionResult], paths: list[str]) -> None:
+    """One result per file; a success carries its own path; success matches the file's real state."""
+    assert sorted(r.file_path for r in results) == sorted(paths)
+    for r in results:
+        row = to_row(r)
+        assert row["path"] == r.file_path
+        if r.success:
+            assert r.metadata["path"] == r.file_path, f"{r.file_path} carries {r.metadata['path']}'s metadata"
+            assert json.loads(row["metadata"])["path"] == row["path"]
+        assert r.success == expected_success(r.file_path), (r.file_path, r.error)
+        kind = os.path.basename(r.file_path).split("_")[0]
+        if kind in FAILING:
+            assert r.attempts == 1, f"{r.file_path}: a permanent failure was tried {r.attempts} times"
+        if kind == "flaky":
+            assert r.attempts == 2, f"{r.file_path}: a transient error should be retried once, got {r.attempts}"
+
+
+BATCH = 6
+
+
+@pytest.mark.parametrize("isolate", [True, False], ids=["sandbox", "no-sandbox"])
+@pytest.mark.parametrize("kind", ["corrupt", "raise", "crash", "hang", "flaky"])
+def test_a_failing_file_at_every_position_of_a_batch(tmp_path, thread_client, kind, isolate):
+    if not isolate and kind in ("crash", "hang"):
+        pytest.skip("without the sandbox a segfault or a hang takes the worker itself: that is what the sandbox is for")
+    config = ParallelExtractionConfig(max_workers=1, isolate=isolate, timeout_per_file=3, retry_delay=0.01, batch_size=BATCH,
+                                      load_balancing="fifo")
+    for position in range(BATCH):
+        folder = tmp_path / f"at{position}"
+        folder.mkdir()
+        kinds = [GOOD[i % len(GOOD)] for i in range(BATCH)]
+        kinds[position] = kind
+        paths = [make(str(folder), k, i) for i, k in enumerate(kinds)]
+        extractor = ParallelExtractor(config, behave, client=thread_client)
+        results, _ = extractor.extract(paths)
+        assert [len(b.tasks) for b in extractor.last_batches] == [BATCH]
+        check_rows(results, paths)
+
+
+def test_every_failure_kind_in_one_sandboxed_batch(tmp_path, thread_client):
+    kinds = ["good_h5", "crash", "good_nc", "raise", "flaky", "good_bin", "corrupt", "good_h5", "hang", "good_nc", "flaky", "raise", "good_bin"]
+    paths = [make(str(tmp_path), k, i) for i, k in enumerate(kinds)]
+    config = ParallelExtractionConfig(max_workers=1, timeout_per_file=3, retry_delay=0.01, batch_size=len(paths), load_balancing="fifo")
+    results, metrics = ParallelExtractor(config, behave, client=thread_client).extract(paths)
+    check_rows(results, paths)
+    assert metrics.failed == sum(not expected_success(p) for p in paths)
+    # the dashboard's failure table comes from the same outcomes: no shifted paths there either
+    for failure in metrics.failures:
+        assert os.path.basename(failure["path"]).split("_")[0] in FAILING
+        assert failure["error"].startswith(failure["path"])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(kinds=st.lists(st.sampled_from([*GOOD, "corrupt", "raise", "crash", "flaky"]), min_size=1, max_size=9))
+def test_random_batches_never_misattribute(tmp_path_factory, kinds):
+    folder = str(tmp_path_factory.mktemp("batch"))
+    paths = [make(folder, k, i) for i, k in enumerate(kinds)]
+    settings_ = BatchSettings(timeout=5, retry_limit=2, retry_delay=0.0, isolate=True)
+    results = list(extract_many([(f"t{i}", p) for i, p in enumerate(paths)], behave, settings_))
+    check_rows(results, paths)
+    assert sorted(r.task_id for r in results) == sorted(f"t{i}" for i in range(len(paths)))
+
+
+def test_a_record_naming_another_file_is_refused(tmp_path):
+    """Defence in depth: whatever produced it, a record about another file never becomes this file's row."""
+    a, b = make(str(tmp_path), "good_h5", 1), make(str(tmp_path), "good_h5", 2)
+
+    def neighbour(path: str) -> dict:
+        return extract_metadata(b if path == a else a)
+
+    results = list(extract_many([("t1", a)], neighbour, BatchSettings(isolate=False)))
+    assert not results[0].success and results[0].error_type == "MisattributionError"
+    swapped = ExtractionResult("t1", a, True, extract_metadata(b))
+    row = to_row(swapped)
+    assert row["success"] is False and row["error_type"] == "MisattributionError" and row["metadata"] is None
+
+
+def test_scan_rows_match_their_files(tmp_path):
+    """The default extraction, through scan and the catalog, with corrupt files among good ones."""
+    from metaextract_dask import scan
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    kinds = ["corrupt", "good_h5", "good_nc", "corrupt", "good_bin", "good_h5", "corrupt"]
+    paths = [make(str(folder), k, i) for i, k in enumerate(kinds)]
+    for isolate in (True, False):
+        frame = scan(str(folder), str(tmp_path / f"cat-{isolate}"), workers=1, execution="thread_pool", isolate=isolate,
+                     progress=False)
+        assert sorted(frame["path"]) == sorted(paths)
+        for row in frame.itertuples():
+            assert row.success == expected_success(row.path), (row.path, row.error)
+            if row.success:
+                assert json.loads(row.metadata)["path"] == row.path
+            else:
+                assert row.attempts == 1 and row.error.startswith(row.path)
+
+
+def test_misattribution_error_is_permanent():
+    from metaextract_dask.errors import is_transient
+
+    assert not is_transient(MisattributionError("x", "y"))
