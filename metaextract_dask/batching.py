@@ -41,7 +41,7 @@ def extract_metadata(path: str, config: StreamingConfig | None = None) -> dict[s
 
     config = config or StreamingConfig()
     info = probe(path)
-    reader, note = choose_reader(info, config)
+    info, reader, note = choose_reader(info, config)
     plan = plan_file(info, reader, config, note)
     deadline = time.time() + config.timeout
     if plan.shape == "single":

@@ -29,6 +29,25 @@ DESCRIPTIONS = {
     "mpegts": "MPEG transport stream",
     "mpegps": "MPEG program stream",
     "ogg": "Ogg container",
+    "asf": "Advanced Systems Format (ASF/WMV/WMA)",
+    "realmedia": "RealMedia container",
+    "swf": "Shockwave Flash (SWF)",
+    "gif": "GIF image or animation",
+    "mpegvideo": "MPEG-1/2 video elementary stream",
+    "3gp": "3GPP multimedia file (3GP)",
+    "3g2": "3GPP2 multimedia file (3G2)",
+    "mxf": "Material Exchange Format (MXF)",
+    "dv": "DV video",
+    "y4m": "YUV4MPEG2 raw video (Y4M)",
+    "mp3": "MPEG audio (MP3)",
+    "aac": "AAC audio (ADTS)",
+    "flac": "FLAC audio",
+    "aiff": "AIFF audio",
+    "au": "Sun/NeXT audio (AU)",
+    "amr": "AMR audio",
+    "ivf": "IVF video (VP8/VP9/AV1)",
+    "nut": "NUT multimedia container",
+    "caf": "Core Audio Format (CAF)",
     "zip": "ZIP archive",
     "gzip": "gzip compressed data",
     "png": "PNG image",
@@ -37,13 +56,27 @@ DESCRIPTIONS = {
     "unknown": "unrecognised binary data",
 }
 
-VIDEO_FORMATS = frozenset({"mp4", "mov", "matroska", "webm", "avi", "flv", "mpegts", "mpegps", "ogg"})
+#: formats the media reader (ffprobe) takes; "media" is a file ffprobe recognised without a known signature
+VIDEO_FORMATS = frozenset({"mp4", "mov", "matroska", "webm", "avi", "flv", "mpegts", "mpegps", "ogg", "wav", "asf", "realmedia",
+                           "swf", "gif", "mpegvideo", "3gp", "3g2", "mxf", "dv", "y4m", "mp3", "aac", "flac", "aiff", "au", "amr",
+                           "ivf", "nut", "caf", "media"})
+
+#: names that suggest media: a file with one of these and no known signature gets one bounded ffprobe look
+MEDIA_EXTENSIONS = frozenset({
+    ".mp4", ".m4v", ".m4a", ".mov", ".mkv", ".mka", ".webm", ".avi", ".flv", ".f4v", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
+    ".vob", ".m1v", ".m2v", ".mpv", ".ogv", ".oga", ".ogg", ".opus", ".wmv", ".wma", ".asf", ".rm", ".rmvb", ".ra", ".swf",
+    ".gif", ".3gp", ".3g2", ".mxf", ".dv", ".y4m", ".mp3", ".mp2", ".aac", ".ac3", ".eac3", ".dts", ".flac", ".wav", ".aif",
+    ".aiff", ".au", ".snd", ".amr", ".h264", ".264", ".h265", ".265", ".hevc", ".ivf", ".nut", ".caf", ".wv", ".ape", ".mjpeg",
+})
 
 EXTENSIONS = {
     ".h5": "hdf5", ".hdf5": "hdf5", ".he5": "hdf5", ".hdf": "hdf5",
     ".nc": "netcdf3", ".nc4": "netcdf4", ".cdf": "netcdf3",
     ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
     ".avi": "avi", ".flv": "flv", ".ts": "mpegts", ".mpg": "mpegps", ".mpeg": "mpegps", ".ogv": "ogg",
+    ".wmv": "asf", ".wma": "asf", ".asf": "asf", ".rm": "realmedia", ".rmvb": "realmedia", ".swf": "swf", ".gif": "gif",
+    ".m2v": "mpegvideo", ".m1v": "mpegvideo", ".3gp": "3gp", ".3g2": "3g2", ".mxf": "mxf", ".dv": "dv", ".y4m": "y4m",
+    ".mp3": "mp3", ".flac": "flac", ".wav": "wav", ".aiff": "aiff", ".au": "au", ".amr": "amr", ".ivf": "ivf",
     ".zip": "zip", ".gz": "gzip", ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf",
 }
 
@@ -55,7 +88,12 @@ def detect_magic(head: bytes, ext: str = "") -> str | None:
     if head[:3] == b"CDF" and head[3:4] in (b"\x01", b"\x02", b"\x05"):
         return "netcdf3"
     if head[4:8] == b"ftyp":
-        return "mov" if head[8:12] == b"qt  " else "mp4"
+        brand = head[8:12]
+        if brand.startswith(b"3g2"):
+            return "3g2"
+        if brand.startswith(b"3gp") or brand.startswith(b"3ge") or brand.startswith(b"3gg"):
+            return "3gp"
+        return "mov" if brand == b"qt  " else "mp4"
     if head[4:8] in (b"moov", b"mdat", b"wide", b"free") and ext in (".mov", ".mp4", ".m4v"):
         return EXTENSIONS[ext]
     if head[:4] == b"\x1a\x45\xdf\xa3":
@@ -70,6 +108,9 @@ def detect_magic(head: bytes, ext: str = "") -> str | None:
         return "mpegps"
     if head[:4] == b"OggS":
         return "ogg"
+    media = _media_magic(head)
+    if media:
+        return media
     if head[:4] == b"PK\x03\x04":
         return "zip"
     if head[:2] == b"\x1f\x8b":
@@ -81,6 +122,49 @@ def detect_magic(head: bytes, ext: str = "") -> str | None:
     if head[:5] == b"%PDF-":
         return "pdf"
     return None
+
+
+#: (offset, bytes, format) of media signatures ffprobe reads
+MEDIA_SIGNATURES = (
+    (0, bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c"), "asf"),
+    (0, b".RMF", "realmedia"),
+    (0, b"GIF87a", "gif"),
+    (0, b"GIF89a", "gif"),
+    (0, b"\x00\x00\x01\xb3", "mpegvideo"),
+    (0, bytes.fromhex("060e2b34020501010d0102010102"), "mxf"),
+    (0, b"YUV4MPEG2 ", "y4m"),
+    (0, b"ID3", "mp3"),
+    (0, b"fLaC", "flac"),
+    (0, b".snd", "au"),
+    (0, b"#!AMR", "amr"),
+    (0, b"DKIF", "ivf"),
+    (0, b"nut/multimedia container", "nut"),
+    (0, b"caff", "caf"),
+)
+
+
+def _media_magic(head: bytes) -> str | None:
+    """Media containers and streams by their leading bytes.
+
+    Bare MP3 and ADTS frame syncs are left out: one random byte pair in 2,000
+    looks like one. Such files get ffprobe's look when their name says media.
+    """
+    for offset, magic, fmt in MEDIA_SIGNATURES:
+        if head[offset : offset + len(magic)] == magic:
+            return fmt
+    if head[:3] in (b"FWS", b"CWS", b"ZWS") and len(head) > 3 and 0 < head[3] < 64:
+        return "swf"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "aiff"
+    if head[:3] == b"\x1f\x07\x00" and head[3:4] in (b"\x3f", b"\xbf"):
+        return "dv"
+    return None
+
+
+def suggests_media(head: bytes, path: str) -> bool:
+    """No known signature, but the name or an MPEG start code suggests media: worth one ffprobe look."""
+    ext = os.path.splitext(path)[1].lower()
+    return ext in MEDIA_EXTENSIONS or head[:3] == b"\x00\x00\x01" or head[:4] == b"\x00\x00\x00\x01"
 
 
 def _hdf5_offset(head: bytes) -> int | None:

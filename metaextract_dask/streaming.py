@@ -86,7 +86,7 @@ class StreamingExtractor:
     def plan(self, path: str | os.PathLike) -> Plan:
         """What would be read, without reading it."""
         info = probe(path)
-        reader, note = choose_reader(info, self.config, self.reader)
+        info, reader, note = choose_reader(info, self.config, self.reader)
         return plan_file(info, reader, self.config, note)
 
     def graph(self, path: str | os.PathLike, deadline: float | None = None, isolate: int | None = None) -> tuple[Plan, FileGraph]:
@@ -98,7 +98,7 @@ class StreamingExtractor:
         library costs that file, never this process or a worker.
         """
         info = probe(path)
-        reader, note = choose_reader(info, self.config, self.reader)
+        info, reader, note = choose_reader(info, self.config, self.reader)
         if isolate is not None and reader.native:
             plan = in_sandbox(isolate, info.path, deadline, self.config, plan_file, info, reader, self.config, note)
         else:

@@ -154,9 +154,19 @@ def cell_stats(values: Any, fill: Any = None) -> dict[str, Any]:
             pass
     stats = {"count": int(values.size), "nan_count": nan_count, "fill_count": fill_count, "min": None, "max": None, "sum": 0}
     if values.size:
-        stats["min"], stats["max"] = values.min().item(), values.max().item()
+        stats["min"], stats["max"] = _plain(values.min()), _plain(values.max())
         stats["sum"] = int(values.sum(dtype=np.int64)) if values.dtype.kind in "iu" else float(values.sum(dtype=np.float64))
     return stats
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as a Python number (long doubles as floats: JSON has nothing wider)."""
+    import numpy as np
+
+    item = value.item()
+    if isinstance(item, np.generic):
+        return float(item) if isinstance(item, np.floating) else int(item)
+    return item
 
 
 def merge_stats(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -235,7 +245,10 @@ def to_jsonable(value: Any, limit: int = 1000) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, np.generic):
-        return to_jsonable(value.item(), limit)
+        item = value.item()
+        if isinstance(item, np.generic):  # long double and other types wider than Python's
+            return to_jsonable(float(item) if isinstance(item, np.floating) else str(item), limit)
+        return to_jsonable(item, limit)
     if isinstance(value, np.ndarray):
         if value.size > limit:
             return {"array": list(value.shape), "dtype": str(value.dtype), "truncated": True}

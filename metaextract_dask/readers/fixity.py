@@ -70,10 +70,12 @@ class WithChecksum(StreamChunkReader):
         return self.inner.unavailable()
 
     def chunk_size(self, requested: int) -> int:
-        return BinaryChunkReader().chunk_size(self.inner.chunk_size(requested))
+        return self.inner.chunk_size(requested)
 
     def layout(self, info: FileInfo, chunk_size: int) -> Sequence[ChunkSpec]:
-        return Concat(self.inner.layout(info, chunk_size), ByteLayout(info.path, info.size, chunk_size))
+        """The format's chunks at ``chunk_size``; fixity blocks at it rounded up to whole checksum blocks."""
+        blocks = ByteLayout(info.path, info.size, BinaryChunkReader().chunk_size(chunk_size))
+        return Concat(self.inner.layout(info, chunk_size), blocks)
 
     def summarize(self, spec: ChunkSpec, config: StreamingConfig) -> State:
         if is_fixity(spec):

@@ -76,14 +76,35 @@ def _filters(dset: Any) -> list[dict[str, Any]]:
 MAX_EXPANSION = 1000
 
 
-def no_stats_reason(dset: Any) -> str | None:
+def _guard(entry: dict[str, Any], field: str, fn: Any, default: Any = None) -> Any:
+    """``fn()``, or ``default`` with a warning on this object: one odd property never fails a file."""
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - confined to this property of this object
+        entry.setdefault("warnings", []).append(f"{field}: {exc} [{type(exc).__name__}]")
+        return default
+
+
+def dataset_dtype(dset: Any) -> Any | None:
+    """The dataset's NumPy dtype, or None when its datatype has no NumPy equivalent."""
+    from .h5types import numpy_dtype
+
+    return numpy_dtype(dset.id.get_type())
+
+
+def no_stats_reason(dset: Any, dtype: Any = None) -> str | None:
     """Why a dataset gets structure only (no chunk reads), or None."""
+    dtype = dataset_dtype(dset) if dtype is None else dtype
+    if dtype is None:
+        from .h5types import describe_type
+
+        return f"no statistics: its datatype ({describe_type(dset.id.get_type())['text']}) has no NumPy equivalent"
     file_size = dset.file.id.get_filesize()
-    logical = int(dset.size or 0) * dset.dtype.itemsize
+    logical = int(dset.id.get_space().get_select_npoints() or 0) * dtype.itemsize
     if logical > max(MAX_EXPANSION * file_size, 64 * 2**20):
         return f"declares {logical} bytes of values, over {MAX_EXPANSION} times the {file_size}-byte file: structure only, not scanned"
-    if not arrays.is_numeric(dset.dtype):
-        return f"no statistics for dtype {dset.dtype}"
+    if not arrays.is_numeric(dtype):
+        return f"no statistics for dtype {dtype}"
     if dset.is_virtual:
         return "virtual dataset: its sources are listed, never read"
     if dset.external:
@@ -94,72 +115,133 @@ def no_stats_reason(dset: Any) -> str | None:
     return None
 
 
+def _fill(dset: Any, dtype: Any) -> tuple[Any, str]:
+    """(fill value, how it is defined): 'undefined' files exist and are legal."""
+    import h5py
+
+    defined = dset.id.get_create_plist().fill_value_defined()
+    how = {h5py.h5d.FILL_VALUE_UNDEFINED: "undefined", h5py.h5d.FILL_VALUE_DEFAULT: "default",
+           h5py.h5d.FILL_VALUE_USER_DEFINED: "user-defined"}.get(defined, str(defined))
+    if how == "undefined" or dtype is None:
+        return None, how
+    return arrays.to_jsonable(dset.fillvalue), how
+
+
 def describe_dataset(name: str, dset: Any) -> dict[str, Any]:
-    """One dataset's structure, as h5ls/h5dump would report it."""
-    entry = {
-        "name": name,
-        "shape": list(dset.shape) if dset.shape is not None else None,
-        "dtype": str(dset.dtype),
-        "chunks": list(dset.chunks) if dset.chunks else None,
-        "layout": _layout_name(dset),
-        "compression": dset.compression,
-        "compression_opts": arrays.to_jsonable(dset.compression_opts),
-        "filters": _filters(dset),
-        "fillvalue": arrays.to_jsonable(dset.fillvalue),
-        "storage_size": int(dset.id.get_storage_size()),
-        "attrs": read_attrs(dset),
-    }
-    if dset.external:
-        entry["external_storage"] = [{"file": arrays.to_jsonable(n), "offset": int(o), "size": int(s)} for n, o, s in dset.external]
-    if dset.is_virtual:
-        entry["virtual_sources"] = [{"file": vs.file_name, "dataset": vs.dset_name} for vs in dset.virtual_sources()]
-    reason = no_stats_reason(dset)
+    """One dataset's structure, as h5ls/h5dump would report it; odd properties become warnings."""
+    from .h5types import describe_type
+
+    entry: dict[str, Any] = {"name": name}
+    entry["shape"] = _guard(entry, "shape", lambda: list(dset.shape) if dset.shape is not None else None)
+    datatype = _guard(entry, "datatype", lambda: describe_type(dset.id.get_type()), {"class": "unknown", "text": "unknown"})
+    dtype = _guard(entry, "dtype", lambda: dataset_dtype(dset))
+    entry["dtype"] = str(dtype) if dtype is not None else datatype["text"]
+    entry["datatype"] = datatype
+    entry["chunks"] = _guard(entry, "chunks", lambda: list(dset.chunks) if dset.chunks else None)
+    entry["layout"] = _guard(entry, "layout", lambda: _layout_name(dset))
+    entry["compression"] = _guard(entry, "compression", lambda: dset.compression)
+    entry["compression_opts"] = _guard(entry, "compression_opts", lambda: arrays.to_jsonable(dset.compression_opts))
+    entry["filters"] = _guard(entry, "filters", lambda: _filters(dset), [])
+    fill = _guard(entry, "fillvalue", lambda: _fill(dset, dtype), (None, "unreadable"))
+    entry["fillvalue"], entry["fillvalue_defined"] = fill
+    entry["storage_size"] = _guard(entry, "storage_size", lambda: int(dset.id.get_storage_size()))
+    entry["attrs"] = read_attrs(dset, entry)
+    external = _guard(entry, "external_storage", lambda: dset.external)
+    if external:
+        entry["external_storage"] = [{"file": arrays.to_jsonable(n), "offset": int(o), "size": int(s)} for n, o, s in external]
+    if _guard(entry, "virtual", lambda: dset.is_virtual, False):
+        entry["virtual_sources"] = _guard(entry, "virtual_sources", lambda: [{"file": vs.file_name, "dataset": vs.dset_name}
+                                                                            for vs in dset.virtual_sources()], [])
+    reason = _guard(entry, "statistics", lambda: no_stats_reason(dset, dtype), "its storage could not be inspected")
     if reason:
         entry["stats_note"] = reason
     return entry
 
 
-def read_attrs(obj: Any) -> dict[str, Any]:
-    """Attributes as JSON-friendly values; an unreadable one says why."""
-    out = {}
-    for key in obj.attrs:
+def read_attrs(obj: Any, owner: dict[str, Any]) -> dict[str, Any]:
+    """Attributes as JSON-friendly values.
+
+    An attribute whose value cannot be read (a datatype with no NumPy
+    equivalent, say) keeps its name with a ``None`` value; its datatype goes
+    to ``owner['attr_datatypes']`` and a warning to ``owner['warnings']``.
+    """
+    import h5py
+
+    from .h5types import describe_type
+
+    out: dict[str, Any] = {}
+    names = _guard(owner, "attribute names", lambda: list(obj.attrs), [])
+    for key in names:
         try:
             out[key] = arrays.to_jsonable(obj.attrs[key])
-        except Exception as exc:  # noqa: BLE001 - e.g. an attribute of an unsupported type
-            out[key] = f"<unreadable: {exc}>"
+        except Exception as exc:  # noqa: BLE001 - confined to this attribute
+            out[key] = None
+            try:
+                aid = h5py.h5a.open(obj.id, key.encode("utf-8", "surrogateescape") if isinstance(key, str) else key)
+                datatype = describe_type(aid.get_type())
+                owner.setdefault("attr_datatypes", {})[key] = datatype
+                why = f"its datatype ({datatype['text']}) has no NumPy equivalent" if datatype["class"] in ("time", "integer", "float", "bitfield", "opaque") else str(exc)
+            except Exception:  # noqa: BLE001
+                why = f"{exc} [{type(exc).__name__}]"
+            owner.setdefault("warnings", []).append(f"attribute {key!r}: value not read: {why}")
     return out
+
+
+def _links(f: Any) -> list[tuple[str, Any]]:
+    """(name, link) of every link, collected without doing any work inside libhdf5's callback.
+
+    An exception raised inside ``visititems_links``'s callback comes back from
+    h5py as an opaque ``SystemError``; the work is done after the visit.
+    """
+    found: list[tuple[str, Any]] = []
+    f.visititems_links(lambda name, link: found.append((name, link)))
+    return found
 
 
 def walk_tree(f: Any) -> dict[str, Any]:
     """Groups, datasets and links, visiting links without following them."""
     import h5py
 
-    groups, datasets, links = ["/"], [], []
-
-    def visit(name: str, link: Any) -> None:
+    root: dict[str, Any] = {"name": "/"}
+    groups, datasets, links, others = ["/"], [], [], []
+    group_info: dict[str, Any] = {}
+    for name, link in _links(f):
         path = "/" + name
         if isinstance(link, h5py.SoftLink):
             links.append({"name": path, "type": "soft", "target": link.path})
         elif isinstance(link, h5py.ExternalLink):
             links.append({"name": path, "type": "external", "file": link.filename, "target": link.path})
         else:
-            obj = f.get(name)
+            entry: dict[str, Any] = {"name": path}
+            obj = _guard(entry, "object", lambda: f.get(name))
             if isinstance(obj, h5py.Group):
                 groups.append(path)
+                info: dict[str, Any] = {}
+                attrs = read_attrs(obj, info)
+                if attrs or info:
+                    group_info[path] = {"attrs": attrs, **info}
             elif isinstance(obj, h5py.Dataset):
                 datasets.append(describe_dataset(path, obj))
+            elif obj is None:
+                others.append(entry)
             else:
                 links.append({"name": path, "type": "hard", "target": type(obj).__name__})
-
-    f.visititems_links(visit)
-    return {
+    attrs = read_attrs(f, root)
+    tree = {
         "groups": groups,
         "datasets": datasets,
-        "attrs": read_attrs(f),
+        "attrs": attrs,
         "links": links,
         "userblock_size": int(f.userblock_size),
         "libver": list(f.libver),
+        "group_attrs": group_info,
+        "unreadable_objects": others,
     }
+    tree["warnings"] = [f"{w}" for w in root.get("warnings", [])] + [
+        f"{owner}: {w}" for owner, obj in [*((d["name"], d) for d in datasets), *group_info.items(), *((o["name"], o) for o in others)]
+        for w in obj.get("warnings", [])
+    ]
+    return tree
 
 
 def array_infos(f: Any) -> list[arrays.ArrayInfo]:
@@ -167,17 +249,28 @@ def array_infos(f: Any) -> list[arrays.ArrayInfo]:
     import h5py
 
     found: list[arrays.ArrayInfo] = []
-
-    def visit(name: str, link: Any) -> None:
+    for name, link in _links(f):
         if not isinstance(link, h5py.HardLink):
-            return
-        obj = f.get(name)
-        if isinstance(obj, h5py.Dataset) and obj.shape and no_stats_reason(obj) is None:
-            offset = obj.id.get_offset() or 0
-            found.append(arrays.ArrayInfo("/" + name, tuple(obj.shape), obj.dtype.itemsize, obj.chunks, offset, int(obj.id.get_storage_size())))
-
-    f.visititems_links(visit)
+            continue
+        try:
+            obj = f.get(name)
+            if not isinstance(obj, h5py.Dataset) or not obj.shape:
+                continue
+            dtype = dataset_dtype(obj)
+            if no_stats_reason(obj, dtype) is None:
+                offset = obj.id.get_offset() or 0
+                found.append(arrays.ArrayInfo("/" + name, tuple(obj.shape), dtype.itemsize, obj.chunks, offset, int(obj.id.get_storage_size())))
+        except Exception:  # noqa: BLE001 - the tree walk says what is odd about it; no statistics for it
+            continue
     return found
+
+
+def _with_fill(dset: Any) -> tuple[Any, Any]:
+    """(dataset, its fill value or None when undefined): what section statistics need."""
+    try:
+        return dset, _fill(dset, dataset_dtype(dset))[0]
+    except Exception:  # noqa: BLE001 - no fill value to count: statistics of every value
+        return dset, None
 
 
 class HDF5ChunkReader(StreamChunkReader):
@@ -208,7 +301,7 @@ class HDF5ChunkReader(StreamChunkReader):
     def _summarize(f: Any, spec: ChunkSpec) -> State:
         if spec.chunk_type is ChunkType.METADATA:
             return {"tree": walk_tree(f), "stats": {}}
-        return {"tree": None, "stats": arrays.section_stats(spec.key, lambda name: (f[name], f[name].fillvalue))}
+        return {"tree": None, "stats": arrays.section_stats(spec.key, lambda name: _with_fill(f[name]))}
 
     def merge(self, a: State, b: State) -> State:
         return {"tree": a["tree"] or b["tree"], "stats": arrays.merge_section_stats(a["stats"], b["stats"])}
@@ -220,14 +313,24 @@ class HDF5ChunkReader(StreamChunkReader):
         tree = state["tree"]
         for entry in tree["datasets"]:
             stats = state["stats"].get(entry["name"])
-            if stats is not None:
-                entry["stats"] = arrays.final_stats(stats, stats.get("cells_total", 0) if "error" not in stats else 0)
+            if stats is not None and "error" in stats:
+                entry.setdefault("warnings", []).append(f"statistics: {stats['error']}")
+                tree["warnings"].append(f"{entry['name']}: statistics: {stats['error']}")
+                entry["stats_note"] = "its values could not be read: structure only"
+            elif stats is not None:
+                entry["stats"] = arrays.final_stats(stats, stats.get("cells_total", 0))
             elif "stats_note" not in entry and entry["shape"] and math.prod(entry["shape"]) and arrays.is_numeric_name(entry["dtype"]):
                 entry["stats_note"] = "not sampled"
-        return {
+        record = {
             "groups": tree["groups"],
             "datasets": tree["datasets"],
             "attrs": tree["attrs"],
             "links": tree["links"],
             "hdf5": {"userblock_size": tree["userblock_size"], "libver": tree["libver"]},
+            "warnings": tree["warnings"],
         }
+        if tree["group_attrs"]:
+            record["group_attrs"] = tree["group_attrs"]
+        if tree["unreadable_objects"]:
+            record["unreadable_objects"] = tree["unreadable_objects"]
+        return record

@@ -53,13 +53,25 @@ def get_variable(ds: Any, path: str) -> Any:
     return ds.variables[name]
 
 
-def read_attrs(obj: Any) -> dict[str, Any]:
-    out = {}
-    for key in obj.ncattrs():
+def _guard(entry: dict[str, Any], field: str, fn: Any, default: Any = None) -> Any:
+    """``fn()``, or ``default`` with a warning on this object: one odd property never fails a file."""
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - confined to this property of this object
+        entry.setdefault("warnings", []).append(f"{field}: {exc} [{type(exc).__name__}]")
+        return default
+
+
+def read_attrs(obj: Any, owner: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Attributes as JSON-friendly values; one that cannot be read is None with a warning on its owner."""
+    owner = owner if owner is not None else {}
+    out: dict[str, Any] = {}
+    for key in _guard(owner, "attribute names", obj.ncattrs, []):
         try:
             out[key] = arrays.to_jsonable(obj.getncattr(key))
         except Exception as exc:  # noqa: BLE001
-            out[key] = f"<unreadable: {exc}>"
+            out[key] = None
+            owner.setdefault("warnings", []).append(f"attribute {key!r}: value not read: {exc} [{type(exc).__name__}]")
     return out
 
 
@@ -74,26 +86,36 @@ def describe_header(ds: Any) -> dict[str, Any]:
             if dim.isunlimited():
                 unlimited.append(prefix + name)
         for name, var in group.variables.items():
-            dtype = var.dtype if not isinstance(var.dtype, type) else var.dtype.__name__
-            entry = {
-                "dims": list(var.dimensions),
-                "shape": list(var.shape),
-                "dtype": str(dtype),
-                "attrs": read_attrs(var),
-            }
+            entry: dict[str, Any] = {}
+            entry["dims"] = _guard(entry, "dimensions", lambda: list(var.dimensions), [])
+            entry["shape"] = _guard(entry, "shape", lambda: list(var.shape), [])
+            entry["dtype"] = _guard(entry, "dtype", lambda: _dtype_name(var), "unknown")
+            entry["attrs"] = read_attrs(var, entry)
             if ds.data_model == "NETCDF4":
-                chunking = var.chunking()
+                chunking = _guard(entry, "chunking", var.chunking, "contiguous")
                 entry["chunks"] = None if chunking == "contiguous" else list(chunking)
-                entry["compression"] = {k: v for k, v in (var.filters() or {}).items() if v}
+                entry["compression"] = _guard(entry, "filters", lambda: {k: v for k, v in (var.filters() or {}).items() if v}, {})
             variables[prefix + name] = entry
+    root: dict[str, Any] = {}
+    attrs = read_attrs(ds, root)
+    warnings = list(root.get("warnings", [])) + [f"{path}: {w}" for path, e in variables.items() for w in e.get("warnings", [])]
     return {
         "file_format": ds.data_model,
         "dimensions": dimensions,
         "unlimited_dimensions": unlimited,
         "variables": variables,
         "groups": groups,
-        "attrs": read_attrs(ds),
+        "attrs": attrs,
+        "warnings": warnings,
     }
+
+
+def _dtype_name(var: Any) -> str:
+    """The variable's type as ncdump would name it in spirit: a NumPy dtype, 'str', or a user type's name."""
+    dtype = var.dtype
+    if isinstance(dtype, type):
+        return dtype.__name__
+    return str(dtype)
 
 
 def _cf_role(name: str, attrs: dict[str, Any]) -> str | None:
@@ -110,32 +132,48 @@ def _cf_role(name: str, attrs: dict[str, Any]) -> str | None:
 
 
 def cf_coverage(ds: Any, header: dict[str, Any]) -> dict[str, Any]:
-    """Time range decoded from its units, latitude and longitude bounds."""
+    """Time range decoded from its units (calendar-aware), latitude and longitude bounds.
+
+    A coordinate that cannot be read or decoded becomes a warning on its
+    variable (the time range then keeps its raw numbers); the file goes on.
+    """
     import numpy as np
+
+    from .cftime_range import decode_range
 
     coverage: dict[str, Any] = {}
     for path, entry in header["variables"].items():
         role = _cf_role(path.rsplit("/", 1)[-1], entry["attrs"])
         if role is None or role in coverage or not entry["shape"] or np.prod(entry["shape"]) > COORD_LIMIT:
             continue
-        var = get_variable(ds, path)
-        values = var[...]
-        values = values.compressed() if np.ma.isMaskedArray(values) else np.asarray(values).ravel()
-        if values.size == 0 or not arrays.is_numeric(values.dtype):
+        try:
+            var = get_variable(ds, path)
+            var.set_auto_scale(True)
+            values = var[...]
+            values = values.compressed() if np.ma.isMaskedArray(values) else np.asarray(values).ravel()
+            if values.size == 0 or not arrays.is_numeric(values.dtype):
+                continue
+            lo, hi = arrays.to_jsonable(values.min()), arrays.to_jsonable(values.max())
+        except Exception as exc:  # noqa: BLE001 - confined to this coordinate
+            _warn(header, path, entry, f"{role} coverage: values not read: {exc} [{type(exc).__name__}]")
             continue
-        lo, hi = values.min().item(), values.max().item()
         if role == "time":
             units = entry["attrs"].get("units")
             if not units or " since " not in str(units):
                 continue
-            import cftime
-
-            calendar = entry["attrs"].get("calendar", "standard")
-            start, end = cftime.num2date([lo, hi], units, calendar)
-            coverage["time"] = {"variable": path, "start": start.isoformat(), "end": end.isoformat(), "units": units, "calendar": calendar}
+            found, warning = decode_range(lo, hi, str(units), entry["attrs"].get("calendar"))
+            coverage["time"] = {"variable": path, **found}
+            if warning:
+                _warn(header, path, entry, f"time coverage: {warning}")
         else:
             coverage[role] = {"variable": path, "min": lo, "max": hi}
     return coverage
+
+
+def _warn(header: dict[str, Any], path: str, entry: dict[str, Any], message: str) -> None:
+    """A warning on one variable, repeated in the record's list."""
+    entry.setdefault("warnings", []).append(message)
+    header.setdefault("warnings", []).append(f"{path}: {message}")
 
 
 def array_infos(ds: Any) -> list[arrays.ArrayInfo]:
@@ -185,7 +223,11 @@ class NetCDFChunkReader(StreamChunkReader):
     def _summarize(ds: Any, spec: ChunkSpec) -> State:
         if spec.chunk_type is ChunkType.METADATA:
             header = describe_header(ds)
-            header["cf_coverage"] = cf_coverage(ds, header)
+            try:
+                header["cf_coverage"] = cf_coverage(ds, header)
+            except Exception as exc:  # noqa: BLE001 - coverage is a summary: its failure is a warning
+                header["cf_coverage"] = {}
+                header["warnings"].append(f"cf_coverage: {exc} [{type(exc).__name__}]")
             return {"header": header, "stats": {}}
         return {"header": None, "stats": arrays.section_stats(spec.key, lambda name: (get_variable(ds, name), None))}
 
@@ -199,6 +241,8 @@ class NetCDFChunkReader(StreamChunkReader):
         header = state["header"]
         for path, entry in header["variables"].items():
             stats = state["stats"].get(path)
-            if stats is not None:
+            if stats is not None and "error" in stats:
+                _warn(header, path, entry, f"statistics: {stats['error']}")
+            elif stats is not None:
                 entry["stats"] = arrays.final_stats(stats, stats.get("cells_total", 0))
         return header

@@ -75,15 +75,42 @@ def reader_for(info: FileInfo, name: str | None = None) -> tuple[StreamChunkRead
     return get_reader(FALLBACK), None
 
 
-def choose_reader(info: FileInfo, config: Any, name: str | None = None) -> tuple[StreamChunkReader, str | None]:
-    """``reader_for``, with the file's checksum added to format readers when one is asked for.
+def recognise_media(info: FileInfo, timeout: float) -> FileInfo:
+    """A file with no known signature whose name or first bytes suggest media gets one bounded ffprobe look.
+
+    ffprobe knows far more containers than any signature table; when it
+    finds streams, the file is read as media instead of opaque binary.
+    """
+    if info.format != "unknown":
+        return info
+    from ..detect import suggests_media
+    from ..probe import read_head
+
+    if not suggests_media(read_head(info.path), info.path):
+        return info
+    from .video import ffprobe_path, probe_media
+
+    if ffprobe_path() is None:
+        return info
+    found = probe_media(info.path, min(timeout, 20.0))
+    if not found:
+        return info
+    from dataclasses import replace
+
+    return replace(info, format="media", description=f"media recognised by ffprobe ({found})")
+
+
+def choose_reader(info: FileInfo, config: Any, name: str | None = None) -> tuple[FileInfo, StreamChunkReader, str | None]:
+    """(info, reader, note): ``reader_for`` after media recognition, with the checksum beside format readers.
 
     The binary reader computes the checksum itself; every other reader is
     wrapped so an archive gets one fixity column for all formats.
     """
+    if name is None:
+        info = recognise_media(info, getattr(config, "timeout", 20.0))
     reader, note = reader_for(info, name)
     if getattr(config, "checksum", None) and reader.name != FALLBACK:
         from .fixity import WithChecksum
 
         reader = WithChecksum(reader)
-    return reader, note
+    return info, reader, note

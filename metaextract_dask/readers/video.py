@@ -71,6 +71,18 @@ def run_ffprobe(path: str, args: list[str], timeout: float, messages: list[str] 
     return out.decode("utf-8", "replace")
 
 
+def probe_media(path: str, timeout: float) -> str | None:
+    """ffprobe's format name when it finds audio or video streams in the file, else None (bounded)."""
+    try:
+        text = run_ffprobe(path, ["-probesize", "5000000", "-show_entries", "format=format_name:stream=codec_type", "-of", "json"], timeout)
+        data = json.loads(text or "{}")
+    except (CorruptFileError, ExtractionTimeout, ValueError):
+        return None
+    if not data.get("streams"):
+        return None
+    return str((data.get("format") or {}).get("format_name") or "media")
+
+
 @functools.lru_cache(maxsize=256)
 def probe_container(path: str, size: int, mtime: float, timeout: float) -> dict[str, Any]:
     """ffprobe's format and streams (cached per file version in this process)."""

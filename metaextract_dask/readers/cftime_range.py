@@ -1,0 +1,126 @@
+"""The time range of a CF time coordinate, calendar-aware, never failing its file.
+
+xarray's CF decoding handles the calendars of the CF conventions (standard,
+gregorian, proleptic_gregorian, noleap/365_day, all_leap/366_day, 360_day,
+julian) and values beyond the nanosecond range (through cftime). Real files
+go beyond it: climatologies count ``hours since 0000-01-01`` (a year zero
+the standard calendar does not have), and ``months since`` / ``years since``
+are common. Those are decoded here with a note saying how; what truly
+cannot be decoded keeps its raw numbers and units with a warning.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+#: CF calendars (and their aliases) that count dates; "none" counts no dates
+CALENDARS = {"standard", "gregorian", "proleptic_gregorian", "noleap", "365_day", "all_leap", "366_day", "360_day", "julian"}
+
+#: UDUNITS lengths, used for fractional "months since" / "years since" values
+UDUNITS_DAYS = {"month": 365.242198781 / 12, "year": 365.242198781}
+
+_UNITS = re.compile(r"^\s*(\w+?)s?\s+since\s+(.+?)\s*$", re.IGNORECASE)
+
+
+def iso(value: Any) -> str:
+    """ISO 8601 text of a numpy datetime64 or a cftime datetime, to the second."""
+    import numpy as np
+
+    if isinstance(value, np.datetime64):
+        return str(np.datetime_as_string(value.astype("datetime64[s]")))
+    return value.isoformat()
+
+
+def _reference(since: str, calendar: str) -> Any:
+    """The reference date as a cftime datetime, year zero allowed."""
+    import cftime
+
+    return cftime.datetime.strptime(_normalise_date(since), "%Y-%m-%d %H:%M:%S", calendar=calendar, has_year_zero=True)
+
+
+def _normalise_date(text: str) -> str:
+    """'0-1-1', '1990-01-01T00:00Z', '2000-1-1 12:00' -> 'YYYY-MM-DD HH:MM:SS'."""
+    m = re.match(r"^(-?\d+)-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2})(?::(\d{1,2})(?::(\d{1,2})(?:\.\d*)?)?)?)?", text.strip())
+    if not m:
+        raise ValueError(f"cannot read the reference date {text!r}")
+    y, mo, d, hh, mi, ss = (int(g) if g else 0 for g in m.groups())
+    return f"{y:04d}-{mo:02d}-{d:02d} {hh:02d}:{mi:02d}:{ss:02d}"
+
+
+def _calendar_months(values: list[float], unit: str, since: str, calendar: str) -> list[Any]:
+    """Integral month or year counts as calendar months from the reference date."""
+    import cftime
+
+    ref = _reference(since, calendar)
+    out = []
+    for v in values:
+        months = int(v) * (12 if unit == "year" else 1)
+        total = ref.month - 1 + months
+        out.append(cftime.datetime(ref.year + total // 12, total % 12 + 1, ref.day, ref.hour, ref.minute, ref.second,
+                                   calendar=calendar, has_year_zero=True))
+    return out
+
+
+def _with_year_zero(values: list[float], unit: str, since: str, calendar: str) -> list[Any]:
+    import warnings
+
+    import cftime
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # cftime's CFWarning: the year-zero convention is the point here
+        return list(cftime.num2date(values, f"{unit}s since {_normalise_date(since)}", calendar, has_year_zero=True))
+
+
+def decode_range(lo: float, hi: float, units: str, calendar: str | None) -> tuple[dict[str, Any], str | None]:
+    """({start, end, calendar, note...}, warning or None) for a time coordinate's extreme values.
+
+    Never raises: what cannot be decoded comes back as raw numbers and units
+    with a warning.
+    """
+    import numpy as np
+
+    cal = (calendar or "standard").strip().lower()
+    out: dict[str, Any] = {"units": units, "calendar": cal, "raw_min": lo, "raw_max": hi}
+    if cal == "none":
+        out["note"] = "calendar 'none': the values count no dates"
+        return out, None
+    if cal not in CALENDARS:
+        return out, f"unknown calendar {calendar!r}: kept the raw values"
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return out, "time values are not finite: kept the raw values"
+    parsed = _UNITS.match(str(units))
+    if not parsed:
+        return out, f"time units {units!r} are not '<unit> since <date>': kept the raw values"
+    unit, since = parsed.group(1).lower(), parsed.group(2)
+    values = [lo, hi]
+    try:
+        import warnings
+
+        from pandas.errors import OutOfBoundsDatetime
+        from xarray.coding.times import decode_cf_datetime
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                dates = decode_cf_datetime(np.array(values), units, cal)
+            except (OverflowError, OutOfBoundsDatetime):
+                dates = decode_cf_datetime(np.array(values), units, cal, use_cftime=True)
+    except Exception as first:  # noqa: BLE001 - the cases below, then raw values
+        try:
+            if unit in UDUNITS_DAYS:
+                if all(float(v).is_integer() for v in values):
+                    dates = _calendar_months(values, unit, since, cal)
+                    out["note"] = f"'{unit}s since' counted as calendar {unit}s from the reference date"
+                else:
+                    dates = _with_year_zero([v * UDUNITS_DAYS[unit] for v in values], "day", since, cal)
+                    out["note"] = f"fractional '{unit}s since': a {unit} taken as UDUNITS' {UDUNITS_DAYS[unit]:.6g} days"
+            else:
+                dates = _with_year_zero(values, unit, since, cal)
+                if _normalise_date(since).startswith("0000"):
+                    out["note"] = "reference year 0 read with a year zero (ISO 8601: year 0 is 1 BC)"
+        except Exception:  # noqa: BLE001
+            return out, f"time values could not be decoded ({first}); kept the raw values"
+    out["start"], out["end"] = iso(dates[0]), iso(dates[-1])
+    return out, None
