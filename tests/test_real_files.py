@@ -1,0 +1,149 @@
+"""Real files nobody here wrote, scanned as a user would, checked file by file against the peers' tools.
+
+Every file that h5ls, ncdump or ffprobe reads must give a successful row,
+and that row must agree with the peer: names, shapes, datatypes,
+dimensions, attributes, containers, codecs, durations, stream counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+import peers
+import public_corpus
+from metaextract_dask import reference_checksum, scan
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    folder = os.path.join(public_corpus.cache_dir(), "corpus-v1")
+    return folder, public_corpus.build(folder)
+
+
+@pytest.fixture(scope="session")
+def scanned(corpus, tmp_path_factory):
+    """The whole corpus scanned with the default settings (process cluster, sandbox, checksum)."""
+    folder, files = corpus
+    catalog = str(tmp_path_factory.mktemp("real") / "catalog")
+    wanted = {p for paths in files.values() for p in paths}
+    frame = scan(folder, catalog, workers=2, progress=False)
+    frame = frame[frame["path"].isin(wanted)]
+    return files, {row.path: row for row in frame.itertuples()}
+
+
+def test_the_corpus_is_big_and_varied(corpus):
+    _, files = corpus
+    assert len(files["hdf5"]) >= 45 and len(files["netcdf"]) >= 15 and len(files["media"]) >= 40
+    assert sum(map(len, files.values())) >= 100
+    containers = {peers.ffprobe(p)["format"]["format_name"] for p in files["media"]}
+    assert len(containers) >= 8, containers
+
+
+def test_every_file_a_peer_reads_succeeds(scanned):
+    files, rows = scanned
+    expected = [p for paths in files.values() for p in paths]
+    assert sorted(rows) == sorted(expected)
+    failed = {p: rows[p].error for p in expected if not rows[p].success}
+    assert not failed, f"{len(failed)} of {len(expected)} real files failed: {failed}"
+    for path, row in rows.items():
+        assert json.loads(row.metadata)["path"] == path
+        assert row.attempts == 1
+
+
+def compare_hdf5(record: dict, path: str) -> list[str]:
+    peer = peers.h5ls(path)
+    problems = []
+    groups = {p for p, o in peer.items() if o["kind"] == "Group"}
+    datasets = {p: o for p, o in peer.items() if o["kind"] == "Dataset"}
+    if set(record["groups"]) != groups:
+        problems.append(f"groups differ: {sorted(set(record['groups']) ^ groups)}")
+    ours = {d["name"]: d for d in record["datasets"]}
+    if set(ours) != set(datasets):
+        problems.append(f"datasets differ: {sorted(set(ours) ^ set(datasets))}")
+    for name in set(ours) & set(datasets):
+        mine, theirs = ours[name], datasets[name]
+        if theirs["alias"]:
+            continue
+        if theirs["shape"] is not None and mine["shape"] != theirs["shape"]:
+            problems.append(f"{name}: shape {mine['shape']} vs {theirs['shape']}")
+        kind, size = peers.h5ls_type(theirs["type"])
+        if mine["datatype"]["class"] != kind:
+            problems.append(f"{name}: datatype class {mine['datatype']['class']} vs h5ls {theirs['type']}")
+        if size is not None and mine["datatype"]["size"] != size:
+            problems.append(f"{name}: datatype size {mine['datatype']['size']} vs h5ls {theirs['type']}")
+        if set(mine["attrs"]) != set(theirs["attrs"]):
+            problems.append(f"{name}: attributes {sorted(mine['attrs'])} vs {sorted(theirs['attrs'])}")
+    group_attrs = {"/": record["attrs"], **{g: v["attrs"] for g, v in record.get("group_attrs", {}).items()}}
+    for g in groups:
+        if peer[g]["alias"]:  # h5ls lists a second hard link to a group without its attributes
+            continue
+        if set(group_attrs.get(g, {})) != set(peer[g]["attrs"]):
+            problems.append(f"{g}: group attributes {sorted(group_attrs.get(g, {}))} vs {sorted(peer[g]['attrs'])}")
+    return problems
+
+
+def compare_netcdf(record: dict, path: str) -> list[str]:
+    peer = peers.ncdump(path)
+    problems = []
+    if record["dimensions"] != peer["dimensions"]:
+        problems.append(f"dimensions {record['dimensions']} vs {peer['dimensions']}")
+    if set(record["variables"]) != set(peer["variables"]):
+        problems.append(f"variables differ: {sorted(set(record['variables']) ^ set(peer['variables']))}")
+    for name in set(record["variables"]) & set(peer["variables"]):
+        mine, theirs = record["variables"][name], peer["variables"][name]
+        if mine["dims"] != theirs["dims"]:
+            problems.append(f"{name}: dims {mine['dims']} vs {theirs['dims']}")
+        expected = peers.NC_TYPES.get(theirs["type"])
+        if expected is not None and mine["dtype"] != expected:
+            problems.append(f"{name}: dtype {mine['dtype']} vs ncdump {theirs['type']}")
+        if set(mine["attrs"]) != theirs["attrs"]:
+            problems.append(f"{name}: attributes {sorted(mine['attrs'])} vs {sorted(theirs['attrs'])}")
+    if set(record["attrs"]) != peer["attrs"]:
+        problems.append(f"global attributes {sorted(record['attrs'])} vs {sorted(peer['attrs'])}")
+    if record["groups"] != peer["groups"]:
+        problems.append(f"groups {record['groups']} vs {peer['groups']}")
+    return problems
+
+
+def compare_media(record: dict, path: str) -> list[str]:
+    peer = peers.ffprobe(path)
+    problems = []
+    fmt = peer["format"]
+    if record["container"] != fmt["format_name"]:
+        problems.append(f"container {record['container']} vs {fmt['format_name']}")
+    if len(record["streams"]) != len(peer["streams"]):
+        problems.append(f"{len(record['streams'])} streams vs {len(peer['streams'])}")
+    for mine, theirs in zip(record["streams"], peer["streams"]):
+        for key in ("codec_type", "codec_name", "width", "height", "sample_rate", "channels"):
+            if key in theirs and str(mine.get(key)) != str(theirs[key]):
+                problems.append(f"stream {theirs['index']}: {key} {mine.get(key)} vs {theirs[key]}")
+    duration = float(fmt["duration"]) if "duration" in fmt else None
+    if duration != record["duration"] and not (duration is not None and abs(duration - (record["duration"] or -1)) < 1e-6):
+        problems.append(f"duration {record['duration']} vs {duration}")
+    return problems
+
+
+def test_rows_agree_with_h5ls_ncdump_and_ffprobe(scanned):
+    files, rows = scanned
+    compare = {"hdf5": compare_hdf5, "netcdf": compare_netcdf, "media": compare_media}
+    disagreements = {}
+    checked = 0
+    for kind, paths in files.items():
+        for path in paths:
+            record = json.loads(rows[path].metadata)
+            problems = compare[kind](record, path)
+            checked += 1
+            if problems:
+                disagreements[os.path.relpath(path, public_corpus.cache_dir())] = problems
+    assert checked >= 100
+    assert not disagreements, json.dumps(disagreements, indent=1)[:6000]
+
+
+def test_every_format_has_its_checksum(scanned):
+    files, rows = scanned
+    for paths in files.values():
+        for path in paths[:8]:
+            assert rows[path].checksum == reference_checksum(path), path
