@@ -94,13 +94,27 @@ def _scan_options(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--format", default="parquet", choices=["parquet", "jsonl"], help="catalog part format (default parquet)")
     out.add_argument("--force", action="store_true", help="redo every file, replacing the catalog")
     out.add_argument("--flush-every", type=int, default=200, help="write a catalog part every N results (and every 10 s)")
-    out.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    out.add_argument("-q", "--quiet", action="store_true",
+                     help="no progress bar, no dashboard link, no log messages below errors: the summary lines only")
+
+
+def _quiet_logs() -> None:
+    """Dask's own log lines (cluster start, worker notices) only when they are errors, here and in the workers."""
+    import logging
+
+    import dask.config
+
+    dask.config.set({"logging.distributed": "error"})
+    for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
     from .scanning import ScanSummary, scan
 
     summary = ScanSummary()
+    if args.quiet:
+        _quiet_logs()
 
     def show_dashboard(client) -> None:
         if not args.quiet:

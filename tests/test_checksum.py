@@ -71,3 +71,42 @@ def test_sampled_scan_says_checksum_is_partial(random_file):
     assert record["checksum"]["value"] is None
     assert "partial" in record["checksum"]["note"]
     assert record["streaming"]["exact"] is False
+
+
+@pytest.fixture(scope="module")
+def format_files(tmp_path_factory):
+    """An HDF5, a NetCDF-4 and a video file of several MiB: several chunks each under a 1 MiB chunk size."""
+    import numpy as np
+
+    h5py = pytest.importorskip("h5py")
+    netCDF4 = pytest.importorskip("netCDF4")
+    folder = tmp_path_factory.mktemp("fixity")
+    rng = np.random.default_rng(3)
+    h5 = str(folder / "field.h5")
+    with h5py.File(h5, "w") as f:
+        f.create_dataset("a", data=rng.random((600, 700)), chunks=(100, 700))
+        f.create_dataset("b", data=rng.integers(0, 9, 300_001, dtype="i4"))
+    nc = str(folder / "field.nc")
+    with netCDF4.Dataset(nc, "w") as ds:
+        ds.createDimension("t", None)
+        ds.createDimension("x", 5000)
+        ds.createVariable("v", "f8", ("t", "x"))[:] = rng.random((90, 5000))
+    video = str(folder / "clip.mkv")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=640x480:rate=25:duration=6,noise=alls=60:allf=t+u", "-c:v", "libx264",
+                    "-b:v", "6M", "-g", "25", video], check=True, timeout=120)
+    return {"hdf5": h5, "netcdf": nc, "video": video}
+
+
+@pytest.mark.parametrize("kind", ["hdf5", "netcdf", "video"])
+@pytest.mark.parametrize("where", ["threaded", "threads", "processes"])
+def test_every_format_gets_the_binary_readers_checksum(format_files, kind, where, thread_client, process_client):
+    path = format_files[kind]
+    client = {"threaded": None, "threads": thread_client, "processes": process_client}[where]
+    expected = {algo: reference_checksum(path, algo) for algo in ("xxh3_128", "sha256")}
+    for options in FULL_SCANS:
+        for algo in ("xxh3_128", "sha256") if options is FULL_SCANS[1] else ("xxh3_128",):
+            record, _ = extract_file(path, StreamingConfig(checksum=algo, **options), client=client)
+            assert record["checksum"]["value"] == expected[algo], (kind, where, options, algo)
+            assert record["reader"] == {"hdf5": "hdf5", "netcdf": "netcdf", "video": "video"}[kind]
+    sampled, _ = extract_file(path, StreamingConfig(strategy=StreamingStrategy.SAMPLE_BASED, chunk_size=MiB, sample_count=2), client=client)
+    assert sampled["checksum"]["value"] is None and sampled["checksum"]["note"].startswith("partial")

@@ -174,3 +174,56 @@ def test_misattribution_error_is_permanent():
     from metaextract_dask.errors import is_transient
 
     assert not is_transient(MisattributionError("x", "y"))
+
+
+def test_quiet_cli_scan_of_bad_files_prints_no_traceback_and_tries_each_once(tmp_path):
+    """Corrupt files (small ones in batches, a large one with its own chunk graph): one attempt, no worker tracebacks."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import pandas as pd
+
+    h5py = pytest.importorskip("h5py")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    big = str(folder / "big.h5")
+    with h5py.File(big, "w") as f:
+        f.create_dataset("x", data=np.random.default_rng(0).random(1_600_000))  # 12.8 MB: above the streaming threshold
+    data = open(big, "rb").read()
+    open(folder / "big_truncated.h5", "wb").write(data[: len(data) // 2])
+    mangled = bytearray(data)
+    mangled[800:1600] = bytes(range(256)) * 3 + bytes(32)
+    open(folder / "big_mangled.h5", "wb").write(bytes(mangled))
+    for i in range(3):
+        make(str(folder), "corrupt", i)
+        make(str(folder), "good_nc", i)
+    catalog = str(tmp_path / "cat")
+    done = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "scan", str(folder), "-o", catalog, "-q", "--workers", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "Traceback" not in done.stdout, done.stderr[-3000:]
+    assert "Compute Failed" not in done.stderr
+    frame = pd.read_parquet(catalog)
+    failed = frame[~frame["success"]]
+    assert sorted(os.path.basename(p) for p in failed["path"]) == ["big_mangled.h5", "big_truncated.h5", "corrupt_000.h5",
+                                                                  "corrupt_001.h5", "corrupt_002.h5"]
+    assert (failed["attempts"] == 1).all() and (failed["error_type"] == "CorruptFileError").all()
+    assert frame[frame["success"]]["path"].map(os.path.basename).tolist().count("big.h5") == 1
+
+
+def test_a_failing_chunk_read_is_a_value_not_a_worker_error(tmp_path, process_client):
+    """A chunk read that fails (here: the file shrank after planning) travels as a value: no worker logs a traceback."""
+    from conftest import MiB, write_random
+    from metaextract_dask import StreamingConfig, StreamingExtractor
+    from metaextract_dask.errors import FileChangedError
+    from metaextract_dask.graph import Failed
+
+    path = write_random(tmp_path / "shrinks.bin", 24 * MiB)
+    plan, fg = StreamingExtractor(StreamingConfig(chunk_size=MiB, strategy="windowed")).graph(path)
+    os.truncate(path, 3 * MiB)
+    result = process_client.get(fg.dsk, fg.final_key, sync=False).result()
+    assert isinstance(result, Failed) and isinstance(result.error, FileChangedError)
+    token = fg.final_key.rsplit("-", 1)[-1]
+    logs = [msg for worker_logs in process_client.get_worker_logs().values() for _, msg in worker_logs]
+    assert not [m for m in logs if "Compute Failed" in m and token in m]
