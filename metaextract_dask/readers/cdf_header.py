@@ -17,35 +17,81 @@ from ..errors import CorruptFileError
 NC_DIMENSION, NC_VARIABLE, NC_ATTRIBUTE = 0x0A, 0x0B, 0x0C
 TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 4, 6: 8, 7: 1, 8: 2, 9: 4, 10: 8, 11: 8}
 STREAMING = 0xFFFFFFFF
+_U32 = struct.Struct(">I")
+
+#: record dimensions found by the last checks, by (path, size, mtime): the reader asks right after checking
+_RECORD_DIMS: dict[tuple[str, int, int], list[str]] = {}
 
 
 class _Bounded:
-    """Reads big-endian fields, refusing anything beyond the end of the file."""
+    """Reads big-endian fields, refusing anything beyond the end of the file.
+
+    The header is read in growing blocks (64 KiB, doubling, never past the
+    file's end) and parsed from memory: one read per field made a header of
+    200,000 dimensions take seconds.
+    """
 
     def __init__(self, f, size: int, path: str, version: int):
         self.f, self.size, self.path, self.pos = f, size, path, 0
         self.wide = version == 5  # CDF-5: 64-bit counts and sizes
+        f.seek(0)
+        self.buf = bytearray(f.read(min(size, 65536)))
 
     def fail(self, what: str) -> CorruptFileError:
         return CorruptFileError(self.path, f"NetCDF header is invalid: {what}")
 
+    def _have(self, end: int) -> None:
+        if end > len(self.buf):
+            want = min(self.size, max(end, 2 * len(self.buf)))
+            self.f.seek(len(self.buf))
+            self.buf += self.f.read(want - len(self.buf))  # in place: the buffer stays the same object
+
     def take(self, n: int, what: str) -> bytes:
         if n < 0 or self.pos + n > self.size:
             raise self.fail(f"{what} declares {n} bytes at offset {self.pos}, beyond the end of the {self.size}-byte file")
-        data = self.f.read(n)
+        self._have(self.pos + n)
+        data = self.buf[self.pos:self.pos + n]
+        if len(data) < n:
+            raise self.fail(f"{what}: the file ended while it was read")
         self.pos += n
         return data
 
     def u32(self, what: str) -> int:
-        return struct.unpack(">I", self.take(4, what))[0]
+        if self.pos + 4 <= len(self.buf):
+            value = _U32.unpack_from(self.buf, self.pos)[0]
+            self.pos += 4
+            return value
+        return _U32.unpack(self.take(4, what))[0]
 
     def count(self, what: str) -> int:
         return struct.unpack(">Q", self.take(8, what))[0] if self.wide else self.u32(what)
 
     def name(self, what: str) -> str:
-        n = self.count(f"{what} name length")
-        raw = self.take(n + (-n % 4), f"{what} name")
+        n = self.count(what)
+        raw = self.take(n + (-n % 4), what)
         return raw[:n].decode("utf-8", "replace")
+
+    def dimensions(self, n: int) -> list[tuple[str, int]]:
+        """n (name, length) pairs: the hot loop of huge headers, with the field reads inlined."""
+        if self.wide:
+            return [(self.name("dimension name"), self.count("dimension length")) for _ in range(n)]
+        out = []
+        buf, unpack = self.buf, _U32.unpack_from
+        for _ in range(n):
+            pos = self.pos
+            if pos + 4 > len(buf):
+                self._have(pos + 4)
+                if pos + 4 > len(buf):
+                    raise self.fail(f"dimension name length at offset {pos} is beyond the end of the {self.size}-byte file")
+            k = unpack(buf, pos)[0]
+            end = pos + 4 + k + (-k % 4) + 4
+            if end > len(buf):
+                self._have(end)
+                if end > len(buf):
+                    raise self.fail(f"dimension name declares {k} bytes at offset {pos + 4}, beyond the end of the {self.size}-byte file")
+            out.append((buf[pos + 4:pos + 4 + k].decode("utf-8", "replace"), unpack(buf, end - 4)[0]))
+            self.pos = end
+        return out
 
     def items(self, tag: int, what: str) -> int:
         found, n = self.u32(f"{what} list tag"), self.count(f"number of {what}s")
@@ -59,12 +105,37 @@ class _Bounded:
 
     def attributes(self, where: str) -> None:
         for _ in range(self.items(NC_ATTRIBUTE, "attribute")):
-            name = self.name(f"{where} attribute")
+            name = self.name(f"{where} attribute name")
             kind = self.u32(f"type of attribute {name}")
             if kind not in TYPE_SIZES:
                 raise self.fail(f"attribute {name} has unknown type {kind}")
             n = self.count(f"length of attribute {name}") * TYPE_SIZES[kind]
             self.take(n + (-n % 4), f"value of attribute {name}")
+
+
+def _remember(path: str, size: int, names: list[str]) -> None:
+    import os
+
+    if len(_RECORD_DIMS) > 64:
+        _RECORD_DIMS.clear()
+    _RECORD_DIMS[(path, size, os.stat(path).st_mtime_ns)] = names
+
+
+def record_dimensions(path: str) -> list[str]:
+    """The names of a classic file's record (unlimited) dimensions: those declared with length 0.
+
+    netCDF4's ``Dimension.isunlimited()`` scans every dimension of the file
+    each time it is called; asked of each of 200,000 dimensions that is 4e10
+    steps. The header check already read the dimension list; it is read
+    again only when the check ran elsewhere.
+    """
+    import os
+
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _RECORD_DIMS:
+        check_classic_header(path, st.st_size)
+    return _RECORD_DIMS.get(key, [])
 
 
 def check_classic_header(path: str, size: int) -> None:
@@ -77,13 +148,12 @@ def check_classic_header(path: str, size: int) -> None:
         r.pos = 4
         numrecs = r.count("number of records")
         dims = []
-        for _ in range(r.items(NC_DIMENSION, "dimension")):
-            name = r.name("dimension")
-            dims.append((name, r.count(f"length of dimension {name}")))
+        dims = r.dimensions(r.items(NC_DIMENSION, "dimension"))
+        _remember(path, size, [name for name, length in dims if length == 0])
         r.attributes("global")
         data_end, record_sizes, record_begin = r.pos, [], None
         for _ in range(r.items(NC_VARIABLE, "variable")):
-            name = r.name("variable")
+            name = r.name("variable name")
             ndims = r.count(f"rank of variable {name}")
             if ndims > 1024:
                 raise r.fail(f"variable {name} declares {ndims} dimensions")

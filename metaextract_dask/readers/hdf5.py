@@ -9,7 +9,6 @@ available here keep their structure and say why they have no statistics.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import math
 from collections.abc import Sequence
@@ -24,22 +23,11 @@ from .base import State, StreamChunkReader
 EXTRA_HINT = "h5py is not installed: pip install 'metaextract_dask[hdf5]'"
 
 
-@functools.lru_cache(maxsize=1)
 def trust_plugins_only_from_config() -> tuple[str, ...]:
-    """Make h5py load filter plugins only from ``metaextract.hdf5.plugin-paths``.
+    """Make h5py (and any libhdf5 loaded later) load filter plugins only from ``metaextract.hdf5.plugin-paths``."""
+    from .guard import restrict_plugins
 
-    Done once per process, before any file is opened: a plugin is native code
-    run on every chunk read, so it must come from a folder the user chose.
-    """
-    import dask.config
-    from h5py import h5pl
-
-    trusted = tuple(str(p) for p in dask.config.get("metaextract.hdf5.plugin-paths", []) or [])
-    while h5pl.size():
-        h5pl.remove(0)
-    for folder in trusted:
-        h5pl.append(folder.encode())
-    return trusted
+    return restrict_plugins()
 
 
 def open_file(path: str) -> Any:
@@ -187,15 +175,62 @@ def read_attrs(obj: Any, owner: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _links(f: Any) -> list[tuple[str, Any]]:
-    """(name, link) of every link, collected without doing any work inside libhdf5's callback.
+def _objects(f: Any) -> Any:
+    """(path, link, object or None) for every link below the root, depth first in name order.
 
-    An exception raised inside ``visititems_links``'s callback comes back from
-    h5py as an opaque ``SystemError``; the work is done after the visit.
+    Each object is opened from its parent group by its own name, never by
+    its full path: opening ``/a/b/.../z`` by path costs one lookup per level,
+    which made a tree 1,000 levels deep cost 500,000 lookups. Soft and
+    external links are yielded with no object (never followed); a group
+    reached twice through hard links is descended once.
     """
-    found: list[tuple[str, Any]] = []
-    f.visititems_links(lambda name, link: found.append((name, link)))
-    return found
+    import h5py
+
+    seen = {_identity(f)}
+    try:
+        top = sorted(f, reverse=True)
+    except Exception as exc:  # the root's links do not list: nothing useful can be said of the file
+        raise CorruptFileError(f.filename, f"the HDF5 library cannot list its root group: {exc}") from exc
+    stack: list[tuple[str, Any, list[str]]] = [("", f, top)]
+    while stack:
+        prefix, group, names = stack[-1]
+        if not names:
+            stack.pop()
+            continue
+        name = names.pop()
+        path = f"{prefix}/{name}"
+        try:
+            link = group.get(name, getlink=True)
+        except Exception:  # noqa: BLE001 - a link h5py cannot describe: the walk reports it as unreadable
+            link = None
+        obj = None
+        if isinstance(link, h5py.HardLink):
+            try:
+                obj = group.get(name)
+            except Exception:  # noqa: BLE001 - an object that does not open is reported as unreadable
+                obj = None
+        if isinstance(obj, h5py.Group):
+            try:
+                names = sorted(obj, reverse=True)
+            except Exception:  # noqa: BLE001 - a group whose links do not list: reported as unreadable, nothing below it
+                obj = None
+        yield path, link, obj
+        if isinstance(obj, h5py.Group):
+            ident = _identity(obj)
+            if ident not in seen:
+                seen.add(ident)
+                stack.append((path, obj, names))
+
+
+def _identity(obj: Any) -> Any:
+    """What makes two handles the same object (hard links may form cycles)."""
+    import h5py
+
+    try:
+        info = h5py.h5o.get_info(obj.id)
+        return info.fileno, info.addr
+    except Exception:  # noqa: BLE001 - not identifiable: descended (a cycle would need identical handles)
+        return id(obj)
 
 
 def walk_tree(f: Any) -> dict[str, Any]:
@@ -205,15 +240,13 @@ def walk_tree(f: Any) -> dict[str, Any]:
     root: dict[str, Any] = {"name": "/"}
     groups, datasets, links, others = ["/"], [], [], []
     group_info: dict[str, Any] = {}
-    for name, link in _links(f):
-        path = "/" + name
+    for path, link, obj in _objects(f):
         if isinstance(link, h5py.SoftLink):
             links.append({"name": path, "type": "soft", "target": link.path})
         elif isinstance(link, h5py.ExternalLink):
             links.append({"name": path, "type": "external", "file": link.filename, "target": link.path})
         else:
             entry: dict[str, Any] = {"name": path}
-            obj = _guard(entry, "object", lambda: f.get(name))
             if isinstance(obj, h5py.Group):
                 groups.append(path)
                 info: dict[str, Any] = {}
@@ -223,6 +256,7 @@ def walk_tree(f: Any) -> dict[str, Any]:
             elif isinstance(obj, h5py.Dataset):
                 datasets.append(describe_dataset(path, obj))
             elif obj is None:
+                entry.setdefault("warnings", []).append("object: it could not be opened (or its links listed) by the HDF5 library")
                 others.append(entry)
             else:
                 links.append({"name": path, "type": "hard", "target": type(obj).__name__})
@@ -249,17 +283,14 @@ def array_infos(f: Any) -> list[arrays.ArrayInfo]:
     import h5py
 
     found: list[arrays.ArrayInfo] = []
-    for name, link in _links(f):
-        if not isinstance(link, h5py.HardLink):
-            continue
+    for path, _link, obj in _objects(f):
         try:
-            obj = f.get(name)
             if not isinstance(obj, h5py.Dataset) or not obj.shape:
                 continue
             dtype = dataset_dtype(obj)
             if no_stats_reason(obj, dtype) is None:
                 offset = obj.id.get_offset() or 0
-                found.append(arrays.ArrayInfo("/" + name, tuple(obj.shape), dtype.itemsize, obj.chunks, offset, int(obj.id.get_storage_size())))
+                found.append(arrays.ArrayInfo(path, tuple(obj.shape), dtype.itemsize, obj.chunks, offset, int(obj.id.get_storage_size())))
         except Exception:  # noqa: BLE001 - the tree walk says what is odd about it; no statistics for it
             continue
     return found

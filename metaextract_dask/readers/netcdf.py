@@ -31,6 +31,17 @@ COORD_LIMIT = 10_000_000
 
 
 def open_dataset(path: str) -> Any:
+    """Open read-only; the first import of netCDF4 in a process happens after plugins are restricted.
+
+    netCDF4's bundled libhdf5 reads ``HDF5_PLUGIN_PATH`` once, when netCDF4
+    is imported (and netCDF4 points it at its own plugin folder when unset).
+    """
+    import sys
+
+    if "netCDF4" not in sys.modules:
+        from .guard import restrict_plugins
+
+        restrict_plugins()
     import netCDF4
 
     try:
@@ -78,12 +89,17 @@ def read_attrs(obj: Any, owner: dict[str, Any] | None = None) -> dict[str, Any]:
 def describe_header(ds: Any) -> dict[str, Any]:
     """Dimensions, variables and attributes, as ncdump -h shows them."""
     dimensions, unlimited, variables, groups = {}, [], {}, []
+    classic = None
+    if ds.data_model.startswith("NETCDF3"):  # read once from the header: isunlimited() rescans every dimension
+        from .cdf_header import record_dimensions
+
+        classic = set(record_dimensions(ds.filepath()))
     for prefix, group in walk_groups(ds):
         if prefix:
             groups.append(prefix.rstrip("/"))
         for name, dim in group.dimensions.items():
             dimensions[prefix + name] = len(dim)
-            if dim.isunlimited():
+            if (name in classic) if classic is not None else dim.isunlimited():
                 unlimited.append(prefix + name)
         for name, var in group.variables.items():
             entry: dict[str, Any] = {}

@@ -100,6 +100,40 @@ def recognise_media(info: FileInfo, timeout: float) -> FileInfo:
     return replace(info, format="media", description=f"media recognised by ffprobe ({found})")
 
 
+#: formats stored in HDF5: libhdf5 (under h5py or libnetcdf) would follow what they point to
+HDF5_BASED = frozenset({"hdf5", "netcdf4"})
+
+#: the one reader that lists links, external storage, virtual sources and plugin filters without following them
+SAFE_HDF5_READER = "hdf5"
+
+
+def guard_native(info: FileInfo, reader: StreamChunkReader, note: str | None) -> tuple[StreamChunkReader, str | None]:
+    """Whatever reader an HDF5-based file reached, check what it points to outside itself first.
+
+    A file that names external links, external raw storage, virtual sources
+    or plugin filters goes to the HDF5 reader, which lists them and never
+    follows them; libnetcdf (or a third-party reader) never sees it. A file
+    the guard cannot inspect is treated the same way: unsafe until shown safe.
+    """
+    if info.format not in HDF5_BASED or reader.name in (SAFE_HDF5_READER, FALLBACK):
+        return reader, note
+    safe = get_reader(SAFE_HDF5_READER)
+    if safe.unavailable():
+        return get_reader(FALLBACK), "read as binary: h5py is needed to check safely what an HDF5-based file points to (pip install h5py)"
+    from .guard import outside_references
+
+    try:
+        found = outside_references(info.path)
+    except Exception as exc:  # noqa: BLE001 - an HDF5 file h5py cannot inspect is not handed to another native parser
+        found = {"/": [f"could not be inspected ({type(exc).__name__}: {exc})"]}
+    if not found:
+        return reader, note
+    first = next(iter(found.items()))
+    more = f" and {len(found) - 1} more objects" if len(found) > 1 else ""
+    return safe, (f"read with the HDF5 reader instead of {reader.name!r}: it points outside itself "
+                  f"({first[0]}: {'; '.join(first[1])}{more}); nothing outside it was opened")
+
+
 def choose_reader(info: FileInfo, config: Any, name: str | None = None) -> tuple[FileInfo, StreamChunkReader, str | None]:
     """(info, reader, note): ``reader_for`` after media recognition, with the checksum beside format readers.
 
@@ -109,6 +143,7 @@ def choose_reader(info: FileInfo, config: Any, name: str | None = None) -> tuple
     if name is None:
         info = recognise_media(info, getattr(config, "timeout", 20.0))
     reader, note = reader_for(info, name)
+    reader, note = guard_native(info, reader, note)
     if getattr(config, "checksum", None) and reader.name != FALLBACK:
         from .fixity import WithChecksum
 

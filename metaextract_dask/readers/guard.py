@@ -1,0 +1,113 @@
+"""One guard for every native path: what an HDF5-based file would make libhdf5 reach outside it.
+
+HDF5 can point outside a file: external links (to objects in other files),
+external raw storage (a dataset's bytes kept in other files: any file, say
+``/etc/shadow``), virtual datasets (mapped from other files) and filter
+plugins (native code loaded from ``HDF5_PLUGIN_PATH`` to decode a chunk).
+A hostile file uses them to make a scanner read what it should not, or run
+code. Whatever reader a file reaches (by extension, signature or plugin),
+this module is asked first, with the same code:
+
+- ``restrict_plugins()`` makes every libhdf5 in the process (h5py's and the
+  one netCDF4 bundles) load filter plugins only from
+  ``metaextract.hdf5.plugin-paths``;
+- ``outside_references(path)`` lists what a file points to outside itself,
+  walking it with h5py without following anything.
+
+The h5py reader lists those references and never follows them; the netCDF
+reader hands a file that has any to the HDF5 reader's logic, because
+libnetcdf follows external links when it opens a file.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Any
+
+#: HDF5's own filters (deflate, shuffle, fletcher32, szip, nbit, scaleoffset): no plugin involved
+BUILTIN_FILTERS = frozenset({1, 2, 3, 4, 5, 6})
+
+#: what HDF5_PLUGIN_PATH is set to when no folder is trusted: not a folder, and nothing can be created there
+NO_PLUGINS = os.devnull
+
+
+def trusted_plugin_paths() -> tuple[str, ...]:
+    import dask.config
+
+    return tuple(str(p) for p in dask.config.get("metaextract.hdf5.plugin-paths", []) or [])
+
+
+def plugin_path_value() -> str:
+    """What ``HDF5_PLUGIN_PATH`` must say in processes this project starts or parses in."""
+    trusted = trusted_plugin_paths()
+    return os.pathsep.join(trusted) if trusted else NO_PLUGINS
+
+
+def restrict_plugins() -> tuple[str, ...]:
+    """Point every libhdf5 of this process at the trusted plugin folders only.
+
+    The environment variable is read by a libhdf5 when it first looks for a
+    plugin (netCDF4's bundled library included, which would otherwise use
+    the folder netCDF4 itself puts there); h5py's library is also told
+    through its plugin API, which overrides what it read at start-up.
+    """
+    trusted = trusted_plugin_paths()
+    os.environ["HDF5_PLUGIN_PATH"] = plugin_path_value()
+    if "h5py" in sys.modules:
+        _h5py_plugins(trusted)
+    return trusted
+
+
+@functools.lru_cache(maxsize=4)
+def _h5py_plugins(trusted: tuple[str, ...]) -> None:
+    from h5py import h5pl
+
+    while h5pl.size():
+        h5pl.remove(0)
+    for folder in trusted:
+        h5pl.append(folder.encode())
+
+
+def dataset_references(dset: Any) -> list[str]:
+    """What one h5py dataset would make libhdf5 read or load from outside the file, in words."""
+    found = []
+    plist = dset.id.get_create_plist()
+    for n, _offset, _size in dset.external or ():
+        found.append(f"external raw storage in {os.fsdecode(n)!r}")
+    if dset.is_virtual:
+        found.extend(f"virtual dataset mapped from {vs.file_name!r}" for vs in dset.virtual_sources())
+    for i in range(plist.get_nfilters()):
+        code = plist.get_filter(i)[0]
+        if code not in BUILTIN_FILTERS:
+            found.append(f"filter {code} (a plugin)")
+    return found
+
+
+def outside_references(path: str) -> dict[str, list[str]]:
+    """{object: [references outside the file]} for an HDF5-based file; {} when it has none.
+
+    Links are visited, never followed; datasets are opened only through
+    hard links.
+    """
+    import h5py
+
+    from .hdf5 import _objects
+
+    restrict_plugins()
+    found: dict[str, list[str]] = {}
+    with h5py.File(path, "r", locking=False) as f:
+        for name, link, obj in _objects(f):
+            if isinstance(link, h5py.ExternalLink):
+                found[name] = [f"external link to {link.filename!r}:{link.path}"]
+            elif isinstance(link, h5py.HardLink) and isinstance(obj, h5py.Dataset):
+                try:
+                    refs = dataset_references(obj)
+                except Exception as exc:  # noqa: BLE001 - an object h5py cannot inspect: treat it as unsafe
+                    refs = [f"could not be inspected ({exc})"]
+                if refs:
+                    found[name] = refs
+            elif link is None or (isinstance(link, h5py.HardLink) and obj is None):
+                found[name] = ["could not be inspected"]
+    return found
