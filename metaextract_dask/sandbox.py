@@ -26,6 +26,9 @@ from .errors import ExtractionTimeout, MetaExtractError, MisattributionError, Pa
 
 _HEADER = struct.Struct("!Q")
 
+#: true in a sandbox child (single-threaded: what it starts may be tied to it with preexec_fn)
+IN_SANDBOX = False
+
 #: one call's outcome: (ok, value or exception, start, end)
 Reply = tuple[bool, Any, float, float]
 
@@ -36,18 +39,47 @@ def _write(stream: Any, payload: bytes) -> None:
 
 
 def child_environment() -> dict[str, str]:
-    """The child's environment: this one, minus what slows parsing down.
+    """The child's environment: this one without ``PYTHON*`` variables, HDF5 plugins restricted.
 
-    A Dask nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` so they
-    hand memory back quickly; a parser child inheriting it spends a third of
-    each small file's time in ``malloc_trim`` and page faults (1.3 ms a file
-    becomes 1.8 ms, ``benchmarks/bench_many_files.py``). The child's memory is
-    bounded by its rlimit and it is replaced when it crashes, so glibc's
-    default is right for it.
+    ``python -I`` ignores ``PYTHON*`` variables already; they are dropped so
+    nothing the child starts sees them either. User functions keep the rest
+    (``SLURM_JOB_ID`` and the like).
+
+    It also drops ``MALLOC_TRIM_THRESHOLD_``: a Dask nanny starts workers
+    with ``MALLOC_TRIM_THRESHOLD_=65536`` so they hand memory back quickly;
+    a parser child inheriting it spends a third of each small file's time in
+    ``malloc_trim`` and page faults (1.3 ms a file becomes 1.8 ms,
+    ``benchmarks/bench_many_files.py``). The child's memory is bounded by its
+    rlimit and it is replaced when it crashes, so glibc's default is right.
     """
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    from .readers.guard import plugin_path_value
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "MALLOC_TRIM_THRESHOLD_"}
+    env["HDF5_PLUGIN_PATH"] = plugin_path_value()
     return env
+
+
+def child_sys_path() -> list[str]:
+    """Where the child imports from: this process's path, minus the working folder.
+
+    The working folder is often the folder being scanned (``cd data &&
+    metaextract scan .``): a ``cloudpickle.py`` planted there must not run.
+    The main script's own folder stays (a user's functions live beside it).
+    """
+    main_dir = os.path.dirname(os.path.abspath(sys.argv[0])) if sys.argv and sys.argv[0] not in ("", "-c", "-m") else None
+    cwd = os.getcwd()
+    out = []
+    for entry in sys.path:
+        if not entry or not os.path.isabs(entry):
+            continue
+        if os.path.realpath(entry) == os.path.realpath(cwd) and entry != main_dir:
+            continue
+        out.append(entry)
+    return out
+
+
+#: the child's first code: ``python -I`` ignores PYTHON* variables, the user site and the working folder
+_BOOT = "import sys, json; sys.path[:0] = json.loads(sys.argv[1]); from metaextract_dask.sandbox import _serve; _serve()"
 
 
 class Sandbox:
@@ -73,8 +105,11 @@ class Sandbox:
         self._stderr = tempfile.TemporaryFile()
         # the child imports what this process can (user functions live in its modules)
         env = child_environment()
+        import json
+
+        argv = [sys.executable, "-I", "-c", _BOOT, json.dumps(child_sys_path()), str(self.memory_limit), str(os.getpid())]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "metaextract_dask.sandbox", str(self.memory_limit)],
+            argv,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, start_new_session=True, env=env,
         )
         self.owed = []
@@ -235,11 +270,14 @@ def _serve() -> None:
     """The child: run calls until stdin closes."""
     import cloudpickle
 
-    limit = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    global IN_SANDBOX
+    IN_SANDBOX = True
+    limit = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    die_with_parent(int(sys.argv[3]) if len(sys.argv) > 3 else None)
     if limit:
         import resource
 
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_AS, (allowed_memory_limit(limit), resource.getrlimit(resource.RLIMIT_AS)[1]))
     inp = sys.stdin.buffer
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # stray prints from libraries must not corrupt the protocol
@@ -249,6 +287,30 @@ def _serve() -> None:
             return
         for rid, path, call in cloudpickle.loads(inp.read(_HEADER.unpack(header)[0])):
             _write(out, _run_one(rid, path, call, limit))
+
+
+def allowed_memory_limit(limit: int) -> int:
+    """``limit``, or the environment's hard limit (``ulimit -v``) when that is lower: a process may not raise it."""
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    return limit if hard == resource.RLIM_INFINITY or limit <= hard else hard
+
+
+def die_with_parent(parent: int | None) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (a killed scan leaves no parser running).
+
+    Run first thing in a child (or as ``preexec_fn``); ``parent`` is the pid
+    the child expects as its parent: if that one already died, exit now.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the parent's kill on timeout still applies
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)  # the parent died before the request took effect
 
 
 def _run_one(rid: str, path: str, call: bytes, limit: int) -> bytes:

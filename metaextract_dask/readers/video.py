@@ -52,7 +52,13 @@ def run_ffprobe(path: str, args: list[str], timeout: float, messages: list[str] 
     if exe is None:
         raise CorruptFileError(path, "ffprobe is not installed (install ffmpeg)")
     cmd = [exe, "-v", "error", "-hide_banner", *args, "-i", "file:" + path]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
+    from .. import sandbox
+
+    parent = os.getpid()
+    # in the (single-threaded) sandbox child, ffprobe dies with it; elsewhere preexec_fn is unsafe beside threads
+    tie = (lambda: sandbox.die_with_parent(parent)) if sandbox.IN_SANDBOX else None
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=tie)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
