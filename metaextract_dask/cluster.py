@@ -48,6 +48,25 @@ def tls_security(ca_file: str, cert: str, key: str | None = None) -> Any:
                     tls_scheduler_key=key, tls_worker_cert=cert, tls_worker_key=key, require_encryption=True)
 
 
+def run_security() -> Any:
+    """TLS with certificates made for this run (``metaextract.cluster.temporary-tls``), or None when turned off.
+
+    A LocalCluster on 127.0.0.1 is reachable by every user of the machine,
+    and a Dask client can run any code on the workers: without TLS, any
+    local user could act as the scanning user. The keys live only in this
+    process and the workers it starts.
+    """
+    import dask.config
+
+    from . import config as _defaults  # noqa: F401 - registers this project's defaults
+
+    if not dask.config.get("metaextract.cluster.temporary-tls", True):
+        return None
+    from distributed import Security
+
+    return Security.temporary()
+
+
 def _with_dashboard_page() -> None:
     """Our page on the dashboard of a LocalCluster (its scheduler runs in this process)."""
     try:
@@ -79,6 +98,8 @@ class ClientScope:
 
     def _local_cluster_kwargs(self) -> dict[str, Any]:
         _with_dashboard_page()
+        if self.security is None:
+            self.security = run_security()
         return {**local_cluster_kwargs(self.model, self.max_workers, dashboard=self.dashboard, tls=self.security is not None), **self._kwargs()}
 
     def _existing_target(self) -> Any:
