@@ -16,13 +16,16 @@ from __future__ import annotations
 import glob
 import json
 import os
+import socket
 import time
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from .model import ExtractionResult
-from .text import safe_dict, safe_text
+from .text import safe_dict
 
 MANIFEST = "_manifest.json"
+LOCK = "_lock"
+QUARANTINE = "_quarantine"
 FORMATS = ("parquet", "jsonl")
 
 #: (column, arrow type name); the schema every part shares
@@ -35,8 +38,25 @@ COLUMNS = [
     ("n_variables", "int32"), ("n_dimensions", "int32"), ("time_start", "string"), ("time_end", "string"),
     ("container", "string"), ("media_duration", "float64"), ("codec", "string"), ("width", "int32"),
     ("height", "int32"), ("fps", "float64"), ("audio_codec", "string"), ("n_streams", "int32"),
-    ("frames", "int64"), ("metadata", "string"),
+    ("frames", "int64"), ("metadata", "string"), ("path_bytes", "binary"),
 ]
+
+
+def path_key(path: str) -> bytes:
+    """A file's identity in the catalog: the exact bytes of its name.
+
+    ``path`` is readable text (undecodable bytes escaped as ``\\xff``), so two
+    names can share it (``bad\\xff.h5`` raw and with a literal backslash);
+    ``path_bytes`` keeps them apart.
+    """
+    return os.fsencode(path)
+
+
+def row_key(row: dict[str, Any]) -> bytes:
+    pb = row.get("path_bytes")
+    if isinstance(pb, str):  # JSON Lines keeps the bytes as hex
+        return bytes.fromhex(pb)
+    return pb if pb is not None else str(row["path"]).encode("utf-8", "surrogateescape")
 
 
 def _fps(rate: Any) -> float | None:
@@ -47,9 +67,10 @@ def _fps(rate: Any) -> float | None:
         return None
 
 
-def file_stat(path: str) -> tuple[int | None, float | None]:
+def file_stat(path: str, follow: bool = True) -> tuple[int | None, float | None]:
+    """(size, mtime), of the link itself when ``follow`` is false; (None, None) when it cannot be stat-ed."""
     try:
-        st = os.stat(path)
+        st = os.stat(path, follow_symlinks=follow)
         return st.st_size, st.st_mtime
     except OSError:
         return None, None
@@ -102,13 +123,16 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
         "n_streams": len(md["streams"]) if isinstance(md.get("streams"), list) else None, "frames": frames,
         "metadata": json.dumps(md, default=str) if md else None,
     }
-    return safe_dict(row)
+    row = safe_dict(row)
+    row["path_bytes"] = path_key(result.file_path)
+    return row
 
 
 def _schema() -> Any:
     import pyarrow as pa
 
-    return pa.schema([(name, getattr(pa, {"string": "string", "int64": "int64", "int32": "int32", "float64": "float64", "bool": "bool_"}[kind])()) for name, kind in COLUMNS])
+    kinds = {"string": "string", "int64": "int64", "int32": "int32", "float64": "float64", "bool": "bool_", "binary": "binary"}
+    return pa.schema([(name, getattr(pa, kinds[kind])()) for name, kind in COLUMNS])
 
 
 def _fsync_dir(folder: str) -> None:
@@ -138,7 +162,7 @@ def _write_rows(path: str, rows: list[dict[str, Any]], fmt: str) -> None:
     else:
         with open(path, "w") as f:
             for row in rows:
-                f.write(json.dumps(row, default=str) + "\n")
+                f.write(json.dumps({**row, "path_bytes": row_key(row).hex()}, default=str) + "\n")
 
 
 def part_files(folder: str) -> list[str]:
@@ -150,6 +174,9 @@ def _read_part(path: str, columns: list[str] | None = None) -> list[dict[str, An
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
 
+        if columns is not None:  # parts written before a column existed lack it
+            present = set(pq.read_schema(path).names)
+            columns = [c for c in columns if c in present]
         return pq.read_table(path, columns=columns).to_pylist()
     with open(path) as f:
         rows = [json.loads(line) for line in f if line.strip()]
@@ -168,6 +195,63 @@ def read_catalog(folder: str) -> Any:
     return pd.DataFrame([row for p in parts for row in _read_part(p)], columns=[c for c, _ in COLUMNS])
 
 
+class CatalogLockedError(ValueError):
+    """Another scan is writing this catalog (a usage error: exit 2, nothing overwritten)."""
+
+
+class CatalogWriteError(OSError):
+    """The catalog cannot be written (disk full, quota, read-only): the scan stops, the parts written stay readable."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class CatalogLock:
+    """``CATALOG/_lock``: one writer at a time, named by pid and host; a dead writer's lock is taken over."""
+
+    def __init__(self, folder: str):
+        self.path = os.path.join(folder, LOCK)
+        self.notice: str | None = None
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                self._stale_or_refuse(folder)
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            return
+        raise CatalogLockedError(f"{folder}: could not take the catalog's lock {self.path}")
+
+    def _stale_or_refuse(self, folder: str) -> None:
+        try:
+            with open(self.path) as f:
+                owner = json.load(f)
+            pid, host = int(owner["pid"]), str(owner["host"])
+        except (OSError, ValueError, KeyError, TypeError):
+            owner, pid, host = {}, -1, socket.gethostname()  # unreadable: a writer killed while writing it
+        if host != socket.gethostname() or (pid > 0 and _alive(pid)):
+            since = time.strftime("%Y-%m-%d %H:%M", time.localtime(owner.get("since", 0)))
+            raise CatalogLockedError(f"{folder} is being written by another scan (pid {pid} on {host}, since {since}); "
+                                     f"wait for it, or remove {self.path} if that scan is gone")
+        self.notice = f"took over the lock of a scan that is gone (pid {pid} on {host})"
+        os.unlink(self.path)
+
+    def release(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
 class CatalogWriter:
     """Appends results to a catalog folder in crash-safe parts."""
 
@@ -176,31 +260,62 @@ class CatalogWriter:
             raise ValueError(f"unknown catalog format {fmt!r}; choose one of {', '.join(FORMATS)}")
         self.folder, self.fmt = folder, fmt
         self.flush_every, self.flush_seconds = flush_every, flush_seconds
-        os.makedirs(folder, exist_ok=True)
+        #: what the user should be told (a lock taken over, parts quarantined, rows dropped)
+        self.notices: list[str] = []
+        self.broken: CatalogWriteError | None = None
+        _make_folder(folder)
+        self.lock = CatalogLock(folder)
+        if self.lock.notice:
+            self.notices.append(self.lock.notice)
+        try:
+            self._open(force)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _open(self, force: bool) -> None:
+        folder, fmt = self.folder, self.fmt
         for leftover in glob.glob(os.path.join(folder, ".*.tmp")):  # from a run that was killed
             os.unlink(leftover)
         existing = part_files(folder)
-        if existing and not existing[0].endswith("." + fmt):
+        if existing and not any(p.endswith("." + fmt) for p in existing):
             raise ValueError(f"{folder} holds a {existing[0].rsplit('.', 1)[1]} catalog; use the same --format or another folder")
         if force:
             for p in existing:
                 os.unlink(p)
             existing = []
-        self.next_part = 1 + max((int(os.path.basename(p).split("-")[1].split(".")[0]) for p in existing), default=-1)
-        self.done: set[tuple[str, int, float]] = set()
-        self.rows_written = sum(self._index(p) for p in existing)
+        self.run = os.urandom(4).hex()  # part names are unique per run, whatever another writer did
+        self.next_part = 1 + max((_part_number(p) for p in existing), default=-1)
+        self.done: set[tuple[bytes, int, float]] = set()
+        self.rows_written = 0
+        for part in existing:
+            self.rows_written += self._index_or_quarantine(part)
         self.buffer: list[dict[str, Any]] = []
         self.last_flush = time.monotonic()
         self.compact()
 
+    def _index_or_quarantine(self, part: str) -> int:
+        """Index one part; a part that does not read (or is of the other format) is moved aside with a notice."""
+        try:
+            if not part.endswith("." + self.fmt):
+                raise ValueError(f"a {part.rsplit('.', 1)[1]} part in a {self.fmt} catalog")
+            return self._index(part)
+        except Exception as exc:  # noqa: BLE001 - a stray or damaged file must not block every resume
+            qdir = os.path.join(self.folder, QUARANTINE)
+            os.makedirs(qdir, exist_ok=True)
+            os.replace(part, os.path.join(qdir, os.path.basename(part)))
+            self.notices.append(f"{os.path.basename(part)} could not be read ({type(exc).__name__}: {exc}); "
+                                f"moved to {qdir} and its files will be extracted again")
+            return 0
+
     def _index(self, part: str) -> int:
-        rows = _read_part(part, ["path", "size", "mtime"])
-        self.done.update((r["path"], r["size"], r["mtime"]) for r in rows)
+        rows = _read_part(part, ["path", "size", "mtime", "path_bytes"])
+        self.done.update((row_key(r), r["size"], r["mtime"]) for r in rows)
         return len(rows)
 
     def is_done(self, path: str, size: int, mtime: float) -> bool:
         """Already in the catalog with this size and mtime."""
-        return (safe_text(path), size, mtime) in self.done
+        return (path_key(path), size, mtime) in self.done
 
     def add(self, result: ExtractionResult, size: int | None = None, mtime: float | None = None) -> None:
         self.buffer.append(to_row(result, size, mtime))
@@ -208,36 +323,37 @@ class CatalogWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Write buffered rows as one new part."""
+        """Write buffered rows as one new part; a full disk stops the scan with one clear error."""
         self.last_flush = time.monotonic()
-        if not self.buffer:
+        if not self.buffer or self.broken is not None:
             return
-        rows, self.buffer = self.buffer, []
-        name = f"part-{self.next_part:05d}.{self.fmt}"
-        _atomic_write(self.folder, name, lambda tmp: _write_rows(tmp, rows, self.fmt))
+        rows = self.buffer
+        name = f"part-{self.next_part:05d}-{self.run}.{self.fmt}"
+        try:
+            _atomic_write(self.folder, name, lambda tmp: _write_rows(tmp, rows, self.fmt))
+        except OSError as exc:
+            for tmp in glob.glob(os.path.join(self.folder, f".{name}.*.tmp")):
+                os.unlink(tmp)
+            self.broken = CatalogWriteError(exc.errno, f"cannot write the catalog {self.folder}: {exc.strerror or exc}; "
+                                                       f"the {self.rows_written} rows written before stay readable, "
+                                                       f"{len(rows)} results were not saved")
+            raise self.broken from exc
+        self.buffer = []
         self.next_part += 1
         self.rows_written += len(rows)
-        self.done.update((r["path"], r["size"], r["mtime"]) for r in rows)
+        self.done.update((row_key(r), r["size"], r["mtime"]) for r in rows)
         self._manifest()
 
-    def compact(self) -> int:
-        """Drop rows superseded by a newer row of the same path; returns how many."""
-        newest: dict[str, tuple[float, str]] = {}
-        parts = part_files(self.folder)
-        per_part = {p: _read_part(p, ["path", "extracted_at"]) for p in parts}
-        for part, rows in per_part.items():
-            for r in rows:
-                key = (r["extracted_at"] or 0.0, part)
-                if r["path"] not in newest or key > newest[r["path"]]:
-                    newest[r["path"]] = key
+    def _rewrite(self, drop: Callable[[str, list[dict[str, Any]]], list[int]]) -> int:
+        """Rewrite the parts without the rows ``drop(part, rows)`` names; returns how many were dropped."""
+        per_part = {p: _read_part(p, ["path", "path_bytes", "extracted_at"]) for p in part_files(self.folder)}
         dropped = 0
         for part, rows in per_part.items():
-            keep = [i for i, r in enumerate(rows) if newest[r["path"]] == ((r["extracted_at"] or 0.0), part)]
-            if len(keep) == len(rows):
+            gone = set(drop(part, rows))
+            if not gone:
                 continue
-            full = _read_part(part)
-            kept = [full[i] for i in keep]
-            dropped += len(rows) - len(kept)
+            kept = [r for i, r in enumerate(_read_part(part)) if i not in gone]
+            dropped += len(gone)
             if kept:
                 _atomic_write(self.folder, os.path.basename(part), lambda tmp, kept=kept: _write_rows(tmp, kept, self.fmt))
             else:
@@ -248,13 +364,65 @@ class CatalogWriter:
             self.rows_written = sum(self._index(p) for p in part_files(self.folder))
         return dropped
 
+    def compact(self) -> int:
+        """Drop rows superseded by a newer row of the same file; returns how many."""
+        newest: dict[bytes, tuple[float, str, int]] = {}
+        for part in part_files(self.folder):
+            for i, r in enumerate(_read_part(part, ["path", "path_bytes", "extracted_at"])):
+                key = (r["extracted_at"] or 0.0, part, i)
+                if row_key(r) not in newest or key > newest[row_key(r)]:
+                    newest[row_key(r)] = key
+        return self._rewrite(lambda part, rows: [i for i, r in enumerate(rows) if newest[row_key(r)][1:] != (part, i)])
+
+    def forget_missing(self, roots: Iterable[str], present: Iterable[str]) -> int:
+        """Drop rows of files under ``roots`` that no longer exist; returns how many (a notice says so)."""
+        prefixes = [os.path.abspath(r).rstrip(os.sep) + os.sep for r in roots]
+        here = {path_key(p) for p in present}
+
+        def gone(_part: str, rows: list[dict[str, Any]]) -> list[int]:
+            out = []
+            for i, r in enumerate(rows):
+                key = row_key(r)
+                name = os.fsdecode(key)
+                if key not in here and any(os.path.abspath(name).startswith(p) for p in prefixes) and not os.path.lexists(name):
+                    out.append(i)
+            return out
+
+        dropped = self._rewrite(gone)
+        if dropped:
+            self.notices.append(f"{dropped} rows of files that no longer exist were dropped from the catalog")
+        return dropped
+
     def _manifest(self, **extra: Any) -> None:
         info = {"format": self.fmt, "parts": [os.path.basename(p) for p in part_files(self.folder)], "rows": self.rows_written,
                 "columns": [c for c, _ in COLUMNS], "updated": time.time(), **extra}
         _atomic_write(self.folder, MANIFEST, lambda tmp: open(tmp, "w").write(json.dumps(info, indent=1)))
 
     def close(self, **summary: Any) -> None:
-        """Flush, drop superseded rows, and record the run in the manifest."""
-        self.flush()
-        self.compact()
-        self._manifest(**summary)
+        """Flush, drop superseded rows, record the run in the manifest, release the lock."""
+        try:
+            if self.broken is None:
+                self.flush()
+                self.compact()
+                self._manifest(**summary)
+        finally:
+            self.lock.release()
+
+
+def _part_number(path: str) -> int:
+    try:
+        return int(os.path.basename(path).split("-")[1].split(".")[0])
+    except (IndexError, ValueError):
+        return -1
+
+
+def _make_folder(folder: str) -> None:
+    """The catalog folder, created; a path that cannot hold one is a usage error, said in one line."""
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"{folder} exists and is not a folder: the catalog needs a folder of its own")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create the catalog folder {folder}: {exc.strerror or exc}") from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write to the catalog folder {folder}: permission denied")

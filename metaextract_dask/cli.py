@@ -12,8 +12,57 @@ from typing import Any, Sequence
 
 from .config import StreamingConfig, StreamingStrategy
 from .errors import MetaExtractError
+from .catalog import CatalogWriteError
+from .text import for_terminal
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _positive_seconds(text: str) -> float:
+    """A finite number of seconds above zero (``nan`` and ``inf`` are refused)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a finite number of seconds above 0")
+    return value
+
+
+def _count(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of at least {minimum}")
+        return value
+    parse.__name__ = "count"
+    return parse
+
+
+def _byte_size(text: str) -> int:
+    """A size such as ``4GiB`` or ``512MB``, above zero."""
+    from dask.utils import parse_bytes
+
+    try:
+        value = int(parse_bytes(text))
+    except (ValueError, TypeError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (for example 4GiB or 512MB)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a size above 0")
+    return value
+
+
+def _host_port(text: str) -> str:
+    """HOST:PORT (or :PORT) for the dashboard."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (for example 127.0.0.1:8787, or :0 for any free port)")
+    return text
 
 
 def _human(record: dict[str, Any], indent: int = 0) -> str:
@@ -21,22 +70,23 @@ def _human(record: dict[str, Any], indent: int = 0) -> str:
     pad = "  " * indent
     lines = []
     for key, value in record.items():
+        key = for_terminal(key)
         if isinstance(value, dict):
             lines.append(f"{pad}{key}:")
             lines.append(_human(value, indent + 1))
         elif isinstance(value, list) and len(value) > 8:
-            lines.append(f"{pad}{key}: [{len(value)} items] {json.dumps(value[:3], default=str)[:-1]}, ...]")
+            lines.append(f"{pad}{key}: [{len(value)} items] {for_terminal(json.dumps(value[:3], default=str)[:-1])}, ...]")
         else:
-            lines.append(f"{pad}{key}: {json.dumps(value, default=str) if isinstance(value, list) else value}")
+            lines.append(f"{pad}{key}: {for_terminal(json.dumps(value, default=str) if isinstance(value, list) else value)}")
     return "\n".join(lines)
 
 
 def _streaming_options(parser: argparse.ArgumentParser) -> None:
     strategies = [s.value for s in StreamingStrategy]
     parser.add_argument("--strategy", choices=strategies, help="streaming strategy (default: adaptive)")
-    parser.add_argument("--chunk-size", help="bytes per chunk read, e.g. 4MiB (default: 1MiB)")
+    parser.add_argument("--chunk-size", type=_byte_size, help="bytes per chunk read, e.g. 4MiB (default: 8MiB)")
     parser.add_argument("--checksum", help="xxh3_128 (default), sha256, blake2b or none")
-    parser.add_argument("--timeout", type=float, help="seconds allowed per file (default: 300)")
+    parser.add_argument("--timeout", type=_positive_seconds, help="seconds allowed per file (default: 300)")
 
 
 def _config(args: argparse.Namespace) -> StreamingConfig:
@@ -45,35 +95,40 @@ def _config(args: argparse.Namespace) -> StreamingConfig:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Print one file's metadata."""
-    from .streaming import extract_file
+    """Print one file's metadata, parsed in a sandbox that ``--timeout`` bounds (the parser is killed at the deadline)."""
+    from .batching import extract_metadata
+    from .sandbox import Sandbox
 
+    config = _config(args)
+    box = Sandbox(args.memory_limit or 4 * 2**30)
     try:
-        record, _ = extract_file(args.file, _config(args))
+        record = box.call(args.file, config.timeout, extract_metadata, args.file, config)
     except MetaExtractError as exc:
-        print(f"metaextract: {exc}", file=sys.stderr)
+        print(f"metaextract: {for_terminal(exc)}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        box.kill()
     print(json.dumps(record, indent=2, default=str) if args.json else _human(record))
     return EXIT_OK
 
 
 def _scan_options(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("where it runs")
-    run.add_argument("-j", "--workers", type=int, help="worker processes (or threads with --threads); default: one per core")
+    run.add_argument("-j", "--workers", type=_count(1), help="worker processes (or threads with --threads); default: one per core")
     run.add_argument("--threads", dest="execution", action="store_const", const="thread_pool", help="one worker process with many threads")
     run.add_argument("--processes", dest="execution", action="store_const", const="process_pool", help="one single-threaded process per worker (default)")
     run.add_argument("--hybrid", dest="execution", action="store_const", const="hybrid", help="processes with two threads each")
     run.add_argument("--scheduler", metavar="ADDRESS", help="use a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
-    run.add_argument("--dashboard-address", default=None, help="where the embedded cluster's dashboard listens (default 127.0.0.1:8787)")
+    run.add_argument("--dashboard-address", type=_host_port, default=None, help="where the embedded cluster's dashboard listens (default 127.0.0.1:8787)")
     tls = parser.add_argument_group("TLS between client, scheduler and workers (shared machines)")
     tls.add_argument("--tls-ca-file", help="CA certificate that signed the certificates below")
     tls.add_argument("--tls-cert", help="certificate (PEM) for client, scheduler and workers")
     tls.add_argument("--tls-key", help="private key of --tls-cert, if not in the same file")
     hpc = parser.add_argument_group("batch systems (dask-jobqueue; defaults from jobqueue.yaml)")
     hpc.add_argument("--cluster", choices=["slurm", "pbs", "sge", "lsf"], help="run the workers as batch jobs")
-    hpc.add_argument("--jobs", type=int, default=1, help="batch jobs to start (default 1)")
+    hpc.add_argument("--jobs", type=_count(1), default=1, help="batch jobs to start (default 1)")
     hpc.add_argument("--adapt", metavar="MIN:MAX", help="scale between MIN and MAX jobs with the work instead of --jobs")
-    hpc.add_argument("--cores", type=int, help="cores per job")
+    hpc.add_argument("--cores", type=_count(1), help="cores per job")
     hpc.add_argument("--memory", help="memory per job, e.g. 8GB")
     hpc.add_argument("--walltime", help="walltime per job, e.g. 01:00:00")
     hpc.add_argument("--queue", help="queue / partition")
@@ -82,8 +137,11 @@ def _scan_options(parser: argparse.ArgumentParser) -> None:
     hpc.add_argument("--lifetime", help="retire each worker gracefully after this long (before its walltime), e.g. 55m")
     work = parser.add_argument_group("how files are extracted")
     _streaming_options(work)
-    work.add_argument("--retries", type=int, default=3, help="retries of transient errors, with exponential backoff (default 3)")
+    work.add_argument("--retries", type=_count(0), default=3, help="retries of transient errors, with exponential backoff (default 3)")
     work.add_argument("--no-isolate", dest="isolate", action="store_false", help="parse in the worker itself, not in a sandbox process")
+    work.add_argument("--memory-limit", type=_byte_size, default=None, metavar="SIZE",
+                      help="address-space limit of each parser sandbox, e.g. 8GiB (default 4GiB; "
+                           "lowered to the environment's own limit, ulimit -v, when that is lower)")
     work.add_argument("--load-balancing", default="size_aware", choices=["fifo", "priority", "least_loaded", "file_type_aware", "size_aware"])
     pick = parser.add_argument_group("which files")
     pick.add_argument("--include", action="append", default=[], metavar="GLOB", help="only names or relative paths matching (repeatable)")
@@ -93,7 +151,7 @@ def _scan_options(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("the catalog")
     out.add_argument("--format", default="parquet", choices=["parquet", "jsonl"], help="catalog part format (default parquet)")
     out.add_argument("--force", action="store_true", help="redo every file, replacing the catalog")
-    out.add_argument("--flush-every", type=int, default=200, help="write a catalog part every N results (and every 10 s)")
+    out.add_argument("--flush-every", type=_count(1), default=200, help="write a catalog part every N results (and every 10 s)")
     out.add_argument("-q", "--quiet", action="store_true",
                      help="no progress bar, no dashboard link, no log messages below errors: the summary lines only")
 
@@ -143,24 +201,65 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
             paths, output, cluster=cluster, security=security, format=args.format, strategy=args.strategy, chunk_size=args.chunk_size, checksum=args.checksum,
             timeout=args.timeout if args.timeout is not None else 300.0, workers=args.workers, execution=args.execution or "process_pool",
             scheduler=args.scheduler, retries=args.retries, isolate=args.isolate, load_balancing=args.load_balancing,
+            memory_limit=args.memory_limit,
             include=args.include, exclude=args.exclude, hidden=args.hidden, follow_symlinks=args.follow_symlinks,
             force=args.force, flush_every=args.flush_every, progress=False if args.quiet else None,
             dashboard_address=args.dashboard_address, on_client=show_dashboard, summary=summary,
         )
     except KeyboardInterrupt:
-        print(f"metaextract: interrupted; {summary.extracted} results were saved in {output}", file=sys.stderr)
-        return 130
+        _notices(summary)
+        print(f"metaextract: interrupted; {summary.extracted} results were saved in {for_terminal(output)}", file=sys.stderr)
+        return 128 + _INTERRUPTED[0]
+    except CatalogWriteError as exc:
+        _notices(summary)
+        print(f"metaextract: {for_terminal(exc.args[-1])}", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         if cluster is not None:
             cluster.close()
+    _notices(summary)
     print(f"{summary.found} files found, {summary.skipped} already in the catalog, {summary.extracted} extracted "
           f"({summary.failed} failed) in {summary.seconds:.1f} s")
     for path, error in summary.failures[:10]:
-        print(f"  failed: {error}")
+        print(f"  failed: {for_terminal(error)}")
     if len(summary.failures) > 10:
         print(f"  ... and {len(summary.failures) - 10} more (see the catalog's error column)")
-    print(f"catalog: {output} ({len(frame)} rows)")
+    if summary.links:
+        print(f"  {summary.links} symbolic links recorded as links, not followed (their targets are outside the scanned folders)")
+    print(f"catalog: {for_terminal(output)} ({len(frame)} rows)")
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _notices(summary: Any) -> None:
+    for note in summary.notices:
+        print(f"metaextract: note: {for_terminal(note)}", file=sys.stderr)
+
+
+def _check_output(paths: list[str], output: str) -> None:
+    """The catalog may not be a scanned folder or hold one (it would scan itself, or hide the data)."""
+    import os
+
+    out = os.path.realpath(output)
+    for p in paths:
+        real = os.path.realpath(p)
+        if os.path.isdir(p) and (real == out or real.startswith(out.rstrip(os.sep) + os.sep)):
+            raise ValueError(f"the catalog folder {output} would hold the scanned folder {p}; choose another -o")
+
+
+def _check_scheduler(address: str, timeout: float = 10.0) -> None:
+    """A --scheduler that does not answer is a usage error, said in one line within ``timeout`` seconds."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme not in ("tcp", "tls", "ws", "wss") or not parts.hostname:
+        raise ValueError(f"--scheduler {address!r}: give an address such as tcp://HOST:8786")
+    try:
+        port = parts.port or 8786
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--scheduler {address}: no Dask scheduler answers there ({getattr(exc, 'strerror', None) or exc})") from None
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -169,8 +268,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     missing = [p for p in args.paths if not os.path.lexists(p)]
     if missing:
-        print(f"metaextract: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        print(f"metaextract: no such file or directory: {for_terminal(', '.join(missing))}", file=sys.stderr)
         return EXIT_USAGE
+    _check_output(args.paths, args.output)
+    if args.scheduler:
+        _check_scheduler(args.scheduler)
     return _run_scan(args.paths, args.output, args)
 
 
@@ -202,13 +304,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if code == EXIT_OK or int((~frame["success"]).sum()) == expected else code
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (and exit 2), not a usage block."""
+
+    def error(self, message: str) -> Any:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metaextract", description="Metadata from large scientific, video and binary files, on Dask.")
+    parser = _Parser(prog="metaextract", description="Metadata from large scientific, video and binary files, on Dask.")
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="print one file's metadata")
     info.add_argument("file")
     info.add_argument("--json", action="store_true", help="machine-readable JSON")
     _streaming_options(info)
+    info.add_argument("--memory-limit", type=_byte_size, default=None, metavar="SIZE", help="address-space limit of the parser (default 4GiB)")
     info.set_defaults(func=cmd_info)
 
     sc = sub.add_parser("scan", help="extract every file under PATHs into a catalog",
@@ -227,16 +337,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: the signal that interrupted a scan (SIGINT unless SIGTERM or SIGHUP arrived)
+_INTERRUPTED = [2]
+
+
+def _stop_like_ctrl_c(signum: int, _frame: Any) -> None:
+    """SIGTERM and SIGHUP save what was extracted, exactly as Ctrl-C does."""
+    _INTERRUPTED[0] = signum
+    raise KeyboardInterrupt
+
+
+def _handle_signals() -> None:
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop_like_ctrl_c)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import os
+
+    from .readers.guard import plugin_path_value
+
+    # before any HDF5 library loads here or in a process started from here: plugins only from trusted folders
+    os.environ["HDF5_PLUGIN_PATH"] = plugin_path_value()
+    _handle_signals()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
         return args.func(args)
     except SystemExit as exc:  # argparse: usage errors exit 2, --help exits 0
         return int(exc.code or 0)
-    except ValueError as exc:  # bad option values found when building the config
-        print(f"metaextract: {exc}", file=sys.stderr)
+    except ValueError as exc:  # bad option values found when building the config, a locked or unusable catalog
+        print(f"metaextract: {for_terminal(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # output piped to head: stop quietly, as cat does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

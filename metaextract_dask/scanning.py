@@ -11,7 +11,7 @@ from .catalog import CatalogWriter, file_stat, read_catalog, to_row
 from .config import StreamingConfig
 from .model import ExtractionResult
 from .progress import ProgressBar
-from .walk import iter_files
+from .walk import iter_files, split_links
 
 
 @dataclass
@@ -24,7 +24,20 @@ class ScanSummary:
     failed: int = 0
     seconds: float = 0.0
     dashboard: str | None = None
+    #: what the catalog writer had to tell (a lock taken over, parts quarantined, rows of deleted files dropped)
+    notices: list[str] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    #: symbolic links recorded as links (their targets are outside the scanned folders)
+    links: int = 0
+
+
+def link_record(path: str, target: str) -> ExtractionResult:
+    """A symbolic link recorded as such: its target named, nothing behind it read."""
+    now = time.time()
+    why = "its target is a folder (not walked without --follow-symlinks)" if os.path.isdir(target) else \
+        "its target is outside the scanned folders (not followed without --follow-symlinks)"
+    metadata = {"path": path, "format": "symlink", "reader": None, "link": {"target": target, "followed": False, "reason": why}}
+    return ExtractionResult("link", path, True, metadata, start_time=now, end_time=now, file_format="symlink")
 
 
 def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | os.PathLike | None = None, *,
@@ -34,15 +47,17 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
          retries: int = 3, isolate: bool = True, load_balancing: str = "size_aware", include: Sequence[str] = (),
          exclude: Sequence[str] = (), hidden: bool = False, follow_symlinks: bool = False, force: bool = False,
          flush_every: int = 200, progress: bool | None = None, dashboard_address: str | None = None,
-         on_client: Callable[[Any], Any] | None = None, summary: ScanSummary | None = None, security: Any = None) -> Any:
+         on_client: Callable[[Any], Any] | None = None, summary: ScanSummary | None = None, security: Any = None,
+         memory_limit: int | str | None = None) -> Any:
     """Extract every file under ``paths``; return the catalog as a pandas DataFrame.
 
     With ``output`` the catalog is also written there (crash-safe, resumable:
     files already in it with the same size and mtime are skipped unless
     ``force``). Options mirror ``metaextract scan --help``.
     """
-    from .parallel import ParallelExtractionConfig, ParallelExtractor
+    from .parallel import ParallelExtractionConfig
 
+    tell = summary is None  # called from Python: notices become warnings (the CLI prints its own)
     summary = summary if summary is not None else ScanSummary()
     t0 = time.perf_counter()
     if isinstance(paths, (str, os.PathLike)):
@@ -52,15 +67,50 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
         max_workers=workers, execution_model=execution, timeout_per_file=timeout, retry_failed=retries > 0,
         retry_limit=retries, isolate=isolate, load_balancing=load_balancing, scheduler_address=scheduler,
         dashboard_address=dashboard_address, security=security, streaming=StreamingConfig(**stream),
+        **({"memory_limit": memory_limit} if memory_limit is not None else {}),
     )
+    if isolate:
+        from .sandbox import allowed_memory_limit
+
+        allowed = allowed_memory_limit(int(config.memory_limit))
+        if allowed < int(config.memory_limit):
+            summary.notices.append(f"parsers get {allowed / 2**30:.2f} GiB of address space, not {int(config.memory_limit) / 2**30:.2f} GiB: "
+                                   "this environment's limit (ulimit -v) is lower")
     writer = CatalogWriter(os.fspath(output), format, flush_every=flush_every, force=force) if output is not None else None
+    try:
+        return _scan(paths, writer, output, config, summary, t0, include, exclude, hidden, follow_symlinks, force, progress,
+                     client, cluster, on_client)
+    finally:
+        if writer is not None:
+            writer.lock.release()
+            summary.notices.extend(writer.notices)
+        if tell:
+            import warnings
+
+            for note in summary.notices:
+                warnings.warn(note, RuntimeWarning, stacklevel=2)
+
+
+def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, output: str | os.PathLike | None, config: Any,
+          summary: ScanSummary, t0: float, include: Sequence[str], exclude: Sequence[str], hidden: bool, follow_symlinks: bool,
+          force: bool, progress: bool | None, client: Any, cluster: Any, on_client: Callable[[Any], Any] | None) -> Any:
+    """The scan itself, with the catalog's lock held: list, skip what is done, record links, extract the rest."""
     files = list(iter_files(paths, include, exclude, hidden, follow_symlinks, skip=[os.fspath(output)] if output else []))
+    explicit = {os.fspath(p) for p in paths if not os.path.isdir(p)}  # named on the command line: the user's choice
+    walked, links = split_links([f for f in files if f not in explicit], [p for p in paths if os.path.isdir(p)], follow_symlinks)
+    files = [f for f in files if f in explicit] + walked
     stats = {p: file_stat(p) for p in files}
+    stats.update({p: file_stat(p, follow=False) for p in links})
+    if writer is not None and not force:
+        writer.forget_missing([os.fspath(p) for p in paths if os.path.isdir(p)], [*files, *links])
     todo = [p for p in files if writer is None or not writer.is_done(p, *stats[p])]
-    summary.found, summary.skipped = len(files), len(files) - len(todo)
+    link_todo = [p for p in links if writer is None or not writer.is_done(p, *stats[p])]
+    summary.found = len(files) + len(links)
+    summary.skipped = summary.found - len(todo) - len(link_todo)
+    summary.links = len(links)
 
     rows: list[dict[str, Any]] = []
-    bar = ProgressBar(len(todo), enabled=progress)
+    bar = ProgressBar(len(todo) + len(link_todo), enabled=progress)
 
     def arrived(result: ExtractionResult) -> None:
         size, mtime = stats.get(result.file_path, (None, None))
@@ -79,8 +129,12 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
         if on_client is not None:
             on_client(c)
 
+    for link in link_todo:
+        arrived(link_record(link, links[link]))
     try:
         if todo:
+            from .parallel import ParallelExtractor
+
             extractor = ParallelExtractor(config, client=client, cluster=cluster)
             extractor.on_client = started
             known = {p: stats[p][0] for p in todo if stats[p][0] is not None}

@@ -20,3 +20,17 @@ def safe_text(value: Any) -> Any:
 def safe_dict(values: dict[str, Any]) -> dict[str, Any]:
     """safe_text on every value of a flat dict."""
     return {k: safe_text(v) for k, v in values.items()}
+
+
+#: C0 controls, DEL and C1 controls: what a terminal would act on instead of showing
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+
+
+def for_terminal(value: Any) -> str:
+    """``value`` as text safe to print: control characters shown as ``\\x1b``, ``\\x0a``, undecodable bytes escaped.
+
+    File names and attribute values come from the files; printed raw, an
+    escape sequence would drive the terminal and a newline would forge a line
+    of output. Machine outputs (``--json``, the catalog) keep the exact text.
+    """
+    return safe_text(str(value)).translate(_CONTROLS)

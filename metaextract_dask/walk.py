@@ -3,6 +3,13 @@
 Hidden names are skipped unless asked for; directory symlinks are followed
 only on request and then never twice (no loops); anything that is not a
 directory is listed, FIFOs and broken links included, so each gets a record.
+The walk keeps its own stack: a tree thousands of levels deep is no deeper
+for it than a flat one.
+
+Symbolic links to files are not followed out of the scanned folders:
+``split_links`` turns a link whose target lies outside them into a record of
+the link (its target's path, nothing read), and drops a link to a file that
+is scanned anyway, so each real file has one record.
 """
 
 from __future__ import annotations
@@ -28,22 +35,35 @@ def iter_files(paths: Sequence[str | os.PathLike], include: Sequence[str] = (), 
         if not os.path.isdir(top):
             yield top
             continue
-        yield from _walk(top, top, include, exclude, hidden, follow_symlinks, skip_real, seen_dirs)
+        yield from _walk(top, include, exclude, hidden, follow_symlinks, skip_real, seen_dirs)
 
 
-def _walk(folder: str, root: str, include, exclude, hidden: bool, follow: bool, skip_real: set[str], seen: set) -> Iterator[str]:
+def _entries(folder: str, skip_real: set[str], seen: set[tuple[int, int]]) -> list[os.DirEntry]:
+    """A folder's entries in name order; none for a folder already walked, skipped or unreadable."""
     try:
         st = os.stat(folder)
     except OSError:
-        return
-    if (st.st_dev, st.st_ino) in seen or os.path.realpath(folder) in skip_real:
-        return
+        return []
+    if (st.st_dev, st.st_ino) in seen or (skip_real and os.path.realpath(folder) in skip_real):
+        return []
     seen.add((st.st_dev, st.st_ino))
     try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
     except OSError:
-        return
-    for entry in entries:
+        return []
+
+
+def _walk(root: str, include: Sequence[str], exclude: Sequence[str], hidden: bool, follow: bool,
+          skip_real: set[str], seen: set[tuple[int, int]]) -> Iterator[str]:
+    """Depth first, files in name order, with an explicit stack of pending entries."""
+    stack: list[list[os.DirEntry]] = [_entries(root, skip_real, seen)[::-1]]
+    while stack:
+        pending = stack[-1]
+        if not pending:
+            stack.pop()
+            continue
+        entry = pending.pop()
         if not hidden and entry.name.startswith("."):
             continue
         try:
@@ -51,6 +71,41 @@ def _walk(folder: str, root: str, include, exclude, hidden: bool, follow: bool, 
         except OSError:
             is_dir = False
         if is_dir:
-            yield from _walk(entry.path, root, include, exclude, hidden, follow, skip_real, seen)
+            stack.append(_entries(entry.path, skip_real, seen)[::-1])
         elif _wanted(entry.path, root, include, exclude):
             yield entry.path
+
+
+def _inside(real: str, roots: Sequence[str]) -> bool:
+    return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def split_links(files: Sequence[str], roots: Sequence[str | os.PathLike], follow: bool = False) -> tuple[list[str], dict[str, str]]:
+    """(files to extract, {link: target} recorded as links and not followed).
+
+    Without ``follow``, a symbolic link whose target is outside ``roots`` (or
+    a folder, which is not walked) is recorded as a link; a link to a file
+    that is scanned under its own name is dropped; broken links stay (they
+    get an error record). With ``follow``, links are read through, and each
+    real file is still extracted once.
+    """
+    real_roots = [os.path.realpath(os.fspath(r)) for r in roots]
+    plain = {os.path.realpath(f) for f in files if not os.path.islink(f)}
+    keep: list[str] = []
+    links: dict[str, str] = {}
+    seen: set[str] = set()
+    for path in files:
+        if not os.path.islink(path):
+            keep.append(path)
+            continue
+        real = os.path.realpath(path)
+        if not os.path.exists(real):
+            keep.append(path)  # broken or a loop: its record says so
+        elif real in plain or real in seen:
+            continue  # the same file is scanned under another name
+        elif not follow and (os.path.isdir(real) or not _inside(real, real_roots)):
+            links[path] = real
+        else:
+            seen.add(real)
+            keep.append(path)
+    return keep, links
