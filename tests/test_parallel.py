@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import errno
 import os
 import subprocess
 import sys
@@ -218,7 +219,7 @@ def flaky_extraction(path):
     with open(counter, "w") as f:
         f.write(str(n))
     if n <= 2:
-        raise OSError(f"transient read error (attempt {n})")
+        raise OSError(errno.EIO, f"transient read error (attempt {n})")
     return {"attempts_seen": n}
 
 
@@ -226,7 +227,7 @@ def test_transient_errors_are_retried_with_backoff(tmp_path, process_client):
     path = make_bin(tmp_path / "flaky.bin", 100, 0)
     config = ParallelExtractionConfig(retry_limit=3, retry_delay=0.2)
     [result], _ = ParallelExtractor(config, flaky_extraction, client=process_client).extract([path])
-    assert result.success and result.attempts == 3 and result.metadata == {"attempts_seen": 3}
+    assert result.success and result.attempts == 3 and result.metadata == {"attempts_seen": 3}, result.error
     assert result.duration >= 0.2 + 0.4  # exponential backoff: 0.2 s, then 0.4 s
     os.unlink(path + ".attempts")
     config = ParallelExtractionConfig(retry_limit=1, retry_delay=0.01)

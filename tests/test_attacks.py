@@ -1,0 +1,606 @@
+"""Attacks and careless use: each test reproduces a finding against the first build.
+
+Hostile files (an HDF5 file disguised as NetCDF that reads ``/etc/shadow``,
+filter plugins from ``HDF5_PLUGIN_PATH``, links out of the tree, escape
+sequences in names), hostile neighbours (a module planted in the working
+folder, another local user connecting to the scheduler), and the ways a
+catalog loses records (two writers, colliding names, SIGTERM, a full disk).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from metaextract_dask.demo import make_h5, make_nc
+
+h5py = pytest.importorskip("h5py")
+
+AS_NOBODY = ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"]
+SCAN = ["metaextract", "scan", "--dashboard-address", "127.0.0.1:0", "-q"]
+#: every extension the project knows an HDF5-based file by, and some it does not
+EXTENSIONS = [".nc", ".nc4", ".cdf", ".h5", ".hdf5", ".he5", ".hdf", ".bin", ".dat", ""]
+
+
+def run(args, timeout=300, **kw):
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+@pytest.fixture
+def secret(tmp_path):
+    """A file outside every scanned folder, with bytes nobody may see in a catalog."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    path = outside / "secret.txt"
+    path.write_bytes(b"TOPSECRET-0123456789-abcdefghij-" * 4)
+    return str(path)
+
+
+def hostile_hdf5(path: str, secret: str) -> str:
+    """An HDF5 file whose objects point at ``secret``: external raw storage, a virtual dataset, an external link."""
+    with h5py.File(path, "w") as f:
+        for i in range(16):  # one byte each, at successive offsets: the min statistics would spell the secret
+            f.create_dataset(f"b{i:02d}", shape=(1,), dtype="u1", external=[(secret, i, 1)])
+        layout = h5py.VirtualLayout(shape=(16,), dtype="u1")
+        layout[:] = h5py.VirtualSource(secret, "data", shape=(16,))
+        f.create_virtual_dataset("vds", layout)
+        f["ext"] = h5py.ExternalLink(secret, "/data")
+        f.attrs["_NCProperties"] = "version=2,netcdf=4.9.2,hdf5=1.14.3"
+    return path
+
+
+# --- 1. a file disguised as NetCDF reads any file --------------------------------------------
+
+
+def test_hdf5_pointing_outside_is_never_followed_whatever_its_name(tmp_path, secret):
+    data = tmp_path / "data"
+    data.mkdir()
+    paths = [hostile_hdf5(str(data / f"disguised{ext}"), secret) for ext in EXTENSIONS]
+    script = textwrap.dedent(f"""
+        import json
+        from metaextract_dask import extract_metadata
+        for p in {paths!r}:
+            print(json.dumps(extract_metadata(p), default=str))
+    """)
+    trace = tmp_path / "trace"
+    out = run(["strace", "-f", "-qq", "-e", "trace=open,openat,openat2", "-o", str(trace), sys.executable, "-c", script])
+    assert out.returncode == 0, out.stderr[-2000:]
+    records = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(records) == len(paths)
+    leaked = [chr(c) for c in b"TOPSECRET"]
+    for path, record in zip(paths, records):
+        assert record["path"] == path
+        text = json.dumps(record)
+        assert "TOPSECRET" not in text
+        stats = [d.get("stats") for d in record.get("datasets", [])] + [v.get("stats") for v in record.get("variables", {}).values()]
+        mins = [chr(int(s["min"])) for s in stats if s and s.get("min") is not None]
+        assert mins[:9] != leaked, f"{path}: the secret came back through statistics"
+        if record["format"] in ("hdf5", "netcdf4"):
+            assert record["reader"] == "hdf5", f"{path} went to {record['reader']}, which would follow its references"
+    opened = trace.read_text()
+    assert secret not in opened, "a file outside the scanned tree was opened"
+
+
+# --- 2. a module planted in the scanned folder runs ------------------------------------------
+
+
+def test_a_module_planted_in_the_working_folder_does_not_run(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    make_h5(str(data / "a.h5"), 5)
+    make_nc(str(data / "b.nc"), 5)
+    marker = tmp_path / "PLANTED"
+    for name in ("cloudpickle.py", "numpy.py", "metaextract_dask.py", "h5py.py"):
+        (data / name).write_text(f"open({str(marker)!r}, 'a').write({name!r} + '\\n')\n")
+    out = run([*SCAN, ".", "-o", str(tmp_path / "cat")], cwd=data)
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+    assert not marker.exists(), f"planted modules ran: {marker.read_text()}"
+    info = run(["metaextract", "info", "a.h5", "--json"], cwd=data)
+    assert info.returncode == 0 and json.loads(info.stdout)["reader"] == "hdf5"
+    assert not marker.exists(), f"planted modules ran: {marker.read_text()}"
+
+
+# --- 3. any local user can run code through the scheduler ------------------------------------
+
+
+ATTACKER = textwrap.dedent("""
+    import os, sys
+    from distributed import Client
+    host_port = sys.argv[1].split("://", 1)[1]
+    for scheme in ("tcp", "tls"):
+        try:
+            with Client(f"{scheme}://{host_port}", timeout=5) as c:
+                print("CONNECTED", scheme, c.run(os.getuid))
+        except Exception as exc:
+            print("refused", scheme, type(exc).__name__)
+""")
+
+
+def test_another_local_user_cannot_drive_the_cluster():
+    from metaextract_dask.cluster import ClientScope
+
+    with ClientScope(max_workers=1, dashboard="127.0.0.1:0") as client:
+        address = client.scheduler.address
+        assert client.run(os.getuid)  # the scan's own client works
+        out = run([*AS_NOBODY, sys.executable, "-c", ATTACKER, address], timeout=120, cwd="/")
+    assert "refused tcp" in out.stdout and "refused tls" in out.stdout, out.stdout + out.stderr[-2000:]
+    assert "CONNECTED" not in out.stdout
+
+
+# --- 4. filter plugins load from HDF5_PLUGIN_PATH --------------------------------------------
+
+
+PLUGIN_C = r"""
+#include <stddef.h>
+#include <fcntl.h>
+#include <unistd.h>
+typedef struct { int version; int id; unsigned encoder_present; unsigned decoder_present; const char *name;
+  void *can_apply; void *set_local; size_t (*filter)(unsigned, size_t, const unsigned *, size_t, size_t *, void **); } H5Z_class2_t;
+static size_t identity(unsigned f, size_t n, const unsigned *v, size_t nbytes, size_t *s, void **b) { return nbytes; }
+static const H5Z_class2_t CLS = {1, 32123, 1, 1, "marker", NULL, NULL, identity};
+__attribute__((constructor)) static void loaded(void) {
+  int fd = open(MARKER, O_WRONLY | O_CREAT | O_APPEND, 0666);
+  if (fd >= 0) { write(fd, "loaded\n", 7); close(fd); } }
+int H5PLget_plugin_type(void) { return 0; }
+const void *H5PLget_plugin_info(void) { return &CLS; }
+"""
+
+
+@pytest.fixture
+def marker_plugin(tmp_path):
+    """A real HDF5 filter plugin (id 32123, an identity filter) that writes a marker file when loaded."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is needed to build the marker plugin")
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    marker = tmp_path / "PLUGIN_LOADED"
+    src = tmp_path / "marker.c"
+    src.write_text(PLUGIN_C)
+    out = run(["gcc", "-shared", "-fPIC", f'-DMARKER="{marker}"', "-o", str(folder / "libmarker.so"), str(src)])
+    assert out.returncode == 0, out.stderr
+    return str(folder), marker
+
+
+def test_filter_plugins_never_load_from_hdf5_plugin_path(tmp_path, marker_plugin):
+    folder, marker = marker_plugin
+    data = tmp_path / "data"
+    data.mkdir()
+    make = textwrap.dedent(f"""
+        import h5py, numpy as np
+        from h5py import h5pl
+        h5pl.append({folder!r}.encode())
+        for name in ("filtered.nc", "filtered.h5"):
+            with h5py.File({str(data)!r} + "/" + name, "w") as f:
+                f.create_dataset("x", data=np.arange(100.0), chunks=(10,), compression=32123)
+    """)
+    assert run([sys.executable, "-c", make]).returncode == 0
+    marker.unlink()  # making the file loaded it, as it should
+    env = dict(os.environ, HDF5_PLUGIN_PATH=folder)
+    for name in ("filtered.nc", "filtered.h5"):
+        out = run(["metaextract", "info", str(data / name), "--json"], env=env)
+        assert out.returncode == 0, out.stderr[-2000:]
+        record = json.loads(out.stdout)
+        assert record["reader"] == "hdf5"
+        assert not marker.exists(), f"metaextract info {name} loaded a plugin from HDF5_PLUGIN_PATH"
+    out = run([*SCAN, str(data), "-o", str(tmp_path / "cat")], env=env)
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+    assert not marker.exists(), "the scan loaded a plugin from HDF5_PLUGIN_PATH"
+
+
+# --- 5. symlinks to files are followed out of the tree ---------------------------------------
+
+
+def test_a_symlink_out_of_the_tree_is_recorded_as_a_link(tmp_path, secret):
+    import pandas as pd
+
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    os.symlink(secret, data / "x.h5")
+    real = make_h5(str(data / "sub" / "real.h5"), 5)
+    os.symlink("sub/real.h5", data / "alias.h5")  # inside the tree: the real file gets the one record
+    out = run([*SCAN, str(data), "-o", str(tmp_path / "cat")])
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+    frame = pd.read_parquet(tmp_path / "cat")
+    assert sorted(frame["path"]) == sorted([str(data / "x.h5"), real])
+    link = frame.set_index("path").loc[str(data / "x.h5")]
+    assert link["format"] == "symlink" and link["success"]
+    assert pd.isna(link["checksum"])
+    record = json.loads(link["metadata"])
+    assert record["link"]["target"] == secret and record["link"]["followed"] is False
+    assert "TOPSECRET" not in link["metadata"] and "magic_hex" not in record
+    followed = run([*SCAN, str(data), "-o", str(tmp_path / "cat2"), "--follow-symlinks"])
+    frame = pd.read_parquet(tmp_path / "cat2").set_index("path")
+    assert followed.returncode == 0 and frame.loc[str(data / "x.h5"), "format"] != "symlink"  # asked for: followed
+
+
+# --- 6. terminal escapes and forged lines ----------------------------------------------------
+
+
+def test_names_and_values_cannot_drive_the_terminal_or_forge_lines(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    evil_name = "evil\x1b[2J\ncatalog: everything fine (0 failed)\x07.h5"
+    path = str(data / evil_name)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.arange(3.0))
+        f.attrs["title"] = "\x1b]0;owned\x07\x1b[31mred\nforged line"
+    (data / "bad\x1b[31m.nc").write_bytes(b"CDF\x01garbage")
+    scan = run([*SCAN, str(data), "-o", str(tmp_path / "cat")])
+    human = run(["metaextract", "info", path])
+    for out in (scan, human):
+        assert "\x1b" not in out.stdout + out.stderr and "\x07" not in out.stdout + out.stderr
+        assert not any(line.startswith("catalog: everything fine") for line in (out.stdout + out.stderr).splitlines())
+    assert "\\x1b" in human.stdout and "\\x0a" in human.stdout
+    exact = json.loads(run(["metaextract", "info", path, "--json"]).stdout)
+    assert exact["attrs"]["title"] == "\x1b]0;owned\x07\x1b[31mred\nforged line" and exact["path"] == path
+    import pandas as pd
+
+    assert path in set(pd.read_parquet(tmp_path / "cat")["path"])  # the catalog keeps the exact name
+
+
+# --- 7. two scans into one catalog ----------------------------------------------------------
+
+
+def test_a_second_writer_is_refused_and_nothing_is_lost(tmp_path):
+    import pandas as pd
+
+    data = tmp_path / "data"
+    data.mkdir()
+    paths = [make_h5(str(data / f"g{i:03d}.h5"), 3) for i in range(120)] + [make_nc(str(data / f"n{i:03d}.nc"), 3) for i in range(120)]
+    cat = tmp_path / "cat"
+    first = subprocess.Popen([*SCAN, str(data), "-o", str(cat), "--flush-every", "10", "-j", "1"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (cat / "_lock").exists() and time.time() < deadline and first.poll() is None:
+        time.sleep(0.01)
+    assert (cat / "_lock").exists(), "the first scan took no lock"
+    second = run([*SCAN, str(data), "-o", str(cat), "--flush-every", "10"])
+    first_out, first_err = first.communicate(timeout=300)
+    assert first.returncode == 0, first_err[-2000:]
+    assert second.returncode == 2
+    assert "being written by another scan" in second.stderr and len(second.stderr.strip().splitlines()) == 1
+    frame = pd.read_parquet(cat)
+    assert sorted(frame["path"]) == sorted(paths)
+    assert not (cat / "_lock").exists()
+    # a lock left by a scan that was killed does not block the next one
+    (cat / "_lock").write_text(json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname(), "since": 0}))
+    again = run([*SCAN, str(data), "-o", str(cat)])
+    assert again.returncode == 0 and "took over the lock" in again.stderr
+
+
+# --- 8. names that differ only in an undecodable byte ----------------------------------------
+
+
+def test_names_that_escape_alike_keep_separate_rows(tmp_path):
+    import pandas as pd
+
+    data = tmp_path / "data"
+    data.mkdir()
+    raw = os.path.join(os.fsencode(str(data)), b"bad\xff.h5")
+    literal = os.path.join(os.fsencode(str(data)), b"bad\\xff.h5")
+    make_h5(os.fsdecode(raw), 3)
+    make_h5(os.fsdecode(literal), 4)
+    out = run([*SCAN, str(data), "-o", str(tmp_path / "cat")])
+    assert out.returncode == 0, out.stderr[-2000:]
+    frame = pd.read_parquet(tmp_path / "cat")
+    assert len(frame) == 2 and frame["success"].all()
+    assert sorted(frame["path_bytes"]) == sorted([raw, literal])
+    again = run([*SCAN, str(data), "-o", str(tmp_path / "cat")])
+    assert "2 already in the catalog" in again.stdout
+    assert len(pd.read_parquet(tmp_path / "cat")) == 2
+
+
+# --- 9. SIGTERM and SIGHUP discard buffered results ------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_save_what_was_extracted(tmp_path, sig):
+    import pandas as pd
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(300):
+        make_h5(str(data / f"g{i:03d}.h5"), 3)
+    with open(data / "huge.bin", "wb") as f:  # sparse: costs no disk, and a full scan of it takes a while
+        f.truncate(60 * 2**30)
+    cat = tmp_path / "cat"
+    args = ["metaextract", "scan", "--dashboard-address", "127.0.0.1:0", str(data), "-o", str(cat), "--flush-every", "100000",
+            "-j", "2", "--strategy", "windowed"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (cat / "_lock").exists():
+        time.sleep(0.1)
+    time.sleep(5)  # the small files are done by now; the huge one is still being read
+    assert proc.poll() is None, "the scan ended before the signal: the test proves nothing"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err[-2000:]
+    saved = int(err.split("interrupted; ")[1].split(" results")[0])
+    frame = pd.read_parquet(cat)
+    assert saved > 0 and len(frame) == saved
+
+
+# --- 10. a very deep tree --------------------------------------------------------------------
+
+
+def test_a_tree_2000_levels_deep_is_walked(tmp_path):
+    from metaextract_dask.walk import iter_files
+
+    root = tmp_path / "deep"
+    root.mkdir()
+    fd = os.open(root, os.O_RDONLY)
+    expected = []
+    path = str(root)
+    try:
+        for level in range(2000):
+            if level % 500 == 499:
+                with open(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as f:
+                    f.write("x")
+                expected.append(os.path.join(path, "f"))
+            os.mkdir("d", dir_fd=fd)
+            nxt = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+            path = os.path.join(path, "d")
+    finally:
+        os.close(fd)
+    try:
+        assert sorted(iter_files([str(root)])) == sorted(expected)
+    finally:
+        _remove_deep(str(root))
+
+
+def _remove_deep(root: str) -> None:
+    """Remove a chain of nested ``d`` folders bottom up (shutil.rmtree recurses, and would hit Python's limit)."""
+    fds = [os.open(root, os.O_RDONLY)]
+    try:
+        while "d" in os.listdir(fds[-1]):
+            fds.append(os.open("d", os.O_RDONLY, dir_fd=fds[-1]))
+        for parent, child in zip(reversed(fds[:-1]), reversed(fds[1:])):
+            for name in os.listdir(child):
+                os.unlink(name, dir_fd=child)
+            os.rmdir("d", dir_fd=parent)
+        for name in os.listdir(fds[0]):
+            os.unlink(name, dir_fd=fds[0])
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+# --- 11. memory limits the environment forbids -----------------------------------------------
+
+
+def test_an_environment_memory_limit_below_the_default_still_extracts(tmp_path):
+    import pandas as pd
+
+    data = tmp_path / "data"
+    data.mkdir()
+    make_h5(str(data / "a.h5"), 5)
+    make_nc(str(data / "b.nc"), 5)
+    limit_kib = 3_500_000  # below the sandbox's default of 4 GiB
+    out = run(["bash", "-c", f'ulimit -v {limit_kib} && exec "$@"', "_", *SCAN, str(data), "-o", str(tmp_path / "cat")])
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+    assert pd.read_parquet(tmp_path / "cat")["success"].all()
+    assert "ulimit -v" in out.stderr  # said once, not failed per file
+    lower = run([*SCAN, str(data), "-o", str(tmp_path / "cat2"), "--memory-limit", "2GiB"])
+    assert lower.returncode == 0 and pd.read_parquet(tmp_path / "cat2")["success"].all()
+
+
+# --- 12. timeouts, and a killed scan's parsers ------------------------------------------------
+
+
+def test_info_enforces_its_timeout(tmp_path):
+    path = str(tmp_path / "many.h5")
+    with h5py.File(path, "w") as f:
+        for i in range(6000):
+            f.create_group(f"g{i:05d}").attrs["a"] = i
+    t0 = time.perf_counter()
+    full = run(["metaextract", "info", path, "--json"])
+    unbounded = time.perf_counter() - t0
+    assert full.returncode == 0
+    t0 = time.perf_counter()
+    cut = run(["metaextract", "info", path, "--timeout", "0.05"])
+    bounded = time.perf_counter() - t0
+    assert cut.returncode == 1 and "timed out" in cut.stderr and "Traceback" not in cut.stderr
+    assert bounded < unbounded  # the parser was stopped, not waited for
+
+
+SANDBOX_PARENT = textwrap.dedent("""
+    import sys, time, threading
+    from metaextract_dask.sandbox import Sandbox
+    def spin():
+        while True:
+            pass
+    box = Sandbox(0)
+    t = threading.Thread(target=lambda: box.call("x", 600, spin), daemon=True)
+    t.start()
+    while box.proc is None:
+        time.sleep(0.01)
+    print(box.proc.pid, flush=True)
+    t.join()
+""")
+
+
+def test_a_killed_parent_leaves_no_parser_running(tmp_path):
+    parent = subprocess.Popen([sys.executable, "-c", SANDBOX_PARENT], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    time.sleep(0.5)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(child, 0)
+            with open(f"/proc/{child}/stat") as f:
+                if f.read().split(")")[1].split()[0] == "Z":
+                    break
+        except (ProcessLookupError, FileNotFoundError):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the sandbox child kept running after its parent was killed")
+
+
+# --- 13. metadata walks are linear ------------------------------------------------------------
+
+
+def classic_with_dimensions(path: str, n: int) -> str:
+    """A valid classic netCDF file with ``n`` dimensions (the last one unlimited), written directly."""
+    import struct
+
+    def name(text: str) -> bytes:
+        b = text.encode()
+        return struct.pack(">i", len(b)) + b + b"\0" * (-len(b) % 4)
+
+    parts = [b"CDF\x01", struct.pack(">i", 0), struct.pack(">ii", 0x0A, n)]
+    parts += [name(f"d{i}") + struct.pack(">i", 0 if i == n - 1 else 1 + i % 5) for i in range(n)]
+    parts += [struct.pack(">ii", 0, 0), struct.pack(">ii", 0, 0)]
+    with open(path, "wb") as f:
+        f.write(b"".join(parts))
+    return path
+
+
+def _timed(fn, *args):
+    t0 = time.perf_counter()
+    result = fn(*args)
+    return time.perf_counter() - t0, result
+
+
+def test_metadata_walks_are_linear_in_the_number_of_objects(tmp_path):
+    from metaextract_dask import extract_metadata
+
+    small = classic_with_dimensions(str(tmp_path / "d20k.nc"), 20_000)
+    big = classic_with_dimensions(str(tmp_path / "d200k.nc"), 200_000)
+    extract_metadata(small)  # warm
+    t_small, _ = _timed(extract_metadata, small)
+    t_big, record = _timed(extract_metadata, big)
+    assert len(record["dimensions"]) == 200_000 and record["unlimited_dimensions"] == ["d199999"]
+    header = run(["ncdump", "-h", big]).stdout
+    assert "d199999 = UNLIMITED" in header
+    assert t_big / t_small < 25, f"10x the dimensions took {t_big / t_small:.0f}x the time (linear: 10x)"
+
+    def nested(path, levels):
+        with h5py.File(path, "w") as f:
+            g = f
+            for i in range(levels):
+                g = g.create_group("g")
+                g.attrs["level"] = i
+        return path
+
+    shallow, deep = nested(str(tmp_path / "n100.h5"), 100), nested(str(tmp_path / "n1000.h5"), 1000)
+    extract_metadata(shallow)
+    t_shallow, _ = _timed(extract_metadata, shallow)
+    t_deep, record = _timed(extract_metadata, deep)
+    assert len(record["groups"]) == 1001
+    assert t_deep / t_shallow < 25, f"10x the nesting took {t_deep / t_shallow:.0f}x the time (linear: 10x)"
+
+
+# --- 14. usage errors: one line, exit 2, before any cluster starts ---------------------------
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    data = tmp_path_factory.mktemp("usage") / "data"
+    data.mkdir()
+    make_h5(str(data / "a.h5"), 3)
+    return data
+
+
+USAGE_ERRORS = {
+    "output is a file": lambda d: ["-o", str(d / "a.h5")],
+    "output is /dev/null": lambda d: ["-o", "/dev/null"],
+    "output is the scanned folder": lambda d: ["-o", str(d)],
+    "output holds the scanned folder": lambda d: ["-o", str(d.parent)],
+    "dashboard address garbage": lambda d: ["-o", str(d.parent / "c"), "--dashboard-address", "garbage"],
+    "scheduler that does not answer": lambda d: ["-o", str(d.parent / "c"), "--scheduler", "tcp://127.0.0.1:1"],
+    "scheduler that is not an address": lambda d: ["-o", str(d.parent / "c"), "--scheduler", "http://"],
+    "timeout nan": lambda d: ["-o", str(d.parent / "c"), "--timeout", "nan"],
+    "timeout inf": lambda d: ["-o", str(d.parent / "c"), "--timeout", "inf"],
+    "timeout negative": lambda d: ["-o", str(d.parent / "c"), "--timeout", "-1"],
+    "workers negative": lambda d: ["-o", str(d.parent / "c"), "--workers", "-3"],
+    "workers zero": lambda d: ["-o", str(d.parent / "c"), "--workers", "0"],
+    "retries negative": lambda d: ["-o", str(d.parent / "c"), "--retries", "-1"],
+    "flush-every zero": lambda d: ["-o", str(d.parent / "c"), "--flush-every", "0"],
+    "chunk size garbage": lambda d: ["-o", str(d.parent / "c"), "--chunk-size", "lots"],
+    "memory limit zero": lambda d: ["-o", str(d.parent / "c"), "--memory-limit", "0"],
+    "unknown checksum": lambda d: ["-o", str(d.parent / "c"), "--checksum", "md5000"],
+    "missing path": lambda d: ["-o", str(d.parent / "c"), str(d / "nothing-here")],
+}
+
+
+@pytest.mark.parametrize("case", list(USAGE_ERRORS))
+def test_usage_errors_are_one_line_and_exit_2(small_data, case):
+    t0 = time.perf_counter()
+    out = run(["metaextract", "scan", str(small_data), *USAGE_ERRORS[case](small_data)], timeout=60)
+    assert out.returncode == 2, (case, out.stdout, out.stderr[-2000:])
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "Dask dashboard" not in out.stderr  # refused before any cluster started
+    assert time.perf_counter() - t0 < 30
+
+
+def test_a_read_only_catalog_folder_is_a_usage_error(small_data, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chmod(tmp_path, 0o755)
+    out = run([*AS_NOBODY, "metaextract", "scan", str(small_data), "-o", str(locked / "cat")], timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_a_stray_or_corrupt_part_is_quarantined_not_fatal(small_data, tmp_path):
+    import pandas as pd
+
+    cat = tmp_path / "cat"
+    assert run([*SCAN, str(small_data), "-o", str(cat)]).returncode == 0
+    (cat / "part-00007.parquet").write_bytes(b"not parquet at all")
+    make_h5(str(small_data / "b.h5"), 4)
+    try:
+        out = run([*SCAN, str(small_data), "-o", str(cat)])
+    finally:
+        os.unlink(small_data / "b.h5")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "part-00007.parquet could not be read" in out.stderr and (cat / "_quarantine" / "part-00007.parquet").exists()
+    assert len(pd.read_parquet(cat)) == 2
+    # a file deleted since the last scan: its row goes, and the scan says so
+    out = run([*SCAN, str(small_data), "-o", str(cat)])
+    assert "no longer exist" in out.stderr and list(pd.read_parquet(cat)["path"]) == [str(small_data / "a.h5")]
+
+
+def test_output_piped_to_head_ends_quietly(tmp_path):
+    path = classic_with_dimensions(str(tmp_path / "wide.nc"), 30_000)
+    out = run(["bash", "-c", f"set -o pipefail; metaextract info {path} | head -n 2"])
+    assert len(out.stdout.splitlines()) == 2
+    assert "Traceback" not in out.stderr and "BrokenPipeError" not in out.stderr, out.stderr
+
+
+def test_a_full_disk_stops_the_scan_with_one_clear_error(tmp_path):
+    import pandas as pd
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mount)]).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root and mount rights)")
+    try:
+        data = tmp_path / "data"
+        data.mkdir()
+        for i in range(300):
+            make_h5(str(data / f"g{i:03d}.h5"), 3)
+        out = run([*SCAN, str(data), "-o", str(mount / "cat"), "--flush-every", "10", "-j", "1"])
+        assert out.returncode == 1
+        assert "cannot write the catalog" in out.stderr and "No space left on device" in out.stderr
+        assert "Traceback" not in out.stderr
+        assert not any(line.startswith("  failed:") for line in out.stdout.splitlines())  # not N failed files
+        frame = pd.read_parquet(mount / "cat")  # what was written reads
+        assert 0 < len(frame) < 300 and frame["success"].all()
+    finally:
+        run(["umount", str(mount)])
