@@ -13,6 +13,7 @@ or ``dask.dataframe.read_parquet(folder)``.
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -28,18 +29,50 @@ LOCK = "_lock"
 QUARANTINE = "_quarantine"
 FORMATS = ("parquet", "jsonl")
 
-#: (column, arrow type name); the schema every part shares
-COLUMNS = [
+#: (column, arrow type name) the framework fills for every file, whatever its reader
+FRAMEWORK_COLUMNS = [
     ("path", "string"), ("size", "int64"), ("mtime", "float64"), ("format", "string"), ("reader", "string"),
     ("strategy", "string"), ("success", "bool"), ("error", "string"), ("error_type", "string"),
     ("duration", "float64"), ("attempts", "int32"), ("worker", "string"), ("extracted_at", "float64"),
     ("chunks_read", "int64"), ("bytes_read", "int64"), ("exact", "bool"), ("checksum", "string"),
-    ("entropy", "float64"), ("file_format", "string"), ("n_groups", "int32"), ("n_datasets", "int32"),
-    ("n_variables", "int32"), ("n_dimensions", "int32"), ("time_start", "string"), ("time_end", "string"),
-    ("container", "string"), ("media_duration", "float64"), ("codec", "string"), ("width", "int32"),
-    ("height", "int32"), ("fps", "float64"), ("audio_codec", "string"), ("n_streams", "int32"),
-    ("frames", "int64"), ("metadata", "string"), ("path_bytes", "binary"),
 ]
+#: last: the whole record, and the name's exact bytes
+TRAILING_COLUMNS = [("metadata", "string"), ("path_bytes", "binary")]
+ARROW_TYPES = {"string": "string", "int64": "int64", "int32": "int32", "float64": "float64", "bool": "bool_", "binary": "binary"}
+
+
+@functools.lru_cache(maxsize=1)
+def catalog_columns() -> list[tuple[str, str]]:
+    """The schema every part shares: the framework's columns, then each registered reader's, in registry order.
+
+    The catalog never names a reader: a plugin's columns appear by its
+    declaring them. A reader column that reuses a taken name is left out.
+    """
+    from .readers.registry import available_readers, loaded_reader
+
+    out = list(FRAMEWORK_COLUMNS)
+    taken = {name for name, _ in out} | {name for name, _ in TRAILING_COLUMNS}
+    for name in available_readers():
+        reader = loaded_reader(name)
+        for column, kind in getattr(reader, "columns", ()) if reader is not None else ():
+            if column not in taken and kind in ARROW_TYPES:
+                taken.add(column)
+                out.append((column, kind))
+    return out + TRAILING_COLUMNS
+
+
+def reader_columns(record: dict[str, Any]) -> dict[str, Any]:
+    """The columns the record's own reader fills (none when it has no reader or it fails on this record)."""
+    from .readers.registry import available_readers, loaded_reader
+
+    name = record.get("reader")
+    reader = loaded_reader(name) if isinstance(name, str) and name in available_readers() else None
+    if reader is None:
+        return {}
+    try:
+        return dict(reader.catalog_row(record))
+    except Exception:  # noqa: BLE001 - an odd record: its columns stay empty, the JSON keeps everything
+        return {}
 
 
 def path_key(path: str) -> bytes:
@@ -57,14 +90,6 @@ def row_key(row: dict[str, Any]) -> bytes:
     if isinstance(pb, str):  # JSON Lines keeps the bytes as hex
         return bytes.fromhex(pb)
     return pb if pb is not None else str(row["path"]).encode("utf-8", "surrogateescape")
-
-
-def _fps(rate: Any) -> float | None:
-    try:
-        num, den = str(rate).split("/")
-        return float(num) / float(den) if float(den) else None
-    except (ValueError, ZeroDivisionError):
-        return None
 
 
 def file_stat(path: str, follow: bool = True) -> tuple[int | None, float | None]:
@@ -100,29 +125,17 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
     streaming = md.get("streaming") or {}
     if size is None:
         size, mtime = (md["size"], md["mtime"]) if "mtime" in md else file_stat(result.file_path)
-    video = next((s for s in md.get("streams", []) if s.get("codec_type") == "video"), {})
-    audio = next((s for s in md.get("streams", []) if s.get("codec_type") == "audio"), {})
-    frames = sum(v.get("frames", 0) for v in md.get("frame_counts", {}).values()) if md.get("frame_counts") else None
-    time_cov = (md.get("cf_coverage") or {}).get("time") or {}
-    row = {
+    own = reader_columns(md) if result.success else {}
+    row = {name: own.get(name) for name, _ in catalog_columns()}
+    row.update({
         "path": result.file_path, "size": size, "mtime": mtime,
         "format": md.get("format") or result.file_format or _detected(result.file_path), "reader": md.get("reader"), "strategy": streaming.get("shape"),
         "success": result.success, "error": result.error, "error_type": result.error_type,
         "duration": result.duration, "attempts": result.attempts, "worker": result.worker, "extracted_at": result.end_time or time.time(),
         "chunks_read": streaming.get("chunks_read"), "bytes_read": streaming.get("bytes_read"), "exact": streaming.get("exact"),
-        "checksum": (md.get("checksum") or {}).get("value"), "entropy": (md.get("entropy") or {}).get("bits_per_byte"),
-        "file_format": md.get("file_format"),
-        "n_groups": len(md["groups"]) if isinstance(md.get("groups"), list) else None,
-        "n_datasets": len(md["datasets"]) if isinstance(md.get("datasets"), list) else None,
-        "n_variables": len(md["variables"]) if isinstance(md.get("variables"), dict) else None,
-        "n_dimensions": len(md["dimensions"]) if isinstance(md.get("dimensions"), dict) else None,
-        "time_start": time_cov.get("start"), "time_end": time_cov.get("end"),
-        "container": md.get("container"), "media_duration": md.get("duration") if isinstance(md.get("duration"), (int, float)) else None,
-        "codec": video.get("codec_name"), "width": video.get("width"), "height": video.get("height"),
-        "fps": _fps(video.get("avg_frame_rate")) if video else None, "audio_codec": audio.get("codec_name"),
-        "n_streams": len(md["streams"]) if isinstance(md.get("streams"), list) else None, "frames": frames,
+        "checksum": (md.get("checksum") or {}).get("value"),
         "metadata": json.dumps(md, default=str) if md else None,
-    }
+    })
     row = safe_dict(row)
     row["path_bytes"] = path_key(result.file_path)
     return row
@@ -131,8 +144,7 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
 def _schema() -> Any:
     import pyarrow as pa
 
-    kinds = {"string": "string", "int64": "int64", "int32": "int32", "float64": "float64", "bool": "bool_", "binary": "binary"}
-    return pa.schema([(name, getattr(pa, kinds[kind])()) for name, kind in COLUMNS])
+    return pa.schema([(name, getattr(pa, ARROW_TYPES[kind])()) for name, kind in catalog_columns()])
 
 
 def _fsync_dir(folder: str) -> None:
@@ -189,10 +201,10 @@ def read_catalog(folder: str) -> Any:
 
     parts = part_files(folder)
     if not parts:
-        return pd.DataFrame({name: pd.Series(dtype="object") for name, _ in COLUMNS})
+        return pd.DataFrame({name: pd.Series(dtype="object") for name, _ in catalog_columns()})
     if parts[0].endswith(".parquet"):
         return pd.read_parquet(folder)
-    return pd.DataFrame([row for p in parts for row in _read_part(p)], columns=[c for c, _ in COLUMNS])
+    return pd.DataFrame([row for p in parts for row in _read_part(p)], columns=[c for c, _ in catalog_columns()])
 
 
 class CatalogLockedError(ValueError):
@@ -395,7 +407,7 @@ class CatalogWriter:
 
     def _manifest(self, **extra: Any) -> None:
         info = {"format": self.fmt, "parts": [os.path.basename(p) for p in part_files(self.folder)], "rows": self.rows_written,
-                "columns": [c for c, _ in COLUMNS], "updated": time.time(), **extra}
+                "columns": [c for c, _ in catalog_columns()], "updated": time.time(), **extra}
         _atomic_write(self.folder, MANIFEST, lambda tmp: open(tmp, "w").write(json.dumps(info, indent=1)))
 
     def close(self, **summary: Any) -> None:

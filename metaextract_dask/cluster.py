@@ -67,6 +67,38 @@ def run_security() -> Any:
     return Security.temporary()
 
 
+class main_not_reimported:
+    """While worker processes start, hide the user's ``__main__`` from multiprocessing's spawn.
+
+    A spawned worker re-runs the main script (as ``__mp_main__``) before it
+    can work; a script without an ``if __name__ == "__main__":`` guard, like
+    the seed's examples pasted into a file, would then start a cluster inside
+    each worker ("An attempt has been made to start a new process before the
+    current process has finished its bootstrapping phase"). Workers do not
+    need it: functions defined in ``__main__`` travel by value (cloudpickle),
+    as they do to ``dask worker`` processes. Only ``__spec__`` and
+    ``__file__`` are hidden, and only for the duration of the start.
+    """
+
+    _HIDDEN = ("__spec__", "__file__")
+
+    def __enter__(self) -> "main_not_reimported":
+        import sys
+
+        self.main = sys.modules.get("__main__")
+        self.saved = {k: self.main.__dict__[k] for k in self._HIDDEN if self.main is not None and k in self.main.__dict__}
+        for k in self.saved:
+            if k == "__spec__":
+                self.main.__spec__ = None
+            else:
+                del self.main.__dict__[k]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for k, v in self.saved.items():
+            setattr(self.main, k, v)
+
+
 def _with_dashboard_page() -> None:
     """Our page on the dashboard of a LocalCluster (its scheduler runs in this process)."""
     try:
@@ -114,7 +146,8 @@ class ClientScope:
             return self.client
         target = self._existing_target()
         if target is None:
-            target = LocalCluster(**self._local_cluster_kwargs())
+            with main_not_reimported():
+                target = LocalCluster(**self._local_cluster_kwargs())
             self._owned.append(target)
         self.client = Client(target, set_as_default=False, **self._kwargs())
         self._owned.insert(0, self.client)
@@ -133,7 +166,8 @@ class ClientScope:
             return self.client
         target = self._existing_target()
         if target is None:
-            target = await LocalCluster(asynchronous=True, **self._local_cluster_kwargs())
+            with main_not_reimported():
+                target = await LocalCluster(asynchronous=True, **self._local_cluster_kwargs())
             self._owned.append(target)
         self.client = await Client(target, asynchronous=True, set_as_default=False, **self._kwargs())
         self._owned.insert(0, self.client)

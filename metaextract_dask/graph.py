@@ -1,7 +1,7 @@
 """Plan -> a low-level Dask task dictionary.
 
 Graphs are plain dicts of tuples: no HighLevelGraph, no optimisation pass,
-because per-task scheduling cost dominates (see DESIGN.md). Keys are named so
+because per-task scheduling cost dominates (benchmarks/RESULTS.md). Keys are named so
 the dashboard groups them: ``read-chunk``, ``merge-chunks``, ``finalize-file``.
 """
 

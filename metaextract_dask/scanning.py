@@ -148,6 +148,6 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
         return read_catalog(os.fspath(output))
     import pandas as pd
 
-    from .catalog import COLUMNS
+    from .catalog import catalog_columns
 
-    return pd.DataFrame(rows, columns=[c for c, _ in COLUMNS])
+    return pd.DataFrame(rows, columns=[c for c, _ in catalog_columns()])

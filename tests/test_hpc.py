@@ -22,10 +22,10 @@ VOLATILE = ["duration", "worker", "extracted_at", "attempts"]
 
 @pytest.fixture(scope="module")
 def slurm():
-    """The single-node SLURM of ci/slurm/start.sh (started here if it is not running)."""
+    """The single-node SLURM of .ci/slurm/start.sh (started here if it is not running)."""
     up = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True) if _has("sinfo") else None
     if up is None or up.returncode != 0 or "idle" not in up.stdout:
-        subprocess.run(["bash", os.path.join(ROOT, "ci", "slurm", "start.sh")], check=True, timeout=600)
+        subprocess.run(["bash", os.path.join(ROOT, ".ci", "slurm", "start.sh")], check=True, timeout=600)
     yield
 
 

@@ -69,7 +69,8 @@ def test_seed_parallel_example_runs(tmp_path, model):
     for name in ("file1.h5", "file2.h5", "file3.h5"):
         make_h5(tmp_path / name, 3)
     body = SEED_PARALLEL.replace("ExecutionModel.THREAD_POOL", f"ExecutionModel.{model}")
-    script = "import asyncio\nasync def main():\n" + textwrap.indent(body, "    ") + "\nif __name__ == '__main__':\n    asyncio.run(main())\n"
+    # pasted as a user would: no `if __name__ == '__main__':` guard, on every execution model
+    script = "import asyncio\nasync def main():\n" + textwrap.indent(body, "    ") + "\nasyncio.run(main())\n"
     (tmp_path / "example.py").write_text(script)
     env = dict(os.environ, DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__ADDRESS="127.0.0.1:0")
     out = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)

@@ -55,7 +55,10 @@ def run_seed_example(workdir, with_cluster: bool) -> str:
             "    cluster = LocalCluster(n_workers=2, threads_per_worker=1, host='127.0.0.1', dashboard_address='127.0.0.1:0')\n"
             "    client = Client(cluster)\n"
         )
-    script = f"import asyncio\n{seen}\nasync def main():\n{setup}{body}\nif __name__ == '__main__':\n    asyncio.run(main())\n"
+    # pasted as a user would, without an `if __name__ == '__main__':` guard; a script that starts its
+    # own process cluster needs one (that is multiprocessing's rule for the user's own LocalCluster)
+    run = "if __name__ == '__main__':\n    asyncio.run(main())\n" if with_cluster else "asyncio.run(main())\n"
+    script = f"import asyncio\n{seen}\nasync def main():\n{setup}{body}\n{run}"
     (workdir / "example.py").write_text(script)
     out = subprocess.run([sys.executable, "example.py"], cwd=workdir, capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-3000:]

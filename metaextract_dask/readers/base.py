@@ -28,6 +28,15 @@ class StreamChunkReader(ABC):
     #: hostile file can crash: when isolation is on, its layout is planned and
     #: its chunks are read in the sandbox, like small files
     native: ClassVar[bool] = False
+    #: the catalog columns this reader fills, (name, type) with type one of
+    #: string, int32, int64, float64, bool; the catalog adds them to its schema
+    columns: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: for plugins: (format, offset, magic bytes, description) that detection recognises
+    signatures: ClassVar[tuple[tuple[str, int, bytes, str], ...]] = ()
+
+    def catalog_row(self, record: dict[str, Any]) -> dict[str, Any]:
+        """This reader's columns of one catalog row, from the record it produced."""
+        return {}
 
     def native_spec(self, spec: ChunkSpec) -> bool:
         """Whether reading this chunk runs the native library (and so belongs in the sandbox)."""

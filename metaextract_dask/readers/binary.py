@@ -162,6 +162,10 @@ class BinaryChunkReader(StreamChunkReader):
     """Any file as byte ranges: signatures, entropy profile, tree checksum."""
 
     name = "binary"
+    columns = (("entropy", "float64"),)
+
+    def catalog_row(self, record: dict[str, Any]) -> dict[str, Any]:
+        return {"entropy": (record.get("entropy") or {}).get("bits_per_byte")}
 
     def chunk_size(self, requested: int) -> int:
         # chunks start on checksum-block boundaries so every task hashes whole blocks

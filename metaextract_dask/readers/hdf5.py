@@ -310,6 +310,10 @@ class HDF5ChunkReader(StreamChunkReader):
     name = "hdf5"
     formats = frozenset({"hdf5"})
     native = True
+    columns = (("n_groups", "int32"), ("n_datasets", "int32"))
+
+    def catalog_row(self, record: dict[str, Any]) -> dict[str, Any]:
+        return {"n_groups": len(record.get("groups") or []), "n_datasets": len(record.get("datasets") or [])}
 
     def unavailable(self) -> str | None:
         return None if importlib.util.find_spec("h5py") else EXTRA_HINT

@@ -213,6 +213,14 @@ class NetCDFChunkReader(StreamChunkReader):
     name = "netcdf"
     formats = frozenset({"netcdf3", "netcdf4"})
     native = True
+    columns = (("file_format", "string"), ("n_variables", "int32"), ("n_dimensions", "int32"),
+               ("time_start", "string"), ("time_end", "string"))
+
+    def catalog_row(self, record: dict[str, Any]) -> dict[str, Any]:
+        time_range = (record.get("cf_coverage") or {}).get("time") or {}
+        return {"file_format": record.get("file_format"), "n_variables": len(record.get("variables") or {}),
+                "n_dimensions": len(record.get("dimensions") or {}), "time_start": time_range.get("start"),
+                "time_end": time_range.get("end")}
 
     def unavailable(self) -> str | None:
         return None if importlib.util.find_spec("netCDF4") else EXTRA_HINT

@@ -5,14 +5,20 @@ is asked for, and a third-party package adds a reader with::
 
     [project.entry-points."metaextract_dask.readers"]
     myformat = "mypkg.reader:MyReader"
+
+A plugin may not take a built-in's name (it is refused with a warning unless
+``metaextract.readers.replace`` lists that name); a plugin that fails to
+import is skipped with a warning and every other reader goes on; a plugin's
+``signatures`` (format, offset, magic bytes, description) extend detection.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
-from typing import Any
+import warnings
 from importlib.metadata import entry_points
+from typing import Any
 
 from ..errors import UnsupportedFormatError
 from ..model import FileInfo
@@ -32,11 +38,43 @@ FALLBACK = "binary"
 
 @functools.lru_cache(maxsize=1)
 def available_readers() -> dict[str, str]:
-    """name -> "module:Class" for every registered reader."""
+    """name -> "module:Class" for every registered reader; a plugin never silently replaces another."""
+    import dask.config
+
+    replace = set(dask.config.get("metaextract.readers.replace", []) or [])
     found = dict(BUILTIN_READERS)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found.setdefault(ep.name, ep.value)
+        if ep.name in found and ep.name not in replace:
+            warnings.warn(f"reader plugin {ep.name!r} ({ep.value}) is ignored: {found[ep.name]} already has that name "
+                          f"(list it in metaextract.readers.replace to let the plugin replace it)", RuntimeWarning, stacklevel=2)
+            continue
+        found[ep.name] = ep.value
     return found
+
+
+@functools.lru_cache(maxsize=None)
+def loaded_reader(name: str) -> StreamChunkReader | None:
+    """The reader, or None (once warned) when it cannot be loaded: one broken plugin must not fail every file."""
+    try:
+        return get_reader(name)
+    except Exception as exc:  # noqa: BLE001 - a third party's import error, whatever it is
+        warnings.warn(f"reader {name!r} ({available_readers().get(name)}) could not be loaded and is skipped: "
+                      f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def plugin_signatures() -> tuple[tuple[str, int, bytes, str], ...]:
+    """(format, offset, magic, description) declared by plugin readers, for detection."""
+    found = []
+    for name, target in available_readers().items():
+        if BUILTIN_READERS.get(name) == target:
+            continue
+        reader = loaded_reader(name)
+        for entry in getattr(reader, "signatures", ()) if reader is not None else ():
+            fmt, offset, magic, description = entry
+            found.append((str(fmt), int(offset), bytes(magic), str(description)))
+    return tuple(found)
 
 
 @functools.lru_cache(maxsize=None)
@@ -47,9 +85,19 @@ def get_reader(name: str) -> StreamChunkReader:
     except KeyError:
         known = ", ".join(sorted(available_readers()))
         raise UnsupportedFormatError(None, f"no reader named {name!r}; known readers: {known}") from None
+    return _instance(target)
+
+
+@functools.lru_cache(maxsize=None)
+def _instance(target: str) -> StreamChunkReader:
     module, _, attr = target.partition(":")
-    cls = getattr(importlib.import_module(module), attr)
-    return cls()
+    return getattr(importlib.import_module(module), attr)()
+
+
+def is_builtin(reader: StreamChunkReader, name: str) -> bool:
+    """Whether ``reader`` is this project's own reader ``name`` (not a plugin registered under that name)."""
+    cls = type(getattr(reader, "inner", reader))
+    return f"{cls.__module__}:{cls.__qualname__}" == BUILTIN_READERS[name]
 
 
 def reader_for(info: FileInfo, name: str | None = None) -> tuple[StreamChunkReader, str | None]:
@@ -66,8 +114,8 @@ def reader_for(info: FileInfo, name: str | None = None) -> tuple[StreamChunkRead
     for candidate in available_readers():
         if candidate == FALLBACK:
             continue
-        reader = get_reader(candidate)
-        if info.format in reader.formats:
+        reader = loaded_reader(candidate)
+        if reader is not None and info.format in reader.formats:
             reason = reader.unavailable()
             if reason is None:
                 return reader, None
@@ -115,9 +163,9 @@ def guard_native(info: FileInfo, reader: StreamChunkReader, note: str | None) ->
     follows them; libnetcdf (or a third-party reader) never sees it. A file
     the guard cannot inspect is treated the same way: unsafe until shown safe.
     """
-    if info.format not in HDF5_BASED or reader.name in (SAFE_HDF5_READER, FALLBACK):
+    if info.format not in HDF5_BASED or is_builtin(reader, SAFE_HDF5_READER) or is_builtin(reader, FALLBACK):
         return reader, note
-    safe = get_reader(SAFE_HDF5_READER)
+    safe = _instance(BUILTIN_READERS[SAFE_HDF5_READER])  # this project's own, whatever a plugin registered as "hdf5"
     if safe.unavailable():
         return get_reader(FALLBACK), "read as binary: h5py is needed to check safely what an HDF5-based file points to (pip install h5py)"
     from .guard import outside_references

@@ -150,10 +150,32 @@ def scan_intervals(path: str, intervals: list[tuple[float | None, float | None]]
     return count_packets(run_ffprobe(path, args, timeout), intervals)
 
 
+def _rate(rate: Any) -> float | None:
+    """ffprobe's "30000/1001" as a number; None for "0/0" and the like."""
+    try:
+        num, den = str(rate).split("/")
+        return float(num) / float(den) if float(den) else None
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
 class VideoChunkReader(StreamChunkReader):
     """Video containers (seed name): format, streams, counted frames and keyframes."""
 
     name = "video"
+    columns = (("container", "string"), ("media_duration", "float64"), ("codec", "string"), ("width", "int32"),
+               ("height", "int32"), ("fps", "float64"), ("audio_codec", "string"), ("n_streams", "int32"), ("frames", "int64"))
+
+    def catalog_row(self, record: dict[str, Any]) -> dict[str, Any]:
+        streams = record.get("streams") or []
+        video = next((s for s in streams if s.get("codec_type") == "video"), {})
+        audio = next((s for s in streams if s.get("codec_type") == "audio"), {})
+        counts = record.get("frame_counts") or {}
+        duration = record.get("duration")
+        return {"container": record.get("container"), "media_duration": duration if isinstance(duration, (int, float)) else None,
+                "codec": video.get("codec_name"), "width": video.get("width"), "height": video.get("height"),
+                "fps": _rate(video.get("avg_frame_rate")) if video else None, "audio_codec": audio.get("codec_name"),
+                "n_streams": len(streams), "frames": sum(v.get("frames", 0) for v in counts.values()) if counts else None}
     formats = VIDEO_FORMATS
 
     def unavailable(self) -> str | None:

@@ -1,0 +1,127 @@
+"""Third-party readers through the entry-point group, installed as a real (temporary) distribution.
+
+A plugin adds a format (its signature extends detection), fills catalog
+columns it declares (the catalog code names no reader), cannot silently take
+a built-in's name, and a plugin that fails to import is skipped with a
+warning while every other file still extracts.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+
+from metaextract_dask.demo import make_h5, make_nc
+
+XYZ_READER = textwrap.dedent('''
+    """A reader for "XYZ1" files: a 4-byte magic, then a count of records of 8 bytes."""
+    import struct
+    from metaextract_dask.model import ChunkSpec, ChunkType
+    from metaextract_dask.readers.base import StreamChunkReader
+
+    class XYZReader(StreamChunkReader):
+        name = "xyz"
+        formats = frozenset({"xyz"})
+        signatures = (("xyz", 0, b"XYZ1", "XYZ record file"),)
+        columns = (("xyz_records", "int64"), ("xyz_format_version", "string"))
+
+        def layout(self, info, chunk_size):
+            return [ChunkSpec(info.path, 0, ChunkType.HEADER, 0, min(info.size, 8), "header")]
+
+        def summarize(self, spec, config):
+            with open(spec.path, "rb") as f:
+                head = f.read(8)
+            return {"records": struct.unpack(">I", head[4:8])[0]}
+
+        def merge(self, a, b):
+            return a or b
+
+        def finalize(self, state, info, config):
+            return {"records": state["records"], "version": "1"}
+
+        def catalog_row(self, record):
+            return {"xyz_records": record["records"], "xyz_format_version": record["version"]}
+''')
+
+BROKEN_READER = "raise ImportError('this plugin needs a library that is not installed')\n"
+
+SHADOWING_READER = textwrap.dedent('''
+    from metaextract_dask.readers.binary import BinaryChunkReader
+
+    class Shadow(BinaryChunkReader):
+        name = "hdf5"
+        formats = frozenset({"hdf5", "netcdf4"})
+''')
+
+
+def make_distribution(site) -> str:
+    """A distribution in ``site`` (a folder put on sys.path) with three reader entry points."""
+    site.mkdir()
+    (site / "xyzreader.py").write_text(XYZ_READER)
+    (site / "brokenreader.py").write_text(BROKEN_READER)
+    (site / "shadowreader.py").write_text(SHADOWING_READER)
+    info = site / "xyzreader-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: xyzreader\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(textwrap.dedent("""
+        [metaextract_dask.readers]
+        xyz = xyzreader:XYZReader
+        broken = brokenreader:Reader
+        hdf5 = shadowreader:Shadow
+    """))
+    return str(site)
+
+
+def test_a_third_party_reader_fills_its_columns_and_a_broken_one_is_skipped(tmp_path):
+    site = make_distribution(tmp_path / "site")
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, n in enumerate((3, 7, 11)):
+        (data / f"r{i}.xyz").write_bytes(b"XYZ1" + n.to_bytes(4, "big") + bytes(8 * n))
+    h5, nc = make_h5(str(data / "a.h5"), 4), make_nc(str(data / "b.nc"), 4)
+    env = dict(os.environ, PYTHONPATH=site + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run(["metaextract", "scan", str(data), "-o", str(tmp_path / "cat"), "--dashboard-address", "127.0.0.1:0", "-q"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+    assert "reader 'broken'" in out.stderr and "could not be loaded and is skipped" in out.stderr
+    assert "reader plugin 'hdf5'" in out.stderr and "is ignored" in out.stderr
+    frame = pd.read_parquet(tmp_path / "cat").set_index("path")
+    assert frame["success"].all()
+    xyz = frame[frame["format"] == "xyz"]
+    assert sorted(xyz["xyz_records"]) == [3, 7, 11] and set(xyz["reader"]) == {"xyz"}
+    assert set(xyz["xyz_format_version"]) == {"1"}
+    assert frame.loc[h5, "reader"] == "hdf5" and frame.loc[h5, "n_datasets"] > 0  # the built-in kept its name
+    assert frame.loc[nc, "reader"] == "netcdf" and pd.isna(frame.loc[nc, "xyz_records"])
+
+
+def test_a_plugin_may_replace_a_builtin_when_told(tmp_path):
+    site = make_distribution(tmp_path / "site")
+    h5 = make_h5(str(tmp_path / "a.h5"), 4)
+    env = dict(os.environ, PYTHONPATH=site + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               DASK_METAEXTRACT__READERS__REPLACE='["hdf5"]')
+    script = f"from metaextract_dask import extract_metadata; print(extract_metadata({h5!r})['reader'], 'entropy' in extract_metadata({h5!r}))"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["hdf5", "True"]  # the shadowing binary reader, under the hdf5 name
+
+
+def test_a_plugin_under_the_hdf5_name_does_not_escape_the_guard(tmp_path):
+    """A replaced "hdf5" reader is a third party's: a file pointing outside itself still goes to this project's own."""
+    import h5py
+
+    site = make_distribution(tmp_path / "site")
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"TOPSECRET" * 4)
+    path = str(tmp_path / "x.h5")
+    with h5py.File(path, "w") as f:
+        f.create_dataset("b", shape=(4,), dtype="u1", external=[(str(secret), 0, 4)])
+    env = dict(os.environ, PYTHONPATH=site + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               DASK_METAEXTRACT__READERS__REPLACE='["hdf5"]')
+    script = f"from metaextract_dask import extract_metadata; r = extract_metadata({path!r}); print(r['reader'], 'datasets' in r)"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["hdf5", "True"]  # the project's HDF5 reader (it lists datasets), not the plugin
