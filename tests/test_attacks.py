@@ -28,8 +28,14 @@ h5py = pytest.importorskip("h5py")
 
 AS_NOBODY = ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"]
 SCAN = ["metaextract", "scan", "--dashboard-address", "127.0.0.1:0", "-q"]
-#: every extension the project knows an HDF5-based file by, and some it does not
-EXTENSIONS = [".nc", ".nc4", ".cdf", ".h5", ".hdf5", ".he5", ".hdf", ".bin", ".dat", ""]
+def _extensions() -> list[str]:
+    from metaextract_dask.detect import EXTENSIONS, MEDIA_EXTENSIONS
+
+    return sorted(set(EXTENSIONS) | set(MEDIA_EXTENSIONS) | {".bin", ".dat", ""})
+
+
+#: every extension the project knows (a disguise must not matter), and some it does not
+EXTENSIONS = _extensions()
 
 
 def run(args, timeout=300, **kw):
