@@ -135,6 +135,10 @@ ATTACKER = textwrap.dedent("""
 def test_another_local_user_cannot_drive_the_cluster():
     from metaextract_dask.cluster import ClientScope
 
+    probe = run([*AS_NOBODY, sys.executable, "-c", "import distributed"], timeout=60, cwd="/")
+    if probe.returncode != 0:
+        pytest.skip(f"user nobody cannot import distributed from {sys.executable} (its folders are private): {probe.stderr[-200:]}")
+
     with ClientScope(max_workers=1, dashboard="127.0.0.1:0") as client:
         address = client.scheduler.address
         assert client.run(os.getuid)  # the scan's own client works
@@ -555,12 +559,25 @@ def test_usage_errors_are_one_line_and_exit_2(small_data, case):
     assert time.perf_counter() - t0 < 30
 
 
-def test_a_read_only_catalog_folder_is_a_usage_error(small_data, tmp_path):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    os.chmod(tmp_path, 0o755)
-    out = run([*AS_NOBODY, "metaextract", "scan", str(small_data), "-o", str(locked / "cat")], timeout=60)
+def test_a_read_only_catalog_folder_is_a_usage_error():
+    import tempfile
+
+    probe = run([*AS_NOBODY, sys.executable, "-c", "import metaextract_dask"], timeout=60, cwd="/")
+    if probe.returncode != 0:
+        pytest.skip(f"user nobody cannot import metaextract_dask from {sys.executable}: {probe.stderr[-200:]}")
+    top = tempfile.mkdtemp(prefix="metaextract-readonly-")  # pytest's own folders are private to root
+    try:
+        os.chmod(top, 0o755)
+        data = os.path.join(top, "data")
+        os.mkdir(data)
+        make_h5(os.path.join(data, "a.h5"), 3)
+        locked = os.path.join(top, "locked")  # root's, mode 755: nobody may not write there
+        os.mkdir(locked)
+        out = run([*AS_NOBODY, "metaextract", "scan", data, "-o", os.path.join(locked, "cat")], timeout=60, cwd="/")
+    finally:
+        shutil.rmtree(top)
     assert out.returncode == 2 and "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "catalog folder" in out.stderr and "ermission denied" in out.stderr, out.stderr
 
 
 def test_a_stray_or_corrupt_part_is_quarantined_not_fatal(small_data, tmp_path):
