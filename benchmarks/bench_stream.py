@@ -23,7 +23,7 @@ import time
 from typing import Callable
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import GiB, MiB, TreeRSS, cat_seconds, timed, command_line, machine_line, table, write_report  # noqa: E402
+from common import GiB, MiB, TreeRSS, cat_seconds, command_line, machine_line, table, timed, write_report  # noqa: E402
 
 CHILD = """
 import json, sys, time

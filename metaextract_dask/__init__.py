@@ -4,6 +4,7 @@ Importing this package imports no format library (h5py, netCDF4, ffmpeg);
 readers import theirs when first used.
 """
 
+from .checksum import reference_checksum
 from .config import StreamingConfig, StreamingStrategy
 from .errors import (
     CorruptFileError,
@@ -21,7 +22,6 @@ from .probe import probe
 from .readers.base import StreamChunkReader
 from .readers.binary import BinaryChunkReader
 from .streaming import StreamingExtractor, StreamingMetrics, extract_file, extract_with_streaming
-from .checksum import reference_checksum
 
 __version__ = "0.1.0"
 

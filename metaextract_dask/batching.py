@@ -14,20 +14,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from .config import StreamingConfig
+from .config import StreamingConfig, setting
 from .errors import MetaExtractError, MisattributionError, describe, is_transient
 from .model import ExtractionResult
 from .text import safe_dict
+
 
 @dataclass(frozen=True)
 class BatchSettings:
     """What a batch task needs to know, sent once per batch."""
 
-    timeout: float = 300.0
-    retry_limit: int = 3
-    retry_delay: float = 0.5
+    timeout: float = field(default_factory=lambda: float(setting("streaming.timeout")))
+    retry_limit: int = field(default_factory=lambda: int(setting("parallel.retry-limit")))
+    retry_delay: float = field(default_factory=lambda: float(setting("parallel.retry-delay")))
     isolate: bool = True
-    memory_limit: int = 4 * 2**30
+    memory_limit: int = field(default_factory=lambda: setting("sandbox.memory-limit"))
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
     run: str = ""
 

@@ -10,9 +10,9 @@ import json
 import sys
 from typing import Any, Sequence
 
+from .catalog import CatalogWriteError
 from .config import StreamingConfig, StreamingStrategy
 from .errors import MetaExtractError
-from .catalog import CatalogWriteError
 from .text import for_terminal
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -84,9 +84,9 @@ def _human(record: dict[str, Any], indent: int = 0) -> str:
 def _streaming_options(parser: argparse.ArgumentParser) -> None:
     strategies = [s.value for s in StreamingStrategy]
     parser.add_argument("--strategy", choices=strategies, help="streaming strategy (default: adaptive)")
-    parser.add_argument("--chunk-size", type=_byte_size, help="bytes per chunk read, e.g. 4MiB (default: 8MiB)")
-    parser.add_argument("--checksum", help="xxh3_128 (default), sha256, blake2b or none")
-    parser.add_argument("--timeout", type=_positive_seconds, help="seconds allowed per file (default: 300)")
+    parser.add_argument("--chunk-size", type=_byte_size, help="bytes per chunk read, e.g. 4MiB (default: metaextract.streaming.chunk-size, 8MiB)")
+    parser.add_argument("--checksum", help="xxh3_128, sha256, blake2b or none (default: metaextract.streaming.checksum, xxh3_128)")
+    parser.add_argument("--timeout", type=_positive_seconds, help="seconds allowed per file (default: metaextract.streaming.timeout, 300)")
 
 
 def _config(args: argparse.Namespace) -> StreamingConfig:
@@ -100,7 +100,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .sandbox import Sandbox
 
     config = _config(args)
-    box = Sandbox(args.memory_limit or 4 * 2**30)
+    from .config import setting
+
+    box = Sandbox(args.memory_limit or setting("sandbox.memory-limit"))
     try:
         record = box.call(args.file, config.timeout, extract_metadata, args.file, config)
     except MetaExtractError as exc:
@@ -137,10 +139,11 @@ def _scan_options(parser: argparse.ArgumentParser) -> None:
     hpc.add_argument("--lifetime", help="retire each worker gracefully after this long (before its walltime), e.g. 55m")
     work = parser.add_argument_group("how files are extracted")
     _streaming_options(work)
-    work.add_argument("--retries", type=_count(0), default=3, help="retries of transient errors, with exponential backoff (default 3)")
+    work.add_argument("--retries", type=_count(0), default=None,
+                      help="retries of transient errors, with exponential backoff (default: metaextract.parallel.retry-limit, 3)")
     work.add_argument("--no-isolate", dest="isolate", action="store_false", help="parse in the worker itself, not in a sandbox process")
     work.add_argument("--memory-limit", type=_byte_size, default=None, metavar="SIZE",
-                      help="address-space limit of each parser sandbox, e.g. 8GiB (default 4GiB; "
+                      help="address-space limit of each parser sandbox, e.g. 8GiB (default: metaextract.sandbox.memory-limit, 4GiB; "
                            "lowered to the environment's own limit, ulimit -v, when that is lower)")
     work.add_argument("--load-balancing", default="size_aware", choices=["fifo", "priority", "least_loaded", "file_type_aware", "size_aware"])
     pick = parser.add_argument_group("which files")
@@ -199,7 +202,7 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
     try:
         frame = scan(
             paths, output, cluster=cluster, security=security, format=args.format, strategy=args.strategy, chunk_size=args.chunk_size, checksum=args.checksum,
-            timeout=args.timeout if args.timeout is not None else 300.0, workers=args.workers, execution=args.execution or "process_pool",
+            timeout=args.timeout, workers=args.workers, execution=args.execution or "process_pool",
             scheduler=args.scheduler, retries=args.retries, isolate=args.isolate, load_balancing=args.load_balancing,
             memory_limit=args.memory_limit,
             include=args.include, exclude=args.exclude, hidden=args.hidden, follow_symlinks=args.follow_symlinks,

@@ -42,6 +42,18 @@ def _bytes(name: str) -> int:
     return int(parse_bytes(value) if isinstance(value, str) else value)
 
 
+def setting(key: str) -> Any:
+    """One setting of this project from dask.config (``sandbox.memory-limit``, ``parallel.retry-limit``...).
+
+    Every default lives in ``metaextract.yaml``; code that needs one asks
+    here instead of repeating its value.
+    """
+    value = dask.config.get(f"metaextract.{key}")
+    if key.endswith("memory-limit"):
+        return int(parse_bytes(value) if isinstance(value, str) else value)
+    return value
+
+
 class OptionEnum(enum.Enum):
     """An enum users also name with a string ("windowed", "size-aware", ...)."""
 

@@ -23,7 +23,7 @@ from dask.utils import parse_bytes
 
 from .batching import BatchSettings, check_record, extract_batch, extract_one, failure, file_size, outcome
 from .cluster import ClientScope, ExecutionModel
-from .config import OptionEnum, StreamingConfig
+from .config import OptionEnum, StreamingConfig, setting
 from .errors import ExtractionTimeout, MisattributionError, describe, is_transient
 from .graph import CHUNK_SUMMARIES, unwrap
 from .model import ExtractionResult, ExtractionTask
@@ -57,13 +57,14 @@ class ParallelExtractionConfig:
 
     max_workers: int | None = 4
     execution_model: ExecutionModel = ExecutionModel.PROCESS_POOL
-    timeout_per_file: float = 300.0
+    #: None: ``streaming.timeout`` (``metaextract.streaming.timeout``, 300 s)
+    timeout_per_file: float | None = None
     retry_failed: bool = True
-    retry_limit: int = 3
-    retry_delay: float = 0.5
+    retry_limit: int = field(default_factory=lambda: int(setting("parallel.retry-limit")))
+    retry_delay: float = field(default_factory=lambda: float(setting("parallel.retry-delay")))
     load_balancing: LoadBalancingStrategy = LoadBalancingStrategy.SIZE_AWARE
     isolate: bool = True
-    memory_limit: int | str = "4 GiB"
+    memory_limit: int | str = field(default_factory=lambda: setting("sandbox.memory-limit"))
     batch_size: int | None = None
     scheduler_address: str | None = None
     dashboard_address: str | None = None
@@ -75,6 +76,8 @@ class ParallelExtractionConfig:
         self.load_balancing = LoadBalancingStrategy.parse(self.load_balancing)
         if isinstance(self.memory_limit, str):
             self.memory_limit = int(parse_bytes(self.memory_limit))
+        if self.timeout_per_file is None:
+            self.timeout_per_file = self.streaming.timeout
         if self.retry_limit < 0:
             raise ValueError("retry_limit must be >= 0")
         if self.timeout_per_file <= 0:

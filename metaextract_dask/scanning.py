@@ -42,9 +42,9 @@ def link_record(path: str, target: str) -> ExtractionResult:
 
 def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | os.PathLike | None = None, *,
          format: str = "parquet", strategy: str | None = None, chunk_size: int | str | None = None,
-         checksum: str | None = None, timeout: float = 300.0, workers: int | None = None,
+         checksum: str | None = None, timeout: float | None = None, workers: int | None = None,
          execution: str = "process_pool", scheduler: str | None = None, client: Any = None, cluster: Any = None,
-         retries: int = 3, isolate: bool = True, load_balancing: str = "size_aware", include: Sequence[str] = (),
+         retries: int | None = None, isolate: bool = True, load_balancing: str = "size_aware", include: Sequence[str] = (),
          exclude: Sequence[str] = (), hidden: bool = False, follow_symlinks: bool = False, force: bool = False,
          flush_every: int = 200, progress: bool | None = None, dashboard_address: str | None = None,
          on_client: Callable[[Any], Any] | None = None, summary: ScanSummary | None = None, security: Any = None,
@@ -63,9 +63,9 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     stream = {k: v for k, v in dict(strategy=strategy, chunk_size=chunk_size, checksum=checksum, timeout=timeout).items() if v is not None}
+    retry = {"retry_limit": retries, "retry_failed": retries > 0} if retries is not None else {}
     config = ParallelExtractionConfig(
-        max_workers=workers, execution_model=execution, timeout_per_file=timeout, retry_failed=retries > 0,
-        retry_limit=retries, isolate=isolate, load_balancing=load_balancing, scheduler_address=scheduler,
+        max_workers=workers, execution_model=execution, timeout_per_file=timeout, **retry, isolate=isolate, load_balancing=load_balancing, scheduler_address=scheduler,
         dashboard_address=dashboard_address, security=security, streaming=StreamingConfig(**stream),
         **({"memory_limit": memory_limit} if memory_limit is not None else {}),
     )

@@ -70,3 +70,68 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("reliability: hostile files and faults")
         for line in RELIABILITY_SUMMARY:
             terminalreporter.write_line(line)
+
+
+# --- test layers -------------------------------------------------------------------------------
+#
+# unit: plain data and rules (plans, graph shapes, detection, errors, readers on files in this
+#       process; a peer tool such as ffprobe may run): no cluster; `pytest -m unit` runs in well
+#       under a minute.
+# integration: a real LocalCluster, the parser sandbox, the CLI as a process.
+# system: SLURM, a browser, notebooks, whole-scan kills and attacks run as another user.
+
+SYSTEM_MODULES = {"test_hpc", "test_dashboard", "test_notebooks", "test_attacks", "test_benchmarks_run"}
+#: a test that uses one of these (fixture or name in its source) needs more than this process
+INTEGRATION_FIXTURES = {"process_client", "thread_client", "slurm"}
+INTEGRATION_WORDS = ("subprocess", "Sandbox", "LocalCluster", "ClientScope", "ParallelExtractor", "scan(", "extract_parallel",
+                     "run_seed_example", "metaextract", "sandbox")
+
+
+def _layer(item) -> str:
+    import inspect
+
+    module = item.module.__name__.rsplit(".", 1)[-1]
+    if module in SYSTEM_MODULES:
+        return "system"
+    if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return "integration"
+    try:
+        source = inspect.getsource(item.function)
+    except (OSError, TypeError):
+        return "integration"
+    body = source.split(":", 1)[1] if ":" in source else source  # the words inside the test, not its name
+    uses = [w for w in INTEGRATION_WORDS if w in body.replace("metaextract_dask", "")]
+    for name in getattr(item, "fixturenames", ()):  # module fixtures that build on the integration layer
+        fixture = item.module.__dict__.get(name)
+        try:
+            text = inspect.getsource(fixture) if fixture is not None else ""
+        except (OSError, TypeError):
+            text = ""
+        uses += [w for w in INTEGRATION_WORDS if w in text.replace("metaextract_dask", "")]
+    return "integration" if uses else "unit"
+
+
+def pytest_configure(config):
+    for layer, text in (("unit", "no cluster, no subprocess: plans, shapes, detection, readers in this process"),
+                        ("integration", "a real LocalCluster, the sandbox or the CLI as a process"),
+                        ("system", "SLURM, a browser, notebooks, attacks as another user, whole-scan kills")):
+        config.addinivalue_line("markers", f"{layer}: {text}")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(getattr(pytest.mark, _layer(item)))
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_cluster(request, monkeypatch):
+    """A unit test that starts a cluster is misfiled: it fails, saying so."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(*_a, **_k):
+        raise AssertionError(f"{request.node.nodeid} is in the unit layer but started a LocalCluster")
+
+    import distributed
+
+    monkeypatch.setattr(distributed.LocalCluster, "__init__", refuse)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from conftest import MiB
 
 from metaextract_dask import StreamingConfig, StreamingStrategy, extract_file, reference_checksum
-
-from conftest import MiB
 
 FULL_SCANS = [
     dict(strategy=StreamingStrategy.SEQUENTIAL, chunk_size=MiB),

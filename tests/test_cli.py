@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 
-from metaextract_dask import reference_checksum
-
 from conftest import MiB
+
+from metaextract_dask import reference_checksum
 
 
 def run(*args, **kw):

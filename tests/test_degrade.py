@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import public_corpus
 import pytest
 
-import public_corpus
 from metaextract_dask import extract_metadata
 
 h5py = pytest.importorskip("h5py")

@@ -6,13 +6,12 @@ import threading
 
 import dask.threaded
 import pytest
+from conftest import GiB, MiB
 from dask.callbacks import Callback
 from dask.core import get_dependencies
 
 from metaextract_dask import ChunkType, StreamingConfig, StreamingExtractor, StreamingStrategy
 from metaextract_dask.strategies import max_reads, merge_task_count
-
-from conftest import GiB, MiB
 
 S = StreamingStrategy
 

@@ -13,13 +13,13 @@ import sys
 import threading
 import time
 
+import conftest
 import pandas as pd
 import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import conftest
 from metaextract_dask import MetaExtractError, extract_metadata
 from metaextract_dask.demo import make_bin, make_h5, make_nc, make_video
 from metaextract_dask.text import safe_text

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -19,7 +19,6 @@ from metaextract_dask import (
     StreamingConfig,
     extract_metadata,
 )
-
 from metaextract_dask.demo import make_bin, make_h5, mixed_corpus
 
 SEED_PARALLEL = '''

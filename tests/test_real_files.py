@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
-
 import peers
 import public_corpus
+import pytest
+
 from metaextract_dask import reference_checksum, scan
 
 

@@ -215,6 +215,7 @@ def test_quiet_cli_scan_of_bad_files_prints_no_traceback_and_tries_each_once(tmp
 def test_a_failing_chunk_read_is_a_value_not_a_worker_error(tmp_path, process_client):
     """A chunk read that fails (here: the file shrank after planning) travels as a value: no worker logs a traceback."""
     from conftest import MiB, write_random
+
     from metaextract_dask import StreamingConfig, StreamingExtractor
     from metaextract_dask.errors import FileChangedError
     from metaextract_dask.graph import Failed

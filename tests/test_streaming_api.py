@@ -8,10 +8,9 @@ import sys
 import textwrap
 
 import pytest
+from conftest import MiB, write_random
 
 from metaextract_dask import StreamChunk, StreamingConfig, StreamingExtractor, StreamingStrategy, extract_file
-
-from conftest import MiB, write_random
 
 # The seed's example, unchanged but for the import path (the seed also uses
 # StreamingStrategy without importing it, so the import names it too).

@@ -186,8 +186,6 @@ def _objects(f: Any) -> Any:
     no object (never followed); a group reached twice through hard links is
     descended once.
     """
-    import h5py
-
     seen = {_identity(f)}
     try:
         top = sorted(f.id, reverse=True)

@@ -29,7 +29,6 @@ from ..errors import CorruptFileError, ExtractionTimeout
 from ..model import ChunkSpec, ChunkType, FileInfo
 from .base import State, StreamChunkReader
 
-
 #: seconds read past an interval's end, so B-frames reordered across it are seen
 REORDER_MARGIN = 1.0
 
