@@ -89,13 +89,16 @@ def split_links(files: Sequence[str], roots: Sequence[str | os.PathLike], follow
     get an error record). With ``follow``, links are read through, and each
     real file is still extracted once.
     """
+    linked = {f for f in files if os.path.islink(f)}
+    if not linked:  # the common case: no realpath per file
+        return list(files), {}
     real_roots = [os.path.realpath(os.fspath(r)) for r in roots]
-    plain = {os.path.realpath(f) for f in files if not os.path.islink(f)}
+    plain = {os.path.realpath(f) for f in files if f not in linked}
     keep: list[str] = []
     links: dict[str, str] = {}
     seen: set[str] = set()
     for path in files:
-        if not os.path.islink(path):
+        if path not in linked:
             keep.append(path)
             continue
         real = os.path.realpath(path)
