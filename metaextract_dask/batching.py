@@ -51,7 +51,7 @@ def extract_metadata(path: str, config: StreamingConfig | None = None) -> dict[s
         import dask.threaded
 
         fg = build_graph(plan, reader, config, deadline)
-        record = unwrap(dask.threaded.get(fg.dsk, fg.final_key))
+        record = unwrap(dask.threaded.get(fg.dsk, fg.final_key))  # type: ignore[arg-type]
     record.pop(CHUNK_SUMMARIES, None)
     return record
 

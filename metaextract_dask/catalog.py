@@ -325,7 +325,7 @@ class CatalogWriter:
         self.done.update((row_key(r), r["size"], r["mtime"]) for r in rows)
         return len(rows)
 
-    def is_done(self, path: str, size: int, mtime: float) -> bool:
+    def is_done(self, path: str, size: int | None, mtime: float | None) -> bool:
         """Already in the catalog with this size and mtime."""
         return (path_key(path), size, mtime) in self.done
 

@@ -57,6 +57,14 @@ def _byte_size(text: str) -> int:
     return value
 
 
+def _adapt_range(text: str) -> tuple[int, int]:
+    """MIN:MAX jobs, 0 <= MIN <= MAX."""
+    lo, sep, hi = text.partition(":")
+    if not sep or not lo.isdigit() or not hi.isdigit() or int(lo) > int(hi):
+        raise argparse.ArgumentTypeError(f"{text!r} is not MIN:MAX jobs (for example 1:10)")
+    return int(lo), int(hi)
+
+
 def _host_port(text: str) -> str:
     """HOST:PORT (or :PORT) for the dashboard."""
     host, sep, port = text.rpartition(":")
@@ -81,7 +89,7 @@ def _human(record: dict[str, Any], indent: int = 0) -> str:
     return "\n".join(lines)
 
 
-def _streaming_options(parser: argparse.ArgumentParser) -> None:
+def _streaming_options(parser: Any) -> None:
     strategies = [s.value for s in StreamingStrategy]
     parser.add_argument("--strategy", choices=strategies, help="streaming strategy (default: adaptive)")
     parser.add_argument("--chunk-size", type=_byte_size, help="bytes per chunk read, e.g. 4MiB (default: metaextract.streaming.chunk-size, 8MiB)")
@@ -129,7 +137,7 @@ def _scan_options(parser: argparse.ArgumentParser) -> None:
     hpc = parser.add_argument_group("batch systems (dask-jobqueue; defaults from jobqueue.yaml)")
     hpc.add_argument("--cluster", choices=["slurm", "pbs", "sge", "lsf"], help="run the workers as batch jobs")
     hpc.add_argument("--jobs", type=_count(1), default=1, help="batch jobs to start (default 1)")
-    hpc.add_argument("--adapt", metavar="MIN:MAX", help="scale between MIN and MAX jobs with the work instead of --jobs")
+    hpc.add_argument("--adapt", metavar="MIN:MAX", type=_adapt_range, help="scale between MIN and MAX jobs with the work instead of --jobs")
     hpc.add_argument("--cores", type=_count(1), help="cores per job")
     hpc.add_argument("--memory", help="memory per job, e.g. 8GB")
     hpc.add_argument("--walltime", help="walltime per job, e.g. 01:00:00")
@@ -187,10 +195,9 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
     if getattr(args, "cluster", None):
         from .hpc import make_jobqueue_cluster
 
-        adapt = tuple(int(x) for x in args.adapt.split(":")) if args.adapt else None
         cluster = make_jobqueue_cluster(args.cluster, jobs=args.jobs, cores=args.cores, memory=args.memory, walltime=args.walltime,
                                         queue=args.queue, account=args.account, interface=args.interface, lifetime=args.lifetime,
-                                        adapt=adapt)
+                                        adapt=args.adapt)
     security = None
     if args.tls_ca_file or args.tls_cert:
         if not (args.tls_ca_file and args.tls_cert):

@@ -22,8 +22,8 @@ class ExecutionModel(OptionEnum):
     HYBRID = "hybrid"  # processes with two threads each
 
 
-ExecutionModel._aliases = {"threads": "thread_pool", "processes": "process_pool", "async": "async_io"}
-ExecutionModel._label = "execution model"
+ExecutionModel._aliases = {"threads": "thread_pool", "processes": "process_pool", "async": "async_io"}  # type: ignore[attr-defined]
+ExecutionModel._label = "execution model"  # type: ignore[attr-defined]
 
 
 def local_cluster_kwargs(model: ExecutionModel, max_workers: int | None, host: str = "127.0.0.1", dashboard: str | None = None,
@@ -86,7 +86,10 @@ class main_not_reimported:
         import sys
 
         self.main = sys.modules.get("__main__")
-        self.saved = {k: self.main.__dict__[k] for k in self._HIDDEN if self.main is not None and k in self.main.__dict__}
+        self.saved: dict[str, Any] = {}
+        if self.main is None:
+            return self
+        self.saved = {k: self.main.__dict__[k] for k in self._HIDDEN if k in self.main.__dict__}
         for k in self.saved:
             if k == "__spec__":
                 self.main.__spec__ = None

@@ -79,7 +79,7 @@ class StreamingStrategy(OptionEnum):
     ADAPTIVE = "adaptive"  # one task, windowed or sampled by file size
 
 
-StreamingStrategy._label = "strategy"
+StreamingStrategy._label = "strategy"  # type: ignore[attr-defined]
 
 
 @dataclass

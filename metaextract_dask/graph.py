@@ -196,12 +196,12 @@ def build_graph(plan: Plan, reader: StreamChunkReader, config: StreamingConfig, 
     final_key = f"finalize-file-{token}"
     described = plan.describe()
     sandboxed = isolate is not None and reader.native
+    dsk: dict[Hashable, Any] = {}
     if plan.shape == "single":
-        dsk = {final_key: (run_single_task, isolate if sandboxed else None, reader, plan.info, config, described, plan.specs, deadline)}
+        dsk[final_key] = (run_single_task, isolate if sandboxed else None, reader, plan.info, config, described, plan.specs, deadline)
         return FileGraph(dsk, final_key, {}, reader)
 
     read = f"read-chunk-{token}"
-    dsk: dict[Hashable, Any] = {}
     read_keys: dict[Hashable, ChunkSpec] = {}
     lag = {"chain": 1, "window": plan.window}.get(plan.shape)
     for i, spec in enumerate(plan.specs):
@@ -213,7 +213,7 @@ def build_graph(plan: Plan, reader: StreamChunkReader, config: StreamingConfig, 
             dsk[key] = (run_chunk, reader, spec, config, deadline, *after)
         read_keys[key] = spec
 
-    leaves = list(read_keys)
+    leaves: list[Hashable] = list(read_keys)
     if plan.shape != "star":
         leaves = _tree_reduce(dsk, leaves, reader, f"merge-chunks-{token}")
     dsk[final_key] = (finalize_task, reader, plan.info, config, described, leaves)
@@ -224,7 +224,7 @@ def _tree_reduce(dsk: dict[Hashable, Any], keys: list[Hashable], reader: StreamC
     """Add merge levels until at most MERGE_FANIN keys remain; return them."""
     level = 0
     while len(keys) > MERGE_FANIN:
-        merged = []
+        merged: list[Hashable] = []
         for j in range(0, len(keys), MERGE_FANIN):
             key = (name, level, j // MERGE_FANIN)
             dsk[key] = (merge_states, reader, keys[j : j + MERGE_FANIN])

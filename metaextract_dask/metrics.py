@@ -26,6 +26,9 @@ EVENT_TOPIC = "metaextract"
 #: upper bounds (seconds) of the per-file duration histogram
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, float("inf"))
 
+#: runs whose details a scheduler keeps; older finished runs are folded into the totals
+MAX_RUNS = 20
+
 
 class RunStats:
     """Counters of one run; every update O(1)."""
@@ -120,8 +123,37 @@ class RunStats:
         }
 
 
+class Totals:
+    """What Prometheus counts since the scheduler started: runs folded in, so counters never go down."""
+
+    def __init__(self) -> None:
+        self.files: Counter = Counter()
+        self.bytes: Counter = Counter()
+        self.chunks: Counter = Counter()
+        self.errors: Counter = Counter()
+        self.tasks: Counter = Counter()
+        self.buckets = [0] * len(DURATION_BUCKETS)
+        self.duration_sum = 0.0
+
+    def add(self, stats: RunStats) -> None:
+        self.files.update(stats.files)
+        self.bytes.update(stats.bytes_by_type)
+        self.chunks.update(stats.chunks_by_type)
+        self.errors.update(stats.error_types)
+        self.tasks.update(stats.chunk_tasks_by_strategy)
+        self.buckets = [a + b for a, b in zip(self.buckets, stats.duration_counts)]
+        self.duration_sum += stats.duration_sum
+
+    def merge(self, other: Totals) -> None:
+        for mine, theirs in ((self.files, other.files), (self.bytes, other.bytes), (self.chunks, other.chunks),
+                             (self.errors, other.errors), (self.tasks, other.tasks)):
+            mine.update(theirs)
+        self.buckets = [a + b for a, b in zip(self.buckets, other.buckets)]
+        self.duration_sum += other.duration_sum
+
+
 class MetricsPlugin(SchedulerPlugin):
-    """Counts metaextract work as the scheduler sees it."""
+    """Counts metaextract work as the scheduler sees it; its memory stays bounded however many runs it sees."""
 
     name = PLUGIN_NAME
     idempotent = True  # registering again keeps the running instance and its counts
@@ -130,6 +162,32 @@ class MetricsPlugin(SchedulerPlugin):
         self.runs: dict[str, RunStats] = {}
         self.order: list[str] = []
         self.scheduler: Any = None
+        #: counts of runs no longer kept in detail (pruned, or cleared by a restart)
+        self.retired = Totals()
+
+    def restart(self, scheduler: Any) -> None:
+        """The cluster restarted: per-run details go, the Prometheus totals stay (counters never decrease)."""
+        for stats in self.runs.values():
+            self.retired.add(stats)
+        self.runs.clear()
+        self.order.clear()
+
+    def totals(self) -> Totals:
+        """Everything counted since start: retired runs and the ones kept."""
+        out = Totals()
+        out.merge(self.retired)
+        for stats in self.runs.values():
+            out.add(stats)
+        return out
+
+    def _prune(self) -> None:
+        """Keep at most MAX_RUNS runs: the oldest finished ones are folded into the totals."""
+        while len(self.order) > MAX_RUNS:
+            oldest = next((r for r in self.order if self.runs[r].finished), None)
+            if oldest is None:
+                return
+            self.order.remove(oldest)
+            self.retired.add(self.runs.pop(oldest))
 
     async def start(self, scheduler: Any) -> None:
         self.scheduler = scheduler
@@ -145,6 +203,7 @@ class MetricsPlugin(SchedulerPlugin):
         if stats is None:
             stats = self.runs[run] = RunStats(run)
             self.order.append(run)
+            self._prune()
         return stats
 
     def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
@@ -211,33 +270,20 @@ class PrometheusCollector:
         chunks = CounterMetricFamily("metaextract_chunks", "Chunks read, by detected type", labels=["type"])
         errors = CounterMetricFamily("metaextract_errors", "Files that failed, by error type", labels=["error_type"])
         chunk_tasks = CounterMetricFamily("metaextract_chunk_tasks", "Chunk tasks run, by graph shape (a task rerun after a lost worker counts again)", labels=["strategy"])
-        totals = {"files": Counter(), "bytes": Counter(), "chunks": Counter(), "errors": Counter(), "tasks": Counter()}
-        buckets = [0] * len(DURATION_BUCKETS)
-        duration_sum = 0.0
+        totals = Totals()
         for plugin in _ACTIVE:
-            for stats in plugin.runs.values():
-                totals["files"].update(stats.files)
-                totals["bytes"].update(stats.bytes_by_type)
-                totals["chunks"].update(stats.chunks_by_type)
-                totals["errors"].update(stats.error_types)
-                totals["tasks"].update(stats.chunk_tasks_by_strategy)
-                buckets = [a + b for a, b in zip(buckets, stats.duration_counts)]
-                duration_sum += stats.duration_sum
-        for (kind, outcome), n in sorted(totals["files"].items()):
+            totals.merge(plugin.totals())
+        for (kind, outcome), n in sorted(totals.files.items()):
             files.add_metric([kind, outcome], n)
-        for kind, n in sorted(totals["bytes"].items()):
-            nbytes.add_metric([kind], n)
-        for kind, n in sorted(totals["chunks"].items()):
-            chunks.add_metric([kind], n)
-        for kind, n in sorted(totals["errors"].items()):
-            errors.add_metric([kind], n)
-        for kind, n in sorted(totals["tasks"].items()):
-            chunk_tasks.add_metric([kind], n)
+        for family, counter in ((nbytes, totals.bytes), (chunks, totals.chunks), (errors, totals.errors), (chunk_tasks, totals.tasks)):
+            for kind, n in sorted(counter.items()):
+                family.add_metric([kind], n)
         cumulative, running = [], 0
-        for bound, n in zip(DURATION_BUCKETS, buckets):
+        for bound, n in zip(DURATION_BUCKETS, totals.buckets):
             running += n
             cumulative.append(("+Inf" if bound == float("inf") else str(bound), running))
-        duration = HistogramMetricFamily("metaextract_file_duration_seconds", "Time to extract one file", buckets=cumulative, sum_value=duration_sum)
+        duration = HistogramMetricFamily("metaextract_file_duration_seconds", "Time to extract one file", buckets=cumulative,
+                                         sum_value=totals.duration_sum)
         yield from (files, nbytes, chunks, errors, chunk_tasks, duration)
 
 

@@ -48,7 +48,7 @@ class LoadBalancingStrategy(OptionEnum):
     SIZE_AWARE = "size_aware"
 
 
-LoadBalancingStrategy._label = "load balancing"
+LoadBalancingStrategy._label = "load balancing"  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -83,9 +83,14 @@ class ParallelExtractionConfig:
         if self.timeout_per_file <= 0:
             raise ValueError("timeout_per_file must be positive")
 
+    @property
+    def timeout(self) -> float:
+        """The per-file timeout, resolved (``timeout_per_file`` or the streaming one)."""
+        return float(self.timeout_per_file if self.timeout_per_file is not None else self.streaming.timeout)
+
     def batch_settings(self, run: str) -> BatchSettings:
         return BatchSettings(
-            timeout=self.timeout_per_file,
+            timeout=self.timeout,
             retry_limit=self.retry_limit if self.retry_failed else 0,
             retry_delay=self.retry_delay,
             isolate=self.isolate,
@@ -366,7 +371,7 @@ class _Run:
         from .streaming import StreamingExtractor
 
         start = time.time()
-        deadline = start + self.cfg.timeout_per_file
+        deadline = start + self.cfg.timeout
         try:
             isolate = self.settings.memory_limit if self.settings.isolate else None
             plan, fg = StreamingExtractor(self.cfg.streaming).graph(task.file_path, deadline, isolate)
@@ -400,7 +405,7 @@ class _Run:
             if now > deadline + 5.0:
                 self.client.cancel([fut])
                 del graphs[fut], pending[fut]
-                exc = ExtractionTimeout(task.file_path, f"timed out after {self.cfg.timeout_per_file:g} s")
+                exc = ExtractionTimeout(task.file_path, f"timed out after {self.cfg.timeout:g} s")
                 self._emit([ExtractionResult(task.task_id, task.file_path, False, None, describe(exc), type(exc).__name__, start, now, attempts=attempt)], True)
 
 

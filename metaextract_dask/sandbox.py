@@ -232,6 +232,7 @@ class Sandbox:
     @staticmethod
     def _read(proc: subprocess.Popen, deadline: float) -> bytes:
         """One reply: its length header, then exactly that many bytes, by the deadline."""
+        assert proc.stdout is not None  # started with stdout=PIPE
         fd = proc.stdout.fileno()
         size = _HEADER.unpack(_read_exactly(fd, _HEADER.size, deadline))[0]
         return _read_exactly(fd, size, deadline)

@@ -55,19 +55,22 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
     files already in it with the same size and mtime are skipped unless
     ``force``). Options mirror ``metaextract scan --help``.
     """
-    from .parallel import ParallelExtractionConfig
+    from .cluster import ExecutionModel
+    from .parallel import LoadBalancingStrategy, ParallelExtractionConfig
 
     tell = summary is None  # called from Python: notices become warnings (the CLI prints its own)
     summary = summary if summary is not None else ScanSummary()
     t0 = time.perf_counter()
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    stream = {k: v for k, v in dict(strategy=strategy, chunk_size=chunk_size, checksum=checksum, timeout=timeout).items() if v is not None}
-    retry = {"retry_limit": retries, "retry_failed": retries > 0} if retries is not None else {}
+    stream: dict[str, Any] = {k: v for k, v in dict(strategy=strategy, chunk_size=chunk_size, checksum=checksum, timeout=timeout).items()
+                              if v is not None}
+    retry: dict[str, Any] = {"retry_limit": retries, "retry_failed": retries > 0} if retries is not None else {}
     config = ParallelExtractionConfig(
-        max_workers=workers, execution_model=execution, timeout_per_file=timeout, **retry, isolate=isolate, load_balancing=load_balancing, scheduler_address=scheduler,
+        max_workers=workers, execution_model=ExecutionModel.parse(execution), timeout_per_file=timeout, **retry, isolate=isolate,
+        load_balancing=LoadBalancingStrategy.parse(load_balancing), scheduler_address=scheduler,
         dashboard_address=dashboard_address, security=security, streaming=StreamingConfig(**stream),
-        **({"memory_limit": memory_limit} if memory_limit is not None else {}),
+        **({"memory_limit": memory_limit} if memory_limit is not None else {}),  # type: ignore[arg-type]
     )
     if isolate:
         from .sandbox import allowed_memory_limit
@@ -137,7 +140,7 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
 
             extractor = ParallelExtractor(config, client=client, cluster=cluster)
             extractor.on_client = started
-            known = {p: stats[p][0] for p in todo if stats[p][0] is not None}
+            known = {p: size for p in todo if (size := stats[p][0]) is not None}
             extractor.extract(todo, progress=arrived, keep_results=False, sizes=known)
     finally:
         bar.close()
@@ -145,7 +148,7 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
         if writer is not None:
             writer.close(found=summary.found, skipped=summary.skipped, extracted=summary.extracted, failed=summary.failed)
     if writer is not None:
-        return read_catalog(os.fspath(output))
+        return read_catalog(writer.folder)
     import pandas as pd
 
     from .catalog import catalog_columns

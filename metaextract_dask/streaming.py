@@ -183,7 +183,7 @@ def _run_local(fg: FileGraph, metrics: StreamingMetrics, callback: Callback | No
 
     # one thread per core (Dask's default): more threads measured slower, with
     # four times the context switches (benchmarks/bench_stream.py)
-    return unwrap(dask.threaded.get(fg.dsk, fg.final_key, callbacks=[_Progress()._callback]))
+    return unwrap(dask.threaded.get(fg.dsk, fg.final_key, callbacks=[_Progress()._callback]))  # type: ignore[arg-type]
 
 
 def _run_distributed(client: Any, fg: FileGraph, metrics: StreamingMetrics, callback: Callback | None, deadline: float) -> dict[str, Any]:

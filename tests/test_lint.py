@@ -1,4 +1,4 @@
-"""The code passes ruff with the project's configuration (pyproject.toml), as CI checks on every submission."""
+"""The code passes ruff and mypy with the project's configuration (pyproject.toml), as CI checks on every submission."""
 
 from __future__ import annotations
 
@@ -12,4 +12,9 @@ ROOT = os.path.join(os.path.dirname(__file__), "..")
 def test_ruff_finds_nothing():
     out = subprocess.run([sys.executable, "-m", "ruff", "check", "metaextract_dask", "tests", "benchmarks"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-1000:]
+
+
+def test_mypy_finds_nothing():
+    out = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-1000:]

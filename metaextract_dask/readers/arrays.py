@@ -152,7 +152,7 @@ def cell_stats(values: Any, fill: Any = None) -> dict[str, Any]:
             fill_count += int((values == fill).sum())
         except (TypeError, ValueError):
             pass
-    stats = {"count": int(values.size), "nan_count": nan_count, "fill_count": fill_count, "min": None, "max": None, "sum": 0}
+    stats: dict[str, Any] = {"count": int(values.size), "nan_count": nan_count, "fill_count": fill_count, "min": None, "max": None, "sum": 0}
     if values.size:
         stats["min"], stats["max"] = _plain(values.min()), _plain(values.max())
         stats["sum"] = int(values.sum(dtype=np.int64)) if values.dtype.kind in "iu" else float(values.sum(dtype=np.float64))
@@ -208,14 +208,14 @@ def final_stats(stats: dict[str, Any] | None, total_cells: int) -> dict[str, Any
     }
 
 
-def section_stats(parts: tuple, get: Any) -> dict[str, dict[str, Any]]:
+def section_stats(parts: Any, get: Any) -> dict[str, dict[str, Any]]:
     """Per-array statistics of one SECTION chunk.
 
     ``get(name)`` returns (array, fill) where array slices like numpy (an h5py
     Dataset or netCDF4 Variable). A read error costs only that array's
     statistics: it is recorded as the array's ``error``.
     """
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, Any] = {}
     for name, cell, k0, k1 in parts:
         try:
             array, fill = get(name)
@@ -232,7 +232,7 @@ def section_stats(parts: tuple, get: Any) -> dict[str, dict[str, Any]]:
 
 def merge_section_stats(a: dict[str, dict], b: dict[str, dict]) -> dict[str, dict]:
     """Merge per-array statistics of two sections."""
-    out = dict(a)
+    out: dict[str, Any] = dict(a)
     for name, stats in b.items():
         out[name] = merge_stats(out.get(name), stats)
     return out

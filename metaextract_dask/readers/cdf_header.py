@@ -50,7 +50,7 @@ class _Bounded:
         if n < 0 or self.pos + n > self.size:
             raise self.fail(f"{what} declares {n} bytes at offset {self.pos}, beyond the end of the {self.size}-byte file")
         self._have(self.pos + n)
-        data = self.buf[self.pos:self.pos + n]
+        data = bytes(self.buf[self.pos:self.pos + n])
         if len(data) < n:
             raise self.fail(f"{what}: the file ended while it was read")
         self.pos += n

@@ -103,6 +103,7 @@ def decode_range(lo: float, hi: float, units: str, calendar: str | None) -> tupl
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            dates: Any
             try:
                 dates = decode_cf_datetime(np.array(values), units, cal)
             except (OverflowError, OutOfBoundsDatetime):

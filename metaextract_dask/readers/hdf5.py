@@ -301,7 +301,7 @@ def array_infos(f: Any) -> list[arrays.ArrayInfo]:
             if not isinstance(obj, h5py.Dataset) or not obj.shape:
                 continue
             dtype = dataset_dtype(obj)
-            if no_stats_reason(obj, dtype) is None:
+            if dtype is not None and no_stats_reason(obj, dtype) is None:
                 offset = obj.id.get_offset() or 0
                 found.append(arrays.ArrayInfo(path, tuple(obj.shape), dtype.itemsize, obj.chunks, offset, int(obj.id.get_storage_size())))
         except Exception:  # noqa: BLE001 - the tree walk says what is odd about it; no statistics for it

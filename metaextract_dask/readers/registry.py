@@ -114,8 +114,9 @@ def reader_for(info: FileInfo, name: str | None = None) -> tuple[StreamChunkRead
     for candidate in available_readers():
         if candidate == FALLBACK:
             continue
-        reader = loaded_reader(candidate)
-        if reader is not None and info.format in reader.formats:
+        found = loaded_reader(candidate)
+        if found is not None and info.format in found.formats:
+            reader = found
             reason = reader.unavailable()
             if reason is None:
                 return reader, None

@@ -118,9 +118,9 @@ def _ts(value: str) -> float | None:
         return None
 
 
-def count_packets(text: str, intervals: list[tuple[float | None, float | None]]) -> list[dict[str, list[int]]]:
+def count_packets(text: str, intervals: list[tuple[float | None, float | None]]) -> list[dict[str, list[float]]]:
     """Frames and keyframes per video stream, per interval, from ffprobe's packet CSV."""
-    counts: list[dict[str, list[int]]] = [{} for _ in intervals]
+    counts: list[dict[str, list[float]]] = [{} for _ in intervals]
     for line in text.splitlines():
         fields = line.split(",")
         if len(fields) < 4:
@@ -129,7 +129,7 @@ def count_packets(text: str, intervals: list[tuple[float | None, float | None]])
         t = pts if pts is not None else dts
         for slot, (lo, hi) in zip(counts, intervals):
             if (lo is None or (t is not None and t >= lo)) and (hi is None or (t is not None and t < hi)):
-                c = slot.setdefault(index, [0, 0, 0.0])
+                c = slot.setdefault(index, [0, 0, 0.0])  # frames, keyframes, end time
                 c[0] += 1
                 c[1] += "K" in flags
                 c[2] = max(c[2], t or 0.0)  # where this stream's packets end
@@ -137,25 +137,16 @@ def count_packets(text: str, intervals: list[tuple[float | None, float | None]])
     return counts
 
 
-def scan_intervals(path: str, intervals: list[tuple[float | None, float | None]], timeout: float) -> list[dict[str, list[int]]]:
+def scan_intervals(path: str, intervals: list[tuple[float | None, float | None]], timeout: float) -> list[dict[str, list[float]]]:
     """One ffprobe pass over the span of ``intervals`` (None: open end)."""
     lo = min((a for a, _ in intervals), default=None, key=lambda x: -1e300 if x is None else x)
     his = [b for _, b in intervals]
-    hi = None if None in his else max(his)
+    hi = None if any(b is None for b in his) else max(b for b in his if b is not None)
     spec = f"{'' if lo is None else f'{lo:.6f}'}%{'' if hi is None else f'{hi + REORDER_MARGIN:.6f}'}"
     args = ["-select_streams", "v", "-show_entries", "packet=stream_index,pts_time,dts_time,flags", "-of", "csv=p=0"]
     if spec != "%":
         args = ["-read_intervals", spec, *args]
     return count_packets(run_ffprobe(path, args, timeout), intervals)
-
-
-def _rate(rate: Any) -> float | None:
-    """ffprobe's "30000/1001" as a number; None for "0/0" and the like."""
-    try:
-        num, den = str(rate).split("/")
-        return float(num) / float(den) if float(den) else None
-    except (ValueError, ZeroDivisionError):
-        return None
 
 
 class VideoChunkReader(StreamChunkReader):
@@ -167,13 +158,13 @@ class VideoChunkReader(StreamChunkReader):
 
     def catalog_row(self, record: dict[str, Any]) -> dict[str, Any]:
         streams = record.get("streams") or []
-        video = next((s for s in streams if s.get("codec_type") == "video"), {})
-        audio = next((s for s in streams if s.get("codec_type") == "audio"), {})
+        video: dict[str, Any] = next((s for s in streams if s.get("codec_type") == "video"), {})
+        audio: dict[str, Any] = next((s for s in streams if s.get("codec_type") == "audio"), {})
         counts = record.get("frame_counts") or {}
         duration = record.get("duration")
         return {"container": record.get("container"), "media_duration": duration if isinstance(duration, (int, float)) else None,
                 "codec": video.get("codec_name"), "width": video.get("width"), "height": video.get("height"),
-                "fps": _rate(video.get("avg_frame_rate")) if video else None, "audio_codec": audio.get("codec_name"),
+                "fps": (_rate(video.get("avg_frame_rate")) or None) if video else None, "audio_codec": audio.get("codec_name"),
                 "n_streams": len(streams), "frames": sum(v.get("frames", 0) for v in counts.values()) if counts else None}
     formats = VIDEO_FORMATS
 
@@ -205,13 +196,13 @@ class VideoChunkReader(StreamChunkReader):
         if len(specs) == 2 and len(frames) == 1 and frames[0].key == (None, None):
             return self._whole_file(specs, config)  # one ffprobe run for container, streams and packets
         states: list[State] = []
-        counts = iter(scan_intervals(specs[0].path, [s.key for s in frames], config.timeout) if frames else [])
+        counts = iter(scan_intervals(specs[0].path, [s.key for s in frames], config.timeout) if frames else [])  # type: ignore[misc]
         for spec in specs:
             if spec.chunk_type is ChunkType.METADATA:
                 st = os.stat(spec.path)
                 states.append({"container": probe_container(spec.path, st.st_size, st.st_mtime, config.timeout), "frames": {}, "seconds": 0.0})
             else:
-                lo, hi = spec.key
+                lo, hi = spec.key  # type: ignore[misc]
                 states.append({"container": None, "frames": next(counts), "intervals": [spec.key]})
         return states
 
