@@ -164,18 +164,22 @@ def _scan_options(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--force", action="store_true", help="redo every file, replacing the catalog")
     out.add_argument("--flush-every", type=_count(1), default=200, help="write a catalog part every N results (and every 10 s)")
     out.add_argument("-q", "--quiet", action="store_true",
-                     help="no progress bar, no dashboard link, no log messages below errors: the summary lines only")
+                     help="no progress bar, no dashboard link, no Dask log lines: the summary lines only (failures are in the catalog)")
 
 
 def _quiet_logs() -> None:
-    """Dask's own log lines (cluster start, worker notices) only when they are errors, here and in the workers."""
+    """No Dask log lines (cluster start, worker notices, shutdown races), here and in the worker processes."""
     import logging
+    import os
 
     import dask.config
 
-    dask.config.set({"logging.distributed": "error"})
+    # critical, not error: a worker's heartbeat racing the scheduler's shutdown logs an ERROR with a traceback;
+    # the environment variable reaches worker processes, which set up logging before they get any config
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = "critical"
+    dask.config.set({"logging.distributed": "critical"})
     for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
