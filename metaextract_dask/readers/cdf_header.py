@@ -10,6 +10,7 @@ declares fits in the file. It allocates nothing larger than the file.
 from __future__ import annotations
 
 import math
+import os
 import struct
 
 from ..errors import CorruptFileError
@@ -113,12 +114,10 @@ class _Bounded:
             self.take(n + (-n % 4), f"value of attribute {name}")
 
 
-def _remember(path: str, size: int, names: list[str]) -> None:
-    import os
-
+def _remember(path: str, size: int, mtime_ns: int, names: list[str]) -> None:
     if len(_RECORD_DIMS) > 64:
         _RECORD_DIMS.clear()
-    _RECORD_DIMS[(path, size, os.stat(path).st_mtime_ns)] = names
+    _RECORD_DIMS[(path, size, mtime_ns)] = names
 
 
 def record_dimensions(path: str) -> list[str]:
@@ -149,7 +148,7 @@ def check_classic_header(path: str, size: int) -> None:
         numrecs = r.count("number of records")
         dims = []
         dims = r.dimensions(r.items(NC_DIMENSION, "dimension"))
-        _remember(path, size, [name for name, length in dims if length == 0])
+        _remember(path, size, os.fstat(f.fileno()).st_mtime_ns, [name for name, length in dims if length == 0])  # the open file: no second stat
         r.attributes("global")
         data_end, record_sizes, record_begin = r.pos, [], None
         for _ in range(r.items(NC_VARIABLE, "variable")):

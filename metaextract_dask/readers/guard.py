@@ -39,22 +39,22 @@ def trusted_plugin_paths() -> tuple[str, ...]:
     return tuple(str(p) for p in dask.config.get("metaextract.hdf5.plugin-paths", []) or [])
 
 
-def plugin_path_value() -> str:
+def plugin_path_value(trusted: tuple[str, ...] | None = None) -> str:
     """What ``HDF5_PLUGIN_PATH`` must say in processes this project starts or parses in."""
-    trusted = trusted_plugin_paths()
+    trusted = trusted_plugin_paths() if trusted is None else trusted
     return os.pathsep.join(trusted) if trusted else NO_PLUGINS
 
 
 def restrict_plugins() -> tuple[str, ...]:
     """Point every libhdf5 of this process at the trusted plugin folders only.
 
-    The environment variable is read by a libhdf5 when it first looks for a
-    plugin (netCDF4's bundled library included, which would otherwise use
-    the folder netCDF4 itself puts there); h5py's library is also told
-    through its plugin API, which overrides what it read at start-up.
+    netCDF4's bundled libhdf5 reads the environment variable when netCDF4 is
+    imported (measured: setting it afterwards changes nothing), so this runs
+    before that import; h5py's library is told through its plugin API, which
+    overrides whatever it read at start-up.
     """
     trusted = trusted_plugin_paths()
-    os.environ["HDF5_PLUGIN_PATH"] = plugin_path_value()
+    os.environ["HDF5_PLUGIN_PATH"] = plugin_path_value(trusted)
     if "h5py" in sys.modules:
         _h5py_plugins(trusted)
     return trusted
