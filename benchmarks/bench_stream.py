@@ -52,7 +52,7 @@ def memory_run(path: str) -> dict:
 
 def serial_checksum(path: str, algorithm: str = "xxh3_128") -> str:
     """The reference a user would write: read 1 MiB at a time, hash the blocks."""
-    from metaextract_dask.checksum import block_digests, combine
+    from metaextract_dask.core.checksum import block_digests, combine
 
     digests = bytearray()
     with open(path, "rb", buffering=0) as f:
@@ -82,7 +82,7 @@ def parallel_copy(path: str, threads: int = 2, hashing: bool = False) -> None:
     through the page cache on this many cores can be faster."""
     import threading
 
-    from metaextract_dask.checksum import one_shot
+    from metaextract_dask.core.checksum import one_shot
 
     digest = one_shot("xxh3_128")
 

@@ -4,9 +4,8 @@ Importing this package imports no format library (h5py, netCDF4, ffmpeg);
 readers import theirs when first used.
 """
 
-from .checksum import reference_checksum
-from .config import StreamingConfig, StreamingStrategy
-from .errors import (
+from .core.checksum import reference_checksum
+from .core.errors import (
     CorruptFileError,
     EmptyFileError,
     ExtractionError,
@@ -17,24 +16,25 @@ from .errors import (
     ParserCrashError,
     UnsupportedFormatError,
 )
-from .model import ChunkSpec, ChunkType, ExtractionResult, ExtractionTask, FileInfo, StreamChunk
-from .probe import probe
+from .core.model import ChunkSpec, ChunkType, ExtractionResult, ExtractionTask, FileInfo, StreamChunk
+from .core.probe import probe
+from .core.settings import StreamingConfig, StreamingStrategy
+from .execution.streaming import StreamingExtractor, StreamingMetrics, extract_file, extract_with_streaming
 from .readers.base import StreamChunkReader
 from .readers.binary import BinaryChunkReader
-from .streaming import StreamingExtractor, StreamingMetrics, extract_file, extract_with_streaming
 
 __version__ = "0.1.0"
 
 # The parallel layer needs distributed: imported on first use, not at package import.
 _LAZY = {
-    "ExecutionModel": "metaextract_dask.cluster",
-    "LoadBalancingStrategy": "metaextract_dask.parallel",
-    "ParallelExtractionConfig": "metaextract_dask.parallel",
-    "ParallelExtractor": "metaextract_dask.parallel",
-    "extract_files_parallel": "metaextract_dask.parallel",
-    "extract_files": "metaextract_dask.parallel",
-    "ParallelMetrics": "metaextract_dask.metrics",
-    "extract_metadata": "metaextract_dask.batching",
+    "ExecutionModel": "metaextract_dask.execution.cluster",
+    "LoadBalancingStrategy": "metaextract_dask.core.settings",
+    "ParallelExtractionConfig": "metaextract_dask.execution.driver",
+    "ParallelExtractor": "metaextract_dask.execution.driver",
+    "extract_files_parallel": "metaextract_dask.execution.driver",
+    "extract_files": "metaextract_dask.execution.driver",
+    "ParallelMetrics": "metaextract_dask.diagnostics.plugin",
+    "extract_metadata": "metaextract_dask.execution.batch",
     "scan": "metaextract_dask.scanning",
     "read_catalog": "metaextract_dask.catalog",
 }

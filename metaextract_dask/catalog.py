@@ -21,8 +21,8 @@ import socket
 import time
 from typing import Any, Callable, Iterable
 
-from .model import ExtractionResult
-from .text import safe_dict
+from .core.model import ExtractionResult
+from .core.text import safe_dict
 
 MANIFEST = "_manifest.json"
 LOCK = "_lock"
@@ -32,7 +32,7 @@ FORMATS = ("parquet", "jsonl")
 #: (column, arrow type name) the framework fills for every file, whatever its reader
 FRAMEWORK_COLUMNS = [
     ("path", "string"), ("size", "int64"), ("mtime", "float64"), ("format", "string"), ("reader", "string"),
-    ("strategy", "string"), ("success", "bool"), ("error", "string"), ("error_type", "string"),
+    ("strategy", "string"), ("shape", "string"), ("success", "bool"), ("error", "string"), ("error_type", "string"),
     ("duration", "float64"), ("attempts", "int32"), ("worker", "string"), ("extracted_at", "float64"),
     ("chunks_read", "int64"), ("bytes_read", "int64"), ("exact", "bool"), ("checksum", "string"),
 ]
@@ -66,11 +66,13 @@ def reader_columns(record: dict[str, Any]) -> dict[str, Any]:
     from .readers.registry import available_readers, loaded_reader
 
     name = record.get("reader")
-    reader = loaded_reader(name) if isinstance(name, str) and name in available_readers() else None
+    if not isinstance(name, str) or name not in available_readers():
+        return {}
+    reader = loaded_reader(name)
     if reader is None:
         return {}
     try:
-        return dict(reader.catalog_row(record))
+        return dict(reader.catalog_row(record.get(name) or {}))
     except Exception:  # noqa: BLE001 - an odd record: its columns stay empty, the JSON keeps everything
         return {}
 
@@ -102,7 +104,7 @@ def file_stat(path: str, follow: bool = True) -> tuple[int | None, float | None]
 
 
 def _detected(path: str) -> str:
-    from .batching import file_type
+    from .execution.batch import file_type
 
     return file_type(path, None)
 
@@ -113,8 +115,8 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
     A record whose own path is not the row's is refused: the row becomes an
     internal error for this file, never another file's metadata.
     """
-    from .batching import check_record, failure
-    from .errors import MisattributionError
+    from .core.errors import MisattributionError
+    from .execution.batch import check_record, failure
 
     if result.success:
         try:
@@ -129,7 +131,8 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
     row = {name: own.get(name) for name, _ in catalog_columns()}
     row.update({
         "path": result.file_path, "size": size, "mtime": mtime,
-        "format": md.get("format") or result.file_format or _detected(result.file_path), "reader": md.get("reader"), "strategy": streaming.get("shape"),
+        "format": md.get("format") or result.file_format or _detected(result.file_path), "reader": md.get("reader"),
+        "strategy": streaming.get("strategy"), "shape": streaming.get("shape"),
         "success": result.success, "error": result.error, "error_type": result.error_type,
         "duration": result.duration, "attempts": result.attempts, "worker": result.worker, "extracted_at": result.end_time or time.time(),
         "chunks_read": streaming.get("chunks_read"), "bytes_read": streaming.get("bytes_read"), "exact": streaming.get("exact"),

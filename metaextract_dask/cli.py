@@ -11,9 +11,9 @@ import sys
 from typing import Any, Sequence
 
 from .catalog import CatalogWriteError
-from .config import StreamingConfig, StreamingStrategy
-from .errors import MetaExtractError
-from .text import for_terminal
+from .core.errors import MetaExtractError
+from .core.settings import StreamingConfig, StreamingStrategy
+from .core.text import for_terminal
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -104,11 +104,11 @@ def _config(args: argparse.Namespace) -> StreamingConfig:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Print one file's metadata, parsed in a sandbox that ``--timeout`` bounds (the parser is killed at the deadline)."""
-    from .batching import extract_metadata
-    from .sandbox import Sandbox
+    from .execution.batch import extract_metadata
+    from .execution.isolation import Sandbox
 
     config = _config(args)
-    from .config import setting
+    from .core.settings import setting
 
     box = Sandbox(args.memory_limit or setting("sandbox.memory-limit"))
     try:
@@ -191,13 +191,13 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
 
     def show_dashboard(client) -> None:
         if not args.quiet:
-            from .dashboard import page_link
+            from .diagnostics.dashboard import page_link
 
             print(f"Dask dashboard: {client.dashboard_link}  (extraction page: {page_link(client.dashboard_link)})", file=sys.stderr, flush=True)
 
     cluster = None
     if getattr(args, "cluster", None):
-        from .hpc import make_jobqueue_cluster
+        from .execution.hpc import make_jobqueue_cluster
 
         cluster = make_jobqueue_cluster(args.cluster, jobs=args.jobs, cores=args.cores, memory=args.memory, walltime=args.walltime,
                                         queue=args.queue, account=args.account, interface=args.interface, lifetime=args.lifetime,
@@ -207,7 +207,7 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
         if not (args.tls_ca_file and args.tls_cert):
             print("metaextract: TLS needs both --tls-ca-file and --tls-cert", file=sys.stderr)
             return EXIT_USAGE
-        from .cluster import tls_security
+        from .execution.cluster import tls_security
 
         security = tls_security(args.tls_ca_file, args.tls_cert, args.tls_key)
     try:

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from .catalog import CatalogWriter, file_stat, read_catalog, to_row
-from .config import StreamingConfig
-from .model import ExtractionResult
-from .progress import ProgressBar
-from .walk import iter_files, split_links
+from .core.model import ExtractionResult
+from .core.settings import StreamingConfig
+from .diagnostics.progress import ProgressBar
+from .execution.discovery import iter_files, split_links
 
 
 @dataclass
@@ -55,8 +55,8 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
     files already in it with the same size and mtime are skipped unless
     ``force``). Options mirror ``metaextract scan --help``.
     """
-    from .cluster import ExecutionModel
-    from .parallel import LoadBalancingStrategy, ParallelExtractionConfig
+    from .execution.cluster import ExecutionModel
+    from .execution.driver import LoadBalancingStrategy, ParallelExtractionConfig
 
     tell = summary is None  # called from Python: notices become warnings (the CLI prints its own)
     summary = summary if summary is not None else ScanSummary()
@@ -73,7 +73,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
         **({"memory_limit": memory_limit} if memory_limit is not None else {}),  # type: ignore[arg-type]
     )
     if isolate:
-        from .sandbox import allowed_memory_limit
+        from .execution.isolation import allowed_memory_limit
 
         allowed = allowed_memory_limit(int(config.memory_limit))
         if allowed < int(config.memory_limit):
@@ -136,7 +136,7 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
         arrived(link_record(link, links[link]))
     try:
         if todo:
-            from .parallel import ParallelExtractor
+            from .execution.driver import ParallelExtractor
 
             extractor = ParallelExtractor(config, client=client, cluster=cluster)
             extractor.on_client = started

@@ -29,7 +29,7 @@ h5py = pytest.importorskip("h5py")
 AS_NOBODY = ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"]
 SCAN = ["metaextract", "scan", "--dashboard-address", "127.0.0.1:0", "-q"]
 def _extensions() -> list[str]:
-    from metaextract_dask.detect import EXTENSIONS, MEDIA_EXTENSIONS
+    from metaextract_dask.core.detect import EXTENSIONS, MEDIA_EXTENSIONS
 
     return sorted(set(EXTENSIONS) | set(MEDIA_EXTENSIONS) | {".bin", ".dat", ""})
 
@@ -88,7 +88,9 @@ def test_hdf5_pointing_outside_is_never_followed_whatever_its_name(tmp_path, sec
         assert record["path"] == path
         text = json.dumps(record)
         assert "TOPSECRET" not in text
-        stats = [d.get("stats") for d in record.get("datasets", [])] + [v.get("stats") for v in record.get("variables", {}).values()]
+        own = record[record["reader"]]  # the reader's own section
+        stats = [d.get("stats") for d in own.get("datasets", [])] + [v.get("stats") for v in own.get("variables", {}).values()]
+        assert stats, f"{path}: no statistics to check"
         mins = [chr(int(s["min"])) for s in stats if s and s.get("min") is not None]
         assert mins[:9] != leaked, f"{path}: the secret came back through statistics"
         if record["format"] in ("hdf5", "netcdf4"):
@@ -133,7 +135,7 @@ ATTACKER = textwrap.dedent("""
 
 
 def test_another_local_user_cannot_drive_the_cluster():
-    from metaextract_dask.cluster import ClientScope
+    from metaextract_dask.execution.cluster import ClientScope
 
     probe = run([*AS_NOBODY, sys.executable, "-c", "import distributed"], timeout=60, cwd="/")
     if probe.returncode != 0:
@@ -252,7 +254,7 @@ def test_names_and_values_cannot_drive_the_terminal_or_forge_lines(tmp_path):
         assert not any(line.startswith("catalog: everything fine") for line in (out.stdout + out.stderr).splitlines())
     assert "\\x1b" in human.stdout and "\\x0a" in human.stdout
     exact = json.loads(run(["metaextract", "info", path, "--json"]).stdout)
-    assert exact["attrs"]["title"] == "\x1b]0;owned\x07\x1b[31mred\nforged line" and exact["path"] == path
+    assert exact["hdf5"]["attrs"]["title"] == "\x1b]0;owned\x07\x1b[31mred\nforged line" and exact["path"] == path
     import pandas as pd
 
     assert path in set(pd.read_parquet(tmp_path / "cat")["path"])  # the catalog keeps the exact name
@@ -344,7 +346,7 @@ def test_sigterm_and_sighup_save_what_was_extracted(tmp_path, sig):
 
 
 def test_a_tree_2000_levels_deep_is_walked(tmp_path):
-    from metaextract_dask.walk import iter_files
+    from metaextract_dask.execution.discovery import iter_files
 
     root = tmp_path / "deep"
     root.mkdir()
@@ -427,7 +429,7 @@ def test_info_enforces_its_timeout(tmp_path):
 
 SANDBOX_PARENT = textwrap.dedent("""
     import sys, time, threading
-    from metaextract_dask.sandbox import Sandbox
+    from metaextract_dask.execution.isolation import Sandbox
     def spin():
         while True:
             pass
@@ -495,7 +497,7 @@ def test_metadata_walks_are_linear_in_the_number_of_objects(tmp_path):
     extract_metadata(small)  # warm
     t_small, _ = _timed(extract_metadata, small)
     t_big, record = _timed(extract_metadata, big)
-    assert len(record["dimensions"]) == 200_000 and record["unlimited_dimensions"] == ["d199999"]
+    assert len(record["netcdf"]["dimensions"]) == 200_000 and record["netcdf"]["unlimited_dimensions"] == ["d199999"]
     header = run(["ncdump", "-h", big]).stdout
     assert "d199999 = UNLIMITED" in header
     assert t_big / t_small < 25, f"10x the dimensions took {t_big / t_small:.0f}x the time (linear: 10x)"
@@ -512,7 +514,7 @@ def test_metadata_walks_are_linear_in_the_number_of_objects(tmp_path):
     extract_metadata(shallow)
     t_shallow, _ = _timed(extract_metadata, shallow)
     t_deep, record = _timed(extract_metadata, deep)
-    assert len(record["groups"]) == 1001
+    assert len(record["hdf5"]["groups"]) == 1001
     assert t_deep / t_shallow < 25, f"10x the nesting took {t_deep / t_shallow:.0f}x the time (linear: 10x)"
 
 

@@ -11,9 +11,9 @@ import urllib.request
 import pytest
 
 from metaextract_dask import ParallelExtractionConfig, ParallelExtractor
-from metaextract_dask.cluster import ClientScope
-from metaextract_dask.dashboard import page_link
 from metaextract_dask.demo import make_bin, mixed_corpus
+from metaextract_dask.diagnostics.dashboard import page_link
+from metaextract_dask.execution.cluster import ClientScope
 
 ARTIFACTS = os.path.join(os.path.dirname(__file__), "artifacts")
 CHROMIUM = "/usr/bin/chromium"
@@ -73,7 +73,7 @@ def test_page_shows_the_runs_real_numbers(tmp_path, cluster_client):
     slowest = max(results, key=lambda r: r.duration)
     assert shown["metaextract-slowest"]["path"][0] == slowest.file_path
     assert sum(shown["metaextract-rate"]["bytes_per_second"]) == metrics.bytes_processed
-    chunks = dict(zip(shown["metaextract-chunks"]["strategy"], shown["metaextract-chunks"]["chunks"]))
+    chunks = dict(zip(shown["metaextract-chunks"]["shape"], shown["metaextract-chunks"]["chunks"]))
     truth: dict[str, int] = {}
     for r in results:
         if r.success:

@@ -44,7 +44,7 @@ def exotic_h5(path: str) -> str:
 
 
 def test_exotic_hdf5_datatypes_are_described_not_fatal(tmp_path):
-    record = extract_metadata(exotic_h5(str(tmp_path / "exotic.h5")))
+    record = extract_metadata(exotic_h5(str(tmp_path / "exotic.h5")))["hdf5"]
     ds = {d["name"]: d for d in record["datasets"]}
     assert ds["/int128"]["datatype"] == {"class": "integer", "size": 16, "order": "little-endian", "signed": True,
                                          "text": "128-bit little-endian integer"}
@@ -76,7 +76,7 @@ def pytables_files():
 
 
 def test_real_quad_precision_and_long_double(pytables_files):
-    record = extract_metadata(pytables_files["float.h5"])
+    record = extract_metadata(pytables_files["float.h5"])["hdf5"]
     ds = {d["name"]: d for d in record["datasets"]}
     assert ds["/quadprecision"]["datatype"]["text"] == "128-bit little-endian floating-point"
     assert "no NumPy equivalent" in ds["/quadprecision"]["stats_note"]
@@ -85,15 +85,15 @@ def test_real_quad_precision_and_long_double(pytables_files):
 
 
 def test_real_time_datatype_and_128_bit_attribute(pytables_files):
-    times = extract_metadata(pytables_files["times-nested-be.h5"])
+    times = extract_metadata(pytables_files["times-nested-be.h5"])["hdf5"]
     ds = {d["name"]: d for d in times["datasets"]}
     assert ds["/earr32"]["datatype"]["class"] == "time" and ds["/earr64"]["datatype"]["size"] == 8
-    attrs = extract_metadata(pytables_files["attr-u16.h5"])
+    attrs = extract_metadata(pytables_files["attr-u16.h5"])["hdf5"]
     assert any("ref_time" in w and "128-bit big-endian unsigned integer" in w for w in attrs["warnings"])
 
 
 def test_real_undefined_fill_value(pytables_files):
-    record = extract_metadata(pytables_files["ex-noattr.h5"])
+    record = extract_metadata(pytables_files["ex-noattr.h5"])["hdf5"]
     tdc = next(d for d in record["datasets"] if d["name"] == "/columns/TDC")
     assert tdc["fillvalue"] is None and tdc["fillvalue_defined"] == "undefined"
     assert tdc["stats"]["max"] == 9 and tdc["stats"]["count"] == 10
@@ -136,7 +136,7 @@ CALENDARS = [
 
 @pytest.mark.parametrize("units,calendar,values,start,end", CALENDARS, ids=[f"{c}:{u}" for u, c, *_ in CALENDARS])
 def test_every_calendar_and_reference(tmp_path, units, calendar, values, start, end):
-    record = extract_metadata(nc_time(str(tmp_path / "t.nc"), units, calendar, values))
+    record = extract_metadata(nc_time(str(tmp_path / "t.nc"), units, calendar, values))["netcdf"]
     cov = record["cf_coverage"]["time"]
     assert (cov["start"], cov["end"]) == (start, end)
     assert cov["calendar"] == (calendar or "standard")
@@ -151,7 +151,7 @@ def test_every_calendar_and_reference(tmp_path, units, calendar, values, start, 
     ("seconds since 1970-01-01", "standard", "could not be decoded"),
 ])
 def test_undecodable_time_keeps_raw_values_with_a_warning(tmp_path, units, calendar, why):
-    record = extract_metadata(nc_time(str(tmp_path / "t.nc"), units, calendar, [0.0, 1e19]))
+    record = extract_metadata(nc_time(str(tmp_path / "t.nc"), units, calendar, [0.0, 1e19]))["netcdf"]
     cov = record["cf_coverage"]["time"]
     assert "start" not in cov and cov["raw_max"] == 1e19 and cov["units"] == units
     assert any(w.startswith("time: time coverage:") and why in w for w in record["warnings"])
@@ -160,6 +160,6 @@ def test_undecodable_time_keeps_raw_values_with_a_warning(tmp_path, units, calen
 
 
 def test_calendar_none_counts_no_dates(tmp_path):
-    record = extract_metadata(nc_time(str(tmp_path / "t.nc"), "days since 2000-01-01", "none", [0, 3]))
+    record = extract_metadata(nc_time(str(tmp_path / "t.nc"), "days since 2000-01-01", "none", [0, 3]))["netcdf"]
     cov = record["cf_coverage"]["time"]
     assert "start" not in cov and "no dates" in cov["note"] and record["warnings"] == []

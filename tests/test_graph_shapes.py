@@ -11,7 +11,7 @@ from dask.callbacks import Callback
 from dask.core import get_dependencies
 
 from metaextract_dask import ChunkType, StreamingConfig, StreamingExtractor, StreamingStrategy
-from metaextract_dask.strategies import max_reads, merge_task_count
+from metaextract_dask.planning.plan import max_reads, merge_task_count
 
 S = StreamingStrategy
 

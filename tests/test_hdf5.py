@@ -76,23 +76,23 @@ def test_structure_agrees_with_h5ls(h5file):
     record = extract_file(path)[0]
     assert record["reader"] == "hdf5"
     peer = h5ls(path)
-    assert set(record["groups"]) == {n for n, (kind, _) in peer.items() if kind == "Group"}
-    ours = {d["name"]: d for d in record["datasets"]}
+    assert set(record["hdf5"]["groups"]) == {n for n, (kind, _) in peer.items() if kind == "Group"}
+    ours = {d["name"]: d for d in record["hdf5"]["datasets"]}
     assert set(ours) == {n for n, (kind, _) in peer.items() if kind == "Dataset"}
     for name, (kind, dims) in peer.items():
         if kind == "Dataset":
             shape = [int(x.split("/")[0]) for x in dims.strip("{}").split(",")]
             assert ours[name]["shape"] == shape
-    links = {link["name"]: link for link in record["links"]}
+    links = {link["name"]: link for link in record["hdf5"]["links"]}
     assert links["/link_soft"] == {"name": "/link_soft", "type": "soft", "target": "/grid/temperature"}
     assert peer["/link_soft"] == ("Soft Link", "{/grid/temperature}")
     assert links["/link_external"]["file"] == "elsewhere.h5" and peer["/link_external"][0] == "External Link"
-    assert record["attrs"] == {"title": "metaextract test", "version": 3}
+    assert record["hdf5"]["attrs"] == {"title": "metaextract test", "version": 3}
 
 
 def test_dtypes_and_attributes_agree_with_h5dump(h5file):
     path, data = h5file
-    ours = {d["name"]: d for d in extract_file(path)[0]["datasets"]}
+    ours = {d["name"]: d for d in extract_file(path)[0]["hdf5"]["datasets"]}
     for name, array in data.items():
         header = subprocess.run(["h5dump", "-H", "-d", name, path], capture_output=True, text=True, check=True).stdout
         assert f"DATATYPE  {H5T[ours[name]['dtype']]}" in header
@@ -108,7 +108,7 @@ def test_dtypes_and_attributes_agree_with_h5dump(h5file):
 def test_statistics_equal_numpy(h5file, strategy):
     path, data = h5file
     record = extract_file(path, StreamingConfig(strategy=strategy, chunk_size=256 * 1024, streaming_threshold=1024))
-    ours = {d["name"]: d for d in record[0]["datasets"]}
+    ours = {d["name"]: d for d in record[0]["hdf5"]["datasets"]}
     for name, array in data.items():
         stats = ours[name]["stats"]
         values = array[~np.isnan(array)] if array.dtype.kind == "f" else array
@@ -125,15 +125,15 @@ def test_sampled_statistics_are_marked_approximate(h5file):
     path, data = h5file
     record = extract_file(path, StreamingConfig(strategy="sample_based", chunk_size=64 * 1024, sample_count=2))[0]
     assert record["streaming"]["exact"] is False
-    stats = [d.get("stats") for d in record["datasets"] if d.get("stats")]
+    stats = [d.get("stats") for d in record["hdf5"]["datasets"] if d.get("stats")]
     assert stats and any(s["exact"] is False for s in stats)
-    not_read = [d for d in record["datasets"] if "stats" not in d]
+    not_read = [d for d in record["hdf5"]["datasets"] if "stats" not in d]
     assert all("stats_note" in d for d in not_read)
 
 
 def test_unavailable_filter_keeps_structure_with_a_note(h5file):
     path, _ = h5file
-    ours = {d["name"]: d for d in extract_file(path)[0]["datasets"]}
+    ours = {d["name"]: d for d in extract_file(path)[0]["hdf5"]["datasets"]}
     blosc = ours["/blosc_data"]
     assert blosc["shape"] == [8] and blosc["chunks"] == [4]
     assert blosc["filters"][0]["id"] == 32001 and blosc["filters"][0]["available"] is False
@@ -160,5 +160,5 @@ def test_large_storage_chunk_count_makes_few_tasks(tmp_path):
         f.create_dataset("x", data=np.arange(2_000_000, dtype="f4"), chunks=(100,))  # 20,000 storage chunks
     record = extract_file(path, StreamingConfig(strategy="windowed"))[0]
     assert record["streaming"]["tasks"] <= StreamingConfig().max_tasks_per_file
-    stats = record["datasets"][0]["stats"]
+    stats = record["hdf5"]["datasets"][0]["stats"]
     assert stats["cells_read"] == stats["cells_total"] == 20_000 and stats["max"] == 1_999_999

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metaextract_dask import MetaExtractError, extract_metadata
+from metaextract_dask.core.text import safe_text
 from metaextract_dask.demo import make_bin, make_h5, make_nc, make_video
-from metaextract_dask.text import safe_text
 
 REGRESSIONS = os.path.join(os.path.dirname(__file__), "fuzz_regressions")
 MKV_SEED_FRAMES = 0
@@ -138,7 +138,7 @@ def test_hostile_corpus_scan_records_every_file_once(tmp_path):
             if kind == "truncated" and row["success"] and path.endswith(".mkv"):
                 # Matroska is streamable: a cut file still plays. If the cut cost frames the record must
                 # say it looks truncated; if it cost none (only the index at the end), it is right as it is
-                record = json.loads(row["metadata"])
+                record = json.loads(row["metadata"])["video"]
                 frames = sum(v["frames"] for v in record["frame_counts"].values())
                 assert frames == MKV_SEED_FRAMES or "may be truncated" in " ".join(record["warnings"]), path
                 truncated_but_readable += 1
@@ -188,7 +188,7 @@ def test_external_targets_are_listed_and_never_opened(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     import json
 
-    record = json.loads(run.stdout)
+    record = json.loads(run.stdout)["hdf5"]
     opened = log.read_text()
     assert "main.h5" in opened  # the trace sees our own opens
     for target in ("link_target.h5", "raw_storage.bin", "vds_source.h5"):
@@ -217,7 +217,7 @@ def _seed(kind: str, tmp_dir: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def sandbox():
-    from metaextract_dask.sandbox import Sandbox
+    from metaextract_dask.execution.isolation import Sandbox
 
     box = Sandbox(memory_limit=2 * 2**30)
     yield box
@@ -285,7 +285,7 @@ def make_certificate(folder) -> tuple[str, str]:
 
 def test_tls_between_client_scheduler_and_workers(tmp_path):
     from metaextract_dask import scan
-    from metaextract_dask.cluster import ClientScope, tls_security
+    from metaextract_dask.execution.cluster import ClientScope, tls_security
 
     cert, key = make_certificate(tmp_path)
     data = tmp_path / "d"

@@ -21,12 +21,28 @@ VOLATILE = ["duration", "worker", "extracted_at", "attempts"]
 
 
 @pytest.fixture(scope="module")
-def slurm():
-    """The single-node SLURM of .ci/slurm/start.sh (started here if it is not running)."""
-    up = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True) if _has("sinfo") else None
-    if up is None or up.returncode != 0 or "idle" not in up.stdout:
-        subprocess.run(["bash", os.path.join(ROOT, ".ci", "slurm", "start.sh")], check=True, timeout=600)
-    yield
+def slurm(tmp_path_factory):
+    """A private single-node SLURM, all of it in a temporary folder (.ci/slurm/start.sh), stopped afterwards.
+
+    Nothing outside that folder changes: its config, munge key and socket
+    live there and it listens on free ports, so a SLURM the machine already
+    runs is left alone. ``SLURM_CONF`` points this process (and the
+    notebook's kernel, and dask-jobqueue's ``sbatch``) at it.
+    """
+    missing = [cmd for cmd in ("munged", "mungekey", "slurmctld", "slurmd", "sbatch") if not _has(cmd)]
+    if missing:
+        pytest.skip(f"SLURM is not installed here ({', '.join(missing)} missing: apt-get install slurmctld slurmd slurm-client munge)")
+    if os.geteuid() != 0:
+        pytest.skip("a private SLURM needs root here (slurmd starts the jobs)")
+    folder = str(tmp_path_factory.mktemp("slurm"))
+    start = subprocess.run(["bash", os.path.join(ROOT, ".ci", "slurm", "start.sh"), folder], capture_output=True, text=True, timeout=300)
+    assert start.returncode == 0, start.stdout + start.stderr
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SLURM_CONF", os.path.join(folder, "slurm.conf"))
+        try:
+            yield folder
+        finally:
+            subprocess.run(["bash", os.path.join(ROOT, ".ci", "slurm", "stop.sh"), folder], timeout=120)
 
 
 def _has(cmd: str) -> bool:
@@ -77,7 +93,7 @@ def test_separate_scheduler_and_workers_survive_a_killed_worker(tmp_path):
     address = f"tcp://127.0.0.1:{port}"
     env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
     procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--dashboard-address", f"127.0.0.1:{dash}", "--preload", "metaextract_dask.preload"],
+                               "--dashboard-address", f"127.0.0.1:{dash}", "--preload", "metaextract_dask.diagnostics.preload"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)]
     try:
         time.sleep(2)
@@ -117,7 +133,7 @@ def test_walltime_retirement_on_slurm_replaces_jobs(tmp_path, slurm):
     from distributed import Client
 
     from metaextract_dask.demo import make_bin
-    from metaextract_dask.hpc import make_jobqueue_cluster
+    from metaextract_dask.execution.hpc import make_jobqueue_cluster
 
     files = [make_bin(str(tmp_path / f"f{i:04d}.bin"), 512, i) for i in range(500)]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from metaextract_dask.metrics import EVENT_TOPIC, MAX_RUNS, MetricsPlugin
+from metaextract_dask.diagnostics.plugin import EVENT_TOPIC, MAX_RUNS, MetricsPlugin
 
 
 def _run(plugin: MetricsPlugin, name: str, n_files: int, failed: int = 0) -> None:

@@ -88,24 +88,24 @@ def test_header_agrees_with_ncdump(ncfile):
     path, fmt = ncfile
     record = extract_file(path)[0]
     dims, unlimited, variables, attrs, text = ncdump(path)
-    assert record["reader"] == "netcdf" and record["file_format"] == fmt
-    assert record["dimensions"] == dims and record["unlimited_dimensions"] == unlimited == ["time"]
-    assert set(record["variables"]) == set(variables)
+    assert record["reader"] == "netcdf" and record["netcdf"]["file_format"] == fmt
+    assert record["netcdf"]["dimensions"] == dims and record["netcdf"]["unlimited_dimensions"] == unlimited == ["time"]
+    assert set(record["netcdf"]["variables"]) == set(variables)
     for name, (cdl_type, vdims) in variables.items():
-        ours = record["variables"][name]
+        ours = record["netcdf"]["variables"][name]
         assert ours["dims"] == vdims
         assert CDL[ours["dtype"]] == cdl_type
         assert ours["shape"] == [dims.get(d, dims.get(name.rsplit("/", 1)[0] + "/" + d)) for d in vdims]
         assert set(ours["attrs"]) == attrs.get(name, set())
-    assert set(record["attrs"]) == attrs["/"] and record["attrs"]["title"] == "test run"
+    assert set(record["netcdf"]["attrs"]) == attrs["/"] and record["netcdf"]["attrs"]["title"] == "test run"
     if fmt == "NETCDF4":
-        assert record["groups"] == ["surface"] and record["variables"]["tas"]["chunks"] == [4, 36, 36]
-        assert record["variables"]["tas"]["compression"]["zlib"] is True
+        assert record["netcdf"]["groups"] == ["surface"] and record["netcdf"]["variables"]["tas"]["chunks"] == [4, 36, 36]
+        assert record["netcdf"]["variables"]["tas"]["compression"]["zlib"] is True
 
 
 def test_cf_coverage(ncfile):
     path, _ = ncfile
-    cov = extract_file(path)[0]["cf_coverage"]
+    cov = extract_file(path)[0]["netcdf"]["cf_coverage"]
     assert cov["time"]["start"] == "2020-01-01T00:00:00" and cov["time"]["end"] == "2020-01-12T18:00:00"
     assert cov["latitude"] == {"variable": "lat", "min": -87.5, "max": 87.5}
     assert cov["longitude"]["min"] == -177.5 and cov["longitude"]["max"] == 177.5
@@ -121,12 +121,12 @@ def test_statistics_equal_numpy_with_fill_and_missing_values(ncfile, strategy):
             values = var[...]  # masked and unpacked, as users read it
             plain = values.compressed() if np.ma.isMaskedArray(values) else np.asarray(values).ravel()
             nan = np.isnan(plain) if plain.dtype.kind == "f" else np.zeros(plain.shape, bool)
-            stats = record["variables"][name]["stats"]
+            stats = record["netcdf"]["variables"][name]["stats"]
             assert stats["exact"] is True
             assert stats["min"] == pytest.approx(plain[~nan].min()) and stats["max"] == pytest.approx(plain[~nan].max())
             assert stats["mean"] == pytest.approx(plain[~nan].astype("f8").mean(), rel=1e-9)
             assert stats["nan_count"] == int(nan.sum())
             assert stats["fill_count"] == (int(np.ma.count_masked(values)) if np.ma.isMaskedArray(values) else 0)
-    assert record["variables"]["tas"]["stats"]["fill_count"] == 4
-    assert record["variables"]["pr"]["stats"]["fill_count"] == 10
-    assert "stats" not in record["variables"]["station"]
+    assert record["netcdf"]["variables"]["tas"]["stats"]["fill_count"] == 4
+    assert record["netcdf"]["variables"]["pr"]["stats"]["fill_count"] == 10
+    assert "stats" not in record["netcdf"]["variables"]["station"]

@@ -113,7 +113,7 @@ def test_200_files_with_corrupt_crashing_and_hanging_ones(tmp_path, process_clie
 
 
 def ground_truth(results: list[ExtractionResult]) -> dict[str, dict[str, int]]:
-    from metaextract_dask.batching import outcome
+    from metaextract_dask.execution.batch import outcome
 
     truth: dict[str, dict[str, int]] = {}
     for r in results:
@@ -139,7 +139,7 @@ def test_metrics_from_the_plugin_match_the_run(tmp_path, process_client):
     assert metrics.bytes_processed == sum(t["bytes"] for t in truth.values())
     assert metrics.chunks_processed == sum(t["chunks"] for t in truth.values())
     big_chunks = sum(r.metadata["streaming"]["chunks_read"] for r in results if r.file_path in big)
-    assert metrics.chunk_tasks_by_strategy == {"window": big_chunks}  # counted from the chunk tasks themselves
+    assert metrics.chunk_tasks_by_shape == {"window": big_chunks}  # counted from the chunk tasks themselves
     workers = {w for w in metrics.worker_stats if w != "client"}
     assert workers <= set(process_client.scheduler_info()["workers"]) and workers
     assert metrics.success_rate == pytest.approx(100.0 * metrics.successful / len(files))
@@ -315,7 +315,7 @@ def test_large_native_files_are_parsed_only_in_sandboxes(tmp_path):
 def test_scan_stats_each_file_once_on_the_client(tmp_path, monkeypatch):
     """On a parallel file system every stat is a round trip: scan hands the
     sizes it stat-ed for resume to the extractor instead of stat-ing again."""
-    import metaextract_dask.parallel as parallel
+    import metaextract_dask.execution.driver as parallel
     from metaextract_dask import scan
     from metaextract_dask.demo import make_bin
 
@@ -329,3 +329,17 @@ def test_scan_stats_each_file_once_on_the_client(tmp_path, monkeypatch):
                  dashboard_address="127.0.0.1:0", progress=False)
     assert len(frame) == 30 and frame["success"].all()
     assert calls == []
+
+
+def test_size_aware_starts_the_largest_file_first(tmp_path, thread_client):
+    """Large files given smallest first: under SIZE_AWARE the biggest starts first (it decides when the run ends)."""
+    MiB = 2**20
+    files = [make_bin(tmp_path / f"f{i}.bin", size * MiB, i) for i, size in enumerate((3, 5, 9, 7))]
+    streaming = StreamingConfig(streaming_threshold=2 * MiB, chunk_size=MiB)
+    for balancing, expected in (("size_aware", [files[2], files[3], files[1], files[0]]), ("fifo", files)):
+        config = ParallelExtractionConfig(load_balancing=balancing, isolate=False, streaming=streaming)
+        results, _ = ParallelExtractor(config, client=thread_client).extract(files)
+        assert all(r.success for r in results), [r.error for r in results]
+        started = [r.file_path for r in sorted(results, key=lambda r: r.start_time)]
+        # four threads start four plans at once: their submission order is the start order
+        assert started == expected, balancing

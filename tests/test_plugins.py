@@ -20,7 +20,7 @@ from metaextract_dask.demo import make_h5, make_nc
 XYZ_READER = textwrap.dedent('''
     """A reader for "XYZ1" files: a 4-byte magic, then a count of records of 8 bytes."""
     import struct
-    from metaextract_dask.model import ChunkSpec, ChunkType
+    from metaextract_dask.core.model import ChunkSpec, ChunkType
     from metaextract_dask.readers.base import StreamChunkReader
 
     class XYZReader(StreamChunkReader):
@@ -103,7 +103,7 @@ def test_a_plugin_may_replace_a_builtin_when_told(tmp_path):
     h5 = make_h5(str(tmp_path / "a.h5"), 4)
     env = dict(os.environ, PYTHONPATH=site + os.pathsep + os.environ.get("PYTHONPATH", ""),
                DASK_METAEXTRACT__READERS__REPLACE='["hdf5"]')
-    script = f"from metaextract_dask import extract_metadata; print(extract_metadata({h5!r})['reader'], 'entropy' in extract_metadata({h5!r}))"
+    script = f"from metaextract_dask import extract_metadata; print(extract_metadata({h5!r})['reader'], 'entropy' in extract_metadata({h5!r})['hdf5'])"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["hdf5", "True"]  # the shadowing binary reader, under the hdf5 name
@@ -121,7 +121,31 @@ def test_a_plugin_under_the_hdf5_name_does_not_escape_the_guard(tmp_path):
         f.create_dataset("b", shape=(4,), dtype="u1", external=[(str(secret), 0, 4)])
     env = dict(os.environ, PYTHONPATH=site + os.pathsep + os.environ.get("PYTHONPATH", ""),
                DASK_METAEXTRACT__READERS__REPLACE='["hdf5"]')
-    script = f"from metaextract_dask import extract_metadata; r = extract_metadata({path!r}); print(r['reader'], 'datasets' in r)"
+    script = f"from metaextract_dask import extract_metadata; r = extract_metadata({path!r}); print(r['reader'], 'datasets' in r['hdf5'])"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["hdf5", "True"]  # the project's HDF5 reader (it lists datasets), not the plugin
+
+
+def test_a_reader_cannot_overwrite_the_files_own_keys(tmp_path):
+    """A reader's output sits under its own name: a container's ``size`` or a forged ``path`` cannot replace the file's."""
+    from metaextract_dask import StreamingConfig, probe
+    from metaextract_dask.execution.tasks import run_single
+    from metaextract_dask.planning.plan import plan_file
+    from metaextract_dask.readers.binary import BinaryChunkReader
+
+    class Liar(BinaryChunkReader):
+        name = "liar"
+
+        def finalize(self, state, info, config):
+            return {"size": 1, "path": "/elsewhere", "format": "hdf5", "reader": "hdf5", "streaming": None, "mine": True}
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * 5000)
+    config = StreamingConfig()
+    info = probe(path)
+    plan = plan_file(info, Liar(), config)
+    record = run_single(Liar(), info, config, plan.describe(), plan.specs, None)
+    assert (record["path"], record["size"], record["format"], record["reader"]) == (str(path), 5000, "unknown", "liar")
+    assert record["streaming"]["shape"] == "single"
+    assert record["liar"] == {"size": 1, "path": "/elsewhere", "format": "hdf5", "reader": "hdf5", "streaming": None, "mine": True}

@@ -21,11 +21,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metaextract_dask import ParallelExtractionConfig, ParallelExtractor, extract_metadata
-from metaextract_dask.batching import BatchSettings, extract_many
 from metaextract_dask.catalog import to_row
+from metaextract_dask.core.errors import MisattributionError
+from metaextract_dask.core.model import ExtractionResult
 from metaextract_dask.demo import make_bin, make_h5, make_nc
-from metaextract_dask.errors import MisattributionError
-from metaextract_dask.model import ExtractionResult
+from metaextract_dask.execution.batch import BatchSettings, extract_many
+from metaextract_dask.execution.isolation import Isolation
 
 GOOD = ("good_h5", "good_nc", "good_bin")
 #: kinds that must fail, and whether they may be tried more than once
@@ -130,7 +131,7 @@ def test_every_failure_kind_in_one_sandboxed_batch(tmp_path, thread_client):
 def test_random_batches_never_misattribute(tmp_path_factory, kinds):
     folder = str(tmp_path_factory.mktemp("batch"))
     paths = [make(folder, k, i) for i, k in enumerate(kinds)]
-    settings_ = BatchSettings(timeout=5, retry_limit=2, retry_delay=0.0, isolate=True)
+    settings_ = BatchSettings(timeout=5, retry_limit=2, retry_delay=0.0, isolation=Isolation())
     results = list(extract_many([(f"t{i}", p) for i, p in enumerate(paths)], behave, settings_))
     check_rows(results, paths)
     assert sorted(r.task_id for r in results) == sorted(f"t{i}" for i in range(len(paths)))
@@ -143,7 +144,7 @@ def test_a_record_naming_another_file_is_refused(tmp_path):
     def neighbour(path: str) -> dict:
         return extract_metadata(b if path == a else a)
 
-    results = list(extract_many([("t1", a)], neighbour, BatchSettings(isolate=False)))
+    results = list(extract_many([("t1", a)], neighbour, BatchSettings(isolation=Isolation.off())))
     assert not results[0].success and results[0].error_type == "MisattributionError"
     swapped = ExtractionResult("t1", a, True, extract_metadata(b))
     row = to_row(swapped)
@@ -171,7 +172,7 @@ def test_scan_rows_match_their_files(tmp_path):
 
 
 def test_misattribution_error_is_permanent():
-    from metaextract_dask.errors import is_transient
+    from metaextract_dask.core.errors import is_transient
 
     assert not is_transient(MisattributionError("x", "y"))
 
@@ -217,8 +218,8 @@ def test_a_failing_chunk_read_is_a_value_not_a_worker_error(tmp_path, process_cl
     from conftest import MiB, write_random
 
     from metaextract_dask import StreamingConfig, StreamingExtractor
-    from metaextract_dask.errors import FileChangedError
-    from metaextract_dask.graph import Failed
+    from metaextract_dask.core.errors import FileChangedError
+    from metaextract_dask.execution.tasks import Failed
 
     path = write_random(tmp_path / "shrinks.bin", 24 * MiB)
     plan, fg = StreamingExtractor(StreamingConfig(chunk_size=MiB, strategy="windowed")).graph(path)

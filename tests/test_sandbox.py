@@ -6,8 +6,8 @@ import os
 import signal
 import time
 
-from metaextract_dask.errors import ExtractionTimeout, ParserCrashError
-from metaextract_dask.sandbox import Sandbox, child_environment
+from metaextract_dask.core.errors import ExtractionTimeout, ParserCrashError
+from metaextract_dask.execution.isolation import Sandbox, child_environment
 
 
 def test_batch_survives_a_crash_and_a_hang_in_its_middle():

@@ -121,14 +121,14 @@ def test_entropy_and_signatures(tmp_path):
     zeros = tmp_path / "zeros.bin"
     zeros.write_bytes(bytes(2 * MiB))
     rec = extract_file(zeros)[0]
-    assert rec["entropy"]["bits_per_byte"] == 0.0
+    assert rec["binary"]["entropy"]["bits_per_byte"] == 0.0
     noise = write_random(tmp_path / "noise.bin", 2 * MiB)
-    assert extract_file(noise)[0]["entropy"]["bits_per_byte"] > 7.99
+    assert extract_file(noise)[0]["binary"]["entropy"]["bits_per_byte"] > 7.99
     z = tmp_path / "a.zip"
     with zipfile.ZipFile(z, "w") as f:
         f.writestr("x.txt", "hello" * 1000)
     rec = extract_file(z)[0]
-    assert rec["format"] == "zip" and "zip-end-of-central-directory" in rec["trailing_signatures"]
+    assert rec["format"] == "zip" and "zip-end-of-central-directory" in rec["binary"]["trailing_signatures"]
     g = tmp_path / "a.gz"
     g.write_bytes(gzip.compress(b"abc" * 1000))
     assert extract_file(g)[0]["format"] == "gzip"

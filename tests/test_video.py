@@ -63,11 +63,11 @@ def test_agrees_with_ffprobe(clips, name):
     record = extract_file(path, StreamingConfig(strategy="windowed", chunk_size=64 * 1024))[0]
     peer = ffprobe_json(path)
     assert record["reader"] == "video"
-    assert record["container"] == peer["format"]["format_name"]
-    assert record["duration"] == pytest.approx(float(peer["format"]["duration"]))
+    assert record["video"]["container"] == peer["format"]["format_name"]
+    assert record["video"]["duration"] == pytest.approx(float(peer["format"]["duration"]))
     assert record["size"] == int(peer["format"]["size"]) == os.path.getsize(path)
-    assert len(record["streams"]) == len(peer["streams"]) == 2
-    for ours, theirs in zip(record["streams"], peer["streams"]):
+    assert len(record["video"]["streams"]) == len(peer["streams"]) == 2
+    for ours, theirs in zip(record["video"]["streams"], peer["streams"]):
         assert ours["codec_type"] == theirs["codec_type"] and ours["codec_name"] == theirs["codec_name"]
         for key in ("width", "height", "channels"):
             assert ours.get(key) == theirs.get(key)
@@ -75,9 +75,9 @@ def test_agrees_with_ffprobe(clips, name):
             assert ours["sample_rate"] == int(theirs["sample_rate"])
         assert ours["avg_frame_rate"] == theirs["avg_frame_rate"]
     truth = counted(path)
-    assert {k: [v["frames"], v["keyframes"]] for k, v in record["frame_counts"].items()} == truth
-    assert all(v["exact"] for v in record["frame_counts"].values())
-    assert record["warnings"] == []  # an intact file raises no truncation suspicion
+    assert {k: [v["frames"], v["keyframes"]] for k, v in record["video"]["frame_counts"].items()} == truth
+    assert all(v["exact"] for v in record["video"]["frame_counts"].values())
+    assert record["video"]["warnings"] == []  # an intact file raises no truncation suspicion
 
 
 def test_every_full_strategy_counts_every_frame_over_many_intervals(tmp_path):
@@ -86,10 +86,10 @@ def test_every_full_strategy_counts_every_frame_over_many_intervals(tmp_path):
     for strategy in ("sequential", "windowed", "adaptive"):
         record = extract_file(path, StreamingConfig(strategy=strategy, chunk_size=64 * 1024, streaming_threshold=1))[0]
         assert record["streaming"]["chunks_read"] > 8
-        assert {k: [v["frames"], v["keyframes"]] for k, v in record["frame_counts"].items()} == truth
+        assert {k: [v["frames"], v["keyframes"]] for k, v in record["video"]["frame_counts"].items()} == truth
     sampled = extract_file(path, StreamingConfig(strategy="sample_based", chunk_size=64 * 1024, sample_count=2))[0]
     assert sampled["streaming"]["chunks_read"] == 2 + 2  # header (the container), footer (last interval), K=2 spaced
-    frames = sampled["frame_counts"]["0"]
+    frames = sampled["video"]["frame_counts"]["0"]
     assert frames["exact"] is False and 0 < frames["frames"] < truth["0"][0]
 
 

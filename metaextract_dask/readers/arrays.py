@@ -10,10 +10,15 @@ of arrays or storage chunks. Statistics are accumulated per cell and merged.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
-from ..model import ChunkSpec, ChunkType
+from ..core.model import ArrayCells, ChunkSpec, ChunkType, FileInfo
+from ..core.settings import StreamingConfig
+from .base import State, StreamChunkReader
 
 #: one cell read in memory at most: caps memory when storage chunks are huge
 MAX_CELL_BYTES = 64 * 1024 * 1024
@@ -68,7 +73,7 @@ def cell_slices(shape: tuple[int, ...], cell: tuple[int, ...], index: int) -> tu
 def pack_sections(path: str, arrays: list[ArrayInfo], chunk_size: int, first_id: int) -> list[ChunkSpec]:
     """SECTION specs of about ``chunk_size`` bytes; each key is ((name, cell shape, k0, k1), ...)."""
     specs: list[ChunkSpec] = []
-    parts: list[tuple] = []
+    parts: list[ArrayCells] = []
     size = 0
     offset = None
 
@@ -89,7 +94,7 @@ def pack_sections(path: str, arrays: list[ArrayInfo], chunk_size: int, first_id:
             take = max(1, min(ncells - k, (chunk_size - size) // cell_bytes))
             if offset is None:
                 offset = info.offset + k * cell_bytes
-            parts.append((info.name, cell, k, k + take))
+            parts.append(ArrayCells(info.name, cell, k, k + take))
             size += take * cell_bytes
             k += take
             if size >= chunk_size:
@@ -98,17 +103,25 @@ def pack_sections(path: str, arrays: list[ArrayInfo], chunk_size: int, first_id:
     return specs
 
 
-def iter_cells(shape: tuple[int, ...], part: tuple) -> Iterator[tuple[slice, ...]]:
+def iter_cells(shape: tuple[int, ...], part: ArrayCells) -> Iterator[tuple[slice, ...]]:
     """The hyperslabs of one section part."""
-    _, cell, k0, k1 = part
     if not shape:
         yield ()
         return
-    for k in range(k0, k1):
-        yield cell_slices(shape, cell, k)
+    for k in range(part.start, part.stop):
+        yield cell_slices(shape, part.cell, k)
 
 
 # ---------------------------------------------------------------- statistics
+
+
+def guarded(entry: dict[str, Any], field: str, fn: Any, default: Any = None) -> Any:
+    """``fn()``, or ``default`` with a warning on this object: one odd property never fails a file."""
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - confined to this property of this object
+        entry.setdefault("warnings", []).append(f"{field}: {exc} [{type(exc).__name__}]")
+        return default
 
 
 def is_numeric(dtype: Any) -> bool:
@@ -208,7 +221,7 @@ def final_stats(stats: dict[str, Any] | None, total_cells: int) -> dict[str, Any
     }
 
 
-def section_stats(parts: Any, get: Any) -> dict[str, dict[str, Any]]:
+def section_stats(parts: tuple[ArrayCells, ...], get: Any) -> dict[str, dict[str, Any]]:
     """Per-array statistics of one SECTION chunk.
 
     ``get(name)`` returns (array, fill) where array slices like numpy (an h5py
@@ -216,12 +229,13 @@ def section_stats(parts: Any, get: Any) -> dict[str, dict[str, Any]]:
     statistics: it is recorded as the array's ``error``.
     """
     out: dict[str, Any] = {}
-    for name, cell, k0, k1 in parts:
+    for part in parts:
+        name = part.name
         try:
             array, fill = get(name)
             shape = tuple(array.shape)
-            total = math.prod(grid(shape, cell)) if shape else 1
-            for slices in iter_cells(shape, (name, cell, k0, k1)):
+            total = math.prod(grid(shape, part.cell)) if shape else 1
+            for slices in iter_cells(shape, part):
                 s = cell_stats(array[slices], fill)
                 s["cells"], s["cells_total"] = 1, total
                 out[name] = merge_stats(out.get(name), s)
@@ -260,3 +274,62 @@ def to_jsonable(value: Any, limit: int = 1000) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
+
+
+class ArrayFileReader(StreamChunkReader):
+    """A format of named arrays (HDF5 datasets, NetCDF variables): a METADATA chunk, then SECTIONs of array slabs.
+
+    The two array formats share their chunking and statistics; a subclass says
+    how to open a file, list its arrays, describe its metadata chunk and
+    fetch one array. Each task opens the file once for all its chunks.
+    """
+
+    native = True
+    #: the metadata chunk's key, and the word for an array in progress summaries
+    metadata_key: ClassVar[str] = "metadata"
+    array_word: ClassVar[str] = "arrays"
+
+    @abstractmethod
+    def open(self, path: str) -> AbstractContextManager[Any]:
+        """The file opened for reading (held only for one task)."""
+
+    @abstractmethod
+    def arrays_of(self, handle: Any) -> list[ArrayInfo]:
+        """Every array worth statistics, with its shape, item size and storage chunks."""
+
+    @abstractmethod
+    def describe(self, handle: Any) -> dict[str, Any]:
+        """The METADATA chunk's summary: the structure, attributes, warnings."""
+
+    @abstractmethod
+    def array(self, handle: Any, name: str) -> tuple[Any, Any]:
+        """(array to slice, fill value or None) for one array name."""
+
+    def check(self, info: FileInfo) -> None:
+        """A check of the file before any native library opens it (none by default)."""
+
+    def layout(self, info: FileInfo, chunk_size: int) -> Sequence[ChunkSpec]:
+        self.check(info)
+        with self.open(info.path) as handle:
+            found = self.arrays_of(handle)
+        meta = ChunkSpec(info.path, 0, ChunkType.METADATA, 0, min(info.size, 4096), self.metadata_key)
+        return [meta, *pack_sections(info.path, found, chunk_size, first_id=1)]
+
+    def summarize(self, spec: ChunkSpec, config: StreamingConfig) -> State:
+        return self.summarize_all([spec], config)[0]
+
+    def summarize_all(self, specs: Sequence[ChunkSpec], config: StreamingConfig) -> list[State]:
+        """Every chunk of one task from a single open of the file."""
+        with self.open(specs[0].path) as handle:
+            return [self._summarize(handle, spec) for spec in specs]
+
+    def _summarize(self, handle: Any, spec: ChunkSpec) -> State:
+        if spec.chunk_type is ChunkType.METADATA:
+            return {"meta": self.describe(handle), "stats": {}}
+        return {"meta": None, "stats": section_stats(spec.key, lambda name: self.array(handle, name))}  # type: ignore[arg-type]
+
+    def merge(self, a: State, b: State) -> State:
+        return {"meta": a["meta"] or b["meta"], "stats": merge_section_stats(a["stats"], b["stats"])}
+
+    def public_summary(self, state: State) -> dict[str, Any]:
+        return {f"{self.array_word}_read": sorted(state["stats"]), self.metadata_key: state["meta"] is not None}

@@ -11,8 +11,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from ..config import StreamingConfig
-from ..model import ChunkSpec, FileInfo
+from ..core.model import ChunkSpec, FileInfo
+from ..core.settings import StreamingConfig
 
 State = dict[str, Any]
 
@@ -35,8 +35,17 @@ class StreamChunkReader(ABC):
     signatures: ClassVar[tuple[tuple[str, int, bytes, str], ...]] = ()
 
     def catalog_row(self, record: dict[str, Any]) -> dict[str, Any]:
-        """This reader's columns of one catalog row, from the record it produced."""
+        """This reader's columns of one catalog row, from its own section of the file's record."""
         return {}
+
+    def record(self, state: State, info: FileInfo, config: StreamingConfig) -> dict[str, Any]:
+        """The reader's part of the file's record: ``finalize``'s result under the reader's name.
+
+        Under its own key a reader cannot overwrite the framework's ``path``,
+        ``size``, ``mtime`` or ``format`` (a video's container size is not the
+        file's). ``checksum`` is the one shared key, filled by fixity.
+        """
+        return {self.name: self.finalize(state, info, config)}
 
     def native_spec(self, spec: ChunkSpec) -> bool:
         """Whether reading this chunk runs the native library (and so belongs in the sandbox)."""

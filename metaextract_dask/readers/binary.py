@@ -12,11 +12,11 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .. import checksum
-from ..config import CHECKSUM_BLOCK, StreamingConfig
-from ..detect import HEAD_BYTES, TAIL_BYTES, trailing_signatures
-from ..errors import FileChangedError
-from ..model import ChunkSpec, ChunkType, FileInfo
+from ..core import checksum
+from ..core.detect import HEAD_BYTES, TAIL_BYTES, trailing_signatures
+from ..core.errors import FileChangedError
+from ..core.model import ChunkSpec, ChunkType, FileInfo
+from ..core.settings import CHECKSUM_BLOCK, StreamingConfig
 from .base import State, StreamChunkReader
 
 #: a chunk is read in pieces of at most this size, so memory per task stays
@@ -199,8 +199,11 @@ class BinaryChunkReader(StreamChunkReader):
                 "sampled_bytes": int(state["hist"].sum()),
                 "profile": [[off, round(e, 4)] for off, e in sorted(state["profile"])],
             },
-            "checksum": file_checksum(state["blocks"], info, config.checksum),
         }
+
+    def record(self, state: State, info: FileInfo, config: StreamingConfig) -> dict[str, Any]:
+        """The binary section, and the file's checksum beside it (the framework's fixity key)."""
+        return {**super().record(state, info, config), "checksum": file_checksum(state["blocks"], info, config.checksum)}
 
 
 def file_checksum(blocks: dict[int, tuple[int, bytes]], info: FileInfo, algorithm: str | None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import math
 import os
 import struct
 
-from ..errors import CorruptFileError
+from ..core.errors import CorruptFileError
 
 NC_DIMENSION, NC_VARIABLE, NC_ATTRIBUTE = 0x0A, 0x0B, 0x0C
 TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 4, 6: 8, 7: 1, 8: 2, 9: 4, 10: 8, 11: 8}

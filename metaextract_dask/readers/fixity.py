@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from ..config import StreamingConfig
-from ..model import ChunkSpec, ChunkType, FileInfo
+from ..core.model import ChunkSpec, ChunkType, FileInfo
+from ..core.settings import StreamingConfig
 from .base import State, StreamChunkReader
 from .binary import BinaryChunkReader, ByteLayout, file_checksum, read_chunk
 
@@ -101,6 +101,10 @@ class WithChecksum(StreamChunkReader):
         return self.inner.public_summary(state["inner"])
 
     def finalize(self, state: State, info: FileInfo, config: StreamingConfig) -> dict[str, Any]:
-        record = self.inner.finalize(state["inner"], info, config)
-        record["checksum"] = file_checksum(state["blocks"], info, config.checksum)
-        return record
+        return self.inner.finalize(state["inner"], info, config)
+
+    def record(self, state: State, info: FileInfo, config: StreamingConfig) -> dict[str, Any]:
+        return {**self.inner.record(state["inner"], info, config), "checksum": file_checksum(state["blocks"], info, config.checksum)}
+
+    def catalog_row(self, record: dict[str, Any]) -> dict[str, Any]:
+        return self.inner.catalog_row(record)

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from collections.abc import Sequence
 from typing import Any
 
-from ..config import StreamingConfig
-from ..errors import CorruptFileError
-from ..model import ChunkSpec, ChunkType, FileInfo
+from ..core.errors import CorruptFileError
+from ..core.model import FileInfo
+from ..core.settings import StreamingConfig
 from . import arrays
-from .base import State, StreamChunkReader
+from .base import State
 
 EXTRA_HINT = "h5py is not installed: pip install 'metaextract_dask[hdf5]'"
 
@@ -62,15 +61,6 @@ def _filters(dset: Any) -> list[dict[str, Any]]:
 #: a dataset declaring more than this many times the file's bytes is not scanned
 #: (the best compression of real data stays far below; a crafted dataspace does not)
 MAX_EXPANSION = 1000
-
-
-def _guard(entry: dict[str, Any], field: str, fn: Any, default: Any = None) -> Any:
-    """``fn()``, or ``default`` with a warning on this object: one odd property never fails a file."""
-    try:
-        return fn()
-    except Exception as exc:  # noqa: BLE001 - confined to this property of this object
-        entry.setdefault("warnings", []).append(f"{field}: {exc} [{type(exc).__name__}]")
-        return default
 
 
 def dataset_dtype(dset: Any) -> Any | None:
@@ -120,27 +110,27 @@ def describe_dataset(name: str, dset: Any) -> dict[str, Any]:
     from .h5types import describe_type
 
     entry: dict[str, Any] = {"name": name}
-    entry["shape"] = _guard(entry, "shape", lambda: list(dset.shape) if dset.shape is not None else None)
-    datatype = _guard(entry, "datatype", lambda: describe_type(dset.id.get_type()), {"class": "unknown", "text": "unknown"})
-    dtype = _guard(entry, "dtype", lambda: dataset_dtype(dset))
+    entry["shape"] = arrays.guarded(entry, "shape", lambda: list(dset.shape) if dset.shape is not None else None)
+    datatype = arrays.guarded(entry, "datatype", lambda: describe_type(dset.id.get_type()), {"class": "unknown", "text": "unknown"})
+    dtype = arrays.guarded(entry, "dtype", lambda: dataset_dtype(dset))
     entry["dtype"] = str(dtype) if dtype is not None else datatype["text"]
     entry["datatype"] = datatype
-    entry["chunks"] = _guard(entry, "chunks", lambda: list(dset.chunks) if dset.chunks else None)
-    entry["layout"] = _guard(entry, "layout", lambda: _layout_name(dset))
-    entry["compression"] = _guard(entry, "compression", lambda: dset.compression)
-    entry["compression_opts"] = _guard(entry, "compression_opts", lambda: arrays.to_jsonable(dset.compression_opts))
-    entry["filters"] = _guard(entry, "filters", lambda: _filters(dset), [])
-    fill = _guard(entry, "fillvalue", lambda: _fill(dset, dtype), (None, "unreadable"))
+    entry["chunks"] = arrays.guarded(entry, "chunks", lambda: list(dset.chunks) if dset.chunks else None)
+    entry["layout"] = arrays.guarded(entry, "layout", lambda: _layout_name(dset))
+    entry["compression"] = arrays.guarded(entry, "compression", lambda: dset.compression)
+    entry["compression_opts"] = arrays.guarded(entry, "compression_opts", lambda: arrays.to_jsonable(dset.compression_opts))
+    entry["filters"] = arrays.guarded(entry, "filters", lambda: _filters(dset), [])
+    fill = arrays.guarded(entry, "fillvalue", lambda: _fill(dset, dtype), (None, "unreadable"))
     entry["fillvalue"], entry["fillvalue_defined"] = fill
-    entry["storage_size"] = _guard(entry, "storage_size", lambda: int(dset.id.get_storage_size()))
+    entry["storage_size"] = arrays.guarded(entry, "storage_size", lambda: int(dset.id.get_storage_size()))
     entry["attrs"] = read_attrs(dset, entry)
-    external = _guard(entry, "external_storage", lambda: dset.external)
+    external = arrays.guarded(entry, "external_storage", lambda: dset.external)
     if external:
         entry["external_storage"] = [{"file": arrays.to_jsonable(n), "offset": int(o), "size": int(s)} for n, o, s in external]
-    if _guard(entry, "virtual", lambda: dset.is_virtual, False):
-        entry["virtual_sources"] = _guard(entry, "virtual_sources", lambda: [{"file": vs.file_name, "dataset": vs.dset_name}
+    if arrays.guarded(entry, "virtual", lambda: dset.is_virtual, False):
+        entry["virtual_sources"] = arrays.guarded(entry, "virtual_sources", lambda: [{"file": vs.file_name, "dataset": vs.dset_name}
                                                                             for vs in dset.virtual_sources()], [])
-    reason = _guard(entry, "statistics", lambda: no_stats_reason(dset, dtype), "its storage could not be inspected")
+    reason = arrays.guarded(entry, "statistics", lambda: no_stats_reason(dset, dtype), "its storage could not be inspected")
     if reason:
         entry["stats_note"] = reason
     return entry
@@ -158,7 +148,7 @@ def read_attrs(obj: Any, owner: dict[str, Any]) -> dict[str, Any]:
     from .h5types import describe_type
 
     out: dict[str, Any] = {}
-    names = _guard(owner, "attribute names", lambda: list(obj.attrs), [])
+    names = arrays.guarded(owner, "attribute names", lambda: list(obj.attrs), [])
     for key in names:
         try:
             out[key] = arrays.to_jsonable(obj.attrs[key])
@@ -317,13 +307,14 @@ def _with_fill(dset: Any) -> tuple[Any, Any]:
         return dset, None
 
 
-class HDF5ChunkReader(StreamChunkReader):
+class HDF5ChunkReader(arrays.ArrayFileReader):
     """HDF5 files (seed name): tree plus per-dataset statistics."""
 
     name = "hdf5"
     formats = frozenset({"hdf5"})
-    native = True
     columns = (("n_groups", "int32"), ("n_datasets", "int32"))
+    metadata_key = "tree"
+    array_word = "datasets"
 
     def catalog_row(self, record: dict[str, Any]) -> dict[str, Any]:
         return {"n_groups": len(record.get("groups") or []), "n_datasets": len(record.get("datasets") or [])}
@@ -331,34 +322,20 @@ class HDF5ChunkReader(StreamChunkReader):
     def unavailable(self) -> str | None:
         return None if importlib.util.find_spec("h5py") else EXTRA_HINT
 
-    def layout(self, info: FileInfo, chunk_size: int) -> Sequence[ChunkSpec]:
-        with open_file(info.path) as f:
-            found = array_infos(f)
-        tree = ChunkSpec(info.path, 0, ChunkType.METADATA, 0, min(info.size, 4096), "tree")
-        return [tree, *arrays.pack_sections(info.path, found, chunk_size, first_id=1)]
+    def open(self, path: str) -> Any:
+        return open_file(path)
 
-    def summarize(self, spec: ChunkSpec, config: StreamingConfig) -> State:
-        return self.summarize_all([spec], config)[0]
+    def arrays_of(self, handle: Any) -> list[arrays.ArrayInfo]:
+        return array_infos(handle)
 
-    def summarize_all(self, specs: Sequence[ChunkSpec], config: StreamingConfig) -> list[State]:
-        """Every chunk of one task from a single open of the file."""
-        with open_file(specs[0].path) as f:
-            return [self._summarize(f, spec) for spec in specs]
+    def describe(self, handle: Any) -> dict[str, Any]:
+        return walk_tree(handle)
 
-    @staticmethod
-    def _summarize(f: Any, spec: ChunkSpec) -> State:
-        if spec.chunk_type is ChunkType.METADATA:
-            return {"tree": walk_tree(f), "stats": {}}
-        return {"tree": None, "stats": arrays.section_stats(spec.key, lambda name: _with_fill(f[name]))}
-
-    def merge(self, a: State, b: State) -> State:
-        return {"tree": a["tree"] or b["tree"], "stats": arrays.merge_section_stats(a["stats"], b["stats"])}
-
-    def public_summary(self, state: State) -> dict[str, Any]:
-        return {"datasets_read": sorted(state["stats"]), "tree": state["tree"] is not None}
+    def array(self, handle: Any, name: str) -> tuple[Any, Any]:
+        return _with_fill(handle[name])
 
     def finalize(self, state: State, info: FileInfo, config: StreamingConfig) -> dict[str, Any]:
-        tree = state["tree"]
+        tree = state["meta"]
         for entry in tree["datasets"]:
             stats = state["stats"].get(entry["name"])
             if stats is not None and "error" in stats:
@@ -374,7 +351,7 @@ class HDF5ChunkReader(StreamChunkReader):
             "datasets": tree["datasets"],
             "attrs": tree["attrs"],
             "links": tree["links"],
-            "hdf5": {"userblock_size": tree["userblock_size"], "libver": tree["libver"]},
+            "file": {"userblock_size": tree["userblock_size"], "libver": tree["libver"]},
             "warnings": tree["warnings"],
         }
         if tree["group_attrs"]:

@@ -9,16 +9,16 @@ and longitude bounds) is read from the coordinate variables.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import threading
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, Iterator
 
-from ..config import StreamingConfig
-from ..errors import CorruptFileError
-from ..model import ChunkSpec, ChunkType, FileInfo
+from ..core.errors import CorruptFileError
+from ..core.model import FileInfo
+from ..core.settings import StreamingConfig
 from . import arrays
-from .base import State, StreamChunkReader
+from .base import State
 
 EXTRA_HINT = "netCDF4 is not installed: pip install 'metaextract_dask[netcdf]'"
 
@@ -64,20 +64,11 @@ def get_variable(ds: Any, path: str) -> Any:
     return ds.variables[name]
 
 
-def _guard(entry: dict[str, Any], field: str, fn: Any, default: Any = None) -> Any:
-    """``fn()``, or ``default`` with a warning on this object: one odd property never fails a file."""
-    try:
-        return fn()
-    except Exception as exc:  # noqa: BLE001 - confined to this property of this object
-        entry.setdefault("warnings", []).append(f"{field}: {exc} [{type(exc).__name__}]")
-        return default
-
-
 def read_attrs(obj: Any, owner: dict[str, Any] | None = None) -> dict[str, Any]:
     """Attributes as JSON-friendly values; one that cannot be read is None with a warning on its owner."""
     owner = owner if owner is not None else {}
     out: dict[str, Any] = {}
-    for key in _guard(owner, "attribute names", obj.ncattrs, []):
+    for key in arrays.guarded(owner, "attribute names", obj.ncattrs, []):
         try:
             out[key] = arrays.to_jsonable(obj.getncattr(key))
         except Exception as exc:  # noqa: BLE001
@@ -103,14 +94,14 @@ def describe_header(ds: Any) -> dict[str, Any]:
                 unlimited.append(prefix + name)
         for name, var in group.variables.items():
             entry: dict[str, Any] = {}
-            entry["dims"] = _guard(entry, "dimensions", lambda: list(var.dimensions), [])
-            entry["shape"] = _guard(entry, "shape", lambda: list(var.shape), [])
-            entry["dtype"] = _guard(entry, "dtype", lambda: _dtype_name(var), "unknown")
+            entry["dims"] = arrays.guarded(entry, "dimensions", lambda: list(var.dimensions), [])
+            entry["shape"] = arrays.guarded(entry, "shape", lambda: list(var.shape), [])
+            entry["dtype"] = arrays.guarded(entry, "dtype", lambda: _dtype_name(var), "unknown")
             entry["attrs"] = read_attrs(var, entry)
             if ds.data_model == "NETCDF4":
-                chunking = _guard(entry, "chunking", var.chunking, "contiguous")
+                chunking = arrays.guarded(entry, "chunking", var.chunking, "contiguous")
                 entry["chunks"] = None if chunking == "contiguous" else list(chunking)
-                entry["compression"] = _guard(entry, "filters", lambda: {k: v for k, v in (var.filters() or {}).items() if v}, {})
+                entry["compression"] = arrays.guarded(entry, "filters", lambda: {k: v for k, v in (var.filters() or {}).items() if v}, {})
             variables[prefix + name] = entry
     root: dict[str, Any] = {}
     attrs = read_attrs(ds, root)
@@ -207,14 +198,15 @@ def array_infos(ds: Any) -> list[arrays.ArrayInfo]:
     return found
 
 
-class NetCDFChunkReader(StreamChunkReader):
+class NetCDFChunkReader(arrays.ArrayFileReader):
     """NetCDF classic and NetCDF-4: header, CF coverage, per-variable statistics."""
 
     name = "netcdf"
     formats = frozenset({"netcdf3", "netcdf4"})
-    native = True
     columns = (("file_format", "string"), ("n_variables", "int32"), ("n_dimensions", "int32"),
                ("time_start", "string"), ("time_end", "string"))
+    metadata_key = "header"
+    array_word = "variables"
 
     def catalog_row(self, record: dict[str, Any]) -> dict[str, Any]:
         time_range = (record.get("cf_coverage") or {}).get("time") or {}
@@ -225,44 +217,34 @@ class NetCDFChunkReader(StreamChunkReader):
     def unavailable(self) -> str | None:
         return None if importlib.util.find_spec("netCDF4") else EXTRA_HINT
 
-    def layout(self, info: FileInfo, chunk_size: int) -> Sequence[ChunkSpec]:
+    def check(self, info: FileInfo) -> None:
         if info.format == "netcdf3":  # libnetcdf trusts classic headers: check it first, within the file's bounds
             from .cdf_header import check_classic_header
 
             check_classic_header(info.path, info.size)
-        with NETCDF_LOCK, open_dataset(info.path) as ds:
-            found = array_infos(ds)
-        header = ChunkSpec(info.path, 0, ChunkType.METADATA, 0, min(info.size, 4096), "header")
-        return [header, *arrays.pack_sections(info.path, found, chunk_size, first_id=1)]
 
-    def summarize(self, spec: ChunkSpec, config: StreamingConfig) -> State:
-        return self.summarize_all([spec], config)[0]
+    @contextlib.contextmanager
+    def open(self, path: str) -> Iterator[Any]:
+        with NETCDF_LOCK, open_dataset(path) as ds:
+            yield ds
 
-    def summarize_all(self, specs: Sequence[ChunkSpec], config: StreamingConfig) -> list[State]:
-        """Every chunk of one task from a single open of the file."""
-        with NETCDF_LOCK, open_dataset(specs[0].path) as ds:
-            return [self._summarize(ds, spec) for spec in specs]
+    def arrays_of(self, handle: Any) -> list[arrays.ArrayInfo]:
+        return array_infos(handle)
 
-    @staticmethod
-    def _summarize(ds: Any, spec: ChunkSpec) -> State:
-        if spec.chunk_type is ChunkType.METADATA:
-            header = describe_header(ds)
-            try:
-                header["cf_coverage"] = cf_coverage(ds, header)
-            except Exception as exc:  # noqa: BLE001 - coverage is a summary: its failure is a warning
-                header["cf_coverage"] = {}
-                header["warnings"].append(f"cf_coverage: {exc} [{type(exc).__name__}]")
-            return {"header": header, "stats": {}}
-        return {"header": None, "stats": arrays.section_stats(spec.key, lambda name: (get_variable(ds, name), None))}
+    def describe(self, handle: Any) -> dict[str, Any]:
+        header = describe_header(handle)
+        try:
+            header["cf_coverage"] = cf_coverage(handle, header)
+        except Exception as exc:  # noqa: BLE001 - coverage is a summary: its failure is a warning
+            header["cf_coverage"] = {}
+            header["warnings"].append(f"cf_coverage: {exc} [{type(exc).__name__}]")
+        return header
 
-    def merge(self, a: State, b: State) -> State:
-        return {"header": a["header"] or b["header"], "stats": arrays.merge_section_stats(a["stats"], b["stats"])}
-
-    def public_summary(self, state: State) -> dict[str, Any]:
-        return {"variables_read": sorted(state["stats"]), "header": state["header"] is not None}
+    def array(self, handle: Any, name: str) -> tuple[Any, Any]:
+        return get_variable(handle, name), None
 
     def finalize(self, state: State, info: FileInfo, config: StreamingConfig) -> dict[str, Any]:
-        header = state["header"]
+        header = state["meta"]
         for path, entry in header["variables"].items():
             stats = state["stats"].get(path)
             if stats is not None and "error" in stats:

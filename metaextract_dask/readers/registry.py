@@ -20,8 +20,8 @@ import warnings
 from importlib.metadata import entry_points
 from typing import Any
 
-from ..errors import UnsupportedFormatError
-from ..model import FileInfo
+from ..core.errors import UnsupportedFormatError
+from ..core.model import FileInfo
 from .base import StreamChunkReader
 
 ENTRY_POINT_GROUP = "metaextract_dask.readers"
@@ -132,8 +132,8 @@ def recognise_media(info: FileInfo, timeout: float) -> FileInfo:
     """
     if info.format != "unknown":
         return info
-    from ..detect import suggests_media
-    from ..probe import read_head
+    from ..core.detect import suggests_media
+    from ..core.probe import read_head
 
     if not suggests_media(read_head(info.path), info.path):
         return info
@@ -181,6 +181,16 @@ def guard_native(info: FileInfo, reader: StreamChunkReader, note: str | None) ->
     more = f" and {len(found) - 1} more objects" if len(found) > 1 else ""
     return safe, (f"read with the HDF5 reader instead of {reader.name!r}: it points outside itself "
                   f"({first[0]}: {'; '.join(first[1])}{more}); nothing outside it was opened")
+
+
+def may_parse_natively(info: FileInfo, name: str | None = None) -> bool:
+    """Whether choosing and planning this file may run a native library (the HDF5 guard, a native layout)."""
+    if info.format in HDF5_BASED:
+        return True
+    try:
+        return reader_for(info, name)[0].native
+    except Exception:  # noqa: BLE001 - the same call inside the sandbox reports the problem
+        return True
 
 
 def choose_reader(info: FileInfo, config: Any, name: str | None = None) -> tuple[FileInfo, StreamChunkReader, str | None]:

@@ -23,10 +23,10 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import StreamingConfig
-from ..detect import VIDEO_FORMATS
-from ..errors import CorruptFileError, ExtractionTimeout
-from ..model import ChunkSpec, ChunkType, FileInfo
+from ..core.detect import VIDEO_FORMATS
+from ..core.errors import CorruptFileError, ExtractionTimeout
+from ..core.model import ChunkSpec, ChunkType, FileInfo, TimeInterval
+from ..core.settings import StreamingConfig
 from .base import State, StreamChunkReader
 
 #: seconds read past an interval's end, so B-frames reordered across it are seen
@@ -51,7 +51,7 @@ def run_ffprobe(path: str, args: list[str], timeout: float, messages: list[str] 
     if exe is None:
         raise CorruptFileError(path, "ffprobe is not installed (install ffmpeg)")
     cmd = [exe, "-v", "error", "-hide_banner", *args, "-i", "file:" + path]
-    from .. import sandbox
+    from ..execution import isolation as sandbox
 
     parent = os.getpid()
     # in the (single-threaded) sandbox child, ffprobe dies with it; elsewhere preexec_fn is unsafe beside threads
@@ -149,6 +149,13 @@ def scan_intervals(path: str, intervals: list[tuple[float | None, float | None]]
     return count_packets(run_ffprobe(path, args, timeout), intervals)
 
 
+def _interval(spec: ChunkSpec) -> tuple[float | None, float | None]:
+    key = spec.key
+    if not isinstance(key, TimeInterval):
+        raise TypeError(f"chunk {spec.chunk_id} of {spec.path} is a FRAME chunk without a time interval")
+    return key.start, key.end
+
+
 class VideoChunkReader(StreamChunkReader):
     """Video containers (seed name): format, streams, counted frames and keyframes."""
 
@@ -184,7 +191,7 @@ class VideoChunkReader(StreamChunkReader):
             lo = None if i == 0 else start + duration * i / n
             hi = None if i == n - 1 else start + duration * (i + 1) / n
             offset = info.size * i // n
-            specs.append(ChunkSpec(info.path, i + 1, ChunkType.FRAME, offset, info.size * (i + 1) // n - offset, (lo, hi)))
+            specs.append(ChunkSpec(info.path, i + 1, ChunkType.FRAME, offset, info.size * (i + 1) // n - offset, TimeInterval(lo, hi)))
         return specs
 
     def summarize(self, spec: ChunkSpec, config: StreamingConfig) -> State:
@@ -193,17 +200,17 @@ class VideoChunkReader(StreamChunkReader):
     def summarize_all(self, specs: Sequence[ChunkSpec], config: StreamingConfig) -> list[State]:
         """All FRAME chunks in one ffprobe pass (one process start, not one per chunk)."""
         frames = [s for s in specs if s.chunk_type is ChunkType.FRAME]
-        if len(specs) == 2 and len(frames) == 1 and frames[0].key == (None, None):
+        if len(specs) == 2 and len(frames) == 1 and frames[0].key == TimeInterval(None, None):
             return self._whole_file(specs, config)  # one ffprobe run for container, streams and packets
         states: list[State] = []
-        counts = iter(scan_intervals(specs[0].path, [s.key for s in frames], config.timeout) if frames else [])  # type: ignore[misc]
+        intervals = {s.chunk_id: _interval(s) for s in frames}
+        counts = iter(scan_intervals(specs[0].path, list(intervals.values()), config.timeout) if frames else [])
         for spec in specs:
             if spec.chunk_type is ChunkType.METADATA:
                 st = os.stat(spec.path)
                 states.append({"container": probe_container(spec.path, st.st_size, st.st_mtime, config.timeout), "frames": {}, "seconds": 0.0})
             else:
-                lo, hi = spec.key  # type: ignore[misc]
-                states.append({"container": None, "frames": next(counts), "intervals": [spec.key]})
+                states.append({"container": None, "frames": next(counts), "intervals": [intervals[spec.chunk_id]]})
         return states
 
     @staticmethod

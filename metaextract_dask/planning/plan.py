@@ -3,23 +3,24 @@
 A plan is plain data, so the planner is tested without Dask. The graph
 builder (graph.py) turns it into tasks.
 
-Shapes:
-  single  one task reads every chunk (ADAPTIVE, small files)
-  chain   chunk i waits for chunk i-1 (SEQUENTIAL)
-  window  chunk i waits for chunk i-W (WINDOWED)
-  star    header, footer and K spaced chunks into one merge (SAMPLE_BASED)
+The shapes are ``core.model.Shape``; ``plan_path`` is the one way every
+caller (one file, a batch, the driver's large files) gets a file's plan.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import StreamingConfig, StreamingStrategy
-from .errors import CorruptFileError, MetaExtractError, describe
-from .model import ChunkSpec, ChunkType, FileInfo
-from .readers.base import StreamChunkReader
+from ..core.errors import CorruptFileError, MetaExtractError, describe
+from ..core.model import ChunkSpec, ChunkType, FileInfo, Shape
+from ..core.settings import StreamingConfig, StreamingStrategy
+from ..readers.base import StreamChunkReader
+
+if TYPE_CHECKING:
+    from ..execution.isolation import Isolation
 
 #: inputs per merge task in tree reductions
 MERGE_FANIN = 8
@@ -33,7 +34,7 @@ class Plan:
     reader: str
     requested: StreamingStrategy
     strategy: StreamingStrategy
-    shape: str
+    shape: Shape
     chunk_size: int
     chunk_size_grown: bool
     chunks_total: int
@@ -53,9 +54,9 @@ class Plan:
     @property
     def task_count(self) -> int:
         """Tasks in this file's graph, merges included."""
-        if self.shape == "single":
+        if self.shape is Shape.SINGLE:
             return 1
-        if self.shape == "star":
+        if self.shape is Shape.STAR:
             return len(self.specs) + 1
         return len(self.specs) + merge_task_count(len(self.specs))
 
@@ -64,14 +65,14 @@ class Plan:
         return {
             "requested_strategy": self.requested.value,
             "strategy": self.strategy.value,
-            "shape": self.shape,
+            "shape": self.shape.value,
             "chunk_size": self.chunk_size,
             "chunk_size_grown": self.chunk_size_grown,
             "chunks_total": self.chunks_total,
             "chunks_read": len(self.specs),
             "bytes_read": self.bytes_planned,
             "tasks": self.task_count,
-            "window": self.window if self.shape == "window" else None,
+            "window": self.window if self.shape is Shape.WINDOW else None,
             "exact": self.full_scan,
             "note": self.note,
         }
@@ -94,18 +95,18 @@ def max_reads(cap: int, fanin: int = MERGE_FANIN) -> int:
     return max(n, 1)
 
 
-def resolve(strategy: StreamingStrategy, size: int, config: StreamingConfig) -> tuple[StreamingStrategy, str]:
+def resolve(strategy: StreamingStrategy, size: int, config: StreamingConfig) -> tuple[StreamingStrategy, Shape]:
     """(concrete strategy, shape) for a file of this size."""
     if strategy is StreamingStrategy.ADAPTIVE:
         if size < config.streaming_threshold:
-            return StreamingStrategy.SEQUENTIAL, "single"
+            return StreamingStrategy.SEQUENTIAL, Shape.SINGLE
         if size <= config.large_file_threshold:
-            return StreamingStrategy.WINDOWED, "window"
-        return StreamingStrategy.SAMPLE_BASED, "star"
+            return StreamingStrategy.WINDOWED, Shape.WINDOW
+        return StreamingStrategy.SAMPLE_BASED, Shape.STAR
     return strategy, {
-        StreamingStrategy.SEQUENTIAL: "chain",
-        StreamingStrategy.WINDOWED: "window",
-        StreamingStrategy.SAMPLE_BASED: "star",
+        StreamingStrategy.SEQUENTIAL: Shape.CHAIN,
+        StreamingStrategy.WINDOWED: Shape.WINDOW,
+        StreamingStrategy.SAMPLE_BASED: Shape.STAR,
     }[strategy]
 
 
@@ -142,14 +143,14 @@ def plan_file(info: FileInfo, reader: StreamChunkReader, config: StreamingConfig
     chunk_size = reader.chunk_size(config.chunk_size)
     layout = read_layout(reader, info, chunk_size)
     grown = False
-    if shape in ("chain", "window"):
+    if shape in (Shape.CHAIN, Shape.WINDOW):
         limit = max_reads(config.max_tasks_per_file)
         while len(layout) > limit:
             chunk_size = reader.chunk_size(max(chunk_size * 2, -(-info.size // limit)))
             layout = read_layout(reader, info, chunk_size)
             grown = True
         specs = tuple(layout)
-    elif shape == "star":
+    elif shape is Shape.STAR:
         count = min(config.sample_count, config.max_tasks_per_file - 3)
         specs = tuple(layout[i] for i in sample_indices(layout, count))
     else:
@@ -167,3 +168,29 @@ def plan_file(info: FileInfo, reader: StreamChunkReader, config: StreamingConfig
         window=config.window_size,
         note=note,
     )
+
+
+def plan_path(path: str | os.PathLike, config: StreamingConfig, reader_name: str | None = None,
+              isolation: Isolation | None = None, deadline: float | None = None) -> tuple[Plan, StreamChunkReader]:
+    """Probe, choose the reader, plan: (plan, reader) for one file, the one way every caller plans.
+
+    With ``isolation`` on, a file a native library would open (the HDF5
+    guard, a native reader's layout) is chosen and planned in this thread's
+    sandbox; the probe (a stat and the first bytes) runs here.
+    """
+    from ..core.probe import probe
+    from ..readers.registry import may_parse_natively
+
+    info = probe(path)
+    if isolation is not None and isolation.enabled and may_parse_natively(info, reader_name):
+        from ..execution.tasks import in_isolation
+
+        return in_isolation(isolation, info.path, deadline, config, choose_and_plan, info, config, reader_name)
+    return choose_and_plan(info, config, reader_name)
+
+
+def choose_and_plan(info: FileInfo, config: StreamingConfig, reader_name: str | None = None) -> tuple[Plan, StreamChunkReader]:
+    from ..readers.registry import choose_reader
+
+    info, reader, note = choose_reader(info, config, reader_name)
+    return plan_file(info, reader, config, note), reader

@@ -4,10 +4,10 @@ Served by the scheduler's own Bokeh server (its JavaScript comes from the
 scheduler, never a CDN: compute nodes are often offline). It reads the
 scheduler plugin of ``metrics.py`` once a second and shows the latest run:
 files done out of total by type, bytes per second over time, chunk tasks per
-strategy, failures with their paths and errors, and the slowest files.
+shape, failures with their paths and errors, and the slowest files.
 
 Our LocalClusters get the page automatically; a standalone scheduler gets it
-with ``dask scheduler --preload metaextract_dask.preload``.
+with ``dask scheduler --preload metaextract_dask.diagnostics.preload``.
 """
 
 from __future__ import annotations
@@ -39,15 +39,15 @@ class ExtractionPage:
         self.summary = Div(name="metaextract-summary", text="No extraction has run on this scheduler yet.", sizing_mode="stretch_width")
         self.files = ColumnDataSource(dict(type=[], success=[], failed=[]), name="metaextract-files")
         self.rate = ColumnDataSource(dict(time=[], bytes_per_second=[]), name="metaextract-rate")
-        self.chunks = ColumnDataSource(dict(strategy=[], chunks=[]), name="metaextract-chunks")
+        self.chunks = ColumnDataSource(dict(shape=[], chunks=[]), name="metaextract-chunks")
         self.failures = ColumnDataSource(dict(path=[], type=[], error=[]), name="metaextract-failures")
         self.slowest = ColumnDataSource(dict(path=[], type=[], duration=[]), name="metaextract-slowest")
 
         self.files_fig = figure(title="Files done, by type", y_range=[], height=260, sizing_mode="stretch_width", tools="", toolbar_location=None)
         self.files_fig.hbar_stack(["success", "failed"], y="type", height=0.7, color=["#2a9d8f", "#e76f51"], source=self.files,
                                   legend_label=["succeeded", "failed"])
-        self.chunks_fig = figure(title="Chunks read, by strategy (graph shape)", x_range=[], height=260, sizing_mode="stretch_width", tools="", toolbar_location=None)
-        self.chunks_fig.vbar(x="strategy", top="chunks", width=0.7, color="#264653", source=self.chunks)
+        self.chunks_fig = figure(title="Chunks read, by graph shape", x_range=[], height=260, sizing_mode="stretch_width", tools="", toolbar_location=None)
+        self.chunks_fig.vbar(x="shape", top="chunks", width=0.7, color="#264653", source=self.chunks)
         self.rate_fig = figure(title="Bytes per second", x_axis_type="datetime", height=220, sizing_mode="stretch_width", tools="xpan,xwheel_zoom,reset")
         self.rate_fig.vbar(x="time", top="bytes_per_second", width=900, source=self.rate, color="#e9c46a")
         failures = DataTable(source=self.failures, height=220, sizing_mode="stretch_width", columns=[
@@ -60,7 +60,7 @@ class ExtractionPage:
                            row(failures, slowest, sizing_mode="stretch_width"), sizing_mode="stretch_width")
 
     def snapshot(self) -> dict[str, Any] | None:
-        from .metrics import PLUGIN_NAME
+        from .plugin import PLUGIN_NAME
 
         plugin = self.scheduler.plugins.get(PLUGIN_NAME)
         return plugin.snapshot() if plugin is not None else None
@@ -73,9 +73,9 @@ class ExtractionPage:
         stats = snap["file_type_stats"]
         self.files.data = dict(type=types, success=[stats[t]["success"] for t in types], failed=[stats[t]["failed"] for t in types])
         self.files_fig.y_range.factors = types
-        strategies = sorted(snap["chunks_by_strategy"])
-        self.chunks.data = dict(strategy=strategies, chunks=[snap["chunks_by_strategy"][s] for s in strategies])
-        self.chunks_fig.x_range.factors = strategies
+        shapes = sorted(snap["chunks_by_shape"])
+        self.chunks.data = dict(shape=shapes, chunks=[snap["chunks_by_shape"][s] for s in shapes])
+        self.chunks_fig.x_range.factors = shapes
         per_second: dict[int, int] = defaultdict(int)
         for t, nbytes in snap["throughput"]:
             per_second[int(t)] += nbytes

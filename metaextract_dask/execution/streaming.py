@@ -14,13 +14,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .config import StreamingConfig
-from .errors import ExtractionError, ExtractionTimeout, MetaExtractError, describe
-from .graph import CHUNK_SUMMARIES, Failed, FileGraph, build_graph, in_sandbox, unwrap
-from .model import StreamChunk
-from .probe import probe
-from .readers.registry import choose_reader
-from .strategies import Plan, plan_file
+from ..core.errors import ExtractionError, ExtractionTimeout, MetaExtractError, describe
+from ..core.model import StreamChunk
+from ..core.settings import StreamingConfig
+from ..planning.graph import FileGraph, build_graph, run_local
+from ..planning.plan import Plan, plan_path
+from .isolation import Isolation
+from .tasks import CHUNK_SUMMARIES, Failed, unwrap
 
 Callback = Callable[[StreamChunk, "StreamingMetrics"], Any]
 
@@ -30,6 +30,7 @@ class StreamingMetrics:
     """Progress of one file's extraction (seed name)."""
 
     file_path: str = ""
+    #: the concrete streaming strategy (``sequential``, ``windowed``, ``sample_based``)
     strategy: str = ""
     chunks_total: int = 0
     bytes_total: int = 0
@@ -37,6 +38,8 @@ class StreamingMetrics:
     bytes_processed: int = 0
     start_time: float = field(default_factory=time.perf_counter)
     end_time: float | None = None
+    #: the graph's shape (``single``, ``chain``, ``window``, ``star``)
+    shape: str = ""
 
     @property
     def elapsed_time(self) -> float:
@@ -85,32 +88,27 @@ class StreamingExtractor:
 
     def plan(self, path: str | os.PathLike) -> Plan:
         """What would be read, without reading it."""
-        info = probe(path)
-        info, reader, note = choose_reader(info, self.config, self.reader)
-        return plan_file(info, reader, self.config, note)
+        return plan_path(path, self.config, self.reader)[0]
 
-    def graph(self, path: str | os.PathLike, deadline: float | None = None, isolate: int | None = None) -> tuple[Plan, FileGraph]:
+    def graph(self, path: str | os.PathLike, deadline: float | None = None,
+              isolation: Isolation | None = None) -> tuple[Plan, FileGraph]:
         """The plan and its task dictionary, for inspection or custom execution.
 
-        ``isolate``: a memory limit. A native reader (h5py, netCDF4) then
-        plans in this thread's sandbox, since planning opens the file, and its
-        chunk tasks read in the workers' sandboxes: a file that crashes the
-        library costs that file, never this process or a worker.
+        With ``isolation`` on, a native reader (h5py, netCDF4) plans in this
+        thread's sandbox, since planning opens the file, and its chunk tasks
+        read in the workers' sandboxes: a file that crashes the library costs
+        that file, never this process or a worker.
         """
-        info = probe(path)
-        info, reader, note = choose_reader(info, self.config, self.reader)
-        if isolate is not None and reader.native:
-            plan = in_sandbox(isolate, info.path, deadline, self.config, plan_file, info, reader, self.config, note)
-        else:
-            plan = plan_file(info, reader, self.config, note)
-        return plan, build_graph(plan, reader, self.config, deadline, isolate)
+        isolation = isolation or Isolation.off()
+        plan, reader = plan_path(path, self.config, self.reader, isolation, deadline)
+        return plan, build_graph(plan, reader, self.config, deadline, isolation)
 
     def extract(self, path: str | os.PathLike, callback: Callback | None = None) -> tuple[dict[str, Any], StreamingMetrics]:
         """Extract synchronously: (metadata, metrics)."""
         path = os.fspath(path)
         deadline = time.time() + self.config.timeout
         plan, fg = self.graph(path, deadline)
-        metrics = StreamingMetrics(path, plan.shape, len(plan.specs), plan.bytes_planned)
+        metrics = StreamingMetrics(path, plan.strategy.value, len(plan.specs), plan.bytes_planned, shape=plan.shape.value)
         client = self.client or current_client()
         try:
             if client is None:
@@ -136,7 +134,7 @@ class StreamingExtractor:
 
         deadline = time.time() + self.config.timeout
         plan, fg = self.graph(path, deadline)
-        metrics = StreamingMetrics(path, plan.shape, len(plan.specs), plan.bytes_planned)
+        metrics = StreamingMetrics(path, plan.strategy.value, len(plan.specs), plan.bytes_planned, shape=plan.shape.value)
         keys = [fg.final_key, *fg.read_keys] if callback else [fg.final_key]
         futures = dict(zip(keys, client.get(fg.dsk, keys, sync=False)))
         try:
@@ -171,8 +169,7 @@ def _on_chunk(spec: Any, summary: dict[str, Any], metrics: StreamingMetrics, cal
 
 
 def _run_local(fg: FileGraph, metrics: StreamingMetrics, callback: Callback | None) -> dict[str, Any]:
-    """Run on Dask's threaded scheduler; chunk callbacks fire as tasks finish."""
-    import dask.threaded
+    """Run here; chunk callbacks fire as tasks finish."""
     from dask.callbacks import Callback as DaskCallback
 
     class _Progress(DaskCallback):
@@ -181,9 +178,7 @@ def _run_local(fg: FileGraph, metrics: StreamingMetrics, callback: Callback | No
             if spec is not None:
                 _on_chunk(spec, _public(fg, result) if callback else {}, metrics, callback)
 
-    # one thread per core (Dask's default): more threads measured slower, with
-    # four times the context switches (benchmarks/bench_stream.py)
-    return unwrap(dask.threaded.get(fg.dsk, fg.final_key, callbacks=[_Progress()._callback]))  # type: ignore[arg-type]
+    return unwrap(run_local(fg, [_Progress()._callback] if fg.read_keys else None))
 
 
 def _run_distributed(client: Any, fg: FileGraph, metrics: StreamingMetrics, callback: Callback | None, deadline: float) -> dict[str, Any]:

@@ -11,8 +11,8 @@ batches for LEAST_LOADED. Metrics come from the scheduler plugin.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
+import threading
 import time
 import uuid
 from collections import deque
@@ -21,34 +21,28 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from dask.utils import parse_bytes
 
-from .batching import BatchSettings, check_record, extract_batch, extract_one, failure, file_size, outcome
+from ..core.errors import ExtractionTimeout, MisattributionError, describe
+from ..core.model import ExtractionResult, ExtractionTask
+from ..core.settings import LoadBalancingStrategy, StreamingConfig, setting
+from ..core.text import safe_dict, safe_text
+from ..planning.batches import Batch, plan_batches
+from ..planning.graph import build_graph
+from ..planning.plan import Plan, plan_path
+from .batch import BatchSettings, check_record, extract_batch, extract_one, failure, file_size, outcome
 from .cluster import ClientScope, ExecutionModel
-from .config import OptionEnum, StreamingConfig, setting
-from .errors import ExtractionTimeout, MisattributionError, describe, is_transient
-from .graph import CHUNK_SUMMARIES, unwrap
-from .model import ExtractionResult, ExtractionTask
-from .text import safe_dict
+from .isolation import Isolation
+from .tasks import CHUNK_SUMMARIES, unwrap
 
 if TYPE_CHECKING:
-    from .metrics import ParallelMetrics
+    from ..diagnostics.plugin import ParallelMetrics
 
 #: Dask priority of chunk graphs: above every batch, so a big file's timer
 #: starts when it is submitted and it is not stuck behind small ones
 GRAPH_PRIORITY = 10**9
-MAX_BATCH = 256
+#: seconds past a large file's deadline before its future is cancelled (its own tasks time out first)
+EXPIRY_GRACE = 5.0
 
 
-class LoadBalancingStrategy(OptionEnum):
-    """How files are ordered and grouped onto workers (seed names)."""
-
-    FIFO = "fifo"
-    PRIORITY = "priority"
-    LEAST_LOADED = "least_loaded"
-    FILE_TYPE_AWARE = "file_type_aware"
-    SIZE_AWARE = "size_aware"
-
-
-LoadBalancingStrategy._label = "load balancing"  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -88,60 +82,20 @@ class ParallelExtractionConfig:
         """The per-file timeout, resolved (``timeout_per_file`` or the streaming one)."""
         return float(self.timeout_per_file if self.timeout_per_file is not None else self.streaming.timeout)
 
+    @property
+    def isolation(self) -> Isolation:
+        """``isolate`` and ``memory_limit`` as the one policy object every task is given."""
+        return Isolation(self.isolate, int(self.memory_limit)) if self.isolate else Isolation.off()
+
     def batch_settings(self, run: str) -> BatchSettings:
         return BatchSettings(
             timeout=self.timeout,
             retry_limit=self.retry_limit if self.retry_failed else 0,
             retry_delay=self.retry_delay,
-            isolate=self.isolate,
-            memory_limit=int(self.memory_limit),
+            isolation=self.isolation,
             streaming=self.streaming,
             run=run,
         )
-
-
-@dataclass
-class Batch:
-    """One batch task: its files, Dask priority and a label for its key."""
-
-    tasks: list[ExtractionTask]
-    priority: int
-    label: str
-
-
-def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def plan_batches(tasks: list[ExtractionTask], strategy: LoadBalancingStrategy, sizes: dict[str, int],
-                 nthreads: int, batch_size: int | None = None, types: dict[str, str] | None = None) -> list[Batch]:
-    """Group small files into batch tasks, ordered and prioritised by strategy."""
-    if not tasks:
-        return []
-    # about 16 batches per thread: few enough that task overhead vanishes, enough that
-    # the last batches do not leave threads idle while one finishes
-    per_batch = batch_size or max(1, min(MAX_BATCH, math.ceil(len(tasks) / (16 * max(nthreads, 1)))))
-    S = LoadBalancingStrategy
-    if strategy is S.LEAST_LOADED:
-        per_batch = batch_size or max(1, per_batch // 2)  # more, smaller tasks: stealing evens the load
-        return [Batch(b, 0, "any") for b in _chunks(tasks, per_batch)]
-    if strategy is S.FILE_TYPE_AWARE:
-        groups: dict[str, list[ExtractionTask]] = {}
-        for t in tasks:
-            groups.setdefault((types or {}).get(t.task_id, "unknown"), []).append(t)
-        out = [Batch(b, 0, kind) for kind, group in groups.items() for b in _chunks(group, per_batch)]
-    elif strategy is S.PRIORITY:
-        ordered = sorted(tasks, key=lambda t: t.sort_key)
-        return [Batch(b, max(t.priority for t in b), "priority") for b in _chunks(ordered, per_batch)]
-    elif strategy is S.SIZE_AWARE:
-        ordered = sorted(tasks, key=lambda t: -sizes.get(t.task_id, 0))
-        out = [Batch(b, 0, "size") for b in _chunks(ordered, per_batch)]
-    else:  # FIFO
-        out = [Batch(b, 0, "fifo") for b in _chunks(tasks, per_batch)]
-    for i, batch in enumerate(out):  # earlier batches first
-        batch.priority = len(out) - i
-    return out
 
 
 class ParallelExtractor:
@@ -204,7 +158,7 @@ class ParallelExtractor:
         those files are not stat-ed again (one round trip each on a parallel
         file system).
         """
-        from .metrics import ParallelMetrics, fetch_snapshot
+        from ..diagnostics.plugin import ParallelMetrics, fetch_snapshot
 
         tasks = self._take(files)
         start = time.perf_counter()
@@ -261,7 +215,15 @@ def matched_results(tasks: list[ExtractionTask], results: list[ExtractionResult]
 
 
 class _Run:
-    """One run's client-side loop: submit, collect, retry and time out chunk graphs."""
+    """One run's client-side driver: every future in one ``distributed.as_completed``.
+
+    Batches of small files, plan tasks of large files (planned on the
+    workers, in their sandboxes) and the chunk graphs built from those plans
+    all finish into the same iterator; nothing polls. Timers do the two things
+    that are not a future finishing: a retry's backoff ending (it submits the
+    file again) and a deadline passing (it cancels the file's future, which
+    then comes out of the iterator as that file's timeout).
+    """
 
     def __init__(self, owner: ParallelExtractor, client: Any, tasks: list[ExtractionTask], progress: Callable | None, keep: bool = True,
                  known_sizes: dict[str, int] | None = None):
@@ -272,12 +234,20 @@ class _Run:
         self.run_id = owner.last_run = uuid.uuid4().hex[:12]
         self.settings = self.cfg.batch_settings(self.run_id)
         self.results: dict[str, ExtractionResult] = {}
+        #: what each future in flight is: ("batch", Batch) or ("plan" | "graph", _Large)
+        self.inflight: dict[Any, tuple[str, Any]] = {}
+        self.expired: set[Any] = set()
+        #: the deadline timer of each large file's future in flight
+        self.expiry: dict[Any, threading.Timer] = {}
+        #: retries waiting out their backoff
+        self.timers: set[threading.Timer] = set()
+        self.lock = threading.RLock()
+        self.wake = threading.Event()
 
     def run(self) -> list[ExtractionResult]:
-        import dask
-        from distributed import wait
+        from distributed import as_completed
 
-        from .metrics import EVENT_TOPIC, ensure_plugin
+        from ..diagnostics.plugin import EVENT_TOPIC, ensure_plugin
 
         client, cfg = self.client, self.cfg
         ensure_plugin(client)
@@ -285,49 +255,57 @@ class _Run:
         sizes = {t.task_id: known[t.file_path] if t.file_path in known else file_size(t.file_path) for t in self.tasks}
         threshold = cfg.streaming.streaming_threshold
         own_graph = self.owner.extraction_fn is None
-        large = deque(t for t in self.tasks if own_graph and sizes[t.task_id] >= threshold)
+        large = [t for t in self.tasks if own_graph and sizes[t.task_id] >= threshold]
         small = [t for t in self.tasks if not (own_graph and sizes[t.task_id] >= threshold)]
-        nthreads = sum(client.nthreads().values()) or 1
+        if cfg.load_balancing is LoadBalancingStrategy.SIZE_AWARE:
+            large.sort(key=lambda t: -sizes[t.task_id])
+        self.large = deque(large)
+        self.slots = sum(client.nthreads().values()) or 1
         types = None
         if cfg.load_balancing is LoadBalancingStrategy.FILE_TYPE_AWARE:
-            from .batching import file_type
+            from .batch import file_type
 
             types = {t.task_id: file_type(t.file_path, None) for t in small}
-        batches = self.owner.last_batches = plan_batches(small, cfg.load_balancing, sizes, nthreads, cfg.batch_size, types)
+        batches = self.owner.last_batches = plan_batches(small, cfg.load_balancing, sizes, self.slots, cfg.batch_size, types)
         client.log_event(EVENT_TOPIC, {"kind": "run-start", "run": self.run_id, "files": len(self.tasks), "bytes": sum(sizes.values())})
+        self.done = as_completed(loop=client.loop)
+        try:
+            with self.lock:
+                self._start_large()  # first: a big file's graph is ahead of every batch
+                for i, batch in enumerate(batches):
+                    self._submit_batch(i, batch)
+            self._drain()
+        finally:
+            for timer in [*self.timers, *self.expiry.values()]:
+                timer.cancel()
+        client.log_event(EVENT_TOPIC, {"kind": "run-end", "run": self.run_id})
+        return [self.results[t.task_id] for t in self.tasks] if self.keep else []
 
-        pending: dict[Any, tuple[str, Any]] = {}
-        for i, batch in enumerate(batches):
-            with dask.annotate(metaextract={"run": self.run_id, "role": "batch", "files": len(batch.tasks)}):
-                fut = client.submit(extract_batch, [(t.task_id, t.file_path) for t in batch.tasks], self.owner.extraction_fn,
-                                    self.settings, key=f"extract-batch-{batch.label}-{self.run_id}-{i}", priority=batch.priority, pure=False)
-            pending[fut] = ("batch", batch)
-
-        graphs: dict[Any, tuple[ExtractionTask, float, int, float]] = {}
-        waiting: deque = deque()  # (not before, task, attempt) for retries of chunk graphs
-        while pending or large or waiting:
-            self._top_up_graphs(large, waiting, graphs, pending, nthreads)
-            if not pending:
-                time.sleep(0.05)
+    def _drain(self) -> None:
+        while True:
+            if self.done.is_empty():
+                with self.lock:
+                    if not self.timers:
+                        return
+                self.wake.wait()  # a retry's backoff is running: its timer submits and sets this
+                self.wake.clear()
                 continue
-            try:
-                done, _ = wait(list(pending), timeout=0.5, return_when="FIRST_COMPLETED")
-            except TimeoutError:  # nothing finished in this slice: check deadlines, top up
-                done = set()
-            for fut in done:
-                kind, item = pending.pop(fut)
+            fut = next(self.done)
+            with self.lock:
+                kind, item = self.inflight.pop(fut)
+                timer = self.expiry.pop(fut, None)
+                if timer is not None:
+                    timer.cancel()
                 if kind == "batch":
                     self._batch_done(fut, item)
                 else:
-                    self._graph_done(fut, graphs.pop(fut), waiting)
-            self._expire_graphs(graphs, pending)
-        client.log_event(EVENT_TOPIC, {"kind": "run-end", "run": self.run_id})
-        return [self.results[t.task_id] for t in self.tasks] if self.keep else []
+                    self._large_done(fut, kind, item)
+                self._start_large()
 
     # -- results
 
     def _emit(self, results: list[ExtractionResult], tell_plugin: bool) -> None:
-        from .metrics import EVENT_TOPIC
+        from ..diagnostics.plugin import EVENT_TOPIC
 
         if tell_plugin and results:  # before progress: outcome() fills each result's file_format once
             self.client.log_event(EVENT_TOPIC, {"kind": "files", "run": self.run_id, "files": [outcome(r) for r in results]})
@@ -339,6 +317,18 @@ class _Run:
                 self.results[r.task_id] = r
             if self.progress is not None:
                 self.progress(r)
+
+    def _submit_batch(self, i: int, batch: Batch) -> None:
+        import dask
+
+        with dask.annotate(metaextract={"run": self.run_id, "role": "batch", "files": len(batch.tasks)}):
+            fut = self.client.submit(extract_batch, [(t.task_id, t.file_path) for t in batch.tasks], self.owner.extraction_fn,
+                                     self.settings, key=f"extract-batch-{batch.label}-{self.run_id}-{i}", priority=batch.priority, pure=False)
+        self._track(fut, "batch", batch)
+
+    def _track(self, fut: Any, kind: str, item: Any) -> None:
+        self.inflight[fut] = (kind, item)
+        self.done.add(fut)
 
     def _batch_done(self, fut: Any, batch: Batch) -> None:
         try:
@@ -354,59 +344,104 @@ class _Run:
             self._emit(refused, tell_plugin=True)
         fut.release()
 
-    # -- chunk graphs of large files
+    # -- large files: a plan task on a worker, then the chunk graph built from its plan
 
-    def _top_up_graphs(self, large: deque, waiting: deque, graphs: dict, pending: dict, limit: int) -> None:
-        now = time.time()
-        while len(graphs) < limit and (large or (waiting and waiting[0][0] <= now)):
-            if waiting and waiting[0][0] <= now:
-                _, task, attempt = waiting.popleft()
-            else:
-                task, attempt = large.popleft(), 1
-            self._submit_graph(task, attempt, graphs, pending)
+    def _start_large(self) -> None:
+        """Plan large files while fewer than one per worker thread are in flight."""
+        busy = sum(1 for kind, _ in self.inflight.values() if kind != "batch")
+        while busy < self.slots and self.large:
+            self._submit_plan(_Large(self.large.popleft(), 1))
+            busy += 1
 
-    def _submit_graph(self, task: ExtractionTask, attempt: int, graphs: dict, pending: dict) -> None:
+    def _submit_plan(self, large: _Large) -> None:
         import dask
 
-        from .streaming import StreamingExtractor
+        large.start = time.time()
+        large.deadline = large.start + self.cfg.timeout
+        with dask.annotate(metaextract={"run": self.run_id, "role": "plan", "file": safe_text(large.task.file_path)}):
+            fut = self.client.submit(plan_large_file, large.task.file_path, self.cfg.streaming, self.settings.isolation, large.deadline,
+                                     key=f"plan-file-{self.run_id}-{uuid.uuid4().hex[:8]}", priority=GRAPH_PRIORITY, pure=False)
+        self._track(fut, "plan", large)
+        self._expire_at(fut, large.deadline + EXPIRY_GRACE)
 
-        start = time.time()
-        deadline = start + self.cfg.timeout
-        try:
-            isolate = self.settings.memory_limit if self.settings.isolate else None
-            plan, fg = StreamingExtractor(self.cfg.streaming).graph(task.file_path, deadline, isolate)
-        except Exception as exc:  # noqa: BLE001 - a file that cannot be planned is that file's record
-            self._emit([ExtractionResult(task.task_id, task.file_path, False, None, describe(exc), type(exc).__name__, start, time.time(), attempts=attempt)], True)
-            return
-        ann = safe_dict({"run": self.run_id, "role": "file", "file": task.file_path, "type": plan.info.format, "strategy": plan.shape})
+    def _submit_graph(self, large: _Large, plan: Plan, reader: Any) -> None:
+        import dask
+
+        fg = build_graph(plan, reader, self.cfg.streaming, large.deadline, self.settings.isolation)
+        ann = safe_dict({"run": self.run_id, "role": "file", "file": large.task.file_path, "type": plan.info.format, "shape": plan.shape.value})
         with dask.annotate(metaextract=ann):
             fut = self.client.get(fg.dsk, [fg.final_key], sync=False, priority=GRAPH_PRIORITY)[0]
-        graphs[fut] = (task, deadline, attempt, start)
-        pending[fut] = ("graph", task)
+        self._track(fut, "graph", large)
+        self._expire_at(fut, large.deadline + EXPIRY_GRACE)
 
-    def _graph_done(self, fut: Any, entry: tuple, waiting: deque) -> None:
-        task, _, attempt, start = entry
+    def _expire_at(self, fut: Any, when: float) -> None:
+        """Cancel ``fut`` at ``when``: a graph stuck past its deadline (a hung worker) becomes its file's timeout."""
+        def expire() -> None:
+            with self.lock:
+                if self.expiry.pop(fut, None) is not None:
+                    self.expired.add(fut)
+                    self.client.cancel([fut])
+
+        timer = self.expiry[fut] = threading.Timer(max(0.0, when - time.time()), expire)
+        timer.daemon = True
+        timer.start()
+
+    def _large_done(self, fut: Any, kind: str, large: _Large) -> None:
+        task = large.task
         try:
-            record = unwrap(fut.result())
-            record.pop(CHUNK_SUMMARIES, None)
-            result = ExtractionResult(task.task_id, task.file_path, True, record, start_time=start, end_time=time.time(), attempts=attempt)
-        except Exception as exc:  # noqa: BLE001
-            if self.cfg.retry_failed and attempt <= self.cfg.retry_limit and is_transient(exc):
-                waiting.append((time.time() + self.cfg.retry_delay * 2 ** (attempt - 1), task, attempt + 1))
+            if fut in self.expired:
+                self.expired.discard(fut)
+                raise ExtractionTimeout(task.file_path, f"timed out after {self.cfg.timeout:g} s")
+            value = unwrap(fut.result())
+            if kind == "plan":
+                plan, reader = value
                 fut.release()
+                self._submit_graph(large, plan, reader)
                 return
-            result = failure(task.task_id, task.file_path, exc, start, attempts=attempt)
+            value.pop(CHUNK_SUMMARIES, None)
+            check_record(task.file_path, value)
+            result = ExtractionResult(task.task_id, task.file_path, True, value, start_time=large.start, end_time=time.time(),
+                                      attempts=large.attempt)
+        except Exception as exc:  # noqa: BLE001 - a file that cannot be planned or read is that file's record
+            fut.release()
+            if self.cfg.retry_failed and self.settings.retry.allows(exc, large.attempt):
+                self._retry_later(_Large(task, large.attempt + 1), self.settings.retry.wait(large.attempt))
+                return
+            result = failure(task.task_id, task.file_path, exc, large.start, attempts=large.attempt)
         fut.release()
         self._emit([result], tell_plugin=True)
 
-    def _expire_graphs(self, graphs: dict, pending: dict) -> None:
-        now = time.time()
-        for fut, (task, deadline, attempt, start) in list(graphs.items()):
-            if now > deadline + 5.0:
-                self.client.cancel([fut])
-                del graphs[fut], pending[fut]
-                exc = ExtractionTimeout(task.file_path, f"timed out after {self.cfg.timeout:g} s")
-                self._emit([ExtractionResult(task.task_id, task.file_path, False, None, describe(exc), type(exc).__name__, start, now, attempts=attempt)], True)
+    def _retry_later(self, large: _Large, delay: float) -> None:
+        def resubmit() -> None:
+            with self.lock:
+                self.timers.discard(timer)
+                self._submit_plan(large)
+            self.wake.set()
+
+        timer = threading.Timer(delay, resubmit)
+        timer.daemon = True
+        self.timers.add(timer)
+        timer.start()
+
+
+@dataclass
+class _Large:
+    """A large file in flight: its task, which attempt this is, and that attempt's clock."""
+
+    task: ExtractionTask
+    attempt: int
+    start: float = 0.0
+    deadline: float = 0.0
+
+
+def plan_large_file(path: str, config: StreamingConfig, isolation: Isolation, deadline: float) -> Any:
+    """A plan task: (plan, reader) for one large file, planned on a worker (in its sandbox for native readers)."""
+    from .tasks import Failed
+
+    try:
+        return plan_path(path, config, None, isolation, deadline)
+    except Exception as exc:  # noqa: BLE001 - the file's failure, as a value: no worker traceback for a bad file
+        return Failed(exc)
 
 
 async def extract_files_parallel(files: Iterable[str | os.PathLike], extraction_fn: Callable | None = None, max_workers: int = 4,

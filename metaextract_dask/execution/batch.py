@@ -14,10 +14,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from .config import StreamingConfig, setting
-from .errors import MetaExtractError, MisattributionError, describe, is_transient
-from .model import ExtractionResult
-from .text import safe_dict
+from ..core.errors import MetaExtractError, MisattributionError, describe, is_transient
+from ..core.model import ExtractionResult
+from ..core.settings import StreamingConfig, setting
+from ..core.text import safe_dict
+from .isolation import Isolation
 
 
 @dataclass(frozen=True)
@@ -27,31 +28,40 @@ class BatchSettings:
     timeout: float = field(default_factory=lambda: float(setting("streaming.timeout")))
     retry_limit: int = field(default_factory=lambda: int(setting("parallel.retry-limit")))
     retry_delay: float = field(default_factory=lambda: float(setting("parallel.retry-delay")))
-    isolate: bool = True
-    memory_limit: int = field(default_factory=lambda: setting("sandbox.memory-limit"))
+    isolation: Isolation = field(default_factory=Isolation)
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
     run: str = ""
+
+    @property
+    def retry(self) -> Retry:
+        return Retry(self.retry_limit, self.retry_delay)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Which failures are tried again, and after how long (exponential backoff, at most 30 s)."""
+
+    limit: int
+    delay: float
+
+    def allows(self, error: BaseException, attempt: int) -> bool:
+        """Whether a file that failed ``attempt`` times with ``error`` gets another attempt."""
+        return attempt <= self.limit and is_transient(error)
+
+    def wait(self, attempt: int) -> float:
+        return min(self.delay * 2 ** (attempt - 1), 30.0)
 
 
 def extract_metadata(path: str, config: StreamingConfig | None = None) -> dict[str, Any]:
     """This project's own extraction of one file, run right here (never on a cluster)."""
-    from .graph import CHUNK_SUMMARIES, build_graph, run_single, unwrap
-    from .probe import probe
-    from .readers.registry import choose_reader
-    from .strategies import plan_file
+    from ..planning.graph import build_graph, run_local
+    from ..planning.plan import plan_path
+    from .tasks import CHUNK_SUMMARIES, unwrap
 
     config = config or StreamingConfig()
-    info = probe(path)
-    info, reader, note = choose_reader(info, config)
-    plan = plan_file(info, reader, config, note)
     deadline = time.time() + config.timeout
-    if plan.shape == "single":
-        record = run_single(reader, info, config, plan.describe(), plan.specs, deadline)
-    else:
-        import dask.threaded
-
-        fg = build_graph(plan, reader, config, deadline)
-        record = unwrap(dask.threaded.get(fg.dsk, fg.final_key))  # type: ignore[arg-type]
+    plan, reader = plan_path(path, config)
+    record = unwrap(run_local(build_graph(plan, reader, config, deadline)))
     record.pop(CHUNK_SUMMARIES, None)
     return record
 
@@ -60,7 +70,7 @@ def file_type(path: str, record: dict[str, Any] | None) -> str:
     """The detected format for metrics, without ever blocking on the path."""
     if record and isinstance(record.get("format"), str):
         return record["format"]
-    from .probe import probe
+    from ..core.probe import probe
 
     try:
         return probe(path).format
@@ -77,11 +87,7 @@ def _function(path: str, fn: Callable | None, settings: BatchSettings) -> tuple[
 
 def _call(path: str, fn: Callable | None, settings: BatchSettings) -> Any:
     func, args = _function(path, fn, settings)
-    if settings.isolate:
-        from .sandbox import sandbox_for_thread
-
-        return sandbox_for_thread(settings.memory_limit).call(path, settings.timeout, func, *args)
-    return func(*args)
+    return settings.isolation.call(path, settings.timeout, func, *args)
 
 
 def failure(task_id: str, path: str, error: BaseException, start: float, end: float | None = None, attempts: int = 1) -> ExtractionResult:
@@ -119,11 +125,12 @@ def extract_one(task_id: str, path: str, fn: Callable | None, settings: BatchSet
     """
     start = time.time() if start is None else start
     attempt, error = (1, failed) if failed is not None else (0, None)
+    retry = settings.retry
     while True:
         if error is not None:
-            if attempt > settings.retry_limit or not is_transient(error):
+            if not retry.allows(error, attempt):
                 return failure(task_id, path, error, start, attempts=attempt)
-            time.sleep(min(settings.retry_delay * 2 ** (attempt - 1), 30.0))
+            time.sleep(retry.wait(attempt))
         attempt += 1
         try:
             return _success(task_id, path, _call(path, fn, settings), start, time.time(), attempt)
@@ -138,19 +145,17 @@ def extract_many(items: list[tuple[str, str]], fn: Callable | None, settings: Ba
     whole batch: a retry sent while replies are still owed would read one
     of them (the cause of rows carrying a neighbour's metadata).
     """
-    if not settings.isolate:
+    if not settings.isolation.enabled:
         for task_id, path in items:
             yield extract_one(task_id, path, fn, settings)
         return
-    from .sandbox import sandbox_for_thread
-
     calls = [(path, *_function(path, fn, settings)) for _, path in items]
-    replies = sandbox_for_thread(settings.memory_limit).call_many(calls, settings.timeout)
+    replies = settings.isolation.call_many(calls, settings.timeout)
     retry: list[tuple[str, str, BaseException, float]] = []
     for (task_id, path), (ok, value, start, end) in zip(items, replies):
         if ok:
             yield _success(task_id, path, value, start, end, 1)
-        elif settings.retry_limit > 0 and is_transient(value):
+        elif settings.retry.allows(value, 1):
             retry.append((task_id, path, value, start))
         else:
             yield failure(task_id, path, value, start, end)
@@ -171,7 +176,7 @@ def outcome(result: ExtractionResult) -> dict[str, Any]:
         "success": result.success,
         "bytes": streaming.get("bytes_read", size if result.success else 0),
         "chunks": streaming.get("chunks_read", 1 if result.success else 0),
-        "strategy": streaming.get("shape"),
+        "shape": streaming.get("shape"),
         "duration": result.duration,
         "error": result.error,
         "error_type": result.error_type,
@@ -189,7 +194,7 @@ def file_size(path: str) -> int:
 
 def extract_batch(items: list[tuple[str, str]], fn: Callable | None, settings: BatchSettings) -> list[ExtractionResult]:
     """A batch task: (task_id, path) pairs, one after another."""
-    from .metrics import EVENT_TOPIC
+    from ..diagnostics.plugin import EVENT_TOPIC
 
     worker = None
     try:

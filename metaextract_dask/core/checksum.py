@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 from typing import Callable
 
-from .config import CHECKSUM_BLOCK
+from .settings import CHECKSUM_BLOCK
 
 
 def _xxh3_128(data: bytes = b""):

@@ -24,12 +24,44 @@ class ChunkType(enum.Enum):
     FOOTER = "footer"
 
 
+class Shape(enum.StrEnum):
+    """How one file's chunk reads depend on each other in its graph (not the streaming strategy that chose it)."""
+
+    SINGLE = "single"  # one task reads every chunk (ADAPTIVE, small files)
+    CHAIN = "chain"  # chunk i waits for chunk i-1 (SEQUENTIAL)
+    WINDOW = "window"  # chunk i waits for chunk i-W (WINDOWED)
+    STAR = "star"  # header, footer and K spaced chunks into one merge (SAMPLE_BASED)
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayCells:
+    """Cells ``start`` to ``stop`` of one array cut into cells of shape ``cell`` (part of a SECTION chunk)."""
+
+    name: str
+    cell: tuple[int, ...]
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimeInterval:
+    """A media time range in seconds, ``None`` for the file's start or end (a FRAME chunk)."""
+
+    start: float | None
+    end: float | None
+
+
+#: the format's own address of a chunk: a named part ("tree", "header", a fixity block), the array
+#: cells of a section, a media interval; None for plain byte ranges
+ChunkKey = str | tuple[ArrayCells, ...] | TimeInterval | None
+
+
 @dataclass(frozen=True)
 class ChunkSpec:
     """One chunk read: what a chunk task is given.
 
-    ``key`` is the format's own address of the chunk (a dataset name and
-    slab, a frame interval); byte-range readers leave it ``None``.
+    ``key`` is the format's own address of the chunk (a ``ChunkKey``); a
+    plugin may use any hashable value.
     """
 
     path: str
@@ -37,7 +69,7 @@ class ChunkSpec:
     chunk_type: ChunkType
     offset: int
     size: int
-    key: Hashable = None
+    key: ChunkKey | Hashable = None
 
 
 @dataclass

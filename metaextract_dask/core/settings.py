@@ -124,3 +124,16 @@ class StreamingConfig:
 
         if self.checksum is not None and self.checksum not in ALGORITHMS:
             raise ValueError(f"unknown checksum {self.checksum!r}; choose one of {', '.join(ALGORITHMS)} or none")
+
+
+class LoadBalancingStrategy(OptionEnum):
+    """How files are ordered and grouped onto workers (seed names)."""
+
+    FIFO = "fifo"
+    PRIORITY = "priority"
+    LEAST_LOADED = "least_loaded"
+    FILE_TYPE_AWARE = "file_type_aware"
+    SIZE_AWARE = "size_aware"
+
+
+LoadBalancingStrategy._label = "load balancing"  # type: ignore[attr-defined]

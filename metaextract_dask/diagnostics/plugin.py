@@ -42,8 +42,8 @@ class RunStats:
         self.files: Counter = Counter()  # (type, "success"|"failed") -> n
         self.bytes_by_type: Counter = Counter()
         self.chunks_by_type: Counter = Counter()
-        self.chunk_tasks_by_strategy: Counter = Counter()
-        self.chunks_by_strategy: Counter = Counter()
+        self.chunk_tasks_by_shape: Counter = Counter()
+        self.chunks_by_shape: Counter = Counter()
         self.workers: dict[str, Counter] = {}
         self.failures: deque = deque(maxlen=500)
         self.error_types: Counter = Counter()
@@ -64,8 +64,8 @@ class RunStats:
         self.files[(kind, outcome)] += 1
         self.bytes_by_type[kind] += f.get("bytes", 0)
         self.chunks_by_type[kind] += f.get("chunks", 0)
-        if f.get("strategy"):
-            self.chunks_by_strategy[f["strategy"]] += f.get("chunks", 0)
+        if f.get("shape"):
+            self.chunks_by_shape[f["shape"]] += f.get("chunks", 0)
         w = self.worker(f.get("worker"))
         w["files"] += 1
         w["bytes"] += f.get("bytes", 0)
@@ -101,8 +101,8 @@ class RunStats:
             "failed": sum(n for (_, o), n in self.files.items() if o == "failed"),
             "bytes": sum(self.bytes_by_type.values()),
             "chunks": sum(self.chunks_by_type.values()),
-            "chunk_tasks_by_strategy": dict(self.chunk_tasks_by_strategy),
-            "chunks_by_strategy": dict(self.chunks_by_strategy),
+            "chunk_tasks_by_shape": dict(self.chunk_tasks_by_shape),
+            "chunks_by_shape": dict(self.chunks_by_shape),
             "file_type_stats": {
                 t: {
                     "count": self.files[(t, "success")] + self.files[(t, "failed")],
@@ -140,7 +140,7 @@ class Totals:
         self.bytes.update(stats.bytes_by_type)
         self.chunks.update(stats.chunks_by_type)
         self.errors.update(stats.error_types)
-        self.tasks.update(stats.chunk_tasks_by_strategy)
+        self.tasks.update(stats.chunk_tasks_by_shape)
         self.buckets = [a + b for a, b in zip(self.buckets, stats.duration_counts)]
         self.duration_sum += stats.duration_sum
 
@@ -164,6 +164,7 @@ class MetricsPlugin(SchedulerPlugin):
         self.scheduler: Any = None
         #: counts of runs no longer kept in detail (pruned, or cleared by a restart)
         self.retired = Totals()
+        self.collector: PrometheusCollector | None = None
 
     def restart(self, scheduler: Any) -> None:
         """The cluster restarted: per-run details go, the Prometheus totals stay (counters never decrease)."""
@@ -191,12 +192,12 @@ class MetricsPlugin(SchedulerPlugin):
 
     async def start(self, scheduler: Any) -> None:
         self.scheduler = scheduler
-        _ACTIVE.append(self)
-        register_prometheus()
+        self.collector = PrometheusCollector.bind(self)
 
     async def close(self) -> None:
-        if self in _ACTIVE:
-            _ACTIVE.remove(self)
+        if self.collector is not None:
+            self.collector.unbind()
+            self.collector = None
 
     def run(self, run: str) -> RunStats:
         stats = self.runs.get(run)
@@ -222,7 +223,7 @@ class MetricsPlugin(SchedulerPlugin):
                 if ann.get("role") == "batch":
                     stats.task_log.append((part["start"], part["stop"], str(key), kwargs.get("worker")))
         if key_split(key) == "read-chunk":
-            stats.chunk_tasks_by_strategy[ann.get("strategy", "?")] += 1
+            stats.chunk_tasks_by_shape[ann.get("shape", "?")] += 1
             w["chunks"] += 1
 
     def log_event(self, topic: str, msg: Any) -> None:
@@ -254,13 +255,37 @@ class MetricsPlugin(SchedulerPlugin):
 
 # ---------------------------------------------------------------- Prometheus
 
-#: plugins started in this process (normally one scheduler)
-_ACTIVE: list[MetricsPlugin] = []
-_REGISTERED = False
-
-
 class PrometheusCollector:
-    """``metaextract_`` series on the scheduler's ``/metrics``, totals over every run."""
+    """``metaextract_`` series on the scheduler's ``/metrics``: one plugin's totals over every run.
+
+    Bound to its plugin: registered when the plugin starts, removed when it
+    closes. prometheus_client serves one registry per process, so when two
+    schedulers share a process (tests) the first one's series are served.
+    """
+
+    def __init__(self, plugin: MetricsPlugin):
+        self.plugin = plugin
+        self.registry: Any = None
+
+    @classmethod
+    def bind(cls, plugin: MetricsPlugin) -> "PrometheusCollector | None":
+        """A collector for ``plugin`` in prometheus_client's registry, or None (not installed, or taken)."""
+        try:
+            from prometheus_client import REGISTRY
+        except ImportError:
+            return None
+        collector = cls(plugin)
+        try:
+            REGISTRY.register(collector)
+        except ValueError:  # another scheduler in this process already serves these names
+            return None
+        collector.registry = REGISTRY
+        return collector
+
+    def unbind(self) -> None:
+        if self.registry is not None:
+            self.registry.unregister(self)
+            self.registry = None
 
     def collect(self) -> Any:
         from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
@@ -269,10 +294,8 @@ class PrometheusCollector:
         nbytes = CounterMetricFamily("metaextract_bytes", "Bytes read by extraction, by detected type", labels=["type"])
         chunks = CounterMetricFamily("metaextract_chunks", "Chunks read, by detected type", labels=["type"])
         errors = CounterMetricFamily("metaextract_errors", "Files that failed, by error type", labels=["error_type"])
-        chunk_tasks = CounterMetricFamily("metaextract_chunk_tasks", "Chunk tasks run, by graph shape (a task rerun after a lost worker counts again)", labels=["strategy"])
-        totals = Totals()
-        for plugin in _ACTIVE:
-            totals.merge(plugin.totals())
+        chunk_tasks = CounterMetricFamily("metaextract_chunk_tasks", "Chunk tasks run, by graph shape (a task rerun after a lost worker counts again)", labels=["shape"])
+        totals = self.plugin.totals()
         for (kind, outcome), n in sorted(totals.files.items()):
             files.add_metric([kind, outcome], n)
         for family, counter in ((nbytes, totals.bytes), (chunks, totals.chunks), (errors, totals.errors), (chunk_tasks, totals.tasks)):
@@ -285,19 +308,6 @@ class PrometheusCollector:
         duration = HistogramMetricFamily("metaextract_file_duration_seconds", "Time to extract one file", buckets=cumulative,
                                          sum_value=totals.duration_sum)
         yield from (files, nbytes, chunks, errors, chunk_tasks, duration)
-
-
-def register_prometheus() -> None:
-    """Add the collector to prometheus_client's registry (once per process), if installed."""
-    global _REGISTERED
-    if _REGISTERED:
-        return
-    try:
-        from prometheus_client import REGISTRY
-    except ImportError:
-        return
-    REGISTRY.register(PrometheusCollector())
-    _REGISTERED = True
 
 
 def ensure_plugin(client: Any) -> None:
@@ -327,7 +337,7 @@ class ParallelMetrics:
     elapsed_time: float = 0.0
     file_type_stats: dict[str, dict[str, int]] = field(default_factory=dict)
     worker_stats: dict[str, dict[str, float]] = field(default_factory=dict)
-    chunk_tasks_by_strategy: dict[str, int] = field(default_factory=dict)
+    chunk_tasks_by_shape: dict[str, int] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
     slowest: list[dict[str, Any]] = field(default_factory=list)
     task_log: list[tuple[float, float, str, str]] = field(default_factory=list)
@@ -358,7 +368,7 @@ class ParallelMetrics:
             elapsed_time=elapsed,
             file_type_stats=snap["file_type_stats"],
             worker_stats=snap["worker_stats"],
-            chunk_tasks_by_strategy=snap["chunk_tasks_by_strategy"],
+            chunk_tasks_by_shape=snap["chunk_tasks_by_shape"],
             failures=snap["failures"],
             slowest=snap["slowest"],
             task_log=[tuple(t) for t in snap["task_log"]],

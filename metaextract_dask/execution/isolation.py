@@ -20,9 +20,11 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from .errors import ExtractionTimeout, MetaExtractError, MisattributionError, ParserCrashError, SandboxKilledError, describe
+from ..core.errors import ExtractionTimeout, MetaExtractError, MisattributionError, ParserCrashError, SandboxKilledError, describe
+from ..core.settings import setting
 
 _HEADER = struct.Struct("!Q")
 
@@ -52,7 +54,7 @@ def child_environment() -> dict[str, str]:
     ``benchmarks/bench_many_files.py``). The child's memory is bounded by its
     rlimit and it is replaced when it crashes, so glibc's default is right.
     """
-    from .readers.guard import plugin_path_value
+    from ..readers.guard import plugin_path_value
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "MALLOC_TRIM_THRESHOLD_"}
     env["HDF5_PLUGIN_PATH"] = plugin_path_value()
@@ -79,7 +81,7 @@ def child_sys_path() -> list[str]:
 
 
 #: the child's first code: ``python -I`` ignores PYTHON* variables, the user site and the working folder
-_BOOT = "import sys, json; sys.path[:0] = json.loads(sys.argv[1]); from metaextract_dask.sandbox import _serve; _serve()"
+_BOOT = "import sys, json; sys.path[:0] = json.loads(sys.argv[1]); from metaextract_dask.execution.isolation import _serve; _serve()"
 
 
 class Sandbox:
@@ -265,6 +267,32 @@ def sandbox_for_thread(memory_limit: int) -> Sandbox:
             box.kill()
         box = _local.sandbox = Sandbox(memory_limit)
     return box
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """Where native parsing runs: this thread's sandbox child (``enabled``), or right here.
+
+    One object for the switch and the child's memory limit, passed from the
+    user's settings to every task that may parse a file.
+    """
+
+    enabled: bool = True
+    memory_limit: int = field(default_factory=lambda: int(setting("sandbox.memory-limit")))
+
+    @classmethod
+    def off(cls) -> "Isolation":
+        return cls(False, 0)
+
+    def call(self, path: str, timeout: float, fn: Callable, *args: Any) -> Any:
+        """``fn(*args)``, in the sandbox when enabled; errors name ``path``."""
+        if not self.enabled:
+            return fn(*args)
+        return sandbox_for_thread(self.memory_limit).call(path, timeout, fn, *args)
+
+    def call_many(self, calls: list[tuple[str, Callable, tuple]], timeout: float) -> Iterator[Reply]:
+        """Several calls in one message to the sandbox (only when enabled): replies in order."""
+        return sandbox_for_thread(self.memory_limit).call_many(calls, timeout)
 
 
 def _serve() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .config import OptionEnum
+from ..core.settings import OptionEnum
 
 
 class ExecutionModel(OptionEnum):
@@ -58,7 +58,7 @@ def run_security() -> Any:
     """
     import dask.config
 
-    from . import config as _defaults  # noqa: F401 - registers this project's defaults
+    from ..core import settings as _defaults  # noqa: F401 - registers this project's defaults
 
     if not dask.config.get("metaextract.cluster.temporary-tls", True):
         return None
@@ -105,7 +105,7 @@ class main_not_reimported:
 def _with_dashboard_page() -> None:
     """Our page on the dashboard of a LocalCluster (its scheduler runs in this process)."""
     try:
-        from .dashboard import register_page
+        from ..diagnostics.dashboard import register_page
     except ImportError:  # bokeh missing: distributed serves no dashboard either
         return
     register_page()
@@ -116,13 +116,12 @@ class ClientScope:
 
     def __init__(self, client: Any = None, cluster: Any = None, address: str | None = None,
                  model: ExecutionModel | str = ExecutionModel.PROCESS_POOL, max_workers: int | None = None,
-                 asynchronous: bool = False, dashboard: str | None = None, security: Any = None):
+                 dashboard: str | None = None, security: Any = None):
         self.given = client
         self.cluster_arg = cluster
         self.address = address
         self.model = ExecutionModel.parse(model)
         self.max_workers = max_workers
-        self.asynchronous = asynchronous
         self.dashboard = dashboard
         self.security = security
         self.client: Any = None
@@ -159,24 +158,4 @@ class ClientScope:
     def __exit__(self, *exc: Any) -> None:
         for thing in self._owned:
             thing.close()
-        self._owned.clear()
-
-    async def __aenter__(self) -> Any:
-        from distributed import Client, LocalCluster
-
-        if self.given is not None:
-            self.client = self.given
-            return self.client
-        target = self._existing_target()
-        if target is None:
-            with main_not_reimported():
-                target = await LocalCluster(asynchronous=True, **self._local_cluster_kwargs())
-            self._owned.append(target)
-        self.client = await Client(target, asynchronous=True, set_as_default=False, **self._kwargs())
-        self._owned.insert(0, self.client)
-        return self.client
-
-    async def __aexit__(self, *exc: Any) -> None:
-        for thing in self._owned:
-            await thing.close()
         self._owned.clear()

@@ -1,4 +1,4 @@
-"""Scheduler preload: ``dask scheduler --preload metaextract_dask.preload``.
+"""Scheduler preload: ``dask scheduler --preload metaextract_dask.diagnostics.preload``.
 
 Importing it adds the ``/metaextract`` dashboard page (before the scheduler
 starts its web server); ``dask_setup`` adds the metrics plugin, so Prometheus
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .dashboard import register_page
-from .metrics import MetricsPlugin
+from .plugin import MetricsPlugin
 
 register_page()
 

@@ -1,0 +1,1 @@
+"""What a run shows: the scheduler plugin, Prometheus series, the dashboard page, progress."""

@@ -1,0 +1,1 @@
+"""Running plans: isolation of native parsers, task functions, the driver over a Client, clusters, discovery."""

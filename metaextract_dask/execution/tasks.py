@@ -1,0 +1,160 @@
+"""The functions a file's graph runs: read a chunk, merge summaries, finalize the record.
+
+Every path of one file goes through these: the single task of a small file,
+the chunk graph of a large one, the batch of many small files (which calls
+``run_single``). Only the graph around them differs (``planning/graph.py``).
+A failure travels as a ``Failed`` value to the final key, where the caller
+raises it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.errors import ExtractionError, ExtractionTimeout, FileChangedError, MetaExtractError, describe, io_error
+from ..core.model import ChunkSpec, FileInfo
+from ..core.settings import StreamingConfig
+from ..readers.base import State, StreamChunkReader
+from .isolation import Isolation
+
+#: the record's keys that only the framework fills: a reader's section can never replace them
+FRAMEWORK_KEYS = frozenset({"path", "size", "mtime", "format", "reader", "streaming"})
+#: private field of a single-task result carrying per-chunk summaries for callbacks
+CHUNK_SUMMARIES = "_chunk_summaries"
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A chunk task's failure, passed along as a value.
+
+    A raising task makes every Dask worker log a traceback, although a bad
+    file is an expected outcome; a ``Failed`` travels through the merges to
+    the final key and the client raises its error there.
+    """
+
+    error: BaseException
+
+
+def first_failure(values: Any) -> Failed | None:
+    """The first ``Failed`` among task results, if any."""
+    return next((v for v in values if isinstance(v, Failed)), None)
+
+
+def unwrap(result: Any) -> Any:
+    """A final key's value, or its failure raised."""
+    if isinstance(result, Failed):
+        raise result.error
+    return result
+
+
+def check_deadline(deadline: float | None, path: str) -> None:
+    if deadline is not None and time.time() > deadline:
+        raise ExtractionTimeout(path, "timed out: the file took longer than its timeout")
+
+
+def in_isolation(isolation: Isolation, path: str, deadline: float | None, config: StreamingConfig, fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` under ``isolation``, with what is left of the file's time."""
+    check_deadline(deadline, path)
+    timeout = deadline - time.time() if deadline is not None else config.timeout
+    return isolation.call(path, timeout, fn, *args)
+
+
+def read_one_chunk(reader: StreamChunkReader, spec: ChunkSpec, config: StreamingConfig, deadline: float | None) -> State:
+    """Read and summarize one chunk; every error names the file and the chunk."""
+    check_deadline(deadline, spec.path)
+    try:
+        return reader.summarize(spec, config)
+    except MetaExtractError:
+        raise
+    except OSError as exc:
+        raise io_error(spec.path, exc, f"reading chunk {spec.chunk_id} at byte {spec.offset} failed") from exc
+    except Exception as exc:
+        raise ExtractionError(spec.path, f"chunk {spec.chunk_id} ({spec.chunk_type.value}) could not be read: {describe(exc)}") from exc
+
+
+def run_chunk(isolation: Isolation, reader: StreamChunkReader, spec: ChunkSpec, config: StreamingConfig, deadline: float | None,
+              *after: Any) -> State | Failed:
+    """One chunk task. ``after`` holds the results it must wait for: a failure there stops the chain.
+
+    ``isolation`` is on only for chunks that run a native library: a
+    libhdf5 crash on a hostile large file then costs that file, not the worker.
+    """
+    failed = first_failure(after)
+    if failed is not None:
+        return failed
+    try:
+        return in_isolation(isolation, spec.path, deadline, config, read_one_chunk, reader, spec, config, deadline)
+    except Exception as exc:  # noqa: BLE001 - a failure is this file's result, not a worker's error
+        return Failed(exc)
+
+
+def run_single_task(isolation: Isolation, reader: StreamChunkReader, info: FileInfo, config: StreamingConfig,
+                    plan: dict[str, Any], specs: tuple[ChunkSpec, ...], deadline: float | None) -> dict[str, Any] | Failed:
+    """``run_single`` as a graph task."""
+    try:
+        return in_isolation(isolation, info.path, deadline, config, run_single, reader, info, config, plan, specs, deadline)
+    except Exception as exc:  # noqa: BLE001
+        return Failed(exc)
+
+
+def merge_states(reader: StreamChunkReader, states: list[State]) -> State | Failed:
+    """A merge task: fold summaries with the reader's associative merge."""
+    failed = first_failure(states)
+    if failed is not None:
+        return failed
+    try:
+        return functools.reduce(reader.merge, states)
+    except Exception as exc:  # noqa: BLE001
+        return Failed(ExtractionError(None, f"merging the {reader.name} reader's chunk summaries failed: {describe(exc)}"))
+
+
+def finalize_task(reader: StreamChunkReader, info: FileInfo, config: StreamingConfig, plan: dict[str, Any],
+                  states: list[State]) -> dict[str, Any] | Failed:
+    """The final task of a chunk graph: the record, or the file's failure as a value."""
+    failed = first_failure(states)
+    if failed is not None:
+        return failed
+    try:
+        return finalize_file(reader, info, config, plan, states)
+    except Exception as exc:  # noqa: BLE001
+        return Failed(exc)
+
+
+def finalize_file(reader: StreamChunkReader, info: FileInfo, config: StreamingConfig, plan: dict[str, Any], states: list[State]) -> dict[str, Any]:
+    """Merge, check the file did not change, build the record: the framework's keys, then the reader's section."""
+    state = unwrap(merge_states(reader, states))
+    try:
+        st = os.stat(info.path)
+    except OSError as exc:
+        raise FileChangedError(info.path, f"file disappeared while being read: {describe(exc)}") from exc
+    if st.st_size != info.size or st.st_mtime != info.mtime:
+        raise FileChangedError(info.path, f"file changed while being read (size {info.size} -> {st.st_size} bytes)")
+    try:
+        sections = reader.record(state, info, config)
+    except MetaExtractError:
+        raise
+    except Exception as exc:
+        raise ExtractionError(info.path, f"could not assemble metadata: {describe(exc)}") from exc
+    own = {k: v for k, v in sections.items() if k not in FRAMEWORK_KEYS}
+    return {"path": info.path, "size": info.size, "mtime": info.mtime, "format": info.format, "reader": reader.name,
+            **own, "streaming": plan}
+
+
+def run_single(reader: StreamChunkReader, info: FileInfo, config: StreamingConfig, plan: dict[str, Any], specs: tuple[ChunkSpec, ...], deadline: float | None) -> dict[str, Any]:
+    """The whole file in one task (small files): every chunk, merge, finalize."""
+    check_deadline(deadline, info.path)
+    try:
+        states = reader.summarize_all(specs, config)
+    except MetaExtractError:
+        raise
+    except OSError as exc:
+        raise io_error(info.path, exc, "could not be read") from exc
+    except Exception as exc:
+        raise ExtractionError(info.path, f"could not be read: {describe(exc)}") from exc
+    record = finalize_file(reader, info, config, plan, states)
+    record[CHUNK_SUMMARIES] = [reader.public_summary(s) for s in states]
+    return record

@@ -1,0 +1,57 @@
+"""Small files grouped into batch tasks, ordered and prioritised by load-balancing strategy (pure: no Dask)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from ..core.model import ExtractionTask
+from ..core.settings import LoadBalancingStrategy
+
+#: the most files in one batch task
+MAX_BATCH = 256
+
+
+@dataclass
+class Batch:
+    """One batch task: its files, Dask priority and a label for its key."""
+
+    tasks: list[ExtractionTask]
+    priority: int
+    label: str
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def plan_batches(tasks: list[ExtractionTask], strategy: LoadBalancingStrategy, sizes: dict[str, int],
+                 nthreads: int, batch_size: int | None = None, types: dict[str, str] | None = None) -> list[Batch]:
+    """Group small files into batch tasks, ordered and prioritised by strategy."""
+    if not tasks:
+        return []
+    # about 16 batches per thread: few enough that task overhead vanishes, enough that
+    # the last batches do not leave threads idle while one finishes
+    per_batch = batch_size or max(1, min(MAX_BATCH, math.ceil(len(tasks) / (16 * max(nthreads, 1)))))
+    S = LoadBalancingStrategy
+    if strategy is S.LEAST_LOADED:
+        per_batch = batch_size or max(1, per_batch // 2)  # more, smaller tasks: stealing evens the load
+        return [Batch(b, 0, "any") for b in _chunks(tasks, per_batch)]
+    if strategy is S.FILE_TYPE_AWARE:
+        groups: dict[str, list[ExtractionTask]] = {}
+        for t in tasks:
+            groups.setdefault((types or {}).get(t.task_id, "unknown"), []).append(t)
+        out = [Batch(b, 0, kind) for kind, group in groups.items() for b in _chunks(group, per_batch)]
+    elif strategy is S.PRIORITY:
+        ordered = sorted(tasks, key=lambda t: t.sort_key)
+        return [Batch(b, max(t.priority for t in b), "priority") for b in _chunks(ordered, per_batch)]
+    elif strategy is S.SIZE_AWARE:
+        ordered = sorted(tasks, key=lambda t: -sizes.get(t.task_id, 0))
+        out = [Batch(b, 0, "size") for b in _chunks(ordered, per_batch)]
+    else:  # FIFO
+        out = [Batch(b, 0, "fifo") for b in _chunks(tasks, per_batch)]
+    for i, batch in enumerate(out):  # earlier batches first
+        batch.priority = len(out) - i
+    return out
