@@ -1,19 +1,13 @@
-"""The catalog: a folder of Parquet (or JSON Lines) parts plus a manifest.
+"""The crash-safe writer: parts written to a hidden temporary, fsynced, renamed; the lock; resume and compaction.
 
-Crash-safe: every part is written to a hidden temporary name, fsynced,
-renamed into place, and the folder fsynced; a run killed at any moment leaves
-only whole parts (readers ignore names starting with ``.`` or ``_``). Resume:
-files whose (path, size, mtime) already have a row are skipped. A file that
-changed gets a new row; older rows of the same path are dropped when parts
-are compacted, so each path appears once.
-
-Read it with ``pandas.read_parquet(folder)``, ``pyarrow.dataset.dataset(folder)``
-or ``dask.dataframe.read_parquet(folder)``.
+A run killed at any moment leaves only whole parts (readers ignore names
+starting with ``.`` or ``_``). Files whose (name bytes, size, mtime) already
+have a row are skipped; a file that changed gets a new row, and older rows of
+the same path are dropped when parts are compacted, so each path appears once.
 """
 
 from __future__ import annotations
 
-import functools
 import glob
 import json
 import os
@@ -21,133 +15,14 @@ import socket
 import time
 from typing import Any, Callable, Iterable
 
-from .core.model import ExtractionResult
-from .core.text import safe_dict
+from ..core.model import ExtractionResult
+from .read import _read_part, part_files
+from .schema import _schema, catalog_columns, path_key, row_key, to_row
 
 MANIFEST = "_manifest.json"
 LOCK = "_lock"
 QUARANTINE = "_quarantine"
 FORMATS = ("parquet", "jsonl")
-
-#: (column, arrow type name) the framework fills for every file, whatever its reader
-FRAMEWORK_COLUMNS = [
-    ("path", "string"), ("size", "int64"), ("mtime", "float64"), ("format", "string"), ("reader", "string"),
-    ("strategy", "string"), ("shape", "string"), ("success", "bool"), ("error", "string"), ("error_type", "string"),
-    ("duration", "float64"), ("attempts", "int32"), ("worker", "string"), ("extracted_at", "float64"),
-    ("chunks_read", "int64"), ("bytes_read", "int64"), ("exact", "bool"), ("checksum", "string"),
-]
-#: last: the whole record, and the name's exact bytes
-TRAILING_COLUMNS = [("metadata", "string"), ("path_bytes", "binary")]
-ARROW_TYPES = {"string": "string", "int64": "int64", "int32": "int32", "float64": "float64", "bool": "bool_", "binary": "binary"}
-
-
-@functools.lru_cache(maxsize=1)
-def catalog_columns() -> list[tuple[str, str]]:
-    """The schema every part shares: the framework's columns, then each registered reader's, in registry order.
-
-    The catalog never names a reader: a plugin's columns appear by its
-    declaring them. A reader column that reuses a taken name is left out.
-    """
-    from .readers.registry import available_readers, loaded_reader
-
-    out = list(FRAMEWORK_COLUMNS)
-    taken = {name for name, _ in out} | {name for name, _ in TRAILING_COLUMNS}
-    for name in available_readers():
-        reader = loaded_reader(name)
-        for column, kind in getattr(reader, "columns", ()) if reader is not None else ():
-            if column not in taken and kind in ARROW_TYPES:
-                taken.add(column)
-                out.append((column, kind))
-    return out + TRAILING_COLUMNS
-
-
-def reader_columns(record: dict[str, Any]) -> dict[str, Any]:
-    """The columns the record's own reader fills (none when it has no reader or it fails on this record)."""
-    from .readers.registry import available_readers, loaded_reader
-
-    name = record.get("reader")
-    if not isinstance(name, str) or name not in available_readers():
-        return {}
-    reader = loaded_reader(name)
-    if reader is None:
-        return {}
-    try:
-        return dict(reader.catalog_row(record.get(name) or {}))
-    except Exception:  # noqa: BLE001 - an odd record: its columns stay empty, the JSON keeps everything
-        return {}
-
-
-def path_key(path: str) -> bytes:
-    """A file's identity in the catalog: the exact bytes of its name.
-
-    ``path`` is readable text (undecodable bytes escaped as ``\\xff``), so two
-    names can share it (``bad\\xff.h5`` raw and with a literal backslash);
-    ``path_bytes`` keeps them apart.
-    """
-    return os.fsencode(path)
-
-
-def row_key(row: dict[str, Any]) -> bytes:
-    pb = row.get("path_bytes")
-    if isinstance(pb, str):  # JSON Lines keeps the bytes as hex
-        return bytes.fromhex(pb)
-    return pb if pb is not None else str(row["path"]).encode("utf-8", "surrogateescape")
-
-
-def file_stat(path: str, follow: bool = True) -> tuple[int | None, float | None]:
-    """(size, mtime), of the link itself when ``follow`` is false; (None, None) when it cannot be stat-ed."""
-    try:
-        st = os.stat(path, follow_symlinks=follow)
-        return st.st_size, st.st_mtime
-    except OSError:
-        return None, None
-
-
-def _detected(path: str) -> str:
-    from .execution.batch import file_type
-
-    return file_type(path, None)
-
-
-def to_row(result: ExtractionResult, size: int | None = None, mtime: float | None = None) -> dict[str, Any]:
-    """One catalog row: identity, outcome, the format's main fields, all metadata as JSON.
-
-    A record whose own path is not the row's is refused: the row becomes an
-    internal error for this file, never another file's metadata.
-    """
-    from .core.errors import MisattributionError
-    from .execution.batch import check_record, failure
-
-    if result.success:
-        try:
-            check_record(result.file_path, result.metadata)
-        except MisattributionError as exc:
-            result = failure(result.task_id, result.file_path, exc, result.start_time, result.end_time, result.attempts)
-    md = result.metadata or {}
-    streaming = md.get("streaming") or {}
-    if size is None:
-        size, mtime = (md["size"], md["mtime"]) if "mtime" in md else file_stat(result.file_path)
-    own = reader_columns(md) if result.success else {}
-    row = {name: own.get(name) for name, _ in catalog_columns()}
-    row.update({
-        "path": result.file_path, "size": size, "mtime": mtime,
-        "format": md.get("format") or result.file_format or _detected(result.file_path), "reader": md.get("reader"),
-        "strategy": streaming.get("strategy"), "shape": streaming.get("shape"),
-        "success": result.success, "error": result.error, "error_type": result.error_type,
-        "duration": result.duration, "attempts": result.attempts, "worker": result.worker, "extracted_at": result.end_time or time.time(),
-        "chunks_read": streaming.get("chunks_read"), "bytes_read": streaming.get("bytes_read"), "exact": streaming.get("exact"),
-        "checksum": (md.get("checksum") or {}).get("value"),
-        "metadata": json.dumps(md, default=str) if md else None,
-    })
-    row = safe_dict(row)
-    row["path_bytes"] = path_key(result.file_path)
-    return row
-
-
-def _schema() -> Any:
-    import pyarrow as pa
-
-    return pa.schema([(name, getattr(pa, ARROW_TYPES[kind])()) for name, kind in catalog_columns()])
 
 
 def _fsync_dir(folder: str) -> None:
@@ -178,36 +53,6 @@ def _write_rows(path: str, rows: list[dict[str, Any]], fmt: str) -> None:
         with open(path, "w") as f:
             for row in rows:
                 f.write(json.dumps({**row, "path_bytes": row_key(row).hex()}, default=str) + "\n")
-
-
-def part_files(folder: str) -> list[str]:
-    """The complete parts of a catalog, in order."""
-    return sorted(glob.glob(os.path.join(folder, "part-*.parquet")) + glob.glob(os.path.join(folder, "part-*.jsonl")))
-
-
-def _read_part(path: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
-    if path.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        if columns is not None:  # parts written before a column existed lack it
-            present = set(pq.read_schema(path).names)
-            columns = [c for c in columns if c in present]
-        return pq.read_table(path, columns=columns).to_pylist()
-    with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return [{k: r.get(k) for k in columns} for r in rows] if columns else rows
-
-
-def read_catalog(folder: str) -> Any:
-    """The catalog as a pandas DataFrame (one row per file)."""
-    import pandas as pd
-
-    parts = part_files(folder)
-    if not parts:
-        return pd.DataFrame({name: pd.Series(dtype="object") for name, _ in catalog_columns()})
-    if parts[0].endswith(".parquet"):
-        return pd.read_parquet(folder)
-    return pd.DataFrame([row for p in parts for row in _read_part(p)], columns=[c for c, _ in catalog_columns()])
 
 
 class CatalogLockedError(ValueError):

@@ -1,0 +1,25 @@
+"""The catalog: a folder of Parquet (or JSON Lines) parts plus a manifest.
+
+``schema`` builds rows (framework columns, then each reader's declared ones),
+``writer`` writes them crash-safe and resumes, ``read`` reads the folder back.
+Read it with ``pandas.read_parquet(folder)``, ``pyarrow.dataset.dataset(folder)``
+or ``dask.dataframe.read_parquet(folder)``.
+"""
+
+from .read import part_files, read_catalog
+from .schema import (
+    ARROW_TYPES,
+    FRAMEWORK_COLUMNS,
+    TRAILING_COLUMNS,
+    catalog_columns,
+    file_stat,
+    path_key,
+    reader_columns,
+    row_key,
+    to_row,
+)
+from .writer import FORMATS, LOCK, MANIFEST, QUARANTINE, CatalogLock, CatalogLockedError, CatalogWriteError, CatalogWriter
+
+__all__ = ["ARROW_TYPES", "FORMATS", "FRAMEWORK_COLUMNS", "LOCK", "MANIFEST", "QUARANTINE", "TRAILING_COLUMNS", "CatalogLock",
+           "CatalogLockedError", "CatalogWriteError", "CatalogWriter", "catalog_columns", "file_stat", "part_files", "path_key",
+           "read_catalog", "reader_columns", "row_key", "to_row"]
