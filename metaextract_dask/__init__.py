@@ -37,6 +37,7 @@ _LAZY = {
     "extract_metadata": "metaextract_dask.execution.batch",
     "scan": "metaextract_dask.scanning",
     "read_catalog": "metaextract_dask.catalog",
+    "report": "metaextract_dask.catalog.report",
 }
 
 
@@ -82,5 +83,6 @@ __all__ = [
     "probe",
     "read_catalog",
     "reference_checksum",
+    "report",
     "scan",
 ]

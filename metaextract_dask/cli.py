@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Any, Sequence
 
+from . import __version__
 from .catalog import CatalogWriteError
 from .core.errors import MetaExtractError
 from .core.settings import StreamingConfig, StreamingStrategy
@@ -103,33 +104,50 @@ def _config(args: argparse.Namespace) -> StreamingConfig:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Print one file's metadata, parsed in a sandbox that ``--timeout`` bounds (the parser is killed at the deadline)."""
+    """Print each file's metadata, parsed in a sandbox that ``--timeout`` bounds (the parser is killed at the deadline).
+
+    One file: its record (``--json``: an object). Several: ``--json`` gives a
+    JSON array with one object per file, a failure as ``{"path", "error",
+    "error_type"}``; exit 1 when any failed.
+    """
+    from .core.settings import setting
     from .execution.batch import extract_metadata
     from .execution.isolation import Sandbox
 
     config = _config(args)
-    from .core.settings import setting
-
     box = Sandbox(args.memory_limit or setting("sandbox.memory-limit"))
+    out: list[dict[str, Any]] = []
+    failed = False
     try:
-        record = box.call(args.file, config.timeout, extract_metadata, args.file, config)
-    except MetaExtractError as exc:
-        print(f"metaextract: {for_terminal(exc)}", file=sys.stderr)
-        return EXIT_FAILED
+        for path in args.files:
+            try:
+                out.append(box.call(path, config.timeout, extract_metadata, path, config))
+            except MetaExtractError as exc:
+                failed = True
+                out.append({"path": path, "error": str(exc), "error_type": type(exc).__name__})
+                if not args.json:
+                    print(f"metaextract: {for_terminal(exc)}", file=sys.stderr)
     finally:
         box.kill()
-    print(json.dumps(record, indent=2, default=str) if args.json else _human(record))
-    return EXIT_OK
+    if args.json:
+        print(json.dumps(out[0] if len(args.files) == 1 and not failed else out, indent=2, default=str))
+    else:
+        print("\n\n".join(_human(r) for r in out if "error_type" not in r))
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _scan_options(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("where it runs")
-    run.add_argument("-j", "--workers", type=_count(1), help="worker processes (or threads with --threads); default: one per core")
-    run.add_argument("--threads", dest="execution", action="store_const", const="thread_pool", help="one worker process with many threads")
-    run.add_argument("--processes", dest="execution", action="store_const", const="process_pool", help="one single-threaded process per worker (default)")
+    run.add_argument("-j", "--workers", type=_count(1), help="worker threads (or processes with --processes); default: one per core")
+    run.add_argument("--threads", dest="execution", action="store_const", const="thread_pool",
+                     help="threads in this process, each parsing in its own sandbox process (default: the fastest start, measured)")
+    run.add_argument("--processes", dest="execution", action="store_const", const="process_pool",
+                     help="one single-threaded worker process per core (for --no-isolate or your own Python-heavy work)")
     run.add_argument("--hybrid", dest="execution", action="store_const", const="hybrid", help="processes with two threads each")
     run.add_argument("--scheduler", metavar="ADDRESS", help="use a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
-    run.add_argument("--dashboard-address", type=_host_port, default=None, help="where the embedded cluster's dashboard listens (default 127.0.0.1:8787)")
+    run.add_argument("--dashboard-address", type=_host_port, default=None,
+                     help="where the embedded cluster's dashboard listens; given, it always starts (default 127.0.0.1:8787, started "
+                          "for scans of at least metaextract.cluster.dashboard-min-files files, 100)")
     tls = parser.add_argument_group("TLS between client, scheduler and workers (shared machines)")
     tls.add_argument("--tls-ca-file", help="CA certificate that signed the certificates below")
     tls.add_argument("--tls-cert", help="certificate (PEM) for client, scheduler and workers")
@@ -190,10 +208,10 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
         _quiet_logs()
 
     def show_dashboard(client) -> None:
-        if not args.quiet:
+        if not args.quiet and summary.dashboard:
             from .diagnostics.dashboard import page_link
 
-            print(f"Dask dashboard: {client.dashboard_link}  (extraction page: {page_link(client.dashboard_link)})", file=sys.stderr, flush=True)
+            print(f"Dask dashboard: {summary.dashboard}  (extraction page: {page_link(summary.dashboard)})", file=sys.stderr, flush=True)
 
     cluster = None
     if getattr(args, "cluster", None):
@@ -211,14 +229,14 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
 
         security = tls_security(args.tls_ca_file, args.tls_cert, args.tls_key)
     try:
-        frame = scan(
+        scan(
             paths, output, cluster=cluster, security=security, format=args.format, strategy=args.strategy, chunk_size=args.chunk_size, checksum=args.checksum,
-            timeout=args.timeout, workers=args.workers, execution=args.execution or "process_pool",
+            timeout=args.timeout, workers=args.workers, execution=args.execution or "thread_pool",
             scheduler=args.scheduler, retries=args.retries, isolate=args.isolate, load_balancing=args.load_balancing,
             memory_limit=args.memory_limit,
             include=args.include, exclude=args.exclude, hidden=args.hidden, follow_symlinks=args.follow_symlinks,
             force=args.force, flush_every=args.flush_every, progress=False if args.quiet else None,
-            dashboard_address=args.dashboard_address, on_client=show_dashboard, summary=summary,
+            dashboard_address=args.dashboard_address, on_client=show_dashboard, summary=summary, as_frame=False,
         )
     except KeyboardInterrupt:
         _notices(summary)
@@ -240,7 +258,7 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
         print(f"  ... and {len(summary.failures) - 10} more (see the catalog's error column)")
     if summary.links:
         print(f"  {summary.links} symbolic links recorded as links, not followed (their targets are outside the scanned folders)")
-    print(f"catalog: {for_terminal(output)} ({len(frame)} rows)")
+    print(f"catalog: {for_terminal(output)} ({summary.rows} rows)")
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
@@ -290,6 +308,20 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return _run_scan(args.paths, args.output, args)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the catalog's HTML report."""
+    import os
+
+    from .catalog.read import part_files
+    from .catalog.report import write_report
+
+    if not os.path.isdir(args.catalog) or not part_files(args.catalog):
+        print(f"metaextract: {for_terminal(args.catalog)} is not a catalog (no part-*.parquet or part-*.jsonl in it)", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"report: {for_terminal(write_report(args.catalog, args.output, args.title))}")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Make a small mixed corpus and scan it: the first thing to run."""
     import os
@@ -328,9 +360,10 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="metaextract", description="Metadata from large scientific, video and binary files, on Dask.")
     sub = parser.add_subparsers(dest="command", required=True)
-    info = sub.add_parser("info", help="print one file's metadata")
-    info.add_argument("file")
-    info.add_argument("--json", action="store_true", help="machine-readable JSON")
+    parser.add_argument("--version", action="version", version=f"metaextract {__version__}")
+    info = sub.add_parser("info", help="print the metadata of one or more files")
+    info.add_argument("files", nargs="+", metavar="FILE")
+    info.add_argument("--json", action="store_true", help="machine-readable JSON (an array for several files, failures as error objects)")
     _streaming_options(info)
     info.add_argument("--memory-limit", type=_byte_size, default=None, metavar="SIZE", help="address-space limit of the parser (default 4GiB)")
     info.set_defaults(func=cmd_info)
@@ -342,6 +375,14 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("-o", "--output", required=True, metavar="CATALOG", help="catalog folder (created; reruns resume it)")
     _scan_options(sc)
     sc.set_defaults(func=cmd_scan)
+
+    rep = sub.add_parser("report", help="write a catalog's report: one self-contained HTML page of plots",
+                         description="Size and count by format, each NetCDF file's time coverage, the spatial coverage, the slowest "
+                                     "files and the failures by error type, as one HTML file that works offline.")
+    rep.add_argument("catalog", metavar="CATALOG")
+    rep.add_argument("-o", "--output", metavar="HTML", help="where to write it (default: CATALOG/_report.html)")
+    rep.add_argument("--title", help="the page's title (default: the catalog's path)")
+    rep.set_defaults(func=cmd_report)
 
     demo = sub.add_parser("demo", help="make a small mixed corpus in a temporary folder and scan it")
     demo.add_argument("--folder", help="where to make it (default: a new temporary folder)")

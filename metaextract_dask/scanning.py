@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 from .catalog import CatalogWriter, file_stat, read_catalog, to_row
 from .core.model import ExtractionResult
 from .core.settings import StreamingConfig
-from .diagnostics.progress import ProgressBar
+from .diagnostics.progress import Progress
 from .execution.discovery import iter_files, split_links
 
 
@@ -29,6 +29,8 @@ class ScanSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)
     #: symbolic links recorded as links (their targets are outside the scanned folders)
     links: int = 0
+    #: rows in the catalog after the scan
+    rows: int = 0
 
 
 def link_record(path: str, target: str) -> ExtractionResult:
@@ -43,17 +45,22 @@ def link_record(path: str, target: str) -> ExtractionResult:
 def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | os.PathLike | None = None, *,
          format: str = "parquet", strategy: str | None = None, chunk_size: int | str | None = None,
          checksum: str | None = None, timeout: float | None = None, workers: int | None = None,
-         execution: str = "process_pool", scheduler: str | None = None, client: Any = None, cluster: Any = None,
+         execution: str = "thread_pool", scheduler: str | None = None, client: Any = None, cluster: Any = None,
          retries: int | None = None, isolate: bool = True, load_balancing: str = "size_aware", include: Sequence[str] = (),
          exclude: Sequence[str] = (), hidden: bool = False, follow_symlinks: bool = False, force: bool = False,
          flush_every: int = 200, progress: bool | None = None, dashboard_address: str | None = None,
          on_client: Callable[[Any], Any] | None = None, summary: ScanSummary | None = None, security: Any = None,
-         memory_limit: int | str | None = None) -> Any:
+         memory_limit: int | str | None = None, as_frame: bool = True) -> Any:
     """Extract every file under ``paths``; return the catalog as a pandas DataFrame.
 
     With ``output`` the catalog is also written there (crash-safe, resumable:
     files already in it with the same size and mtime are skipped unless
-    ``force``). Options mirror ``metaextract scan --help``.
+    ``force``). Options mirror ``metaextract scan --help``. The default
+    execution is threads in this process, each with its own parser sandbox
+    process (``execution="process_pool"`` for worker processes). The embedded
+    cluster's dashboard starts when ``dashboard_address`` is given or the scan
+    has at least ``metaextract.cluster.dashboard-min-files`` files to extract.
+    ``as_frame=False`` returns None (the CLI: no pandas import).
     """
     from .execution.cluster import ExecutionModel
     from .execution.driver import LoadBalancingStrategy, ParallelExtractionConfig
@@ -82,7 +89,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
     writer = CatalogWriter(os.fspath(output), format, flush_every=flush_every, force=force) if output is not None else None
     try:
         return _scan(paths, writer, output, config, summary, t0, include, exclude, hidden, follow_symlinks, force, progress,
-                     client, cluster, on_client)
+                     client, cluster, on_client, as_frame)
     finally:
         if writer is not None:
             writer.lock.release()
@@ -96,7 +103,8 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
 
 def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, output: str | os.PathLike | None, config: Any,
           summary: ScanSummary, t0: float, include: Sequence[str], exclude: Sequence[str], hidden: bool, follow_symlinks: bool,
-          force: bool, progress: bool | None, client: Any, cluster: Any, on_client: Callable[[Any], Any] | None) -> Any:
+          force: bool, progress: bool | None, client: Any, cluster: Any, on_client: Callable[[Any], Any] | None,
+          as_frame: bool = True) -> Any:
     """The scan itself, with the catalog's lock held: list, skip what is done, record links, extract the rest."""
     files = list(iter_files(paths, include, exclude, hidden, follow_symlinks, skip=[os.fspath(output)] if output else []))
     explicit = {os.fspath(p) for p in paths if not os.path.isdir(p)}  # named on the command line: the user's choice
@@ -113,7 +121,10 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
     summary.links = len(links)
 
     rows: list[dict[str, Any]] = []
-    bar = ProgressBar(len(todo) + len(link_todo), enabled=progress)
+    from .core.settings import setting
+
+    bar = Progress.for_output(len(todo) + len(link_todo), progress, interval=float(setting("progress.interval")),
+                              total_bytes=sum(stats[p][0] or 0 for p in todo))
 
     def arrived(result: ExtractionResult) -> None:
         size, mtime = stats.get(result.file_path, (None, None))
@@ -128,7 +139,11 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
         bar.update(size or 0, not result.success)
 
     def started(c: Any) -> None:
-        summary.dashboard = getattr(c, "dashboard_link", None)
+        from .execution.cluster import dashboard_url
+
+        summary.dashboard = None if config.dashboard_address is False else dashboard_url(c)
+        if summary.dashboard:
+            bar.link(summary.dashboard)
         if on_client is not None:
             on_client(c)
 
@@ -138,6 +153,8 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
         if todo:
             from .execution.driver import ParallelExtractor
 
+            if config.dashboard_address is None and len(todo) < int(setting("cluster.dashboard-min-files")):
+                config.dashboard_address = False  # over in seconds: not worth Bokeh's start
             extractor = ParallelExtractor(config, client=client, cluster=cluster)
             extractor.on_client = started
             known = {p: size for p in todo if (size := stats[p][0]) is not None}
@@ -147,6 +164,9 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
         summary.seconds = time.perf_counter() - t0
         if writer is not None:
             writer.close(found=summary.found, skipped=summary.skipped, extracted=summary.extracted, failed=summary.failed)
+            summary.rows = writer.rows_written
+    if not as_frame:
+        return None
     if writer is not None:
         return read_catalog(writer.folder)
     import pandas as pd

@@ -31,3 +31,50 @@ def test_exit_codes(tmp_path):
     assert bad.returncode == 2
     bad_checksum = run("info", "--checksum", "md4", str(tmp_path))
     assert bad_checksum.returncode == 2 and "unknown checksum" in bad_checksum.stderr
+
+
+def test_info_takes_several_files_and_reports_failures_as_objects(tmp_path, random_file):
+    from metaextract_dask.demo import make_h5
+
+    good, h5 = random_file(MiB), make_h5(str(tmp_path / "a.h5"), 3)
+    corrupt = tmp_path / "bad.h5"
+    corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 200)
+    out = run("info", "--json", good, str(corrupt), h5)
+    assert out.returncode == 1  # one failed
+    records = json.loads(out.stdout)
+    assert [r["path"] for r in records] == [good, str(corrupt), h5]
+    assert records[0]["checksum"]["value"] == reference_checksum(good) and records[2]["reader"] == "hdf5"
+    assert records[1]["error_type"] == "CorruptFileError" and str(corrupt) in records[1]["error"]
+    human = run("info", good, h5)
+    assert human.returncode == 0 and f"path: {good}" in human.stdout and f"path: {h5}" in human.stdout
+
+
+def test_version():
+    from metaextract_dask import __version__
+
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"metaextract {__version__}"
+
+
+def test_progress_lines_in_a_log_at_the_interval(tmp_path):
+    """Output to a file (a batch job's log): one plain status line every interval, and a last one at the end."""
+    import os
+
+    from metaextract_dask.demo import make_bin, make_h5
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(30):
+        make_bin(data / f"f{i}.bin", 2000 + i, i)
+    make_h5(str(data / "g.h5"), 3)
+    log = tmp_path / "scan.log"
+    env = dict(os.environ, DASK_METAEXTRACT__PROGRESS__INTERVAL="0.01")
+    with open(log, "w") as out:
+        done = subprocess.run(["metaextract", "scan", str(data), "-o", str(tmp_path / "cat"), "-j", "1", "--dashboard-address", "127.0.0.1:0"],
+                              stdout=out, stderr=subprocess.STDOUT, timeout=300, env=env)
+    text = log.read_text()
+    assert done.returncode == 0, text[-2000:]
+    lines = [line for line in text.splitlines() if line.startswith("metaextract: ") and " files, " in line]
+    assert len(lines) >= 2, text[-2000:]  # more than the closing one: lines came while it ran
+    assert lines[-1].startswith("metaextract: 31/31 files, ") and "files/s" in lines[-1] and "0 errors" in lines[-1] and "ETA 0:00" in lines[-1]
+    assert "\r" not in text and "\x1b[" not in text  # no bar drawing in a log

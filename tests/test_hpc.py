@@ -17,7 +17,7 @@ from metaextract_dask import ParallelExtractionConfig, ParallelExtractor, scan
 from metaextract_dask.demo import mixed_corpus
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
-VOLATILE = ["duration", "worker", "extracted_at", "attempts"]
+VOLATILE = ["duration", "worker", "extracted_at", "started_at", "finished_at", "attempts"]
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ FRAMEWORK_COLUMNS = [
     ("path", "string"), ("size", "int64"), ("mtime", "float64"), ("format", "string"), ("reader", "string"),
     ("strategy", "string"), ("shape", "string"), ("success", "bool"), ("error", "string"), ("error_type", "string"),
     ("duration", "float64"), ("attempts", "int32"), ("worker", "string"), ("extracted_at", "float64"),
+    ("started_at", "float64"), ("finished_at", "float64"),
     ("chunks_read", "int64"), ("bytes_read", "int64"), ("exact", "bool"), ("checksum", "string"),
 ]
 #: last: the whole record, and the name's exact bytes
@@ -121,6 +122,7 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
         "strategy": streaming.get("strategy"), "shape": streaming.get("shape"),
         "success": result.success, "error": result.error, "error_type": result.error_type,
         "duration": result.duration, "attempts": result.attempts, "worker": result.worker, "extracted_at": result.end_time or time.time(),
+        "started_at": result.start_time or None, "finished_at": result.end_time or None,
         "chunks_read": streaming.get("chunks_read"), "bytes_read": streaming.get("bytes_read"), "exact": streaming.get("exact"),
         "checksum": (md.get("checksum") or {}).get("value"),
         "metadata": json.dumps(md, default=str) if md else None,

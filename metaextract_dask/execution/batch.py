@@ -56,12 +56,14 @@ def extract_metadata(path: str, config: StreamingConfig | None = None) -> dict[s
     """This project's own extraction of one file, run right here (never on a cluster)."""
     from ..planning.graph import build_graph, run_local
     from ..planning.plan import plan_path
+    from ..readers.arrays import one_open
     from .tasks import CHUNK_SUMMARIES, unwrap
 
     config = config or StreamingConfig()
     deadline = time.time() + config.timeout
-    plan, reader = plan_path(path, config)
-    record = unwrap(run_local(build_graph(plan, reader, config, deadline)))
+    with one_open():  # a small file's layout and summaries share one open of the file
+        plan, reader = plan_path(path, config)
+        record = unwrap(run_local(build_graph(plan, reader, config, deadline)))
     record.pop(CHUNK_SUMMARIES, None)
     return record
 

@@ -16,7 +16,7 @@ from ..core.settings import OptionEnum
 class ExecutionModel(OptionEnum):
     """How work is executed (seed names), each mapped onto a distributed Client."""
 
-    THREAD_POOL = "thread_pool"  # one worker process, many threads (I/O-bound)
+    THREAD_POOL = "thread_pool"  # threads in this process, each with its own parser sandbox process
     PROCESS_POOL = "process_pool"  # one single-threaded worker process per core (CPU-bound)
     ASYNC_IO = "async_io"  # the same cluster as PROCESS_POOL, driven by an asynchronous Client
     HYBRID = "hybrid"  # processes with two threads each
@@ -26,18 +26,50 @@ ExecutionModel._aliases = {"threads": "thread_pool", "processes": "process_pool"
 ExecutionModel._label = "execution model"  # type: ignore[attr-defined]
 
 
-def local_cluster_kwargs(model: ExecutionModel, max_workers: int | None, host: str = "127.0.0.1", dashboard: str | None = None,
+def local_cluster_kwargs(model: ExecutionModel, max_workers: int | None, host: str = "127.0.0.1", dashboard: str | bool | None = None,
                          tls: bool = False) -> dict[str, Any]:
-    """LocalCluster arguments for an execution model on this machine."""
+    """LocalCluster arguments for an execution model on this machine.
+
+    ``dashboard``: HOST:PORT, None for 127.0.0.1:8787, False for none.
+    THREAD_POOL is one worker of threads in this process, reached in memory
+    (``inproc://``): no port at all, so no other local user can connect and
+    no TLS is needed; native parsing still runs in one sandbox process per
+    thread. Measured (benchmarks/bench_cli.py): it starts in 0.07 s where
+    worker processes take 1.5 to 2 s, and it reads big files at the threaded
+    path's speed.
+    """
     cores = max_workers or os.cpu_count() or 1
-    dashboard = dashboard if dashboard is not None else f"{host}:8787"
-    common = dict(host=host, dashboard_address=dashboard, protocol="tls://" if tls else "tcp://")
-    if model is ExecutionModel.THREAD_POOL:
-        # threads only: tcp (or tls) on loopback; inproc would ignore ``host``
+    # the scheduler always serves HTTP (/health, /metrics); without a dashboard on a free loopback port, and no Bokeh
+    address = f"{host}:0" if dashboard is False else dashboard if dashboard is not None else f"{host}:8787"
+    off = {"scheduler_kwargs": {"dashboard": False}} if dashboard is False else {}
+    if model is ExecutionModel.THREAD_POOL and not tls:
+        return dict(n_workers=1, threads_per_worker=cores, processes=False, protocol="inproc://", dashboard_address=address, **off)
+    common = dict(host=host, dashboard_address=address, protocol="tls://" if tls else "tcp://", **off)
+    if model is ExecutionModel.THREAD_POOL:  # with the user's TLS: threads behind an encrypted port
         return dict(n_workers=1, threads_per_worker=cores, processes=False, **common)
     if model is ExecutionModel.HYBRID:
         return dict(n_workers=max(1, cores // 2), threads_per_worker=2, processes=True, **common)
     return dict(n_workers=cores, threads_per_worker=1, processes=True, **common)
+
+
+def dashboard_url(client: Any) -> str | None:
+    """The dashboard's address as a browser reaches it, or None when the scheduler serves no dashboard.
+
+    An in-memory (``inproc://``) cluster's address names this machine's
+    external interface, but its HTTP server listens where it was told
+    (127.0.0.1): the link is built from that.
+    """
+    try:
+        info = client.scheduler_info()
+    except Exception:  # noqa: BLE001 - a scheduler that does not say: fall back to the client's idea
+        return getattr(client, "dashboard_link", None)
+    port = (info.get("services") or {}).get("dashboard")
+    if port is None:
+        return None
+    address = str(getattr(client.scheduler, "address", ""))
+    if address.startswith("inproc://"):
+        return f"http://127.0.0.1:{port}/status"
+    return getattr(client, "dashboard_link", None)
 
 
 def tls_security(ca_file: str, cert: str, key: str | None = None) -> Any:
@@ -116,7 +148,7 @@ class ClientScope:
 
     def __init__(self, client: Any = None, cluster: Any = None, address: str | None = None,
                  model: ExecutionModel | str = ExecutionModel.PROCESS_POOL, max_workers: int | None = None,
-                 dashboard: str | None = None, security: Any = None):
+                 dashboard: str | bool | None = None, security: Any = None):
         self.given = client
         self.cluster_arg = cluster
         self.address = address
@@ -131,7 +163,10 @@ class ClientScope:
         return {"security": self.security} if self.security is not None else {}
 
     def _local_cluster_kwargs(self) -> dict[str, Any]:
-        _with_dashboard_page()
+        if self.dashboard is not False:
+            _with_dashboard_page()
+        if self.model is ExecutionModel.THREAD_POOL and self.security is None:
+            return local_cluster_kwargs(self.model, self.max_workers, dashboard=self.dashboard)  # in memory: nothing to encrypt
         if self.security is None:
             self.security = run_security()
         return {**local_cluster_kwargs(self.model, self.max_workers, dashboard=self.dashboard, tls=self.security is not None), **self._kwargs()}

@@ -61,7 +61,8 @@ class ParallelExtractionConfig:
     memory_limit: int | str = field(default_factory=lambda: setting("sandbox.memory-limit"))
     batch_size: int | None = None
     scheduler_address: str | None = None
-    dashboard_address: str | None = None
+    #: HOST:PORT of the embedded cluster's dashboard; None: 127.0.0.1:8787; False: no dashboard
+    dashboard_address: str | bool | None = None
     security: Any = None  # a distributed.Security (TLS); see cluster.tls_security
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
 

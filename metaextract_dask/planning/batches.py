@@ -9,8 +9,8 @@ from typing import Any, Iterable
 from ..core.model import ExtractionTask
 from ..core.settings import LoadBalancingStrategy
 
-#: the most files in one batch task
-MAX_BATCH = 256
+#: the most files in one batch task: small enough that Dask's progress panel moves, large enough that task overhead vanishes
+MAX_BATCH = 64
 
 
 @dataclass

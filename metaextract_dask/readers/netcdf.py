@@ -58,10 +58,13 @@ def walk_groups(ds: Any, prefix: str = "") -> Any:
 
 
 def get_variable(ds: Any, path: str) -> Any:
+    """A variable by its path; reads give plain arrays unless some values are fill or missing."""
     *groups, name = path.split("/")
     for g in groups:
         ds = ds.groups[g]
-    return ds.variables[name]
+    var = ds.variables[name]
+    var.set_always_mask(False)
+    return var
 
 
 def read_attrs(obj: Any, owner: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -1,0 +1,279 @@
+"""The main job as a user runs it: ``metaextract scan`` against what they would otherwise run.
+
+Every contender is a whole process (cold start included), run in
+interleaved rounds; medians are reported as ratios, so a noisy shared
+machine moves both sides alike. Cases:
+
+(a) one 2 MB netCDF file: ``metaextract scan`` vs ``metaextract info`` and ``ncdump -h``
+(b) a corpus of real HDF5 / NetCDF / media files this project did not write
+    (tests/public_corpus.py) vs a serial loop of ``ncdump -h`` / ``h5ls -r -v`` /
+    ``ffprobe -show_format -show_streams -count_packets``
+(c) four 1 GiB files with ``--checksum sha256`` vs a serial ``hashlib.sha256``
+    loop in one Python process and a loop of ``sha256sum``; and the
+    library's full scan on the default execution model vs the threaded path and ``cat``
+(d) 2,000 small netCDF files (40 x 64 floats) vs a serial netCDF4 loop listing
+    dimensions, variables and attributes
+
+Run: ``python benchmarks/bench_cli.py [--rounds 3] [--cases abcd] [--out benchmarks/RESULTS-cli.md]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))  # the public corpus builder lives with the tests
+MiB, GiB = 2**20, 2**30
+
+PEER_LOOP = r"""
+for f in "$@"; do
+  case "$f" in
+    *.nc) ncdump -h "$f" ;;
+    *) if h5ls "$f" >/dev/null 2>&1; then h5ls -r -v "$f"; else ffprobe -v error -show_format -show_streams -count_packets "$f"; fi ;;
+  esac
+done > /dev/null 2>&1
+"""
+
+HASH_LOOP = """
+import hashlib, sys
+for path in sys.argv[1:]:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    print(h.hexdigest(), path)
+"""
+
+NETCDF_LOOP = """
+import sys, netCDF4
+for path in sys.argv[1:]:
+    with netCDF4.Dataset(path) as ds:
+        dims = {k: len(v) for k, v in ds.dimensions.items()}
+        variables = {k: (v.dimensions, v.shape, v.dtype.str, {a: v.getncattr(a) for a in v.ncattrs()}) for k, v in ds.variables.items()}
+        attrs = {a: ds.getncattr(a) for a in ds.ncattrs()}
+        print(path, len(dims), len(variables), len(attrs))
+"""
+
+
+def run(cmd: list[str], **kw) -> float:
+    """Wall seconds of one whole process; its failure stops the benchmark."""
+    t = time.perf_counter()
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+    took = time.perf_counter() - t
+    if done.returncode not in (0, 1):  # 1: some files failed, as real archives have
+        raise SystemExit(f"{' '.join(cmd[:4])} ... exited {done.returncode}: {done.stderr.decode()[-500:]}")
+    return took
+
+
+def rounds(contenders: dict[str, object], n: int) -> dict[str, float]:
+    """Medians of interleaved rounds: each round runs every contender once, in turn."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(n):
+        for name, fn in contenders.items():
+            times[name].append(fn())  # type: ignore[operator]
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def scan_cmd(paths: list[str], catalog: str, *extra: str) -> list[str]:
+    return ["metaextract", "scan", *paths, "-o", catalog, "-q", "--force", *extra]
+
+
+def case_a(work: str, n: int) -> list[str]:
+    import netCDF4
+    import numpy as np
+
+    folder = os.path.join(work, "one")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "tas.nc")
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("time", None)
+        ds.createDimension("y", 100)
+        ds.createDimension("x", 50)
+        v = ds.createVariable("tas", "f4", ("time", "y", "x"))
+        v.units = "K"
+        v[:] = np.random.default_rng(0).random((100, 100, 50), dtype=np.float32)
+    cat = os.path.join(work, "cat-a")
+    med = rounds({
+        "scan": lambda: run(scan_cmd([folder], cat)),
+        "info": lambda: run(["metaextract", "info", path, "--json"]),
+        "ncdump": lambda: run(["ncdump", "-h", path]),
+    }, n)
+    size = os.path.getsize(path) / MiB
+    return [f"| (a) 1 file ({size:.1f} MiB netCDF) | scan {med['scan']:.2f} s | info {med['info']:.2f} s; ncdump -h {med['ncdump']:.2f} s | "
+            f"scan / info = {med['scan'] / med['info']:.2f} | scan <= 1.5 s and <= 3x info: "
+            f"{'met' if med['scan'] <= 1.5 and med['scan'] <= 3 * med['info'] else 'not met'} |"]
+
+
+def case_b(work: str, n: int) -> list[str]:
+    import public_corpus
+
+    corpus = public_corpus.build(os.path.join(work, "corpus"))
+    files = sorted(p for paths in corpus.values() for p in paths)
+    folder = os.path.join(work, "corpus-files")
+    os.makedirs(folder, exist_ok=True)
+    linked = []
+    for i, p in enumerate(files):  # one flat folder of copies: the scan and the loop see the same files
+        dst = os.path.join(folder, f"{i:03d}-{os.path.basename(p)}")
+        if not os.path.exists(dst):
+            shutil.copy(p, dst)
+        linked.append(dst)
+    script = os.path.join(work, "peers.sh")
+    with open(script, "w") as f:
+        f.write(PEER_LOOP)
+    cat = os.path.join(work, "cat-b")
+    med = rounds({
+        "scan": lambda: run(scan_cmd([folder], cat)),
+        "peers": lambda: run(["bash", script, *linked]),
+    }, n)
+    counts = ", ".join(f"{len(v)} {k}" for k, v in corpus.items())
+    ratio = med["peers"] / med["scan"]
+    return [f"| (b) {len(files)} real files ({counts}) | scan {med['scan']:.2f} s | serial ncdump/h5ls/ffprobe loop {med['peers']:.2f} s | "
+            f"{ratio:.2f}x | >= 3x: {'met' if ratio >= 3 else 'not met'} |"]
+
+
+def make_big(folder: str, count: int, size: int) -> list[str]:
+    import numpy as np
+
+    os.makedirs(folder, exist_ok=True)
+    out = []
+    for i in range(count):
+        path = os.path.join(folder, f"big{i}.bin")
+        if not os.path.exists(path) or os.path.getsize(path) != size:
+            rng = np.random.default_rng(i)
+            with open(path, "wb") as f:
+                for _ in range(size // (64 * MiB)):
+                    f.write(rng.integers(0, 256, 64 * MiB, dtype=np.uint8).tobytes())
+        out.append(path)
+    return out
+
+
+def case_c(work: str, n: int) -> list[str]:
+    folder = os.path.join(work, "big")
+    files = make_big(folder, 4, GiB)
+    for p in files:  # into the page cache
+        subprocess.run(["cat", p], stdout=subprocess.DEVNULL, check=True)
+    hash_py = os.path.join(work, "hash_loop.py")
+    with open(hash_py, "w") as f:
+        f.write(HASH_LOOP)
+    cat = os.path.join(work, "cat-c")
+    med = rounds({
+        "scan": lambda: run(scan_cmd([folder], cat, "--checksum", "sha256")),
+        "hashlib": lambda: run([sys.executable, hash_py, *files]),
+        "sha256sum": lambda: run(["bash", "-c", 'for f in "$@"; do sha256sum "$f"; done', "loop", *files]),
+    }, n)
+    r_py, r_sum = med["hashlib"] / med["scan"], med["sha256sum"] / med["scan"]
+    rows = [f"| (c) 4 x 1 GiB, --checksum sha256 | scan {med['scan']:.2f} s | hashlib loop {med['hashlib']:.2f} s; sha256sum loop "
+            f"{med['sha256sum']:.2f} s | {r_py:.2f}x hashlib, {r_sum:.2f}x sha256sum | >= 1.5x and >= 4x: "
+            f"{'met' if r_py >= 1.5 and r_sum >= 4 else 'not met'} |"]
+    rows += library_full_scan(files, n)
+    return rows
+
+
+def library_full_scan(files: list[str], n: int) -> list[str]:
+    """In one Python process: the default execution model vs the threaded path (dask.threaded) vs cat, same files."""
+    code = f"""
+import json, subprocess, sys, time, statistics
+import metaextract_dask as me
+from metaextract_dask import ParallelExtractionConfig, ParallelExtractor, StreamingConfig, StreamingExtractor
+files = {files!r}
+cfg = StreamingConfig(strategy="windowed")
+def default():
+    ParallelExtractor(ParallelExtractionConfig(execution_model="thread_pool", streaming=cfg)).extract(files)
+def threaded():
+    for f in files:
+        StreamingExtractor(cfg).extract(f)
+def cat():
+    subprocess.run(["cat", *files], stdout=subprocess.DEVNULL, check=True)
+out = {{"default": [], "threaded": [], "cat": []}}
+for _ in range({n}):
+    for name, fn in (("default", default), ("threaded", threaded), ("cat", cat)):
+        t = time.perf_counter(); fn(); out[name].append(time.perf_counter() - t)
+print(json.dumps({{k: statistics.median(v) for k, v in out.items()}}))
+"""
+    import json
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    med = json.loads(done.stdout.strip().splitlines()[-1])
+    gb = len(files) * GiB / 1e9
+    return [f"| (c') library full scan, xxh3, windowed, 4 x 1 GiB | default (threads) {med['default']:.2f} s ({gb / med['default']:.1f} GB/s) | "
+            f"threaded path {med['threaded']:.2f} s; cat {med['cat']:.2f} s | default / threaded = {med['threaded'] / med['default']:.2f}x; "
+            f"{med['cat'] / med['default']:.2f}x cat | default >= threaded: {'met' if med['default'] <= med['threaded'] * 1.05 else 'not met'} |"]
+
+
+def case_d(work: str, n: int) -> list[str]:
+    import netCDF4
+    import numpy as np
+
+    folder = os.path.join(work, "small")
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(2000):
+        path = os.path.join(folder, f"s{i:05d}.nc")
+        if not os.path.exists(path):
+            with netCDF4.Dataset(path, "w") as ds:
+                ds.title = f"small file {i}"
+                ds.createDimension("time", None)
+                ds.createDimension("x", 64)
+                t = ds.createVariable("time", "f8", ("time",))
+                t.units, t.calendar = "days since 2000-01-01", "standard"
+                v = ds.createVariable("tas", "f4", ("time", "x"), fill_value=-999.0)
+                v.units = "K"
+                t[:] = np.arange(40) + i
+                v[:, :] = rng.random((40, 64), dtype=np.float32) * 300
+        files.append(path)
+    loop_py = os.path.join(work, "netcdf_loop.py")
+    with open(loop_py, "w") as f:
+        f.write(NETCDF_LOOP)
+    cat = os.path.join(work, "cat-d")
+    med = rounds({
+        "scan": lambda: run(scan_cmd([folder], cat)),
+        "loop": lambda: run([sys.executable, loop_py, *files]),
+    }, n)
+    ratio = med["loop"] / med["scan"]
+    return [f"| (d) 2,000 small netCDF files (40 x 64 floats) | scan {med['scan']:.2f} s | serial netCDF4 loop {med['loop']:.2f} s | "
+            f"{ratio:.2f}x | >= 2x: {'met' if ratio >= 2 else 'not met'} |"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cases", default="abcd")
+    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "metaextract-bench-cli"))
+    parser.add_argument("--out", default=os.path.join(HERE, "RESULTS-cli.md"))
+    args = parser.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    rows = []
+    for case in args.cases:
+        fn = {"a": case_a, "b": case_b, "c": case_c, "d": case_d}[case]
+        print(f"case ({case}) ...", file=sys.stderr, flush=True)
+        rows += fn(args.work, args.rounds)
+        print(rows[-1], file=sys.stderr, flush=True)
+    import platform
+
+    text = "\n".join([
+        "# The CLI as a user runs it, against what they would otherwise run",
+        "",
+        f"`python benchmarks/bench_cli.py --rounds {args.rounds} --cases {args.cases}` on {platform.node()} "
+        f"({os.cpu_count()} cores), {time.strftime('%Y-%m-%d %H:%M')}. Whole processes, cold start included, "
+        f"{args.rounds} interleaved rounds, medians; default settings unless shown.",
+        "",
+        "| case | metaextract | what a user would otherwise run | ratio | target |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ])
+    with open(args.out, "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
