@@ -320,7 +320,8 @@ def one_open() -> Iterator[None]:
     if getattr(_local, "session", None) is not None:
         yield
         return
-    session = _local.session = (contextlib.ExitStack(), {})
+    session: tuple[contextlib.ExitStack, dict[tuple[type, str], Any]] = (contextlib.ExitStack(), {})
+    _local.session = session
     try:
         with session[0]:
             yield
