@@ -101,6 +101,36 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
                 warnings.warn(note, RuntimeWarning, stacklevel=2)
 
 
+def _start_early(config: Any, client: Any, cluster: Any, files: int, writing: bool) -> None:
+    """Work the scan will need, started now so it overlaps the cluster's start.
+
+    On the threaded default the parser sandboxes run on this machine: their
+    children start now (one per worker thread, at most one per file) and
+    import while this process imports distributed. The catalog writer's
+    pyarrow and pandas import in a background thread while the first files
+    are parsed elsewhere.
+    """
+    import threading
+
+    from .execution.cluster import ExecutionModel
+
+    local = client is None and cluster is None and config.scheduler_address is None
+    if local and config.isolate and config.execution_model is ExecutionModel.THREAD_POOL:
+        from .execution.isolation import prestart
+
+        prestart(min(files, config.max_workers or os.cpu_count() or 1), int(config.memory_limit))
+    if writing:
+        threading.Thread(target=_import_catalog_libraries, name="metaextract-warm-imports", daemon=True).start()
+
+
+def _import_catalog_libraries() -> None:
+    try:
+        import pandas  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:  # the writer reports it when it needs them
+        pass
+
+
 def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, output: str | os.PathLike | None, config: Any,
           summary: ScanSummary, t0: float, include: Sequence[str], exclude: Sequence[str], hidden: bool, follow_symlinks: bool,
           force: bool, progress: bool | None, client: Any, cluster: Any, on_client: Callable[[Any], Any] | None,
@@ -151,6 +181,7 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
         arrived(link_record(link, links[link]))
     try:
         if todo:
+            _start_early(config, client, cluster, len(todo), writer is not None)
             from .execution.driver import ParallelExtractor
 
             if config.dashboard_address is None and len(todo) < int(setting("cluster.dashboard-min-files")):
@@ -160,6 +191,9 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
             known = {p: size for p in todo if (size := stats[p][0]) is not None}
             extractor.extract(todo, progress=arrived, keep_results=False, sizes=known)
     finally:
+        from .execution.isolation import discard_spares
+
+        discard_spares()
         bar.close()
         summary.seconds = time.perf_counter() - t0
         if writer is not None:

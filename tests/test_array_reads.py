@@ -66,3 +66,23 @@ def test_part_of_a_grid_reads_only_its_cells():
     for c in cells_of(g, 3, 10):
         expected[tuple(slice(i * w, (i + 1) * w) for i, w in zip(c, cell))] += 1
     assert (read == expected).all()
+
+
+def test_one_open_does_not_hold_the_file_across_a_chunk_graph(tmp_path):
+    """A small file under WINDOWED is a chunk graph run by threads: the open kept for the layout must not lock them out.
+
+    The first version kept netCDF's open (and its library lock) for the whole
+    extraction, so the chunk threads waited forever on it.
+    """
+    import threading
+
+    from metaextract_dask import StreamingConfig, extract_metadata
+    from metaextract_dask.demo import make_nc
+
+    path = make_nc(str(tmp_path / "a.nc"), 5)
+    got = []
+    t = threading.Thread(target=lambda: got.append(extract_metadata(path, StreamingConfig(strategy="windowed"))), daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "the extraction deadlocked"
+    assert got[0]["streaming"]["shape"] == "window" and got[0]["netcdf"]["variables"]["v"]["stats"]["count"] == 6

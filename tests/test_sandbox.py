@@ -67,3 +67,28 @@ def test_child_does_not_inherit_the_nannys_malloc_trim(monkeypatch):
         assert box.call("x", 10, read, "MALLOC_TRIM_THRESHOLD_") is None
     finally:
         box.kill()
+
+
+def test_prestarted_children_are_taken_by_threads_and_the_rest_ended(tmp_path):
+    """A scan starts its sandbox children early; a thread takes one that is already up, the unused ones are ended."""
+    import threading
+
+    from metaextract_dask.execution import isolation
+
+    isolation.prestart(3, 2**30)
+    spares = list(isolation._spare)
+    assert len(spares) == 3 and all(b.proc.poll() is None for b in spares)
+    got = []
+
+    def work():
+        box = isolation.sandbox_for_thread(2**30)
+        got.append((box, box.call("p", 30, os.getpid)))
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    (box, pid), = got
+    assert box in spares and pid == box.proc.pid  # the call ran in a child started ahead of it
+    isolation.discard_spares()
+    assert isolation._spare == [] and all(b.proc is None for b in spares if b is not box)
+    box.kill()

@@ -63,7 +63,12 @@ def extract_metadata(path: str, config: StreamingConfig | None = None) -> dict[s
     deadline = time.time() + config.timeout
     with one_open():  # a small file's layout and summaries share one open of the file
         plan, reader = plan_path(path, config)
-        record = unwrap(run_local(build_graph(plan, reader, config, deadline)))
+        graph = build_graph(plan, reader, config, deadline)
+        single = len(graph.dsk) == 1
+        if single:  # one task, in this thread: it uses the open file
+            record = unwrap(run_local(graph))
+    if not single:  # chunk tasks run in other threads: each opens the file itself (the open one, and its lock, are released)
+        record = unwrap(run_local(graph))
     record.pop(CHUNK_SUMMARIES, None)
     return record
 

@@ -358,12 +358,13 @@ class _Run:
         import dask
 
         large.start = time.time()
-        large.deadline = large.start + self.cfg.timeout
+        large.deadline = large.start + self.cfg.timeout  # until the plan task says when it started
         with dask.annotate(metaextract={"run": self.run_id, "role": "plan", "file": safe_text(large.task.file_path)}):
-            fut = self.client.submit(plan_large_file, large.task.file_path, self.cfg.streaming, self.settings.isolation, large.deadline,
+            fut = self.client.submit(plan_large_file, large.task.file_path, self.cfg.streaming, self.settings.isolation, self.cfg.timeout,
                                      key=f"plan-file-{self.run_id}-{uuid.uuid4().hex[:8]}", priority=GRAPH_PRIORITY, pure=False)
         self._track(fut, "plan", large)
-        self._expire_at(fut, large.deadline + EXPIRY_GRACE)
+        # the task's own clock starts when a worker thread takes it (it may wait behind a running batch): a wide backstop
+        self._expire_at(fut, large.start + 2 * self.cfg.timeout + EXPIRY_GRACE)
 
     def _submit_graph(self, large: _Large, plan: Plan, reader: Any) -> None:
         import dask
@@ -395,7 +396,8 @@ class _Run:
                 raise ExtractionTimeout(task.file_path, f"timed out after {self.cfg.timeout:g} s")
             value = unwrap(fut.result())
             if kind == "plan":
-                plan, reader = value
+                plan, reader, large.deadline = value
+                large.start = large.deadline - self.cfg.timeout
                 fut.release()
                 self._submit_graph(large, plan, reader)
                 return
@@ -435,12 +437,17 @@ class _Large:
     deadline: float = 0.0
 
 
-def plan_large_file(path: str, config: StreamingConfig, isolation: Isolation, deadline: float) -> Any:
-    """A plan task: (plan, reader) for one large file, planned on a worker (in its sandbox for native readers)."""
+def plan_large_file(path: str, config: StreamingConfig, isolation: Isolation, timeout: float) -> Any:
+    """A plan task: (plan, reader, deadline) for one large file, planned on a worker (in its sandbox for native readers).
+
+    The file's time starts here, when a worker thread takes it, not when the
+    client submitted it: the whole ``timeout`` is the file's own.
+    """
     from .tasks import Failed
 
+    deadline = time.time() + timeout
     try:
-        return plan_path(path, config, None, isolation, deadline)
+        return (*plan_path(path, config, None, isolation, deadline), deadline)
     except Exception as exc:  # noqa: BLE001 - the file's failure, as a value: no worker traceback for a bad file
         return Failed(exc)
 

@@ -257,6 +257,39 @@ def _read_exactly(fd: int, n: int, deadline: float) -> bytes:
 
 
 _local = threading.local()
+#: children started ahead of need (``prestart``), taken by the first worker threads that need one
+_spare: list[Sandbox] = []
+_spare_lock = threading.Lock()
+
+
+def prestart(count: int, memory_limit: int) -> None:
+    """Start ``count`` sandbox children now, so their Python start overlaps this process's own.
+
+    For the threaded default: the first batch of a scan then finds a child
+    that has already imported what it needs. Call from the thread that lives
+    longest (the main thread): a child dies with the thread that started it.
+    """
+    with _spare_lock:
+        for _ in range(count):
+            box = Sandbox(memory_limit)
+            box._start()
+            _spare.append(box)
+
+
+def discard_spares() -> None:
+    """End the children ``prestart`` made that no thread took."""
+    with _spare_lock:
+        for box in _spare:
+            box.kill()
+        _spare.clear()
+
+
+def _take_spare(memory_limit: int) -> Sandbox | None:
+    with _spare_lock:
+        for i, box in enumerate(_spare):
+            if box.memory_limit == memory_limit and box.proc is not None and box.proc.poll() is None:
+                return _spare.pop(i)
+    return None
 
 
 def sandbox_for_thread(memory_limit: int) -> Sandbox:
@@ -265,7 +298,7 @@ def sandbox_for_thread(memory_limit: int) -> Sandbox:
     if box is None or box.memory_limit != memory_limit:
         if box is not None:
             box.kill()
-        box = _local.sandbox = Sandbox(memory_limit)
+        box = _local.sandbox = _take_spare(memory_limit) or Sandbox(memory_limit)
     return box
 
 
@@ -310,6 +343,7 @@ def _serve() -> None:
     inp = sys.stdin.buffer
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # stray prints from libraries must not corrupt the protocol
+    from . import batch  # noqa: F401 - this project's extraction, imported before the first request arrives
     while True:
         header = inp.read(_HEADER.size)
         if len(header) < _HEADER.size:
