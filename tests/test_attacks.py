@@ -149,6 +149,19 @@ def test_another_local_user_cannot_drive_the_cluster():
     assert "CONNECTED" not in out.stdout
 
 
+def test_the_default_threaded_cluster_listens_on_no_port():
+    """scan()'s and the CLI's default: client, scheduler and worker in memory; only the HTTP server (dashboard, /metrics) on loopback."""
+    import psutil
+
+    from metaextract_dask.execution.cluster import ClientScope
+
+    with ClientScope(model="thread_pool", dashboard=False) as client:
+        assert client.scheduler.address.startswith("inproc://")
+        assert all(w.startswith("inproc://") for w in client.scheduler_info()["workers"])
+        listening = [c.laddr for c in psutil.Process().net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+        assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
+
+
 # --- 4. filter plugins load from HDF5_PLUGIN_PATH --------------------------------------------
 
 

@@ -7,6 +7,7 @@ cluster object (dask-jobqueue, ...) or a scheduler address.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -43,13 +44,32 @@ def local_cluster_kwargs(model: ExecutionModel, max_workers: int | None, host: s
     address = f"{host}:0" if dashboard is False else dashboard if dashboard is not None else f"{host}:8787"
     off = {"scheduler_kwargs": {"dashboard": False}} if dashboard is False else {}
     if model is ExecutionModel.THREAD_POOL and not tls:
-        return dict(n_workers=1, threads_per_worker=cores, processes=False, protocol="inproc://", dashboard_address=address, **off)
+        return dict(n_workers=1, threads_per_worker=cores, processes=False, protocol="inproc://", dashboard_address=address,
+                    worker_class=loopback_worker_class(), **off)
     common = dict(host=host, dashboard_address=address, protocol="tls://" if tls else "tcp://", **off)
     if model is ExecutionModel.THREAD_POOL:  # with the user's TLS: threads behind an encrypted port
         return dict(n_workers=1, threads_per_worker=cores, processes=False, **common)
     if model is ExecutionModel.HYBRID:
         return dict(n_workers=max(1, cores // 2), threads_per_worker=2, processes=True, **common)
     return dict(n_workers=cores, threads_per_worker=1, processes=True, **common)
+
+
+@functools.lru_cache(maxsize=1)
+def loopback_worker_class() -> type:
+    """A Worker whose HTTP server (/metrics, /health) listens on 127.0.0.1, without a Bokeh dashboard.
+
+    An in-memory worker has no host of its own: distributed would bind its
+    HTTP server to every interface.
+    """
+    from distributed import Worker
+
+    class LoopbackWorker(Worker):
+        def __init__(self, *args: Any, **kwargs: Any):
+            kwargs["dashboard_address"] = "127.0.0.1:0"
+            kwargs["dashboard"] = False
+            super().__init__(*args, **kwargs)
+
+    return LoopbackWorker
 
 
 def dashboard_url(client: Any) -> str | None:
