@@ -496,10 +496,14 @@ def classic_with_dimensions(path: str, n: int) -> str:
     return path
 
 
-def _timed(fn, *args):
-    t0 = time.perf_counter()
-    result = fn(*args)
-    return time.perf_counter() - t0, result
+def _timed(fn, *args, repeat: int = 3):
+    """The fastest of ``repeat`` runs (a shared machine slows single runs by several times) and the result."""
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn(*args)
+        best = min(best, time.perf_counter() - t0)
+    return best, result
 
 
 def test_metadata_walks_are_linear_in_the_number_of_objects(tmp_path):
