@@ -84,7 +84,21 @@ SYSTEM_MODULES = {"test_hpc", "test_dashboard", "test_notebooks", "test_attacks"
 #: a test that uses one of these (fixture or name in its source) needs more than this process
 INTEGRATION_FIXTURES = {"process_client", "thread_client", "slurm"}
 INTEGRATION_WORDS = ("subprocess", "Sandbox", "LocalCluster", "ClientScope", "ParallelExtractor", "scan(", "extract_parallel",
-                     "run_seed_example", "metaextract", "sandbox")
+                     "run_seed_example", "metaextract", "sandbox", "Isolation()", "public_corpus.build", "pty.fork")
+
+
+def _helpers_source(module, body: str) -> str:
+    """The source of this module's own functions that ``body`` calls (a ``run(...)`` helper that starts a process)."""
+    import inspect
+
+    out = []
+    for name, obj in vars(module).items():
+        if inspect.isfunction(obj) and obj.__module__ == module.__name__ and not name.startswith("test_") and f"{name}(" in body:
+            try:
+                out.append(inspect.getsource(obj))
+            except (OSError, TypeError):
+                pass
+    return "\n".join(out)
 
 
 def _layer(item) -> str:
@@ -100,6 +114,7 @@ def _layer(item) -> str:
     except (OSError, TypeError):
         return "integration"
     body = source.split(":", 1)[1] if ":" in source else source  # the words inside the test, not its name
+    body += _helpers_source(item.module, body)
     uses = [w for w in INTEGRATION_WORDS if w in body.replace("metaextract_dask", "")]
     for name in getattr(item, "fixturenames", ()):  # module fixtures that build on the integration layer
         fixture = item.module.__dict__.get(name)
@@ -107,6 +122,7 @@ def _layer(item) -> str:
             text = inspect.getsource(fixture) if fixture is not None else ""
         except (OSError, TypeError):
             text = ""
+        text += _helpers_source(item.module, text)
         uses += [w for w in INTEGRATION_WORDS if w in text.replace("metaextract_dask", "")]
     return "integration" if uses else "unit"
 
