@@ -440,11 +440,18 @@ class _Large:
 def plan_large_file(path: str, config: StreamingConfig, isolation: Isolation, timeout: float) -> Any:
     """A plan task: (plan, reader, deadline) for one large file, planned on a worker (in its sandbox for native readers).
 
-    The file's time starts here, when a worker thread takes it, not when the
-    client submitted it: the whole ``timeout`` is the file's own.
+    The file's time starts here, when a worker thread takes it and the
+    readers are imported, not when the client submitted it: the whole
+    ``timeout`` is the file's own.
     """
+    from ..core.probe import probe
+    from ..readers.registry import may_parse_natively
     from .tasks import Failed
 
+    try:
+        may_parse_natively(probe(path))  # the first call in a worker imports the readers: not the file's time
+    except Exception:  # noqa: BLE001 - plan_path meets the same problem and reports it
+        pass
     deadline = time.time() + timeout
     try:
         return (*plan_path(path, config, None, isolation, deadline), deadline)
