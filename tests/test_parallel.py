@@ -331,15 +331,19 @@ def test_scan_stats_each_file_once_on_the_client(tmp_path, monkeypatch):
     assert calls == []
 
 
-def test_size_aware_starts_the_largest_file_first(tmp_path, thread_client):
+def test_size_aware_starts_the_largest_file_first(tmp_path):
     """Large files given smallest first: under SIZE_AWARE the biggest starts first (it decides when the run ends)."""
+    from distributed import Client, LocalCluster
+
     MiB = 2**20
     files = [make_bin(tmp_path / f"f{i}.bin", size * MiB, i) for i, size in enumerate((3, 5, 9, 7))]
     streaming = StreamingConfig(streaming_threshold=2 * MiB, chunk_size=MiB)
-    for balancing, expected in (("size_aware", [files[2], files[3], files[1], files[0]]), ("fifo", files)):
-        config = ParallelExtractionConfig(load_balancing=balancing, isolate=False, streaming=streaming)
-        results, _ = ParallelExtractor(config, client=thread_client).extract(files)
-        assert all(r.success for r in results), [r.error for r in results]
-        started = [r.file_path for r in sorted(results, key=lambda r: r.start_time)]
-        # four threads start four plans at once: their submission order is the start order
-        assert started == expected, balancing
+    # one worker thread: one large file at a time, so the start times are the order the driver chose
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="inproc://", dashboard_address=None) as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        for balancing, expected in (("size_aware", [files[2], files[3], files[1], files[0]]), ("fifo", files)):
+            config = ParallelExtractionConfig(load_balancing=balancing, isolate=False, streaming=streaming)
+            results, _ = ParallelExtractor(config, client=client).extract(files)
+            assert all(r.success for r in results), [r.error for r in results]
+            started = [r.file_path for r in sorted(results, key=lambda r: r.start_time)]
+            assert started == expected, balancing
