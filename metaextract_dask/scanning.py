@@ -153,8 +153,7 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
     rows: list[dict[str, Any]] = []
     from .core.settings import setting
 
-    bar = Progress.for_output(len(todo) + len(link_todo), progress, interval=float(setting("progress.interval")),
-                              total_bytes=sum(stats[p][0] or 0 for p in todo))
+    bar = Progress.for_output(len(todo) + len(link_todo), progress, interval=float(setting("progress.interval")))
 
     def arrived(result: ExtractionResult) -> None:
         size, mtime = stats.get(result.file_path, (None, None))

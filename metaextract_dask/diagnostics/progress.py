@@ -55,11 +55,10 @@ def choose_kind(enabled: bool | None, stream: TextIO) -> str:
 class Progress:
     """files done/total, bytes, rate, errors, ETA: as a bar, a widget or timed lines."""
 
-    def __init__(self, total: int, kind: str = "bar", stream: TextIO | None = None, interval: float = 10.0,
-                 total_bytes: int = 0):
+    def __init__(self, total: int, kind: str = "bar", stream: TextIO | None = None, interval: float = 10.0):
         if kind not in KINDS:
             raise ValueError(f"unknown progress kind {kind!r} (one of {', '.join(KINDS)})")
-        self.kind, self.total, self.total_bytes = kind, total, total_bytes
+        self.kind, self.total = kind, total
         self.stream = stream or sys.stderr
         self.interval = interval
         self.done = self.errors = self.bytes = 0
@@ -69,10 +68,9 @@ class Progress:
             self.bar = self._tqdm(kind)
 
     @classmethod
-    def for_output(cls, total: int, enabled: bool | None = None, stream: TextIO | None = None, interval: float = 10.0,
-                   total_bytes: int = 0) -> "Progress":
+    def for_output(cls, total: int, enabled: bool | None = None, stream: TextIO | None = None, interval: float = 10.0) -> "Progress":
         stream = stream or sys.stderr
-        return cls(total, choose_kind(enabled, stream), stream, interval, total_bytes)
+        return cls(total, choose_kind(enabled, stream), stream, interval)
 
     def _tqdm(self, kind: str) -> Any:
         if kind == "notebook":
