@@ -33,7 +33,7 @@ _LAZY = {
     "ParallelExtractor": "metaextract_dask.execution.driver",
     "extract_files_parallel": "metaextract_dask.execution.driver",
     "extract_files": "metaextract_dask.execution.driver",
-    "ParallelMetrics": "metaextract_dask.diagnostics.plugin",
+    "ParallelMetrics": "metaextract_dask.diagnostics.stats",
     "extract_metadata": "metaextract_dask.execution.batch",
     "scan": "metaextract_dask.scanning",
     "read_catalog": "metaextract_dask.catalog",

@@ -139,8 +139,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 def _scan_options(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("where it runs")
     run.add_argument("-j", "--workers", type=_count(1), help="worker threads (or processes with --processes); default: one per core")
+    run.add_argument("--local", dest="execution", action="store_const", const="local",
+                     help="threads in this process, each parsing in its own sandbox process, on Dask's local scheduler: no cluster, "
+                          "no dashboard (default when no dashboard is served: the fastest start, measured)")
     run.add_argument("--threads", dest="execution", action="store_const", const="thread_pool",
-                     help="threads in this process, each parsing in its own sandbox process (default: the fastest start, measured)")
+                     help="the same threads on an in-memory distributed cluster with its dashboard (default for scans of at least "
+                          "metaextract.cluster.dashboard-min-files files, 100, or with --dashboard-address)")
     run.add_argument("--processes", dest="execution", action="store_const", const="process_pool",
                      help="one single-threaded worker process per core (for --no-isolate or your own Python-heavy work)")
     run.add_argument("--hybrid", dest="execution", action="store_const", const="hybrid", help="processes with two threads each")
@@ -231,7 +235,7 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
     try:
         scan(
             paths, output, cluster=cluster, security=security, format=args.format, strategy=args.strategy, chunk_size=args.chunk_size, checksum=args.checksum,
-            timeout=args.timeout, workers=args.workers, execution=args.execution or "thread_pool",
+            timeout=args.timeout, workers=args.workers, execution=args.execution or "auto",
             scheduler=args.scheduler, retries=args.retries, isolate=args.isolate, load_balancing=args.load_balancing,
             memory_limit=args.memory_limit,
             include=args.include, exclude=args.exclude, hidden=args.hidden, follow_symlinks=args.follow_symlinks,

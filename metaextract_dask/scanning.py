@@ -45,7 +45,7 @@ def link_record(path: str, target: str) -> ExtractionResult:
 def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | os.PathLike | None = None, *,
          format: str = "parquet", strategy: str | None = None, chunk_size: int | str | None = None,
          checksum: str | None = None, timeout: float | None = None, workers: int | None = None,
-         execution: str = "thread_pool", scheduler: str | None = None, client: Any = None, cluster: Any = None,
+         execution: str = "auto", scheduler: str | None = None, client: Any = None, cluster: Any = None,
          retries: int | None = None, isolate: bool = True, load_balancing: str = "size_aware", include: Sequence[str] = (),
          exclude: Sequence[str] = (), hidden: bool = False, follow_symlinks: bool = False, force: bool = False,
          flush_every: int = 200, progress: bool | None = None, dashboard_address: str | None = None,
@@ -56,10 +56,13 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
     With ``output`` the catalog is also written there (crash-safe, resumable:
     files already in it with the same size and mtime are skipped unless
     ``force``). Options mirror ``metaextract scan --help``. The default
-    execution is threads in this process, each with its own parser sandbox
-    process (``execution="process_pool"`` for worker processes). The embedded
-    cluster's dashboard starts when ``dashboard_address`` is given or the scan
-    has at least ``metaextract.cluster.dashboard-min-files`` files to extract.
+    execution (``"auto"``) is threads in this process, each with its own
+    parser sandbox process: on Dask's local scheduler (``"local"``, no
+    cluster) when no dashboard is served, else on an in-memory distributed
+    cluster (``"thread_pool"``); ``execution="process_pool"`` for worker
+    processes. The embedded cluster's dashboard starts when
+    ``dashboard_address`` is given or the scan has at least
+    ``metaextract.cluster.dashboard-min-files`` files to extract.
     ``as_frame=False`` returns None (the CLI: no pandas import).
     """
     from .execution.cluster import ExecutionModel
@@ -73,8 +76,9 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
     stream: dict[str, Any] = {k: v for k, v in dict(strategy=strategy, chunk_size=chunk_size, checksum=checksum, timeout=timeout).items()
                               if v is not None}
     retry: dict[str, Any] = {"retry_limit": retries, "retry_failed": retries > 0} if retries is not None else {}
+    auto = execution == "auto"
     config = ParallelExtractionConfig(
-        max_workers=workers, execution_model=ExecutionModel.parse(execution), timeout_per_file=timeout, **retry, isolate=isolate,
+        max_workers=workers, execution_model=ExecutionModel.THREAD_POOL if auto else ExecutionModel.parse(execution), timeout_per_file=timeout, **retry, isolate=isolate,
         load_balancing=LoadBalancingStrategy.parse(load_balancing), scheduler_address=scheduler,
         dashboard_address=dashboard_address, security=security, streaming=StreamingConfig(**stream),
         **({"memory_limit": memory_limit} if memory_limit is not None else {}),  # type: ignore[arg-type]
@@ -89,7 +93,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
     writer = CatalogWriter(os.fspath(output), format, flush_every=flush_every, force=force) if output is not None else None
     try:
         return _scan(paths, writer, output, config, summary, t0, include, exclude, hidden, follow_symlinks, force, progress,
-                     client, cluster, on_client, as_frame)
+                     client, cluster, on_client, as_frame, auto)
     finally:
         if writer is not None:
             writer.lock.release()
@@ -101,32 +105,35 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
                 warnings.warn(note, RuntimeWarning, stacklevel=2)
 
 
-def _start_early(config: Any, client: Any, cluster: Any, files: int, writing: bool) -> None:
+def _start_early(config: Any, client: Any, cluster: Any, files: int, writing: bool, frame: bool) -> None:
     """Work the scan will need, started now so it overlaps the cluster's start.
 
     On the threaded default the parser sandboxes run on this machine: their
     children start now (one per worker thread, at most one per file) and
     import while this process imports distributed. The catalog writer's
-    pyarrow and pandas import in a background thread while the first files
-    are parsed elsewhere.
+    pyarrow imports in a background thread while the first files are parsed
+    elsewhere; pandas only when a DataFrame is returned (the CLI never needs
+    it: it costs more than half a second of this process's time).
     """
     import threading
 
     from .execution.cluster import ExecutionModel
 
     local = client is None and cluster is None and config.scheduler_address is None
-    if local and config.isolate and config.execution_model is ExecutionModel.THREAD_POOL:
+    if local and config.isolate and config.execution_model in (ExecutionModel.THREAD_POOL, ExecutionModel.LOCAL):
         from .execution.isolation import prestart
 
         prestart(min(files, config.max_workers or os.cpu_count() or 1), int(config.memory_limit))
-    if writing:
-        threading.Thread(target=_import_catalog_libraries, name="metaextract-warm-imports", daemon=True).start()
+    if writing or frame:
+        threading.Thread(target=_import_catalog_libraries, args=(frame,), name="metaextract-warm-imports", daemon=True).start()
 
 
-def _import_catalog_libraries() -> None:
+def _import_catalog_libraries(frame: bool) -> None:
     try:
-        import pandas  # noqa: F401
         import pyarrow.parquet  # noqa: F401
+
+        if frame:
+            import pandas  # noqa: F401
     except ImportError:  # the writer reports it when it needs them
         pass
 
@@ -134,7 +141,7 @@ def _import_catalog_libraries() -> None:
 def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, output: str | os.PathLike | None, config: Any,
           summary: ScanSummary, t0: float, include: Sequence[str], exclude: Sequence[str], hidden: bool, follow_symlinks: bool,
           force: bool, progress: bool | None, client: Any, cluster: Any, on_client: Callable[[Any], Any] | None,
-          as_frame: bool = True) -> Any:
+          as_frame: bool = True, auto: bool = False) -> Any:
     """The scan itself, with the catalog's lock held: list, skip what is done, record links, extract the rest."""
     files = list(iter_files(paths, include, exclude, hidden, follow_symlinks, skip=[os.fspath(output)] if output else []))
     explicit = {os.fspath(p) for p in paths if not os.path.isdir(p)}  # named on the command line: the user's choice
@@ -180,11 +187,14 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
         arrived(link_record(link, links[link]))
     try:
         if todo:
-            _start_early(config, client, cluster, len(todo), writer is not None)
-            from .execution.driver import ParallelExtractor
+            from .execution.cluster import ExecutionModel
 
             if config.dashboard_address is None and len(todo) < int(setting("cluster.dashboard-min-files")):
                 config.dashboard_address = False  # over in seconds: not worth Bokeh's start
+            if auto and config.dashboard_address is False and client is None and cluster is None and config.scheduler_address is None:
+                config.execution_model = ExecutionModel.LOCAL  # nothing to show on a dashboard: no cluster to start either
+            _start_early(config, client, cluster, len(todo), writer is not None, as_frame)
+            from .execution.driver import ParallelExtractor
             extractor = ParallelExtractor(config, client=client, cluster=cluster)
             extractor.on_client = started
             known = {p: size for p in todo if (size := stats[p][0]) is not None}

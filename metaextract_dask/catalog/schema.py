@@ -130,9 +130,3 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
     row = safe_dict(row)
     row["path_bytes"] = path_key(result.file_path)
     return row
-
-
-def _schema() -> Any:
-    import pyarrow as pa
-
-    return pa.schema([(name, getattr(pa, ARROW_TYPES[kind])()) for name, kind in catalog_columns()])

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 
 from ..core.model import ExtractionResult
 from .read import _read_part, part_files
-from .schema import _schema, catalog_columns, path_key, row_key, to_row
+from .schema import catalog_columns, path_key, row_key, to_row
 
 MANIFEST = "_manifest.json"
 LOCK = "_lock"
@@ -45,10 +45,11 @@ def _atomic_write(folder: str, name: str, write: Any) -> None:
 
 def _write_rows(path: str, rows: list[dict[str, Any]], fmt: str) -> None:
     if fmt == "parquet":
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.Table.from_pylist(rows, schema=_schema()), path)
+        from .arrow import table_from_rows
+
+        pq.write_table(table_from_rows(rows, catalog_columns()), path)
     else:
         with open(path, "w") as f:
             for row in rows:
@@ -147,6 +148,9 @@ class CatalogWriter:
         self.run = os.urandom(4).hex()  # part names are unique per run, whatever another writer did
         self.next_part = 1 + max((_part_number(p) for p in existing), default=-1)
         self.done: set[tuple[bytes, int, float]] = set()
+        #: every path with a row; a second row of one makes ``compact`` worth reading the parts
+        self.keys: set[bytes] = set()
+        self.superseded = False
         self.rows_written = 0
         for part in existing:
             self.rows_written += self._index_or_quarantine(part)
@@ -170,8 +174,15 @@ class CatalogWriter:
 
     def _index(self, part: str) -> int:
         rows = _read_part(part, ["path", "size", "mtime", "path_bytes"])
+        self._note_keys(rows)
         self.done.update((row_key(r), r["size"], r["mtime"]) for r in rows)
         return len(rows)
+
+    def _note_keys(self, rows: list[dict[str, Any]]) -> None:
+        for r in rows:
+            key = row_key(r)
+            self.superseded = self.superseded or key in self.keys
+            self.keys.add(key)
 
     def is_done(self, path: str, size: int | None, mtime: float | None) -> bool:
         """Already in the catalog with this size and mtime."""
@@ -201,6 +212,7 @@ class CatalogWriter:
         self.buffer = []
         self.next_part += 1
         self.rows_written += len(rows)
+        self._note_keys(rows)
         self.done.update((row_key(r), r["size"], r["mtime"]) for r in rows)
         self._manifest()
 
@@ -220,12 +232,17 @@ class CatalogWriter:
                 os.unlink(part)
                 _fsync_dir(self.folder)
         if dropped:
-            self.done = set()
+            self.done, self.keys, self.superseded = set(), set(), False
             self.rows_written = sum(self._index(p) for p in part_files(self.folder))
         return dropped
 
     def compact(self) -> int:
-        """Drop rows superseded by a newer row of the same file; returns how many."""
+        """Drop rows superseded by a newer row of the same file; returns how many.
+
+        Nothing is read when no path has two rows (a fresh scan of distinct files).
+        """
+        if not self.superseded:
+            return 0
         newest: dict[bytes, tuple[float, str, int]] = {}
         for part in part_files(self.folder):
             for i, r in enumerate(_read_part(part, ["path", "path_bytes", "extracted_at"])):

@@ -10,6 +10,7 @@ file's outcome to the scheduler plugin in one event per batch.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -199,17 +200,23 @@ def file_size(path: str) -> int:
         return 0
 
 
+def current_worker() -> Any:
+    """The distributed Worker running this task, or None (Dask's local scheduler: distributed is not even imported)."""
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import get_worker
+
+    try:
+        return get_worker()
+    except ValueError:
+        return None
+
+
 def extract_batch(items: list[tuple[str, str]], fn: Callable | None, settings: BatchSettings) -> list[ExtractionResult]:
     """A batch task: (task_id, path) pairs, one after another."""
-    from ..diagnostics.plugin import EVENT_TOPIC
+    from ..diagnostics.stats import EVENT_TOPIC
 
-    worker = None
-    try:
-        from distributed import get_worker
-
-        worker = get_worker()
-    except (ImportError, ValueError):
-        pass
+    worker = current_worker()
     results = []
     for result in extract_many(items, fn, settings):
         result.worker = worker.address if worker is not None else None

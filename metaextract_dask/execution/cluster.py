@@ -15,9 +15,10 @@ from ..core.settings import OptionEnum
 
 
 class ExecutionModel(OptionEnum):
-    """How work is executed (seed names), each mapped onto a distributed Client."""
+    """How work is executed (seed names, each mapped onto a distributed Client; and LOCAL, which needs none)."""
 
     THREAD_POOL = "thread_pool"  # threads in this process, each with its own parser sandbox process
+    LOCAL = "local"  # the same threads and sandboxes on Dask's local threaded scheduler: no cluster, no dashboard
     PROCESS_POOL = "process_pool"  # one single-threaded worker process per core (CPU-bound)
     ASYNC_IO = "async_io"  # the same cluster as PROCESS_POOL, driven by an asynchronous Client
     HYBRID = "hybrid"  # processes with two threads each
@@ -40,6 +41,8 @@ def local_cluster_kwargs(model: ExecutionModel, max_workers: int | None, host: s
     path's speed.
     """
     cores = max_workers or os.cpu_count() or 1
+    if model is ExecutionModel.LOCAL:  # a cluster was needed after all (an address, a Client): the threaded one
+        model = ExecutionModel.THREAD_POOL
     # the scheduler always serves HTTP (/health, /metrics); without a dashboard on a free loopback port, and no Bokeh
     address = f"{host}:0" if dashboard is False else dashboard if dashboard is not None else f"{host}:8787"
     off = {"scheduler_kwargs": {"dashboard": False}} if dashboard is False else {}
@@ -185,7 +188,7 @@ class ClientScope:
     def _local_cluster_kwargs(self) -> dict[str, Any]:
         if self.dashboard is not False:
             _with_dashboard_page()
-        if self.model is ExecutionModel.THREAD_POOL and self.security is None:
+        if self.model in (ExecutionModel.THREAD_POOL, ExecutionModel.LOCAL) and self.security is None:
             return local_cluster_kwargs(self.model, self.max_workers, dashboard=self.dashboard)  # in memory: nothing to encrypt
         if self.security is None:
             self.security = run_security()

@@ -34,7 +34,7 @@ from .isolation import Isolation
 from .tasks import CHUNK_SUMMARIES, unwrap
 
 if TYPE_CHECKING:
-    from ..diagnostics.plugin import ParallelMetrics
+    from ..diagnostics.stats import ParallelMetrics
 
 #: Dask priority of chunk graphs: above every batch, so a big file's timer
 #: starts when it is submitted and it is not stuck behind small ones
@@ -148,6 +148,11 @@ class ParallelExtractor:
         return ClientScope(self.client, self.cluster, cfg.scheduler_address, cfg.execution_model, cfg.max_workers,
                            dashboard=cfg.dashboard_address, security=cfg.security)
 
+    def runs_here(self) -> bool:
+        """LOCAL asked for and no Client, cluster or scheduler given: Dask's local scheduler, no cluster (``execution/local.py``)."""
+        cfg = self.config
+        return cfg.execution_model is ExecutionModel.LOCAL and self.client is None and self.cluster is None and cfg.scheduler_address is None
+
     def extract(self, files: Iterable[str | os.PathLike] | None = None,
                 progress: Callable[[ExtractionResult], Any] | None = None,
                 keep_results: bool = True, sizes: dict[str, int] | None = None) -> tuple[list[ExtractionResult], "ParallelMetrics"]:
@@ -159,9 +164,14 @@ class ParallelExtractor:
         those files are not stat-ed again (one round trip each on a parallel
         file system).
         """
-        from ..diagnostics.plugin import ParallelMetrics, fetch_snapshot
-
         tasks = self._take(files)
+        if self.runs_here():
+            from .local import run_here
+
+            return run_here(self, tasks, progress, keep_results, sizes or {})
+        from ..diagnostics.plugin import fetch_snapshot
+        from ..diagnostics.stats import ParallelMetrics
+
         start = time.perf_counter()
         with self.scope() as client:
             if getattr(client, "asynchronous", False):
@@ -215,6 +225,31 @@ def matched_results(tasks: list[ExtractionTask], results: list[ExtractionResult]
     return list(good.values()), refused
 
 
+def split_work(owner: ParallelExtractor, tasks: list[ExtractionTask], known: dict[str, int],
+               slots: int) -> tuple[dict[str, int], list[ExtractionTask], list[Batch]]:
+    """(sizes by task id, large files in the order they start, batches of the small ones) for ``slots`` threads.
+
+    A file at or above the streaming threshold gets its own chunk graph
+    (largest first under SIZE_AWARE); a user's ``extraction_fn`` runs whole
+    files, so with one every file is small.
+    """
+    cfg = owner.config
+    sizes = {t.task_id: known[t.file_path] if t.file_path in known else file_size(t.file_path) for t in tasks}
+    threshold = cfg.streaming.streaming_threshold
+    own_graph = owner.extraction_fn is None
+    large = [t for t in tasks if own_graph and sizes[t.task_id] >= threshold]
+    small = [t for t in tasks if not (own_graph and sizes[t.task_id] >= threshold)]
+    if cfg.load_balancing is LoadBalancingStrategy.SIZE_AWARE:
+        large.sort(key=lambda t: -sizes[t.task_id])
+    types = None
+    if cfg.load_balancing is LoadBalancingStrategy.FILE_TYPE_AWARE:
+        from .batch import file_type
+
+        types = {t.task_id: file_type(t.file_path, None) for t in small}
+    batches = owner.last_batches = plan_batches(small, cfg.load_balancing, sizes, slots, cfg.batch_size, types)
+    return sizes, large, batches
+
+
 class _Run:
     """One run's client-side driver: every future in one ``distributed.as_completed``.
 
@@ -248,26 +283,14 @@ class _Run:
     def run(self) -> list[ExtractionResult]:
         from distributed import as_completed
 
-        from ..diagnostics.plugin import EVENT_TOPIC, ensure_plugin
+        from ..diagnostics.plugin import ensure_plugin
+        from ..diagnostics.stats import EVENT_TOPIC
 
-        client, cfg = self.client, self.cfg
+        client = self.client
         ensure_plugin(client)
-        known = self.known_sizes
-        sizes = {t.task_id: known[t.file_path] if t.file_path in known else file_size(t.file_path) for t in self.tasks}
-        threshold = cfg.streaming.streaming_threshold
-        own_graph = self.owner.extraction_fn is None
-        large = [t for t in self.tasks if own_graph and sizes[t.task_id] >= threshold]
-        small = [t for t in self.tasks if not (own_graph and sizes[t.task_id] >= threshold)]
-        if cfg.load_balancing is LoadBalancingStrategy.SIZE_AWARE:
-            large.sort(key=lambda t: -sizes[t.task_id])
-        self.large = deque(large)
         self.slots = sum(client.nthreads().values()) or 1
-        types = None
-        if cfg.load_balancing is LoadBalancingStrategy.FILE_TYPE_AWARE:
-            from .batch import file_type
-
-            types = {t.task_id: file_type(t.file_path, None) for t in small}
-        batches = self.owner.last_batches = plan_batches(small, cfg.load_balancing, sizes, self.slots, cfg.batch_size, types)
+        sizes, large, batches = split_work(self.owner, self.tasks, self.known_sizes, self.slots)
+        self.large = deque(large)
         client.log_event(EVENT_TOPIC, {"kind": "run-start", "run": self.run_id, "files": len(self.tasks), "bytes": sum(sizes.values())})
         self.done = as_completed(loop=client.loop)
         try:
@@ -306,7 +329,7 @@ class _Run:
     # -- results
 
     def _emit(self, results: list[ExtractionResult], tell_plugin: bool) -> None:
-        from ..diagnostics.plugin import EVENT_TOPIC
+        from ..diagnostics.stats import EVENT_TOPIC
 
         if tell_plugin and results:  # before progress: outcome() fills each result's file_format once
             self.client.log_event(EVENT_TOPIC, {"kind": "files", "run": self.run_id, "files": [outcome(r) for r in results]})

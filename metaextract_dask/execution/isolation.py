@@ -302,6 +302,14 @@ def sandbox_for_thread(memory_limit: int) -> Sandbox:
     return box
 
 
+def release_thread_sandbox() -> None:
+    """End this thread's sandbox child, if it has one (a thread about to finish)."""
+    box = getattr(_local, "sandbox", None)
+    if box is not None:
+        box.kill()
+        _local.sandbox = None
+
+
 @dataclass(frozen=True)
 class Isolation:
     """Where native parsing runs: this thread's sandbox child (``enabled``), or right here.
