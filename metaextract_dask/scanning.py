@@ -61,8 +61,8 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
     cluster) when no dashboard is served, else on an in-memory distributed
     cluster (``"thread_pool"``); ``execution="process_pool"`` for worker
     processes. The embedded cluster's dashboard starts when
-    ``dashboard_address`` is given or the scan has at least
-    ``metaextract.cluster.dashboard-min-files`` files to extract.
+    ``dashboard_address`` is given or the scan is expected to take at least
+    ``metaextract.cluster.dashboard-min-seconds`` (``expected_seconds``).
     ``as_frame=False`` returns None (the CLI: no pandas import).
     """
     from .execution.cluster import ExecutionModel
@@ -103,6 +103,15 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
 
             for note in summary.notices:
                 warnings.warn(note, RuntimeWarning, stacklevel=2)
+
+
+#: what one worker thread does, measured (benchmarks/RESULTS-cli.md): a small file's parse, bytes read and hashed per second
+SECONDS_PER_FILE, BYTES_PER_SECOND = 0.005, 1e9
+
+
+def expected_seconds(files: int, size: int, workers: int) -> float:
+    """A rough duration of a scan, before it starts: enough to tell seconds from minutes (whether a dashboard is worth it)."""
+    return (files * SECONDS_PER_FILE + size / BYTES_PER_SECOND) / max(1, workers)
 
 
 def _start_early(config: Any, client: Any, cluster: Any, files: int, writing: bool, frame: bool) -> None:
@@ -189,7 +198,8 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
         if todo:
             from .execution.cluster import ExecutionModel
 
-            if config.dashboard_address is None and len(todo) < int(setting("cluster.dashboard-min-files")):
+            expected = expected_seconds(len(todo), sum(stats[p][0] or 0 for p in todo), config.max_workers or os.cpu_count() or 1)
+            if config.dashboard_address is None and expected < float(setting("cluster.dashboard-min-seconds")):
                 config.dashboard_address = False  # over in seconds: not worth Bokeh's start
             if auto and config.dashboard_address is False and client is None and cluster is None and config.scheduler_address is None:
                 config.execution_model = ExecutionModel.LOCAL  # nothing to show on a dashboard: no cluster to start either

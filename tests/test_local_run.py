@@ -147,3 +147,24 @@ def test_arrow_columns_built_from_buffers_equal_pyarrows_own(seed):
     assert mine.schema == theirs.schema
     assert mine.equals(theirs)
     assert mine.to_pylist() == theirs.to_pylist()
+
+
+def test_the_cluster_and_dashboard_start_only_for_scans_expected_to_be_long(tmp_path):
+    """A scan expected to be over in seconds starts no cluster; one expected to take
+    longer than ``dashboard-min-seconds`` gets the in-memory cluster and its dashboard."""
+    from metaextract_dask.scanning import ScanSummary, expected_seconds
+
+    assert expected_seconds(2000, 0, 2) < 30 <= expected_seconds(100_000, 0, 2)  # 2,000 small files: seconds
+    assert expected_seconds(4, 4 * 2**30, 2) < 30 <= expected_seconds(10, 100 * 2**30, 2)  # 100 GiB: minutes
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        make_bin(data / f"f{i}.bin", 1000, i)
+    short = ScanSummary()
+    frame = scan(str(data), summary=short, progress=False)
+    assert short.dashboard is None and frame["worker"].isna().all()
+    with dask.config.set({"metaextract.cluster.dashboard-min-seconds": 0}):
+        long = ScanSummary()
+        frame = scan(str(data), summary=long, progress=False)
+    assert long.dashboard is not None and long.dashboard.startswith("http://127.0.0.1:")
+    assert frame["worker"].notna().all()
