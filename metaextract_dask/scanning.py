@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from itertools import repeat
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -114,12 +115,24 @@ def expected_seconds(files: int, size: int, workers: int) -> float:
     return (files * SECONDS_PER_FILE + size / BYTES_PER_SECOND) / max(1, workers)
 
 
+#: names of the formats whose large files are planned in a sandbox (the HDF5 guard, libnetcdf)
+NATIVE_SUFFIXES = frozenset({".h5", ".hdf5", ".he5", ".hdf", ".nc", ".nc4", ".cdf"})
+
+
+def parses_in_sandbox(path: str, size: int | None, config: Any) -> bool:
+    """Whether this file will likely need a sandbox child: every small file does (its batch parses there), a large one
+    when its name says HDF5 or netCDF. A guess only decides what starts early; a wrong one costs overlap, not safety."""
+    small = size is None or size < config.streaming.streaming_threshold
+    return small or os.path.splitext(path)[1].lower() in NATIVE_SUFFIXES
+
+
 def _start_early(config: Any, client: Any, cluster: Any, files: int, writing: bool, frame: bool) -> None:
     """Work the scan will need, started now so it overlaps the cluster's start.
 
     On the threaded default the parser sandboxes run on this machine: their
-    children start now (one per worker thread, at most one per file) and
-    import while this process imports distributed. The catalog writer's
+    children start now (one per worker thread, at most one per file that
+    will parse in one: ``files``) and import while this process imports
+    distributed. The catalog writer's
     pyarrow imports in a background thread while the first files are parsed
     elsewhere; pandas only when a DataFrame is returned (the CLI never needs
     it: it costs more than half a second of this process's time).
@@ -203,7 +216,8 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
                 config.dashboard_address = False  # over in seconds: not worth Bokeh's start
             if auto and config.dashboard_address is False and client is None and cluster is None and config.scheduler_address is None:
                 config.execution_model = ExecutionModel.LOCAL  # nothing to show on a dashboard: no cluster to start either
-            _start_early(config, client, cluster, len(todo), writer is not None, as_frame)
+            _start_early(config, client, cluster, sum(map(parses_in_sandbox, todo, (stats[p][0] for p in todo), repeat(config))),
+                         writer is not None, as_frame)
             from .execution.driver import ParallelExtractor
             extractor = ParallelExtractor(config, client=client, cluster=cluster)
             extractor.on_client = started

@@ -90,7 +90,9 @@ def test_local_run_orders_large_files_and_counts_metrics(tmp_path):
     small = [make_bin(tmp_path / f"s{i}.bin", 1000 + i, 10 + i) for i in range(5)]
     streaming = StreamingConfig(streaming_threshold=2 * MiB, chunk_size=MiB)
     for balancing, expected in (("size_aware", [files[2], files[3], files[1], files[0]]), ("fifo", files)):
-        config = ParallelExtractionConfig(execution_model="local", load_balancing=balancing, isolate=False, streaming=streaming)
+        # one worker thread: one large file at a time, so the start times are the order the driver chose
+        config = ParallelExtractionConfig(execution_model="local", max_workers=1, load_balancing=balancing, isolate=False,
+                                          streaming=streaming)
         results, metrics = ParallelExtractor(config).extract(files + small)
         assert all(r.success for r in results), [r.error for r in results]
         assert [r.file_path for r in results] == files + small  # results in task order

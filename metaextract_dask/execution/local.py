@@ -5,7 +5,8 @@ more than the work (importing distributed alone is 0.4 s of this process's
 time; benchmarks/RESULTS-cli.md). ``ExecutionModel.LOCAL`` runs the same
 tasks as the threaded Client, from the same plans and graphs: batches of
 small files on ``max_workers`` threads, each parsing in its own sandbox
-process; large files one after another, each file's chunk graph on
+process; large files at most ``max_workers`` at a time (as on a cluster: a
+sha256 is one sequential pass per file), each file's chunk graph on
 ``dask.threaded`` (the path the big-file benchmark measures fastest). There
 is no dashboard and no scheduler plugin: the run's metrics are counted here
 with the plugin's own ``RunStats``.
@@ -67,8 +68,12 @@ def run_here(owner: "ParallelExtractor", tasks: list[ExtractionTask], progress: 
                                 name=f"metaextract-{i}", daemon=True) for i in range(min(slots, len(batches)))]
     for _ in threads:
         small_work.put(None)  # one stop sign per batch thread
-    if large:
-        threads.append(threading.Thread(target=_large_thread, args=(large, finished, cfg, settings), name="metaextract-large",
+    large_work: queue.Queue = queue.Queue()
+    for task in large:
+        large_work.put(task)
+    for i in range(min(slots, len(large))):  # one large file per thread in flight, as on a cluster
+        large_work.put(None)
+        threads.append(threading.Thread(target=_large_thread, args=(large_work, finished, cfg, settings), name=f"metaextract-large-{i}",
                                         daemon=True))
     for t in threads:
         t.start()
@@ -104,10 +109,10 @@ def _batch_thread(work: queue.Queue, finished: queue.Queue, fn: Callable | None,
         finished.put(("stop", None, None))
 
 
-def _large_thread(large: list[ExtractionTask], finished: queue.Queue, cfg: Any, settings: BatchSettings) -> None:
-    """Large files one at a time, in the order given (largest first under SIZE_AWARE)."""
+def _large_thread(work: queue.Queue, finished: queue.Queue, cfg: Any, settings: BatchSettings) -> None:
+    """Large files until the stop sign, taken in the order given (largest first under SIZE_AWARE)."""
     try:
-        for task in large:
+        while (task := work.get()) is not None:
             finished.put(("large", task, extract_large(task, cfg, settings)))
     finally:
         release_thread_sandbox()
