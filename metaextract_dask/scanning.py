@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import time
-from itertools import repeat
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Callable, Sequence
 
 from .catalog import CatalogWriter, file_stat, read_catalog, to_row
