@@ -184,6 +184,12 @@ def _scan_options(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("the catalog")
     out.add_argument("--format", default="parquet", choices=["parquet", "jsonl"], help="catalog part format (default parquet)")
     out.add_argument("--force", action="store_true", help="redo every file, replacing the catalog")
+    out.add_argument("--retry-failed", action="store_true",
+                     help="extract again the files whose row is a failure (default: a failed file is remembered with its reason "
+                          "and skipped until it changes)")
+    out.add_argument("--dry-run", action="store_true",
+                     help="list what would be extracted and why (new, changed, reader upgraded, previously failed), one "
+                          "'REASON<TAB>PATH' line each; nothing is read or written")
     out.add_argument("--flush-every", type=_count(1), default=200, help="write a catalog part every N results (and every 10 s)")
     out.add_argument("-q", "--quiet", action="store_true",
                      help="no progress bar, no dashboard link, no Dask log lines: the summary lines only (failures are in the catalog)")
@@ -241,6 +247,7 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
             include=args.include, exclude=args.exclude, hidden=args.hidden, follow_symlinks=args.follow_symlinks,
             force=args.force, flush_every=args.flush_every, progress=False if args.quiet else None,
             dashboard_address=args.dashboard_address, on_client=show_dashboard, summary=summary, as_frame=False,
+            retry_failed=args.retry_failed, dry_run=args.dry_run,
         )
     except KeyboardInterrupt:
         _notices(summary)
@@ -254,6 +261,8 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
         if cluster is not None:
             cluster.close()
     _notices(summary)
+    if args.dry_run:
+        return _print_plan(summary)
     print(f"{summary.found} files found, {summary.skipped} already in the catalog, {summary.extracted} extracted "
           f"({summary.failed} failed) in {summary.seconds:.1f} s")
     for path, error in summary.failures[:10]:
@@ -264,6 +273,21 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
         print(f"  {summary.links} symbolic links recorded as links, not followed (their targets are outside the scanned folders)")
     print(f"catalog: {for_terminal(output)} ({summary.rows} rows)")
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _print_plan(summary: Any) -> int:
+    """A dry run's answer: one line per file that would be extracted, then the counts by reason."""
+    from collections import Counter
+
+    from .catalog.index import REASONS
+
+    for path, reason in summary.plan:
+        print(f"{reason}\t{for_terminal(path)}")
+    counts = Counter(reason for _, reason in summary.plan)
+    why = ", ".join(f"{counts[r]} {r}" for r in REASONS if counts[r])
+    print(f"would extract {len(summary.plan)} of {summary.found} files{f' ({why})' if why else ''}; "
+          f"{summary.skipped} up to date", file=sys.stderr)
+    return EXIT_OK
 
 
 def _notices(summary: Any) -> None:

@@ -32,6 +32,25 @@ class ScanSummary:
     links: int = 0
     #: rows in the catalog after the scan
     rows: int = 0
+    #: a dry run's answer: (path, reason) for each file that would be extracted
+    plan: list[tuple[str, str]] = field(default_factory=list)
+
+
+def why_extract(paths: list[str], stats: dict[str, tuple[Any, Any]], writer: CatalogWriter | None, read_only: Any,
+                retry_failed: bool) -> dict[str, str | None]:
+    """path -> why it is extracted (``catalog.index.REASONS``), None when its row stands.
+
+    The index is the writer's, or for a dry run the folder ``read_only``
+    read without its lock; with neither, every file is new.
+    """
+    from .catalog.index import NEW, CatalogIndex
+    from .readers.registry import reader_versions
+
+    index = writer.index if writer is not None else CatalogIndex.from_folder(os.fspath(read_only)) if read_only is not None else None
+    if index is None or not len(index):
+        return dict.fromkeys(paths, NEW)
+    versions = reader_versions()
+    return {p: index.reason(p, *stats[p], versions, retry_failed) for p in paths}
 
 
 def link_record(path: str, target: str) -> ExtractionResult:
@@ -51,7 +70,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
          exclude: Sequence[str] = (), hidden: bool = False, follow_symlinks: bool = False, force: bool = False,
          flush_every: int = 200, progress: bool | None = None, dashboard_address: str | None = None,
          on_client: Callable[[Any], Any] | None = None, summary: ScanSummary | None = None, security: Any = None,
-         memory_limit: int | str | None = None, as_frame: bool = True) -> Any:
+         memory_limit: int | str | None = None, as_frame: bool = True, retry_failed: bool = False, dry_run: bool = False) -> Any:
     """Extract every file under ``paths``; return the catalog as a pandas DataFrame.
 
     With ``output`` the catalog is also written there (crash-safe, resumable:
@@ -65,6 +84,12 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
     ``dashboard_address`` is given or the scan is expected to take at least
     ``metaextract.cluster.dashboard-min-seconds`` (``expected_seconds``).
     ``as_frame=False`` returns None (the CLI: no pandas import).
+
+    Re-scans are make-like: a file is extracted again when it is new, its
+    size or mtime changed, or the reader that made its row has another
+    version; a failed file is skipped until it changes, unless
+    ``retry_failed``. ``dry_run`` reads and writes nothing and returns
+    (path, reason) for each file that would be extracted.
     """
     from .execution.cluster import ExecutionModel
     from .execution.driver import LoadBalancingStrategy, ParallelExtractionConfig
@@ -91,10 +116,10 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
         if allowed < int(config.memory_limit):
             summary.notices.append(f"parsers get {allowed / 2**30:.2f} GiB of address space, not {int(config.memory_limit) / 2**30:.2f} GiB: "
                                    "this environment's limit (ulimit -v) is lower")
-    writer = CatalogWriter(os.fspath(output), format, flush_every=flush_every, force=force) if output is not None else None
+    writer = CatalogWriter(os.fspath(output), format, flush_every=flush_every, force=force) if output is not None and not dry_run else None
     try:
         return _scan(paths, writer, output, config, summary, t0, include, exclude, hidden, follow_symlinks, force, progress,
-                     client, cluster, on_client, as_frame, auto)
+                     client, cluster, on_client, as_frame, auto, (retry_failed, dry_run))
     finally:
         if writer is not None:
             writer.lock.release()
@@ -163,7 +188,7 @@ def _import_catalog_libraries(frame: bool) -> None:
 def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, output: str | os.PathLike | None, config: Any,
           summary: ScanSummary, t0: float, include: Sequence[str], exclude: Sequence[str], hidden: bool, follow_symlinks: bool,
           force: bool, progress: bool | None, client: Any, cluster: Any, on_client: Callable[[Any], Any] | None,
-          as_frame: bool = True, auto: bool = False) -> Any:
+          as_frame: bool = True, auto: bool = False, rescan: tuple[bool, bool] = (False, False)) -> Any:
     """The scan itself, with the catalog's lock held: list, skip what is done, record links, extract the rest."""
     files = list(iter_files(paths, include, exclude, hidden, follow_symlinks, skip=[os.fspath(output)] if output else []))
     explicit = {os.fspath(p) for p in paths if not os.path.isdir(p)}  # named on the command line: the user's choice
@@ -173,11 +198,21 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
     stats.update({p: file_stat(p, follow=False) for p in links})
     if writer is not None and not force:
         writer.forget_missing([os.fspath(p) for p in paths if os.path.isdir(p)], [*files, *links])
-    todo = [p for p in files if writer is None or not writer.is_done(p, *stats[p])]
-    link_todo = [p for p in links if writer is None or not writer.is_done(p, *stats[p])]
+    retry_failed, dry_run = rescan
+    reasons = why_extract([*files, *links], stats, writer, output if dry_run and not force else None, retry_failed)
+    todo = [p for p in files if reasons[p]]
+    link_todo = [p for p in links if reasons[p]]
     summary.found = len(files) + len(links)
     summary.skipped = summary.found - len(todo) - len(link_todo)
     summary.links = len(links)
+    if dry_run:
+        summary.plan = [(p, str(reasons[p])) for p in [*todo, *link_todo]]
+        summary.seconds = time.perf_counter() - t0
+        if not as_frame:
+            return None
+        import pandas as pd
+
+        return pd.DataFrame(summary.plan, columns=["path", "reason"])
 
     rows: list[dict[str, Any]] = []
     from .core.settings import setting

@@ -17,7 +17,7 @@ from ..core.text import safe_dict
 
 #: (column, arrow type name) the framework fills for every file, whatever its reader
 FRAMEWORK_COLUMNS = [
-    ("path", "string"), ("size", "int64"), ("mtime", "float64"), ("format", "string"), ("reader", "string"),
+    ("path", "string"), ("size", "int64"), ("mtime", "float64"), ("format", "string"), ("reader", "string"), ("reader_version", "string"),
     ("strategy", "string"), ("shape", "string"), ("success", "bool"), ("error", "string"), ("error_type", "string"),
     ("duration", "float64"), ("attempts", "int32"), ("worker", "string"), ("extracted_at", "float64"),
     ("started_at", "float64"), ("finished_at", "float64"),
@@ -119,6 +119,7 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
     row.update({
         "path": result.file_path, "size": size, "mtime": mtime,
         "format": md.get("format") or result.file_format or _detected(result.file_path), "reader": md.get("reader"),
+        "reader_version": md.get("reader_version"),
         "strategy": streaming.get("strategy"), "shape": streaming.get("shape"),
         "success": result.success, "error": result.error, "error_type": result.error_type,
         "duration": result.duration, "attempts": result.attempts, "worker": result.worker, "extracted_at": result.end_time or time.time(),

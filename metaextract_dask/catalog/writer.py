@@ -16,6 +16,8 @@ import time
 from typing import Any, Callable, Iterable
 
 from ..core.model import ExtractionResult
+from ..readers.registry import reader_versions
+from .index import INDEX_COLUMNS, CatalogIndex
 from .read import _read_part, part_files
 from .schema import catalog_columns, path_key, row_key, to_row
 
@@ -147,10 +149,8 @@ class CatalogWriter:
             existing = []
         self.run = os.urandom(4).hex()  # part names are unique per run, whatever another writer did
         self.next_part = 1 + max((_part_number(p) for p in existing), default=-1)
-        self.done: set[tuple[bytes, int, float]] = set()
-        #: every path with a row; a second row of one makes ``compact`` worth reading the parts
-        self.keys: set[bytes] = set()
-        self.superseded = False
+        #: every path with a row (its newest): what a re-scan extracts again, and whether ``compact`` has rows to drop
+        self.index = CatalogIndex()
         self.rows_written = 0
         for part in existing:
             self.rows_written += self._index_or_quarantine(part)
@@ -173,20 +173,13 @@ class CatalogWriter:
             return 0
 
     def _index(self, part: str) -> int:
-        rows = _read_part(part, ["path", "size", "mtime", "path_bytes"])
-        self._note_keys(rows)
-        self.done.update((row_key(r), r["size"], r["mtime"]) for r in rows)
+        rows = _read_part(part, INDEX_COLUMNS)
+        self.index.add(rows)
         return len(rows)
 
-    def _note_keys(self, rows: list[dict[str, Any]]) -> None:
-        for r in rows:
-            key = row_key(r)
-            self.superseded = self.superseded or key in self.keys
-            self.keys.add(key)
-
     def is_done(self, path: str, size: int | None, mtime: float | None) -> bool:
-        """Already in the catalog with this size and mtime."""
-        return (path_key(path), size, mtime) in self.done
+        """Already in the catalog with this size and mtime, by a reader of today's version (a failure counts as done)."""
+        return self.index.reason(path, size, mtime, reader_versions()) is None
 
     def add(self, result: ExtractionResult, size: int | None = None, mtime: float | None = None) -> None:
         self.buffer.append(to_row(result, size, mtime))
@@ -212,8 +205,7 @@ class CatalogWriter:
         self.buffer = []
         self.next_part += 1
         self.rows_written += len(rows)
-        self._note_keys(rows)
-        self.done.update((row_key(r), r["size"], r["mtime"]) for r in rows)
+        self.index.add(rows)
         self._manifest()
 
     def _rewrite(self, drop: Callable[[str, list[dict[str, Any]]], list[int]]) -> int:
@@ -232,7 +224,7 @@ class CatalogWriter:
                 os.unlink(part)
                 _fsync_dir(self.folder)
         if dropped:
-            self.done, self.keys, self.superseded = set(), set(), False
+            self.index = CatalogIndex()
             self.rows_written = sum(self._index(p) for p in part_files(self.folder))
         return dropped
 
@@ -241,7 +233,7 @@ class CatalogWriter:
 
         Nothing is read when no path has two rows (a fresh scan of distinct files).
         """
-        if not self.superseded:
+        if not self.index.superseded:
             return 0
         newest: dict[bytes, tuple[float, str, int]] = {}
         for part in part_files(self.folder):

@@ -22,7 +22,7 @@ from ..readers.base import State, StreamChunkReader
 from .isolation import Isolation
 
 #: the record's keys that only the framework fills: a reader's section can never replace them
-FRAMEWORK_KEYS = frozenset({"path", "size", "mtime", "format", "reader", "streaming"})
+FRAMEWORK_KEYS = frozenset({"path", "size", "mtime", "format", "reader", "reader_version", "streaming"})
 #: private field of a single-task result carrying per-chunk summaries for callbacks
 CHUNK_SUMMARIES = "_chunk_summaries"
 
@@ -141,7 +141,7 @@ def finalize_file(reader: StreamChunkReader, info: FileInfo, config: StreamingCo
         raise ExtractionError(info.path, f"could not assemble metadata: {describe(exc)}") from exc
     own = {k: v for k, v in sections.items() if k not in FRAMEWORK_KEYS}
     return {"path": info.path, "size": info.size, "mtime": info.mtime, "format": info.format, "reader": reader.name,
-            **own, "streaming": plan}
+            "reader_version": str(getattr(reader, "version", "1")), **own, "streaming": plan}
 
 
 def run_single(reader: StreamChunkReader, info: FileInfo, config: StreamingConfig, plan: dict[str, Any], specs: tuple[ChunkSpec, ...], deadline: float | None) -> dict[str, Any]:

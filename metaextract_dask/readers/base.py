@@ -22,6 +22,9 @@ class StreamChunkReader(ABC):
 
     #: registry name, stored in each record's ``reader`` field
     name: ClassVar[str]
+    #: stored in each record's ``reader_version``: change it when the records this reader makes change, and
+    #: re-scans extract its files again (``catalog.index``)
+    version: ClassVar[str] = "1"
     #: detected formats (see detect.py) this reader handles
     formats: ClassVar[frozenset[str]] = frozenset()
     #: parses in-process with a native library (libhdf5, libnetcdf) that a

@@ -57,6 +57,7 @@ class WithChecksum(StreamChunkReader):
     def __init__(self, inner: StreamChunkReader):
         self.inner = inner
         self.name = inner.name  # type: ignore[misc]
+        self.version = inner.version  # type: ignore[misc]
         self.formats = inner.formats  # type: ignore[misc]
         self.native = inner.native  # type: ignore[misc]
 

@@ -52,6 +52,16 @@ def available_readers() -> dict[str, str]:
     return found
 
 
+def reader_versions() -> dict[str, str]:
+    """name -> version of every reader that loads: a catalog row made by another version is extracted again."""
+    out = {}
+    for name in available_readers():
+        reader = loaded_reader(name)
+        if reader is not None:
+            out[name] = str(getattr(reader, "version", "1"))
+    return out
+
+
 @functools.lru_cache(maxsize=None)
 def loaded_reader(name: str) -> StreamChunkReader | None:
     """The reader, or None (once warned) when it cannot be loaded: one broken plugin must not fail every file."""

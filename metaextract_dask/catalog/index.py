@@ -1,0 +1,77 @@
+"""What a catalog already holds, per file: whether a re-scan extracts it again, and why (make-like re-scans).
+
+A file is extracted again when it is new, when its identity changed (size or
+mtime), or when the reader that produced its row now has another version;
+a file that failed is remembered with its reason and tried again only when
+asked (``retry_failed``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from .read import _read_part, part_files
+from .schema import path_key, row_key
+
+NEW, CHANGED, UPGRADED, FAILED = "new", "changed", "reader upgraded", "previously failed"
+#: the order a dry run reports them in
+REASONS = (NEW, CHANGED, UPGRADED, FAILED)
+INDEX_COLUMNS = ["path", "size", "mtime", "path_bytes", "reader", "reader_version", "success"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file's newest row, as much of it as deciding needs."""
+
+    size: int | None
+    mtime: float | None
+    reader: str | None
+    reader_version: str | None
+    success: bool
+
+
+class CatalogIndex:
+    """Every path with a row, newest row winning; rows arrive in part order (later parts are newer)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[bytes, Entry] = {}
+        #: a path seen twice: compaction has rows to drop
+        self.superseded = False
+
+    @classmethod
+    def from_folder(cls, folder: str) -> "CatalogIndex":
+        """The index of a catalog folder, read only (a dry run takes no lock and writes nothing)."""
+        index = cls()
+        if os.path.isdir(folder):
+            for part in part_files(folder):
+                index.add(_read_part(part, INDEX_COLUMNS))
+        return index
+
+    def add(self, rows: Iterable[dict[str, Any]]) -> None:
+        for r in rows:
+            key = row_key(r)
+            self.superseded = self.superseded or key in self.entries
+            self.entries[key] = Entry(r.get("size"), r.get("mtime"), r.get("reader"), r.get("reader_version"), bool(r.get("success")))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def reason(self, path: str, size: int | None, mtime: float | None, versions: dict[str, str],
+               retry_failed: bool = False) -> str | None:
+        """Why ``path`` is extracted again (``REASONS``), or None when its row stands.
+
+        ``versions``: each reader's current version (``registry.reader_versions``).
+        """
+        entry = self.entries.get(path_key(path))
+        if entry is None:
+            return NEW
+        if (entry.size, entry.mtime) != (size, mtime):
+            return CHANGED
+        if not entry.success:
+            return FAILED if retry_failed else None
+        current = versions.get(entry.reader) if entry.reader else None
+        if current is not None and entry.reader_version != current:
+            return UPGRADED
+        return None
