@@ -12,7 +12,8 @@ from .catalog import CatalogWriter, file_stat, read_catalog, to_row
 from .core.model import ExtractionResult
 from .core.settings import StreamingConfig
 from .diagnostics.progress import Progress
-from .execution.discovery import iter_files, split_links
+from .execution.discovery import split_links
+from .execution.walk import discover
 
 
 @dataclass
@@ -190,12 +191,14 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
           force: bool, progress: bool | None, client: Any, cluster: Any, on_client: Callable[[Any], Any] | None,
           as_frame: bool = True, auto: bool = False, rescan: tuple[bool, bool] = (False, False)) -> Any:
     """The scan itself, with the catalog's lock held: list, skip what is done, record links, extract the rest."""
-    files = list(iter_files(paths, include, exclude, hidden, follow_symlinks, skip=[os.fspath(output)] if output else []))
+    found = discover(paths, include, exclude, hidden, follow_symlinks, skip=[os.fspath(output)] if output else [], client=client)
+    files = found.files
     explicit = {os.fspath(p) for p in paths if not os.path.isdir(p)}  # named on the command line: the user's choice
-    walked, links = split_links([f for f in files if f not in explicit], [p for p in paths if os.path.isdir(p)], follow_symlinks)
+    walked, links = split_links([f for f in files if f not in explicit], [p for p in paths if os.path.isdir(p)], follow_symlinks,
+                                linked=found.links)
     files = [f for f in files if f in explicit] + walked
-    stats = {p: file_stat(p) for p in files}
-    stats.update({p: file_stat(p, follow=False) for p in links})
+    stats = {p: found.stats[p] for p in files}
+    stats.update({p: found.link_stats.get(p) or file_stat(p, follow=False) for p in links})
     if writer is not None and not force:
         writer.forget_missing([os.fspath(p) for p in paths if os.path.isdir(p)], [*files, *links])
     retry_failed, dry_run = rescan

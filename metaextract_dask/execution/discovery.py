@@ -20,6 +20,8 @@ from typing import Iterator, Sequence
 
 
 def _wanted(path: str, root: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    if not include and not exclude:
+        return True  # the common case, without relpath's cost for each file
     name, rel = os.path.basename(path), os.path.relpath(path, root)
     match = lambda pats: any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in pats)  # noqa: E731
     return (not include or match(include)) and not match(exclude)
@@ -80,16 +82,18 @@ def _inside(real: str, roots: Sequence[str]) -> bool:
     return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
-def split_links(files: Sequence[str], roots: Sequence[str | os.PathLike], follow: bool = False) -> tuple[list[str], dict[str, str]]:
+def split_links(files: Sequence[str], roots: Sequence[str | os.PathLike], follow: bool = False,
+                linked: set[str] | None = None) -> tuple[list[str], dict[str, str]]:
     """(files to extract, {link: target} recorded as links and not followed).
 
     Without ``follow``, a symbolic link whose target is outside ``roots`` (or
     a folder, which is not walked) is recorded as a link; a link to a file
     that is scanned under its own name is dropped; broken links stay (they
     get an error record). With ``follow``, links are read through, and each
-    real file is still extracted once.
+    real file is still extracted once. ``linked``: which of ``files`` are
+    links, when the walk already knows (no lstat per file then).
     """
-    linked = {f for f in files if os.path.islink(f)}
+    linked = {f for f in files if os.path.islink(f)} if linked is None else linked & set(files)
     if not linked:  # the common case: no realpath per file
         return list(files), {}
     real_roots = [os.path.realpath(os.fspath(r)) for r in roots]

@@ -1,0 +1,98 @@
+"""Discovery as tasks (one per folder, on a Client's workers) finds what the serial walk finds, with the same rules."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from distributed import Client, LocalCluster
+
+from metaextract_dask.execution.discovery import iter_files
+from metaextract_dask.execution.walk import walk_files
+
+
+def tree(root):
+    """Nested folders, hidden names, a file link, a broken link, a folder link back up (a loop), the catalog folder."""
+    data = root / "data"
+    for d in ("a/b/c", "a/.hidden", "z", "cat"):
+        (data / d).mkdir(parents=True)
+    for i, path in enumerate(["a/one.nc", "a/b/two.h5", "a/b/c/three.bin", "a/.hidden/four.nc", "z/five.mp4", ".dot.nc",
+                              "cat/part.parquet", "top.nc", "a/b/keep.txt"]):
+        (data / path).write_bytes(b"x" * (i + 1))
+    os.symlink(data / "top.nc", data / "z" / "link.nc")
+    os.symlink(data / "missing", data / "z" / "broken.nc")
+    os.symlink(data / "a", data / "a" / "b" / "up")  # a loop when links are followed
+    return data
+
+
+def serial(data, **rules):
+    files = list(iter_files([data], **rules))
+    return files, {p: (os.stat(p).st_size, os.stat(p).st_mtime) if os.path.exists(p) else (None, None) for p in files}
+
+
+RULES = [dict(), dict(hidden=True), dict(include=["*.nc", "*.h5"]), dict(exclude=["a/b/*"]), dict(follow_symlinks=True),
+         dict(skip=["CAT"])]
+
+
+@pytest.mark.parametrize("rules", RULES, ids=lambda r: ",".join(r) or "defaults")
+def test_threads_walk_like_the_serial_walk(tmp_path, rules):
+    data = tree(tmp_path)
+    rules = {k: ([str(data / "cat")] if v == ["CAT"] else v) for k, v in rules.items()}
+    files, stats = serial(data, **rules)
+    found = walk_files([data], workers=2, **rules)
+    assert found.files == files
+    assert found.stats == stats
+    assert found.links == {f for f in files if os.path.islink(f)}
+    assert all(found.link_stats[f] == (os.lstat(f).st_size, os.lstat(f).st_mtime) for f in found.links)
+
+
+def test_small_task_budgets_split_the_walk_and_change_nothing(tmp_path, monkeypatch):
+    """With a budget of 3 entries a task hands most folders back: many tasks, the same answer."""
+    import metaextract_dask.execution.walk as walk
+
+    data = tree(tmp_path)
+    for i in range(30):
+        (data / "z" / f"deep{i}" / "x").mkdir(parents=True)
+        (data / "z" / f"deep{i}" / "x" / "f.nc").write_bytes(b"y" * i)
+    calls = []
+    real = walk.list_folder
+    monkeypatch.setattr(walk, "list_folder", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    files, stats = serial(data)
+    for budget in (3, 10**9):
+        monkeypatch.setattr(walk, "TASK_ENTRIES", budget)
+        calls.clear()
+        found = walk.walk_files([data], workers=2)
+        assert found.files == files and found.stats == stats
+        assert (len(calls) > 20) if budget == 3 else (len(calls) == 1)
+
+
+@pytest.fixture(scope="module")
+def two_processes():
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
+def test_worker_processes_walk_like_the_serial_walk(tmp_path, two_processes):
+    """Each folder is a task on the worker processes; the answer is the serial walk's, in its order."""
+    data = tree(tmp_path)
+    for rules in ({}, {"follow_symlinks": True, "hidden": True}):
+        files, stats = serial(data, **rules)
+        found = walk_files([data], client=two_processes, **rules)
+        assert found.files == files and found.stats == stats
+    prefixes = two_processes.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
+    assert "list_folder" in prefixes
+
+
+def test_a_scan_on_a_client_lists_its_folders_on_the_workers(tmp_path, two_processes):
+    from metaextract_dask import scan
+
+    data = tree(tmp_path)
+    (tmp_path / "outside.nc").write_bytes(b"out")
+    os.symlink(tmp_path / "outside.nc", data / "z" / "out.nc")
+    two_processes.run_on_scheduler(lambda dask_scheduler: dask_scheduler.task_prefixes.pop("list_folder", None))
+    frame = scan(str(data), client=two_processes, progress=False)
+    assert "list_folder" in two_processes.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
+    expected = sorted(f for f in iter_files([data]) if not f.endswith("link.nc"))  # a link to a scanned file: that file's row only
+    assert sorted(frame["path"]) == expected
+    assert frame.set_index("path").loc[str(data / "z" / "out.nc"), "format"] == "symlink"  # recorded as a link, not followed
