@@ -111,10 +111,9 @@ class RunStats:
         }
 
 
-
 @dataclass
 class ParallelMetrics:
-    """Metrics of a parallel run (seed name), read from the scheduler plugin."""
+    """Metrics of a parallel run (seed name): the scheduler plugin's counts, or the local run's own."""
 
     total_files: int = 0
     successful: int = 0

@@ -27,6 +27,16 @@ def _wanted(path: str, root: str, include: Sequence[str], exclude: Sequence[str]
     return (not include or match(include)) and not match(exclude)
 
 
+def kind(entry: os.DirEntry, hidden: bool, follow: bool) -> str | None:
+    """"dir" (walked into), "file" (listed: anything not a folder, FIFOs and broken links included) or None (a hidden name)."""
+    if not hidden and entry.name.startswith("."):
+        return None
+    try:
+        return "dir" if entry.is_dir(follow_symlinks=follow) else "file"
+    except OSError:
+        return "file"
+
+
 def iter_files(paths: Sequence[str | os.PathLike], include: Sequence[str] = (), exclude: Sequence[str] = (),
                hidden: bool = False, follow_symlinks: bool = False, skip: Sequence[str] = ()) -> Iterator[str]:
     """Every file under ``paths`` (files given directly are always listed)."""
@@ -66,15 +76,10 @@ def _walk(root: str, include: Sequence[str], exclude: Sequence[str], hidden: boo
             stack.pop()
             continue
         entry = pending.pop()
-        if not hidden and entry.name.startswith("."):
-            continue
-        try:
-            is_dir = entry.is_dir(follow_symlinks=follow)
-        except OSError:
-            is_dir = False
-        if is_dir:
+        what = kind(entry, hidden, follow)
+        if what == "dir":
             stack.append(_entries(entry.path, skip_real, seen)[::-1])
-        elif _wanted(entry.path, root, include, exclude):
+        elif what == "file" and _wanted(entry.path, root, include, exclude):
             yield entry.path
 
 

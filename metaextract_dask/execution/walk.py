@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .discovery import _wanted
+from .discovery import _wanted, kind
 
 Stat = tuple[int | None, float | None]
 
@@ -90,16 +90,11 @@ def list_folder(folder: str, root: str, include: Sequence[str], exclude: Sequenc
         listed += len(entries)
         deeper = []
         for entry in entries:
-            if not hidden and entry.name.startswith("."):
-                continue
-            try:
-                is_dir = entry.is_dir(follow_symlinks=follow)
-            except OSError:
-                is_dir = False
-            if is_dir:
+            what = kind(entry, hidden, follow)
+            if what == "dir":
                 if not (skip_real and os.path.realpath(entry.path) in skip_real):
                     deeper.append(entry.path)
-            elif _wanted(entry.path, root, include, exclude):
+            elif what == "file" and _wanted(entry.path, root, include, exclude):
                 link = entry.is_symlink()
                 out.files.append((entry.path, _entry_stat(entry), link, _stat(entry.path, follow=False) if link else (None, None)))
         stack.extend(deeper)
