@@ -37,6 +37,7 @@ _LAZY = {
     "extract_metadata": "metaextract_dask.execution.batch",
     "scan": "metaextract_dask.scanning",
     "read_catalog": "metaextract_dask.catalog",
+    "read_variables": "metaextract_dask.catalog",
     "report": "metaextract_dask.catalog.report",
 }
 
@@ -82,6 +83,7 @@ __all__ = [
     "extract_with_streaming",
     "probe",
     "read_catalog",
+    "read_variables",
     "reference_checksum",
     "report",
     "scan",

@@ -9,6 +9,7 @@ from itertools import repeat
 from typing import Any, Callable, Sequence
 
 from .catalog import CatalogWriter, file_stat, read_catalog, to_row
+from .catalog.read import variables_folder
 from .core.model import ExtractionResult
 from .core.settings import StreamingConfig
 from .diagnostics.progress import Progress
@@ -191,7 +192,7 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
           force: bool, progress: bool | None, client: Any, cluster: Any, on_client: Callable[[Any], Any] | None,
           as_frame: bool = True, auto: bool = False, rescan: tuple[bool, bool] = (False, False)) -> Any:
     """The scan itself, with the catalog's lock held: list, skip what is done, record links, extract the rest."""
-    found = discover(paths, include, exclude, hidden, follow_symlinks, skip=[os.fspath(output)] if output else [], client=client)
+    found = discover(paths, include, exclude, hidden, follow_symlinks, skip=[os.fspath(output), variables_folder(os.fspath(output))] if output else [], client=client)
     files = found.files
     explicit = {os.fspath(p) for p in paths if not os.path.isdir(p)}  # named on the command line: the user's choice
     walked, links = split_links([f for f in files if f not in explicit], [p for p in paths if os.path.isdir(p)], follow_symlinks,

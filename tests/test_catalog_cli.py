@@ -195,6 +195,10 @@ def test_jsonl_catalog_and_special_files_get_records(tmp_path):
     assert all(p.endswith(".jsonl") for p in part_files(out))
     rows = {os.path.basename(r.path): r for r in frame.itertuples()}
     assert rows["a.bin"].success and not rows["fifo.h5"].success and "FIFO" in rows["fifo.h5"].error
+    lines = [json.loads(line) for p in part_files(out) for line in open(p)]
+    record = next(line["metadata"] for line in lines if line["path"].endswith("a.bin"))
+    assert isinstance(record, dict) and record["path"].endswith("a.bin")  # an object, not JSON inside a string
+    assert isinstance(rows["a.bin"].metadata, dict) and "entropy" in rows["a.bin"].metadata["binary"]
     with pytest.raises(ValueError, match="holds a jsonl catalog"):
         scan(str(data), out, format="parquet", progress=False)
 

@@ -3,14 +3,16 @@
 ``schema`` builds rows (framework columns, then each reader's declared ones),
 ``writer`` writes them crash-safe and resumes, ``read`` reads the folder back.
 Read it with ``pandas.read_parquet(folder)``, ``pyarrow.dataset.dataset(folder)``
-or ``dask.dataframe.read_parquet(folder)``.
+or ``dask.dataframe.read_parquet(folder)``; the variables table (one row per
+array of a file, in the folder ``folder + ".variables"`` beside it) with ``read_variables(folder)``.
 """
 
-from .read import part_files, read_catalog
+from .read import part_files, read_catalog, read_variables
 from .schema import (
     ARROW_TYPES,
     FRAMEWORK_COLUMNS,
     TRAILING_COLUMNS,
+    VARIABLE_COLUMNS,
     catalog_columns,
     file_stat,
     path_key,
@@ -22,4 +24,4 @@ from .writer import FORMATS, LOCK, MANIFEST, QUARANTINE, CatalogLock, CatalogLoc
 
 __all__ = ["ARROW_TYPES", "FORMATS", "FRAMEWORK_COLUMNS", "LOCK", "MANIFEST", "QUARANTINE", "TRAILING_COLUMNS", "CatalogLock",
            "CatalogLockedError", "CatalogWriteError", "CatalogWriter", "catalog_columns", "file_stat", "part_files", "path_key",
-           "read_catalog", "reader_columns", "row_key", "to_row"]
+           "VARIABLE_COLUMNS", "read_catalog", "read_variables", "reader_columns", "row_key", "to_row"]

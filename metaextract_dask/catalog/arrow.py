@@ -18,10 +18,12 @@ _NUMPY = {"int64": "int64", "int32": "int32", "float64": "float64"}
 
 
 def column_array(kind: str, values: list[Any]) -> Any:
-    """One column (``kind`` from ``schema.ARROW_TYPES``) as an Arrow array; None is null."""
+    """One column (``kind`` from ``schema.ARROW_TYPES``, or ``list<KIND>``) as an Arrow array; None is null."""
     import numpy as np
     import pyarrow as pa
 
+    if kind.startswith("list<"):
+        return _list_array(kind[5:-1], values)
     arrow_type = getattr(pa, {"bool": "bool_"}.get(kind, kind))()
     valid = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
     nulls = len(values) - int(valid.sum())
@@ -41,6 +43,22 @@ def column_array(kind: str, values: list[Any]) -> Any:
         numbers = np.array([v if v is not None else 0 for v in values], dtype=_NUMPY[kind])
         buffers = [validity, pa.py_buffer(numbers)]
     return pa.Array.from_buffers(arrow_type, len(values), buffers, null_count=nulls)
+
+
+def _list_array(item: str, values: list[Any]) -> Any:
+    """A list column: 32-bit offsets over one child array of every item."""
+    import numpy as np
+    import pyarrow as pa
+
+    flat = [x for v in values if v is not None for x in v]
+    child = column_array(item, flat)
+    valid = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
+    nulls = len(values) - int(valid.sum())
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    np.cumsum(np.fromiter((len(v) if v is not None else 0 for v in values), dtype=np.int64, count=len(values)), out=offsets[1:])
+    validity = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    return pa.Array.from_buffers(pa.list_(child.type), len(values), [validity, pa.py_buffer(offsets)], null_count=nulls,
+                                 children=[child])
 
 
 def table_from_rows(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> Any:

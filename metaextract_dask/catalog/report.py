@@ -19,7 +19,8 @@ TABLE_ROWS = 50
 def _section(row: Any) -> dict[str, Any]:
     """The reader's own section of a row's record (empty when the record is absent or unreadable)."""
     try:
-        record = json.loads(row["metadata"]) if isinstance(row["metadata"], str) else {}
+        md = row["metadata"]
+        record = json.loads(md) if isinstance(md, str) else md if isinstance(md, dict) else {}  # JSON Lines: an object
     except ValueError:
         return {}
     own = record.get(record.get("reader") or "", {})

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from ..core.model import ExtractionResult
-from ..core.text import safe_dict
+from ..core.text import safe_dict, safe_text
 
 #: (column, arrow type name) the framework fills for every file, whatever its reader
 FRAMEWORK_COLUMNS = [
@@ -25,6 +25,16 @@ FRAMEWORK_COLUMNS = [
 ]
 #: last: the whole record, and the name's exact bytes
 TRAILING_COLUMNS = [("metadata", "string"), ("path_bytes", "binary")]
+#: the catalog's layout, in docs/catalog-schema.md and each manifest; 2: reader_version and the variables table
+SCHEMA_VERSION = 2
+
+#: the variables table: one row per array of a file (an HDF5 dataset, a netCDF variable), joinable on ``path``
+VARIABLE_COLUMNS = [
+    ("path", "string"), ("reader", "string"), ("name", "string"), ("dims", "list<string>"), ("shape", "list<int64>"),
+    ("dtype", "string"), ("units", "string"), ("standard_name", "string"), ("long_name", "string"), ("chunks", "list<int64>"),
+    ("filters", "list<string>"), ("fill_value", "string"), ("min", "float64"), ("max", "float64"), ("mean", "float64"),
+    ("count", "int64"), ("nan_count", "int64"), ("exact", "bool"), ("path_bytes", "binary"),
+]
 ARROW_TYPES = {"string": "string", "int64": "int64", "int32": "int32", "float64": "float64", "bool": "bool_", "binary": "binary"}
 
 
@@ -48,20 +58,45 @@ def catalog_columns() -> list[tuple[str, str]]:
     return out + TRAILING_COLUMNS
 
 
-def reader_columns(record: dict[str, Any]) -> dict[str, Any]:
-    """The columns the record's own reader fills (none when it has no reader or it fails on this record)."""
+def _own_reader(record: dict[str, Any]) -> Any:
+    """The loaded reader that made ``record``, or None."""
     from ..readers.registry import available_readers, loaded_reader
 
     name = record.get("reader")
     if not isinstance(name, str) or name not in available_readers():
-        return {}
-    reader = loaded_reader(name)
-    if reader is None:
-        return {}
+        return None
+    return loaded_reader(name)
+
+
+def reader_columns(record: dict[str, Any]) -> dict[str, Any]:
+    """The columns the record's own reader fills (none when it has no reader or it fails on this record)."""
+    reader = _own_reader(record)
     try:
-        return dict(reader.catalog_row(record.get(name) or {}))
+        return dict(reader.catalog_row(record.get(reader.name) or {})) if reader is not None else {}
     except Exception:  # noqa: BLE001 - an odd record: its columns stay empty, the JSON keeps everything
         return {}
+
+
+def variable_rows(row: dict[str, Any], record: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The variables-table rows of one file's catalog ``row`` (none for a failure, or a reader with no arrays).
+
+    Each names its file by the row's ``path`` and ``path_bytes``, never by the record's own: a
+    record's arrays cannot be filed under another file.
+    """
+    reader = _own_reader(record or {}) if row.get("success") else None
+    try:
+        found = list(reader.variable_rows((record or {}).get(reader.name) or {})) if reader is not None else []
+    except Exception:  # noqa: BLE001 - an odd record: no variable rows, the JSON keeps everything
+        found = []
+    names = [c for c, _ in VARIABLE_COLUMNS]
+    out = []
+    for v in found:
+        if isinstance(v, dict):
+            item = safe_dict({**{c: v.get(c) for c in names}, "path": row["path"], "reader": reader.name})  # type: ignore[union-attr]
+            for c in ("dims", "filters"):
+                item[c] = [str(safe_text(x)) for x in item[c]] if isinstance(item[c], list) else None
+            out.append({**item, "path_bytes": row["path_bytes"]})
+    return out
 
 
 def path_key(path: str) -> bytes:

@@ -18,8 +18,8 @@ from typing import Any, Callable, Iterable
 from ..core.model import ExtractionResult
 from ..readers.registry import reader_versions
 from .index import INDEX_COLUMNS, CatalogIndex
-from .read import _read_part, part_files
-from .schema import catalog_columns, path_key, row_key, to_row
+from .read import _read_part, part_files, variables_folder
+from .schema import SCHEMA_VERSION, VARIABLE_COLUMNS, catalog_columns, path_key, row_key, to_row, variable_rows
 
 MANIFEST = "_manifest.json"
 LOCK = "_lock"
@@ -45,17 +45,25 @@ def _atomic_write(folder: str, name: str, write: Any) -> None:
     _fsync_dir(folder)
 
 
-def _write_rows(path: str, rows: list[dict[str, Any]], fmt: str) -> None:
+def _write_rows(path: str, rows: list[dict[str, Any]], fmt: str, columns: list[tuple[str, str]] | None = None) -> None:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
         from .arrow import table_from_rows
 
-        pq.write_table(table_from_rows(rows, catalog_columns()), path)
+        pq.write_table(table_from_rows(rows, columns or catalog_columns()), path)
     else:
         with open(path, "w") as f:
             for row in rows:
-                f.write(json.dumps({**row, "path_bytes": row_key(row).hex()}, default=str) + "\n")
+                f.write(json.dumps(_jsonl_row(row), default=str) + "\n")
+
+
+def _jsonl_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row for JSON Lines: the record as a JSON object (not a string inside JSON), the name's bytes as hex."""
+    out = {**row, "path_bytes": row_key(row).hex()}
+    if isinstance(out.get("metadata"), str):
+        out["metadata"] = json.loads(out["metadata"])
+    return out
 
 
 class CatalogLockedError(ValueError):
@@ -144,7 +152,7 @@ class CatalogWriter:
         if existing and not any(p.endswith("." + fmt) for p in existing):
             raise ValueError(f"{folder} holds a {existing[0].rsplit('.', 1)[1]} catalog; use the same --format or another folder")
         if force:
-            for p in existing:
+            for p in existing + part_files(variables_folder(folder)):
                 os.unlink(p)
             existing = []
         self.run = os.urandom(4).hex()  # part names are unique per run, whatever another writer did
@@ -154,7 +162,9 @@ class CatalogWriter:
         self.rows_written = 0
         for part in existing:
             self.rows_written += self._index_or_quarantine(part)
+        self._drop_orphan_variables()
         self.buffer: list[dict[str, Any]] = []
+        self.variables: list[dict[str, Any]] = []
         self.last_flush = time.monotonic()
         self.compact()
 
@@ -181,8 +191,17 @@ class CatalogWriter:
         """Already in the catalog with this size and mtime, by a reader of today's version (a failure counts as done)."""
         return self.index.reason(path, size, mtime, reader_versions()) is None
 
+    def _drop_orphan_variables(self) -> None:
+        """Variables parts whose files part is gone (quarantined, or a run killed between the two writes)."""
+        files = {os.path.basename(p) for p in part_files(self.folder)}
+        for part in part_files(variables_folder(self.folder)):
+            if os.path.basename(part) not in files:
+                os.unlink(part)
+
     def add(self, result: ExtractionResult, size: int | None = None, mtime: float | None = None) -> None:
-        self.buffer.append(to_row(result, size, mtime))
+        row = to_row(result, size, mtime)
+        self.buffer.append(row)
+        self.variables.extend(variable_rows(row, result.metadata))
         if len(self.buffer) >= self.flush_every or time.monotonic() - self.last_flush >= self.flush_seconds:
             self.flush()
 
@@ -191,9 +210,12 @@ class CatalogWriter:
         self.last_flush = time.monotonic()
         if not self.buffer or self.broken is not None:
             return
-        rows = self.buffer
+        rows, arrays = self.buffer, self.variables
         name = f"part-{self.next_part:05d}-{self.run}.{self.fmt}"
         try:
+            if arrays:  # first: a files part never lacks its variables; a variables part alone is dropped at the next open
+                os.makedirs(variables_folder(self.folder), exist_ok=True)
+                _atomic_write(variables_folder(self.folder), name, lambda tmp: _write_rows(tmp, arrays, self.fmt, VARIABLE_COLUMNS))
             _atomic_write(self.folder, name, lambda tmp: _write_rows(tmp, rows, self.fmt))
         except OSError as exc:
             for tmp in glob.glob(os.path.join(self.folder, f".{name}.*.tmp")):
@@ -202,7 +224,7 @@ class CatalogWriter:
                                                        f"the {self.rows_written} rows written before stay readable, "
                                                        f"{len(rows)} results were not saved")
             raise self.broken from exc
-        self.buffer = []
+        self.buffer, self.variables = [], []
         self.next_part += 1
         self.rows_written += len(rows)
         self.index.add(rows)
@@ -218,6 +240,7 @@ class CatalogWriter:
                 continue
             kept = [r for i, r in enumerate(_read_part(part)) if i not in gone]
             dropped += len(gone)
+            self._rewrite_variables(os.path.basename(part), {row_key(r) for r in kept})
             if kept:
                 _atomic_write(self.folder, os.path.basename(part), lambda tmp, kept=kept: _write_rows(tmp, kept, self.fmt))
             else:
@@ -227,6 +250,17 @@ class CatalogWriter:
             self.index = CatalogIndex()
             self.rows_written = sum(self._index(p) for p in part_files(self.folder))
         return dropped
+
+    def _rewrite_variables(self, name: str, keys: set[bytes]) -> None:
+        """The variables part beside files part ``name``, keeping the arrays of the files whose rows stay."""
+        part = os.path.join(variables_folder(self.folder), name)
+        if not os.path.exists(part):
+            return
+        kept = [r for r in _read_part(part) if row_key(r) in keys]
+        if kept:
+            _atomic_write(variables_folder(self.folder), name, lambda tmp: _write_rows(tmp, kept, self.fmt, VARIABLE_COLUMNS))
+        else:
+            os.unlink(part)
 
     def compact(self) -> int:
         """Drop rows superseded by a newer row of the same file; returns how many.
@@ -263,7 +297,8 @@ class CatalogWriter:
         return dropped
 
     def _manifest(self, **extra: Any) -> None:
-        info = {"format": self.fmt, "parts": [os.path.basename(p) for p in part_files(self.folder)], "rows": self.rows_written,
+        info = {"format": self.fmt, "schema_version": SCHEMA_VERSION, "parts": [os.path.basename(p) for p in part_files(self.folder)],
+                "rows": self.rows_written,
                 "columns": [c for c, _ in catalog_columns()], "updated": time.time(), **extra}
         _atomic_write(self.folder, MANIFEST, lambda tmp: open(tmp, "w").write(json.dumps(info, indent=1)))
 

@@ -309,6 +309,24 @@ def to_jsonable(value: Any, limit: int = 1000) -> Any:
 _local = threading.local()
 
 
+def variable_row(name: str, entry: dict[str, Any], dims: list[str], filters: list[str], fill: Any) -> dict[str, Any]:
+    """One array of a record as a row of the variables table: what users filter on, typed; the rest stays in the record."""
+    import json
+
+    attrs = entry.get("attrs") or {}
+    stats = entry.get("stats") or {}
+    text = lambda v: v if isinstance(v, str) else None  # noqa: E731 - an attribute that is not text is not a name
+    number = lambda v: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None  # noqa: E731
+    whole = lambda v: v if isinstance(v, int) and not isinstance(v, bool) else None  # noqa: E731
+    ints = lambda vs: [int(v) for v in vs] if isinstance(vs, (list, tuple)) and all(whole(v) is not None for v in vs) else None  # noqa: E731
+    return {"name": name, "dims": [str(d) for d in dims], "shape": ints(entry.get("shape")), "dtype": text(entry.get("dtype")),
+            "units": text(attrs.get("units")), "standard_name": text(attrs.get("standard_name")), "long_name": text(attrs.get("long_name")),
+            "chunks": ints(entry.get("chunks")), "filters": filters, "fill_value": json.dumps(fill, default=str) if fill is not None else None,
+            "min": number(stats.get("min")), "max": number(stats.get("max")), "mean": number(stats.get("mean")),
+            "count": whole(stats.get("count")), "nan_count": whole(stats.get("nan_count")),
+            "exact": stats.get("exact") if isinstance(stats.get("exact"), bool) else None}
+
+
 @contextlib.contextmanager
 def one_open() -> Iterator[None]:
     """Within this block, a file an ``ArrayFileReader`` opens stays open for its next use here.

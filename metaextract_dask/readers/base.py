@@ -41,6 +41,10 @@ class StreamChunkReader(ABC):
         """This reader's columns of one catalog row, from its own section of the file's record."""
         return {}
 
+    def variable_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        """Rows of the catalog's variables table (``catalog.schema.VARIABLE_COLUMNS``), one per array of the file."""
+        return []
+
     def record(self, state: State, info: FileInfo, config: StreamingConfig) -> dict[str, Any]:
         """The reader's part of the file's record: ``finalize``'s result under the reader's name.
 

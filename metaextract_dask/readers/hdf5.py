@@ -58,6 +58,10 @@ def _filters(dset: Any) -> list[dict[str, Any]]:
     return out
 
 
+#: HDF5 filter ids by the names the variables table uses (the library says "deflate" for gzip)
+FILTER_NAMES = {1: "gzip", 2: "shuffle", 3: "fletcher32", 4: "szip", 5: "nbit", 6: "scaleoffset", 307: "bzip2", 32000: "lzf",
+                32001: "blosc", 32004: "lz4", 32008: "bitshuffle", 32015: "zstd"}
+
 #: a dataset declaring more than this many times the file's bytes is not scanned
 #: (the best compression of real data stays far below; a crafted dataspace does not)
 MAX_EXPANSION = 1000
@@ -318,6 +322,10 @@ class HDF5ChunkReader(arrays.ArrayFileReader):
 
     def catalog_row(self, record: dict[str, Any]) -> dict[str, Any]:
         return {"n_groups": len(record.get("groups") or []), "n_datasets": len(record.get("datasets") or [])}
+
+    def variable_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        return [arrays.variable_row(d.get("name", ""), d, [], [FILTER_NAMES.get(f.get("id"), f.get("name")) for f in d.get("filters") or []],
+                                    d.get("fillvalue")) for d in record.get("datasets") or []]
 
     def unavailable(self) -> str | None:
         return None if importlib.util.find_spec("h5py") else EXTRA_HINT

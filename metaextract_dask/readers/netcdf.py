@@ -26,6 +26,9 @@ EXTRA_HINT = "netCDF4 is not installed: pip install 'metaextract_dask[netcdf]'"
 #: releases the GIL around its calls: one netCDF4 call at a time per process.
 NETCDF_LOCK = threading.RLock()
 
+#: netCDF4's filter names by the variables table's (zlib is HDF5's deflate: gzip)
+NETCDF_FILTERS = {"zlib": "gzip"}
+
 #: coordinate variables larger than this are not read whole for CF coverage
 COORD_LIMIT = 10_000_000
 
@@ -216,6 +219,13 @@ class NetCDFChunkReader(arrays.ArrayFileReader):
         return {"file_format": record.get("file_format"), "n_variables": len(record.get("variables") or {}),
                 "n_dimensions": len(record.get("dimensions") or {}), "time_start": time_range.get("start"),
                 "time_end": time_range.get("end")}
+
+    def variable_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for path, v in (record.get("variables") or {}).items():
+            used = [NETCDF_FILTERS.get(k, k) for k, on in (v.get("compression") or {}).items() if on and k != "complevel"]
+            rows.append(arrays.variable_row(path, v, list(v.get("dims") or []), used, (v.get("attrs") or {}).get("_FillValue")))
+        return rows
 
     def unavailable(self) -> str | None:
         return None if importlib.util.find_spec("netCDF4") else EXTRA_HINT
