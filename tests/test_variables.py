@@ -57,8 +57,13 @@ def test_the_variables_table_answers_questions_in_one_expression(tmp_path, fmt):
     # every HDF5 dataset compressed with gzip
     gz = v[(v["reader"] == "hdf5") & v["filters"].map(lambda f: "gzip" in list(f))]
     assert set(zip(gz["path"].map(os.path.basename), gz["name"])) == gzip_datasets(data)
-    # every file with variable sst
+    # every file with variable sst: from the variables table, and from the files table's own list column
     assert sorted(v.loc[v["name"] == "sst", "path"].map(os.path.basename)) == ["ocean.nc"]
+    assert sorted(files.loc[files["variables"].map(lambda names: names is not None and "sst" in list(names)), "path"]
+                  .map(os.path.basename)) == ["ocean.nc"]
+    by_name = files.set_index(files["path"].map(os.path.basename))
+    assert list(by_name.loc["ocean.nc", "standard_names"]) == ["sea_surface_temperature"]
+    assert list(by_name.loc["a.h5", "compression"]) == ["gzip", "lzf", "shuffle"] and list(by_name.loc["land.nc", "compression"]) == []
     sst = v[v["name"] == "sst"].iloc[0]
     assert (list(sst["dims"]), list(sst["shape"]), sst["units"], sst["standard_name"]) == (["time", "x"], [4, 8], "K",
                                                                                          "sea_surface_temperature")

@@ -25,7 +25,7 @@ FRAMEWORK_COLUMNS = [
 ]
 #: last: the whole record, and the name's exact bytes
 TRAILING_COLUMNS = [("metadata", "string"), ("path_bytes", "binary")]
-#: the catalog's layout, in docs/catalog-schema.md and each manifest; 2: reader_version and the variables table
+#: the catalog's layout, in docs/catalog-schema.md and each manifest; 2: reader_version, list columns, the variables table
 SCHEMA_VERSION = 2
 
 #: the variables table: one row per array of a file (an HDF5 dataset, a netCDF variable), joinable on ``path``
@@ -35,7 +35,8 @@ VARIABLE_COLUMNS = [
     ("filters", "list<string>"), ("fill_value", "string"), ("min", "float64"), ("max", "float64"), ("mean", "float64"),
     ("count", "int64"), ("nan_count", "int64"), ("exact", "bool"), ("path_bytes", "binary"),
 ]
-ARROW_TYPES = {"string": "string", "int64": "int64", "int32": "int32", "float64": "float64", "bool": "bool_", "binary": "binary"}
+ARROW_TYPES = {"string": "string", "int64": "int64", "int32": "int32", "float64": "float64", "bool": "bool_", "binary": "binary",
+               "list<string>": "list<string>"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -163,6 +164,6 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
         "checksum": (md.get("checksum") or {}).get("value"),
         "metadata": json.dumps(md, default=str) if md else None,
     })
-    row = safe_dict(row)
+    row = {k: [safe_text(x) for x in v] if isinstance(v, list) else v for k, v in safe_dict(row).items()}
     row["path_bytes"] = path_key(result.file_path)
     return row

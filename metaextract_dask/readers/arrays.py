@@ -309,6 +309,17 @@ def to_jsonable(value: Any, limit: int = 1000) -> Any:
 _local = threading.local()
 
 
+#: files-table columns of readers of arrays: what a user filters files on without the variables table
+ARRAY_COLUMNS = (("variables", "list<string>"), ("standard_names", "list<string>"), ("compression", "list<string>"))
+
+
+def array_columns(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A file's array names, its CF standard names and the storage filters it uses, from its variables-table rows."""
+    return {"variables": [r["name"] for r in rows],
+            "standard_names": sorted({r["standard_name"] for r in rows if r.get("standard_name")}),
+            "compression": sorted({f for r in rows for f in r.get("filters") or []})}
+
+
 def variable_row(name: str, entry: dict[str, Any], dims: list[str], filters: list[str], fill: Any) -> dict[str, Any]:
     """One array of a record as a row of the variables table: what users filter on, typed; the rest stays in the record."""
     import json

@@ -316,12 +316,13 @@ class HDF5ChunkReader(arrays.ArrayFileReader):
 
     name = "hdf5"
     formats = frozenset({"hdf5"})
-    columns = (("n_groups", "int32"), ("n_datasets", "int32"))
+    columns = (("n_groups", "int32"), ("n_datasets", "int32"), *arrays.ARRAY_COLUMNS)
     metadata_key = "tree"
     array_word = "datasets"
 
     def catalog_row(self, record: dict[str, Any]) -> dict[str, Any]:
-        return {"n_groups": len(record.get("groups") or []), "n_datasets": len(record.get("datasets") or [])}
+        return {"n_groups": len(record.get("groups") or []), "n_datasets": len(record.get("datasets") or []),
+                **arrays.array_columns(self.variable_rows(record))}
 
     def variable_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         return [arrays.variable_row(d.get("name", ""), d, [], [FILTER_NAMES.get(f.get("id"), f.get("name")) for f in d.get("filters") or []],

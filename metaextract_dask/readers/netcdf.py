@@ -210,7 +210,7 @@ class NetCDFChunkReader(arrays.ArrayFileReader):
     name = "netcdf"
     formats = frozenset({"netcdf3", "netcdf4"})
     columns = (("file_format", "string"), ("n_variables", "int32"), ("n_dimensions", "int32"),
-               ("time_start", "string"), ("time_end", "string"))
+               ("time_start", "string"), ("time_end", "string"), *arrays.ARRAY_COLUMNS)
     metadata_key = "header"
     array_word = "variables"
 
@@ -218,7 +218,7 @@ class NetCDFChunkReader(arrays.ArrayFileReader):
         time_range = (record.get("cf_coverage") or {}).get("time") or {}
         return {"file_format": record.get("file_format"), "n_variables": len(record.get("variables") or {}),
                 "n_dimensions": len(record.get("dimensions") or {}), "time_start": time_range.get("start"),
-                "time_end": time_range.get("end")}
+                "time_end": time_range.get("end"), **arrays.array_columns(self.variable_rows(record))}
 
     def variable_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
