@@ -112,3 +112,36 @@ def test_the_schema_page_lists_every_column_with_its_type(tmp_path):
     make_bin(data / "x.bin", 10, 1)
     scan(str(data), str(tmp_path / "cat"), progress=False)
     assert json.loads((tmp_path / "cat" / "_manifest.json").read_text())["schema_version"] == SCHEMA_VERSION
+
+
+def coverage_file(path, years, lats, lons):
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("time", len(years))
+        ds.createDimension("lat", len(lats))
+        ds.createDimension("lon", len(lons))
+        t = ds.createVariable("time", "f8", ("time",))
+        t.units, t.calendar = "days since 1900-01-01", "standard"
+        t[:] = [(y - 1900) * 365.25 for y in years]
+        la = ds.createVariable("lat", "f4", ("lat",))
+        la.units = "degrees_north"
+        la[:] = lats
+        lo = ds.createVariable("lon", "f4", ("lon",))
+        lo.units = "degrees_east"
+        lo[:] = lons
+        ds.createVariable("tas", "f4", ("time", "lat", "lon"))[:] = np.zeros((len(years), len(lats), len(lons)))
+
+
+def test_which_netcdf_files_cover_1990_to_2000_between_30_and_60_north(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    coverage_file(data / "match.nc", [1985, 1995], [20.0, 40.0], [0.0, 90.0, 180.0, 270.0, 359.0])  # global in 0..360
+    coverage_file(data / "too_late.nc", [2005, 2010], [35.0, 50.0], [-10.0, 10.0])
+    coverage_file(data / "too_south.nc", [1990, 2000], [-60.0, -30.0], [-10.0, 10.0])
+    coverage_file(data / "pacific.nc", [1999, 2001], [45.0, 70.0], [170.0, 190.0])  # across the antimeridian
+    f = scan(str(data), str(tmp_path / "cat"), progress=False)
+    hits = f[(f.time_start <= "2000-12-31") & (f.time_end >= "1990-01-01") & (f.lat_min <= 60) & (f.lat_max >= 30)]
+    assert sorted(hits["path"].map(os.path.basename)) == ["match.nc", "pacific.nc"]
+    by = f.set_index(f["path"].map(os.path.basename))
+    assert (by.loc["match.nc", "lon_min"], by.loc["match.nc", "lon_max"], by.loc["match.nc", "crosses_antimeridian"]) == (-180, 180, False)
+    assert (by.loc["pacific.nc", "lon_min"], by.loc["pacific.nc", "lon_max"]) == (170, -170) and by.loc["pacific.nc", "crosses_antimeridian"]
+    assert (by.loc["too_late.nc", "lon_min"], by.loc["too_late.nc", "lon_max"], by.loc["too_late.nc", "crosses_antimeridian"]) == (-10, 10, False)

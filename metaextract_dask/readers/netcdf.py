@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import math
 import threading
 from typing import Any, Iterator
 
@@ -183,6 +184,26 @@ def cf_coverage(ds: Any, header: dict[str, Any]) -> dict[str, Any]:
     return coverage
 
 
+def normal_longitude(x: float) -> float:
+    """A longitude in -180..180 (180 stays 180)."""
+    return x if -180.0 <= x <= 180.0 else ((x + 180.0) % 360.0) - 180.0
+
+
+def bounds_columns(coverage: dict[str, Any]) -> dict[str, Any]:
+    """lat_min/lat_max, and lon_min/lon_max normalised to -180..180; a box whose normalised west edge is east of
+    its east edge crosses the antimeridian (``crosses_antimeridian``); a grid spanning 360 degrees is global."""
+    lat, lon = coverage.get("latitude") or {}, coverage.get("longitude") or {}
+    number = lambda v: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None  # noqa: E731
+    out: dict[str, Any] = {"lat_min": number(lat.get("min")), "lat_max": number(lat.get("max"))}
+    lo, hi = number(lon.get("min")), number(lon.get("max"))
+    if lo is None or hi is None:
+        return {**out, "lon_min": None, "lon_max": None, "crosses_antimeridian": None}
+    if hi - lo >= 359.0:  # a global grid (0..359, -180..179.5): every longitude
+        return {**out, "lon_min": -180.0, "lon_max": 180.0, "crosses_antimeridian": False}
+    west, east = normal_longitude(lo), normal_longitude(hi)
+    return {**out, "lon_min": west, "lon_max": east, "crosses_antimeridian": west > east}
+
+
 def _warn(header: dict[str, Any], path: str, entry: dict[str, Any], message: str) -> None:
     """A warning on one variable, repeated in the record's list."""
     entry.setdefault("warnings", []).append(message)
@@ -210,7 +231,8 @@ class NetCDFChunkReader(arrays.ArrayFileReader):
     name = "netcdf"
     formats = frozenset({"netcdf3", "netcdf4"})
     columns = (("file_format", "string"), ("n_variables", "int32"), ("n_dimensions", "int32"),
-               ("time_start", "string"), ("time_end", "string"), *arrays.ARRAY_COLUMNS)
+               ("time_start", "string"), ("time_end", "string"), ("lat_min", "float64"), ("lat_max", "float64"),
+               ("lon_min", "float64"), ("lon_max", "float64"), ("crosses_antimeridian", "bool"), *arrays.ARRAY_COLUMNS)
     metadata_key = "header"
     array_word = "variables"
 
@@ -218,7 +240,8 @@ class NetCDFChunkReader(arrays.ArrayFileReader):
         time_range = (record.get("cf_coverage") or {}).get("time") or {}
         return {"file_format": record.get("file_format"), "n_variables": len(record.get("variables") or {}),
                 "n_dimensions": len(record.get("dimensions") or {}), "time_start": time_range.get("start"),
-                "time_end": time_range.get("end"), **arrays.array_columns(self.variable_rows(record))}
+                "time_end": time_range.get("end"), **bounds_columns(record.get("cf_coverage") or {}),
+                **arrays.array_columns(self.variable_rows(record))}
 
     def variable_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
