@@ -63,7 +63,8 @@ def comparable(frame) -> list[dict]:
     rows = []
     for row in frame.sort_values("path").to_dict("records"):
         record = json.loads(row["metadata"]) if isinstance(row["metadata"], str) else None
-        keep = {k: v for k, v in row.items() if k not in VOLATILE and not (isinstance(v, float) and math.isnan(v))}
+        keep = {k: v.tolist() if hasattr(v, "tolist") and not isinstance(v, (float, int)) else v  # list columns read as arrays
+                for k, v in row.items() if k not in VOLATILE and not (isinstance(v, float) and math.isnan(v))}
         rows.append((keep, record))
     return rows
 
