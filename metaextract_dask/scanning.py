@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any, Callable, Sequence
 
-from .catalog import CatalogWriter, file_stat, read_catalog, to_row
+from .catalog import CatalogWriter, read_catalog, to_row
 from .catalog.read import variables_folder
+from .core.detect import EXTENSIONS
 from .core.model import ExtractionResult
 from .core.settings import StreamingConfig
 from .diagnostics.progress import Progress
@@ -143,7 +143,7 @@ def expected_seconds(files: int, size: int, workers: int) -> float:
 
 
 #: names of the formats whose large files are planned in a sandbox (the HDF5 guard, libnetcdf)
-NATIVE_SUFFIXES = frozenset({".h5", ".hdf5", ".he5", ".hdf", ".nc", ".nc4", ".cdf"})
+NATIVE_SUFFIXES = frozenset(ext for ext, fmt in EXTENSIONS.items() if fmt in ("hdf5", "netcdf3", "netcdf4"))
 
 
 def parses_in_sandbox(path: str, size: int | None, config: Any) -> bool:
@@ -199,7 +199,7 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
                                 linked=found.links)
     files = [f for f in files if f in explicit] + walked
     stats = {p: found.stats[p] for p in files}
-    stats.update({p: found.link_stats.get(p) or file_stat(p, follow=False) for p in links})
+    stats.update({p: found.link_stats[p] for p in links})
     if writer is not None and not force:
         writer.forget_missing([os.fspath(p) for p in paths if os.path.isdir(p)], [*files, *links])
     retry_failed, dry_run = rescan
@@ -255,8 +255,7 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
                 config.dashboard_address = False  # over in seconds: not worth Bokeh's start
             if auto and config.dashboard_address is False and client is None and cluster is None and config.scheduler_address is None:
                 config.execution_model = ExecutionModel.LOCAL  # nothing to show on a dashboard: no cluster to start either
-            _start_early(config, client, cluster, sum(map(parses_in_sandbox, todo, (stats[p][0] for p in todo), repeat(config))),
-                         writer is not None, as_frame)
+            _start_early(config, client, cluster, sum(parses_in_sandbox(p, stats[p][0], config) for p in todo), writer is not None, as_frame)
             from .execution.driver import ParallelExtractor
             extractor = ParallelExtractor(config, client=client, cluster=cluster)
             extractor.on_client = started

@@ -24,10 +24,15 @@ def corpus():
 
 
 @pytest.fixture(scope="session")
-def scanned(corpus, tmp_path_factory):
-    """The whole corpus scanned with the default settings (process cluster, sandbox, checksum)."""
+def real_catalog(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("real") / "catalog")
+
+
+@pytest.fixture(scope="session")
+def scanned(corpus, real_catalog):
+    """The whole corpus scanned with the default settings (sandbox, checksum) into ``real_catalog``."""
     folder, files = corpus
-    catalog = str(tmp_path_factory.mktemp("real") / "catalog")
+    catalog = real_catalog
     wanted = {p for paths in files.values() for p in paths}
     frame = scan(folder, catalog, workers=2, progress=False)
     frame = frame[frame["path"].isin(wanted)]
@@ -147,3 +152,34 @@ def test_every_format_has_its_checksum(scanned):
     for paths in files.values():
         for path in paths[:8]:
             assert rows[path].checksum == reference_checksum(path), path
+
+
+def test_the_variables_table_agrees_with_h5ls_and_ncdump(scanned, real_catalog):
+    """One row per dataset h5ls lists (same shapes) and per variable ncdump lists (same dimensions), for every real file."""
+    from metaextract_dask import read_variables
+
+    files, _ = scanned
+    table = read_variables(real_catalog)
+    by_file = {path: group for path, group in table.groupby("path")}
+    problems = []
+    for path in files["hdf5"]:
+        theirs = {p: o for p, o in peers.h5ls(path).items() if o["kind"] == "Dataset"}
+        mine = by_file[path].set_index("name") if path in by_file else None
+        names = set(mine.index) if mine is not None else set()
+        if names != set(theirs):
+            problems.append(f"{path}: datasets differ: {sorted(names ^ set(theirs))}")
+            continue
+        for name, o in theirs.items():
+            if not o["alias"] and o["shape"] is not None and list(mine.loc[name, "shape"]) != o["shape"]:
+                problems.append(f"{path}:{name}: shape {list(mine.loc[name, 'shape'])} vs h5ls {o['shape']}")
+    for path in files["netcdf"]:
+        theirs = peers.ncdump(path)["variables"]
+        mine = by_file[path].set_index("name") if path in by_file else None
+        names = set(mine.index) if mine is not None else set()
+        if names != set(theirs):
+            problems.append(f"{path}: variables differ: {sorted(names ^ set(theirs))}")
+            continue
+        for name, v in theirs.items():
+            if list(mine.loc[name, "dims"]) != v["dims"]:
+                problems.append(f"{path}:{name}: dims {list(mine.loc[name, 'dims'])} vs ncdump {v['dims']}")
+    assert not problems, problems[:20]

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from ..core.model import ExtractionResult
+from ..core.probe import file_stat
 from ..core.text import safe_dict, safe_text
 
 #: (column, arrow type name) the framework fills for every file, whatever its reader
@@ -115,15 +116,6 @@ def row_key(row: dict[str, Any]) -> bytes:
     if isinstance(pb, str):  # JSON Lines keeps the bytes as hex
         return bytes.fromhex(pb)
     return pb if pb is not None else str(row["path"]).encode("utf-8", "surrogateescape")
-
-
-def file_stat(path: str, follow: bool = True) -> tuple[int | None, float | None]:
-    """(size, mtime), of the link itself when ``follow`` is false; (None, None) when it cannot be stat-ed."""
-    try:
-        st = os.stat(path, follow_symlinks=follow)
-        return st.st_size, st.st_mtime
-    except OSError:
-        return None, None
 
 
 def _detected(path: str) -> str:

@@ -16,7 +16,6 @@ import time
 from typing import Any, Callable, Iterable
 
 from ..core.model import ExtractionResult
-from ..readers.registry import reader_versions
 from .index import INDEX_COLUMNS, CatalogIndex
 from .read import _read_part, part_files, variables_folder
 from .schema import SCHEMA_VERSION, VARIABLE_COLUMNS, catalog_columns, path_key, row_key, to_row, variable_rows
@@ -186,10 +185,6 @@ class CatalogWriter:
         rows = _read_part(part, INDEX_COLUMNS)
         self.index.add(rows)
         return len(rows)
-
-    def is_done(self, path: str, size: int | None, mtime: float | None) -> bool:
-        """Already in the catalog with this size and mtime, by a reader of today's version (a failure counts as done)."""
-        return self.index.reason(path, size, mtime, reader_versions()) is None
 
     def _drop_orphan_variables(self) -> None:
         """Variables parts whose files part is gone (quarantined, or a run killed between the two writes)."""

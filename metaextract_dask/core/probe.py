@@ -38,6 +38,15 @@ def _access_error(path: str, exc: OSError) -> FileAccessError:
     return FileAccessError(path, f"cannot open: {exc.strerror or exc}")
 
 
+def file_stat(path: str, follow: bool = True) -> tuple[int | None, float | None]:
+    """(size, mtime), of the link itself when ``follow`` is false; (None, None) when it cannot be stat-ed."""
+    try:
+        st = os.stat(path, follow_symlinks=follow)
+        return st.st_size, st.st_mtime
+    except OSError:
+        return None, None
+
+
 def check_regular(path: str) -> os.stat_result:
     """stat the path and insist on a non-empty regular file."""
     try:

@@ -3,8 +3,8 @@
 Hidden names are skipped unless asked for; directory symlinks are followed
 only on request and then never twice (no loops); anything that is not a
 directory is listed, FIFOs and broken links included, so each gets a record.
-The walk keeps its own stack: a tree thousands of levels deep is no deeper
-for it than a flat one.
+The walk (``walk.list_folder``) keeps its own stack: a tree thousands of
+levels deep is no deeper for it than a flat one.
 
 Symbolic links to files are not followed out of the scanned folders:
 ``split_links`` turns a link whose target lies outside them into a record of
@@ -39,48 +39,10 @@ def kind(entry: os.DirEntry, hidden: bool, follow: bool) -> str | None:
 
 def iter_files(paths: Sequence[str | os.PathLike], include: Sequence[str] = (), exclude: Sequence[str] = (),
                hidden: bool = False, follow_symlinks: bool = False, skip: Sequence[str] = ()) -> Iterator[str]:
-    """Every file under ``paths`` (files given directly are always listed)."""
-    skip_real = {os.path.realpath(s) for s in skip}
-    seen_dirs: set[tuple[int, int]] = set()
-    for top in paths:
-        top = os.fspath(top)
-        if not os.path.isdir(top):
-            yield top
-            continue
-        yield from _walk(top, include, exclude, hidden, follow_symlinks, skip_real, seen_dirs)
+    """Every file under ``paths`` (files given directly are always listed): ``walk.walk_files``' tasks, in this thread."""
+    from .walk import walk_files
 
-
-def _entries(folder: str, skip_real: set[str], seen: set[tuple[int, int]]) -> list[os.DirEntry]:
-    """A folder's entries in name order; none for a folder already walked, skipped or unreadable."""
-    try:
-        st = os.stat(folder)
-    except OSError:
-        return []
-    if (st.st_dev, st.st_ino) in seen or (skip_real and os.path.realpath(folder) in skip_real):
-        return []
-    seen.add((st.st_dev, st.st_ino))
-    try:
-        with os.scandir(folder) as it:
-            return sorted(it, key=lambda e: e.name)
-    except OSError:
-        return []
-
-
-def _walk(root: str, include: Sequence[str], exclude: Sequence[str], hidden: bool, follow: bool,
-          skip_real: set[str], seen: set[tuple[int, int]]) -> Iterator[str]:
-    """Depth first, files in name order, with an explicit stack of pending entries."""
-    stack: list[list[os.DirEntry]] = [_entries(root, skip_real, seen)[::-1]]
-    while stack:
-        pending = stack[-1]
-        if not pending:
-            stack.pop()
-            continue
-        entry = pending.pop()
-        what = kind(entry, hidden, follow)
-        if what == "dir":
-            stack.append(_entries(entry.path, skip_real, seen)[::-1])
-        elif what == "file" and _wanted(entry.path, root, include, exclude):
-            yield entry.path
+    yield from walk_files(paths, include, exclude, hidden, follow_symlinks, skip, workers=0).files
 
 
 def _inside(real: str, roots: Sequence[str]) -> bool:

@@ -64,8 +64,10 @@ def run_here(owner: "ParallelExtractor", tasks: list[ExtractionTask], progress: 
     small_work: queue.Queue = queue.Queue()
     for batch in batches:
         small_work.put(batch)
-    threads = [threading.Thread(target=_batch_thread, args=(small_work, finished, owner.extraction_fn, settings),
-                                name=f"metaextract-{i}", daemon=True) for i in range(min(slots, len(batches)))]
+    fn = owner.extraction_fn
+    run_batch = lambda b: extract_batch([(t.task_id, t.file_path) for t in b.tasks], fn, settings)  # noqa: E731
+    threads = [threading.Thread(target=_worker, args=(small_work, finished, "batch", run_batch), name=f"metaextract-{i}", daemon=True)
+               for i in range(min(slots, len(batches)))]
     for _ in threads:
         small_work.put(None)  # one stop sign per batch thread
     large_work: queue.Queue = queue.Queue()
@@ -73,8 +75,8 @@ def run_here(owner: "ParallelExtractor", tasks: list[ExtractionTask], progress: 
         large_work.put(task)
     for i in range(min(slots, len(large))):  # one large file per thread in flight, as on a cluster
         large_work.put(None)
-        threads.append(threading.Thread(target=_large_thread, args=(large_work, finished, cfg, settings), name=f"metaextract-large-{i}",
-                                        daemon=True))
+        threads.append(threading.Thread(target=_worker, args=(large_work, finished, "large", lambda t: extract_large(t, cfg, settings)),
+                                        name=f"metaextract-large-{i}", daemon=True))
     for t in threads:
         t.start()
     running = len(threads)
@@ -96,24 +98,17 @@ def run_here(owner: "ParallelExtractor", tasks: list[ExtractionTask], progress: 
     return ([results[t.task_id] for t in tasks] if keep else []), metrics
 
 
-def _batch_thread(work: queue.Queue, finished: queue.Queue, fn: Callable | None, settings: BatchSettings) -> None:
-    """Run batches until the stop sign; the thread's sandbox ends with it."""
+def _worker(work: queue.Queue, finished: queue.Queue, kind: str, do: Callable[[Any], Any]) -> None:
+    """``do`` each item until the stop sign, in the order queued (largest first under SIZE_AWARE); the thread's sandbox ends with it.
+
+    An exception is the item's answer (a batch's files are then reported lost); ``extract_large`` never raises.
+    """
     try:
-        while (batch := work.get()) is not None:
+        while (item := work.get()) is not None:
             try:
-                finished.put(("batch", batch, extract_batch([(t.task_id, t.file_path) for t in batch.tasks], fn, settings)))
+                finished.put((kind, item, do(item)))
             except Exception as exc:  # noqa: BLE001 - reported for each file of the batch
-                finished.put(("batch", batch, exc))
-    finally:
-        release_thread_sandbox()
-        finished.put(("stop", None, None))
-
-
-def _large_thread(work: queue.Queue, finished: queue.Queue, cfg: Any, settings: BatchSettings) -> None:
-    """Large files until the stop sign, taken in the order given (largest first under SIZE_AWARE)."""
-    try:
-        while (task := work.get()) is not None:
-            finished.put(("large", task, extract_large(task, cfg, settings)))
+                finished.put((kind, item, exc))
     finally:
         release_thread_sandbox()
         finished.put(("stop", None, None))

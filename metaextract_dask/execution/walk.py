@@ -4,7 +4,7 @@ entries' stats; the client hands the folders a task left to new tasks as answers
 On a parallel file system every listing and stat is a round trip, and other
 nodes can make theirs at the same time: with a Client each folder is a task
 on the workers; without one, threads of this process (``os.scandir`` and
-``os.stat`` release the GIL). The rules are ``discovery.iter_files``' own:
+``os.stat`` release the GIL). The rules are ``discovery``'s:
 hidden names skipped unless asked for, include / exclude globs, folder
 symlinks followed only on request and never twice, the catalog skipped.
 Each file is stat-ed once, in the task that lists it: the scan needs no
@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from ..core.probe import file_stat
 from .discovery import _wanted, kind
 
 Stat = tuple[int | None, float | None]
@@ -40,14 +41,6 @@ class Found:
     stats: dict[str, Stat] = field(default_factory=dict)
     links: set[str] = field(default_factory=set)
     link_stats: dict[str, Stat] = field(default_factory=dict)
-
-
-def _stat(path: str, follow: bool = True) -> Stat:
-    try:
-        st = os.stat(path, follow_symlinks=follow)
-        return st.st_size, st.st_mtime
-    except OSError:
-        return None, None
 
 
 def _entry_stat(entry: os.DirEntry) -> Stat:
@@ -96,7 +89,7 @@ def list_folder(folder: str, root: str, include: Sequence[str], exclude: Sequenc
                     deeper.append(entry.path)
             elif what == "file" and _wanted(entry.path, root, include, exclude):
                 link = entry.is_symlink()
-                out.files.append((entry.path, _entry_stat(entry), link, _stat(entry.path, follow=False) if link else (None, None)))
+                out.files.append((entry.path, _entry_stat(entry), link, file_stat(entry.path, follow=False) if link else (None, None)))
         stack.extend(deeper)
         if follow or listed >= budget:  # the rest for other tasks
             out.folders.extend(f for f in map(_identified, stack) if f is not None)
@@ -117,8 +110,8 @@ def walk_files(paths: Sequence[str | os.PathLike], include: Sequence[str] = (), 
     """Every file under ``paths`` (files given directly are always listed), in tasks of ``list_folder``.
 
     Tasks run on ``client``'s workers when given, else on ``workers``
-    threads here (``workers=0``: in this thread, one after another). Files come in ``iter_files``' order (depth first, names
-    sorted), whatever order the tasks finish in.
+    threads here (``workers=0``: in this thread, one after another). Files come depth first, names
+    sorted, whatever order the tasks finish in.
     """
     skip_real = frozenset(os.path.realpath(s) for s in skip)
     found = Found()
@@ -129,7 +122,7 @@ def walk_files(paths: Sequence[str | os.PathLike], include: Sequence[str] = (), 
     try:
         for top in (os.fspath(p) for p in paths):
             if not os.path.isdir(top):
-                _add(found, top, _stat(top), os.path.islink(top), _stat(top, follow=False))
+                _add(found, top, file_stat(top), os.path.islink(top), file_stat(top, follow=False))
                 continue
             _walk_root(top, include, exclude, hidden, follow_symlinks, skip_real, seen, found, client, own)
     finally:
