@@ -39,6 +39,9 @@ _LAZY = {
     "read_catalog": "metaextract_dask.catalog",
     "read_variables": "metaextract_dask.catalog",
     "report": "metaextract_dask.catalog.report",
+    "open": "metaextract_dask.catalog.opening",
+    "open_catalog": "metaextract_dask.catalog.opening",
+    "export": "metaextract_dask.catalog.exports",
 }
 
 
@@ -81,6 +84,9 @@ __all__ = [
     "extract_files_parallel",
     "extract_metadata",
     "extract_with_streaming",
+    "export",
+    "open",
+    "open_catalog",
     "probe",
     "read_catalog",
     "read_variables",

@@ -96,10 +96,13 @@ def _streaming_options(parser: Any) -> None:
     parser.add_argument("--chunk-size", type=_byte_size, help="bytes per chunk read, e.g. 4MiB (default: metaextract.streaming.chunk-size, 8MiB)")
     parser.add_argument("--checksum", help="xxh3_128, sha256, blake2b or none (default: metaextract.streaming.checksum, xxh3_128)")
     parser.add_argument("--timeout", type=_positive_seconds, help="seconds allowed per file (default: metaextract.streaming.timeout, 300)")
+    parser.add_argument("--references", action="store_true", default=None,
+                        help="also make kerchunk references of HDF5 and netCDF-4 files, in the same pass; a catalog keeps them in "
+                             "CATALOG.references/ (default: metaextract.streaming.references, off)")
 
 
 def _config(args: argparse.Namespace) -> StreamingConfig:
-    given = {k: getattr(args, k) for k in ("strategy", "chunk_size", "checksum", "timeout") if getattr(args, k, None) is not None}
+    given = {k: getattr(args, k) for k in ("strategy", "chunk_size", "checksum", "timeout", "references") if getattr(args, k, None) is not None}
     return StreamingConfig(**given)
 
 
@@ -241,7 +244,7 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
     try:
         scan(
             paths, output, cluster=cluster, security=security, format=args.format, strategy=args.strategy, chunk_size=args.chunk_size, checksum=args.checksum,
-            timeout=args.timeout, workers=args.workers, execution=args.execution or "auto",
+            references=args.references, timeout=args.timeout, workers=args.workers, execution=args.execution or "auto",
             scheduler=args.scheduler, retries=args.retries, isolate=args.isolate, load_balancing=args.load_balancing,
             memory_limit=args.memory_limit,
             include=args.include, exclude=args.exclude, hidden=args.hidden, follow_symlinks=args.follow_symlinks,
@@ -350,6 +353,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a catalog for intake-esm or as kerchunk references."""
+    from .catalog.exports import export
+
+    try:
+        written = export(args.catalog, args.to, args.output)
+    except ValueError as exc:
+        print(f"metaextract: {for_terminal(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{args.to}: {for_terminal(written)}")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Make a small mixed corpus and scan it: the first thing to run."""
     import os
@@ -411,6 +427,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("-o", "--output", metavar="HTML", help="where to write it (default: CATALOG/_report.html)")
     rep.add_argument("--title", help="the page's title (default: the catalog's path)")
     rep.set_defaults(func=cmd_report)
+
+    exp = sub.add_parser("export", help="export a catalog: an intake-esm collection, or every file's kerchunk references")
+    exp.add_argument("catalog", help="the catalog folder")
+    exp.add_argument("--to", required=True, choices=["esm", "kerchunk"],
+                     help="esm: collection.json + collection.parquet for intake-esm; kerchunk: the references of a scan "
+                          "made with --references, one entry per file, with index.csv")
+    exp.add_argument("-o", "--output", help="the folder to write (default: CATALOG.esm or CATALOG.kerchunk beside the catalog)")
+    exp.set_defaults(func=cmd_export)
 
     demo = sub.add_parser("demo", help="make a small mixed corpus in a temporary folder and scan it")
     demo.add_argument("--folder", help="where to make it (default: a new temporary folder)")

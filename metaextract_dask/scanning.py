@@ -72,7 +72,8 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
          exclude: Sequence[str] = (), hidden: bool = False, follow_symlinks: bool = False, force: bool = False,
          flush_every: int = 200, progress: bool | None = None, dashboard_address: str | None = None,
          on_client: Callable[[Any], Any] | None = None, summary: ScanSummary | None = None, security: Any = None,
-         memory_limit: int | str | None = None, as_frame: bool = True, retry_failed: bool = False, dry_run: bool = False) -> Any:
+         memory_limit: int | str | None = None, as_frame: bool = True, retry_failed: bool = False, dry_run: bool = False,
+         references: bool | None = None) -> Any:
     """Extract every file under ``paths``; return the catalog as a pandas DataFrame.
 
     With ``output`` the catalog is also written there (crash-safe, resumable:
@@ -91,7 +92,9 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
     size or mtime changed, or the reader that made its row has another
     version; a failed file is skipped until it changes, unless
     ``retry_failed``. ``dry_run`` reads and writes nothing and returns
-    (path, reason) for each file that would be extracted.
+    (path, reason) for each file that would be extracted. ``references``
+    makes kerchunk references of HDF5 and netCDF-4 files in the same pass
+    (kept in ``output + ".references"``; ``open`` reads through them).
     """
     from .execution.cluster import ExecutionModel
     from .execution.driver import LoadBalancingStrategy, ParallelExtractionConfig
@@ -101,7 +104,8 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
     t0 = time.perf_counter()
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    stream: dict[str, Any] = {k: v for k, v in dict(strategy=strategy, chunk_size=chunk_size, checksum=checksum, timeout=timeout).items()
+    stream: dict[str, Any] = {k: v for k, v in dict(strategy=strategy, chunk_size=chunk_size, checksum=checksum, timeout=timeout,
+                                                    references=references).items()
                               if v is not None}
     retry: dict[str, Any] = {"retry_limit": retries, "retry_failed": retries > 0} if retries is not None else {}
     auto = execution == "auto"

@@ -23,11 +23,13 @@ FRAMEWORK_COLUMNS = [
     ("duration", "float64"), ("attempts", "int32"), ("worker", "string"), ("extracted_at", "float64"),
     ("started_at", "float64"), ("finished_at", "float64"),
     ("chunks_read", "int64"), ("bytes_read", "int64"), ("exact", "bool"), ("checksum", "string"),
+    ("virtualizable", "bool"), ("references", "string"),
 ]
 #: last: the whole record, and the name's exact bytes
 TRAILING_COLUMNS = [("metadata", "string"), ("path_bytes", "binary")]
-#: the catalog's layout, in docs/catalog-schema.md and each manifest; 2: reader_version, list columns, the variables table
-SCHEMA_VERSION = 2
+#: the catalog's layout, in docs/catalog-schema.md and each manifest; 2: reader_version, list columns, the variables table;
+#: 3: virtualizable and references (kerchunk references kept beside the catalog)
+SCHEMA_VERSION = 3
 
 #: the variables table: one row per array of a file (an HDF5 dataset, a netCDF variable), joinable on ``path``
 VARIABLE_COLUMNS = [
@@ -154,6 +156,7 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
         "started_at": result.start_time or None, "finished_at": result.end_time or None,
         "chunks_read": streaming.get("chunks_read"), "bytes_read": streaming.get("bytes_read"), "exact": streaming.get("exact"),
         "checksum": (md.get("checksum") or {}).get("value"),
+        "virtualizable": (md.get("references") or {}).get("virtualizable"), "references": (md.get("references") or {}).get("entry"),
         "metadata": json.dumps(md, default=str) if md else None,
     })
     row = {k: [safe_text(x) for x in v] if isinstance(v, list) else v for k, v in safe_dict(row).items()}

@@ -194,11 +194,29 @@ class CatalogWriter:
                 os.unlink(part)
 
     def add(self, result: ExtractionResult, size: int | None = None, mtime: float | None = None) -> None:
+        if result.success and isinstance(result.metadata, dict) and isinstance(result.metadata.get("references"), dict):
+            self._keep_references(result)
         row = to_row(result, size, mtime)
         self.buffer.append(row)
         self.variables.extend(variable_rows(row, result.metadata))
         if len(self.buffer) >= self.flush_every or time.monotonic() - self.last_flush >= self.flush_seconds:
             self.flush()
+
+    def _keep_references(self, result: ExtractionResult) -> None:
+        """Move a record's reference set to ``CATALOG.references/``; the record keeps the verdict and the entry's name."""
+        from . import references
+
+        md = result.metadata
+        assert md is not None  # checked by add()
+        found = md["references"]
+        kept = {k: v for k, v in found.items() if k != "refs"}
+        if found.get("refs"):
+            try:
+                kept["entry"] = references.store(self.folder, path_key(result.file_path), found["refs"])
+            except OSError as exc:
+                kept["error"] = f"references not written: {exc.strerror or exc}"
+                self.notices.append(f"{result.file_path}: its references could not be written ({exc.strerror or exc})")
+        md["references"] = kept
 
     def flush(self) -> None:
         """Write buffered rows as one new part; a full disk stops the scan with one clear error."""
@@ -291,6 +309,14 @@ class CatalogWriter:
             self.notices.append(f"{dropped} rows of files that no longer exist were dropped from the catalog")
         return dropped
 
+    def _sweep_references(self) -> None:
+        """Drop reference entries that no row names (files deleted, or re-extracted without references)."""
+        from .references import references_folder, sweep
+
+        if os.path.isdir(references_folder(self.folder)):
+            named = {r["references"] for p in part_files(self.folder) for r in _read_part(p, ["references"]) if r.get("references")}
+            sweep(self.folder, named)
+
     def _manifest(self, **extra: Any) -> None:
         info = {"format": self.fmt, "schema_version": SCHEMA_VERSION, "parts": [os.path.basename(p) for p in part_files(self.folder)],
                 "rows": self.rows_written,
@@ -303,6 +329,7 @@ class CatalogWriter:
             if self.broken is None:
                 self.flush()
                 self.compact()
+                self._sweep_references()
                 self._manifest(**summary)
         finally:
             self.lock.release()

@@ -99,6 +99,8 @@ class StreamingConfig:
     timeout: float = field(default_factory=lambda: float(_get("timeout")))
     checksum: str | None = field(default_factory=lambda: _get("checksum"))
     entropy_sample: int = field(default_factory=lambda: _bytes("entropy-sample"))
+    #: kerchunk references of HDF5-based files, made while their structure is read (``readers/h5refs.py``)
+    references: bool = field(default_factory=lambda: bool(_get("references")))
 
     def __post_init__(self) -> None:
         for name in ("chunk_size", "streaming_threshold", "large_file_threshold", "entropy_sample"):

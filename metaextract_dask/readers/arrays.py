@@ -390,6 +390,10 @@ class ArrayFileReader(StreamChunkReader):
     def check(self, info: FileInfo) -> None:
         """A check of the file before any native library opens it (none by default)."""
 
+    def references(self, handle: Any, path: str) -> dict[str, Any]:
+        """Kerchunk references of the open file with its verdict (``h5refs.hdf5_references``); none by default."""
+        return {"refs": None, "virtualizable": False, "reasons": [f"the {self.name} reader makes no references"], "n_chunks": 0}
+
     def _handle(self, path: str) -> AbstractContextManager[Any]:
         """The file open: shared within ``one_open``, else opened for this call only."""
         session = getattr(_local, "session", None)
@@ -414,15 +418,27 @@ class ArrayFileReader(StreamChunkReader):
     def summarize_all(self, specs: Sequence[ChunkSpec], config: StreamingConfig) -> list[State]:
         """Every chunk of one task from a single open of the file."""
         with self._handle(specs[0].path) as handle:
-            return [self._summarize(handle, spec) for spec in specs]
+            return [self._summarize(handle, spec, config) for spec in specs]
 
-    def _summarize(self, handle: Any, spec: ChunkSpec) -> State:
+    def _summarize(self, handle: Any, spec: ChunkSpec, config: StreamingConfig) -> State:
         if spec.chunk_type is ChunkType.METADATA:
-            return {"meta": self.describe(handle), "stats": {}}
+            state = {"meta": self.describe(handle), "stats": {}}
+            if config.references:  # the chunk layout is walked here, with the structure: no second pass over the file
+                state["refs"] = self.references(handle, spec.path)
+            return state
         return {"meta": None, "stats": section_stats(spec.key, lambda name: self.array(handle, name))}  # type: ignore[arg-type]
 
     def merge(self, a: State, b: State) -> State:
-        return {"meta": a["meta"] or b["meta"], "stats": merge_section_stats(a["stats"], b["stats"])}
+        out = {"meta": a["meta"] or b["meta"], "stats": merge_section_stats(a["stats"], b["stats"])}
+        refs = a.get("refs") or b.get("refs")
+        return {**out, "refs": refs} if refs is not None else out
+
+    def record(self, state: State, info: FileInfo, config: StreamingConfig) -> dict[str, Any]:
+        """The reader's section, and under ``references`` the file's kerchunk references when they were asked for."""
+        out = super().record(state, info, config)
+        if state.get("refs") is not None:
+            out["references"] = state["refs"]
+        return out
 
     def public_summary(self, state: State) -> dict[str, Any]:
         return {f"{self.array_word}_read": sorted(state["stats"]), self.metadata_key: state["meta"] is not None}

@@ -343,6 +343,11 @@ class HDF5ChunkReader(arrays.ArrayFileReader):
     def array(self, handle: Any, name: str) -> tuple[Any, Any]:
         return _with_fill(handle[name])
 
+    def references(self, handle: Any, path: str) -> dict[str, Any]:
+        from .h5refs import hdf5_references
+
+        return hdf5_references(handle, path)
+
     def finalize(self, state: State, info: FileInfo, config: StreamingConfig) -> dict[str, Any]:
         tree = state["meta"]
         for entry in tree["datasets"]:

@@ -279,6 +279,21 @@ class NetCDFChunkReader(arrays.ArrayFileReader):
     def array(self, handle: Any, name: str) -> tuple[Any, Any]:
         return get_variable(handle, name), None
 
+    def references(self, handle: Any, path: str) -> dict[str, Any]:
+        """netCDF-4 is HDF5: its references come from h5py's view of it; a classic file has none."""
+        if handle.data_model.startswith("NETCDF3"):
+            from .cdf_header import record_dimensions
+
+            why = ["a netCDF-3 (classic) file: references are made for HDF5-based files (netCDF-4, HDF5)"]
+            if record_dimensions(path):
+                why.append("its record variables interleave their records (one Zarr chunk per record would be needed)")
+            return {"refs": None, "virtualizable": False, "reasons": why, "n_chunks": 0}
+        from .h5refs import hdf5_references
+        from .hdf5 import open_file
+
+        with open_file(path) as f:
+            return hdf5_references(f, path)
+
     def finalize(self, state: State, info: FileInfo, config: StreamingConfig) -> dict[str, Any]:
         header = state["meta"]
         for path, entry in header["variables"].items():

@@ -1,0 +1,109 @@
+"""Where a catalog keeps kerchunk references: ``CATALOG.references/``, one entry per file, named from its path.
+
+A record made with ``references`` on carries the reference set; the writer
+moves it here (a file of a few chunks into one JSON file, a file of many into
+fsspec's Parquet reference layout, which reads lazily) and leaves in the row
+the entry's name (``references``) and the verdict (``virtualizable``). The
+folder sits beside the catalog, like the variables table, so that
+``dask.dataframe.read_parquet(CATALOG)`` never reads references as rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from typing import Any
+
+from ..core.settings import setting
+
+#: the references folder is the catalog's name with this suffix, beside it
+REFERENCES = ".references"
+
+
+def references_folder(catalog: str) -> str:
+    """``catalog`` -> ``catalog.references``."""
+    return os.path.normpath(catalog) + REFERENCES
+
+
+def entry_name(path_bytes: bytes, parquet: bool) -> str:
+    """A file's entry: a digest of its name's bytes (names may hold any byte), ``.json`` or ``.parq`` (a folder)."""
+    return hashlib.sha256(path_bytes).hexdigest()[:32] + (".parq" if parquet else ".json")
+
+
+def store(catalog: str, path_bytes: bytes, refs: dict[str, Any]) -> str:
+    """Write one file's reference set crash-safe; returns the entry's name.
+
+    Files with at least ``metaextract.references.parquet-min-chunks`` chunk
+    references are written as Parquet references (``LazyReferenceMapper``):
+    opening them reads only the chunk records a read needs.
+    """
+    folder = references_folder(catalog)
+    os.makedirs(folder, exist_ok=True)
+    n = sum(1 for k in refs["refs"] if not k.rsplit("/", 1)[-1].startswith("."))
+    parquet = n >= int(setting("references.parquet-min-chunks"))
+    name = entry_name(path_bytes, parquet)
+    final = os.path.join(folder, name)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    if parquet:
+        _write_parquet(tmp, refs["refs"])
+    else:
+        with open(tmp, "w") as f:
+            json.dump(refs, f, separators=(",", ":"))
+            f.flush()
+            os.fsync(f.fileno())
+    other = os.path.join(folder, entry_name(path_bytes, not parquet))
+    _remove(other)  # the file's refs in the other layout, from an earlier scan
+    if os.path.isdir(final):
+        _remove(final)
+    os.replace(tmp, final)
+    return name
+
+
+def _write_parquet(folder: str, refs: dict[str, Any]) -> None:
+    """fsspec's Parquet reference layout (``.zmetadata`` plus ``VAR/refs.N.parq``) for one reference set."""
+    import fsspec
+    from fsspec.implementations.reference import LazyReferenceMapper
+
+    os.makedirs(folder, exist_ok=True)
+    out = LazyReferenceMapper.create(root=folder, fs=fsspec.filesystem("file"), record_size=100_000)
+    for key, value in refs.items():
+        out[key] = value.encode() if isinstance(value, str) and key.rsplit("/", 1)[-1].startswith(".") else \
+            _inline_bytes(value) if isinstance(value, str) else value
+    out.flush()
+
+
+def _inline_bytes(value: str) -> bytes:
+    """An inlined chunk (UTF-8 text or ``base64:``) back to its bytes."""
+    import base64
+
+    return base64.b64decode(value[7:]) if value.startswith("base64:") else value.encode()
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+def location(catalog: str, name: str) -> str:
+    """The entry's path, refusing any name that would leave the references folder (a row is data, not a path to trust)."""
+    folder = references_folder(catalog)
+    if not name or os.path.basename(name) != name or name.startswith("."):
+        raise ValueError(f"{name!r} is not a references entry of {catalog}")
+    return os.path.join(folder, name)
+
+
+def sweep(catalog: str, kept: set[str]) -> int:
+    """Remove entries no row names any more (their files were deleted or re-scanned without references)."""
+    folder = references_folder(catalog)
+    if not os.path.isdir(folder):
+        return 0
+    gone = 0
+    for name in os.listdir(folder):
+        if name not in kept:
+            _remove(os.path.join(folder, name))
+            gone += 1
+    return gone

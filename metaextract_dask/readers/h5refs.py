@@ -1,0 +1,255 @@
+"""Kerchunk references of an HDF5-based file (HDF5, netCDF-4), made from the chunk layout h5py already knows.
+
+The output is the reference set ``kerchunk.hdf.SingleHdf5ToZarr(path).translate()``
+gives for the same file (version 1: Zarr v2 metadata as JSON text, each stored
+chunk as ``[url, offset, size]``, chunks under ``INLINE`` bytes inlined), so
+``fsspec``'s reference filesystem and xarray open it as a Zarr store. It is
+made with h5py's own chunk iteration, without zarr, in the task that already
+walks the file.
+
+A file gets references only when every array can be read through them; else
+``virtualizable`` is false and ``reasons`` says what stands in the way
+(variable-length or string types, compound types, a filter with no Zarr
+codec, external or virtual storage, chunks that skip different filters).
+Nothing outside the file is followed: links are walked the way the HDF5
+reader walks them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from typing import Any
+
+#: chunks smaller than this many bytes are stored in the references themselves (kerchunk's default)
+INLINE = 500
+
+#: attributes netCDF-4 and HDF5 dimension scales use for their own bookkeeping (kerchunk and h5netcdf hide them)
+HIDDEN_ATTRS = frozenset({"REFERENCE_LIST", "CLASS", "DIMENSION_LIST", "NAME", "_Netcdf4Dimid", "_Netcdf4Coordinates",
+                          "_nc3_strict", "_NCProperties"})
+
+#: HDF5 filters with a Zarr (numcodecs) codec, by the name h5py gives them
+CODECS = {"gzip", "shuffle", "32015"}
+
+
+class NotVirtualizable(Exception):
+    """One array cannot be read through references; the message says why."""
+
+
+def attrs_json(obj: Any) -> dict[str, Any]:
+    """An object's attributes as the Zarr ``.zattrs`` of kerchunk: hidden ones left out, single values unwrapped."""
+    import h5py
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    for name, value in obj.attrs.items():
+        if name in HIDDEN_ATTRS:
+            continue
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", errors="replace") or " "
+        elif isinstance(value, (np.ndarray, np.number, np.bool_)):
+            if name == "_FillValue":
+                continue
+            if value.dtype.kind == "S":
+                value = value.astype(str)
+            if value.size == 1:
+                value = value.flatten()[0]
+                value = value.tolist() if isinstance(value, (np.ndarray, np.number, np.bool_)) else value
+            else:
+                value = value.tolist()
+        elif isinstance(value, h5py.Empty):
+            value = ""
+        if isinstance(value, str) and value == "DIMENSION_SCALE":
+            continue
+        if isinstance(value, (str, int, float)):
+            out[name] = value
+        elif isinstance(value, (tuple, set, list)) and all(isinstance(v, (str, int, float)) for v in value):
+            out[name] = list(value)
+        else:
+            out[name] = str(value)
+    return out
+
+
+def _json(value: dict[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def _fill_json(value: Any, dtype: Any) -> Any:
+    """A fill value as Zarr v2 writes it in ``.zarray``."""
+    import numpy as np
+
+    if value is None:
+        return None
+    v = np.asarray(value, dtype=dtype).squeeze()
+    if dtype.kind == "f":
+        x = float(v)
+        return "NaN" if math.isnan(x) else "Infinity" if x == math.inf else "-Infinity" if x == -math.inf else x
+    if dtype.kind in "iu":
+        return int(v)
+    if dtype.kind == "b":
+        return bool(v)
+    raise NotVirtualizable(f"fill value of dtype {dtype}")
+
+
+def _codecs(dset: Any) -> list[dict[str, Any]]:
+    """The dataset's filters as Zarr v2 codec configurations, in the order they decode."""
+    if dset.scaleoffset:
+        raise NotVirtualizable("the scaleoffset filter has no Zarr codec")
+    out: list[dict[str, Any]] = []
+    if dset.shuffle:
+        out.append({"id": "shuffle", "elementsize": dset.dtype.itemsize})
+    for fid, options in dset._filters.items():
+        key = str(fid)
+        if key not in CODECS:
+            raise NotVirtualizable(f"the {key} filter has no Zarr codec here")
+        if key == "gzip":
+            out.append({"id": "zlib", "level": options})
+        elif key == "32015":
+            out.append({"id": "zstd", "level": options[0], "checksum": False})
+    return out
+
+
+def _dims(dset: Any) -> list[str]:
+    """Dimension names as kerchunk gives them: the attached scale, the scale itself, else ``phony_dim_N``."""
+    import h5py
+
+    dims = []
+    for n in range(len(dset.shape)):
+        scales = len(dset.dims[n])
+        if scales == 1:
+            dims.append(dset.dims[n][0].name[1:])
+        elif h5py.h5ds.is_scale(dset.id):
+            dims.append(dset.name[1:])
+        elif scales > 1:
+            raise NotVirtualizable(f"{scales} dimension scales attached to dimension {n}")
+        else:
+            dims.append(f"phony_dim_{n}")
+    return dims
+
+
+def _chunks(dset: Any, codecs: list[dict[str, Any]]) -> dict[tuple[int, ...], tuple[int, int]]:
+    """(chunk index) -> (file offset, stored size) of every stored chunk; codecs a uniform filter mask skips are dropped."""
+    dsid = dset.id
+    if dset.chunks is None:
+        offset = dsid.get_offset()
+        return {} if offset is None else {(0,) * (len(dset.shape) or 1): (offset, dsid.get_storage_size())}
+    if dsid.get_num_chunks() == 0:
+        return {}
+    out: dict[tuple[int, ...], tuple[int, int]] = {}
+    masks: set[int] = set()
+    chunk = dset.chunks
+
+    def visit(info: Any) -> None:
+        masks.add(info.filter_mask)
+        out[tuple(o // c for o, c in zip(info.chunk_offset, chunk))] = (info.byte_offset, info.size)
+
+    dsid.chunk_iter(visit)
+    if len(masks) > 1:
+        raise NotVirtualizable("its chunks skip different filters (irregular chunks)")
+    mask = masks.pop() if masks else 0
+    if mask:
+        bits = bin(mask)[2:][::-1]
+        codecs[:] = [c for c, bit in zip(codecs, bits.ljust(len(codecs), "0")) if bit == "0"]
+    return out
+
+
+def _array(dset: Any, name: str, refs: dict[str, Any], url: str, read: Any) -> None:
+    """The ``.zarray``, ``.zattrs`` and chunk references of one dataset."""
+    import h5py
+
+    if dset.shape is None:
+        raise NotVirtualizable("an empty (null) dataspace")
+    dtype = dset.dtype
+    if dtype.kind not in "biuf":
+        what = {"O": "variable-length strings or objects", "V": "a compound type", "S": "fixed-length strings",
+                "U": "strings"}.get(dtype.kind, f"dtype {dtype}")
+        raise NotVirtualizable(f"{what} (dtype {dtype})")
+    if dset.is_virtual:
+        raise NotVirtualizable("a virtual dataset: its data lives in other files")
+    if dset.external:
+        raise NotVirtualizable("external raw storage: its data lives in other files")
+    plist = dset.id.get_create_plist()
+    compact = plist.get_layout() == h5py.h5d.COMPACT
+    codecs = [] if compact else _codecs(dset)
+    stored = {} if compact else _chunks(dset, codecs)
+    if h5py.h5ds.is_scale(dset.id) and not stored and not compact:
+        return  # a dimension with no coordinate values: kerchunk lists nothing for it
+    attrs = {k: v for k, v in dset.attrs.items()}
+    netcdf = any("_Netcdf4" in k for k in attrs) or "since" in str(_text(attrs.get("units")) or "")
+    fill = None if netcdf or compact else dset.fillvalue  # kerchunk writes compact data inline, with no fill value
+    if attrs.get("_FillValue") is not None and not compact:
+        fill = attrs["_FillValue"]
+    shape = list(dset.shape)
+    refs[f"{name}/.zarray"] = _json({"shape": shape, "chunks": list(dset.chunks or dset.shape), "dtype": dtype.str,
+                                     "fill_value": _fill_json(fill, dtype), "order": "C", "filters": codecs or None,
+                                     "dimension_separator": ".", "compressor": None, "zarr_format": 2})
+    refs[f"{name}/.zattrs"] = _json({"_ARRAY_DIMENSIONS": _dims(dset), **attrs_json(dset)})
+    if compact:
+        if dset.nbytes < INLINE:
+            refs[f"{name}/{'.'.join('0' * (dset.ndim or 1))}"] = _inline(dset[()].tobytes())
+        else:
+            raise NotVirtualizable("compact storage larger than the inline limit")
+        return
+    trim = 4 if dset.fletcher32 else 0
+    for index, (offset, size) in stored.items():
+        key = f"{name}/{'.'.join(map(str, index))}"
+        size -= trim
+        refs[key] = _inline(read(offset, size)) if size < INLINE else [url, offset, size]
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
+
+
+def _inline(data: bytes) -> str:
+    """Inlined chunk bytes as kerchunk stores them: UTF-8 text when they decode, else ``base64:``."""
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(data).decode()
+
+
+def hdf5_references(f: Any, url: str) -> dict[str, Any]:
+    """``{"refs": {...} or None, "virtualizable": bool, "reasons": [...], "n_chunks": N}`` for an open h5py file.
+
+    ``url`` is what the references point at (the file's path as scanned).
+    """
+    import h5py
+
+    from .hdf5 import _objects
+
+    refs: dict[str, Any] = {".zgroup": _json({"zarr_format": 2})}
+    reasons: list[str] = []
+    fh = open(f.filename, "rb")
+    try:
+        def read(offset: int, size: int) -> bytes:
+            fh.seek(offset)
+            return fh.read(size)
+
+        refs[".zattrs"] = _json(attrs_json(f))
+        for path, link, obj in _objects(f):
+            name = path.lstrip("/")
+            if isinstance(link, h5py.ExternalLink):
+                reasons.append(f"{path}: an external link to another file")
+                continue
+            if isinstance(link, h5py.SoftLink) or obj is None:
+                continue
+            try:
+                if isinstance(obj, h5py.Group):
+                    refs[f"{name}/.zgroup"] = _json({"zarr_format": 2})
+                    refs[f"{name}/.zattrs"] = _json(attrs_json(obj))
+                elif isinstance(obj, h5py.Dataset):
+                    _array(obj, name, refs, url, read)
+            except NotVirtualizable as exc:
+                reasons.append(f"{path}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - an odd object is a reason, never a failed file
+                reasons.append(f"{path}: {type(exc).__name__}: {exc}")
+    finally:
+        fh.close()
+    n_chunks = sum(1 for k in refs if not k.rsplit("/", 1)[-1].startswith("."))
+    if reasons:
+        return {"refs": None, "virtualizable": False, "reasons": reasons, "n_chunks": n_chunks}
+    return {"refs": {"version": 1, "refs": refs}, "virtualizable": True, "reasons": [], "n_chunks": n_chunks}

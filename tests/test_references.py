@@ -1,0 +1,204 @@
+"""Kerchunk references made in the scan, ``open`` from a row to the data, and the intake-esm export.
+
+The yardsticks are the peers' own: kerchunk's ``SingleHdf5ToZarr`` for the
+references (on real files this project did not write), h5py and netCDF4 for
+the values, intake-esm for the collection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import h5py
+import netCDF4
+import numpy as np
+import pytest
+
+import metaextract_dask as me
+from metaextract_dask.catalog.opening import open_references
+from metaextract_dask.readers.h5refs import hdf5_references
+
+sys.path.insert(0, os.path.dirname(__file__))
+import public_corpus  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def real_hdf5_files():
+    folder = os.path.join(public_corpus.cache_dir(), "corpus-v1")
+    found = public_corpus.build(folder)
+    return [p for p in found["hdf5"] + found["netcdf"] if h5py.is_hdf5(p)]
+
+
+def normalised(refs: dict) -> dict:
+    """Metadata keys parsed (JSON text may differ in spacing and key order), chunk references as they are."""
+    return {k: json.loads(v) if k.rsplit("/", 1)[-1].startswith(".") else v for k, v in refs.items()}
+
+
+def kerchunk_refs(path: str) -> dict:
+    from kerchunk.hdf import SingleHdf5ToZarr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return SingleHdf5ToZarr(path, inline_threshold=500).translate()["refs"]
+
+
+def test_references_equal_kerchunks_on_every_virtualizable_real_file(real_hdf5_files):
+    same, refused = [], []
+    for path in real_hdf5_files:
+        with h5py.File(path, "r") as f:
+            found = hdf5_references(f, path)
+        if not found["virtualizable"]:
+            assert found["reasons"] and found["refs"] is None
+            refused.append(path)
+            continue
+        assert normalised(found["refs"]["refs"]) == normalised(kerchunk_refs(path)), path
+        same.append(path)
+    assert len(same) >= 20, (len(same), len(refused))
+    assert refused  # compound types, vlen strings, szip, blosc... are said, not guessed
+
+
+def test_reasons_name_the_array_and_what_stands_in_the_way(tmp_path):
+    path = str(tmp_path / "mixed.h5")
+    with h5py.File(path, "w") as f:
+        f.create_dataset("ok", data=np.arange(10.0))
+        f.create_dataset("names", data=["a", "bb"], dtype=h5py.string_dtype())
+        f.create_dataset("table", data=np.zeros(3, dtype=[("x", "i4"), ("y", "f8")]))
+        f.create_dataset("fast", data=np.ones(100), compression="lzf")
+        f["elsewhere"] = h5py.ExternalLink("/etc/passwd", "/x")
+    with h5py.File(path, "r") as f:
+        found = hdf5_references(f, path)
+    assert not found["virtualizable"] and found["refs"] is None
+    text = "\n".join(found["reasons"])
+    for expected in ("/names: variable-length strings", "/table: a compound type", "/fast: the lzf filter has no Zarr codec",
+                     "/elsewhere: an external link"):
+        assert expected in text, text
+    assert "/ok" not in text
+
+
+def test_every_virtualizable_real_file_opens_through_its_references_with_the_same_values(real_hdf5_files):
+    import fsspec
+
+    opened = 0
+    for path in real_hdf5_files:
+        with h5py.File(path, "r") as f:
+            found = hdf5_references(f, path)
+            if not found["virtualizable"]:
+                continue
+            ds = open_references(found["refs"], decode_cf=False, mask_and_scale=False, decode_times=False)
+            fs = fsspec.filesystem("reference", fo=found["refs"], remote_protocol="file")
+            arrays = [k[: -len("/.zarray")] for k in found["refs"]["refs"] if k.endswith("/.zarray")]
+            for name in arrays:
+                if "/" in name:  # an array of a sub-group: read it through zarr on the same references
+                    import zarr
+
+                    got = zarr.open_array(fs.get_mapper(name), mode="r", zarr_format=2)[...]
+                else:
+                    got = ds[name].values
+                np.testing.assert_array_equal(got, f[name][()], err_msg=f"{path}:{name}")
+            opened += 1
+    assert opened >= 20
+
+
+def catalog_of(tmp_path, references=True):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):  # one model run split in time, the way archives hold it
+        with netCDF4.Dataset(data / f"run_{i}.nc", "w") as ds:
+            ds.source, ds.experiment_id = "MODEL-X", "historical"
+            ds.createDimension("time", None)
+            ds.createDimension("lat", 3)
+            t = ds.createVariable("time", "f8", ("time",))
+            t.units, t.calendar, t.standard_name = "days since 2000-01-01", "noleap", "time"
+            lat = ds.createVariable("lat", "f4", ("lat",))
+            lat.units = "degrees_north"
+            lat[:] = [10, 20, 30]
+            for name in ("tas", "pr"):
+                v = ds.createVariable(name, "f4", ("time", "lat"), zlib=True, fill_value=np.float32(1e20))
+                v[0:4] = np.arange(12, dtype="f4").reshape(4, 3) + 100 * i
+            t[0:4] = np.arange(4) + 4 * i
+    with h5py.File(data / "plain.h5", "w") as f:
+        f.create_dataset("grid", data=np.arange(600.0).reshape(20, 30), chunks=(5, 10), compression="gzip", shuffle=True)
+        f.create_dataset("names", data=["a", "b"], dtype=h5py.string_dtype())
+    with h5py.File(data / "clean.h5", "w") as f:
+        f.create_dataset("grid", data=np.arange(600.0).reshape(20, 30), chunks=(5, 10), compression="gzip")
+    cat = tmp_path / "cat"
+    me.scan(str(data), str(cat), references=references, progress=False)
+    return data, cat
+
+
+def test_a_scan_with_references_keeps_them_beside_the_catalog_and_open_reads_through_them(tmp_path):
+    data, cat = catalog_of(tmp_path)
+    df = me.read_catalog(str(cat)).set_index("path")
+    assert bool(df.loc[str(data / "run_1.nc"), "virtualizable"]) is True
+    assert bool(df.loc[str(data / "plain.h5"), "virtualizable"]) is False
+    assert pd_isna(df.loc[str(data / "plain.h5"), "references"])
+    record = json.loads(df.loc[str(data / "plain.h5"), "metadata"])
+    assert any("/names: variable-length strings" in r for r in record["references"]["reasons"])
+    entry = df.loc[str(data / "clean.h5"), "references"]
+    assert os.path.exists(os.path.join(str(cat) + ".references", entry))
+    assert "refs" not in json.loads(df.loc[str(data / "clean.h5"), "metadata"])["references"]  # not copied into the row
+
+    ds = me.open(str(cat), str(data / "run_1.nc"))
+    with netCDF4.Dataset(data / "run_1.nc") as direct:
+        np.testing.assert_array_equal(ds["tas"].values, direct["tas"][:])
+    grid = me.open(str(cat), df.loc[str(data / "clean.h5")].to_dict() | {"path": str(data / "clean.h5")})["grid"].values
+    np.testing.assert_array_equal(grid, np.arange(600.0).reshape(20, 30))
+    with pytest.raises(ValueError, match="variable-length strings"):
+        me.open(str(cat), str(data / "plain.h5"))  # no references stored: made now, and refused with the reason
+
+
+def pd_isna(value) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(value))
+
+
+def test_a_catalog_without_references_still_opens_hdf5_and_netcdf(tmp_path):
+    data, cat = catalog_of(tmp_path, references=False)
+    assert me.read_catalog(str(cat))["references"].isna().all()
+    np.testing.assert_array_equal(me.open(str(cat), str(data / "clean.h5"))["grid"].values, np.arange(600.0).reshape(20, 30))
+    assert float(me.open(str(cat), str(data / "run_2.nc"))["tas"].max()) == 211.0
+
+
+def test_rows_of_deleted_files_take_their_references_with_them(tmp_path):
+    data, cat = catalog_of(tmp_path)
+    entries = set(os.listdir(str(cat) + ".references"))
+    gone = me.read_catalog(str(cat)).set_index("path").loc[str(data / "clean.h5"), "references"]
+    os.unlink(data / "clean.h5")
+    me.scan(str(data), str(cat), references=True, progress=False)
+    assert set(os.listdir(str(cat) + ".references")) == entries - {gone}
+
+
+def test_the_esm_export_opens_with_intake_esm_and_joins_the_run_along_time(tmp_path):
+    data, cat = catalog_of(tmp_path)
+    datastore = me.open_catalog(str(cat))
+    assert sorted(datastore.df["format"].unique()) == ["netcdf", "reference"]  # the HDF5 file through its references
+    assert sorted(map(sorted, datastore.df["variable"])) == [["grid"]] + [["pr", "tas"]] * 3
+    found = datastore.search(file_format="netcdf4")
+    assert len(found.df) == 3
+    sets = found.to_dataset_dict(progressbar=False)
+    (ds,) = sets.values()
+    assert ds.sizes["time"] == 12
+    expected = np.concatenate([np.arange(12, dtype="f4").reshape(4, 3) + 100 * i for i in range(3)])
+    np.testing.assert_array_equal(ds["tas"].values, expected)
+    collection = json.load(open(str(cat) + ".esm/collection.json"))
+    assert {"type": "join_existing", "attribute_name": "time_start",
+            "options": {"dim": "time", "coords": "minimal", "compat": "override"}} in collection["aggregation_control"]["aggregations"]
+    assert set(collection["aggregation_control"]["groupby_attrs"]) >= {"experiment_id", "source"}
+
+
+def test_export_cli(tmp_path):
+    _data, cat = catalog_of(tmp_path)
+    out = tmp_path / "refs"
+    done = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "export", str(cat), "--to", "kerchunk", "-o", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    index = (out / "index.csv").read_text().splitlines()
+    assert len(index) == 1 + 4  # three netCDF-4 runs and the clean HDF5 file
+    bad = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "export", str(tmp_path / "nothing"), "--to", "esm"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "is not a catalog" in bad.stderr
