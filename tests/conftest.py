@@ -151,3 +151,23 @@ def _unit_tests_start_no_cluster(request, monkeypatch):
     import distributed
 
     monkeypatch.setattr(distributed.LocalCluster, "__init__", refuse)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """Leave without running native library destructors once pytest has reported.
+
+    netCDF4's bundled libhdf5 and h5py's libhdf5 both live in this process
+    (tests/test_references.py compares kerchunk, xarray and h5py reads):
+    their teardown at interpreter exit segfaulted after every test had
+    passed and been reported (exit 139). The exit status is pytest's own.
+    """
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(getattr(config, "_me_exitstatus", 0)))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    session.config._me_exitstatus = int(exitstatus)
