@@ -37,13 +37,14 @@ class NotVirtualizable(Exception):
     """One array cannot be read through references; the message says why."""
 
 
-def attrs_json(obj: Any) -> dict[str, Any]:
-    """An object's attributes as the Zarr ``.zattrs`` of kerchunk: hidden ones left out, single values unwrapped."""
+def attrs_json(obj: Any, items: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An object's attributes (``items`` when already read) as the Zarr ``.zattrs`` of kerchunk: hidden ones left out,
+    single values unwrapped."""
     import h5py
     import numpy as np
 
     out: dict[str, Any] = {}
-    for name, value in obj.attrs.items():
+    for name, value in (items if items is not None else dict(obj.attrs.items())).items():
         if name in HIDDEN_ATTRS:
             continue
         if isinstance(value, bytes):
@@ -184,7 +185,7 @@ def _array(dset: Any, name: str, refs: dict[str, Any], url: str, read: Any) -> N
     refs[f"{name}/.zarray"] = _json({"shape": shape, "chunks": list(dset.chunks or dset.shape), "dtype": dtype.str,
                                      "fill_value": _fill_json(fill, dtype), "order": "C", "filters": codecs or None,
                                      "dimension_separator": ".", "compressor": None, "zarr_format": 2})
-    refs[f"{name}/.zattrs"] = _json({"_ARRAY_DIMENSIONS": _dims(dset), **attrs_json(dset)})
+    refs[f"{name}/.zattrs"] = _json({"_ARRAY_DIMENSIONS": _dims(dset), **attrs_json(dset, attrs)})  # attributes read once
     if compact:
         if dset.nbytes < INLINE:
             refs[f"{name}/{'.'.join('0' * (dset.ndim or 1))}"] = _inline(dset[()].tobytes())
