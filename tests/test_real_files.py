@@ -183,3 +183,71 @@ def test_the_variables_table_agrees_with_h5ls_and_ncdump(scanned, real_catalog):
             if list(mine.loc[name, "dims"]) != v["dims"]:
                 problems.append(f"{path}:{name}: dims {list(mine.loc[name, 'dims'])} vs ncdump {v['dims']}")
     assert not problems, problems[:20]
+
+
+def covers_1990s_between_30_and_60_north(path: str) -> bool:
+    """The oracle, from xarray's own CF decoding: a time coordinate reaching into 1990..2000, latitudes into 30..60 N."""
+    import numpy as np
+    import xarray as xr
+
+    coder = xr.coders.CFDatetimeCoder(use_cftime=True)
+    with xr.open_dataset(path, decode_times=coder, decode_timedelta=False, mask_and_scale=True) as ds:
+        lats = [v for v in ds.variables.values() if v.attrs.get("standard_name") == "latitude"
+                or str(v.attrs.get("units", "")).lower() in ("degrees_north", "degree_north", "degrees_n", "degree_n")]
+        times = [v for n, v in ds.variables.items() if (v.attrs.get("standard_name") == "time" or v.attrs.get("axis") == "T" or n == "time")
+                 and v.dtype == object and v.size]
+        if not lats or not times:
+            return False
+        lo = min(float(np.nanmin(v.values)) for v in lats)
+        hi = max(float(np.nanmax(v.values)) for v in lats)
+        t = times[0].values.ravel()
+        first, last = min(t), max(t)
+        return ((first.year, first.month, first.day) <= (2000, 12, 31) and (last.year, last.month, last.day) >= (1990, 1, 1)
+                and lo <= 60 and hi >= 30)
+
+
+def test_the_questions_of_a_climate_user_are_one_expression_each(scanned, real_catalog):
+    """Issue 18's questions, asked of the catalog of real files, each answered right (the oracles read the files directly)."""
+    import h5py
+
+    from metaextract_dask import read_catalog, read_variables
+
+    files, rows = scanned
+    df, v = read_catalog(real_catalog), read_variables(real_catalog)
+    df, v = df[df.path.isin(rows)], v[v.path.isin(rows)]
+    assert str(df.time_start.dtype).startswith("datetime64") and str(df.time_end.dtype).startswith("datetime64")
+
+    # which NetCDF files cover 1990 to 2000 between 30 and 60 N
+    q1 = df[df.format.str.startswith("netcdf") & (df.time_start <= "2000-12-31") & (df.time_end >= "1990-01-01")
+            & (df.lat_min <= 60) & (df.lat_max >= 30)]
+    expected = {p for p in files["netcdf"] if covers_1990s_between_30_and_60_north(p)}
+    assert len(expected) >= 2 and set(q1.path) == expected
+
+    # every HDF5 dataset compressed with gzip
+    q2 = v[(v.reader == "hdf5") & v.filters.map(lambda f: "gzip" in list(f))]
+    gzipped = set()
+    for path in df.loc[df.reader == "hdf5", "path"]:
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda n, o, path=path: gzipped.add((path, "/" + n))
+                         if isinstance(o, h5py.Dataset) and o.compression == "gzip" else None)
+    assert len(gzipped) >= 5 and set(zip(q2.path, q2.name)) == gzipped
+
+    # every file with variable tos (CMIP's sea surface temperature)
+    q3 = df[df.variables.map(lambda names: names is not None and "tos" in list(names))]
+    import netCDF4
+
+    with_tos = set()
+    for p in files["netcdf"]:
+        with netCDF4.Dataset(p) as ds:
+            if "tos" in ds.variables:
+                with_tos.add(p)
+    assert len(with_tos) == 3 and set(q3.path) == with_tos
+
+    # videos longer than 5 s (no real file here runs past 10 s)
+    q4 = df[df.width.notna() & (df.media_duration > 5)]
+    long_videos = {p for p in files["media"] if any(s["codec_type"] == "video" for s in peers.ffprobe(p)["streams"])
+                   and float(peers.ffprobe(p)["format"].get("duration", 0)) > 5}
+    assert len(long_videos) >= 2 and set(q4.path) == long_videos
+
+    # and total size by format, as before
+    assert df.groupby("format")["size"].sum().sum() == sum(os.path.getsize(p) for p in df.path)

@@ -7,6 +7,7 @@ import os
 import h5py
 import netCDF4
 import numpy as np
+import pandas as pd
 import pytest
 
 from metaextract_dask import read_variables, scan
@@ -145,3 +146,65 @@ def test_which_netcdf_files_cover_1990_to_2000_between_30_and_60_north(tmp_path)
     assert (by.loc["match.nc", "lon_min"], by.loc["match.nc", "lon_max"], by.loc["match.nc", "crosses_antimeridian"]) == (-180, 180, False)
     assert (by.loc["pacific.nc", "lon_min"], by.loc["pacific.nc", "lon_max"]) == (170, -170) and by.loc["pacific.nc", "crosses_antimeridian"]
     assert (by.loc["too_late.nc", "lon_min"], by.loc["too_late.nc", "lon_max"], by.loc["too_late.nc", "crosses_antimeridian"]) == (-10, 10, False)
+
+
+def model_calendar_file(path, calendar, days):
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("time", len(days))
+        t = ds.createVariable("time", "f8", ("time",))
+        t.units, t.calendar = "days since 2000-01-01", calendar
+        t[:] = days
+        ds.createVariable("tas", "f4", ("time",))[:] = np.zeros(len(days))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_time_columns_are_timestamps_with_their_calendar(tmp_path, fmt):
+    """A date with a Gregorian twin is a timestamp; 2000-02-30 of a 360-day year has none and keeps its ISO text."""
+    from metaextract_dask import read_catalog
+
+    data = tmp_path / "data"
+    data.mkdir()
+    model_calendar_file(data / "model.nc", "360_day", [0.0, 59.0])
+    model_calendar_file(data / "real.nc", "standard", [0.0, 59.0])
+    scan(str(data), str(tmp_path / "cat"), format=fmt, progress=False)
+    f = read_catalog(str(tmp_path / "cat")).set_index("path")
+    f.index = f.index.map(os.path.basename)
+    assert str(f.time_start.dtype).startswith("datetime64")
+    model, real = f.loc["model.nc"], f.loc["real.nc"]
+    assert (model.calendar, model.time_start_iso, model.time_end_iso) == ("360_day", "2000-01-01T00:00:00", "2000-02-30T00:00:00")
+    assert model.time_start == np.datetime64("2000-01-01") and pd.isna(model.time_end)
+    assert (real.calendar, real.time_start, real.time_end) == ("standard", np.datetime64("2000-01-01"), np.datetime64("2000-02-29"))
+    if fmt == "jsonl":  # a JSON object per row, its timestamps as ISO text
+        import json
+
+        row = json.loads(next((tmp_path / "cat").glob("part-*.jsonl")).read_text().splitlines()[0])
+        assert isinstance(row["metadata"], dict) and row["time_start"] in ("2000-01-01T00:00:00",)
+
+
+def test_parts_of_an_older_schema_are_migrated_on_open_and_read_as_todays(tmp_path):
+    """A schema-3 part (time_start as text, no calendar column) reads with today's types, and a re-scan rewrites it."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from metaextract_dask import read_catalog
+
+    data, catalog = tmp_path / "data", tmp_path / "cat"
+    data.mkdir()
+    model_calendar_file(data / "real.nc", "standard", [0.0, 59.0])
+    scan(str(data), str(catalog), progress=False)
+    part = next(catalog.glob("part-*.parquet"))
+    t = pq.read_table(part).drop_columns(["calendar", "time_start_iso", "time_end_iso"])
+    as_text = [pa.array([str(x.as_py().isoformat()) if x.as_py() else None for x in t[c]], pa.string()) for c in ("time_start", "time_end")]
+    t = t.set_column(t.schema.get_field_index("time_start"), "time_start", as_text[0])
+    t = t.set_column(t.schema.get_field_index("time_end"), "time_end", as_text[1])
+    pq.write_table(t, part)  # what version 3 wrote
+    old = read_catalog(str(catalog))
+    assert str(old.time_start.dtype).startswith("datetime64") and old.calendar.tolist() == ["standard"]
+    model_calendar_file(data / "more.nc", "noleap", [0.0, 1.0])
+    scan(str(data), str(catalog), progress=False)  # opens the catalog: the old part is rewritten
+    assert all(pq.read_schema(p).field("time_start").type == pa.timestamp("us") for p in catalog.glob("part-*.parquet"))
+    both = pd.read_parquet(catalog)  # one schema: pandas reads the folder directly
+    assert sorted(both.calendar) == ["noleap", "standard"] and both.time_end.notna().all()
+    assert json.loads((catalog / "_manifest.json").read_text())["schema_version"] == 4

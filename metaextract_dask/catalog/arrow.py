@@ -9,12 +9,20 @@ with NumPy and handed to ``Array.from_buffers``.
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 #: string and binary columns use 32-bit offsets: a part with more text than this goes through pyarrow's own conversion
 MAX_TEXT = 2**31 - 1
 
-_NUMPY = {"int64": "int64", "int32": "int32", "float64": "float64"}
+_NUMPY = {"int64": "int64", "int32": "int32", "float64": "float64", "timestamp": "int64"}
+_EPOCH = datetime.datetime(1970, 1, 1)
+_MICROSECOND = datetime.timedelta(microseconds=1)
+
+
+def _micros(value: datetime.datetime) -> int:
+    """A naive datetime as microseconds since 1970 (Arrow's ``timestamp[us]``)."""
+    return (value.replace(tzinfo=None) - _EPOCH) // _MICROSECOND
 
 
 def column_array(kind: str, values: list[Any]) -> Any:
@@ -24,7 +32,7 @@ def column_array(kind: str, values: list[Any]) -> Any:
 
     if kind.startswith("list<"):
         return _list_array(kind[5:-1], values)
-    arrow_type = getattr(pa, {"bool": "bool_"}.get(kind, kind))()
+    arrow_type = pa.timestamp("us") if kind == "timestamp" else getattr(pa, {"bool": "bool_"}.get(kind, kind))()
     valid = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
     nulls = len(values) - int(valid.sum())
     validity = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
@@ -40,6 +48,8 @@ def column_array(kind: str, values: list[Any]) -> Any:
         bits = np.fromiter((bool(v) for v in values), dtype=bool, count=len(values))
         buffers = [validity, pa.py_buffer(np.packbits(bits, bitorder="little"))]
     else:
+        if kind == "timestamp":
+            values = [_micros(v) if v is not None else None for v in values]
         numbers = np.array([v if v is not None else 0 for v in values], dtype=_NUMPY[kind])
         buffers = [validity, pa.py_buffer(numbers)]
     return pa.Array.from_buffers(arrow_type, len(values), buffers, null_count=nulls)

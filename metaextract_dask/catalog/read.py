@@ -7,7 +7,7 @@ import json
 import os
 from typing import Any
 
-from .schema import catalog_columns
+from .schema import catalog_columns, current_row
 
 
 def part_files(folder: str) -> list[str]:
@@ -53,13 +53,47 @@ def read_variables(folder: str) -> Any:
     return pd.DataFrame([row for p in parts for row in _read_part(p)], columns=names)
 
 
+def is_current(part: str) -> bool:
+    """Whether a part has exactly today's columns and types (else its rows go through ``current_row``)."""
+    if part.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        from .arrow import table_from_rows
+
+        return bool(pq.read_schema(part).remove_metadata().equals(table_from_rows([], catalog_columns()).schema))
+    with open(part) as f:
+        first = f.readline()
+    return not first.strip() or list(json.loads(first)) == [c for c, _ in catalog_columns()]
+
+
+def current_rows(part: str) -> list[dict[str, Any]]:
+    """A part's rows with today's columns, whatever schema version wrote it."""
+    rows = _read_part(part)
+    return rows if is_current(part) else [{**current_row(r), "path_bytes": r.get("path_bytes")} for r in rows]
+
+
 def read_catalog(folder: str) -> Any:
-    """The catalog as a pandas DataFrame (one row per file)."""
+    """The catalog as a pandas DataFrame (one row per file); parts of older schema versions read as today's."""
     import pandas as pd
 
     parts = part_files(folder)
+    columns = catalog_columns()
     if not parts:
-        return pd.DataFrame({name: pd.Series(dtype="object") for name, _ in catalog_columns()})
+        return pd.DataFrame({name: pd.Series(dtype="object") for name, _ in columns})
     if parts[0].endswith(".parquet"):
-        return pd.read_parquet(folder)
-    return pd.DataFrame([row for p in parts for row in _read_part(p)], columns=[c for c, _ in catalog_columns()])
+        if all(is_current(p) for p in parts):
+            return pd.read_parquet(folder)
+        from .arrow import table_from_rows
+
+        return table_from_rows([r for p in parts for r in current_rows(p)], columns).to_pandas()
+    frame = pd.DataFrame([row for p in parts for row in current_rows(p)], columns=[c for c, _ in columns])
+    for name, kind in columns:  # JSON Lines keeps timestamps as ISO text
+        if kind == "timestamp":
+            frame[name] = pd.Series([_parse_time(v) for v in frame[name]], dtype="datetime64[us]")
+    return frame
+
+
+def _parse_time(value: Any) -> Any:
+    import datetime
+
+    return datetime.datetime.fromisoformat(value) if isinstance(value, str) else None

@@ -28,8 +28,9 @@ FRAMEWORK_COLUMNS = [
 #: last: the whole record, and the name's exact bytes
 TRAILING_COLUMNS = [("metadata", "string"), ("path_bytes", "binary")]
 #: the catalog's layout, in docs/catalog-schema.md and each manifest; 2: reader_version, list columns, the variables table;
-#: 3: virtualizable and references (kerchunk references kept beside the catalog)
-SCHEMA_VERSION = 3
+#: 3: virtualizable and references (kerchunk references kept beside the catalog);
+#: 4: time_start/time_end as timestamps, calendar, time_start_iso/time_end_iso (older parts are migrated on open)
+SCHEMA_VERSION = 4
 
 #: the variables table: one row per array of a file (an HDF5 dataset, a netCDF variable), joinable on ``path``
 VARIABLE_COLUMNS = [
@@ -39,7 +40,7 @@ VARIABLE_COLUMNS = [
     ("count", "int64"), ("nan_count", "int64"), ("exact", "bool"), ("path_bytes", "binary"),
 ]
 ARROW_TYPES = {"string": "string", "int64": "int64", "int32": "int32", "float64": "float64", "bool": "bool_", "binary": "binary",
-               "list<string>": "list<string>"}
+               "timestamp": "timestamp[us]", "list<string>": "list<string>"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -79,6 +80,30 @@ def reader_columns(record: dict[str, Any]) -> dict[str, Any]:
         return dict(reader.catalog_row(record.get(reader.name) or {})) if reader is not None else {}
     except Exception:  # noqa: BLE001 - an odd record: its columns stay empty, the JSON keeps everything
         return {}
+
+
+def current_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of an older schema with today's columns: the reader's columns derived again from its ``metadata``.
+
+    The record is the source of truth; the columns are views of it, so a
+    new column or type (version 4's timestamps) is filled for old rows too.
+    """
+    out = {name: row.get(name) for name, _ in catalog_columns()}
+    if row.get("success") and isinstance(row.get("metadata"), (str, dict)):
+        try:
+            record = json.loads(row["metadata"]) if isinstance(row["metadata"], str) else row["metadata"]
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            own = reader_columns(record)
+            kinds = dict(catalog_columns())
+            out.update({k: v for k, v in own.items() if k in kinds and k not in dict(FRAMEWORK_COLUMNS)})
+    return _clean(out)
+
+
+def _clean(row: dict[str, Any]) -> dict[str, Any]:
+    """safe_text on every value and list item: names and attributes come from the files."""
+    return {k: [safe_text(x) for x in v] if isinstance(v, list) else v for k, v in safe_dict(row).items()}
 
 
 def variable_rows(row: dict[str, Any], record: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -159,6 +184,6 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
         "virtualizable": (md.get("references") or {}).get("virtualizable"), "references": (md.get("references") or {}).get("entry"),
         "metadata": json.dumps(md, default=str) if md else None,
     })
-    row = {k: [safe_text(x) for x in v] if isinstance(v, list) else v for k, v in safe_dict(row).items()}
+    row = _clean(row)
     row["path_bytes"] = path_key(result.file_path)
     return row

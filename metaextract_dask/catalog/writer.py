@@ -8,6 +8,7 @@ the same path are dropped when parts are compacted, so each path appears once.
 
 from __future__ import annotations
 
+import datetime
 import glob
 import json
 import os
@@ -17,7 +18,7 @@ from typing import Any, Callable, Iterable
 
 from ..core.model import ExtractionResult
 from .index import INDEX_COLUMNS, CatalogIndex
-from .read import _read_part, part_files, variables_folder
+from .read import _read_part, current_rows, is_current, part_files, variables_folder
 from .schema import SCHEMA_VERSION, VARIABLE_COLUMNS, catalog_columns, path_key, row_key, to_row, variable_rows
 
 MANIFEST = "_manifest.json"
@@ -59,7 +60,8 @@ def _write_rows(path: str, rows: list[dict[str, Any]], fmt: str, columns: list[t
 
 def _jsonl_row(row: dict[str, Any]) -> dict[str, Any]:
     """A row for JSON Lines: the record as a JSON object (not a string inside JSON), the name's bytes as hex."""
-    out = {**row, "path_bytes": row_key(row).hex()}
+    out = {k: v.isoformat() if isinstance(v, datetime.datetime) else v for k, v in row.items()}
+    out["path_bytes"] = row_key(row).hex()
     if isinstance(out.get("metadata"), str):
         out["metadata"] = json.loads(out["metadata"])
     return out
@@ -161,6 +163,7 @@ class CatalogWriter:
         self.rows_written = 0
         for part in existing:
             self.rows_written += self._index_or_quarantine(part)
+        self._migrate()
         self._drop_orphan_variables()
         self.buffer: list[dict[str, Any]] = []
         self.variables: list[dict[str, Any]] = []
@@ -185,6 +188,15 @@ class CatalogWriter:
         rows = _read_part(part, INDEX_COLUMNS)
         self.index.add(rows)
         return len(rows)
+
+    def _migrate(self) -> None:
+        """Rewrite parts of an older schema version with today's columns, so every reader of the folder sees one schema."""
+        old = [p for p in part_files(self.folder) if not is_current(p)]
+        for part in old:
+            rows = current_rows(part)
+            _atomic_write(self.folder, os.path.basename(part), lambda tmp, rows=rows: _write_rows(tmp, rows, self.fmt))
+        if old:
+            self.notices.append(f"{len(old)} catalog parts of an older schema were rewritten as schema version {SCHEMA_VERSION}")
 
     def _drop_orphan_variables(self) -> None:
         """Variables parts whose files part is gone (quarantined, or a run killed between the two writes)."""

@@ -33,6 +33,23 @@ def iso(value: Any) -> str:
     return value.isoformat()
 
 
+def timestamp(text: Any) -> Any:
+    """An ISO date of any calendar as a naive ``datetime`` with the same fields, or None.
+
+    A noleap or 360_day date whose fields name a proleptic Gregorian date
+    (most of them) gets one; 2000-02-30, year 0 and negative years have none
+    and live on in the ISO text column beside it.
+    """
+    import datetime
+
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
 def _reference(since: str, calendar: str) -> Any:
     """The reference date as a cftime datetime, year zero allowed."""
     import cftime

@@ -204,6 +204,15 @@ def bounds_columns(coverage: dict[str, Any]) -> dict[str, Any]:
     return {**out, "lon_min": west, "lon_max": east, "crosses_antimeridian": west > east}
 
 
+def time_columns(time_range: dict[str, Any]) -> dict[str, Any]:
+    """time_start/time_end as timestamps, the calendar, and the dates as ISO text in that calendar."""
+    from .cftime_range import timestamp
+
+    start, end = time_range.get("start"), time_range.get("end")
+    return {"time_start": timestamp(start), "time_end": timestamp(end), "calendar": time_range.get("calendar") if start else None,
+            "time_start_iso": start, "time_end_iso": end}
+
+
 def _warn(header: dict[str, Any], path: str, entry: dict[str, Any], message: str) -> None:
     """A warning on one variable, repeated in the record's list."""
     entry.setdefault("warnings", []).append(message)
@@ -231,7 +240,8 @@ class NetCDFChunkReader(arrays.ArrayFileReader):
     name = "netcdf"
     formats = frozenset({"netcdf3", "netcdf4"})
     columns = (("file_format", "string"), ("n_variables", "int32"), ("n_dimensions", "int32"),
-               ("time_start", "string"), ("time_end", "string"), ("lat_min", "float64"), ("lat_max", "float64"),
+               ("time_start", "timestamp"), ("time_end", "timestamp"), ("calendar", "string"), ("time_start_iso", "string"),
+               ("time_end_iso", "string"), ("lat_min", "float64"), ("lat_max", "float64"),
                ("lon_min", "float64"), ("lon_max", "float64"), ("crosses_antimeridian", "bool"), *arrays.ARRAY_COLUMNS)
     metadata_key = "header"
     array_word = "variables"
@@ -239,8 +249,7 @@ class NetCDFChunkReader(arrays.ArrayFileReader):
     def catalog_row(self, record: dict[str, Any]) -> dict[str, Any]:
         time_range = (record.get("cf_coverage") or {}).get("time") or {}
         return {"file_format": record.get("file_format"), "n_variables": len(record.get("variables") or {}),
-                "n_dimensions": len(record.get("dimensions") or {}), "time_start": time_range.get("start"),
-                "time_end": time_range.get("end"), **bounds_columns(record.get("cf_coverage") or {}),
+                "n_dimensions": len(record.get("dimensions") or {}), **time_columns(time_range), **bounds_columns(record.get("cf_coverage") or {}),
                 **arrays.array_columns(self.variable_rows(record))}
 
     def variable_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
