@@ -354,14 +354,25 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export a catalog for intake-esm or as kerchunk references."""
+    """Export a catalog for intake-esm, as a STAC Collection or as kerchunk references."""
+    import warnings
+
     from .catalog.exports import export
 
+    def hashed(done: int, total: int) -> None:  # file:checksum reads every file: say how far
+        if sys.stderr.isatty():
+            print(f"\rmetaextract: hashed {done}/{total} files for file:checksum", end="" if done < total else "\n",
+                  file=sys.stderr, flush=True)
+
     try:
-        written = export(args.catalog, args.to, args.output)
+        with warnings.catch_warnings(record=True) as notices:
+            warnings.simplefilter("always", RuntimeWarning)
+            written = export(args.catalog, args.to, args.output, progress=hashed)
     except ValueError as exc:
         print(f"metaextract: {for_terminal(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+    for notice in notices:
+        print(f"metaextract: {for_terminal(str(notice.message))}", file=sys.stderr)
     print(f"{args.to}: {for_terminal(written)}")
     return EXIT_OK
 
@@ -428,12 +439,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--title", help="the page's title (default: the catalog's path)")
     rep.set_defaults(func=cmd_report)
 
-    exp = sub.add_parser("export", help="export a catalog: an intake-esm collection, or every file's kerchunk references")
+    exp = sub.add_parser("export", help="export a catalog: an intake-esm collection, a STAC Collection, or every file's "
+                                        "kerchunk references")
     exp.add_argument("catalog", help="the catalog folder")
-    exp.add_argument("--to", required=True, choices=["esm", "kerchunk"],
-                     help="esm: collection.json + collection.parquet for intake-esm; kerchunk: the references of a scan "
-                          "made with --references, one entry per file, with index.csv")
-    exp.add_argument("-o", "--output", help="the folder to write (default: CATALOG.esm or CATALOG.kerchunk beside the catalog)")
+    exp.add_argument("--to", required=True, choices=["esm", "stac", "kerchunk"],
+                     help="esm: collection.json + collection.csv for intake-esm; stac: collection.json and one Item per file "
+                          "(datacube and file extensions; reads each file once for file:checksum); kerchunk: the references "
+                          "of a scan made with --references, one entry per file, with index.csv")
+    exp.add_argument("-o", "--output", help="the folder to write (default: CATALOG.esm, CATALOG.stac or CATALOG.kerchunk "
+                                            "beside the catalog)")
     exp.set_defaults(func=cmd_export)
 
     demo = sub.add_parser("demo", help="make a small mixed corpus in a temporary folder and scan it")

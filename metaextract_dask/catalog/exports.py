@@ -156,14 +156,19 @@ def export_kerchunk(catalog: str, out: str) -> int:
 
 
 #: what ``export`` writes, by the name users give it
-EXPORTS = ("esm", "kerchunk")
+EXPORTS = ("esm", "stac", "kerchunk")
 
 
-def export(catalog: str | os.PathLike, to: str, output: str | os.PathLike | None = None) -> str:
-    """Export a catalog: ``to`` is ``esm`` (an intake-esm collection) or ``kerchunk`` (every file's references).
+def export(catalog: str | os.PathLike, to: str, output: str | os.PathLike | None = None,
+           progress: Any = None) -> str:
+    """Export a catalog: ``to`` is ``esm`` (an intake-esm collection), ``stac`` (a STAC Collection, one Item per
+    file) or ``kerchunk`` (every file's references).
 
-    ``output`` defaults to the catalog's name with ``.esm`` or ``.kerchunk``
-    beside it. Returns the written collection JSON (esm) or folder (kerchunk).
+    ``output`` defaults to the catalog's name with ``.esm``, ``.stac`` or
+    ``.kerchunk`` beside it. Returns the written collection JSON (esm, stac)
+    or folder (kerchunk). ``progress(done, total)`` is called as the STAC
+    export hashes files (``file:checksum`` reads each file once). Notices
+    (files changed since the scan) are issued as ``RuntimeWarning``.
     """
     from .read import part_files
 
@@ -175,5 +180,14 @@ def export(catalog: str | os.PathLike, to: str, output: str | os.PathLike | None
     out = os.fspath(output) if output is not None else os.path.normpath(catalog) + "." + to
     if to == "esm":
         return export_esm(catalog, out)
+    if to == "stac":
+        import warnings
+
+        from .stac import export_stac
+
+        path, notices = export_stac(catalog, out, progress)
+        for notice in notices:
+            warnings.warn(notice, RuntimeWarning, stacklevel=2)
+        return path
     export_kerchunk(catalog, out)
     return out

@@ -224,7 +224,7 @@ class CatalogWriter:
         kept = {k: v for k, v in found.items() if k != "refs"}
         if found.get("refs"):
             try:
-                kept["entry"] = references.store(self.folder, path_key(result.file_path), found["refs"])
+                kept["entry"] = references.store(self.folder, path_key(result.file_path), found["refs"], found.get("n_chunks"))
             except OSError as exc:
                 kept["error"] = f"references not written: {exc.strerror or exc}"
                 self.notices.append(f"{result.file_path}: its references could not be written ({exc.strerror or exc})")

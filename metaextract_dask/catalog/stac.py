@@ -1,0 +1,319 @@
+"""A catalog as a STAC Collection: one Item per file, with the datacube and file extensions.
+
+Built with pystac from what the scan recorded: the box and the time range
+(``lat_min``..``lon_max``, ``time_start``/``time_end``), each array as a
+``cube:variables`` entry and each dimension as a ``cube:dimensions`` entry
+(the extents of its coordinate variable's statistics), and the file's size.
+``file:checksum`` is the only thing read again: the multihash of the file's
+plain SHA-256 (``1220`` + hex), which the catalog's own checksum (a tree of
+1 MiB block digests) is not. A file that changed since the scan gets no
+checksum (its row would describe another file) and a notice.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import math
+import mimetypes
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from .references import entry_name, location
+
+#: media types by the catalog's format, then by video container; anything else from the name, else octet-stream
+MEDIA_TYPES = {"netcdf3": "application/netcdf", "netcdf4": "application/netcdf", "hdf5": "application/x-hdf5"}
+CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2": "video/mp4", "matroska,webm": "video/webm", "ogg": "video/ogg", "avi": "video/x-msvideo",
+              "mpeg": "video/mpeg", "mpegts": "video/mp2t", "flv": "video/x-flv", "gif": "image/gif"}
+#: STAC common metadata data types (datacube ``data_type``) by numpy's names
+DATA_TYPES = {**{f"{k}{n}": f"{k}{n}" for k in ("int", "uint") for n in (8, 16, 32, 64)},
+              **{f: f for f in ("float16", "float32", "float64")}, "complex64": "cfloat32", "complex128": "cfloat64"}
+#: CF calendars whose dates are the Gregorian calendar's (ISO 8601 dates in STAC); others are "temporal" numbers
+GREGORIAN = {"standard", "gregorian", "proleptic_gregorian"}
+#: the multihash prefix of SHA2-256: code 0x12, length 0x20
+SHA256_MULTIHASH = "1220"
+HASH_BLOCK = 8 * 2**20
+LATITUDE_UNITS = {"degrees_north", "degree_north", "degrees_n", "degree_n"}
+LONGITUDE_UNITS = {"degrees_east", "degree_east", "degrees_e", "degree_e"}
+AUXILIARY_ATTRS = ("coordinates", "bounds", "grid_mapping")
+VERTICAL = {"height", "depth", "altitude", "air_pressure", "model_level_number", "atmosphere_hybrid_height_coordinate"}
+
+
+def file_multihash(path: str, size: int | None, mtime: float | None) -> str | None:
+    """``1220`` + SHA-256 hex of the file as scanned, or None when it is not what the row describes.
+
+    Opened without following a final symlink and checked against the row's
+    size and mtime after opening: a name swapped since the scan is never
+    hashed in its place.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if size is not None and st.st_size != size or mtime is not None and abs(st.st_mtime - mtime) > 1e-3:
+            return None
+        digest = hashlib.sha256()
+        while block := f.read(HASH_BLOCK):
+            digest.update(block)
+    return SHA256_MULTIHASH + digest.hexdigest()
+
+
+def _iso(value: Any) -> str | None:
+    """A timestamp (pandas, numpy or datetime) as RFC 3339 UTC text, or None for NaT/None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or str(value) == "NaT":
+        return None
+    if not isinstance(value, datetime.datetime):
+        value = value.to_pydatetime() if hasattr(value, "to_pydatetime") else datetime.datetime.fromisoformat(str(value))
+    return value.replace(tzinfo=None).isoformat() + "Z"
+
+
+def _number(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def bbox_and_geometry(row: dict[str, Any]) -> tuple[list[float] | None, dict[str, Any] | None]:
+    """The row's lon/lat box as a STAC bbox and GeoJSON geometry; a box across the antimeridian is two polygons."""
+    west, east, south, north = (_number(row.get(k)) for k in ("lon_min", "lon_max", "lat_min", "lat_max"))
+    if None in (west, east, south, north):
+        return None, None
+
+    def box(w: float, e: float) -> list[list[list[float]]]:
+        return [[[w, south], [e, south], [e, north], [w, north], [w, south]]]
+
+    if row.get("crosses_antimeridian") and west > east:  # type: ignore[operator]
+        return [west, south, east, north], {"type": "MultiPolygon", "coordinates": [box(west, 180.0), box(-180.0, east)]}  # type: ignore[list-item,arg-type]
+    return [west, south, east, north], {"type": "Polygon", "coordinates": box(west, east)}  # type: ignore[list-item,arg-type]
+
+
+def _data_type(dtype: Any) -> str:
+    import numpy as np
+
+    try:
+        name = np.dtype(str(dtype)).name
+    except TypeError:
+        return "other"
+    return DATA_TYPES.get(name, "other")
+
+
+def _is_axis(v: dict[str, Any], units: set[str], standard: str) -> bool:
+    return str(v.get("units") or "").lower() in units or v.get("standard_name") == standard
+
+
+def datacube(row: dict[str, Any], arrays: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(``cube:dimensions``, ``cube:variables``) of one file from its variables-table rows and its time range.
+
+    A dimension with a 1-D coordinate variable of its name takes that
+    variable's extent and unit (x/y when its units are degrees east/north,
+    z for heights, depths and pressures, ``temporal`` with ISO dates when
+    it is the time coordinate and the dates have Gregorian twins); one
+    without is an index (``extent`` 0..size-1). HDF5 datasets without
+    dimension scales get dimensions named ``DATASET_dim_N``.
+    """
+    dims: dict[str, dict[str, Any]] = {}
+    variables: dict[str, dict[str, Any]] = {}
+    sizes: dict[str, int] = {}
+    named = []
+    for v in arrays:
+        name = str(v["name"]).strip("/")
+        shape = [int(n) for n in (v.get("shape") if v.get("shape") is not None else [])]
+        vd = [str(d) for d in (v.get("dims") if v.get("dims") is not None else [])]
+        if len(vd) != len(shape):
+            vd = [f"{name}_dim_{i}" for i in range(len(shape))]
+        sizes.update(zip(vd, shape))
+        named.append((name, vd, v))
+    coords = {name: v for name, vd, v in named if vd == [name.rsplit("/", 1)[-1]]}
+    time_var = str(row.get("_time_variable") or "").strip("/")
+    for dim, size in sizes.items():
+        c = coords.get(dim)
+        lo, hi = (_number(c.get("min")), _number(c.get("max"))) if c else (None, None)
+        unit = str(c.get("units")) if c and c.get("units") not in (None, "") and not _nan(c.get("units")) else None
+        entry: dict[str, Any]
+        gregorian = str(row.get("calendar") or "standard") in GREGORIAN
+        if c and dim == time_var and gregorian and _iso(row.get("time_start")) and _iso(row.get("time_end")):
+            entry = {"type": "temporal", "extent": [_iso(row["time_start"]), _iso(row["time_end"])]}
+        elif c and lo is not None and _is_axis(c, LONGITUDE_UNITS, "longitude"):
+            entry = {"type": "spatial", "axis": "x", "extent": [lo, hi], "reference_system": 4326}
+        elif c and lo is not None and _is_axis(c, LATITUDE_UNITS, "latitude"):
+            entry = {"type": "spatial", "axis": "y", "extent": [lo, hi], "reference_system": 4326}
+        elif c and lo is not None and (c.get("standard_name") in VERTICAL or dim.lower() in VERTICAL):
+            entry = {"type": "spatial", "axis": "z", "extent": [lo, hi]}
+        elif c and lo is not None:
+            entry = {"type": "temporal" if dim == time_var else "other", "extent": [lo, hi]}
+            if dim == time_var and row.get("calendar"):
+                entry["description"] = f"CF time in the {row['calendar']} calendar, as its numbers: the dates are not ISO 8601's"
+        else:
+            entry = {"type": "index", "extent": [0, max(size - 1, 0)], "description": "array index (no coordinate variable)"}
+        if unit and not isinstance(entry["extent"][0], str):  # ISO dates carry no "hours since" unit
+            entry["unit"] = unit
+        dims[dim] = entry
+    auxiliary = _auxiliary(named)
+    for name, vd, v in named:
+        if name in coords and name in dims:
+            continue  # a dimension's own coordinate: described by its dimension
+        item: dict[str, Any] = {"dimensions": vd, "type": "auxiliary" if name in auxiliary else "data",
+                                "data_type": _data_type(v.get("dtype"))}
+        for key, field in (("units", "unit"), ("long_name", "description")):
+            if v.get(key) not in (None, "") and not _nan(v.get(key)):
+                item[field] = str(v[key])
+        lo, hi = _number(v.get("min")), _number(v.get("max"))
+        if lo is not None and hi is not None:
+            item["extent"] = [lo, hi]
+        variables[name] = item
+    return dims, variables
+
+
+def _nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _auxiliary(named: list[tuple[str, list[str], dict[str, Any]]]) -> set[str]:
+    """Arrays named in another's ``coordinates``, ``bounds`` or ``grid_mapping`` attribute (CF's auxiliary variables)."""
+    out: set[str] = set()
+    for _name, _dims, v in named:
+        for key in AUXILIARY_ATTRS:
+            text = v.get(key)
+            if isinstance(text, str):
+                out.update(t.rstrip(":") for t in text.split())
+    return out
+
+
+def _item_id(path: str) -> str:
+    """Stable and unique: the file's name, made URL-safe, and a digest of its path's bytes."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(path))[:80] or "file"
+    return f"{base}-{entry_name(os.fsencode(path), False)[:12]}"
+
+
+def media_type(row: dict[str, Any], record: dict[str, Any]) -> str:
+    fmt = row.get("format") or ""
+    if fmt in MEDIA_TYPES:
+        return MEDIA_TYPES[fmt]
+    container = str((record.get(row.get("reader") or "") or {}).get("container") or row.get("container") or "")
+    if container in CONTAINERS:
+        return CONTAINERS[container]
+    return mimetypes.guess_type(str(row["path"]))[0] or "application/octet-stream"
+
+
+def export_stac(catalog: str, out: str, progress: Callable[[int, int], None] | None = None,
+                checksums: bool = True) -> tuple[str, list[str]]:
+    """Write ``out/collection.json`` and ``out/items/ID/ID.json``; returns (the collection's path, notices).
+
+    Failed rows are left out (they describe no data). ``checksums=False``
+    skips reading the files (no ``file:checksum``).
+    """
+    import pystac
+    from pystac.extensions.datacube import DatacubeExtension
+    from pystac.extensions.file import FileExtension
+
+    from .exports import _records
+    from .read import read_variables
+
+    _df, records = _records(catalog)
+    arrays: dict[str, list[dict[str, Any]]] = {}
+    v = read_variables(catalog)
+    for a in v.to_dict("records") if len(v) else []:
+        arrays.setdefault(a["path"], []).append(a)
+    _attach_attrs(records, arrays)
+    notices: list[str] = []
+    hashes = _hashes(records, progress) if checksums else {}
+    items = []
+    for rec in records:
+        items.append(_item(catalog, rec, arrays.get(rec["path"], []), hashes, notices, pystac, DatacubeExtension,
+                           FileExtension))
+    collection = _collection(catalog, items, pystac)
+    os.makedirs(out, exist_ok=True)
+    collection.normalize_and_save(os.path.abspath(out) + os.sep, catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    return os.path.join(os.path.abspath(out), "collection.json"), notices
+
+
+def _attach_attrs(records: list[dict[str, Any]], arrays: dict[str, list[dict[str, Any]]]) -> None:
+    """The ``coordinates``/``bounds``/``grid_mapping`` attributes of each array, and the time variable's name, from the records."""
+    for rec in records:
+        section = rec["record"].get(rec.get("reader") or "", {}) or {}
+        by_name = section.get("variables") or section.get("datasets") or {}
+        if isinstance(by_name, list):  # HDF5: a list of datasets, each with its name
+            by_name = {d.get("name"): d for d in by_name if isinstance(d, dict)}
+        for a in arrays.get(rec["path"], []):
+            attrs = (by_name.get(a["name"]) or by_name.get(str(a["name"]).lstrip("/")) or {}).get("attrs") or {}
+            for key in AUXILIARY_ATTRS:
+                a[key] = attrs.get(key) if isinstance(attrs.get(key), str) else None
+        rec["_time_variable"] = ((section.get("cf_coverage") or {}).get("time") or {}).get("variable")
+
+
+def _hashes(records: list[dict[str, Any]], progress: Callable[[int, int], None] | None) -> dict[str, str | None]:
+    """Every file's multihash, two at a time (hashlib releases the GIL while it hashes)."""
+    out: dict[str, str | None] = {}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {rec["path"]: pool.submit(file_multihash, rec["path"], rec.get("size"), rec.get("mtime")) for rec in records}
+        for i, (path, fut) in enumerate(futures.items(), 1):
+            out[path] = fut.result()
+            if progress is not None:
+                progress(i, len(futures))
+    return out
+
+
+def _item(catalog: str, rec: dict[str, Any], arrays: list[dict[str, Any]], hashes: dict[str, str | None], notices: list[str],
+          pystac: Any, DatacubeExtension: Any, FileExtension: Any) -> Any:
+    bbox, geometry = bbox_and_geometry(rec)
+    start, end = _iso(rec.get("time_start")), _iso(rec.get("time_end"))
+    props: dict[str, Any] = {"metaextract:format": rec.get("format"), "metaextract:reader": rec.get("reader")}
+    for key in ("calendar", "time_start_iso", "time_end_iso"):
+        if isinstance(rec.get(key), str):
+            props[f"metaextract:{key}"] = rec[key]
+    when = None
+    if start and end:
+        props.update({"start_datetime": start, "end_datetime": end})
+    else:  # no time coordinate with Gregorian dates: the file's modification time says when it was made
+        when = datetime.datetime.fromtimestamp(float(rec.get("mtime") or 0), tz=datetime.timezone.utc)
+        props["metaextract:datetime_is"] = "file modification time"
+    item = pystac.Item(id=_item_id(rec["path"]), geometry=geometry, bbox=bbox, datetime=when, properties=props)
+    asset = pystac.Asset(href=os.path.abspath(rec["path"]), media_type=media_type(rec, rec["record"]), roles=["data"],
+                         title=os.path.basename(rec["path"]))
+    item.add_asset("data", asset)
+    fext = FileExtension.ext(asset, add_if_missing=True)
+    fext.size = int(rec["size"]) if rec.get("size") is not None else None
+    digest = hashes.get(rec["path"])
+    if digest:
+        fext.checksum = digest
+    elif rec["path"] in hashes:
+        notices.append(f"{rec['path']}: changed or unreadable since the scan; its Item has no file:checksum")
+    if isinstance(rec.get("references"), str) and rec["references"]:
+        ref = location(catalog, rec["references"])
+        item.add_asset("references", pystac.Asset(href=os.path.abspath(ref), roles=["references"],
+                                                  media_type=pystac.MediaType.JSON if ref.endswith(".json") else None,
+                                                  title="kerchunk references"))
+    thumb = (rec["record"].get("thumbnail") or {}).get("path") if isinstance(rec["record"].get("thumbnail"), dict) else None
+    if isinstance(thumb, str) and os.path.isfile(os.path.join(catalog + ".thumbnails", os.path.basename(thumb))):
+        item.add_asset("thumbnail", pystac.Asset(href=os.path.abspath(os.path.join(catalog + ".thumbnails", os.path.basename(thumb))),
+                                                 media_type=pystac.MediaType.PNG, roles=["thumbnail"]))
+    if arrays:
+        dims, variables = datacube(rec, arrays)
+        DatacubeExtension.add_to(item)
+        item.properties["cube:dimensions"], item.properties["cube:variables"] = dims, variables
+    return item
+
+
+def _collection(catalog: str, items: list[Any], pystac: Any) -> Any:
+    boxes = [i.bbox for i in items if i.bbox]
+    if boxes:
+        crossing = any(b[0] > b[2] for b in boxes)
+        spatial = [[-180.0, min(b[1] for b in boxes), 180.0, max(b[3] for b in boxes)]] if crossing else \
+            [[min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]]
+    else:
+        spatial = [[-180.0, -90.0, 180.0, 90.0]]
+    times = [t for i in items for t in (i.common_metadata.start_datetime, i.common_metadata.end_datetime, i.datetime) if t]
+    temporal = [[min(times), max(times)]] if times else [[None, None]]
+    collection = pystac.Collection(
+        id="metaextract-" + entry_name(os.fsencode(os.path.abspath(catalog)), False)[:12],
+        description=f"Files of the metaextract catalog {os.path.abspath(catalog)}, one Item each",
+        extent=pystac.Extent(pystac.SpatialExtent(spatial), pystac.TemporalExtent(temporal)),
+        license="other", title=os.path.basename(os.path.normpath(catalog)))
+    collection.add_items(items)
+    return collection
