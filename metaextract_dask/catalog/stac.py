@@ -81,16 +81,17 @@ def _number(value: Any) -> float | None:
 
 def bbox_and_geometry(row: dict[str, Any]) -> tuple[list[float] | None, dict[str, Any] | None]:
     """The row's lon/lat box as a STAC bbox and GeoJSON geometry; a box across the antimeridian is two polygons."""
-    west, east, south, north = (_number(row.get(k)) for k in ("lon_min", "lon_max", "lat_min", "lat_max"))
-    if None in (west, east, south, north):
+    found = [_number(row.get(k)) for k in ("lon_min", "lon_max", "lat_min", "lat_max")]
+    if any(x is None for x in found):
         return None, None
+    west, east, south, north = (float(x) for x in found if x is not None)
 
     def box(w: float, e: float) -> list[list[list[float]]]:
         return [[[w, south], [e, south], [e, north], [w, north], [w, south]]]
 
-    if row.get("crosses_antimeridian") and west > east:  # type: ignore[operator]
-        return [west, south, east, north], {"type": "MultiPolygon", "coordinates": [box(west, 180.0), box(-180.0, east)]}  # type: ignore[list-item,arg-type]
-    return [west, south, east, north], {"type": "Polygon", "coordinates": box(west, east)}  # type: ignore[list-item,arg-type]
+    if row.get("crosses_antimeridian") and west > east:
+        return [west, south, east, north], {"type": "MultiPolygon", "coordinates": [box(west, 180.0), box(-180.0, east)]}
+    return [west, south, east, north], {"type": "Polygon", "coordinates": box(west, east)}
 
 
 def _data_type(dtype: Any) -> str:
@@ -123,8 +124,8 @@ def datacube(row: dict[str, Any], arrays: list[dict[str, Any]]) -> tuple[dict[st
     named = []
     for v in arrays:
         name = str(v["name"]).strip("/")
-        shape = [int(n) for n in (v.get("shape") if v.get("shape") is not None else [])]
-        vd = [str(d) for d in (v.get("dims") if v.get("dims") is not None else [])]
+        shape = [int(n) for n in _listed(v.get("shape"))]
+        vd = [str(d) for d in _listed(v.get("dims"))]
         if len(vd) != len(shape):
             vd = [f"{name}_dim_{i}" for i in range(len(shape))]
         sizes.update(zip(vd, shape))
@@ -168,6 +169,11 @@ def datacube(row: dict[str, Any], arrays: list[dict[str, Any]]) -> tuple[dict[st
             item["extent"] = [lo, hi]
         variables[name] = item
     return dims, variables
+
+
+def _listed(value: Any) -> list[Any]:
+    """A list column's value (a list or a NumPy array from Parquet; None when missing) as a list."""
+    return [] if value is None else list(value)
 
 
 def _nan(value: Any) -> bool:
