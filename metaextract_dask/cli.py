@@ -99,10 +99,14 @@ def _streaming_options(parser: Any) -> None:
     parser.add_argument("--references", action="store_true", default=None,
                         help="also make kerchunk references of HDF5 and netCDF-4 files, in the same pass; a catalog keeps them in "
                              "CATALOG.references/ (default: metaextract.streaming.references, off)")
+    parser.add_argument("--thumbnails", action="store_true", default=None,
+                        help="also make a PNG poster frame of each video with ffmpeg (at most 160 pixels wide, 10%% into it); a "
+                             "catalog keeps them in CATALOG.thumbnails/, named by the row's thumbnail "
+                             "(default: metaextract.streaming.thumbnails, off)")
 
 
 def _config(args: argparse.Namespace) -> StreamingConfig:
-    given = {k: getattr(args, k) for k in ("strategy", "chunk_size", "checksum", "timeout", "references") if getattr(args, k, None) is not None}
+    given = {k: getattr(args, k) for k in ("strategy", "chunk_size", "checksum", "timeout", "references", "thumbnails") if getattr(args, k, None) is not None}
     return StreamingConfig(**given)
 
 
@@ -133,7 +137,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     finally:
         box.kill()
     if args.json:
-        print(json.dumps(out[0] if len(args.files) == 1 and not failed else out, indent=2, default=str))
+        from .catalog.schema import json_value
+
+        print(json.dumps(out[0] if len(args.files) == 1 and not failed else out, indent=2, default=json_value))
     else:
         print("\n\n".join(_human(r) for r in out if "error_type" not in r))
     return EXIT_FAILED if failed else EXIT_OK
@@ -244,7 +250,7 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
     try:
         scan(
             paths, output, cluster=cluster, security=security, format=args.format, strategy=args.strategy, chunk_size=args.chunk_size, checksum=args.checksum,
-            references=args.references, timeout=args.timeout, workers=args.workers, execution=args.execution or "auto",
+            references=args.references, thumbnails=args.thumbnails, timeout=args.timeout, workers=args.workers, execution=args.execution or "auto",
             scheduler=args.scheduler, retries=args.retries, isolate=args.isolate, load_balancing=args.load_balancing,
             memory_limit=args.memory_limit,
             include=args.include, exclude=args.exclude, hidden=args.hidden, follow_symlinks=args.follow_symlinks,

@@ -38,21 +38,39 @@ class ScanSummary:
     plan: list[tuple[str, str]] = field(default_factory=list)
 
 
+def catalog_folders(output: str | os.PathLike | None) -> list[str]:
+    """The catalog and the folders beside it (variables, references, thumbnails): never scanned as data."""
+    if not output:
+        return []
+    from .catalog.references import references_folder
+    from .catalog.writer import THUMBNAILS
+
+    out = os.fspath(output)
+    return [out, variables_folder(out), references_folder(out), os.path.normpath(out) + THUMBNAILS]
+
+
 def why_extract(paths: list[str], stats: dict[str, tuple[Any, Any]], writer: CatalogWriter | None, read_only: Any,
-                retry_failed: bool) -> dict[str, str | None]:
+                retry_failed: bool, asked: frozenset[str] = frozenset()) -> dict[str, str | None]:
     """path -> why it is extracted (``catalog.index.REASONS``), None when its row stands.
 
     The index is the writer's, or for a dry run the folder ``read_only``
-    read without its lock; with neither, every file is new.
+    read without its lock; with neither, every file is new. ``asked``: the
+    extras this scan makes ("references", "thumbnail"); rows without them
+    are extracted again.
     """
     from .catalog.index import NEW, CatalogIndex
-    from .readers.registry import reader_versions
+    from .readers.registry import available_readers, loaded_reader, reader_versions
 
     index = writer.index if writer is not None else CatalogIndex.from_folder(os.fspath(read_only)) if read_only is not None else None
     if index is None or not len(index):
         return dict.fromkeys(paths, NEW)
     versions = reader_versions()
-    return {p: index.reason(p, *stats[p], versions, retry_failed) for p in paths}
+    wanted = {}
+    for name in available_readers() if asked else ():
+        reader = loaded_reader(name)
+        if reader is not None and getattr(reader, "extras", frozenset()) & asked:
+            wanted[name] = reader.extras & asked
+    return {p: index.reason(p, *stats[p], versions, retry_failed, wanted) for p in paths}
 
 
 def link_record(path: str, target: str) -> ExtractionResult:
@@ -73,7 +91,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
          flush_every: int = 200, progress: bool | None = None, dashboard_address: str | None = None,
          on_client: Callable[[Any], Any] | None = None, summary: ScanSummary | None = None, security: Any = None,
          memory_limit: int | str | None = None, as_frame: bool = True, retry_failed: bool = False, dry_run: bool = False,
-         references: bool | None = None) -> Any:
+         references: bool | None = None, thumbnails: bool | None = None) -> Any:
     """Extract every file under ``paths``; return the catalog as a pandas DataFrame.
 
     With ``output`` the catalog is also written there (crash-safe, resumable:
@@ -95,6 +113,10 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
     (path, reason) for each file that would be extracted. ``references``
     makes kerchunk references of HDF5 and netCDF-4 files in the same pass
     (kept in ``output + ".references"``; ``open`` reads through them).
+    ``thumbnails`` makes a PNG poster frame of each video (at most 160
+    pixels wide, 10% into it) with ffmpeg, kept in ``output + ".thumbnails"``
+    and named by the row's ``thumbnail``. A re-scan asking for either
+    extracts again the rows that lack it.
     """
     from .execution.cluster import ExecutionModel
     from .execution.driver import LoadBalancingStrategy, ParallelExtractionConfig
@@ -105,7 +127,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     stream: dict[str, Any] = {k: v for k, v in dict(strategy=strategy, chunk_size=chunk_size, checksum=checksum, timeout=timeout,
-                                                    references=references).items()
+                                                    references=references, thumbnails=thumbnails).items()
                               if v is not None}
     retry: dict[str, Any] = {"retry_limit": retries, "retry_failed": retries > 0} if retries is not None else {}
     auto = execution == "auto"
@@ -196,7 +218,7 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
           force: bool, progress: bool | None, client: Any, cluster: Any, on_client: Callable[[Any], Any] | None,
           as_frame: bool = True, auto: bool = False, rescan: tuple[bool, bool] = (False, False)) -> Any:
     """The scan itself, with the catalog's lock held: list, skip what is done, record links, extract the rest."""
-    found = discover(paths, include, exclude, hidden, follow_symlinks, skip=[os.fspath(output), variables_folder(os.fspath(output))] if output else [], client=client)
+    found = discover(paths, include, exclude, hidden, follow_symlinks, skip=catalog_folders(output), client=client)
     files = found.files
     explicit = {os.fspath(p) for p in paths if not os.path.isdir(p)}  # named on the command line: the user's choice
     walked, links = split_links([f for f in files if f not in explicit], [p for p in paths if os.path.isdir(p)], follow_symlinks,
@@ -207,7 +229,8 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
     if writer is not None and not force:
         writer.forget_missing([os.fspath(p) for p in paths if os.path.isdir(p)], [*files, *links])
     retry_failed, dry_run = rescan
-    reasons = why_extract([*files, *links], stats, writer, output if dry_run and not force else None, retry_failed)
+    asked = frozenset(name for name, on in (("references", config.streaming.references), ("thumbnail", config.streaming.thumbnails)) if on)
+    reasons = why_extract([*files, *links], stats, writer, output if dry_run and not force else None, retry_failed, asked)
     todo = [p for p in files if reasons[p]]
     link_todo = [p for p in links if reasons[p]]
     summary.found = len(files) + len(links)

@@ -1,8 +1,8 @@
 """What a catalog already holds, per file: whether a re-scan extracts it again, and why (make-like re-scans).
 
 A file is extracted again when it is new, when its identity changed (size or
-mtime), or when the reader that produced its row now has another version;
-a file that failed is remembered with its reason and tried again only when
+mtime), when the reader that produced its row now has another version, or
+when the scan asks for what its row lacks (references, a thumbnail); a file that failed is remembered with its reason and tried again only when
 asked (``retry_failed``).
 """
 
@@ -16,9 +16,10 @@ from .read import _read_part, part_files
 from .schema import path_key, row_key
 
 NEW, CHANGED, UPGRADED, FAILED = "new", "changed", "reader upgraded", "previously failed"
+ASKED = "asked for references or a thumbnail it lacks"
 #: the order a dry run reports them in
-REASONS = (NEW, CHANGED, UPGRADED, FAILED)
-INDEX_COLUMNS = ["path", "size", "mtime", "path_bytes", "reader", "reader_version", "success"]
+REASONS = (NEW, CHANGED, UPGRADED, ASKED, FAILED)
+INDEX_COLUMNS = ["path", "size", "mtime", "path_bytes", "reader", "reader_version", "success", "virtualizable", "thumbnail"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class Entry:
     reader: str | None
     reader_version: str | None
     success: bool
+    #: what the row has of the extras a scan can ask for ("references", "thumbnail")
+    extras: frozenset[str] = frozenset()
 
 
 class CatalogIndex:
@@ -53,16 +56,20 @@ class CatalogIndex:
         for r in rows:
             key = row_key(r)
             self.superseded = self.superseded or key in self.entries
-            self.entries[key] = Entry(r.get("size"), r.get("mtime"), r.get("reader"), r.get("reader_version"), bool(r.get("success")))
+            extras = frozenset(name for name, column in (("references", "virtualizable"), ("thumbnail", "thumbnail"))
+                               if r.get(column) is not None)
+            self.entries[key] = Entry(r.get("size"), r.get("mtime"), r.get("reader"), r.get("reader_version"), bool(r.get("success")),
+                                      extras)
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def reason(self, path: str, size: int | None, mtime: float | None, versions: dict[str, str],
-               retry_failed: bool = False) -> str | None:
+               retry_failed: bool = False, wanted: dict[str, frozenset[str]] | None = None) -> str | None:
         """Why ``path`` is extracted again (``REASONS``), or None when its row stands.
 
-        ``versions``: each reader's current version (``registry.reader_versions``).
+        ``versions``: each reader's current version (``registry.reader_versions``);
+        ``wanted``: per reader, the extras this scan asks for that the reader makes.
         """
         entry = self.entries.get(path_key(path))
         if entry is None:
@@ -74,4 +81,6 @@ class CatalogIndex:
         current = versions.get(entry.reader) if entry.reader else None
         if current is not None and entry.reader_version != current:
             return UPGRADED
+        if wanted and entry.reader and wanted.get(entry.reader, frozenset()) - entry.extras:
+            return ASKED
         return None

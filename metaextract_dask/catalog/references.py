@@ -10,13 +10,12 @@ folder sits beside the catalog, like the variables table, so that
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 from typing import Any
 
 from ..core.settings import setting
+from . import sidecars
 
 #: the references folder is the catalog's name with this suffix, beside it
 REFERENCES = ".references"
@@ -24,12 +23,12 @@ REFERENCES = ".references"
 
 def references_folder(catalog: str) -> str:
     """``catalog`` -> ``catalog.references``."""
-    return os.path.normpath(catalog) + REFERENCES
+    return sidecars.sidecar_folder(catalog, REFERENCES)
 
 
 def entry_name(path_bytes: bytes, parquet: bool) -> str:
     """A file's entry: a digest of its name's bytes (names may hold any byte), ``.json`` or ``.parq`` (a folder)."""
-    return hashlib.sha256(path_bytes).hexdigest()[:32] + (".parq" if parquet else ".json")
+    return sidecars.entry_stem(path_bytes) + (".parq" if parquet else ".json")
 
 
 def store(catalog: str, path_bytes: bytes, refs: dict[str, Any], n_chunks: int | None = None) -> str:
@@ -46,17 +45,11 @@ def store(catalog: str, path_bytes: bytes, refs: dict[str, Any], n_chunks: int |
     name = entry_name(path_bytes, parquet)
     final = os.path.join(folder, name)
     tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-    if parquet:
-        _write_parquet(tmp, refs["refs"])
-    else:
-        with open(tmp, "w") as f:
-            f.write(json.dumps(refs, separators=(",", ":")))  # dumps: the C encoder (json.dump streams in Python, 5x slower)
-            f.flush()
-            os.fsync(f.fileno())
-    other = os.path.join(folder, entry_name(path_bytes, not parquet))
-    _remove(other)  # the file's refs in the other layout, from an earlier scan
-    if os.path.isdir(final):
-        _remove(final)
+    sidecars.remove(os.path.join(folder, entry_name(path_bytes, not parquet)))  # the other layout, from an earlier scan
+    if not parquet:  # dumps: the C encoder (json.dump streams in Python, 5x slower)
+        return sidecars.write_entry(catalog, REFERENCES, name, json.dumps(refs, separators=(",", ":")).encode())
+    _write_parquet(tmp, refs["refs"])
+    sidecars.remove(final)
     os.replace(tmp, final)
     return name
 
@@ -81,29 +74,11 @@ def _inline_bytes(value: str) -> bytes:
     return base64.b64decode(value[7:]) if value.startswith("base64:") else value.encode()
 
 
-def _remove(path: str) -> None:
-    if os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
-        os.unlink(path)
-
-
 def location(catalog: str, name: str) -> str:
     """The entry's path, refusing any name that would leave the references folder (a row is data, not a path to trust)."""
-    folder = references_folder(catalog)
-    if not name or os.path.basename(name) != name or name.startswith("."):
-        raise ValueError(f"{name!r} is not a references entry of {catalog}")
-    return os.path.join(folder, name)
+    return sidecars.entry_location(catalog, REFERENCES, name)
 
 
 def sweep(catalog: str, kept: set[str]) -> int:
     """Remove entries no row names any more (their files were deleted or re-scanned without references)."""
-    folder = references_folder(catalog)
-    if not os.path.isdir(folder):
-        return 0
-    gone = 0
-    for name in os.listdir(folder):
-        if name not in kept:
-            _remove(os.path.join(folder, name))
-            gone += 1
-    return gone
+    return sidecars.sweep(catalog, REFERENCES, kept)

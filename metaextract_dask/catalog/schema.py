@@ -23,13 +23,13 @@ FRAMEWORK_COLUMNS = [
     ("duration", "float64"), ("attempts", "int32"), ("worker", "string"), ("extracted_at", "float64"),
     ("started_at", "float64"), ("finished_at", "float64"),
     ("chunks_read", "int64"), ("bytes_read", "int64"), ("exact", "bool"), ("checksum", "string"),
-    ("virtualizable", "bool"), ("references", "string"),
+    ("virtualizable", "bool"), ("references", "string"), ("thumbnail", "string"),
 ]
 #: last: the whole record, and the name's exact bytes
 TRAILING_COLUMNS = [("metadata", "string"), ("path_bytes", "binary")]
 #: the catalog's layout, in docs/catalog-schema.md and each manifest; 2: reader_version, list columns, the variables table;
 #: 3: virtualizable and references (kerchunk references kept beside the catalog);
-#: 4: time_start/time_end as timestamps, calendar, time_start_iso/time_end_iso (older parts are migrated on open)
+#: 4: time_start/time_end as timestamps, calendar, time_start_iso/time_end_iso (older parts are migrated on open), thumbnail
 SCHEMA_VERSION = 4
 
 #: the variables table: one row per array of a file (an HDF5 dataset, a netCDF variable), joinable on ``path``
@@ -151,6 +151,21 @@ def _detected(path: str) -> str:
     return file_type(path, None)
 
 
+def json_value(value: Any) -> str:
+    """Values JSON has no type for: bytes (a poster frame no writer kept) by their size, the rest as text."""
+    return f"<{len(value)} bytes>" if isinstance(value, (bytes, bytearray)) else str(value)
+
+
+def thumbnail_entry(md: dict[str, Any]) -> str | None:
+    """The row's ``thumbnail``: the PNG's entry name, "" when asked for but none could be made, None when not asked."""
+    section = md.get(md.get("reader") or "") if isinstance(md.get("reader"), str) else None
+    thumb = section.get("thumbnail") if isinstance(section, dict) else None
+    if not isinstance(thumb, dict):
+        return None
+    entry = thumb.get("entry")
+    return entry if isinstance(entry, str) else ""
+
+
 def to_row(result: ExtractionResult, size: int | None = None, mtime: float | None = None) -> dict[str, Any]:
     """One catalog row: identity, outcome, the format's main fields, all metadata as JSON.
 
@@ -182,7 +197,8 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
         "chunks_read": streaming.get("chunks_read"), "bytes_read": streaming.get("bytes_read"), "exact": streaming.get("exact"),
         "checksum": (md.get("checksum") or {}).get("value"),
         "virtualizable": (md.get("references") or {}).get("virtualizable"), "references": (md.get("references") or {}).get("entry"),
-        "metadata": json.dumps(md, default=str) if md else None,
+        "thumbnail": thumbnail_entry(md),
+        "metadata": json.dumps(md, default=json_value) if md else None,
     })
     row = _clean(row)
     row["path_bytes"] = path_key(result.file_path)

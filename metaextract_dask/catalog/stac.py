@@ -21,7 +21,9 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
+from . import sidecars
 from .references import entry_name, location
+from .writer import THUMBNAILS
 
 #: media types by the catalog's format, then by video container; anything else from the name, else octet-stream
 MEDIA_TYPES = {"netcdf3": "application/netcdf", "netcdf4": "application/netcdf", "hdf5": "application/x-hdf5"}
@@ -295,10 +297,10 @@ def _item(catalog: str, rec: dict[str, Any], arrays: list[dict[str, Any]], hashe
         item.add_asset("references", pystac.Asset(href=os.path.abspath(ref), roles=["references"],
                                                   media_type=pystac.MediaType.JSON if ref.endswith(".json") else None,
                                                   title="kerchunk references"))
-    thumb = (rec["record"].get("thumbnail") or {}).get("path") if isinstance(rec["record"].get("thumbnail"), dict) else None
-    if isinstance(thumb, str) and os.path.isfile(os.path.join(catalog + ".thumbnails", os.path.basename(thumb))):
-        item.add_asset("thumbnail", pystac.Asset(href=os.path.abspath(os.path.join(catalog + ".thumbnails", os.path.basename(thumb))),
-                                                 media_type=pystac.MediaType.PNG, roles=["thumbnail"]))
+    if isinstance(rec.get("thumbnail"), str) and rec["thumbnail"]:
+        thumb = sidecars.entry_location(catalog, THUMBNAILS, rec["thumbnail"])
+        item.add_asset("thumbnail", pystac.Asset(href=os.path.abspath(thumb), media_type=pystac.MediaType.PNG, roles=["thumbnail"],
+                                                 title="poster frame"))
     if arrays:
         dims, variables = datacube(rec, arrays)
         DatacubeExtension.add_to(item)

@@ -27,6 +27,9 @@ QUARANTINE = "_quarantine"
 FORMATS = ("parquet", "jsonl")
 
 
+#: the thumbnails folder is the catalog's name with this suffix, beside it (``sidecars``)
+THUMBNAILS = ".thumbnails"
+
 def _fsync_dir(folder: str) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -208,6 +211,8 @@ class CatalogWriter:
     def add(self, result: ExtractionResult, size: int | None = None, mtime: float | None = None) -> None:
         if result.success and isinstance(result.metadata, dict) and isinstance(result.metadata.get("references"), dict):
             self._keep_references(result)
+        if result.success and isinstance(result.metadata, dict):
+            self._keep_thumbnail(result)
         row = to_row(result, size, mtime)
         self.buffer.append(row)
         self.variables.extend(variable_rows(row, result.metadata))
@@ -229,6 +234,28 @@ class CatalogWriter:
                 kept["error"] = f"references not written: {exc.strerror or exc}"
                 self.notices.append(f"{result.file_path}: its references could not be written ({exc.strerror or exc})")
         md["references"] = kept
+
+    def _keep_thumbnail(self, result: ExtractionResult) -> None:
+        """Move a video record's poster frame to ``CATALOG.thumbnails/``; the record keeps the entry's name."""
+        from . import sidecars
+
+        md = result.metadata
+        assert md is not None  # checked by add()
+        reader = md.get("reader")
+        section = md.get(reader) if isinstance(reader, str) else None
+        thumb = section.get("thumbnail") if isinstance(section, dict) else None
+        if not isinstance(thumb, dict) or "png" not in thumb:
+            return
+        png = thumb.pop("png")
+        if not isinstance(png, (bytes, bytearray)) or not png.startswith(b"\x89PNG\r\n\x1a\n"):
+            thumb["error"] = "the poster frame is not a PNG"
+            return
+        name = sidecars.entry_stem(path_key(result.file_path)) + ".png"
+        try:
+            thumb["entry"] = sidecars.write_entry(self.folder, THUMBNAILS, name, bytes(png))
+        except OSError as exc:
+            thumb["error"] = f"thumbnail not written: {exc.strerror or exc}"
+            self.notices.append(f"{result.file_path}: its thumbnail could not be written ({exc.strerror or exc})")
 
     def flush(self) -> None:
         """Write buffered rows as one new part; a full disk stops the scan with one clear error."""
@@ -321,13 +348,15 @@ class CatalogWriter:
             self.notices.append(f"{dropped} rows of files that no longer exist were dropped from the catalog")
         return dropped
 
-    def _sweep_references(self) -> None:
-        """Drop reference entries that no row names (files deleted, or re-extracted without references)."""
-        from .references import references_folder, sweep
+    def _sweep_sidecars(self) -> None:
+        """Drop reference and thumbnail entries that no row names (files deleted, or re-extracted without them)."""
+        from . import sidecars
+        from .references import REFERENCES
 
-        if os.path.isdir(references_folder(self.folder)):
-            named = {r["references"] for p in part_files(self.folder) for r in _read_part(p, ["references"]) if r.get("references")}
-            sweep(self.folder, named)
+        for column, suffix in (("references", REFERENCES), ("thumbnail", THUMBNAILS)):
+            if os.path.isdir(sidecars.sidecar_folder(self.folder, suffix)):
+                named = {r[column] for p in part_files(self.folder) for r in _read_part(p, [column]) if r.get(column)}
+                sidecars.sweep(self.folder, suffix, named)
 
     def _manifest(self, **extra: Any) -> None:
         info = {"format": self.fmt, "schema_version": SCHEMA_VERSION, "parts": [os.path.basename(p) for p in part_files(self.folder)],
@@ -341,7 +370,7 @@ class CatalogWriter:
             if self.broken is None:
                 self.flush()
                 self.compact()
-                self._sweep_references()
+                self._sweep_sidecars()
                 self._manifest(**summary)
         finally:
             self.lock.release()

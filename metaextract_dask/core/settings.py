@@ -101,6 +101,8 @@ class StreamingConfig:
     entropy_sample: int = field(default_factory=lambda: _bytes("entropy-sample"))
     #: kerchunk references of HDF5-based files, made while their structure is read (``readers/h5refs.py``)
     references: bool = field(default_factory=lambda: bool(_get("references")))
+    #: a small PNG poster frame of each video (``readers/video.py``), kept in ``CATALOG.thumbnails/``
+    thumbnails: bool = field(default_factory=lambda: bool(_get("thumbnails")))
 
     def __post_init__(self) -> None:
         for name in ("chunk_size", "streaming_threshold", "large_file_threshold", "entropy_sample"):

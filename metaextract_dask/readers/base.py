@@ -34,6 +34,9 @@ class StreamChunkReader(ABC):
     #: the catalog columns this reader fills, (name, type) with type one of
     #: string, int32, int64, float64, bool; the catalog adds them to its schema
     columns: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: what this reader makes besides its record when a scan asks for it: "references" (kerchunk
+    #: references), "thumbnail" (a poster frame); a re-scan asking for one extracts again the rows without it
+    extras: ClassVar[frozenset[str]] = frozenset()
     #: for plugins: (format, offset, magic bytes, description) that detection recognises
     signatures: ClassVar[tuple[tuple[str, int, bytes, str], ...]] = ()
 

@@ -60,6 +60,7 @@ class WithChecksum(StreamChunkReader):
         self.version = inner.version  # type: ignore[misc]
         self.formats = inner.formats  # type: ignore[misc]
         self.native = inner.native  # type: ignore[misc]
+        self.extras = inner.extras  # type: ignore[misc]
 
     def __reduce__(self):
         return (WithChecksum, (self.inner,))

@@ -315,6 +315,7 @@ class HDF5ChunkReader(arrays.ArrayFileReader):
     """HDF5 files (seed name): tree plus per-dataset statistics."""
 
     name = "hdf5"
+    extras = frozenset({"references"})
     formats = frozenset({"hdf5"})
     columns = (("n_groups", "int32"), ("n_datasets", "int32"), *arrays.ARRAY_COLUMNS)
     metadata_key = "tree"

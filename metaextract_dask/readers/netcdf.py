@@ -238,6 +238,7 @@ class NetCDFChunkReader(arrays.ArrayFileReader):
     """NetCDF classic and NetCDF-4: header, CF coverage, per-variable statistics."""
 
     name = "netcdf"
+    extras = frozenset({"references"})
     formats = frozenset({"netcdf3", "netcdf4"})
     columns = (("file_format", "string"), ("n_variables", "int32"), ("n_dimensions", "int32"),
                ("time_start", "timestamp"), ("time_end", "timestamp"), ("calendar", "string"), ("time_start_iso", "string"),

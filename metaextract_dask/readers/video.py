@@ -50,7 +50,12 @@ def run_ffprobe(path: str, args: list[str], timeout: float, messages: list[str] 
     exe = ffprobe_path()
     if exe is None:
         raise CorruptFileError(path, "ffprobe is not installed (install ffmpeg)")
-    cmd = [exe, "-v", "error", "-hide_banner", *args, "-i", "file:" + path]
+    return run_bounded([exe, "-v", "error", "-hide_banner", *args, "-i", "file:" + path], path, timeout, messages).decode("utf-8", "replace")
+
+
+def run_bounded(cmd: list[str], path: str, timeout: float, messages: list[str] | None = None) -> bytes:
+    """Run an ffmpeg tool on one file and return its output; kill its process group on timeout."""
+    tool = os.path.basename(cmd[0])
     from ..execution import isolation as sandbox
 
     parent = os.getpid()
@@ -63,17 +68,67 @@ def run_ffprobe(path: str, args: list[str], timeout: float, messages: list[str] 
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        raise ExtractionTimeout(path, f"ffprobe did not finish within {timeout:g} s and was killed") from None
+        raise ExtractionTimeout(path, f"{tool} did not finish within {timeout:g} s and was killed") from None
     if proc.returncode != 0:
         lines = err.decode("utf-8", "replace").strip().splitlines()
         why = lines[-1].replace("file:" + path, "").strip(": ") if lines else f"exit status {proc.returncode}"
-        raise CorruptFileError(path, f"ffprobe cannot read it: {why}")
+        raise CorruptFileError(path, f"{tool} cannot read it: {why}")
     if messages is not None:
         for line in err.decode("utf-8", "replace").splitlines():
             line = line.split("] ", 1)[-1].strip()
             if line and line not in messages:
                 messages.append(line)
-    return out.decode("utf-8", "replace")
+    return out
+
+
+#: poster frames: at most this wide (smaller videos keep their width), taken this far into the video
+THUMBNAIL_WIDTH = 160
+THUMBNAIL_AT = 0.1
+#: a PNG larger than this is not a thumbnail: dropped with a warning
+THUMBNAIL_MAX_BYTES = 1 << 20
+
+
+def poster_frame(path: str, at: float, timeout: float) -> bytes:
+    """One frame at ``at`` seconds as a PNG at most ``THUMBNAIL_WIDTH`` wide, made by ffmpeg.
+
+    The command is built with ffmpeg-python and run by ``run_bounded`` (a
+    timeout kills ffmpeg's whole process group); the input is ``file:PATH``.
+    """
+    import ffmpeg
+
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise CorruptFileError(path, "ffmpeg is not installed")
+    seek = {"ss": f"{at:.3f}"} if at > 0 else {}  # some demuxers (SWF) cannot seek at all, not even to 0
+    stream = (ffmpeg.input("file:" + path, **seek)
+              .filter("scale", f"min({THUMBNAIL_WIDTH},iw)", -2)
+              .output("pipe:", vframes=1, format="image2", vcodec="png", an=None, sn=None))
+    png = run_bounded(ffmpeg.compile(stream, cmd=[exe, "-v", "error", "-hide_banner", "-nostdin"]), path, timeout)
+    if not png.startswith(b"\x89PNG\r\n\x1a\n") or len(png) < 24:
+        raise CorruptFileError(path, "ffmpeg made no frame (the video stream may hold none at that time)")
+    return png
+
+
+def thumbnail(path: str, record: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """The record's ``thumbnail``: ``png`` bytes with their time and size, or why there is none (never raises)."""
+    if not any(s.get("codec_type") == "video" and s.get("width") for s in record.get("streams", [])):
+        return {"none": "no video stream"}
+    duration = record.get("duration")
+    at = THUMBNAIL_AT * duration if isinstance(duration, (int, float)) and duration > 0 else 0.0
+    try:
+        try:
+            png = poster_frame(path, at, timeout)
+        except CorruptFileError:
+            if at <= 0:
+                raise
+            at = 0.0  # no frame decodes there (a seek into B-frames of MPEG-TS): the first frame
+            png = poster_frame(path, at, timeout)
+        if len(png) > THUMBNAIL_MAX_BYTES:
+            raise CorruptFileError(path, f"its poster frame is {len(png)} bytes, more than a thumbnail")
+    except (CorruptFileError, ExtractionTimeout, OSError) as exc:
+        return {"error": str(getattr(exc, "message", exc))}
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    return {"png": png, "time": round(at, 3), "width": width, "height": height}
 
 
 def probe_media(path: str, timeout: float) -> str | None:
@@ -160,6 +215,7 @@ class VideoChunkReader(StreamChunkReader):
     """Video containers (seed name): format, streams, counted frames and keyframes."""
 
     name = "video"
+    extras = frozenset({"thumbnail"})
     columns = (("container", "string"), ("media_duration", "float64"), ("codec", "string"), ("width", "int32"),
                ("height", "int32"), ("fps", "float64"), ("audio_codec", "string"), ("n_streams", "int32"), ("frames", "int64"))
 
@@ -265,6 +321,10 @@ class VideoChunkReader(StreamChunkReader):
             for k, (n, key, last) in sorted(state["frames"].items(), key=lambda kv: int(kv[0]))
         }
         record["warnings"] = [f"ffprobe: {m}" for m in data.get("messages", [])] + _truncation_warnings(record, full)
+        if config.thumbnails:
+            record["thumbnail"] = thumbnail(info.path, record, config.timeout)
+            if "error" in record["thumbnail"]:
+                record["warnings"].append(f"thumbnail: {record['thumbnail']['error']}")
         return record
 
 
