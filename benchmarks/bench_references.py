@@ -88,7 +88,10 @@ def check_identical(cat: str, kerchunk_out: str, paths: list[str]) -> int:
             with open(entry) as f:
                 mine = json.load(f)["refs"]
         else:
-            fs = fsspec.filesystem("reference", fo=entry, remote_protocol="file")
+            from fsspec.implementations.reference import LazyReferenceMapper
+
+            lazy = LazyReferenceMapper(entry, fs=fsspec.filesystem("file"), engine="pyarrow")
+            fs = fsspec.filesystem("reference", fo=lazy, remote_protocol="file")
             mine = {k: (fs.references[k] if not isinstance(fs.references[k], bytes) else fs.references[k].decode())
                     for k in fs.references}
         if normalised(mine) != theirs:

@@ -151,6 +151,33 @@ def test_a_scan_with_references_keeps_them_beside_the_catalog_and_open_reads_thr
         me.open(str(cat), str(data / "plain.h5"))  # no references stored: made now, and refused with the reason
 
 
+def test_a_large_file_gets_parquet_references_that_open_reads(tmp_path):
+    """At metaextract.references.parquet-min-chunks chunks a file's references go to fsspec's Parquet layout."""
+    import dask
+
+    data = tmp_path / "data"
+    data.mkdir()
+    values = np.arange(5000.0).reshape(50, 100)
+    with h5py.File(data / "many.h5", "w") as f:
+        f.create_dataset("grid", data=values, chunks=(5, 10))  # 100 chunks of 400 bytes: inlined below 500
+        f.create_dataset("big", data=values * 2, chunks=(25, 50))  # 4 chunks of 10,000 bytes: [path, offset, size]
+    cat = tmp_path / "cat"
+    with dask.config.set({"metaextract.references.parquet-min-chunks": 100}):
+        me.scan(str(data), str(cat), references=True, progress=False)
+    entry = me.read_catalog(str(cat))["references"].iloc[0]
+    assert entry.endswith(".parq") and os.path.isdir(os.path.join(str(cat) + ".references", entry))
+    ds = me.open(str(cat), str(data / "many.h5"))
+    np.testing.assert_array_equal(ds["grid"].values, values)
+    np.testing.assert_array_equal(ds["big"].values, values * 2)
+
+
+def test_a_reference_set_from_a_worker_must_look_like_one():
+    from metaextract_dask.catalog import references
+
+    with pytest.raises(ValueError, match="not a kerchunk reference set"):
+        references.store("/nonexistent/cat", b"/x.h5", b'{"refs": "../../etc"}')
+
+
 def pd_isna(value) -> bool:
     import pandas as pd
 

@@ -33,9 +33,18 @@ def find_row(catalog: str, path: str) -> dict[str, Any]:
 
 
 def open_references(fo: Any, **kwargs: Any) -> Any:
-    """An xarray Dataset over a kerchunk reference set (a dict, a JSON file or a Parquet reference folder)."""
+    """An xarray Dataset over a kerchunk reference set (a dict, a JSON file or a Parquet reference folder).
+
+    A Parquet folder is opened with pyarrow: fsspec's own default for a
+    folder path is fastparquet, which this project does not install.
+    """
     import xarray as xr
 
+    if isinstance(fo, str) and os.path.isdir(fo):
+        import fsspec
+        from fsspec.implementations.reference import LazyReferenceMapper
+
+        fo = LazyReferenceMapper(fo, fs=fsspec.filesystem("file"), engine="pyarrow")
     backend = {"consolidated": False, "storage_options": {"fo": fo, "remote_protocol": "file"}}
     backend.update(kwargs.pop("backend_kwargs", {}))
     return xr.open_dataset("reference://", engine="zarr", backend_kwargs=backend, **kwargs)

@@ -31,24 +31,34 @@ def entry_name(path_bytes: bytes, parquet: bool) -> str:
     return sidecars.entry_stem(path_bytes) + (".parq" if parquet else ".json")
 
 
-def store(catalog: str, path_bytes: bytes, refs: dict[str, Any], n_chunks: int | None = None) -> str:
+def store(catalog: str, path_bytes: bytes, refs: dict[str, Any] | bytes, n_chunks: int | None = None) -> str:
     """Write one file's reference set crash-safe; returns the entry's name.
 
     Files with at least ``metaextract.references.parquet-min-chunks`` chunk
     references are written as Parquet references (``LazyReferenceMapper``):
-    opening them reads only the chunk records a read needs.
+    opening them reads only the chunk records a read needs. ``refs`` may
+    come already encoded as JSON (``h5refs.ReferencesJSON``): then it is
+    written as it is (parsed only for the Parquet layout).
     """
+    text = bytes(refs) if isinstance(refs, (bytes, bytearray)) else None
+    if text is not None and not (text.startswith(b'{"version":1,"refs":{') and text.endswith(b"}}")):
+        raise ValueError("not a kerchunk reference set")
+
+    def parsed() -> dict[str, Any]:
+        return json.loads(text) if text is not None else refs  # type: ignore[return-value]
+
     folder = references_folder(catalog)
     os.makedirs(folder, exist_ok=True)
-    n = n_chunks if isinstance(n_chunks, int) else sum(1 for k in refs["refs"] if not k.rsplit("/", 1)[-1].startswith("."))
-    parquet = n >= int(setting("references.parquet-min-chunks"))
+    if not isinstance(n_chunks, int):
+        n_chunks = sum(1 for k in parsed()["refs"] if not k.rsplit("/", 1)[-1].startswith("."))
+    parquet = n_chunks >= int(setting("references.parquet-min-chunks"))
     name = entry_name(path_bytes, parquet)
     final = os.path.join(folder, name)
     tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     sidecars.remove(os.path.join(folder, entry_name(path_bytes, not parquet)))  # the other layout, from an earlier scan
     if not parquet:  # dumps: the C encoder (json.dump streams in Python, 5x slower)
-        return sidecars.write_entry(catalog, REFERENCES, name, json.dumps(refs, separators=(",", ":")).encode())
-    _write_parquet(tmp, refs["refs"])
+        return sidecars.write_entry(catalog, REFERENCES, name, text or json.dumps(refs, separators=(",", ":")).encode())
+    _write_parquet(tmp, parsed()["refs"])
     sidecars.remove(final)
     os.replace(tmp, final)
     return name
@@ -60,7 +70,7 @@ def _write_parquet(folder: str, refs: dict[str, Any]) -> None:
     from fsspec.implementations.reference import LazyReferenceMapper
 
     os.makedirs(folder, exist_ok=True)
-    out = LazyReferenceMapper.create(root=folder, fs=fsspec.filesystem("file"), record_size=100_000)
+    out = LazyReferenceMapper.create(root=folder, fs=fsspec.filesystem("file"), record_size=100_000, engine="pyarrow")
     for key, value in refs.items():
         out[key] = value.encode() if isinstance(value, str) and key.rsplit("/", 1)[-1].startswith(".") else \
             _inline_bytes(value) if isinstance(value, str) else value

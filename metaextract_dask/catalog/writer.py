@@ -230,9 +230,10 @@ class CatalogWriter:
         if found.get("refs"):
             try:
                 kept["entry"] = references.store(self.folder, path_key(result.file_path), found["refs"], found.get("n_chunks"))
-            except OSError as exc:
-                kept["error"] = f"references not written: {exc.strerror or exc}"
-                self.notices.append(f"{result.file_path}: its references could not be written ({exc.strerror or exc})")
+            except (OSError, ValueError) as exc:  # a full disk, or a worker's answer that is no reference set
+                why = getattr(exc, "strerror", None) or exc
+                kept["error"] = f"references not written: {why}"
+                self.notices.append(f"{result.file_path}: its references could not be written ({why})")
         md["references"] = kept
 
     def _keep_thumbnail(self, result: ExtractionResult) -> None:

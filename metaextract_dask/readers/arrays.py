@@ -437,7 +437,9 @@ class ArrayFileReader(StreamChunkReader):
         """The reader's section, and under ``references`` the file's kerchunk references when they were asked for."""
         out = super().record(state, info, config)
         if state.get("refs") is not None:
-            out["references"] = state["refs"]
+            from .h5refs import encoded
+
+            out["references"] = encoded(state["refs"])
         return out
 
     def public_summary(self, state: State) -> dict[str, Any]:
