@@ -25,3 +25,12 @@ def test_profile_scan_runs(tmp_path):
     run = subprocess.run([sys.executable, os.path.join(BENCH, "profile_scan.py"), "--repeat", "2", "--size", str(16 << 20)],
                          capture_output=True, text=True, timeout=300, env=dict(os.environ, BENCH_DIR=str(tmp_path)))
     assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_references_benchmark_runs_small_and_finds_identical_references(tmp_path):
+    """bench_references.py at 3 files of 300 chunks: it exits non-zero when any reference set differs from kerchunk's."""
+    out = tmp_path / "results.md"
+    run = subprocess.run([sys.executable, os.path.join(BENCH, "bench_references.py"), "--files", "3", "--chunks", "300",
+                          "--rounds", "1", "--output", str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "References identical for 3 of 3 files" in out.read_text()
