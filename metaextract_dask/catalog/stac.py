@@ -101,7 +101,7 @@ def _data_type(dtype: Any) -> str:
 
     try:
         name = np.dtype(str(dtype)).name
-    except TypeError:
+    except Exception:  # noqa: BLE001 - compound and other text numpy cannot parse back: "other"
         return "other"
     return DATA_TYPES.get(name, "other")
 
@@ -233,8 +233,11 @@ def export_stac(catalog: str, out: str, progress: Callable[[int, int], None] | N
     hashes = _hashes(records, progress) if checksums else {}
     items = []
     for rec in records:
-        items.append(_item(catalog, rec, arrays.get(rec["path"], []), hashes, notices, pystac, DatacubeExtension,
-                           FileExtension))
+        try:
+            items.append(_item(catalog, rec, arrays.get(rec["path"], []), hashes, notices, pystac, DatacubeExtension,
+                               FileExtension))
+        except Exception as exc:  # noqa: BLE001 - one odd record costs its own Item, with a notice, never the export
+            notices.append(f"{rec['path']}: no STAC Item ({type(exc).__name__}: {exc})")
     collection = _collection(catalog, items, pystac)
     os.makedirs(out, exist_ok=True)
     collection.normalize_and_save(os.path.abspath(out) + os.sep, catalog_type=pystac.CatalogType.SELF_CONTAINED)
