@@ -171,6 +171,26 @@ def test_a_large_file_gets_parquet_references_that_open_reads(tmp_path):
     np.testing.assert_array_equal(ds["big"].values, values * 2)
 
 
+def test_datasets_of_different_sizes_without_dimension_scales_open(tmp_path):
+    """kerchunk names both first axes phony_dim_0; open() gives each distinct size its own name, as h5netcdf does."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with h5py.File(data / "mixed.h5", "w") as f:
+        f.create_dataset("rows", data=np.arange(50.0), chunks=(10,))
+        f.create_dataset("long", data=np.arange(2000.0), chunks=(500,))
+        f.create_dataset("square", data=np.ones((50, 50)), chunks=(25, 25))
+    cat = tmp_path / "cat"
+    me.scan(str(data), str(cat), references=True, progress=False)
+    stored = json.load(open(os.path.join(str(cat) + ".references", me.read_catalog(str(cat))["references"].iloc[0])))
+    assert json.loads(stored["refs"]["long/.zattrs"])["_ARRAY_DIMENSIONS"] == ["phony_dim_0"]  # as kerchunk makes it
+    ds = me.open(str(cat), str(data / "mixed.h5"))
+    assert ds["rows"].sizes[ds["rows"].dims[0]] == 50 and ds["long"].dims != ds["rows"].dims
+    assert len(set(ds["square"].dims)) == 2 and ds["square"].dims[0] == ds["rows"].dims[0]
+    with h5py.File(data / "mixed.h5", "r") as f:
+        for name in ("rows", "long", "square"):
+            np.testing.assert_array_equal(ds[name].values, f[name][()])
+
+
 def test_a_reference_set_from_a_worker_must_look_like_one():
     from metaextract_dask.catalog import references
 
