@@ -345,6 +345,20 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return _run_scan(args.paths, args.output, args)
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """Print (or write) the Prometheus alerting rules over the metaextract_* series."""
+    from .diagnostics.alerts import rules_yaml
+
+    text = rules_yaml()
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+        print(f"alerts: {for_terminal(args.output)}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the catalog's HTML report."""
     import os
@@ -436,6 +450,11 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("-o", "--output", required=True, metavar="CATALOG", help="catalog folder (created; reruns resume it)")
     _scan_options(sc)
     sc.set_defaults(func=cmd_scan)
+
+    alerts = sub.add_parser("alerts", help="print Prometheus alerting rules for the metaextract_* series (thresholds: "
+                                           "dask.config metaextract.alerts.*)")
+    alerts.add_argument("-o", "--output", help="write the rules to this file (default: standard output)")
+    alerts.set_defaults(func=cmd_alerts)
 
     rep = sub.add_parser("report", help="write a catalog's report: one self-contained HTML page of plots",
                          description="Size and count by format, each NetCDF file's time coverage, the spatial coverage, the slowest "

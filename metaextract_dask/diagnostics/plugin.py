@@ -67,6 +67,8 @@ class MetricsPlugin(SchedulerPlugin):
         #: counts of runs no longer kept in detail (pruned, or cleared by a restart)
         self.retired = Totals()
         self.collector: PrometheusCollector | None = None
+        #: workers that left the cluster while a scan was running (a closed cluster's workers leave after its scans end)
+        self.workers_lost = 0
 
     def restart(self, scheduler: Any) -> None:
         """The cluster restarted: per-run details go, the Prometheus totals stay (counters never decrease)."""
@@ -91,6 +93,16 @@ class MetricsPlugin(SchedulerPlugin):
                 return
             self.order.remove(oldest)
             self.retired.add(self.runs.pop(oldest))
+
+    def remove_worker(self, scheduler: Any, worker: str, **kwargs: Any) -> None:
+        if any(not stats.finished for stats in self.runs.values()):
+            self.workers_lost += 1
+
+    def progress(self) -> tuple[int, int, float | None]:
+        """(scans running, files they still expect, when the latest of them last finished a file) for the alert rules."""
+        running = [s for s in self.runs.values() if not s.finished]
+        remaining = sum(max(0, s.expected_files - sum(s.files.values())) for s in running)
+        return len(running), remaining, max((s.last for s in running), default=None)
 
     async def start(self, scheduler: Any) -> None:
         self.scheduler = scheduler
@@ -190,7 +202,7 @@ class PrometheusCollector:
             self.registry = None
 
     def collect(self) -> Any:
-        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
         files = CounterMetricFamily("metaextract_files", "Files extracted, by detected type and outcome", labels=["type", "outcome"])
         nbytes = CounterMetricFamily("metaextract_bytes", "Bytes read by extraction, by detected type", labels=["type"])
@@ -209,7 +221,17 @@ class PrometheusCollector:
             cumulative.append(("+Inf" if bound == float("inf") else str(bound), running))
         duration = HistogramMetricFamily("metaextract_file_duration_seconds", "Time to extract one file", buckets=cumulative,
                                          sum_value=totals.duration_sum)
-        yield from (files, nbytes, chunks, errors, chunk_tasks, duration)
+        running, remaining, last = self.plugin.progress()
+        lost = CounterMetricFamily("metaextract_workers_lost", "Workers that left the cluster while a scan was running")
+        lost.add_metric([], self.plugin.workers_lost)
+        scans = GaugeMetricFamily("metaextract_scans_running", "Scans started and not finished", value=running)
+        left = GaugeMetricFamily("metaextract_files_remaining", "Files the running scans announced and have not finished",
+                                 value=remaining)
+        out = [files, nbytes, chunks, errors, chunk_tasks, duration, lost, scans, left]
+        if last is not None:  # absent when no scan runs: the stall rule has nothing to compare
+            out.append(GaugeMetricFamily("metaextract_last_progress_timestamp_seconds",
+                                         "Unix time at which a running scan last finished a file (or started)", value=last))
+        yield from out
 
 
 def ensure_plugin(client: Any) -> None:
