@@ -193,6 +193,10 @@ def _scan_options(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("the catalog")
     out.add_argument("--format", default="parquet", choices=["parquet", "jsonl"], help="catalog part format (default parquet)")
     out.add_argument("--force", action="store_true", help="redo every file, replacing the catalog")
+    out.add_argument("--learn-from", action="append", metavar="CATALOG",
+                     help="learn each file's cost from this catalog's rows (or a saved CATALOG.costs.json), to start the "
+                          "costliest files first and batch by predicted time; repeatable. The catalog being resumed always "
+                          "teaches too; the model is saved as CATALOG.costs.json (default: none, order by size)")
     out.add_argument("--retry-failed", action="store_true",
                      help="extract again the files whose row is a failure (default: a failed file is remembered with its reason "
                           "and skipped until it changes)")
@@ -250,7 +254,7 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
     try:
         scan(
             paths, output, cluster=cluster, security=security, format=args.format, strategy=args.strategy, chunk_size=args.chunk_size, checksum=args.checksum,
-            references=args.references, thumbnails=args.thumbnails, timeout=args.timeout, workers=args.workers, execution=args.execution or "auto",
+            references=args.references, thumbnails=args.thumbnails, learn_from=args.learn_from or (), timeout=args.timeout, workers=args.workers, execution=args.execution or "auto",
             scheduler=args.scheduler, retries=args.retries, isolate=args.isolate, load_balancing=args.load_balancing,
             memory_limit=args.memory_limit,
             include=args.include, exclude=args.exclude, hidden=args.hidden, follow_symlinks=args.follow_symlinks,

@@ -39,14 +39,16 @@ class ScanSummary:
 
 
 def catalog_folders(output: str | os.PathLike | None) -> list[str]:
-    """The catalog and the folders beside it (variables, references, thumbnails): never scanned as data."""
+    """The catalog and what lies beside it (variables, references, thumbnails, cost model): never scanned as data."""
     if not output:
         return []
     from .catalog.references import references_folder
     from .catalog.writer import THUMBNAILS
 
+    from .planning.costs import model_path
+
     out = os.fspath(output)
-    return [out, variables_folder(out), references_folder(out), os.path.normpath(out) + THUMBNAILS]
+    return [out, variables_folder(out), references_folder(out), os.path.normpath(out) + THUMBNAILS, model_path(out)]
 
 
 def why_extract(paths: list[str], stats: dict[str, tuple[Any, Any]], writer: CatalogWriter | None, read_only: Any,
@@ -91,7 +93,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
          flush_every: int = 200, progress: bool | None = None, dashboard_address: str | None = None,
          on_client: Callable[[Any], Any] | None = None, summary: ScanSummary | None = None, security: Any = None,
          memory_limit: int | str | None = None, as_frame: bool = True, retry_failed: bool = False, dry_run: bool = False,
-         references: bool | None = None, thumbnails: bool | None = None) -> Any:
+         references: bool | None = None, thumbnails: bool | None = None, learn_from: Sequence[str | os.PathLike] = ()) -> Any:
     """Extract every file under ``paths``; return the catalog as a pandas DataFrame.
 
     With ``output`` the catalog is also written there (crash-safe, resumable:
@@ -116,7 +118,12 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
     ``thumbnails`` makes a PNG poster frame of each video (at most 160
     pixels wide, 10% into it) with ffmpeg, kept in ``output + ".thumbnails"``
     and named by the row's ``thumbnail``. A re-scan asking for either
-    extracts again the rows that lack it.
+    extracts again the rows that lack it. ``learn_from``: catalogs (or
+    saved cost models) whose rows teach each file's cost
+    (``planning.costs``); the catalog being resumed always teaches too.
+    With a model, work goes costliest first and batches hold equal predicted
+    time; the model is saved as ``output + ".costs.json"``. Without history,
+    work is ordered by size.
     """
     from .execution.cluster import ExecutionModel
     from .execution.driver import LoadBalancingStrategy, ParallelExtractionConfig
@@ -146,6 +153,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
                                    "this environment's limit (ulimit -v) is lower")
     writer = CatalogWriter(os.fspath(output), format, flush_every=flush_every, force=force) if output is not None and not dry_run else None
     try:
+        config.cost_model = cost_model(learn_from, output, writer, config, summary)
         return _scan(paths, writer, output, config, summary, t0, include, exclude, hidden, follow_symlinks, force, progress,
                      client, cluster, on_client, as_frame, auto, (retry_failed, dry_run))
     finally:
@@ -157,6 +165,27 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
 
             for note in summary.notices:
                 warnings.warn(note, RuntimeWarning, stacklevel=2)
+
+
+def cost_model(learn_from: Sequence[str | os.PathLike], output: str | os.PathLike | None, writer: CatalogWriter | None,
+               config: Any, summary: ScanSummary) -> Any:
+    """The cost model this scan orders work by (``planning.costs``), saved beside the catalog; None: order by size."""
+    from .execution.driver import LoadBalancingStrategy
+    from .planning import costs
+
+    sources = [os.fspath(s) for s in learn_from]
+    if writer is not None and writer.rows_written:
+        sources.append(os.fspath(output))  # type: ignore[arg-type]  # a writer has an output
+    if not sources or config.load_balancing is not LoadBalancingStrategy.SIZE_AWARE:
+        return None
+    model, warnings = costs.learn(sources)
+    summary.notices.extend(warnings)
+    if model is not None and writer is not None:
+        try:
+            costs.save(model, costs.model_path(os.fspath(output)))  # type: ignore[arg-type]
+        except OSError as exc:
+            summary.notices.append(f"the cost model could not be saved beside the catalog ({exc.strerror or exc})")
+    return model
 
 
 #: what one worker thread does, measured (benchmarks/RESULTS-cli.md): a small file's parse, bytes read and hashed per second

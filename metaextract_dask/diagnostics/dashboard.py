@@ -42,6 +42,8 @@ class ExtractionPage:
         self.chunks = ColumnDataSource(dict(shape=[], chunks=[]), name="metaextract-chunks")
         self.failures = ColumnDataSource(dict(path=[], type=[], error=[]), name="metaextract-failures")
         self.slowest = ColumnDataSource(dict(path=[], type=[], duration=[]), name="metaextract-slowest")
+        #: a cost model's predicted seconds per type (all the run's files) beside the seconds the finished ones took
+        self.costs = ColumnDataSource(dict(type=[], predicted=[], actual=[], files=[]), name="metaextract-costs")
 
         self.files_fig = figure(title="Files done, by type", y_range=[], height=260, sizing_mode="stretch_width", tools="", toolbar_location=None)
         self.files_fig.hbar_stack(["success", "failed"], y="type", height=0.7, color=["#2a9d8f", "#e76f51"], source=self.files,
@@ -56,8 +58,14 @@ class ExtractionPage:
         slowest = DataTable(source=self.slowest, height=220, sizing_mode="stretch_width", columns=[
             TableColumn(field="path", title="slowest file"), TableColumn(field="type", title="type", width=80),
             TableColumn(field="duration", title="seconds", formatter=NumberFormatter(format="0.000"), width=80)])
+        seconds = NumberFormatter(format="0.000")
+        costs = DataTable(source=self.costs, height=140, sizing_mode="stretch_width", columns=[
+            TableColumn(field="type", title="type (cost model)", width=120),
+            TableColumn(field="predicted", title="predicted seconds", formatter=seconds),
+            TableColumn(field="actual", title="actual seconds so far", formatter=seconds),
+            TableColumn(field="files", title="files done", width=80)])
         self.root = column(self.summary, row(self.files_fig, self.chunks_fig, sizing_mode="stretch_width"), self.rate_fig,
-                           row(failures, slowest, sizing_mode="stretch_width"), sizing_mode="stretch_width")
+                           row(failures, slowest, sizing_mode="stretch_width"), costs, sizing_mode="stretch_width")
 
     def snapshot(self) -> dict[str, Any] | None:
         from .plugin import PLUGIN_NAME
@@ -85,6 +93,10 @@ class ExtractionPage:
                                   error=[_without_path(f["error"], f["path"]) for f in snap["failures"]])
         self.slowest.data = dict(path=[s["path"] for s in snap["slowest"]], type=[s["type"] for s in snap["slowest"]],
                                  duration=[s["duration"] for s in snap["slowest"]])
+        costs = snap.get("costs") or {}
+        kinds = sorted(costs)
+        self.costs.data = dict(type=kinds, predicted=[costs[k]["predicted"] for k in kinds], actual=[costs[k]["actual"] for k in kinds],
+                               files=[costs[k]["files"] for k in kinds])
         state = "finished" if snap["finished"] else "running"
         self.summary.text = (
             f"<b>Extraction {snap['run']}</b> ({state}): {snap['files']} of {snap['expected_files']} files done, "

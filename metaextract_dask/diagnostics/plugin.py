@@ -157,6 +157,11 @@ class MetricsPlugin(SchedulerPlugin):
         elif kind == "run-start":
             stats.expected_files += msg.get("files", 0)
             stats.expected_bytes += msg.get("bytes", 0)
+            predicted = msg.get("predicted")
+            if isinstance(predicted, dict):
+                for k, v in predicted.items():
+                    if isinstance(v, (int, float)):
+                        stats.predicted_by_type[str(k)] = stats.predicted_by_type.get(str(k), 0.0) + float(v)
         elif kind == "run-end":
             stats.finished = True
 

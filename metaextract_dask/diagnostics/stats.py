@@ -35,6 +35,9 @@ class RunStats:
         self.workers: dict[str, Counter] = {}
         self.failures: deque = deque(maxlen=500)
         self.error_types: Counter = Counter()
+        #: a cost model's predicted seconds per file type (all files of the run), and the seconds files took
+        self.predicted_by_type: dict[str, float] = {}
+        self.seconds_by_type: dict[str, float] = {}
         self.slowest: list[tuple[float, str, str]] = []  # min-heap of the 20 slowest files
         self.duration_counts = [0] * len(DURATION_BUCKETS)
         self.duration_sum = 0.0
@@ -60,6 +63,7 @@ class RunStats:
         w[outcome] += 1
         duration = float(f.get("duration", 0.0))
         self.duration_sum += duration
+        self.seconds_by_type[kind] = self.seconds_by_type.get(kind, 0.0) + duration
         for i, bound in enumerate(DURATION_BUCKETS):
             if duration <= bound:
                 self.duration_counts[i] += 1
@@ -108,6 +112,10 @@ class RunStats:
             "duration_sum": self.duration_sum,
             "throughput": list(self.throughput),
             "task_log": sorted(self.task_log),
+            # predicted vs actual seconds per file type, when a cost model ordered the run
+            "costs": {t: {"predicted": self.predicted_by_type[t], "actual": self.seconds_by_type.get(t, 0.0),
+                          "files": self.files[(t, "success")] + self.files[(t, "failed")]}
+                      for t in sorted(self.predicted_by_type)},
         }
 
 

@@ -65,6 +65,9 @@ class ParallelExtractionConfig:
     dashboard_address: str | bool | None = None
     security: Any = None  # a distributed.Security (TLS); see cluster.tls_security
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
+    #: a ``planning.costs.CostModel``: under SIZE_AWARE, work is ordered by predicted seconds, not bytes, and small
+    #: files are batched by predicted time; None: by size
+    cost_model: Any = None
 
     def __post_init__(self) -> None:
         self.execution_model = ExecutionModel.parse(self.execution_model)
@@ -115,6 +118,8 @@ class ParallelExtractor:
         self.queue: list[ExtractionTask] = []
         self.last_batches: list[Batch] = []
         self.last_run: str | None = None
+        #: task id -> (format, predicted seconds) of the last run, when a cost model ordered it
+        self.last_costs: dict[str, tuple[str, float]] = {}
         #: called with the Client once it is up (the CLI prints the dashboard link)
         self.on_client: Callable[[Any], Any] | None = None
 
@@ -196,7 +201,7 @@ class ParallelExtractor:
             twin.config = replace(self.config, scheduler_address=self.client.scheduler.address, security=self.client.security)
             twin.queue, self.queue = self.queue, []
             results = await asyncio.to_thread(twin.extract, files, progress)
-            self.last_batches, self.last_run = twin.last_batches, twin.last_run
+            self.last_batches, self.last_run, self.last_costs = twin.last_batches, twin.last_run, twin.last_costs
             return results
         return await asyncio.to_thread(self.extract, files, progress)
 
@@ -239,15 +244,38 @@ def split_work(owner: ParallelExtractor, tasks: list[ExtractionTask], known: dic
     own_graph = owner.extraction_fn is None
     large = [t for t in tasks if own_graph and sizes[t.task_id] >= threshold]
     small = [t for t in tasks if not (own_graph and sizes[t.task_id] >= threshold)]
+    costs = owner.last_costs = predicted_costs(cfg, tasks, sizes)
     if cfg.load_balancing is LoadBalancingStrategy.SIZE_AWARE:
-        large.sort(key=lambda t: -sizes[t.task_id])
+        large.sort(key=lambda t: -(costs[t.task_id][1] if costs else sizes[t.task_id]))
     types = None
     if cfg.load_balancing is LoadBalancingStrategy.FILE_TYPE_AWARE:
         from .batch import file_type
 
         types = {t.task_id: file_type(t.file_path, None) for t in small}
-    batches = owner.last_batches = plan_batches(small, cfg.load_balancing, sizes, slots, cfg.batch_size, types)
+    seconds = {k: v[1] for k, v in costs.items()} if costs else None
+    batches = owner.last_batches = plan_batches(small, cfg.load_balancing, sizes, slots, cfg.batch_size, types, seconds)
     return sizes, large, batches
+
+
+def predicted_costs(cfg: ParallelExtractionConfig, tasks: list[ExtractionTask], sizes: dict[str, int]) -> dict[str, tuple[str, float]]:
+    """task id -> (detected format, predicted seconds) under SIZE_AWARE with a cost model; empty otherwise."""
+    if cfg.cost_model is None or cfg.load_balancing is not LoadBalancingStrategy.SIZE_AWARE:
+        return {}
+    from .batch import file_type
+
+    out = {}
+    for t in tasks:
+        fmt = file_type(t.file_path, None)
+        out[t.task_id] = (fmt, cfg.cost_model.predict(fmt, sizes[t.task_id]))
+    return out
+
+
+def predicted_by_type(costs: dict[str, tuple[str, float]]) -> dict[str, float]:
+    """Predicted seconds summed per format, for the dashboard's predicted-vs-actual table."""
+    out: dict[str, float] = {}
+    for fmt, seconds in costs.values():
+        out[fmt] = out.get(fmt, 0.0) + seconds
+    return out
 
 
 class _Run:
@@ -291,7 +319,8 @@ class _Run:
         self.slots = sum(client.nthreads().values()) or 1
         sizes, large, batches = split_work(self.owner, self.tasks, self.known_sizes, self.slots)
         self.large = deque(large)
-        client.log_event(EVENT_TOPIC, {"kind": "run-start", "run": self.run_id, "files": len(self.tasks), "bytes": sum(sizes.values())})
+        client.log_event(EVENT_TOPIC, {"kind": "run-start", "run": self.run_id, "files": len(self.tasks), "bytes": sum(sizes.values()),
+                                       "predicted": predicted_by_type(self.owner.last_costs)})
         self.done = as_completed(loop=client.loop)
         try:
             with self.lock:

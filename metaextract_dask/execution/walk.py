@@ -87,7 +87,8 @@ def list_folder(folder: str, root: str, include: Sequence[str], exclude: Sequenc
             if what == "dir":
                 if not (skip_real and os.path.realpath(entry.path) in skip_real):
                     deeper.append(entry.path)
-            elif what == "file" and _wanted(entry.path, root, include, exclude):
+            elif what == "file" and _wanted(entry.path, root, include, exclude) and not (
+                    skip_real and entry.name.endswith(".json") and os.path.realpath(entry.path) in skip_real):  # the cost model
                 link = entry.is_symlink()
                 out.files.append((entry.path, _entry_stat(entry), link, file_stat(entry.path, follow=False) if link else (None, None)))
         stack.extend(deeper)

@@ -27,9 +27,29 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
         yield items[i : i + size]
 
 
+def _by_time(ordered: list[ExtractionTask], seconds: dict[str, float], nthreads: int, most: int) -> Iterable[list[ExtractionTask]]:
+    """Consecutive files in batches of about equal predicted time (16 per thread), at most ``most`` files each."""
+    target = sum(seconds.get(t.task_id, 0.0) for t in ordered) / (16 * max(nthreads, 1))
+    batch: list[ExtractionTask] = []
+    spent = 0.0
+    for t in ordered:
+        if batch and (spent + seconds.get(t.task_id, 0.0) > target or len(batch) >= most):
+            yield batch
+            batch, spent = [], 0.0
+        batch.append(t)
+        spent += seconds.get(t.task_id, 0.0)
+    if batch:
+        yield batch
+
+
 def plan_batches(tasks: list[ExtractionTask], strategy: LoadBalancingStrategy, sizes: dict[str, int],
-                 nthreads: int, batch_size: int | None = None, types: dict[str, str] | None = None) -> list[Batch]:
-    """Group small files into batch tasks, ordered and prioritised by strategy."""
+                 nthreads: int, batch_size: int | None = None, types: dict[str, str] | None = None,
+                 seconds: dict[str, float] | None = None) -> list[Batch]:
+    """Group small files into batch tasks, ordered and prioritised by strategy.
+
+    ``seconds``: each file's predicted cost (``planning.costs``); under
+    SIZE_AWARE the costliest go first and batches hold about equal predicted time.
+    """
     if not tasks:
         return []
     # about 16 batches per thread: few enough that task overhead vanishes, enough that
@@ -47,6 +67,9 @@ def plan_batches(tasks: list[ExtractionTask], strategy: LoadBalancingStrategy, s
     elif strategy is S.PRIORITY:
         ordered = sorted(tasks, key=lambda t: t.sort_key)
         return [Batch(b, max(t.priority for t in b), "priority") for b in _chunks(ordered, per_batch)]
+    elif strategy is S.SIZE_AWARE and seconds:
+        ordered = sorted(tasks, key=lambda t: -seconds.get(t.task_id, 0.0))
+        out = [Batch(b, 0, "cost") for b in _by_time(ordered, seconds, nthreads, batch_size or MAX_BATCH)]
     elif strategy is S.SIZE_AWARE:
         ordered = sorted(tasks, key=lambda t: -sizes.get(t.task_id, 0))
         out = [Batch(b, 0, "size") for b in _chunks(ordered, per_batch)]
