@@ -44,7 +44,6 @@ def catalog_folders(output: str | os.PathLike | None) -> list[str]:
         return []
     from .catalog.references import references_folder
     from .catalog.writer import THUMBNAILS
-
     from .planning.costs import model_path
 
     out = os.fspath(output)
