@@ -11,7 +11,7 @@ import pytest
 BENCH = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
 
 
-@pytest.mark.parametrize("script", ["bench_stream.py", "bench_many_files.py", "run_all.py"])
+@pytest.mark.parametrize("script", ["bench_stream.py", "bench_many_files.py", "run_all.py", "bench_costs.py"])
 def test_benchmark_runs_quick(tmp_path, script):
     out = tmp_path / "results.md"
     run = subprocess.run([sys.executable, os.path.join(BENCH, script), "--quick", "--results", str(out)],
