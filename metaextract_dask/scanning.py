@@ -152,9 +152,11 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
                                    "this environment's limit (ulimit -v) is lower")
     writer = CatalogWriter(os.fspath(output), format, flush_every=flush_every, force=force) if output is not None and not dry_run else None
     try:
-        config.cost_model = cost_model(learn_from, output, writer, config, summary)
+        def learn() -> Any:  # only when there is work to order: a re-scan with nothing to do reads no history
+            return cost_model(learn_from, output, writer, config, summary)
+
         return _scan(paths, writer, output, config, summary, t0, include, exclude, hidden, follow_symlinks, force, progress,
-                     client, cluster, on_client, as_frame, auto, (retry_failed, dry_run))
+                     client, cluster, on_client, as_frame, auto, (retry_failed, dry_run), learn)
     finally:
         if writer is not None:
             writer.lock.release()
@@ -244,7 +246,8 @@ def _import_catalog_libraries(frame: bool) -> None:
 def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, output: str | os.PathLike | None, config: Any,
           summary: ScanSummary, t0: float, include: Sequence[str], exclude: Sequence[str], hidden: bool, follow_symlinks: bool,
           force: bool, progress: bool | None, client: Any, cluster: Any, on_client: Callable[[Any], Any] | None,
-          as_frame: bool = True, auto: bool = False, rescan: tuple[bool, bool] = (False, False)) -> Any:
+          as_frame: bool = True, auto: bool = False, rescan: tuple[bool, bool] = (False, False),
+          learn: Callable[[], Any] | None = None) -> Any:
     """The scan itself, with the catalog's lock held: list, skip what is done, record links, extract the rest."""
     found = discover(paths, include, exclude, hidden, follow_symlinks, skip=catalog_folders(output), client=client)
     files = found.files
@@ -305,6 +308,8 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
         if todo:
             from .execution.cluster import ExecutionModel
 
+            if learn is not None:
+                config.cost_model = learn()
             expected = expected_seconds(len(todo), sum(stats[p][0] or 0 for p in todo), config.max_workers or os.cpu_count() or 1)
             if config.dashboard_address is None and expected < float(setting("cluster.dashboard-min-seconds")):
                 config.dashboard_address = False  # over in seconds: not worth Bokeh's start
