@@ -32,7 +32,7 @@ def test_predictions_beat_size_alone_on_held_out_rows_of_a_real_scan(real_rows):
     frame, _ = real_rows
     held = frame["path"].map(lambda p: int(hashlib.sha256(p.encode()).hexdigest(), 16) % 3 == 0)  # a third held out
     train, test = costs.training_rows(frame[~held]), costs.training_rows(frame[held])
-    assert len(train) >= 60 and len(test) >= 30 and len({f for f, _, _ in test}) >= 3
+    assert len(train) >= 60 and len(test) >= 30 and len({k for k, _, _ in test}) >= 3
     model = costs.fit(train)
     baseline = costs.size_only(train)
     ours = statistics.median(abs(model.predict(f, s) - d) for f, s, d in test)
@@ -71,16 +71,16 @@ def test_a_learned_model_starts_the_costliest_files_first_and_is_saved_beside_th
     scan(str(data), str(learned), workers=1, learn_from=[str(first)], progress=False)
     assert all(name.endswith(".nc") for name in started_order(learned)[:3])  # by predicted cost
     saved = json.load(open(costs.model_path(str(learned))))
-    assert saved["version"] == costs.MODEL_VERSION and saved["features"] == ["format", "log_size"]
-    assert saved["sources"] == [str(first)] and set(saved["per_format"]) == {"netcdf4", "unknown"}  # binaries detect as unknown
+    assert saved["version"] == costs.MODEL_VERSION and saved["features"] == ["extension", "log_size"]
+    assert saved["sources"] == [str(first)] and set(saved["per_extension"]) == {".nc", ".bin"}
     model = costs.load(costs.model_path(str(learned)))
-    assert model.predict("netcdf4", 80_000) > model.predict("unknown", 2_000_000)
+    assert model.predict(".nc", 80_000) > model.predict(".bin", 2_000_000)
 
 
 def test_a_corrupt_or_missing_model_falls_back_to_size_order_with_a_warning(tmp_path):
     data = mixed(tmp_path / "data")
     bad = tmp_path / "bad.costs.json"
-    bad.write_text('{"version": 1, "features": ["format", "log_size"], "per_format": {"binary": {"a": "x"}}')
+    bad.write_text('{"version": 1, "features": ["extension", "log_size"], "per_extension": {".bin": {"a": "x"}}')
     for source, why in ((bad, "not a usable cost model"), (tmp_path / "nowhere", "no such catalog or cost model")):
         out = tmp_path / f"cat-{why[:6].replace(' ', '')}"
         with warnings.catch_warnings(record=True) as caught:
@@ -97,7 +97,7 @@ def test_the_dashboard_shows_predicted_and_actual_seconds_per_type(tmp_path):
     from metaextract_dask.execution.cluster import ClientScope
 
     data = mixed(tmp_path / "data")
-    model = costs.fit([("unknown", 2_000_000, 0.01)] * 5 + [("netcdf4", 30_000, 0.2)] * 5)
+    model = costs.fit([(".bin", 2_000_000, 0.01)] * 5 + [(".nc", 30_000, 0.2)] * 5)
     files = sorted(str(p) for p in data.iterdir())
     with ClientScope(model="thread_pool", max_workers=2, dashboard="127.0.0.1:0") as client:
         config = ParallelExtractionConfig(cost_model=model)
@@ -108,10 +108,10 @@ def test_the_dashboard_shows_predicted_and_actual_seconds_per_type(tmp_path):
         shown = dict(page.costs.data)
     assert all(r.success for r in results)
     by_type = dict(zip(shown["type"], zip(shown["predicted"], shown["actual"], shown["files"])))
-    assert by_type["unknown"][0] == pytest.approx(3 * model.predict("unknown", 2_000_001), rel=0.01)
-    assert by_type["netcdf4"][2] == 3 and by_type["netcdf4"][1] > 0
+    assert by_type[".bin"][0] == pytest.approx(sum(model.predict(".bin", 2_000_000 + i) for i in range(3)), rel=0.01)
+    assert by_type[".nc"][2] == 3 and by_type[".nc"][1] > 0
     actual = {}
     for r in results:
-        kind = "netcdf4" if r.file_path.endswith(".nc") else "unknown"
+        kind = ".nc" if r.file_path.endswith(".nc") else ".bin"
         actual[kind] = actual.get(kind, 0.0) + r.duration
-    assert by_type["netcdf4"][1] == pytest.approx(actual["netcdf4"], rel=0.05)
+    assert by_type[".nc"][1] == pytest.approx(actual[".nc"], rel=0.05)

@@ -42,7 +42,7 @@ class ExtractionPage:
         self.chunks = ColumnDataSource(dict(shape=[], chunks=[]), name="metaextract-chunks")
         self.failures = ColumnDataSource(dict(path=[], type=[], error=[]), name="metaextract-failures")
         self.slowest = ColumnDataSource(dict(path=[], type=[], duration=[]), name="metaextract-slowest")
-        #: a cost model's predicted seconds per type (all the run's files) beside the seconds the finished ones took
+        #: a cost model's predicted seconds per kind of file (extension; all the run's files) beside the seconds the finished ones took
         self.costs = ColumnDataSource(dict(type=[], predicted=[], actual=[], files=[]), name="metaextract-costs")
 
         self.files_fig = figure(title="Files done, by type", y_range=[], height=260, sizing_mode="stretch_width", tools="", toolbar_location=None)
@@ -60,7 +60,7 @@ class ExtractionPage:
             TableColumn(field="duration", title="seconds", formatter=NumberFormatter(format="0.000"), width=80)])
         seconds = NumberFormatter(format="0.000")
         costs = DataTable(source=self.costs, height=140, sizing_mode="stretch_width", columns=[
-            TableColumn(field="type", title="type (cost model)", width=120),
+            TableColumn(field="type", title="file extension (cost model)", width=120),
             TableColumn(field="predicted", title="predicted seconds", formatter=seconds),
             TableColumn(field="actual", title="actual seconds so far", formatter=seconds),
             TableColumn(field="files", title="files done", width=80)])

@@ -7,6 +7,7 @@ Plain Python, no distributed import: the scheduler plugin keeps one
 from __future__ import annotations
 
 import heapq
+import os
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -35,9 +36,10 @@ class RunStats:
         self.workers: dict[str, Counter] = {}
         self.failures: deque = deque(maxlen=500)
         self.error_types: Counter = Counter()
-        #: a cost model's predicted seconds per file type (all files of the run), and the seconds files took
+        #: a cost model's predicted seconds per kind of file (extension; all files of the run), and the seconds files took
         self.predicted_by_type: dict[str, float] = {}
         self.seconds_by_type: dict[str, float] = {}
+        self.files_by_kind: dict[str, int] = {}
         self.slowest: list[tuple[float, str, str]] = []  # min-heap of the 20 slowest files
         self.duration_counts = [0] * len(DURATION_BUCKETS)
         self.duration_sum = 0.0
@@ -63,7 +65,9 @@ class RunStats:
         w[outcome] += 1
         duration = float(f.get("duration", 0.0))
         self.duration_sum += duration
-        self.seconds_by_type[kind] = self.seconds_by_type.get(kind, 0.0) + duration
+        ext = os.path.splitext(str(f.get("path") or ""))[1].lower() or "(none)"  # the cost model's kind (planning.costs)
+        self.seconds_by_type[ext] = self.seconds_by_type.get(ext, 0.0) + duration
+        self.files_by_kind[ext] = self.files_by_kind.get(ext, 0) + 1
         for i, bound in enumerate(DURATION_BUCKETS):
             if duration <= bound:
                 self.duration_counts[i] += 1
@@ -114,7 +118,7 @@ class RunStats:
             "task_log": sorted(self.task_log),
             # predicted vs actual seconds per file type, when a cost model ordered the run
             "costs": {t: {"predicted": self.predicted_by_type[t], "actual": self.seconds_by_type.get(t, 0.0),
-                          "files": self.files[(t, "success")] + self.files[(t, "failed")]}
+                          "files": self.files_by_kind.get(t, 0)}
                       for t in sorted(self.predicted_by_type)},
         }
 

@@ -258,20 +258,20 @@ def split_work(owner: ParallelExtractor, tasks: list[ExtractionTask], known: dic
 
 
 def predicted_costs(cfg: ParallelExtractionConfig, tasks: list[ExtractionTask], sizes: dict[str, int]) -> dict[str, tuple[str, float]]:
-    """task id -> (detected format, predicted seconds) under SIZE_AWARE with a cost model; empty otherwise."""
+    """task id -> (kind, predicted seconds) under SIZE_AWARE with a cost model; empty otherwise. Reads no file."""
     if cfg.cost_model is None or cfg.load_balancing is not LoadBalancingStrategy.SIZE_AWARE:
         return {}
-    from .batch import file_type
+    from ..planning.costs import kind_of
 
     out = {}
     for t in tasks:
-        fmt = file_type(t.file_path, None)
-        out[t.task_id] = (fmt, cfg.cost_model.predict(fmt, sizes[t.task_id]))
+        kind = kind_of(t.file_path)
+        out[t.task_id] = (kind, cfg.cost_model.predict(kind, sizes[t.task_id]))
     return out
 
 
 def predicted_by_type(costs: dict[str, tuple[str, float]]) -> dict[str, float]:
-    """Predicted seconds summed per format, for the dashboard's predicted-vs-actual table."""
+    """Predicted seconds summed per kind of file (extension), for the dashboard's predicted-vs-actual table."""
     out: dict[str, float] = {}
     for fmt, seconds in costs.values():
         out[fmt] = out.get(fmt, 0.0) + seconds
