@@ -158,11 +158,18 @@ def json_value(value: Any) -> str:
     return f"<{len(value)} bytes>" if isinstance(value, (bytes, bytearray)) else str(value)
 
 
+def record_thumbnail(md: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``thumbnail`` dict of a record's own reader section (a video's poster frame), or None."""
+    reader = md.get("reader")
+    section = md.get(reader) if isinstance(reader, str) else None
+    thumb = section.get("thumbnail") if isinstance(section, dict) else None
+    return thumb if isinstance(thumb, dict) else None
+
+
 def thumbnail_entry(md: dict[str, Any]) -> str | None:
     """The row's ``thumbnail``: the PNG's entry name, "" when asked for but none could be made, None when not asked."""
-    section = md.get(md.get("reader") or "") if isinstance(md.get("reader"), str) else None
-    thumb = section.get("thumbnail") if isinstance(section, dict) else None
-    if not isinstance(thumb, dict):
+    thumb = record_thumbnail(md)
+    if thumb is None:
         return None
     entry = thumb.get("entry")
     return entry if isinstance(entry, str) else ""

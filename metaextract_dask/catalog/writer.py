@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 from ..core.model import ExtractionResult
 from .index import INDEX_COLUMNS, CatalogIndex
 from .read import _read_part, current_rows, is_current, part_files, variables_folder
-from .schema import SCHEMA_VERSION, VARIABLE_COLUMNS, catalog_columns, path_key, row_key, to_row, variable_rows
+from .schema import SCHEMA_VERSION, VARIABLE_COLUMNS, catalog_columns, path_key, record_thumbnail, row_key, to_row, variable_rows
 
 MANIFEST = "_manifest.json"
 LOCK = "_lock"
@@ -242,10 +242,8 @@ class CatalogWriter:
 
         md = result.metadata
         assert md is not None  # checked by add()
-        reader = md.get("reader")
-        section = md.get(reader) if isinstance(reader, str) else None
-        thumb = section.get("thumbnail") if isinstance(section, dict) else None
-        if not isinstance(thumb, dict) or "png" not in thumb:
+        thumb = record_thumbnail(md)
+        if thumb is None or "png" not in thumb:
             return
         png = thumb.pop("png")
         if not isinstance(png, (bytes, bytearray)) or not png.startswith(b"\x89PNG\r\n\x1a\n"):

@@ -161,7 +161,7 @@ class MetricsPlugin(SchedulerPlugin):
             if isinstance(predicted, dict):
                 for k, v in predicted.items():
                     if isinstance(v, (int, float)):
-                        stats.predicted_by_type[str(k)] = stats.predicted_by_type.get(str(k), 0.0) + float(v)
+                        stats.predicted_by_kind[str(k)] = stats.predicted_by_kind.get(str(k), 0.0) + float(v)
         elif kind == "run-end":
             stats.finished = True
 

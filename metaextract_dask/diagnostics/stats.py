@@ -37,8 +37,8 @@ class RunStats:
         self.failures: deque = deque(maxlen=500)
         self.error_types: Counter = Counter()
         #: a cost model's predicted seconds per kind of file (extension; all files of the run), and the seconds files took
-        self.predicted_by_type: dict[str, float] = {}
-        self.seconds_by_type: dict[str, float] = {}
+        self.predicted_by_kind: dict[str, float] = {}
+        self.seconds_by_kind: dict[str, float] = {}
         self.files_by_kind: dict[str, int] = {}
         self.slowest: list[tuple[float, str, str]] = []  # min-heap of the 20 slowest files
         self.duration_counts = [0] * len(DURATION_BUCKETS)
@@ -66,7 +66,7 @@ class RunStats:
         duration = float(f.get("duration", 0.0))
         self.duration_sum += duration
         ext = os.path.splitext(str(f.get("path") or ""))[1].lower() or "(none)"  # the cost model's kind (planning.costs)
-        self.seconds_by_type[ext] = self.seconds_by_type.get(ext, 0.0) + duration
+        self.seconds_by_kind[ext] = self.seconds_by_kind.get(ext, 0.0) + duration
         self.files_by_kind[ext] = self.files_by_kind.get(ext, 0) + 1
         for i, bound in enumerate(DURATION_BUCKETS):
             if duration <= bound:
@@ -117,9 +117,9 @@ class RunStats:
             "throughput": list(self.throughput),
             "task_log": sorted(self.task_log),
             # predicted vs actual seconds per file type, when a cost model ordered the run
-            "costs": {t: {"predicted": self.predicted_by_type[t], "actual": self.seconds_by_type.get(t, 0.0),
+            "costs": {t: {"predicted": self.predicted_by_kind[t], "actual": self.seconds_by_kind.get(t, 0.0),
                           "files": self.files_by_kind.get(t, 0)}
-                      for t in sorted(self.predicted_by_type)},
+                      for t in sorted(self.predicted_by_kind)},
         }
 
 

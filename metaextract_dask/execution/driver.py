@@ -270,7 +270,7 @@ def predicted_costs(cfg: ParallelExtractionConfig, tasks: list[ExtractionTask], 
     return out
 
 
-def predicted_by_type(costs: dict[str, tuple[str, float]]) -> dict[str, float]:
+def predicted_by_kind(costs: dict[str, tuple[str, float]]) -> dict[str, float]:
     """Predicted seconds summed per kind of file (extension), for the dashboard's predicted-vs-actual table."""
     out: dict[str, float] = {}
     for fmt, seconds in costs.values():
@@ -320,7 +320,7 @@ class _Run:
         sizes, large, batches = split_work(self.owner, self.tasks, self.known_sizes, self.slots)
         self.large = deque(large)
         client.log_event(EVENT_TOPIC, {"kind": "run-start", "run": self.run_id, "files": len(self.tasks), "bytes": sum(sizes.values()),
-                                       "predicted": predicted_by_type(self.owner.last_costs)})
+                                       "predicted": predicted_by_kind(self.owner.last_costs)})
         self.done = as_completed(loop=client.loop)
         try:
             with self.lock:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 def run_here(owner: "ParallelExtractor", tasks: list[ExtractionTask], progress: Callable[[ExtractionResult], Any] | None,
              keep: bool, known_sizes: dict[str, int]) -> tuple[list[ExtractionResult], ParallelMetrics]:
     """``ParallelExtractor.extract`` on this machine's threads: (results in task order, metrics)."""
-    from .driver import matched_results, predicted_by_type, split_work
+    from .driver import matched_results, predicted_by_kind, split_work
 
     start = time.perf_counter()
     cfg = owner.config
@@ -46,7 +46,7 @@ def run_here(owner: "ParallelExtractor", tasks: list[ExtractionTask], progress: 
     sizes, large, batches = split_work(owner, tasks, known_sizes, slots)
     stats = RunStats(run)
     stats.expected_files, stats.expected_bytes = len(tasks), sum(sizes.values())
-    stats.predicted_by_type = predicted_by_type(owner.last_costs)
+    stats.predicted_by_kind = predicted_by_kind(owner.last_costs)
     results: dict[str, ExtractionResult] = {}
 
     def emit(done: list[ExtractionResult]) -> None:
