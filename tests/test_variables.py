@@ -189,6 +189,7 @@ def test_parts_of_an_older_schema_are_migrated_on_open_and_read_as_todays(tmp_pa
     import pyarrow.parquet as pq
 
     from metaextract_dask import read_catalog
+    from metaextract_dask.catalog.schema import SCHEMA_VERSION
 
     data, catalog = tmp_path / "data", tmp_path / "cat"
     data.mkdir()
@@ -207,4 +208,4 @@ def test_parts_of_an_older_schema_are_migrated_on_open_and_read_as_todays(tmp_pa
     assert all(pq.read_schema(p).field("time_start").type == pa.timestamp("us") for p in catalog.glob("part-*.parquet"))
     both = pd.read_parquet(catalog)  # one schema: pandas reads the folder directly
     assert sorted(both.calendar) == ["noleap", "standard"] and both.time_end.notna().all()
-    assert json.loads((catalog / "_manifest.json").read_text())["schema_version"] == 4
+    assert json.loads((catalog / "_manifest.json").read_text())["schema_version"] == SCHEMA_VERSION

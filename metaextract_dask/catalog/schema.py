@@ -18,19 +18,20 @@ from ..core.text import safe_dict, safe_text
 
 #: (column, arrow type name) the framework fills for every file, whatever its reader
 FRAMEWORK_COLUMNS = [
-    ("path", "string"), ("size", "int64"), ("mtime", "float64"), ("format", "string"), ("reader", "string"), ("reader_version", "string"),
+    ("path", "string"), ("size", "int64"), ("mtime", "float64"), ("etag", "string"), ("version_id", "string"), ("format", "string"), ("reader", "string"), ("reader_version", "string"),
     ("strategy", "string"), ("shape", "string"), ("success", "bool"), ("error", "string"), ("error_type", "string"),
     ("duration", "float64"), ("attempts", "int32"), ("worker", "string"), ("extracted_at", "float64"),
     ("started_at", "float64"), ("finished_at", "float64"),
-    ("chunks_read", "int64"), ("bytes_read", "int64"), ("exact", "bool"), ("checksum", "string"),
+    ("chunks_read", "int64"), ("bytes_read", "int64"), ("io_requests", "int64"), ("io_bytes", "int64"), ("exact", "bool"), ("checksum", "string"),
     ("virtualizable", "bool"), ("references", "string"), ("thumbnail", "string"),
 ]
 #: last: the whole record, and the name's exact bytes
 TRAILING_COLUMNS = [("metadata", "string"), ("path_bytes", "binary")]
 #: the catalog's layout, in docs/catalog-schema.md and each manifest; 2: reader_version, list columns, the variables table;
 #: 3: virtualizable and references (kerchunk references kept beside the catalog);
-#: 4: time_start/time_end as timestamps, calendar, time_start_iso/time_end_iso (older parts are migrated on open), thumbnail
-SCHEMA_VERSION = 4
+#: 4: time_start/time_end as timestamps, calendar, time_start_iso/time_end_iso (older parts are migrated on open), thumbnail;
+#: 5: etag, version_id (a remote object's identity), io_requests, io_bytes (what reading a remote object fetched)
+SCHEMA_VERSION = 5
 
 #: the variables table: one row per array of a file (an HDF5 dataset, a netCDF variable), joinable on ``path``
 VARIABLE_COLUMNS = [
@@ -204,6 +205,8 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
         "duration": result.duration, "attempts": result.attempts, "worker": result.worker, "extracted_at": result.end_time or time.time(),
         "started_at": result.start_time or None, "finished_at": result.end_time or None,
         "chunks_read": streaming.get("chunks_read"), "bytes_read": streaming.get("bytes_read"), "exact": streaming.get("exact"),
+        "etag": md.get("etag"), "version_id": md.get("version_id"),
+        "io_requests": (md.get("io") or {}).get("requests"), "io_bytes": (md.get("io") or {}).get("bytes_read"),
         "checksum": (md.get("checksum") or {}).get("value"),
         "virtualizable": (md.get("references") or {}).get("virtualizable"), "references": (md.get("references") or {}).get("entry"),
         "thumbnail": thumbnail_entry(md),

@@ -6,7 +6,6 @@ so detection is cheap and safe on any file.
 
 from __future__ import annotations
 
-import os
 import struct
 
 HEAD_BYTES = 4096
@@ -163,8 +162,9 @@ def _media_magic(head: bytes) -> str | None:
 
 def suggests_media(head: bytes, path: str) -> bool:
     """No known signature, but the name or an MPEG start code suggests media: worth one ffprobe look."""
-    ext = os.path.splitext(path)[1].lower()
-    return ext in MEDIA_EXTENSIONS or head[:3] == b"\x00\x00\x01" or head[:4] == b"\x00\x00\x00\x01"
+    from ..storage.urls import extension
+
+    return extension(path) in MEDIA_EXTENSIONS or head[:3] == b"\x00\x00\x01" or head[:4] == b"\x00\x00\x00\x01"
 
 
 def _hdf5_offset(head: bytes) -> int | None:
@@ -184,7 +184,9 @@ def detect(head: bytes, path: str = "") -> tuple[str, str]:
     ``x.h5`` without the HDF5 signature is ``unknown`` and the description
     says what its name claimed, so no format reader is let loose on it.
     """
-    ext = os.path.splitext(path)[1].lower()
+    from ..storage.urls import extension
+
+    ext = extension(path)
     found = detect_magic(head, ext)
     if found:
         return found, DESCRIPTIONS[found]

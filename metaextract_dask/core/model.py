@@ -101,6 +101,8 @@ class FileInfo:
     mtime: float
     format: str  # detected type, e.g. "hdf5", "mp4", "unknown"
     description: str = ""  # human words for the detected type
+    etag: str | None = None  # the store's ETag of a remote object (None for local files)
+    version: str | None = None  # the store's version id of a remote object, where it keeps versions
 
 
 _task_ids = itertools.count(1)

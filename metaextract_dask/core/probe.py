@@ -62,7 +62,13 @@ def check_regular(path: str) -> os.stat_result:
 
 
 def read_head(path: str, nbytes: int = HEAD_BYTES) -> bytes:
-    """The first bytes of a regular file, opened without blocking."""
+    """The first bytes of a regular file, opened without blocking (of a remote object: one ranged request)."""
+    from ..storage.urls import is_url
+
+    if is_url(path):
+        from ..storage.remote import read_range
+
+        return read_range(path, 0, nbytes)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
@@ -77,8 +83,26 @@ def read_head(path: str, nbytes: int = HEAD_BYTES) -> bytes:
 
 def probe(path: str | os.PathLike) -> FileInfo:
     """FileInfo for ``path``, or a clear error saying why it cannot be read."""
-    path = os.fspath(path)
+    from ..storage.urls import is_url, local_path
+
+    path = local_path(path)
+    if is_url(path):
+        return probe_remote(path)
     st = check_regular(path)
     head = read_head(path)
     fmt, description = detect(head, path)
     return FileInfo(path=path, size=st.st_size, mtime=st.st_mtime, format=fmt, description=description)
+
+
+def probe_remote(url: str) -> FileInfo:
+    """FileInfo of an object behind a URL: its identity (one request) and its first bytes (one ranged request)."""
+    from ..storage.remote import read_range, remote_stat
+
+    st = remote_stat(url)
+    if st.kind == "directory":
+        raise FileAccessError(url, "not an object: it is a prefix (a folder); scan it instead")
+    if st.size == 0:
+        raise EmptyFileError(url, "empty object (0 bytes): nothing to extract")
+    head = read_range(url, 0, min(HEAD_BYTES, st.size))
+    fmt, description = detect(head, url)
+    return FileInfo(path=url, size=st.size, mtime=st.mtime, format=fmt, description=description, etag=st.etag, version=st.version)

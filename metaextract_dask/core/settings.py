@@ -103,6 +103,10 @@ class StreamingConfig:
     references: bool = field(default_factory=lambda: bool(_get("references")))
     #: a small PNG poster frame of each video (``readers/video.py``), kept in ``CATALOG.thumbnails/``
     thumbnails: bool = field(default_factory=lambda: bool(_get("thumbnails")))
+    #: fsspec storage options for URLs (credentials, endpoint, ``anon``), passed to ``fsspec.url_to_fs``; each
+    #: task builds its filesystem from them where it runs. Never written to a catalog or a log.
+    storage_options: dict[str, Any] = field(default_factory=lambda: dict(dask.config.get("metaextract.storage-options", {}) or {}),
+                                            repr=False)
 
     def __post_init__(self) -> None:
         for name in ("chunk_size", "streaming_threshold", "large_file_threshold", "entropy_sample"):

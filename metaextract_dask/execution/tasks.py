@@ -18,11 +18,14 @@ from typing import Any
 from ..core.errors import ExtractionError, ExtractionTimeout, FileChangedError, MetaExtractError, describe, io_error
 from ..core.model import ChunkSpec, FileInfo
 from ..core.settings import StreamingConfig
+from ..planning.plan import IO_KEY, add_io
 from ..readers.base import State, StreamChunkReader
+from ..storage.remote import counting, using
+from ..storage.urls import is_url
 from .isolation import Isolation
 
 #: the record's keys that only the framework fills: a reader's section can never replace them
-FRAMEWORK_KEYS = frozenset({"path", "size", "mtime", "format", "reader", "reader_version", "streaming"})
+FRAMEWORK_KEYS = frozenset({"path", "size", "mtime", "etag", "version_id", "format", "reader", "reader_version", "streaming", "io"})
 #: private field of a single-task result carrying per-chunk summaries for callbacks
 CHUNK_SUMMARIES = "_chunk_summaries"
 
@@ -67,7 +70,11 @@ def read_one_chunk(reader: StreamChunkReader, spec: ChunkSpec, config: Streaming
     """Read and summarize one chunk; every error names the file and the chunk."""
     check_deadline(deadline, spec.path)
     try:
-        return reader.summarize(spec, config)
+        with using(config.storage_options), counting() as count:
+            state = reader.summarize(spec, config)
+        if isinstance(state, dict) and count.requests:
+            state[IO_KEY] = count.as_tuple()
+        return state
     except MetaExtractError:
         raise
     except OSError as exc:
@@ -107,7 +114,11 @@ def merge_states(reader: StreamChunkReader, states: list[State]) -> State | Fail
     if failed is not None:
         return failed
     try:
-        return functools.reduce(reader.merge, states)
+        fetched = add_io(*(s.pop(IO_KEY, None) for s in states if isinstance(s, dict)))
+        merged = functools.reduce(reader.merge, states)
+        if fetched[0] and isinstance(merged, dict):
+            merged[IO_KEY] = fetched
+        return merged
     except Exception as exc:  # noqa: BLE001
         return Failed(ExtractionError(None, f"merging the {reader.name} reader's chunk summaries failed: {describe(exc)}"))
 
@@ -127,28 +138,58 @@ def finalize_task(reader: StreamChunkReader, info: FileInfo, config: StreamingCo
 def finalize_file(reader: StreamChunkReader, info: FileInfo, config: StreamingConfig, plan: dict[str, Any], states: list[State]) -> dict[str, Any]:
     """Merge, check the file did not change, build the record: the framework's keys, then the reader's section."""
     state = unwrap(merge_states(reader, states))
+    plan = dict(plan)
+    fetched = add_io(plan.pop(IO_KEY, None), state.pop(IO_KEY, None) if isinstance(state, dict) else None)
+    with using(config.storage_options), counting() as count:
+        try:
+            sections = reader.record(state, info, config)
+        except MetaExtractError:
+            raise
+        except Exception as exc:
+            raise ExtractionError(info.path, f"could not assemble metadata: {describe(exc)}") from exc
+        check_unchanged(info)
+    own = {k: v for k, v in sections.items() if k not in FRAMEWORK_KEYS}
+    identity = {k: v for k, v in (("etag", info.etag), ("version_id", info.version)) if v is not None}
+    record = {"path": info.path, "size": info.size, "mtime": info.mtime, **identity, "format": info.format, "reader": reader.name,
+              "reader_version": str(getattr(reader, "version", "1")), **own, "streaming": plan}
+    if is_url(info.path):
+        requests, nbytes = add_io(fetched, count.as_tuple())
+        record["io"] = {"requests": requests, "bytes_read": nbytes, "fraction_read": round(nbytes / info.size, 6) if info.size else None}
+    return record
+
+
+def check_unchanged(info: FileInfo) -> None:
+    """Refuse a record of a file that changed while it was read (size or mtime; a remote object's ETag too)."""
+    if is_url(info.path):
+        from ..storage.remote import remote_stat
+
+        try:
+            now = remote_stat(info.path)
+        except MetaExtractError as exc:
+            raise FileChangedError(info.path, f"object disappeared while being read: {exc}") from exc
+        if now.size != info.size or now.etag != info.etag or (info.etag is None and now.mtime != info.mtime):
+            raise FileChangedError(info.path, f"object changed while being read (size {info.size} -> {now.size} bytes)")
+        return
     try:
         st = os.stat(info.path)
     except OSError as exc:
         raise FileChangedError(info.path, f"file disappeared while being read: {describe(exc)}") from exc
     if st.st_size != info.size or st.st_mtime != info.mtime:
         raise FileChangedError(info.path, f"file changed while being read (size {info.size} -> {st.st_size} bytes)")
-    try:
-        sections = reader.record(state, info, config)
-    except MetaExtractError:
-        raise
-    except Exception as exc:
-        raise ExtractionError(info.path, f"could not assemble metadata: {describe(exc)}") from exc
-    own = {k: v for k, v in sections.items() if k not in FRAMEWORK_KEYS}
-    return {"path": info.path, "size": info.size, "mtime": info.mtime, "format": info.format, "reader": reader.name,
-            "reader_version": str(getattr(reader, "version", "1")), **own, "streaming": plan}
 
 
 def run_single(reader: StreamChunkReader, info: FileInfo, config: StreamingConfig, plan: dict[str, Any], specs: tuple[ChunkSpec, ...], deadline: float | None) -> dict[str, Any]:
     """The whole file in one task (small files): every chunk, merge, finalize."""
     check_deadline(deadline, info.path)
+    if is_url(info.path):
+        from ..storage.remote import remember_size
+
+        remember_size(info.path, info.size)
     try:
-        states = reader.summarize_all(specs, config)
+        with using(config.storage_options), counting() as count:
+            states = reader.summarize_all(specs, config)
+        if states and isinstance(states[0], dict) and count.requests:
+            states[0][IO_KEY] = count.as_tuple()
     except MetaExtractError:
         raise
     except OSError as exc:

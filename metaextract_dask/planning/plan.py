@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import CorruptFileError, MetaExtractError, describe
@@ -21,6 +21,10 @@ from ..readers.base import StreamChunkReader
 
 if TYPE_CHECKING:
     from ..execution.isolation import Isolation
+
+#: the private key of ``Plan.describe()`` (and of chunk summaries) carrying (requests, bytes) fetched; the
+#: record's ``io`` section is made from it (``execution.tasks.finalize_file``)
+IO_KEY = "_io"
 
 #: inputs per merge task in tree reductions
 MERGE_FANIN = 8
@@ -41,6 +45,8 @@ class Plan:
     specs: tuple[ChunkSpec, ...]
     window: int = 1
     note: str | None = None
+    #: (requests, bytes) fetched from a remote store to probe and plan the file
+    io: tuple[int, int] = (0, 0)
 
     @property
     def bytes_planned(self) -> int:
@@ -75,6 +81,7 @@ class Plan:
             "window": self.window if self.shape is Shape.WINDOW else None,
             "exact": self.full_scan,
             "note": self.note,
+            IO_KEY: self.io,
         }
 
 
@@ -180,17 +187,32 @@ def plan_path(path: str | os.PathLike, config: StreamingConfig, reader_name: str
     """
     from ..core.probe import probe
     from ..readers.registry import may_parse_natively
+    from ..storage.remote import counting, using
 
-    info = probe(path)
+    with using(config.storage_options), counting() as count:
+        info = probe(path)
     if isolation is not None and isolation.enabled and may_parse_natively(info, reader_name):
         from ..execution.tasks import in_isolation
 
-        return in_isolation(isolation, info.path, deadline, config, choose_and_plan, info, config, reader_name)
-    return choose_and_plan(info, config, reader_name)
+        plan, reader = in_isolation(isolation, info.path, deadline, config, choose_and_plan, info, config, reader_name)
+    else:
+        plan, reader = choose_and_plan(info, config, reader_name)
+    return replace(plan, io=add_io(plan.io, count.as_tuple())), reader
+
+
+def add_io(*counts: tuple[int, int] | None) -> tuple[int, int]:
+    """The sum of (requests, bytes) pairs (None counts nothing)."""
+    return sum(c[0] for c in counts if c), sum(c[1] for c in counts if c)
 
 
 def choose_and_plan(info: FileInfo, config: StreamingConfig, reader_name: str | None = None) -> tuple[Plan, StreamChunkReader]:
     from ..readers.registry import choose_reader
+    from ..storage.remote import counting, remember_size, using
+    from ..storage.urls import is_url
 
-    info, reader, note = choose_reader(info, config, reader_name)
-    return plan_file(info, reader, config, note), reader
+    if is_url(info.path):
+        remember_size(info.path, info.size)
+    with using(config.storage_options), counting() as count:
+        info, reader, note = choose_reader(info, config, reader_name)
+        plan = plan_file(info, reader, config, note)
+    return replace(plan, io=count.as_tuple()), reader

@@ -7,9 +7,10 @@ signature and the footer chunk the last bytes for trailing signatures.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 from ..core import checksum
@@ -108,20 +109,8 @@ def _read_full(fd: int, view: memoryview, offset: int) -> int:
     return got
 
 
-def read_chunk(spec: ChunkSpec, config: StreamingConfig, profile: bool = True) -> State:
-    """Read one byte range in bounded pieces and summarize it.
-
-    ``profile=False`` only hashes (the fixity chunks of format readers):
-    no entropy sample, no head or tail kept.
-    """
-    import numpy as np
-
-    digest = checksum.one_shot(config.checksum) if config.checksum else None
-    digests: list[bytes] = []
-    hist = np.zeros(256, dtype=np.int64)
-    sampled = 0
-    view = _piece_buffer()  # one checksum block: stays in the CPU cache between the copy and the hash
-    head = b""
+def _local_pieces(spec: ChunkSpec, view: memoryview, want_tail: bool) -> Generator[memoryview, None, None]:
+    """The chunk's bytes in pieces of at most one view, read with pread; then the file's tail (b"" unless it ends here)."""
     done = 0
     fd = os.open(spec.path, os.O_RDONLY)
     try:
@@ -132,7 +121,60 @@ def read_chunk(spec: ChunkSpec, config: StreamingConfig, profile: bool = True) -
                 raise FileChangedError(
                     spec.path, f"file shrank while being read: chunk {spec.chunk_id} ended at byte {spec.offset + done}"
                 )
-            piece = view[:got]
+            yield view[:got]
+            done += got
+        end = spec.offset + spec.size
+        tail = b""
+        if want_tail and end >= os.fstat(fd).st_size:
+            start = max(0, end - TAIL_BYTES)
+            tail = os.pread(fd, end - start, start)
+        yield memoryview(tail)
+    finally:
+        os.close(fd)
+
+
+def _remote_pieces(spec: ChunkSpec, piece: int, want_tail: bool) -> Generator[memoryview, None, None]:
+    """The chunk's bytes from one ranged request (one byte more tells whether the object ends here); then its tail."""
+    from ..storage.remote import read_range
+
+    data = read_range(spec.path, spec.offset, spec.offset + spec.size + 1)
+    if len(data) < spec.size:
+        raise FileChangedError(spec.path, f"object shrank while being read: chunk {spec.chunk_id} ended at byte {spec.offset + len(data)}")
+    whole = memoryview(data)[: spec.size]
+    for at in range(0, spec.size, piece):
+        yield whole[at : at + piece]
+    tail = b""
+    if want_tail and len(data) == spec.size:
+        end = spec.offset + spec.size
+        tail = bytes(whole[-TAIL_BYTES:]) if spec.size >= TAIL_BYTES or spec.offset == 0 else read_range(spec.path, max(0, end - TAIL_BYTES), end)
+    yield memoryview(tail)
+
+
+def read_chunk(spec: ChunkSpec, config: StreamingConfig, profile: bool = True) -> State:
+    """Read one byte range in bounded pieces and summarize it.
+
+    ``profile=False`` only hashes (the fixity chunks of format readers):
+    no entropy sample, no head or tail kept. A remote object's chunk is one
+    ranged request.
+    """
+    import numpy as np
+
+    from ..storage.urls import is_url
+
+    digest = checksum.one_shot(config.checksum) if config.checksum else None
+    digests: list[bytes] = []
+    hist = np.zeros(256, dtype=np.int64)
+    sampled = 0
+    view = _piece_buffer()  # one checksum block: stays in the CPU cache between the copy and the hash
+    head = b""
+    pieces = _remote_pieces(spec, len(view), profile) if is_url(spec.path) else _local_pieces(spec, view, profile)
+    done = 0
+    tail = b""
+    with contextlib.closing(pieces):  # the local reader's descriptor closes here, not when the generator is collected
+        for piece in pieces:
+            if done >= spec.size:
+                tail = bytes(piece)  # the last item: the file's tail
+                break
             if digest is not None:
                 digests.append(digest(piece))  # a piece is one checksum block (READ_PIECE)
             if profile and sampled < config.entropy_sample:
@@ -141,14 +183,7 @@ def read_chunk(spec: ChunkSpec, config: StreamingConfig, profile: bool = True) -
                 sampled += len(take)
             if profile and spec.offset == 0 and done == 0:
                 head = bytes(piece[:HEAD_BYTES])
-            done += got
-        tail = b""
-        end = spec.offset + spec.size
-        if profile and end >= os.fstat(fd).st_size:
-            start = max(0, end - TAIL_BYTES)
-            tail = os.pread(fd, end - start, start)
-    finally:
-        os.close(fd)
+            done += len(piece)
     return {
         "blocks": {spec.offset: (spec.size, b"".join(digests))} if digest is not None else {},
         "hist": hist,

@@ -12,8 +12,10 @@ from __future__ import annotations
 import math
 import os
 import struct
+from typing import Any
 
 from ..core.errors import CorruptFileError
+from ..storage.urls import is_url
 
 NC_DIMENSION, NC_VARIABLE, NC_ATTRIBUTE = 0x0A, 0x0B, 0x0C
 TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 4, 6: 8, 7: 1, 8: 2, 9: 4, 10: 8, 11: 8}
@@ -130,6 +132,16 @@ def record_dimensions(path: str) -> list[str]:
     """
     import os
 
+    from ..storage.urls import is_url
+
+    if is_url(path):  # a remote object's header was checked when the file was planned: no request here
+        found = next((names for (p, _, _), names in _RECORD_DIMS.items() if p == path), None)
+        if found is None:
+            from ..storage.remote import known_size
+
+            check_classic_header(path, known_size(path))
+            found = next((names for (p, _, _), names in _RECORD_DIMS.items() if p == path), [])
+        return found
     st = os.stat(path)
     key = (path, st.st_size, st.st_mtime_ns)
     if key not in _RECORD_DIMS:
@@ -137,9 +149,18 @@ def record_dimensions(path: str) -> list[str]:
     return _RECORD_DIMS.get(key, [])
 
 
+def _open_header(path: str, size: int) -> Any:
+    """The file for reading its header: a remote object in 64 KiB ranged reads (a header is usually far smaller)."""
+    if is_url(path):
+        from ..storage.remote import open_remote
+
+        return open_remote(path, size=size, block_size=64 * 1024, cache_type="readahead")
+    return open(path, "rb")
+
+
 def check_classic_header(path: str, size: int) -> None:
     """Raise CorruptFileError unless the header is sound and its data fits in the file."""
-    with open(path, "rb") as f:
+    with _open_header(path, size) as f:
         magic = f.read(4)
         if len(magic) < 4 or magic[:3] != b"CDF" or magic[3] not in (1, 2, 5):
             raise CorruptFileError(path, "not a NetCDF classic file (bad magic number)")
@@ -148,7 +169,8 @@ def check_classic_header(path: str, size: int) -> None:
         numrecs = r.count("number of records")
         dims = []
         dims = r.dimensions(r.items(NC_DIMENSION, "dimension"))
-        _remember(path, size, os.fstat(f.fileno()).st_mtime_ns, [name for name, length in dims if length == 0])  # the open file: no second stat
+        mtime_ns = 0 if is_url(path) else os.fstat(f.fileno()).st_mtime_ns  # the open file: no second stat
+        _remember(path, size, mtime_ns, [name for name, length in dims if length == 0])
         r.attributes("global")
         data_end, record_sizes, record_begin = r.pos, [], None
         for _ in range(r.items(NC_VARIABLE, "variable")):

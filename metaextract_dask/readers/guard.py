@@ -98,11 +98,10 @@ def outside_references(path: str) -> dict[str, list[str]]:
     """
     import h5py
 
-    from .hdf5 import _objects
+    from .hdf5 import _objects, open_file
 
-    restrict_plugins()
     found: dict[str, list[str]] = {}
-    with h5py.File(path, "r", locking=False) as f:
+    with open_file(path) as f:
         for name, link, obj in _objects(f):
             if isinstance(link, h5py.ExternalLink):
                 found[name] = [f"external link to {link.filename!r}:{link.path}"]

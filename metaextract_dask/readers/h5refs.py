@@ -253,7 +253,14 @@ def hdf5_references(f: Any, url: str) -> dict[str, Any]:
     refs: dict[str, Any] = {".zgroup": _json({"zarr_format": 2})}
     reasons: list[str] = []
     n_chunks = 0
-    fh = open(f.filename, "rb")
+    from ..storage.urls import is_url
+
+    if is_url(url):
+        from ..storage.remote import open_remote
+
+        fh = open_remote(url)
+    else:
+        fh = open(f.filename, "rb")
     try:
         def read(offset: int, size: int) -> bytes:
             fh.seek(offset)

@@ -30,11 +30,21 @@ def trust_plugins_only_from_config() -> tuple[str, ...]:
 
 
 def open_file(path: str) -> Any:
-    """Open read-only without HDF5 file locking (read-only and HPC file systems)."""
+    """Open read-only without HDF5 file locking (read-only and HPC file systems).
+
+    A remote file is read through an fsspec file object in blocks of
+    ``storage.remote.BLOCK_SIZE``, the way h5netcdf and kerchunk read it.
+    """
     import h5py
+
+    from ..storage.urls import is_url
 
     trust_plugins_only_from_config()
     try:
+        if is_url(path):
+            from ..storage.remote import open_remote
+
+            return h5py.File(open_remote(path), "r")
         return h5py.File(path, "r", locking=False)
     except OSError as exc:
         raise CorruptFileError(path, f"the HDF5 library cannot open it: {exc}") from exc

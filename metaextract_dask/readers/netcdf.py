@@ -34,7 +34,7 @@ NETCDF_FILTERS = {"zlib": "gzip"}
 COORD_LIMIT = 10_000_000
 
 
-def open_dataset(path: str) -> Any:
+def open_dataset(path: str, shown: str | None = None) -> Any:
     """Open read-only; the first import of netCDF4 in a process happens after plugins are restricted.
 
     netCDF4's bundled libhdf5 reads ``HDF5_PLUGIN_PATH`` once, when netCDF4
@@ -51,7 +51,46 @@ def open_dataset(path: str) -> Any:
     try:
         return netCDF4.Dataset(path, "r")
     except OSError as exc:
-        raise CorruptFileError(path, f"the NetCDF library cannot open it: {exc}") from exc
+        shown = shown or path
+        raise CorruptFileError(shown, f"the NetCDF library cannot open it: {str(exc).replace(path, shown)}") from exc
+
+
+#: a remote file's loopback URL (what libnetcdf was given and ``filepath()`` says) -> the file's own URL
+_ORIGIN: dict[str, str] = {}
+
+
+def source_path(ds: Any) -> str:
+    """The path or URL of the file an open dataset reads (not the loopback URL libnetcdf was given)."""
+    path = ds.filepath()
+    return _ORIGIN.get(path, path)
+
+
+@contextlib.contextmanager
+def opened(path: str) -> Iterator[Any]:
+    """The dataset, read-only; a remote file through libnetcdf's byte-range mode on a loopback server.
+
+    libnetcdf reads ``http://...#mode=bytes`` with HTTP Range requests
+    (netCDF-3 and netCDF-4 alike); ``storage.loopback`` answers them from the
+    object's fsspec file, so s3://, zip members and stores with credentials
+    work and every fetch is counted.
+    """
+    from ..storage.urls import is_url
+
+    if not is_url(path):
+        with open_dataset(path) as ds:
+            yield ds
+        return
+    from ..storage.loopback import served
+    from ..storage.remote import known_size
+
+    with served(path, known_size(path)) as (url, _count):
+        target = url + "#mode=bytes"
+        _ORIGIN[target] = path
+        try:
+            with open_dataset(target, shown=path) as ds:
+                yield ds
+        finally:
+            _ORIGIN.pop(target, None)
 
 
 def walk_groups(ds: Any, prefix: str = "") -> Any:
@@ -91,7 +130,7 @@ def describe_header(ds: Any) -> dict[str, Any]:
     if ds.data_model.startswith("NETCDF3"):  # read once from the header: isunlimited() rescans every dimension
         from .cdf_header import record_dimensions
 
-        classic = set(record_dimensions(ds.filepath()))
+        classic = set(record_dimensions(source_path(ds)))
     for prefix, group in walk_groups(ds):
         if prefix:
             groups.append(prefix.rstrip("/"))
@@ -271,7 +310,7 @@ class NetCDFChunkReader(arrays.ArrayFileReader):
 
     @contextlib.contextmanager
     def open(self, path: str) -> Iterator[Any]:
-        with NETCDF_LOCK, open_dataset(path) as ds:
+        with NETCDF_LOCK, opened(path) as ds:
             yield ds
 
     def arrays_of(self, handle: Any) -> list[arrays.ArrayInfo]:

@@ -14,13 +14,16 @@ expires. Paths are passed as ``file:PATH`` so no name is taken for a protocol.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..core.detect import VIDEO_FORMATS
@@ -50,7 +53,30 @@ def run_ffprobe(path: str, args: list[str], timeout: float, messages: list[str] 
     exe = ffprobe_path()
     if exe is None:
         raise CorruptFileError(path, "ffprobe is not installed (install ffmpeg)")
-    return run_bounded([exe, "-v", "error", "-hide_banner", *args, "-i", "file:" + path], path, timeout, messages).decode("utf-8", "replace")
+    with media_input(path) as (source, options):
+        return run_bounded([exe, "-v", "error", "-hide_banner", *options, *args, "-i", source], path, timeout, messages).decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def media_input(path: str) -> Iterator[tuple[str, list[str]]]:
+    """(input, input options) for an ffmpeg tool: ``file:PATH``, or a remote object on a loopback server.
+
+    ffprobe reads HTTP with byte ranges (an MP4's index at its end costs one
+    request); ``storage.loopback`` answers from the object's fsspec file, so
+    credentials stay in this process and every fetch is counted. Only the
+    http and tcp protocols are allowed: a crafted file cannot make ffmpeg
+    open anything else.
+    """
+    from ..storage.urls import is_url
+
+    if not is_url(path):
+        yield "file:" + path, []
+        return
+    from ..storage.loopback import served
+    from ..storage.remote import known_size
+
+    with served(path, known_size(path)) as (url, _count):
+        yield url, ["-protocol_whitelist", "http,tcp"]
 
 
 def run_bounded(cmd: list[str], path: str, timeout: float, messages: list[str] | None = None) -> bytes:
@@ -61,6 +87,8 @@ def run_bounded(cmd: list[str], path: str, timeout: float, messages: list[str] |
     parent = os.getpid()
     # in the (single-threaded) sandbox child, ffprobe dies with it; elsewhere preexec_fn is unsafe beside threads
     tie = (lambda: sandbox.die_with_parent(parent)) if sandbox.IN_SANDBOX else None
+    if threading.active_count() > 1:  # a loopback server's thread: preexec_fn is unsafe beside threads
+        tie = None
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True,
                             preexec_fn=tie)
     try:
@@ -72,6 +100,7 @@ def run_bounded(cmd: list[str], path: str, timeout: float, messages: list[str] |
     if proc.returncode != 0:
         lines = err.decode("utf-8", "replace").strip().splitlines()
         why = lines[-1].replace("file:" + path, "").strip(": ") if lines else f"exit status {proc.returncode}"
+        why = re.sub(r"http://127\.0\.0\.1:\d+/\S+", "", why).strip(": ")  # a remote file's loopback URL says nothing to the user
         raise CorruptFileError(path, f"{tool} cannot read it: {why}")
     if messages is not None:
         for line in err.decode("utf-8", "replace").splitlines():
@@ -100,10 +129,13 @@ def poster_frame(path: str, at: float, timeout: float) -> bytes:
     if exe is None:
         raise CorruptFileError(path, "ffmpeg is not installed")
     seek = {"ss": f"{at:.3f}"} if at > 0 else {}  # some demuxers (SWF) cannot seek at all, not even to 0
-    stream = (ffmpeg.input("file:" + path, **seek)
-              .filter("scale", f"min({THUMBNAIL_WIDTH},iw)", -2)
-              .output("pipe:", vframes=1, format="image2", vcodec="png", an=None, sn=None))
-    png = run_bounded(ffmpeg.compile(stream, cmd=[exe, "-v", "error", "-hide_banner", "-nostdin"]), path, timeout)
+    with media_input(path) as (source, options):
+        if options:
+            seek["protocol_whitelist"] = options[1]
+        stream = (ffmpeg.input(source, **seek)
+                  .filter("scale", f"min({THUMBNAIL_WIDTH},iw)", -2)
+                  .output("pipe:", vframes=1, format="image2", vcodec="png", an=None, sn=None))
+        png = run_bounded(ffmpeg.compile(stream, cmd=[exe, "-v", "error", "-hide_banner", "-nostdin"]), path, timeout)
     if not png.startswith(b"\x89PNG\r\n\x1a\n") or len(png) < 24:
         raise CorruptFileError(path, "ffmpeg made no frame (the video stream may hold none at that time)")
     return png
@@ -153,6 +185,18 @@ def probe_container(path: str, size: int, mtime: float, timeout: float) -> dict[
     if not data.get("streams"):
         raise CorruptFileError(path, "ffprobe found no audio or video stream in it")
     return data
+
+
+def file_version(path: str) -> tuple[int, float]:
+    """(size, mtime) keying the container cache; a remote object's size (mtime 0: its read ends with an ETag check)."""
+    from ..storage.urls import is_url
+
+    if is_url(path):
+        from ..storage.remote import known_size
+
+        return known_size(path), 0.0
+    st = os.stat(path)
+    return st.st_size, st.st_mtime
 
 
 def _num(value: Any) -> Any:
@@ -238,7 +282,7 @@ class VideoChunkReader(StreamChunkReader):
         n = max(1, -(-info.size // chunk_size))
         duration = start = 0.0
         if n > 1:  # intervals need the duration; one interval (the whole file) does not
-            fmt = probe_container(info.path, info.size, info.mtime, 60.0).get("format", {})
+            fmt = probe_container(info.path, *file_version(info.path), 60.0).get("format", {})
             duration = _ts(str(fmt.get("duration", ""))) or 0.0
             start = _ts(str(fmt.get("start_time", ""))) or 0.0
             n = n if duration > 0 else 1
@@ -263,8 +307,8 @@ class VideoChunkReader(StreamChunkReader):
         counts = iter(scan_intervals(specs[0].path, list(intervals.values()), config.timeout) if frames else [])
         for spec in specs:
             if spec.chunk_type is ChunkType.METADATA:
-                st = os.stat(spec.path)
-                states.append({"container": probe_container(spec.path, st.st_size, st.st_mtime, config.timeout), "frames": {}, "seconds": 0.0})
+                size, mtime = file_version(spec.path)
+                states.append({"container": probe_container(spec.path, size, mtime, config.timeout), "frames": {}, "seconds": 0.0})
             else:
                 states.append({"container": None, "frames": next(counts), "intervals": [intervals[spec.chunk_id]]})
         return states

@@ -1,0 +1,148 @@
+"""One remote object served on 127.0.0.1 with HTTP Range, for native tools that take only a URL.
+
+libnetcdf (``#mode=bytes``) and ffprobe read HTTP with byte ranges, but not
+s3://, zip members, or stores that need credentials. They are given
+``http://127.0.0.1:PORT/TOKEN/NAME`` instead; each of their range requests
+is answered from an fsspec file object opened with the scan's storage
+options, so every fetch is counted and credentials never leave this process
+(not on a command line, not in a URL).
+
+Another user of this machine can reach a loopback port: a request needs the
+random token, and is refused unless its socket belongs to this user (checked
+in ``/proc/net/tcp``). The server lives for one file's read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import os
+import re
+import secrets
+import threading
+import urllib.parse
+from typing import Any, Iterator
+
+from .remote import IOCount, current_count, open_remote
+from .urls import basename
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+#: bytes a native tool's open-ended range request is answered with at most (it reads on, or asks again)
+MAX_RESPONSE = 8 * 1024 * 1024
+
+
+def _socket_uid(port: int) -> int | None:
+    """The uid owning the loopback TCP socket bound to ``port`` (Linux), or None when it cannot be told."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        return int(fields[7])
+        except (OSError, ValueError, IndexError, StopIteration):
+            continue
+    return None
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: "_Server"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:  # quiet: the scan reports what matters
+        pass
+
+    def _allowed(self) -> bool:
+        if urllib.parse.urlsplit(self.path).path.split("/")[1:2] != [self.server.token]:
+            return False
+        if os.name == "posix" and os.path.exists("/proc/net/tcp"):
+            return _socket_uid(self.client_address[1]) == os.getuid()
+        return True
+
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+        self._respond(body=False)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._respond(body=True)
+
+    def _respond(self, body: bool) -> None:
+        if not self._allowed():
+            self.send_error(403)
+            return
+        size = self.server.size
+        wanted = self.headers.get("Range")
+        start, end = 0, size - 1
+        status = 200
+        if wanted:
+            m = _RANGE.match(wanted.strip())
+            if not m or (not m[1] and not m[2]):
+                self.send_error(416)
+                return
+            if m[1]:
+                start, end = int(m[1]), min(int(m[2]) if m[2] else size - 1, size - 1)
+            else:  # a suffix: the last N bytes
+                start, end = max(0, size - int(m[2])), size - 1
+            if start >= size:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            status = 206
+        self.send_response(status)
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(end - start + 1))
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.end_headers()
+        if not body:
+            return
+        pos = start
+        try:
+            while pos <= end:
+                data = self.server.read(pos, min(end + 1, pos + MAX_RESPONSE))
+                if not data:
+                    break
+                self.wfile.write(data)
+                pos += len(data)
+        except (BrokenPipeError, ConnectionResetError):  # the tool had read enough
+            pass
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = False
+
+    def __init__(self, f: Any, size: int):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.f, self.size, self.token = f, size, secrets.token_urlsafe(24)
+        self._lock = threading.Lock()
+
+    def read(self, start: int, end: int) -> bytes:
+        with self._lock:  # one file object: its position and cache are shared
+            self.f.seek(start)
+            return self.f.read(end - start)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:  # a tool closing early is not an error
+        pass
+
+
+@contextlib.contextmanager
+def served(url: str, size: int, block_size: int = 1024 * 1024) -> Iterator[tuple[str, IOCount]]:
+    """(loopback URL, request count) of the object at ``url`` for the duration of the block."""
+    count = current_count() or IOCount()  # the server's threads count into the block that started it
+    f = open_remote(url, size=size, block_size=block_size, cache_type="readahead", count=count)
+    server = _Server(f, size)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
+                              name="metaextract-loopback")
+    thread.start()
+    try:
+        name = urllib.parse.quote(basename(url) or "object")
+        yield f"http://127.0.0.1:{server.server_address[1]}/{server.token}/{name}", count
+    finally:
+        server.shutdown()
+        server.server_close()
+        with contextlib.suppress(Exception):
+            f.close()
+

@@ -1,0 +1,253 @@
+"""Objects behind fsspec URLs: their identity, ranged reads, and a count of every request.
+
+Credentials and endpoints travel as ``storage_options`` (a plain dict, the
+fsspec way) inside the scan's settings; each task builds its own filesystem
+from them in the process it runs in, so no client or session is pickled.
+Every fetch made while a file is read is counted (``IOCount``): the record's
+``io`` section says how many requests a file cost and how many bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterator
+
+from ..core.errors import FileAccessError, describe
+
+#: the storage options of the scan this thread works for
+_OPTIONS: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("metaextract_storage_options", default={})
+#: the counter of the file this thread reads
+_COUNT: contextvars.ContextVar["IOCount | None"] = contextvars.ContextVar("metaextract_io_count", default=None)
+
+#: the block a remote HDF5/netCDF-4 file is read in: its metadata sits in small scattered pieces
+#: (superblock, object headers, heaps), and one block usually holds several (benchmarks/RESULTS-remote.md)
+BLOCK_SIZE = 256 * 1024
+
+
+@dataclass
+class IOCount:
+    """Requests and bytes fetched for one file; shared by the threads that serve it."""
+
+    requests: int = 0
+    bytes: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, nbytes: int) -> None:
+        with self._lock:
+            self.requests += 1
+            self.bytes += nbytes
+
+    def as_tuple(self) -> tuple[int, int]:
+        return self.requests, self.bytes
+
+
+@contextlib.contextmanager
+def using(options: dict[str, Any] | None) -> Iterator[None]:
+    """Within this block, URLs open with these storage options."""
+    token = _OPTIONS.set(dict(options or {}))
+    try:
+        yield
+    finally:
+        _OPTIONS.reset(token)
+
+
+@contextlib.contextmanager
+def counting() -> Iterator[IOCount]:
+    """Count the requests this thread makes in this block (an inner block counts its own, not the outer's)."""
+    count = IOCount()
+    token = _COUNT.set(count)
+    try:
+        yield count
+    finally:
+        _COUNT.reset(token)
+
+
+def current_count() -> IOCount | None:
+    return _COUNT.get()
+
+
+def _counted(fetch: Any, count: IOCount | None) -> Any:
+    """The fetch, counted into the block the fetching thread is in (a file opened while planning is read again
+    while summarizing), or into ``count`` in threads outside any block (a loopback server's)."""
+
+    def fetch_range(start: int, end: int) -> bytes:
+        data = fetch(start, end)
+        counter = _COUNT.get() or count
+        if counter is not None:
+            counter.add(len(data))
+        return data
+
+    return fetch_range
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """(fsspec filesystem, path inside it) for a URL, built with this scan's storage options."""
+    from fsspec.core import url_to_fs
+
+    try:
+        return url_to_fs(url, **_OPTIONS.get())
+    except (ImportError, ValueError) as exc:
+        raise FileAccessError(url, f"cannot open this URL: {describe(exc)}") from exc
+
+
+def access_error(url: str, exc: BaseException) -> FileAccessError:
+    """A store's error in plain words (never the credentials: only the URL and the store's reason)."""
+    if isinstance(exc, FileAccessError):
+        return exc
+    if isinstance(exc, FileNotFoundError):
+        return FileAccessError(url, "no such object")
+    if isinstance(exc, PermissionError):
+        return FileAccessError(url, "access denied by the store (check the storage options' credentials)")
+    status = getattr(exc, "status", None)
+    if status in (401, 403):
+        return FileAccessError(url, f"access denied by the server (HTTP {status})")
+    if status == 404:
+        return FileAccessError(url, "no such object (HTTP 404)")
+    return FileAccessError(url, f"cannot read the object: {describe(exc)}")
+
+
+@dataclass(frozen=True)
+class RemoteStat:
+    """An object's identity: size, modification time, and the store's ETag or version where it has one."""
+
+    size: int
+    mtime: float
+    etag: str | None = None
+    version: str | None = None
+    kind: str = "file"
+
+
+def _mtime(info: dict[str, Any]) -> float:
+    for key in ("mtime", "LastModified", "last_modified", "Last-Modified", "updated", "created", "modified"):
+        value = info.get(key)
+        if value is None:
+            continue
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, str):
+            from email.utils import parsedate_to_datetime
+
+            try:
+                return parsedate_to_datetime(value).timestamp()
+            except (TypeError, ValueError):
+                try:
+                    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+                except ValueError:
+                    continue
+    return 0.0
+
+
+def stat_from_info(info: dict[str, Any]) -> RemoteStat:
+    """A listing's or ``info``'s entry as a ``RemoteStat`` (so a listing needs no second stat per file)."""
+    etag = info.get("ETag") or info.get("etag") or info.get("md5Hash")
+    version = info.get("VersionId") or info.get("version_id") or info.get("generation")
+    kind = "directory" if info.get("type") == "directory" else "file"
+    return RemoteStat(int(info.get("size") or 0), _mtime(info), str(etag).strip('"') if etag else None,
+                      str(version) if version and version != "null" else None, kind)
+
+
+def remote_stat(url: str) -> RemoteStat:
+    """The object's identity, in one request."""
+    fs, path = filesystem(url)
+    try:
+        info = fs.info(path)
+    except Exception as exc:  # noqa: BLE001 - every store raises its own errors
+        raise access_error(url, exc) from exc
+    count = _COUNT.get()
+    if count is not None:
+        count.add(0)
+    found = stat_from_info(info)
+    remember_size(url, found.size)
+    return found
+
+
+#: sizes of objects this process probed or planned: opening them again asks the store nothing more
+_SIZES: dict[str, int] = {}
+
+
+def remember_size(url: str, size: int) -> None:
+    if len(_SIZES) > 4096:
+        _SIZES.clear()
+    _SIZES[url] = size
+
+
+def known_size(url: str) -> int:
+    """The object's size: remembered from its probe, else asked of the store (one request)."""
+    size = _SIZES.get(url)
+    if size is None:
+        size = remote_stat(url).size
+        remember_size(url, size)
+    return size
+
+
+def read_range(url: str, start: int, end: int) -> bytes:
+    """Bytes [start, end) of the object, in one request."""
+    fs, path = filesystem(url)
+    try:
+        data = fs.cat_file(path, start=start, end=end)
+    except Exception as exc:  # noqa: BLE001
+        raise access_error(url, exc) from exc
+    count = _COUNT.get()
+    if count is not None:
+        count.add(len(data))
+    return data
+
+
+def open_remote(url: str, size: int | None = None, block_size: int = BLOCK_SIZE, cache_type: str = "blockcache",
+                count: IOCount | None = None) -> Any:
+    """A seekable read-only file object over the URL whose fetches are counted.
+
+    ``size`` known from the probe saves the store's size request.
+    """
+    fs, path = filesystem(url)
+    kwargs: dict[str, Any] = {"block_size": block_size, "cache_type": cache_type}
+    size = size if size is not None else _SIZES.get(url)
+    if size is not None:
+        kwargs["size"] = size
+    try:
+        f = fs.open(path, "rb", **kwargs)
+    except TypeError:  # a filesystem without these options (zip members, local files)
+        f = fs.open(path, "rb")
+    except Exception as exc:  # noqa: BLE001
+        raise access_error(url, exc) from exc
+    counter = count if count is not None else _COUNT.get()
+    cache = getattr(f, "cache", None)
+    if cache is not None and hasattr(cache, "fetcher"):
+        cache.fetcher = _counted(cache.fetcher, counter)
+    else:
+        f = _CountingReader(f, counter)
+    return f
+
+
+class _CountingReader:
+    """A file object of a filesystem without a fetch cache (zip and tar members): each read is a request."""
+
+    def __init__(self, f: Any, count: IOCount | None):
+        self._f, self._count = f, count
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        counter = _COUNT.get() or self._count
+        if counter is not None:
+            counter.add(len(data))
+        return data
+
+    def readinto(self, buf: Any) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+    def __enter__(self) -> "_CountingReader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._f.close()

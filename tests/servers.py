@@ -1,0 +1,129 @@
+"""Real servers for remote-archive tests: an HTTP server with Range support, and moto's S3 server.
+
+Both listen on 127.0.0.1 on a free port and serve until stopped. The HTTP
+server answers HEAD and GET with ``Content-Length``, ``ETag``,
+``Last-Modified`` and ``Accept-Ranges``, and ``Range: bytes=a-b`` with 206,
+as object stores and static file servers do; it counts the requests it
+answers, so tests compare our counts with the server's own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import hashlib
+import http.server
+import os
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+
+
+class RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """SimpleHTTPRequestHandler with byte ranges, ETags and a request log."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._serve(body=False)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._serve(body=True)
+
+    def _serve(self, body: bool) -> None:
+        path = self.translate_path(self.path)
+        if os.path.isdir(path) or not os.path.isfile(path):
+            if os.path.isdir(path) and body:
+                return super().do_GET()  # a folder's listing, as python -m http.server gives it
+            self.send_error(404)
+            return
+        st = os.stat(path)
+        size = st.st_size
+        self.server.log.append((self.command, self.path, self.headers.get("Range")))  # type: ignore[attr-defined]
+        start, end, status = 0, size - 1, 200
+        wanted = self.headers.get("Range")
+        if wanted:
+            m = _RANGE.match(wanted.strip())
+            if not m:
+                self.send_error(416)
+                return
+            if m[1]:
+                start, end = int(m[1]), min(int(m[2]) if m[2] else size - 1, size - 1)
+            else:
+                start, end = max(0, size - int(m[2])), size - 1
+            if start >= size:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            status = 206
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.send_header("ETag", '"' + hashlib.md5(f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}".encode()).hexdigest() + '"')
+        self.send_header("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True))
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.end_headers()
+        if body:
+            with open(path, "rb") as f:
+                f.seek(start)
+                left = end - start + 1
+                while left > 0:
+                    data = f.read(min(left, 1 << 20))
+                    if not data:
+                        break
+                    self.wfile.write(data)
+                    left -= len(data)
+
+
+@contextlib.contextmanager
+def range_server(folder: str | os.PathLike) -> Iterator[Any]:
+    """An HTTP server of ``folder`` on 127.0.0.1; yields it (``.url``, ``.log``)."""
+    handler = lambda *a, **k: RangeHandler(*a, directory=os.fspath(folder), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    server.log = []  # type: ignore[attr-defined]
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[dict[str, Any]]:
+    """moto's S3 server on 127.0.0.1, as s3fs's own tests run it; yields the storage options that reach it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    options = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": f"http://{host}:{port}"}}
+    try:
+        yield options
+    finally:
+        server.stop()
+
+
+def upload(options: dict[str, Any], bucket: str, files: dict[str, str | os.PathLike]) -> None:
+    """Create ``bucket`` and put each local file under its key."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**options, skip_instance_cache=True)
+    if not fs.exists(bucket):
+        fs.mkdir(bucket)
+    for key, local in files.items():
+        fs.put_file(os.fspath(local), f"{bucket}/{key}")
+    fs.invalidate_cache()
