@@ -103,11 +103,34 @@ def _streaming_options(parser: Any) -> None:
                         help="also make a PNG poster frame of each video with ffmpeg (at most 160 pixels wide, 10%% into it); a "
                              "catalog keeps them in CATALOG.thumbnails/, named by the row's thumbnail "
                              "(default: metaextract.streaming.thumbnails, off)")
+    parser.add_argument("--storage-options", type=_storage_options, metavar="JSON",
+                        help="fsspec storage options for s3://, https://, gs://... paths, as a JSON object or @FILE holding one, "
+                             "e.g. '{\"anon\": true}' or '{\"client_kwargs\": {\"endpoint_url\": \"http://127.0.0.1:9000\"}}' "
+                             "(default: metaextract.storage-options, {}; credentials also come from the store's usual environment "
+                             "variables and files)")
 
 
 def _config(args: argparse.Namespace) -> StreamingConfig:
-    given = {k: getattr(args, k) for k in ("strategy", "chunk_size", "checksum", "timeout", "references", "thumbnails") if getattr(args, k, None) is not None}
+    given = {k: getattr(args, k) for k in ("strategy", "chunk_size", "checksum", "timeout", "references", "thumbnails", "storage_options")
+             if getattr(args, k, None) is not None}
     return StreamingConfig(**given)
+
+
+def _storage_options(text: str) -> dict[str, Any]:
+    """--storage-options: a JSON object (or @FILE holding one, so secrets stay off the command line)."""
+    if text.startswith("@"):
+        try:
+            with open(text[1:]) as f:
+                text = f.read()
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"cannot read {text[1:]!r}: {exc.strerror or exc}") from None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"anon\": true}'")
+    return value
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -254,7 +277,7 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
     try:
         scan(
             paths, output, cluster=cluster, security=security, format=args.format, strategy=args.strategy, chunk_size=args.chunk_size, checksum=args.checksum,
-            references=args.references, thumbnails=args.thumbnails, learn_from=args.learn_from or (), timeout=args.timeout, workers=args.workers, execution=args.execution or "auto",
+            references=args.references, thumbnails=args.thumbnails, learn_from=args.learn_from or (), storage_options=args.storage_options, timeout=args.timeout, workers=args.workers, execution=args.execution or "auto",
             scheduler=args.scheduler, retries=args.retries, isolate=args.isolate, load_balancing=args.load_balancing,
             memory_limit=args.memory_limit,
             include=args.include, exclude=args.exclude, hidden=args.hidden, follow_symlinks=args.follow_symlinks,
@@ -312,8 +335,12 @@ def _check_output(paths: list[str], output: str) -> None:
     """The catalog may not be a scanned folder or hold one (it would scan itself, or hide the data)."""
     import os
 
+    from .storage.urls import is_url
+
     out = os.path.realpath(output)
     for p in paths:
+        if is_url(p):
+            continue
         real = os.path.realpath(p)
         if os.path.isdir(p) and (real == out or real.startswith(out.rstrip(os.sep) + os.sep)):
             raise ValueError(f"the catalog folder {output} would hold the scanned folder {p}; choose another -o")
@@ -339,7 +366,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
     """Scan paths into a catalog."""
     import os
 
-    missing = [p for p in args.paths if not os.path.lexists(p)]
+    from .storage.urls import is_url, local_path
+
+    args.paths = [p if is_url(p) else local_path(p) for p in args.paths]
+    missing = [p for p in args.paths if not is_url(p) and not os.path.lexists(p)]  # a URL's absence is its own error row
     if missing:
         print(f"metaextract: no such file or directory: {for_terminal(', '.join(missing))}", file=sys.stderr)
         return EXIT_USAGE

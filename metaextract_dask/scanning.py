@@ -51,7 +51,7 @@ def catalog_folders(output: str | os.PathLike | None) -> list[str]:
 
 
 def why_extract(paths: list[str], stats: dict[str, tuple[Any, Any]], writer: CatalogWriter | None, read_only: Any,
-                retry_failed: bool, asked: frozenset[str] = frozenset()) -> dict[str, str | None]:
+                retry_failed: bool, asked: frozenset[str] = frozenset(), etags: dict[str, str | None] | None = None) -> dict[str, str | None]:
     """path -> why it is extracted (``catalog.index.REASONS``), None when its row stands.
 
     The index is the writer's, or for a dry run the folder ``read_only``
@@ -71,7 +71,8 @@ def why_extract(paths: list[str], stats: dict[str, tuple[Any, Any]], writer: Cat
         reader = loaded_reader(name)
         if reader is not None and getattr(reader, "extras", frozenset()) & asked:
             wanted[name] = reader.extras & asked
-    return {p: index.reason(p, *stats[p], versions, retry_failed, wanted) for p in paths}
+    etags = etags or {}
+    return {p: index.reason(p, *stats[p], versions, retry_failed, wanted, etags.get(p)) for p in paths}
 
 
 def link_record(path: str, target: str) -> ExtractionResult:
@@ -92,7 +93,8 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
          flush_every: int = 200, progress: bool | None = None, dashboard_address: str | None = None,
          on_client: Callable[[Any], Any] | None = None, summary: ScanSummary | None = None, security: Any = None,
          memory_limit: int | str | None = None, as_frame: bool = True, retry_failed: bool = False, dry_run: bool = False,
-         references: bool | None = None, thumbnails: bool | None = None, learn_from: Sequence[str | os.PathLike] = ()) -> Any:
+         references: bool | None = None, thumbnails: bool | None = None, learn_from: Sequence[str | os.PathLike] = (),
+         storage_options: dict[str, Any] | None = None) -> Any:
     """Extract every file under ``paths``; return the catalog as a pandas DataFrame.
 
     With ``output`` the catalog is also written there (crash-safe, resumable:
@@ -123,6 +125,12 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
     With a model, work goes costliest first and batches hold equal predicted
     time; the model is saved as ``output + ".costs.json"``. Without history,
     work is ordered by size.
+
+    ``paths`` may be fsspec URLs (``s3://bucket/prefix``, ``https://host/file.nc``,
+    ``simplecache::s3://...``): a prefix is listed with its objects' sizes and
+    ETags in one paginated listing, and each object is read with ranged
+    requests. ``storage_options`` (credentials, ``endpoint_url``, ``anon``)
+    are fsspec's, passed to ``fsspec.url_to_fs`` where each task runs.
     """
     from .execution.cluster import ExecutionModel
     from .execution.driver import LoadBalancingStrategy, ParallelExtractionConfig
@@ -132,8 +140,12 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
     t0 = time.perf_counter()
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    from .storage.urls import is_url, local_path
+
+    paths = [p if is_url(os.fspath(p)) else local_path(p) for p in paths]
     stream: dict[str, Any] = {k: v for k, v in dict(strategy=strategy, chunk_size=chunk_size, checksum=checksum, timeout=timeout,
-                                                    references=references, thumbnails=thumbnails).items()
+                                                    references=references, thumbnails=thumbnails,
+                                                    storage_options=storage_options).items()
                               if v is not None}
     retry: dict[str, Any] = {"retry_limit": retries, "retry_failed": retries > 0} if retries is not None else {}
     auto = execution == "auto"
@@ -249,7 +261,10 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
           as_frame: bool = True, auto: bool = False, rescan: tuple[bool, bool] = (False, False),
           learn: Callable[[], Any] | None = None) -> Any:
     """The scan itself, with the catalog's lock held: list, skip what is done, record links, extract the rest."""
-    found = discover(paths, include, exclude, hidden, follow_symlinks, skip=catalog_folders(output), client=client)
+    from .storage.remote import using
+
+    with using(config.streaming.storage_options):  # remote prefixes are listed here, with the scan's credentials
+        found = discover(paths, include, exclude, hidden, follow_symlinks, skip=catalog_folders(output), client=client)
     files = found.files
     explicit = {os.fspath(p) for p in paths if not os.path.isdir(p)}  # named on the command line: the user's choice
     walked, links = split_links([f for f in files if f not in explicit], [p for p in paths if os.path.isdir(p)], follow_symlinks,
@@ -258,10 +273,13 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
     stats = {p: found.stats[p] for p in files}
     stats.update({p: found.link_stats[p] for p in links})
     if writer is not None and not force:
-        writer.forget_missing([os.fspath(p) for p in paths if os.path.isdir(p)], [*files, *links])
+        from .storage.urls import is_url
+
+        listed = [os.fspath(p) for p in paths if is_url(os.fspath(p)) and os.fspath(p) not in found.errors]
+        writer.forget_missing([os.fspath(p) for p in paths if os.path.isdir(p)], [*files, *links], listed)
     retry_failed, dry_run = rescan
     asked = frozenset(name for name, on in (("references", config.streaming.references), ("thumbnail", config.streaming.thumbnails)) if on)
-    reasons = why_extract([*files, *links], stats, writer, output if dry_run and not force else None, retry_failed, asked)
+    reasons = why_extract([*files, *links], stats, writer, output if dry_run and not force else None, retry_failed, asked, found.etags)
     todo = [p for p in files if reasons[p]]
     link_todo = [p for p in links if reasons[p]]
     summary.found = len(files) + len(links)
@@ -304,6 +322,12 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
 
     for link in link_todo:
         arrived(link_record(link, links[link]))
+    for root, why in found.errors.items():  # a prefix that could not be listed: one error row, the rest goes on
+        from .core.errors import FileAccessError
+        from .execution.batch import failure
+
+        summary.found += 1
+        arrived(failure("list", root, FileAccessError(root, why.removeprefix(f"{root}: ")), time.time()))
     try:
         if todo:
             from .execution.cluster import ExecutionModel

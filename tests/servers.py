@@ -105,8 +105,11 @@ def range_server(folder: str | os.PathLike) -> Iterator[Any]:
 @contextlib.contextmanager
 def s3_server() -> Iterator[dict[str, Any]]:
     """moto's S3 server on 127.0.0.1, as s3fs's own tests run it; yields the storage options that reach it."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

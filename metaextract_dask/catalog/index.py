@@ -1,7 +1,7 @@
 """What a catalog already holds, per file: whether a re-scan extracts it again, and why (make-like re-scans).
 
-A file is extracted again when it is new, when its identity changed (size or
-mtime), when the reader that produced its row now has another version, or
+A file is extracted again when it is new, when its identity changed (size,
+mtime, and a remote object's ETag), when the reader that produced its row now has another version, or
 when the scan asks for what its row lacks (references, a thumbnail); a file that failed is remembered with its reason and tried again only when
 asked (``retry_failed``).
 """
@@ -19,7 +19,7 @@ NEW, CHANGED, UPGRADED, FAILED = "new", "changed", "reader upgraded", "previousl
 ASKED = "asked for references or a thumbnail it lacks"
 #: the order a dry run reports them in
 REASONS = (NEW, CHANGED, UPGRADED, ASKED, FAILED)
-INDEX_COLUMNS = ["path", "size", "mtime", "path_bytes", "reader", "reader_version", "success", "virtualizable", "thumbnail"]
+INDEX_COLUMNS = ["path", "size", "mtime", "etag", "path_bytes", "reader", "reader_version", "success", "virtualizable", "thumbnail"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class Entry:
     success: bool
     #: what the row has of the extras a scan can ask for ("references", "thumbnail")
     extras: frozenset[str] = frozenset()
+    #: a remote object's ETag when it was extracted
+    etag: str | None = None
 
 
 class CatalogIndex:
@@ -59,22 +61,23 @@ class CatalogIndex:
             extras = frozenset(name for name, column in (("references", "virtualizable"), ("thumbnail", "thumbnail"))
                                if r.get(column) is not None)
             self.entries[key] = Entry(r.get("size"), r.get("mtime"), r.get("reader"), r.get("reader_version"), bool(r.get("success")),
-                                      extras)
+                                      extras, r.get("etag"))
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def reason(self, path: str, size: int | None, mtime: float | None, versions: dict[str, str],
-               retry_failed: bool = False, wanted: dict[str, frozenset[str]] | None = None) -> str | None:
+               retry_failed: bool = False, wanted: dict[str, frozenset[str]] | None = None, etag: str | None = None) -> str | None:
         """Why ``path`` is extracted again (``REASONS``), or None when its row stands.
 
         ``versions``: each reader's current version (``registry.reader_versions``);
-        ``wanted``: per reader, the extras this scan asks for that the reader makes.
+        ``wanted``: per reader, the extras this scan asks for that the reader makes;
+        ``etag``: a remote object's ETag now (a changed ETag is a changed object, whatever its size and mtime).
         """
         entry = self.entries.get(path_key(path))
         if entry is None:
             return NEW
-        if (entry.size, entry.mtime) != (size, mtime):
+        if (entry.size, entry.mtime) != (size, mtime) or (etag is not None and entry.etag is not None and etag != entry.etag):
             return CHANGED
         if not entry.success:
             return FAILED if retry_failed else None

@@ -328,17 +328,22 @@ class CatalogWriter:
                     newest[row_key(r)] = key
         return self._rewrite(lambda part, rows: [i for i, r in enumerate(rows) if newest[row_key(r)][1:] != (part, i)])
 
-    def forget_missing(self, roots: Iterable[str], present: Iterable[str]) -> int:
-        """Drop rows of files under ``roots`` that no longer exist; returns how many (a notice says so)."""
+    def forget_missing(self, roots: Iterable[str], present: Iterable[str], listed: Iterable[str] = ()) -> int:
+        """Drop rows of files under ``roots`` that no longer exist, and of objects under the remote prefixes
+        ``listed`` that their listing no longer holds; returns how many (a notice says so)."""
         prefixes = [os.path.abspath(r).rstrip(os.sep) + os.sep for r in roots]
+        remote = [r.rstrip("/") + "/" for r in listed]
         here = {path_key(p) for p in present}
 
         def gone(_part: str, rows: list[dict[str, Any]]) -> list[int]:
             out = []
             for i, r in enumerate(rows):
                 key = row_key(r)
+                if key in here:
+                    continue
                 name = os.fsdecode(key)
-                if key not in here and any(os.path.abspath(name).startswith(p) for p in prefixes) and not os.path.lexists(name):
+                if any(name.startswith(p) for p in remote) or \
+                        any(os.path.abspath(name).startswith(p) for p in prefixes) and not os.path.lexists(name):
                     out.append(i)
             return out
 

@@ -41,6 +41,10 @@ class Found:
     stats: dict[str, Stat] = field(default_factory=dict)
     links: set[str] = field(default_factory=set)
     link_stats: dict[str, Stat] = field(default_factory=dict)
+    #: remote objects' ETags (a re-scan extracts an object again when its ETag changed)
+    etags: dict[str, str | None] = field(default_factory=dict)
+    #: remote roots that could not be listed, with why
+    errors: dict[str, str] = field(default_factory=dict)
 
 
 def _entry_stat(entry: os.DirEntry) -> Stat:
@@ -205,4 +209,21 @@ def discover(paths: Sequence[str | os.PathLike], include: Sequence[str] = (), ex
     interpreter); tasks on workers pay off where each round trip is slow
     and other nodes can make theirs at once.
     """
-    return walk_files(paths, include, exclude, hidden, follow_symlinks, skip, client=client, workers=0 if client is None else None)
+    from ..storage.urls import is_url, local_path
+
+    remote = [os.fspath(p) for p in paths if is_url(os.fspath(p))]
+    local = [local_path(p) for p in paths if not is_url(os.fspath(p))]
+    found = walk_files(local, include, exclude, hidden, follow_symlinks, skip, client=client, workers=0 if client is None else None) \
+        if local else Found()
+    if remote:
+        from ..storage.listing import list_remote
+
+        listing = list_remote(remote, include, exclude, hidden)
+        for url in listing.files:
+            if url not in found.stats:
+                st = listing.stats[url]
+                found.files.append(url)
+                found.stats[url] = (st.size, st.mtime)
+                found.etags[url] = st.etag
+        found.errors.update(listing.errors)
+    return found
