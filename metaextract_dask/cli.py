@@ -143,8 +143,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .core.settings import setting
     from .execution.batch import extract_metadata
     from .execution.isolation import Sandbox
+    from .storage.urls import local_path
 
     config = _config(args)
+    args.files = [local_path(p) for p in args.files]
     box = Sandbox(args.memory_limit or setting("sandbox.memory-limit"))
     out: list[dict[str, Any]] = []
     failed = False

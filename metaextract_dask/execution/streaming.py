@@ -8,6 +8,7 @@ client as chunk tasks finish and see each chunk's summary, never its bytes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 import time
@@ -19,6 +20,7 @@ from ..core.model import StreamChunk
 from ..core.settings import StreamingConfig
 from ..planning.graph import FileGraph, build_graph, run_local
 from ..planning.plan import Plan, plan_path
+from ..storage.urls import local_path
 from .isolation import Isolation
 from .tasks import CHUNK_SUMMARIES, Failed, unwrap
 
@@ -105,7 +107,7 @@ class StreamingExtractor:
 
     def extract(self, path: str | os.PathLike, callback: Callback | None = None) -> tuple[dict[str, Any], StreamingMetrics]:
         """Extract synchronously: (metadata, metrics)."""
-        path = os.fspath(path)
+        path = local_path(path)
         deadline = time.time() + self.config.timeout
         plan, fg = self.graph(path, deadline)
         metrics = StreamingMetrics(path, plan.strategy.value, len(plan.specs), plan.bytes_planned, shape=plan.shape.value)
@@ -126,7 +128,7 @@ class StreamingExtractor:
         """Extract asynchronously: (metadata, metrics)."""
         client = self.client or current_client()
         if client is not None and getattr(client, "asynchronous", False):
-            return await self._extract_async_client(client, os.fspath(path), callback)
+            return await self._extract_async_client(client, local_path(path), callback)
         return await asyncio.to_thread(self.extract, path, callback)
 
     async def _extract_async_client(self, client: Any, path: str, callback: Callback | None):
@@ -216,6 +218,14 @@ async def extract_with_streaming(path: str | os.PathLike, config: StreamingConfi
     return await StreamingExtractor(config, client).extract_streaming(path, callback)
 
 
-def extract_file(path: str | os.PathLike, config: StreamingConfig | None = None, callback: Callback | None = None, client: Any | None = None) -> tuple[dict[str, Any], StreamingMetrics]:
-    """Extract one file synchronously: (metadata, metrics)."""
+def extract_file(path: str | os.PathLike, config: StreamingConfig | None = None, callback: Callback | None = None, client: Any | None = None,
+                 storage_options: dict[str, Any] | None = None) -> tuple[dict[str, Any], StreamingMetrics]:
+    """Extract one file synchronously: (metadata, metrics).
+
+    ``path`` may be an fsspec URL (``s3://bucket/key.nc``, ``https://...``);
+    ``storage_options`` (fsspec's: credentials, ``endpoint_url``, ``anon``)
+    replace the config's.
+    """
+    if storage_options is not None:
+        config = dataclasses.replace(config or StreamingConfig(), storage_options=dict(storage_options))
     return StreamingExtractor(config, client).extract(path, callback)

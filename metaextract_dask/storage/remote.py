@@ -98,6 +98,9 @@ def access_error(url: str, exc: BaseException) -> FileAccessError:
     """A store's error in plain words (never the credentials: only the URL and the store's reason)."""
     if isinstance(exc, FileAccessError):
         return exc
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, FileNotFoundError) and cause is not None and getattr(cause, "status", None) != 404:
+        return _transport_error(url, cause)  # fsspec's HTTP info() says "not found" for any failure: say the real one
     if isinstance(exc, FileNotFoundError):
         return FileAccessError(url, "no such object")
     if isinstance(exc, PermissionError):
@@ -107,6 +110,26 @@ def access_error(url: str, exc: BaseException) -> FileAccessError:
         return FileAccessError(url, f"access denied by the server (HTTP {status})")
     if status == 404:
         return FileAccessError(url, "no such object (HTTP 404)")
+    return FileAccessError(url, f"cannot read the object: {describe(exc)}")
+
+
+def _transport_error(url: str, exc: BaseException) -> FileAccessError:
+    """A failure to reach the server, in plain words: certificate, connection, or the server's status."""
+    import ssl
+
+    chain = [exc]
+    while chain[-1].__cause__ is not None and len(chain) < 8:
+        chain.append(chain[-1].__cause__)
+    for e in chain:
+        if isinstance(e, ssl.SSLCertVerificationError) or "certificate" in type(e).__name__.lower():
+            reason = getattr(e, "verify_message", None) or getattr(getattr(e, "certificate_error", None), "verify_message", None)
+            return FileAccessError(url, f"the server's TLS certificate is not trusted ({reason or 'verification failed'}); "
+                                        "point SSL_CERT_FILE at its CA to trust it")
+        if isinstance(e, ConnectionError) or "connect" in type(e).__name__.lower():
+            return FileAccessError(url, f"cannot connect to the server: {describe(e)}")
+    status = getattr(exc, "status", None)
+    if status is not None:
+        return FileAccessError(url, f"the server answered HTTP {status}")
     return FileAccessError(url, f"cannot read the object: {describe(exc)}")
 
 

@@ -1,0 +1,180 @@
+"""Archives where they live: s3:// on moto's S3 server, http(s):// on a Range-capable server.
+
+The same files, scanned locally and remotely, give identical records apart
+from the path, the identity (mtime, ETag) and the ``io`` section; the
+``io`` section's request count is checked against the server's own log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from servers import range_server, s3_server, self_signed, upload
+
+from metaextract_dask.core.settings import StreamingConfig
+from metaextract_dask.execution.batch import extract_metadata
+
+IDENTITY = ("path", "mtime", "etag", "version_id", "io")
+
+
+def same_apart_from_identity(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in IDENTITY and not k.startswith("_")}
+
+
+def as_json(record: dict) -> str:
+    from metaextract_dask.catalog.schema import json_value
+
+    return json.dumps(same_apart_from_identity(record), sort_keys=True, default=json_value)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    """One file of each kind: HDF5, netCDF-4, netCDF-3, an MP4 (its index at the end, as ffmpeg writes it), binary."""
+    import h5py
+    import netCDF4
+
+    folder = tmp_path_factory.mktemp("remote-sample")
+    with h5py.File(folder / "grid.h5", "w") as f:
+        f.create_dataset("temperature", data=np.linspace(250, 310, 120 * 90).reshape(120, 90), chunks=(30, 90), compression="gzip")
+        f.create_dataset("flags", data=np.arange(500, dtype="i4"))
+        f["temperature"].attrs["units"] = "K"
+        f.attrs["title"] = "remote test grid"
+    for name, fmt in (("ocean.nc", "NETCDF4"), ("classic.nc", "NETCDF3_CLASSIC")):
+        with netCDF4.Dataset(folder / name, "w", format=fmt) as ds:
+            ds.createDimension("time", None)
+            ds.createDimension("lat", 18)
+            t = ds.createVariable("time", "f8", ("time",))
+            t.units, t.calendar = "days since 2000-01-01", "standard"
+            t[:] = np.arange(4)
+            lat = ds.createVariable("lat", "f4", ("lat",))
+            lat.units = "degrees_north"
+            lat[:] = np.linspace(-85, 85, 18)
+            tos = ds.createVariable("tos", "f4", ("time", "lat"), fill_value=np.float32(1e20))
+            tos.standard_name = "sea_surface_temperature"
+            tos[:] = np.ma.masked_greater(np.arange(72, dtype="f4").reshape(4, 18), 70)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=duration=2:size=96x64:rate=10", "-pix_fmt", "yuv420p",
+                    str(folder / "clip.mp4")], check=True)
+    (folder / "blob.bin").write_bytes(np.random.default_rng(7).bytes(3_000_000))
+    return folder
+
+
+def local_records(folder) -> dict[str, dict]:
+    return {p.name: extract_metadata(str(p), StreamingConfig()) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_records_over_http_equal_local_ones_and_every_request_is_counted(sample):
+    local = local_records(sample)
+    with range_server(sample) as server:
+        for name, expected in local.items():
+            server.log.clear()
+            record = extract_metadata(f"{server.url}/{name}", StreamingConfig())
+            assert record["path"] == f"{server.url}/{name}"
+            assert as_json(record) == as_json(expected), name
+            assert record["etag"] and record["io"]["requests"] == len([e for e in server.log if e[1] == f"/{name}"]), name
+            assert record["io"]["bytes_read"] >= record["size"]  # statistics and the checksum read every byte
+
+
+def test_a_scan_of_an_s3_prefix_matches_the_local_scan_and_rescans_by_etag(sample, tmp_path):
+    import pandas as pd
+
+    secret = "s3cr3t-that-must-never-be-written"
+    with s3_server() as options:
+        options = {**options, "secret": secret}
+        upload(options, "archive", {f"run1/{p.name}": p for p in sample.iterdir()})
+        upload(options, "archive", {"run1/.hidden.bin": sample / "blob.bin", "other/x.bin": sample / "blob.bin"})
+        creds = tmp_path / "storage.json"
+        creds.write_text(json.dumps(options))
+        cat, local_cat = tmp_path / "cat", tmp_path / "local"
+
+        def run(*extra):
+            return subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "scan", "s3://archive/run1", "-o", str(cat),
+                                   "--storage-options", f"@{creds}", "--quiet", *extra], capture_output=True, text=True, timeout=300)
+
+        done = run()
+        assert done.returncode == 0, done.stderr
+        subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "scan", str(sample), "-o", str(local_cat), "--quiet"], check=True)
+        remote, here = pd.read_parquet(cat), pd.read_parquet(local_cat)
+        assert sorted(remote.path) == sorted(f"s3://archive/run1/{p.name}" for p in sample.iterdir())  # hidden and other/ not listed
+        assert remote.etag.notna().all() and (remote.io_requests > 0).all() and remote.success.all()
+        by_name = {os.path.basename(p): json.loads(m) for p, m in zip(here.path, here.metadata)}
+        for path, text in zip(remote.path, remote.metadata):
+            assert as_json(json.loads(text)) == as_json(by_name[os.path.basename(path)]), path
+        for f in tmp_path.rglob("*"):
+            assert not f.is_file() or f == creds or secret.encode() not in f.read_bytes(), f
+
+        upload(options, "archive", {"run1/blob.bin": sample / "grid.h5"})  # one object replaced: a new ETag
+        plan = run("--dry-run")
+        assert plan.stdout.strip().splitlines() == ["changed\ts3://archive/run1/blob.bin"], plan.stdout
+        again = run()
+        assert again.returncode == 0 and "1 extracted" in again.stdout, again.stdout
+        rows = pd.read_parquet(cat)
+        assert rows.set_index("path").loc["s3://archive/run1/blob.bin", "format"] == "hdf5"
+
+
+def test_info_over_https_and_a_clear_error_without_the_servers_certificate(sample, tmp_path):
+    cert, key = self_signed(tmp_path)
+    expected = extract_metadata(str(sample / "ocean.nc"), StreamingConfig())
+    with range_server(sample, tls=(cert, key)) as server:
+        url = f"{server.url}/ocean.nc"
+        assert url.startswith("https://127.0.0.1:")
+        env = {**os.environ, "SSL_CERT_FILE": cert}
+        done = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "info", url, "--json"], capture_output=True, text=True,
+                              env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        record = json.loads(done.stdout)
+        assert record["path"] == url and as_json(record) == as_json(expected)
+        untrusted = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "info", url], capture_output=True, text=True,
+                                   env={k: v for k, v in os.environ.items() if k != "SSL_CERT_FILE"}, timeout=120)
+        assert untrusted.returncode == 1 and "Traceback" not in untrusted.stderr
+        assert len(untrusted.stderr.strip().splitlines()) == 1 and url in untrusted.stderr and "certificate" in untrusted.stderr.lower()
+
+
+def test_extract_file_and_the_parallel_extractor_take_urls_and_storage_options(sample):
+    import metaextract_dask as me
+
+    with s3_server() as options:
+        upload(options, "bkt", {"a/grid.h5": sample / "grid.h5", "a/classic.nc": sample / "classic.nc"})
+        record, metrics = me.extract_file("s3://bkt/a/grid.h5", storage_options=options)
+        assert record["hdf5"]["datasets"][0]["name"] == "/flags" and record["io"]["requests"] >= 2
+        config = me.ParallelExtractionConfig(execution_model="local", streaming=StreamingConfig(storage_options=options))
+        results, _ = me.ParallelExtractor(config).extract(["s3://bkt/a/grid.h5", "s3://bkt/a/classic.nc", "s3://bkt/a/missing.nc"])
+        by_path = {r.file_path: r for r in results}
+        assert by_path["s3://bkt/a/classic.nc"].success and by_path["s3://bkt/a/classic.nc"].metadata["netcdf"]["dimensions"]["lat"] == 18
+        assert not by_path["s3://bkt/a/missing.nc"].success and "no such object" in by_path["s3://bkt/a/missing.nc"].error
+
+
+def test_an_unlistable_prefix_is_one_error_row_and_bad_storage_options_a_usage_error(tmp_path):
+    import pandas as pd
+
+    with s3_server() as options:
+        cat = tmp_path / "cat"
+        done = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "scan", "s3://no-such-bucket/x", "-o", str(cat),
+                               "--storage-options", json.dumps(options), "--quiet"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        rows = pd.read_parquet(cat)
+        assert rows.path.tolist() == ["s3://no-such-bucket/x"] and not rows.success[0] and "bucket does not exist" in rows.error[0]
+        bad = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "info", "s3://no-such-bucket/x.nc", "--storage-options", "[1]"],
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and "must be a JSON object" in bad.stderr
+
+
+def test_the_loopback_server_answers_only_its_token(sample):
+    from metaextract_dask.storage.loopback import served
+    from metaextract_dask.storage.remote import counting
+
+    with range_server(sample) as server, counting() as count, served(f"{server.url}/blob.bin", 3_000_000) as (url, _):
+        request = urllib.request.Request(url, headers={"Range": "bytes=10-19"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 206 and answer.read() == (sample / "blob.bin").read_bytes()[10:20]
+        port_and_token = url.rsplit("/", 1)[0]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(port_and_token.rsplit("/", 1)[0] + "/guessed-token/blob.bin", timeout=10)
+        assert refused.value.code == 403
+        assert count.requests >= 1
