@@ -178,3 +178,28 @@ def test_the_loopback_server_answers_only_its_token(sample):
             urllib.request.urlopen(port_and_token.rsplit("/", 1)[0] + "/guessed-token/blob.bin", timeout=10)
         assert refused.value.code == 403
         assert count.requests >= 1
+
+
+def test_the_clusters_metrics_count_the_requests_the_rows_record(sample, tmp_path):
+    """A scan on a process cluster: /metrics' io counters are the sum of the catalog's io columns."""
+    import re
+
+    import pandas as pd
+
+    from metaextract_dask import scan
+    from metaextract_dask.execution.cluster import ClientScope
+
+    def series(text: str, name: str) -> float:
+        return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:\{{.*\}})? ([0-9.e+-]+)$", text, re.M))
+
+    with s3_server() as options:
+        upload(options, "bkt", {f"d/{p.name}": p for p in sample.iterdir()})
+        with ClientScope(model="process_pool", max_workers=2, dashboard="127.0.0.1:0") as client:
+            metrics = client.dashboard_link.rsplit("/", 1)[0] + "/metrics"
+            before = urllib.request.urlopen(metrics, timeout=10).read().decode()
+            scan("s3://bkt/d", tmp_path / "cat", client=client, storage_options=options, progress=False, as_frame=False)
+            after = urllib.request.urlopen(metrics, timeout=10).read().decode()
+    rows = pd.read_parquet(tmp_path / "cat")
+    assert rows.success.all() and len(rows) == 5
+    for name, column in (("metaextract_io_requests_total", "io_requests"), ("metaextract_io_bytes_total", "io_bytes")):
+        assert series(after, name) - series(before, name) == rows[column].sum() > 0

@@ -102,6 +102,9 @@ class ExtractionPage:
             f"<b>Extraction {snap['run']}</b> ({state}): {snap['files']} of {snap['expected_files']} files done, "
             f"{snap['successful']} succeeded, {snap['failed']} failed; {snap['bytes'] / 1e6:.1f} MB in {snap['chunks']} chunks."
         )
+        if snap.get("io_requests"):
+            self.summary.text += (f" Remote objects: {snap['io_requests']} requests, {snap['io_bytes'] / 1e6:.1f} MB fetched "
+                                  f"({snap['io_requests'] / max(1, snap['files']):.1f} requests per file).")
 
 
 def _without_path(error: str | None, path: str | None) -> str:

@@ -34,6 +34,8 @@ class Totals:
         self.chunks: Counter = Counter()
         self.errors: Counter = Counter()
         self.tasks: Counter = Counter()
+        self.io_requests: Counter = Counter()
+        self.io_bytes: Counter = Counter()
         self.buckets = [0] * len(DURATION_BUCKETS)
         self.duration_sum = 0.0
 
@@ -43,12 +45,15 @@ class Totals:
         self.chunks.update(stats.chunks_by_type)
         self.errors.update(stats.error_types)
         self.tasks.update(stats.chunk_tasks_by_shape)
+        self.io_requests.update(stats.io_requests_by_type)
+        self.io_bytes.update(stats.io_bytes_by_type)
         self.buckets = [a + b for a, b in zip(self.buckets, stats.duration_counts)]
         self.duration_sum += stats.duration_sum
 
     def merge(self, other: Totals) -> None:
         for mine, theirs in ((self.files, other.files), (self.bytes, other.bytes), (self.chunks, other.chunks),
-                             (self.errors, other.errors), (self.tasks, other.tasks)):
+                             (self.errors, other.errors), (self.tasks, other.tasks), (self.io_requests, other.io_requests),
+                             (self.io_bytes, other.io_bytes)):
             mine.update(theirs)
         self.buckets = [a + b for a, b in zip(self.buckets, other.buckets)]
         self.duration_sum += other.duration_sum
@@ -214,10 +219,14 @@ class PrometheusCollector:
         chunks = CounterMetricFamily("metaextract_chunks", "Chunks read, by detected type", labels=["type"])
         errors = CounterMetricFamily("metaextract_errors", "Files that failed, by error type", labels=["error_type"])
         chunk_tasks = CounterMetricFamily("metaextract_chunk_tasks", "Chunk tasks run, by graph shape (a task rerun after a lost worker counts again)", labels=["shape"])
+        io_requests = CounterMetricFamily("metaextract_io_requests", "Requests made to remote stores (s3://, https://...) while "
+                                          "reading their objects, by detected type", labels=["type"])
+        io_bytes = CounterMetricFamily("metaextract_io_bytes", "Bytes fetched from remote stores, by detected type", labels=["type"])
         totals = self.plugin.totals()
         for (kind, outcome), n in sorted(totals.files.items()):
             files.add_metric([kind, outcome], n)
-        for family, counter in ((nbytes, totals.bytes), (chunks, totals.chunks), (errors, totals.errors), (chunk_tasks, totals.tasks)):
+        for family, counter in ((nbytes, totals.bytes), (chunks, totals.chunks), (errors, totals.errors), (chunk_tasks, totals.tasks),
+                                (io_requests, totals.io_requests), (io_bytes, totals.io_bytes)):
             for kind, n in sorted(counter.items()):
                 family.add_metric([kind], n)
         cumulative, running = [], 0
@@ -232,7 +241,7 @@ class PrometheusCollector:
         scans = GaugeMetricFamily("metaextract_scans_running", "Scans started and not finished", value=running)
         left = GaugeMetricFamily("metaextract_files_remaining", "Files the running scans announced and have not finished",
                                  value=remaining)
-        out = [files, nbytes, chunks, errors, chunk_tasks, duration, lost, scans, left]
+        out = [files, nbytes, chunks, errors, chunk_tasks, io_requests, io_bytes, duration, lost, scans, left]
         if last is not None:  # absent when no scan runs: the stall rule has nothing to compare
             out.append(GaugeMetricFamily("metaextract_last_progress_timestamp_seconds",
                                          "Unix time at which a running scan last finished a file (or started)", value=last))

@@ -33,6 +33,9 @@ class RunStats:
         self.chunks_by_type: Counter = Counter()
         self.chunk_tasks_by_shape: Counter = Counter()
         self.chunks_by_shape: Counter = Counter()
+        #: remote objects: requests made to their stores and bytes fetched, by detected type
+        self.io_requests_by_type: Counter = Counter()
+        self.io_bytes_by_type: Counter = Counter()
         self.workers: dict[str, Counter] = {}
         self.failures: deque = deque(maxlen=500)
         self.error_types: Counter = Counter()
@@ -57,6 +60,9 @@ class RunStats:
         self.files[(kind, outcome)] += 1
         self.bytes_by_type[kind] += f.get("bytes", 0)
         self.chunks_by_type[kind] += f.get("chunks", 0)
+        if f.get("io_requests"):
+            self.io_requests_by_type[kind] += f["io_requests"]
+            self.io_bytes_by_type[kind] += f.get("io_bytes", 0)
         if f.get("shape"):
             self.chunks_by_shape[f["shape"]] += f.get("chunks", 0)
         w = self.worker(f.get("worker"))
@@ -97,6 +103,8 @@ class RunStats:
             "failed": sum(n for (_, o), n in self.files.items() if o == "failed"),
             "bytes": sum(self.bytes_by_type.values()),
             "chunks": sum(self.chunks_by_type.values()),
+            "io_requests": sum(self.io_requests_by_type.values()),
+            "io_bytes": sum(self.io_bytes_by_type.values()),
             "chunk_tasks_by_shape": dict(self.chunk_tasks_by_shape),
             "chunks_by_shape": dict(self.chunks_by_shape),
             "file_type_stats": {
@@ -106,6 +114,8 @@ class RunStats:
                     "failed": self.files[(t, "failed")],
                     "bytes": self.bytes_by_type[t],
                     "chunks": self.chunks_by_type[t],
+                    "io_requests": self.io_requests_by_type[t],
+                    "io_bytes": self.io_bytes_by_type[t],
                 }
                 for t in types
             },

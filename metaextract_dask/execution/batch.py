@@ -184,6 +184,8 @@ def outcome(result: ExtractionResult) -> dict[str, Any]:
         "success": result.success,
         "bytes": streaming.get("bytes_read", size if result.success else 0),
         "chunks": streaming.get("chunks_read", 1 if result.success else 0),
+        "io_requests": (md.get("io") or {}).get("requests", 0),
+        "io_bytes": (md.get("io") or {}).get("bytes_read", 0),
         "shape": streaming.get("shape"),
         "duration": result.duration,
         "error": result.error,
