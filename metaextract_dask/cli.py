@@ -103,6 +103,9 @@ def _streaming_options(parser: Any) -> None:
                         help="also make a PNG poster frame of each video with ffmpeg (at most 160 pixels wide, 10%% into it); a "
                              "catalog keeps them in CATALOG.thumbnails/, named by the row's thumbnail "
                              "(default: metaextract.streaming.thumbnails, off)")
+    parser.add_argument("--metadata-only", action="store_true", default=None,
+                        help="read structure and attributes only: no statistics of the data and no checksum, so a remote "
+                             "archive costs a few requests per file (default: metaextract.streaming.metadata-only, off)")
     parser.add_argument("--storage-options", type=_storage_options, metavar="JSON",
                         help="fsspec storage options for s3://, https://, gs://... paths, as a JSON object or @FILE holding one, "
                              "e.g. '{\"anon\": true}' or '{\"client_kwargs\": {\"endpoint_url\": \"http://127.0.0.1:9000\"}}' "
@@ -111,7 +114,8 @@ def _streaming_options(parser: Any) -> None:
 
 
 def _config(args: argparse.Namespace) -> StreamingConfig:
-    given = {k: getattr(args, k) for k in ("strategy", "chunk_size", "checksum", "timeout", "references", "thumbnails", "storage_options")
+    given = {k: getattr(args, k) for k in ("strategy", "chunk_size", "checksum", "timeout", "references", "thumbnails", "storage_options",
+                                           "metadata_only")
              if getattr(args, k, None) is not None}
     return StreamingConfig(**given)
 
@@ -279,7 +283,8 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
     try:
         scan(
             paths, output, cluster=cluster, security=security, format=args.format, strategy=args.strategy, chunk_size=args.chunk_size, checksum=args.checksum,
-            references=args.references, thumbnails=args.thumbnails, learn_from=args.learn_from or (), storage_options=args.storage_options, timeout=args.timeout, workers=args.workers, execution=args.execution or "auto",
+            references=args.references, thumbnails=args.thumbnails, learn_from=args.learn_from or (), storage_options=args.storage_options,
+            metadata_only=args.metadata_only, timeout=args.timeout, workers=args.workers, execution=args.execution or "auto",
             scheduler=args.scheduler, retries=args.retries, isolate=args.isolate, load_balancing=args.load_balancing,
             memory_limit=args.memory_limit,
             include=args.include, exclude=args.exclude, hidden=args.hidden, follow_symlinks=args.follow_symlinks,

@@ -94,7 +94,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
          on_client: Callable[[Any], Any] | None = None, summary: ScanSummary | None = None, security: Any = None,
          memory_limit: int | str | None = None, as_frame: bool = True, retry_failed: bool = False, dry_run: bool = False,
          references: bool | None = None, thumbnails: bool | None = None, learn_from: Sequence[str | os.PathLike] = (),
-         storage_options: dict[str, Any] | None = None) -> Any:
+         storage_options: dict[str, Any] | None = None, metadata_only: bool | None = None) -> Any:
     """Extract every file under ``paths``; return the catalog as a pandas DataFrame.
 
     With ``output`` the catalog is also written there (crash-safe, resumable:
@@ -131,6 +131,8 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
     ETags in one paginated listing, and each object is read with ranged
     requests. ``storage_options`` (credentials, ``endpoint_url``, ``anon``)
     are fsspec's, passed to ``fsspec.url_to_fs`` where each task runs.
+    ``metadata_only`` reads structure and attributes only (no statistics, no
+    checksum).
     """
     from .execution.cluster import ExecutionModel
     from .execution.driver import LoadBalancingStrategy, ParallelExtractionConfig
@@ -145,7 +147,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
     paths = [p if is_url(os.fspath(p)) else local_path(p) for p in paths]
     stream: dict[str, Any] = {k: v for k, v in dict(strategy=strategy, chunk_size=chunk_size, checksum=checksum, timeout=timeout,
                                                     references=references, thumbnails=thumbnails,
-                                                    storage_options=storage_options).items()
+                                                    storage_options=storage_options, metadata_only=metadata_only).items()
                               if v is not None}
     retry: dict[str, Any] = {"retry_limit": retries, "retry_failed": retries > 0} if retries is not None else {}
     auto = execution == "auto"

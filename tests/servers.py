@@ -26,6 +26,7 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
     """SimpleHTTPRequestHandler with byte ranges, ETags and a request log."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # as object stores and nginx answer: no 40 ms delayed-ACK stall per small answer
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -37,6 +38,13 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         self._serve(body=True)
 
     def _serve(self, body: bool) -> None:
+        if self.path in ("/__stats__", "/__reset__"):
+            return self._stats(reset=self.path == "/__reset__")
+        latency = getattr(self.server, "latency", 0.0)
+        if latency:
+            import time
+
+            time.sleep(latency)  # an object store's time to first byte
         path = self.translate_path(self.path)
         if os.path.isdir(path) or not os.path.isfile(path):
             if os.path.isdir(path) and body:
@@ -45,7 +53,6 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
             return
         st = os.stat(path)
         size = st.st_size
-        self.server.log.append((self.command, self.path, self.headers.get("Range")))  # type: ignore[attr-defined]
         start, end, status = 0, size - 1, 200
         wanted = self.headers.get("Range")
         if wanted:
@@ -64,6 +71,7 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
                 self.end_headers()
                 return
             status = 206
+        self.server.log.append((self.command, self.path, wanted, end - start + 1 if body else 0))  # type: ignore[attr-defined]
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Accept-Ranges", "bytes")
@@ -85,13 +93,35 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
                     left -= len(data)
 
 
+    def _stats(self, reset: bool) -> None:
+        import json
+
+        per_path: dict[str, list[int]] = {}
+        for _command, path, _range, nbytes in list(self.server.log):  # type: ignore[attr-defined]
+            entry = per_path.setdefault(path, [0, 0])
+            entry[0] += 1
+            entry[1] += nbytes
+        if reset:
+            self.server.log.clear()  # type: ignore[attr-defined]
+        data = json.dumps(per_path).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 @contextlib.contextmanager
-def range_server(folder: str | os.PathLike, tls: tuple[str, str] | None = None) -> Iterator[Any]:
-    """An HTTP server of ``folder`` on 127.0.0.1 (HTTPS with ``tls``: certificate and key files); yields it (``.url``, ``.log``)."""
+def range_server(folder: str | os.PathLike, tls: tuple[str, str] | None = None, latency: float = 0.0) -> Iterator[Any]:
+    """An HTTP server of ``folder`` on 127.0.0.1 (HTTPS with ``tls``: certificate and key files); yields it (``.url``, ``.log``).
+
+    ``latency``: seconds each request waits before its answer, as an object store's first byte does.
+    """
     handler = lambda *a, **k: RangeHandler(*a, directory=os.fspath(folder), **k)  # noqa: E731
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     server.log = []  # type: ignore[attr-defined]
+    server.latency = latency  # type: ignore[attr-defined]
     scheme = "http"
     if tls is not None:
         import ssl
@@ -165,3 +195,13 @@ def self_signed(folder: str | os.PathLike) -> tuple[str, str]:
     with open(key_file, "wb") as f:
         f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     return cert_file, key_file
+
+
+if __name__ == "__main__":  # python tests/servers.py FOLDER [LATENCY]: serve until killed (the benchmarks' server process)
+    import sys
+    import time
+
+    with range_server(sys.argv[1], latency=float(sys.argv[2]) if len(sys.argv) > 2 else 0.0) as served:
+        print(served.url, flush=True)
+        while True:
+            time.sleep(3600)

@@ -103,6 +103,9 @@ class StreamingConfig:
     references: bool = field(default_factory=lambda: bool(_get("references")))
     #: a small PNG poster frame of each video (``readers/video.py``), kept in ``CATALOG.thumbnails/``
     thumbnails: bool = field(default_factory=lambda: bool(_get("thumbnails")))
+    #: read structure and attributes only: a file's METADATA chunks (header and footer for formats without one), no
+    #: statistics, no checksum (it needs every byte). A remote archive's scan then costs a few requests per file.
+    metadata_only: bool = field(default_factory=lambda: bool(_get("metadata-only")))
     #: fsspec storage options for URLs (credentials, endpoint, ``anon``), passed to ``fsspec.url_to_fs``; each
     #: task builds its filesystem from them where it runs. Never written to a catalog or a log.
     storage_options: dict[str, Any] = field(default_factory=lambda: dict(dask.config.get("metaextract.storage-options", {}) or {}),
@@ -113,7 +116,7 @@ class StreamingConfig:
             value = getattr(self, name)
             setattr(self, name, int(parse_bytes(value) if isinstance(value, str) else value))
         self.strategy = StreamingStrategy.parse(self.strategy)
-        if self.checksum in ("none", "None", ""):
+        if self.checksum in ("none", "None", "") or self.metadata_only:
             self.checksum = None
         self._validate()
 

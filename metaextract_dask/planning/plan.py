@@ -134,23 +134,36 @@ def sample_indices(chunks: Sequence[ChunkSpec], count: int) -> list[int]:
     return sorted(picked)
 
 
-def read_layout(reader: StreamChunkReader, info: FileInfo, chunk_size: int) -> Sequence[ChunkSpec]:
-    """The reader's layout, with any failure turned into a clear error for this file."""
+def read_layout(reader: StreamChunkReader, info: FileInfo, chunk_size: int, metadata_only: bool = False) -> Sequence[ChunkSpec]:
+    """The reader's layout (of a metadata-only read: its metadata chunks), any failure a clear error for this file."""
     try:
-        return reader.layout(info, chunk_size)
+        return reader.metadata_layout(info, chunk_size) if metadata_only else reader.layout(info, chunk_size)
     except MetaExtractError:
         raise
     except Exception as exc:
         raise CorruptFileError(info.path, f"the {reader.name} reader cannot read its layout: {describe(exc)}") from exc
 
 
+def metadata_specs(layout: Sequence[ChunkSpec]) -> tuple[ChunkSpec, ...]:
+    """The chunks a metadata-only read takes: every METADATA chunk, else the first and last (signatures, trailers)."""
+    meta = getattr(layout, "metadata_indices", None)
+    if meta is None:
+        meta = [i for i, s in enumerate(layout) if s.chunk_type is ChunkType.METADATA]
+    picked = sorted(set(meta)) or sorted({0, len(layout) - 1})
+    return tuple(layout[i] for i in picked)
+
+
 def plan_file(info: FileInfo, reader: StreamChunkReader, config: StreamingConfig, note: str | None = None) -> Plan:
     """Plan one file: resolve the strategy, grow the chunk size to respect the cap."""
     strategy, shape = resolve(config.strategy, info.size, config)
     chunk_size = reader.chunk_size(config.chunk_size)
-    layout = read_layout(reader, info, chunk_size)
+    layout = read_layout(reader, info, chunk_size, config.metadata_only)
     grown = False
-    if shape in (Shape.CHAIN, Shape.WINDOW):
+    if config.metadata_only:
+        specs = tuple(layout)
+        shape = Shape.SINGLE if len(specs) == 1 else Shape.STAR
+        note = "; ".join(filter(None, [note, "metadata only: structure and attributes, no statistics"]))
+    elif shape in (Shape.CHAIN, Shape.WINDOW):
         limit = max_reads(config.max_tasks_per_file)
         while len(layout) > limit:
             chunk_size = reader.chunk_size(max(chunk_size * 2, -(-info.size // limit)))

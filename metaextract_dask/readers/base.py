@@ -73,6 +73,13 @@ class StreamChunkReader(ABC):
     def layout(self, info: FileInfo, chunk_size: int) -> Sequence[ChunkSpec]:
         """All chunks of the file at this chunk size, in file order."""
 
+    def metadata_layout(self, info: FileInfo, chunk_size: int) -> Sequence[ChunkSpec]:
+        """The chunks a metadata-only read takes: every METADATA chunk, else the first and last (signatures,
+        trailers). A reader that can say it without listing the file's data overrides this."""
+        from ..planning.plan import metadata_specs
+
+        return metadata_specs(self.layout(info, chunk_size))
+
     @abstractmethod
     def summarize(self, spec: ChunkSpec, config: StreamingConfig) -> State:
         """Read one chunk (opening the file itself) and return a small summary."""

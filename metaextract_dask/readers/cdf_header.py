@@ -154,7 +154,7 @@ def _open_header(path: str, size: int) -> Any:
     if is_url(path):
         from ..storage.remote import open_remote
 
-        return open_remote(path, size=size, block_size=64 * 1024, cache_type="readahead")
+        return open_remote(path, size=size, block=64 * 1024, cache_type="readahead")
     return open(path, "rb")
 
 

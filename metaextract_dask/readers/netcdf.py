@@ -316,7 +316,7 @@ class NetCDFChunkReader(arrays.ArrayFileReader):
     def arrays_of(self, handle: Any) -> list[arrays.ArrayInfo]:
         return array_infos(handle)
 
-    def describe(self, handle: Any) -> dict[str, Any]:
+    def describe(self, handle: Any, metadata_only: bool = False) -> dict[str, Any]:
         header = describe_header(handle)
         try:
             header["cf_coverage"] = cf_coverage(handle, header)

@@ -75,7 +75,7 @@ def media_input(path: str) -> Iterator[tuple[str, list[str]]]:
     from ..storage.loopback import served
     from ..storage.remote import known_size
 
-    with served(path, known_size(path)) as (url, _count):
+    with served(path, known_size(path), block_size=1024 * 1024, cache_type="readahead") as (url, _count):  # ffprobe reads on
         yield url, ["-protocol_whitelist", "http,tcp"]
 
 

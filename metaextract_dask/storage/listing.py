@@ -54,13 +54,14 @@ def _hidden(rel: str) -> bool:
 
 
 def list_remote(roots: Sequence[str], include: Sequence[str] = (), exclude: Sequence[str] = (), hidden: bool = False) -> RemoteListing:
-    """Every object under each root URL (a root naming one object lists that object)."""
+    """Every object under each root URL (a root naming one object lists that object; one ending in "/" is a prefix,
+    for HTTP the links of its index page)."""
     out = RemoteListing()
     for root in roots:
         fs, path = filesystem(root)
         chain = _chain_prefix(root)
         try:
-            info = fs.info(path)
+            info = {"type": "directory"} if root.endswith("/") else fs.info(path)  # an HTTP folder's page says "file"
             if info.get("type") == "directory":
                 found = fs.find(path, detail=True, withdirs=False)
             else:

@@ -49,6 +49,9 @@ def _socket_uid(port: int) -> int | None:
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: "_Server"
     protocol_version = "HTTP/1.1"
+    #: headers and body go out as separate writes: with Nagle's algorithm each small answer waits for the
+    #: client's delayed ACK, 40 ms (libnetcdf's 28 requests to open a netCDF-4 file took 1.2 s)
+    disable_nagle_algorithm = True
 
     def log_message(self, *args: Any) -> None:  # quiet: the scan reports what matters
         pass
@@ -129,10 +132,14 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def served(url: str, size: int, block_size: int = 1024 * 1024) -> Iterator[tuple[str, IOCount]]:
-    """(loopback URL, request count) of the object at ``url`` for the duration of the block."""
+def served(url: str, size: int, block_size: int | None = None, cache_type: str = "blockcache") -> Iterator[tuple[str, IOCount]]:
+    """(loopback URL, request count) of the object at ``url`` for the duration of the block.
+
+    ``cache_type``: "blockcache" (default, blocks of ``metaextract.remote.block-size``) for libnetcdf's
+    scattered metadata reads; "readahead" for a tool that reads on from where it is (ffprobe).
+    """
     count = current_count() or IOCount()  # the server's threads count into the block that started it
-    f = open_remote(url, size=size, block_size=block_size, cache_type="readahead", count=count)
+    f = open_remote(url, size=size, block=block_size, cache_type=cache_type, count=count)
     server = _Server(f, size)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
                               name="metaextract-loopback")

@@ -23,9 +23,18 @@ _OPTIONS: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("metae
 #: the counter of the file this thread reads
 _COUNT: contextvars.ContextVar["IOCount | None"] = contextvars.ContextVar("metaextract_io_count", default=None)
 
-#: the block a remote HDF5/netCDF-4 file is read in: its metadata sits in small scattered pieces
-#: (superblock, object headers, heaps), and one block usually holds several (benchmarks/RESULTS-remote.md)
-BLOCK_SIZE = 256 * 1024
+def block_size() -> int:
+    """The block a remote HDF5/netCDF-4 file is read in (``metaextract.remote.block-size``).
+
+    Its metadata sits in small scattered pieces (superblock, object headers,
+    heaps, B-tree nodes) and one block usually holds several: the default
+    was chosen by counting requests (benchmarks/RESULTS-remote.md).
+    """
+    import dask.config
+    from dask.utils import parse_bytes
+
+    value = dask.config.get("metaextract.remote.block-size", "256 KiB")
+    return int(parse_bytes(value) if isinstance(value, str) else value)
 
 
 @dataclass
@@ -222,14 +231,14 @@ def read_range(url: str, start: int, end: int) -> bytes:
     return data
 
 
-def open_remote(url: str, size: int | None = None, block_size: int = BLOCK_SIZE, cache_type: str = "blockcache",
+def open_remote(url: str, size: int | None = None, block: int | None = None, cache_type: str = "blockcache",
                 count: IOCount | None = None) -> Any:
     """A seekable read-only file object over the URL whose fetches are counted.
 
     ``size`` known from the probe saves the store's size request.
     """
     fs, path = filesystem(url)
-    kwargs: dict[str, Any] = {"block_size": block_size, "cache_type": cache_type}
+    kwargs: dict[str, Any] = {"block_size": block or block_size(), "cache_type": cache_type}
     size = size if size is not None else _SIZES.get(url)
     if size is not None:
         kwargs["size"] = size
