@@ -219,6 +219,9 @@ def _scan_options(parser: argparse.ArgumentParser) -> None:
     pick.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip names or relative paths matching (repeatable)")
     pick.add_argument("--hidden", action="store_true", help="include hidden files and folders")
     pick.add_argument("--follow-symlinks", action="store_true", help="walk into symlinked folders (loops are detected)")
+    pick.add_argument("--into-archives", action="store_true",
+                      help="each .zip and .tar file's members become rows of their own (zip://MEMBER::ARCHIVE), read in place "
+                           "through the archive, never extracted to disk; the archive's own row lists them (default: off)")
     out = parser.add_argument_group("the catalog")
     out.add_argument("--format", default="parquet", choices=["parquet", "jsonl"], help="catalog part format (default parquet)")
     out.add_argument("--force", action="store_true", help="redo every file, replacing the catalog")
@@ -284,7 +287,7 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
         scan(
             paths, output, cluster=cluster, security=security, format=args.format, strategy=args.strategy, chunk_size=args.chunk_size, checksum=args.checksum,
             references=args.references, thumbnails=args.thumbnails, learn_from=args.learn_from or (), storage_options=args.storage_options,
-            metadata_only=args.metadata_only, timeout=args.timeout, workers=args.workers, execution=args.execution or "auto",
+            metadata_only=args.metadata_only, into_archives=args.into_archives, timeout=args.timeout, workers=args.workers, execution=args.execution or "auto",
             scheduler=args.scheduler, retries=args.retries, isolate=args.isolate, load_balancing=args.load_balancing,
             memory_limit=args.memory_limit,
             include=args.include, exclude=args.exclude, hidden=args.hidden, follow_symlinks=args.follow_symlinks,

@@ -94,7 +94,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
          on_client: Callable[[Any], Any] | None = None, summary: ScanSummary | None = None, security: Any = None,
          memory_limit: int | str | None = None, as_frame: bool = True, retry_failed: bool = False, dry_run: bool = False,
          references: bool | None = None, thumbnails: bool | None = None, learn_from: Sequence[str | os.PathLike] = (),
-         storage_options: dict[str, Any] | None = None, metadata_only: bool | None = None) -> Any:
+         storage_options: dict[str, Any] | None = None, metadata_only: bool | None = None, into_archives: bool = False) -> Any:
     """Extract every file under ``paths``; return the catalog as a pandas DataFrame.
 
     With ``output`` the catalog is also written there (crash-safe, resumable:
@@ -132,7 +132,10 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
     requests. ``storage_options`` (credentials, ``endpoint_url``, ``anon``)
     are fsspec's, passed to ``fsspec.url_to_fs`` where each task runs.
     ``metadata_only`` reads structure and attributes only (no statistics, no
-    checksum).
+    checksum). ``into_archives``: each zip and tar file's members become rows
+    of their own (``zip://member::archive.zip``), read in place through the
+    container (never extracted to disk) and in parallel; the container's own
+    row lists them.
     """
     from .execution.cluster import ExecutionModel
     from .execution.driver import LoadBalancingStrategy, ParallelExtractionConfig
@@ -170,7 +173,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
             return cost_model(learn_from, output, writer, config, summary)
 
         return _scan(paths, writer, output, config, summary, t0, include, exclude, hidden, follow_symlinks, force, progress,
-                     client, cluster, on_client, as_frame, auto, (retry_failed, dry_run), learn)
+                     client, cluster, on_client, as_frame, auto, (retry_failed, dry_run), learn, into_archives)
     finally:
         if writer is not None:
             writer.lock.release()
@@ -261,7 +264,7 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
           summary: ScanSummary, t0: float, include: Sequence[str], exclude: Sequence[str], hidden: bool, follow_symlinks: bool,
           force: bool, progress: bool | None, client: Any, cluster: Any, on_client: Callable[[Any], Any] | None,
           as_frame: bool = True, auto: bool = False, rescan: tuple[bool, bool] = (False, False),
-          learn: Callable[[], Any] | None = None) -> Any:
+          learn: Callable[[], Any] | None = None, into_archives: bool = False) -> Any:
     """The scan itself, with the catalog's lock held: list, skip what is done, record links, extract the rest."""
     from .storage.remote import using
 
@@ -273,12 +276,17 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
                                 linked=found.links)
     files = [f for f in files if f in explicit] + walked
     stats = {p: found.stats[p] for p in files}
+    if into_archives:
+        from .storage.archives import add_members
+
+        with using(config.streaming.storage_options):
+            add_members(files, stats, found.etags, config.streaming.storage_options, include, exclude, hidden)
     stats.update({p: found.link_stats[p] for p in links})
     if writer is not None and not force:
         from .storage.urls import is_url
 
         listed = [os.fspath(p) for p in paths if is_url(os.fspath(p)) and os.fspath(p) not in found.errors]
-        writer.forget_missing([os.fspath(p) for p in paths if os.path.isdir(p)], [*files, *links], listed)
+        writer.forget_missing([os.fspath(p) for p in paths if os.path.isdir(p)], [*files, *links], listed, members=into_archives)
     retry_failed, dry_run = rescan
     asked = frozenset(name for name, on in (("references", config.streaming.references), ("thumbnail", config.streaming.thumbnails)) if on)
     reasons = why_extract([*files, *links], stats, writer, output if dry_run and not force else None, retry_failed, asked, found.etags)

@@ -328,9 +328,12 @@ class CatalogWriter:
                     newest[row_key(r)] = key
         return self._rewrite(lambda part, rows: [i for i, r in enumerate(rows) if newest[row_key(r)][1:] != (part, i)])
 
-    def forget_missing(self, roots: Iterable[str], present: Iterable[str], listed: Iterable[str] = ()) -> int:
+    def forget_missing(self, roots: Iterable[str], present: Iterable[str], listed: Iterable[str] = (), members: bool = False) -> int:
         """Drop rows of files under ``roots`` that no longer exist, and of objects under the remote prefixes
-        ``listed`` that their listing no longer holds; returns how many (a notice says so)."""
+        ``listed`` that their listing no longer holds; with ``members`` (a scan that looked into archives),
+        rows of archive members no longer present whose container lies under them. Returns how many (a notice says so)."""
+        from ..storage.archives import container_of
+
         prefixes = [os.path.abspath(r).rstrip(os.sep) + os.sep for r in roots]
         remote = [r.rstrip("/") + "/" for r in listed]
         here = {path_key(p) for p in present}
@@ -342,6 +345,11 @@ class CatalogWriter:
                 if key in here:
                     continue
                 name = os.fsdecode(key)
+                container = container_of(name)
+                if container is not None:
+                    if members and (any(container.startswith(p) for p in remote) or any(os.path.abspath(container).startswith(p) for p in prefixes)):
+                        out.append(i)
+                    continue
                 if any(name.startswith(p) for p in remote) or \
                         any(os.path.abspath(name).startswith(p) for p in prefixes) and not os.path.lexists(name):
                     out.append(i)

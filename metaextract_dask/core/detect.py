@@ -48,6 +48,7 @@ DESCRIPTIONS = {
     "nut": "NUT multimedia container",
     "caf": "Core Audio Format (CAF)",
     "zip": "ZIP archive",
+    "tar": "tar archive",
     "gzip": "gzip compressed data",
     "png": "PNG image",
     "jpeg": "JPEG image",
@@ -76,12 +77,14 @@ EXTENSIONS = {
     ".wmv": "asf", ".wma": "asf", ".asf": "asf", ".rm": "realmedia", ".rmvb": "realmedia", ".swf": "swf", ".gif": "gif",
     ".m2v": "mpegvideo", ".m1v": "mpegvideo", ".3gp": "3gp", ".3g2": "3g2", ".mxf": "mxf", ".dv": "dv", ".y4m": "y4m",
     ".mp3": "mp3", ".flac": "flac", ".wav": "wav", ".aiff": "aiff", ".au": "au", ".amr": "amr", ".ivf": "ivf",
-    ".zip": "zip", ".gz": "gzip", ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf",
+    ".zip": "zip", ".tar": "tar", ".gz": "gzip", ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf",
 }
 
 
 def detect_magic(head: bytes, ext: str = "") -> str | None:
     """The format named by the leading bytes, or None."""
+    if head[257:262] == b"ustar":  # before HDF5: a tar whose first member is HDF5 has that signature at 512
+        return "tar"
     if _hdf5_offset(head) is not None:
         return "netcdf4" if ext in (".nc", ".nc4", ".cdf") else "hdf5"
     if head[:3] == b"CDF" and head[3:4] in (b"\x01", b"\x02", b"\x05"):

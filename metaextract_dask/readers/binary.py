@@ -198,6 +198,8 @@ class BinaryChunkReader(StreamChunkReader):
 
     name = "binary"
     columns = (("entropy", "float64"),)
+    #: computes the checksum in its own chunk reads (no fixity wrapper: the bytes are read once)
+    hashes_itself = True
 
     def catalog_row(self, record: dict[str, Any]) -> dict[str, Any]:
         return {"entropy": (record.get("entropy") or {}).get("bits_per_byte")}

@@ -28,6 +28,7 @@ ENTRY_POINT_GROUP = "metaextract_dask.readers"
 
 BUILTIN_READERS: dict[str, str] = {
     "binary": "metaextract_dask.readers.binary:BinaryChunkReader",
+    "archive": "metaextract_dask.readers.archive:ArchiveReader",
     "hdf5": "metaextract_dask.readers.hdf5:HDF5ChunkReader",
     "netcdf": "metaextract_dask.readers.netcdf:NetCDFChunkReader",
     "video": "metaextract_dask.readers.video:VideoChunkReader",
@@ -213,7 +214,7 @@ def choose_reader(info: FileInfo, config: Any, name: str | None = None) -> tuple
         info = recognise_media(info, getattr(config, "timeout", 20.0))
     reader, note = reader_for(info, name)
     reader, note = guard_native(info, reader, note)
-    if getattr(config, "checksum", None) and reader.name != FALLBACK:
+    if getattr(config, "checksum", None) and not getattr(reader, "hashes_itself", False):
         from .fixity import WithChecksum
 
         reader = WithChecksum(reader)

@@ -98,9 +98,26 @@ def filesystem(url: str) -> tuple[Any, str]:
     from fsspec.core import url_to_fs
 
     try:
-        return url_to_fs(url, **_OPTIONS.get())
+        return url_to_fs(url, **chained_options(url, _OPTIONS.get()))
     except (ImportError, ValueError) as exc:
         raise FileAccessError(url, f"cannot open this URL: {describe(exc)}") from exc
+
+
+def chained_options(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Flat storage options of a chained URL go to its innermost link (the store), not the outermost (zip, tar).
+
+    fsspec gives a chain's flat keyword arguments to its first link;
+    options already keyed by protocol (``{"s3": {...}}``) are left as given.
+    """
+    if "::" not in url or not options:
+        return options
+    from fsspec.registry import known_implementations
+
+    if any(key in known_implementations for key in options):
+        return options
+    inner = url.rsplit("::", 1)[1]
+    protocol = inner.split("://", 1)[0] if "://" in inner else "file"
+    return {protocol: options}
 
 
 def access_error(url: str, exc: BaseException) -> FileAccessError:
@@ -154,6 +171,11 @@ class RemoteStat:
 
 
 def _mtime(info: dict[str, Any]) -> float:
+    dt = info.get("date_time")  # a zip entry's local date and time
+    if isinstance(dt, tuple) and len(dt) == 6:
+        import time
+
+        return time.mktime((*dt, 0, 0, -1))
     for key in ("mtime", "LastModified", "last_modified", "Last-Modified", "updated", "created", "modified"):
         value = info.get(key)
         if value is None:
@@ -178,6 +200,8 @@ def _mtime(info: dict[str, Any]) -> float:
 def stat_from_info(info: dict[str, Any]) -> RemoteStat:
     """A listing's or ``info``'s entry as a ``RemoteStat`` (so a listing needs no second stat per file)."""
     etag = info.get("ETag") or info.get("etag") or info.get("md5Hash")
+    if etag is None and isinstance(info.get("CRC"), int):  # a zip entry: its CRC tells one version from another
+        etag = f"crc32:{info['CRC']:08x}"
     version = info.get("VersionId") or info.get("version_id") or info.get("generation")
     kind = "directory" if info.get("type") == "directory" else "file"
     return RemoteStat(int(info.get("size") or 0), _mtime(info), str(etag).strip('"') if etag else None,
@@ -253,15 +277,16 @@ def open_remote(url: str, size: int | None = None, block: int | None = None, cac
     if cache is not None and hasattr(cache, "fetcher"):
         cache.fetcher = _counted(cache.fetcher, counter)
     else:
-        f = _CountingReader(f, counter)
+        f = _CountingReader(f, counter, fs)
     return f
 
 
 class _CountingReader:
     """A file object of a filesystem without a fetch cache (zip and tar members): each read is a request."""
 
-    def __init__(self, f: Any, count: IOCount | None):
+    def __init__(self, f: Any, count: IOCount | None, fs: Any = None):
         self._f, self._count = f, count
+        self._fs = fs  # a zip or tar filesystem closes its container when it is collected: it lives as long as this file
 
     def read(self, n: int = -1) -> bytes:
         data = self._f.read(n)
