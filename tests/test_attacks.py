@@ -646,3 +646,29 @@ def test_a_full_disk_stops_the_scan_with_one_clear_error(tmp_path):
         assert 0 < len(frame) < 300 and frame["success"].all()
     finally:
         run(["umount", str(mount)])
+
+
+FETCH = textwrap.dedent("""
+    import sys, urllib.request, urllib.error
+    try:
+        with urllib.request.urlopen(urllib.request.Request(sys.argv[1], headers={"Range": "bytes=0-99"}), timeout=10) as r:
+            print("GOT", r.status, len(r.read()))
+    except urllib.error.HTTPError as exc:
+        print("refused", exc.code)
+""")
+
+
+def test_another_local_user_cannot_read_a_remote_object_through_the_loopback_server(tmp_path):
+    """The loopback URL (token included) shows on ffprobe's command line: another user who reads it is still refused."""
+    import servers
+
+    from metaextract_dask.storage.loopback import served
+
+    if not os.path.exists("/proc/net/tcp"):
+        pytest.skip("the socket owner check reads /proc/net/tcp (Linux)")
+    (tmp_path / "secret.bin").write_bytes(b"private bytes " * 100)
+    with servers.range_server(tmp_path) as server, served(f"{server.url}/secret.bin", 1400) as (url, _count):
+        mine = run([sys.executable, "-c", FETCH, url], timeout=60)
+        theirs = run([*AS_NOBODY, "/usr/bin/python3", "-c", FETCH, url], timeout=60, cwd="/")
+    assert "GOT 206 100" in mine.stdout, mine.stdout + mine.stderr
+    assert "refused 403" in theirs.stdout and "GOT" not in theirs.stdout, theirs.stdout + theirs.stderr

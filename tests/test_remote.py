@@ -90,7 +90,8 @@ def test_a_scan_of_an_s3_prefix_matches_the_local_scan_and_rescans_by_etag(sampl
     with s3_server() as options:
         options = {**options, "secret": secret}
         upload(options, "archive", {f"run1/{p.name}": p for p in sample.iterdir()})
-        upload(options, "archive", {"run1/.hidden.bin": sample / "blob.bin", "other/x.bin": sample / "blob.bin"})
+        upload(options, "archive", {"run1/.hidden.bin": sample / "blob.bin", "other/x.bin": sample / "blob.bin",
+                                    "run1/deeper/grid2.h5": sample / "grid.h5", "run1/.snapshots/grid.h5": sample / "grid.h5"})
         creds = tmp_path / "storage.json"
         creds.write_text(json.dumps(options))
         cat, local_cat = tmp_path / "cat", tmp_path / "local"
@@ -103,11 +104,12 @@ def test_a_scan_of_an_s3_prefix_matches_the_local_scan_and_rescans_by_etag(sampl
         assert done.returncode == 0, done.stderr
         subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "scan", str(sample), "-o", str(local_cat), "--quiet"], check=True)
         remote, here = pd.read_parquet(cat), pd.read_parquet(local_cat)
-        assert sorted(remote.path) == sorted(f"s3://archive/run1/{p.name}" for p in sample.iterdir())  # hidden and other/ not listed
+        # sub-prefixes listed (a task each), hidden names and other/ not
+        assert sorted(remote.path) == sorted([f"s3://archive/run1/{p.name}" for p in sample.iterdir()] + ["s3://archive/run1/deeper/grid2.h5"])
         assert remote.etag.notna().all() and (remote.io_requests > 0).all() and remote.success.all()
         by_name = {os.path.basename(p): json.loads(m) for p, m in zip(here.path, here.metadata)}
         for path, text in zip(remote.path, remote.metadata):
-            assert as_json(json.loads(text)) == as_json(by_name[os.path.basename(path)]), path
+            assert as_json(json.loads(text)) == as_json(by_name[os.path.basename(path).replace("grid2", "grid")]), path
         for f in tmp_path.rglob("*"):
             assert not f.is_file() or f == creds or secret.encode() not in f.read_bytes(), f
 
@@ -205,3 +207,66 @@ def test_the_clusters_metrics_count_the_requests_the_rows_record(sample, tmp_pat
     assert rows.success.all() and len(rows) == 5
     for name, column in (("metaextract_io_requests_total", "io_requests"), ("metaextract_io_bytes_total", "io_bytes")):
         assert series(after, name) - series(before, name) == rows[column].sum() > 0
+
+
+def test_zip_and_tar_members_are_rows_of_their_own_equal_to_the_unpacked_files(sample, tmp_path):
+    """HDF5, netCDF-4, netCDF-3 and video members (stored and deflated), read in place: records equal the unpacked files'."""
+    import tarfile
+    import zipfile
+
+    import pandas as pd
+
+    data = tmp_path / "data"
+    data.mkdir()
+    members = ["grid.h5", "ocean.nc", "classic.nc", "clip.mp4"]
+    with zipfile.ZipFile(data / "bundle.zip", "w") as z:
+        for i, name in enumerate(members):  # half stored (read with seeks), half deflated (read by decompressing)
+            z.write(sample / name, f"inner/{name}", compress_type=zipfile.ZIP_STORED if i % 2 == 0 else zipfile.ZIP_DEFLATED)
+        z.writestr("odd::name.bin", b"x" * 100)  # a name a chained URL cannot carry: left out, and said
+    with tarfile.open(data / "bundle.tar", "w") as t:
+        for name in members:
+            t.add(sample / name, f"t/{name}")
+    cat = tmp_path / "cat"
+    done = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "scan", str(data), "-o", str(cat), "--into-archives", "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = pd.read_parquet(cat).set_index("path")
+    expected = {f"zip://inner/{n}::{data / 'bundle.zip'}" for n in members} | {f"tar://t/{n}::{data / 'bundle.tar'}" for n in members}
+    assert set(rows.index) == expected | {str(data / "bundle.zip"), str(data / "bundle.tar")}
+    local = local_records(sample)
+    for path in expected:
+        record = json.loads(rows.loc[path, "metadata"])
+        name = path.split("::")[0].rsplit("/", 1)[1]
+        assert as_json(record) == as_json(local[name]), path
+        assert record["io"]["requests"] > 0
+    zipped = json.loads(rows.loc[str(data / "bundle.zip"), "metadata"])["archive"]
+    assert zipped["n_members"] == 4 and [m["name"] for m in zipped["members"]] == sorted(f"inner/{n}" for n in members)
+    assert any("odd::name.bin" in why for why in zipped["members_left_out"])
+    assert rows.loc[str(data / "bundle.tar"), "n_members"] == 4 and rows.loc[str(data / "bundle.tar"), "format"] == "tar"
+
+    (data / "bundle.tar").unlink()
+    again = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "scan", str(data), "-o", str(cat), "--into-archives", "--quiet"],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "0 extracted" in again.stdout
+    assert not any("bundle.tar" in p for p in pd.read_parquet(cat).path)  # the archive's rows and its members' rows are gone
+
+
+def test_members_of_an_archive_in_s3_are_read_with_ranged_requests(sample, tmp_path):
+    import tarfile
+
+    import pandas as pd
+
+    bundle = tmp_path / "bundle.tar"
+    with tarfile.open(bundle, "w") as t:
+        for name in ("grid.h5", "ocean.nc"):
+            t.add(sample / name, name)
+    with s3_server() as options:
+        upload(options, "bkt", {"arch/bundle.tar": bundle})
+        scan_args = ["s3://bkt/arch", "-o", str(tmp_path / "cat"), "--into-archives", "--metadata-only", "--storage-options", json.dumps(options)]
+        done = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "scan", *scan_args, "--quiet"], capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    rows = pd.read_parquet(tmp_path / "cat").set_index("path")
+    member = rows.loc["tar://grid.h5::s3://bkt/arch/bundle.tar"]
+    assert member.success and member.format == "hdf5" and 0 < member.io_bytes < bundle.stat().st_size
+    assert json.loads(member.metadata)["hdf5"]["datasets"][0]["name"] == "/flags"

@@ -218,7 +218,7 @@ def discover(paths: Sequence[str | os.PathLike], include: Sequence[str] = (), ex
     if remote:
         from ..storage.listing import list_remote
 
-        listing = list_remote(remote, include, exclude, hidden)
+        listing = list_remote(remote, include, exclude, hidden, client=client)
         for url in listing.files:
             if url not in found.stats:
                 st = listing.stats[url]

@@ -13,7 +13,6 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..core.errors import FileAccessError
 from .remote import RemoteStat, access_error, filesystem, stat_from_info
 
 
@@ -53,43 +52,108 @@ def _hidden(rel: str) -> bool:
     return any(part.startswith(".") for part in rel.split("/") if part)
 
 
-def list_remote(roots: Sequence[str], include: Sequence[str] = (), exclude: Sequence[str] = (), hidden: bool = False) -> RemoteListing:
-    """Every object under each root URL (a root naming one object lists that object; one ending in "/" is a prefix,
-    for HTTP the links of its index page)."""
-    out = RemoteListing()
-    for root in roots:
-        fs, path = filesystem(root)
-        chain = _chain_prefix(root)
+@dataclass
+class PrefixPage:
+    """One listing task's answer: the objects directly under a prefix (URL, identity) and its sub-prefixes."""
+
+    objects: list[tuple[str, RemoteStat]] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def list_prefix(prefix: str, chain: str, storage_options: dict[str, Any]) -> PrefixPage:
+    """The task: one ``ls(detail=True)`` of a prefix (one S3 ListObjectsV2 call with a delimiter per 1,000 keys;
+    one index page over HTTP). Runs where it is submitted, building its filesystem from the storage options."""
+    from .remote import using
+
+    page = PrefixPage()
+    with using(storage_options):
+        fs, path = filesystem(chain + prefix if chain else prefix)
         try:
-            info = {"type": "directory"} if root.endswith("/") else fs.info(path)  # an HTTP folder's page says "file"
-            if info.get("type") == "directory":
-                found = fs.find(path, detail=True, withdirs=False)
-            else:
-                found = {path: info}
-        except FileNotFoundError:
-            try:  # a prefix with no marker object: S3 answers info() with not-found, yet lists it
-                found = fs.find(path, detail=True, withdirs=False)
-            except Exception as exc:  # noqa: BLE001
-                out.errors[root] = str(access_error(root, exc))
-                continue
-            if not found:
-                out.errors[root] = str(FileAccessError(root, "no such object or prefix"))
-                continue
+            fs.invalidate_cache(path)  # s3fs keeps listings for the process's life: a notebook's second scan must see today's
+            entries = fs.ls(path, detail=True)
         except Exception as exc:  # noqa: BLE001 - every store raises its own errors
-            out.errors[root] = str(access_error(root, exc))
-            continue
-        base = path.rstrip("/")
-        for name, entry in found.items():
-            if entry.get("type") == "directory":
-                continue
-            rel = name[len(base):].lstrip("/") if name.startswith(base) else name.rsplit("/", 1)[-1]
-            rel = rel or name.rsplit("/", 1)[-1]
-            if not hidden and _hidden(rel):
-                continue
-            if not wanted(rel, include, exclude):
-                continue
-            url = object_url(fs, name, chain)
-            if url not in out.stats:
+            page.error = str(access_error(prefix, exc))
+            return page
+    for entry in entries:
+        name = entry.get("name", "")
+        if entry.get("type") == "directory":
+            page.prefixes.append(object_url(fs, name.rstrip("/") + "/", ""))
+        else:
+            page.objects.append((object_url(fs, name, chain), stat_from_info(entry)))
+    return page
+
+
+def list_remote(roots: Sequence[str], include: Sequence[str] = (), exclude: Sequence[str] = (), hidden: bool = False,
+                client: Any = None, threads: int = 8) -> RemoteListing:
+    """Every object under each root URL: one listing task per prefix, on ``client``'s workers or ``threads`` here.
+
+    A root naming one object lists that object; a root ending in "/" (or
+    that the store says is a directory) is a prefix, for HTTP the links of
+    its index page. Sub-prefixes are submitted as their parents' answers
+    arrive (a hidden one is not entered unless ``hidden``); objects come
+    back in sorted order, whatever order the tasks finish in.
+    """
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from .remote import _OPTIONS
+
+    options = dict(_OPTIONS.get())
+    out = RemoteListing()
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="metaextract-list") if client is None else None
+    try:
+        for root in roots:
+            fs, path = filesystem(root)
+            chain = _chain_prefix(root)
+            if not root.endswith("/"):
+                try:
+                    info = fs.info(path)
+                except FileNotFoundError:
+                    info = {"type": "directory"}  # S3 has no folder objects: a prefix answers "not found", and lists
+                except Exception as exc:  # noqa: BLE001
+                    out.errors[root] = str(access_error(root, exc))
+                    continue
+                if info.get("type") != "directory":
+                    out.files.append(root)
+                    out.stats[root] = stat_from_info(info)
+                    continue
+            base = object_url(fs, path.rstrip("/") + "/", "") if "://" not in path else path.rstrip("/") + "/"
+            found: list[tuple[str, RemoteStat]] = []
+
+            def submit(prefix: str) -> Any:
+                if pool is not None:
+                    return pool.submit(list_prefix, prefix, chain, options)
+                return client.submit(list_prefix, prefix, chain, options, pure=False)
+
+            pending = {submit(base)}
+            first_error = None
+            while pending:
+                done = next(as_completed(pending)) if pool is not None else _next_done(client, pending)
+                pending.discard(done)
+                page = done.result()
+                if page.error:
+                    first_error = first_error or page.error
+                    continue
+                found.extend(page.objects)
+                for sub in page.prefixes:
+                    rel = sub[len(base):] if sub.startswith(base) else sub
+                    if hidden or not _hidden(rel):
+                        pending.add(submit(sub))
+            if not found and first_error:
+                out.errors[root] = first_error
+            for url, st in sorted(found):
+                rel = url[len(chain):][len(base):] if url[len(chain):].startswith(base) else url.rsplit("/", 1)[-1]
+                if (not hidden and _hidden(rel)) or not wanted(rel, include, exclude) or url in out.stats:
+                    continue
                 out.files.append(url)
-                out.stats[url] = stat_from_info(entry)
+                out.stats[url] = st
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return out
+
+
+def _next_done(client: Any, pending: set[Any]) -> Any:
+    from distributed import wait
+
+    return next(iter(wait(list(pending), return_when="FIRST_COMPLETED").done))

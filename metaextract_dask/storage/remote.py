@@ -212,6 +212,7 @@ def remote_stat(url: str) -> RemoteStat:
     """The object's identity, in one request."""
     fs, path = filesystem(url)
     try:
+        fs.invalidate_cache(path)  # s3fs answers info() from listings it cached: an object's identity must be today's
         info = fs.info(path)
     except Exception as exc:  # noqa: BLE001 - every store raises its own errors
         raise access_error(url, exc) from exc
