@@ -94,7 +94,8 @@ def list_remote(roots: Sequence[str], include: Sequence[str] = (), exclude: Sequ
     arrive (a hidden one is not entered unless ``hidden``); objects come
     back in sorted order, whatever order the tasks finish in.
     """
-    from concurrent.futures import ThreadPoolExecutor, as_completed
+    import queue
+    from concurrent.futures import ThreadPoolExecutor
 
     from .remote import _OPTIONS
 
@@ -120,17 +121,23 @@ def list_remote(roots: Sequence[str], include: Sequence[str] = (), exclude: Sequ
             base = object_url(fs, path.rstrip("/") + "/", "") if "://" not in path else path.rstrip("/") + "/"
             found: list[tuple[str, RemoteStat]] = []
 
-            def submit(prefix: str) -> Any:
-                if pool is not None:
-                    return pool.submit(list_prefix, prefix, chain, options)
-                return client.submit(list_prefix, prefix, chain, options, pure=False)
+            arrived: queue.Queue = queue.Queue()
 
-            pending = {submit(base)}
-            first_error = None
+            def submit(prefix: str) -> None:
+                fut = pool.submit(list_prefix, prefix, chain, options) if pool is not None else \
+                    client.submit(list_prefix, prefix, chain, options, pure=False)
+                fut.add_done_callback(arrived.put)
+
+            submit(base)
+            pending, first_error = 1, None
             while pending:
-                done = next(as_completed(pending)) if pool is not None else _next_done(client, pending)
-                pending.discard(done)
-                page = done.result()
+                done = arrived.get()
+                pending -= 1
+                try:
+                    page = done.result()
+                except Exception as exc:  # noqa: BLE001 - a task that failed lists nothing, like an unreadable prefix
+                    first_error = first_error or f"{root}: listing failed: {type(exc).__name__}: {exc}"
+                    continue
                 if page.error:
                     first_error = first_error or page.error
                     continue
@@ -138,7 +145,8 @@ def list_remote(roots: Sequence[str], include: Sequence[str] = (), exclude: Sequ
                 for sub in page.prefixes:
                     rel = sub[len(base):] if sub.startswith(base) else sub
                     if hidden or not _hidden(rel):
-                        pending.add(submit(sub))
+                        submit(sub)
+                        pending += 1
             if not found and first_error:
                 out.errors[root] = first_error
             for url, st in sorted(found):
@@ -151,9 +159,3 @@ def list_remote(roots: Sequence[str], include: Sequence[str] = (), exclude: Sequ
         if pool is not None:
             pool.shutdown()
     return out
-
-
-def _next_done(client: Any, pending: set[Any]) -> Any:
-    from distributed import wait
-
-    return next(iter(wait(list(pending), return_when="FIRST_COMPLETED").done))
