@@ -87,4 +87,4 @@ def test_archives_documents_and_trailing_signatures(tmp_path):
         record = extract_file(tmp_path / name)[0]
         assert record["format"] == fmt
         if trailer:
-            assert trailer in record["binary"]["trailing_signatures"]
+            assert trailer in record[record["reader"]]["trailing_signatures"]  # binary, or archive for a zip

@@ -118,7 +118,7 @@ def ground_truth(results: list[ExtractionResult]) -> dict[str, dict[str, int]]:
     truth: dict[str, dict[str, int]] = {}
     for r in results:
         o = outcome(r)
-        t = truth.setdefault(o["type"], {"count": 0, "success": 0, "failed": 0, "bytes": 0, "chunks": 0})
+        t = truth.setdefault(o["type"], {"count": 0, "success": 0, "failed": 0, "bytes": 0, "chunks": 0, "io_requests": 0, "io_bytes": 0})
         t["count"] += 1
         t["success" if r.success else "failed"] += 1
         t["bytes"] += r.metadata["streaming"]["bytes_read"] if r.success else 0

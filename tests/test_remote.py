@@ -122,18 +122,21 @@ def test_a_scan_of_an_s3_prefix_matches_the_local_scan_and_rescans_by_etag(sampl
         assert rows.set_index("path").loc["s3://archive/run1/blob.bin", "format"] == "hdf5"
 
 
-def test_info_over_https_and_a_clear_error_without_the_servers_certificate(sample, tmp_path):
+def test_info_over_https_on_every_kind_and_a_clear_error_without_the_servers_certificate(sample, tmp_path):
     cert, key = self_signed(tmp_path)
-    expected = extract_metadata(str(sample / "ocean.nc"), StreamingConfig())
+    local = local_records(sample)
     with range_server(sample, tls=(cert, key)) as server:
-        url = f"{server.url}/ocean.nc"
-        assert url.startswith("https://127.0.0.1:")
+        urls = [f"{server.url}/{name}" for name in local]
+        assert urls[0].startswith("https://127.0.0.1:")
         env = {**os.environ, "SSL_CERT_FILE": cert}
-        done = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "info", url, "--json"], capture_output=True, text=True,
-                              env=env, timeout=120)
+        done = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "info", *urls, "--json"], capture_output=True, text=True,
+                              env=env, timeout=300)
         assert done.returncode == 0, done.stderr
-        record = json.loads(done.stdout)
-        assert record["path"] == url and as_json(record) == as_json(expected)
+        records = json.loads(done.stdout)
+        assert [r["path"] for r in records] == urls
+        for record, name in zip(records, local):
+            assert as_json(record) == as_json(local[name]), name
+        url = f"{server.url}/ocean.nc"
         untrusted = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "info", url], capture_output=True, text=True,
                                    env={k: v for k, v in os.environ.items() if k != "SSL_CERT_FILE"}, timeout=120)
         assert untrusted.returncode == 1 and "Traceback" not in untrusted.stderr
@@ -184,25 +187,27 @@ def test_the_loopback_server_answers_only_its_token(sample):
         assert count.requests >= 1
 
 
-def test_the_clusters_metrics_count_the_requests_the_rows_record(sample, tmp_path):
-    """A scan on a process cluster: /metrics' io counters are the sum of the catalog's io columns."""
+def test_the_clusters_metrics_count_the_requests_the_rows_record(sample, tmp_path, process_client):
+    """A scan on a process cluster: /metrics' io counters grow by the sum of the catalog's io columns.
+
+    The session's cluster: prometheus_client serves the series of the first
+    scheduler in a process, and the tests share one.
+    """
     import re
 
     import pandas as pd
 
     from metaextract_dask import scan
-    from metaextract_dask.execution.cluster import ClientScope
 
     def series(text: str, name: str) -> float:
         return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:\{{.*\}})? ([0-9.e+-]+)$", text, re.M))
 
     with s3_server() as options:
         upload(options, "bkt", {f"d/{p.name}": p for p in sample.iterdir()})
-        with ClientScope(model="process_pool", max_workers=2, dashboard="127.0.0.1:0") as client:
-            metrics = client.dashboard_link.rsplit("/", 1)[0] + "/metrics"
-            before = urllib.request.urlopen(metrics, timeout=10).read().decode()
-            scan("s3://bkt/d", tmp_path / "cat", client=client, storage_options=options, progress=False, as_frame=False)
-            after = urllib.request.urlopen(metrics, timeout=10).read().decode()
+        metrics = process_client.dashboard_link.rsplit("/", 1)[0] + "/metrics"
+        before = urllib.request.urlopen(metrics, timeout=10).read().decode()
+        scan("s3://bkt/d", tmp_path / "cat", client=process_client, storage_options=options, progress=False, as_frame=False)
+        after = urllib.request.urlopen(metrics, timeout=10).read().decode()
     rows = pd.read_parquet(tmp_path / "cat")
     assert rows.success.all() and len(rows) == 5
     for name, column in (("metaextract_io_requests_total", "io_requests"), ("metaextract_io_bytes_total", "io_bytes")):

@@ -128,7 +128,7 @@ def test_entropy_and_signatures(tmp_path):
     with zipfile.ZipFile(z, "w") as f:
         f.writestr("x.txt", "hello" * 1000)
     rec = extract_file(z)[0]
-    assert rec["format"] == "zip" and "zip-end-of-central-directory" in rec["binary"]["trailing_signatures"]
+    assert rec["format"] == "zip" and "zip-end-of-central-directory" in rec["archive"]["trailing_signatures"]
     g = tmp_path / "a.gz"
     g.write_bytes(gzip.compress(b"abc" * 1000))
     assert extract_file(g)[0]["format"] == "gzip"

@@ -49,7 +49,9 @@ def _asset(catalog: str, rec: dict[str, Any]) -> tuple[str, str] | None:
     """
     fmt = ESM_FORMATS.get(rec.get("format") or "")
     if fmt:
-        return os.path.abspath(rec["path"]), fmt
+        from ..storage.urls import absolute
+
+        return absolute(rec["path"]), fmt
     if isinstance(rec.get("references"), str) and rec["references"]:
         return os.path.abspath(location(catalog, rec["references"])), "reference"
     return None

@@ -7,7 +7,8 @@ Built with pystac from what the scan recorded: the box and the time range
 ``file:checksum`` is the only thing read again: the multihash of the file's
 plain SHA-256 (``1220`` + hex), which the catalog's own checksum (a tree of
 1 MiB block digests) is not. A file that changed since the scan gets no
-checksum (its row would describe another file) and a notice.
+checksum (its row would describe another file) and a notice; a remote
+object gets none (it would be downloaded whole).
 """
 
 from __future__ import annotations
@@ -260,9 +261,12 @@ def _attach_attrs(records: list[dict[str, Any]], arrays: dict[str, list[dict[str
 
 def _hashes(records: list[dict[str, Any]], progress: Callable[[int, int], None] | None) -> dict[str, str | None]:
     """Every file's multihash, two at a time (hashlib releases the GIL while it hashes)."""
+    from ..storage.urls import is_url
+
     out: dict[str, str | None] = {}
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {rec["path"]: pool.submit(file_multihash, rec["path"], rec.get("size"), rec.get("mtime")) for rec in records}
+    with ThreadPoolExecutor(max_workers=2) as pool:  # a remote object is not downloaded whole at export: no file:checksum
+        futures = {rec["path"]: pool.submit(file_multihash, rec["path"], rec.get("size"), rec.get("mtime")) for rec in records
+                   if not is_url(rec["path"])}
         for i, (path, fut) in enumerate(futures.items(), 1):
             out[path] = fut.result()
             if progress is not None:
@@ -285,7 +289,9 @@ def _item(catalog: str, rec: dict[str, Any], arrays: list[dict[str, Any]], hashe
         when = datetime.datetime.fromtimestamp(float(rec.get("mtime") or 0), tz=datetime.timezone.utc)
         props["metaextract:datetime_is"] = "file modification time"
     item = pystac.Item(id=_item_id(rec["path"]), geometry=geometry, bbox=bbox, datetime=when, properties=props)
-    asset = pystac.Asset(href=os.path.abspath(rec["path"]), media_type=media_type(rec, rec["record"]), roles=["data"],
+    from ..storage.urls import absolute
+
+    asset = pystac.Asset(href=absolute(rec["path"]), media_type=media_type(rec, rec["record"]), roles=["data"],
                          title=os.path.basename(rec["path"]))
     item.add_asset("data", asset)
     fext = FileExtension.ext(asset, add_if_missing=True)

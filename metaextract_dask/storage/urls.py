@@ -48,3 +48,8 @@ def extension(path: str) -> str:
     """The lower-case extension of a path or URL's object name."""
     name = basename(path) if is_url(path) else os.path.basename(path)
     return os.path.splitext(name)[1].lower()
+
+
+def absolute(path: str) -> str:
+    """A local path made absolute; a URL as it is (``os.path.abspath("s3://b/k")`` would make it a local name)."""
+    return path if is_url(path) else os.path.abspath(path)
