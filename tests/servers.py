@@ -14,12 +14,11 @@ import email.utils
 import hashlib
 import http.server
 import os
-import re
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+from metaextract_dask.storage.loopback import refuse_range, requested_range  # one reading of RFC 9110's ranges
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
@@ -53,24 +52,11 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
             return
         st = os.stat(path)
         size = st.st_size
-        start, end, status = 0, size - 1, 200
         wanted = self.headers.get("Range")
-        if wanted:
-            m = _RANGE.match(wanted.strip())
-            if not m:
-                self.send_error(416)
-                return
-            if m[1]:
-                start, end = int(m[1]), min(int(m[2]) if m[2] else size - 1, size - 1)
-            else:
-                start, end = max(0, size - int(m[2])), size - 1
-            if start >= size:
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{size}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            status = 206
+        status, start, end = requested_range(wanted, size)
+        if status == 416:
+            refuse_range(self, size)
+            return
         self.server.log.append((self.command, self.path, wanted, end - start + 1 if body else 0))  # type: ignore[attr-defined]
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")

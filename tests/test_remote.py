@@ -275,3 +275,14 @@ def test_members_of_an_archive_in_s3_are_read_with_ranged_requests(sample, tmp_p
     member = rows.loc["tar://grid.h5::s3://bkt/arch/bundle.tar"]
     assert member.success and member.format == "hdf5" and 0 < member.io_bytes < bundle.stat().st_size
     assert json.loads(member.metadata)["hdf5"]["datasets"][0]["name"] == "/flags"
+
+
+@pytest.mark.parametrize("header, expected", [
+    (None, (200, 0, 99)), ("bytes=0-9", (206, 0, 9)), ("bytes=90-", (206, 90, 99)), ("bytes=-10", (206, 90, 99)),
+    ("bytes=50-500", (206, 50, 99)), ("bytes=100-", (416, 0, -1)), ("bytes=9-3", (416, 0, -1)), ("bytes=-", (416, 0, -1)),
+    ("items=0-9", (416, 0, -1)), ("bytes=0-1,5-6", (416, 0, -1)),
+])
+def test_the_loopback_server_reads_single_byte_ranges_and_refuses_the_rest(header, expected):
+    from metaextract_dask.storage.loopback import requested_range
+
+    assert requested_range(header, 100) == expected

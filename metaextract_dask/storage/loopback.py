@@ -31,6 +31,29 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 MAX_RESPONSE = 8 * 1024 * 1024
 
 
+def requested_range(header: str | None, size: int) -> tuple[int, int, int]:
+    """(status, first byte, last byte) answering a ``Range: bytes=a-b`` header (one range: the tools it serves ask no more): 200 the whole object,
+    206 a part (``a-``, ``a-b``, or the suffix ``-n``), 416 a malformed or unsatisfiable range."""
+    if not header:
+        return 200, 0, size - 1
+    m = _RANGE.match(header.strip())
+    if not m or (not m[1] and not m[2]):
+        return 416, 0, -1
+    if m[1]:
+        start, end = int(m[1]), min(int(m[2]) if m[2] else size - 1, size - 1)
+    else:  # a suffix: the last N bytes
+        start, end = max(0, size - int(m[2])), size - 1
+    return (416, 0, -1) if start >= size or end < start else (206, start, end)
+
+
+def refuse_range(handler: http.server.BaseHTTPRequestHandler, size: int) -> None:
+    """416 with the object's size, as RFC 9110 asks."""
+    handler.send_response(416)
+    handler.send_header("Content-Range", f"bytes */{size}")
+    handler.send_header("Content-Length", "0")
+    handler.end_headers()
+
+
 def _socket_uid(port: int) -> int | None:
     """The uid owning the loopback TCP socket bound to ``port`` (Linux), or None when it cannot be told."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -74,25 +97,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(403)
             return
         size = self.server.size
-        wanted = self.headers.get("Range")
-        start, end = 0, size - 1
-        status = 200
-        if wanted:
-            m = _RANGE.match(wanted.strip())
-            if not m or (not m[1] and not m[2]):
-                self.send_error(416)
-                return
-            if m[1]:
-                start, end = int(m[1]), min(int(m[2]) if m[2] else size - 1, size - 1)
-            else:  # a suffix: the last N bytes
-                start, end = max(0, size - int(m[2])), size - 1
-            if start >= size:
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{size}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            status = 206
+        status, start, end = requested_range(self.headers.get("Range"), size)
+        if status == 416:
+            refuse_range(self, size)
+            return
         self.send_response(status)
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Length", str(end - start + 1))
