@@ -150,6 +150,8 @@ def test_extract_file_and_the_parallel_extractor_take_urls_and_storage_options(s
         upload(options, "bkt", {"a/grid.h5": sample / "grid.h5", "a/classic.nc": sample / "classic.nc"})
         record, metrics = me.extract_file("s3://bkt/a/grid.h5", storage_options=options)
         assert record["hdf5"]["datasets"][0]["name"] == "/flags" and record["io"]["requests"] >= 2
+        cached, _ = me.extract_file("simplecache::s3://bkt/a/grid.h5", storage_options=options)  # a chain: options go to s3
+        assert cached["path"] == "simplecache::s3://bkt/a/grid.h5" and as_json(cached) == as_json(record)
         config = me.ParallelExtractionConfig(execution_model="local", streaming=StreamingConfig(storage_options=options))
         results, _ = me.ParallelExtractor(config).extract(["s3://bkt/a/grid.h5", "s3://bkt/a/classic.nc", "s3://bkt/a/missing.nc"])
         by_path = {r.file_path: r for r in results}
