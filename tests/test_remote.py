@@ -288,3 +288,22 @@ def test_the_loopback_server_reads_single_byte_ranges_and_refuses_the_rest(heade
     from metaextract_dask.storage.loopback import requested_range
 
     assert requested_range(header, 100) == expected
+
+
+def test_a_versioned_bucket_gives_each_row_its_objects_version(sample, tmp_path):
+    import pandas as pd
+    import s3fs
+
+    from metaextract_dask import scan
+
+    with s3_server() as options:
+        fs = s3fs.S3FileSystem(**options, version_aware=True, skip_instance_cache=True)
+        fs.mkdir("versioned")
+        fs.call_s3("put_bucket_versioning", Bucket="versioned", VersioningConfiguration={"Status": "Enabled"})
+        fs.put_file(str(sample / "grid.h5"), "versioned/grid.h5")
+        first = fs.info("versioned/grid.h5", refresh=True).get("VersionId")
+        fs.put_file(str(sample / "classic.nc"), "versioned/grid.h5")  # a second version under the same key
+        versions = {v["VersionId"] for v in fs.object_version_info("versioned/grid.h5")}
+        scan("s3://versioned/", tmp_path / "cat", storage_options={**options, "version_aware": True}, progress=False, as_frame=False)
+    row = pd.read_parquet(tmp_path / "cat").iloc[0]
+    assert row.format == "netcdf3" and row.version_id in versions and row.version_id != first
