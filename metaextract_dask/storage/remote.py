@@ -23,6 +23,7 @@ _OPTIONS: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("metae
 #: the counter of the file this thread reads
 _COUNT: contextvars.ContextVar["IOCount | None"] = contextvars.ContextVar("metaextract_io_count", default=None)
 
+
 def block_size() -> int:
     """The block a remote HDF5/netCDF-4 file is read in (``metaextract.remote.block-size``).
 
@@ -125,8 +126,12 @@ def access_error(url: str, exc: BaseException) -> FileAccessError:
     if isinstance(exc, FileAccessError):
         return exc
     cause = exc.__cause__ or exc.__context__
-    if isinstance(exc, FileNotFoundError) and cause is not None and getattr(cause, "status", None) != 404:
-        return _transport_error(url, cause)  # fsspec's HTTP info() says "not found" for any failure: say the real one
+    if isinstance(exc, FileNotFoundError) and cause is not None:
+        transport = _transport_error(url, cause)  # fsspec's HTTP info() says "not found" for any failure: say the real one
+        if transport is not None:
+            return transport
+        if getattr(cause, "status", None) is None:  # the store's own words (NoSuchBucket...), not an HTTP status line
+            return FileAccessError(url, f"no such object: {describe(cause)}")
     if isinstance(exc, FileNotFoundError):
         return FileAccessError(url, "no such object")
     if isinstance(exc, PermissionError):
@@ -139,8 +144,9 @@ def access_error(url: str, exc: BaseException) -> FileAccessError:
     return FileAccessError(url, f"cannot read the object: {describe(exc)}")
 
 
-def _transport_error(url: str, exc: BaseException) -> FileAccessError:
-    """A failure to reach the server, in plain words: certificate, connection, or the server's status."""
+def _transport_error(url: str, exc: BaseException) -> FileAccessError | None:
+    """A failure to reach the server, in plain words (an untrusted certificate, a refused connection, a server
+    error), or None when the server answered that the object does not exist."""
     import ssl
 
     chain = [exc]
@@ -154,9 +160,9 @@ def _transport_error(url: str, exc: BaseException) -> FileAccessError:
         if isinstance(e, ConnectionError) or "connect" in type(e).__name__.lower():
             return FileAccessError(url, f"cannot connect to the server: {describe(e)}")
     status = getattr(exc, "status", None)
-    if status is not None:
+    if isinstance(status, int) and status != 404:
         return FileAccessError(url, f"the server answered HTTP {status}")
-    return FileAccessError(url, f"cannot read the object: {describe(exc)}")
+    return None
 
 
 @dataclass(frozen=True)
