@@ -97,13 +97,19 @@ def test_without_ffprobe_falls_back_to_binary_and_says_why(clips, tmp_path):
     code = (
         "import json, sys; from metaextract_dask import extract_file\n"
         "r = extract_file(sys.argv[1])[0]\n"
-        "print(json.dumps([r['reader'], r['format'], r['streaming']['note']]))"
+        "print(json.dumps([r['reader'], r['format'], r['streaming']['note'], (r.get('video') or {}).get('prober')]))"
     )
-    env = dict(os.environ, PATH=str(tmp_path))  # a PATH with no ffprobe on it
+    env = dict(os.environ, PATH=str(tmp_path), DASK_METAEXTRACT__VIDEO__PROBER="ffprobe")  # a PATH with no ffprobe on it
     out = subprocess.run([sys.executable, "-c", code, clips["h264_aac.mp4"]], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    reader, fmt, note = json.loads(out.stdout)
+    reader, fmt, note, _ = json.loads(out.stdout)
     assert reader == "binary" and fmt == "mp4" and "ffprobe was not found" in note
+    # the default prober (PyAV, in the sandbox process) needs no ffprobe at all
+    env.pop("DASK_METAEXTRACT__VIDEO__PROBER")
+    out = subprocess.run([sys.executable, "-c", code, clips["h264_aac.mp4"]], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    reader, fmt, note, prober = json.loads(out.stdout)
+    assert reader == "video" and prober.startswith("libavformat ") and "PyAV" in prober
 
 
 def test_corrupt_video_is_a_clear_error(clips, tmp_path):
@@ -114,4 +120,4 @@ def test_corrupt_video_is_a_clear_error(clips, tmp_path):
     broken.write_bytes(data[:64] + b"\x00" * 200)
     with pytest.raises(CorruptFileError) as info:
         extract_file(broken)
-    assert str(broken) in str(info.value) and "ffprobe" in str(info.value)
+    assert str(broken) in str(info.value) and "ffprobe" in str(info.value)  # "libavformat (ffprobe's library, through PyAV)"

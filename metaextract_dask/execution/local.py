@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core.errors import describe
@@ -74,9 +75,10 @@ def run_here(owner: "ParallelExtractor", tasks: list[ExtractionTask], progress: 
     large_work: queue.Queue = queue.Queue()
     for task in large:
         large_work.put(task)
-    for i in range(min(slots, len(large))):  # one large file per thread in flight, as on a cluster
+    chunk_pool = ThreadPoolExecutor(slots, thread_name_prefix="metaextract-chunks") if large else None
+    for i in range(min(slots, len(large))):  # one large file per thread in flight, as on a cluster; their chunks share one pool
         large_work.put(None)
-        threads.append(threading.Thread(target=_worker, args=(large_work, finished, "large", lambda t: extract_large(t, cfg, settings)),
+        threads.append(threading.Thread(target=_worker, args=(large_work, finished, "large", lambda t: extract_large(t, cfg, settings, chunk_pool)),
                                         name=f"metaextract-large-{i}", daemon=True))
     for t in threads:
         t.start()
@@ -94,6 +96,8 @@ def run_here(owner: "ParallelExtractor", tasks: list[ExtractionTask], progress: 
         else:
             good, refused = matched_results(item.tasks, value)
             emit(good + refused)
+    if chunk_pool is not None:
+        chunk_pool.shutdown(wait=False)
     stats.finished = True
     metrics = ParallelMetrics.from_snapshot(stats.snapshot(), time.perf_counter() - start)
     return ([results[t.task_id] for t in tasks] if keep else []), metrics
@@ -115,8 +119,9 @@ def _worker(work: queue.Queue, finished: queue.Queue, kind: str, do: Callable[[A
         finished.put(("stop", None, None))
 
 
-def extract_large(task: ExtractionTask, cfg: Any, settings: BatchSettings) -> ExtractionResult:
-    """One large file: planned here (in this thread's sandbox for native readers), its chunk graph on dask.threaded.
+def extract_large(task: ExtractionTask, cfg: Any, settings: BatchSettings, pool: Any = None) -> ExtractionResult:
+    """One large file: planned here (in this thread's sandbox for native readers), its chunk graph on dask.threaded
+    with the other large files' (``pool``).
 
     Transient failures are tried again under the run's ``Retry`` rule, as
     on a cluster.
@@ -129,7 +134,7 @@ def extract_large(task: ExtractionTask, cfg: Any, settings: BatchSettings) -> Ex
         try:
             plan, reader, deadline = unwrap(plan_large_file(task.file_path, cfg.streaming, settings.isolation, cfg.timeout))
             start = deadline - cfg.timeout
-            record = unwrap(run_local(build_graph(plan, reader, cfg.streaming, deadline, settings.isolation)))
+            record = unwrap(run_local(build_graph(plan, reader, cfg.streaming, deadline, settings.isolation), pool=pool))
             record.pop(CHUNK_SUMMARIES, None)
             check_record(task.file_path, record)
             return ExtractionResult(task.task_id, task.file_path, True, record, start_time=start, end_time=time.time(), attempts=attempt)

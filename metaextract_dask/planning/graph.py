@@ -79,15 +79,17 @@ def _tree_reduce(dsk: dict[Hashable, Any], keys: list[Hashable], reader: StreamC
     return keys
 
 
-def run_local(fg: FileGraph, callbacks: list[Any] | None = None) -> Any:
+def run_local(fg: FileGraph, callbacks: list[Any] | None = None, pool: Any = None) -> Any:
     """Run a file's graph here: a one-task graph directly, larger ones on Dask's threaded scheduler.
 
     One thread per core (Dask's default): more threads measured slower, with
-    four times the context switches (benchmarks/bench_stream.py).
+    four times the context switches (benchmarks/bench_stream.py). Files run
+    side by side share one ``pool`` (a ``concurrent.futures`` executor) so the
+    machine still has one reading thread per core, not one per core per file.
     """
     if len(fg.dsk) == 1 and not callbacks:
         fn, *args = fg.dsk[fg.final_key]
         return fn(*args)
     import dask.threaded
 
-    return dask.threaded.get(fg.dsk, fg.final_key, callbacks=callbacks)  # type: ignore[arg-type]
+    return dask.threaded.get(fg.dsk, fg.final_key, callbacks=callbacks, pool=pool)  # type: ignore[arg-type]

@@ -10,6 +10,11 @@ count a frame twice.
 ffprobe is run directly, not through ffmpeg-python's ``probe()``, because
 every call needs a timeout and must be killed, children included, when it
 expires. Paths are passed as ``file:PATH`` so no name is taken for a protocol.
+
+Local files are asked in this process through PyAV when it is installed
+(``libav.py``: the same libavformat, without ffprobe's 60 to 80 ms start per
+file); the setting ``metaextract.video.prober`` (``auto``, ``pyav``,
+``ffprobe``) chooses. Remote objects always go to ffprobe on the loopback server.
 """
 
 from __future__ import annotations
@@ -39,9 +44,50 @@ STREAM_FIELDS = ("index", "codec_type", "codec_name", "codec_long_name", "profil
                  "avg_frame_rate", "r_frame_rate", "sample_rate", "channels", "channel_layout", "nb_frames",
                  "duration", "bit_rate")
 
+#: stream fields that stay text although they may look like numbers (a "5.1" channel layout, a "0" profile)
+TEXT_FIELDS = frozenset({"codec_type", "codec_name", "codec_long_name", "profile", "pix_fmt", "channel_layout", "avg_frame_rate", "r_frame_rate"})
+
 
 def ffprobe_path() -> str | None:
     return shutil.which("ffprobe")
+
+
+def prober_setting() -> str:
+    """``metaextract.video.prober``: auto (PyAV when installed, else ffprobe), pyav or ffprobe."""
+    import dask.config
+
+    value = str(dask.config.get("metaextract.video.prober", "auto") or "auto").lower()
+    if value not in ("auto", "pyav", "ffprobe"):
+        raise ValueError(f"metaextract.video.prober must be auto, pyav or ffprobe, not {value!r}")
+    return value
+
+
+def in_process() -> bool:
+    """Whether local media are probed in this process (PyAV) rather than by starting ffprobe."""
+    from . import libav
+
+    choice = prober_setting()
+    return choice != "ffprobe" and (choice == "pyav" or libav.available())
+
+
+def uses_pyav(path: str) -> bool:
+    """PyAV for this file: a local one, when ``in_process()``."""
+    from ..storage.urls import is_url
+
+    return not is_url(path) and in_process()
+
+
+def pyav_probe(path: str, packets: bool = False, probesize: int | None = None) -> dict[str, Any]:
+    """``libav.probe``, its failures as this file's ``CorruptFileError`` in the words ffprobe would use."""
+    from . import libav
+
+    try:
+        data = libav.probe(path, packets, probesize)
+    except (OSError, ValueError, RuntimeError) as exc:
+        why = str(getattr(exc, "strerror", None) or exc).replace("file:" + path, "").strip(": ")
+        raise CorruptFileError(path, f"libavformat (ffprobe's library, through PyAV) cannot read it: {why}") from exc
+    data["prober"] = libav.prober_name()
+    return data
 
 
 def run_ffprobe(path: str, args: list[str], timeout: float, messages: list[str] | None = None) -> str:
@@ -54,7 +100,23 @@ def run_ffprobe(path: str, args: list[str], timeout: float, messages: list[str] 
     if exe is None:
         raise CorruptFileError(path, "ffprobe is not installed (install ffmpeg)")
     with media_input(path) as (source, options):
-        return run_bounded([exe, "-v", "error", "-hide_banner", *options, *args, "-i", source], path, timeout, messages).decode("utf-8", "replace")
+        return run_bounded([exe, "-v", "error", "-hide_banner", *options, "-format_whitelist", allowed_demuxers(exe), *args, "-i", source],
+                           path, timeout, messages).decode("utf-8", "replace")
+
+
+@functools.lru_cache(maxsize=4)
+def allowed_demuxers(exe: str) -> str:
+    """The demuxers an ffmpeg tool may use here: all it has but those that open further files or URLs named inside
+    a file (HLS and DASH playlists, concat lists, IMF), so a crafted file cannot make it read outside the scan."""
+    from .libav import FOLLOWING_DEMUXERS
+
+    listed = subprocess.run([exe, "-v", "quiet", "-hide_banner", "-demuxers"], capture_output=True, text=True, timeout=60).stdout
+    names = set()
+    for line in listed.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and set(parts[0]) <= set("DE") and "D" in parts[0]:
+            names.update(n for n in parts[1].split(",") if n)
+    return ",".join(sorted(names - FOLLOWING_DEMUXERS))
 
 
 @contextlib.contextmanager
@@ -132,6 +194,7 @@ def poster_frame(path: str, at: float, timeout: float) -> bytes:
     with media_input(path) as (source, options):
         if options:
             seek["protocol_whitelist"] = options[1]
+        seek["format_whitelist"] = allowed_demuxers(exe)
         stream = (ffmpeg.input(source, **seek)
                   .filter("scale", f"min({THUMBNAIL_WIDTH},iw)", -2)
                   .output("pipe:", vframes=1, format="image2", vcodec="png", an=None, sn=None))
@@ -165,6 +228,12 @@ def thumbnail(path: str, record: dict[str, Any], timeout: float) -> dict[str, An
 
 def probe_media(path: str, timeout: float) -> str | None:
     """ffprobe's format name when it finds audio or video streams in the file, else None (bounded)."""
+    if uses_pyav(path):
+        try:
+            data = pyav_probe(path, probesize=5000000)
+        except CorruptFileError:
+            return None
+        return str(data["format"].get("format_name") or "media") if data["streams"] else None
     try:
         text = run_ffprobe(path, ["-probesize", "5000000", "-show_entries", "format=format_name:stream=codec_type", "-of", "json"], timeout)
         data = json.loads(text or "{}")
@@ -178,10 +247,13 @@ def probe_media(path: str, timeout: float) -> str | None:
 @functools.lru_cache(maxsize=256)
 def probe_container(path: str, size: int, mtime: float, timeout: float) -> dict[str, Any]:
     """ffprobe's format and streams (cached per file version in this process)."""
-    messages: list[str] = []
-    text = run_ffprobe(path, ["-show_format", "-show_streams", "-of", "json"], timeout, messages)
-    data = json.loads(text or "{}")
-    data["messages"] = messages
+    if uses_pyav(path):
+        data = pyav_probe(path)
+    else:
+        messages: list[str] = []
+        text = run_ffprobe(path, ["-show_format", "-show_streams", "-of", "json"], timeout, messages)
+        data = json.loads(text or "{}")
+        data["messages"] = messages
     if not data.get("streams"):
         raise CorruptFileError(path, "ffprobe found no audio or video stream in it")
     return data
@@ -238,6 +310,8 @@ def count_packets(text: str, intervals: list[tuple[float | None, float | None]])
 
 def scan_intervals(path: str, intervals: list[tuple[float | None, float | None]], timeout: float) -> list[dict[str, list[float]]]:
     """One ffprobe pass over the span of ``intervals`` (None: open end)."""
+    if uses_pyav(path):
+        return count_packets("\n".join(pyav_span(path, intervals)), intervals)
     lo = min((a for a, _ in intervals), default=None, key=lambda x: -1e300 if x is None else x)
     his = [b for _, b in intervals]
     hi = None if any(b is None for b in his) else max(b for b in his if b is not None)
@@ -246,6 +320,33 @@ def scan_intervals(path: str, intervals: list[tuple[float | None, float | None]]
     if spec != "%":
         args = ["-read_intervals", spec, *args]
     return count_packets(run_ffprobe(path, args, timeout), intervals)
+
+
+def pyav_span(path: str, intervals: list[tuple[float | None, float | None]]) -> list[str]:
+    """Video packet rows over the span of ``intervals``, as ``-read_intervals`` reads it: from a seek to its start
+    (the keyframe at or before it) to the first packet past its end and the reorder margin."""
+    import av
+
+    from . import libav
+
+    lo = min((a for a, _ in intervals if a is not None), default=None) if all(a is not None for a, _ in intervals) else None
+    hi = None if any(b is None for _, b in intervals) else max(b for _, b in intervals if b is not None)
+    try:
+        with av.open("file:" + path, "r", options=libav._open_options()) as container:
+            video = [s for s in container.streams if s.type == "video"]
+            if not video:
+                return []
+            if lo is not None:
+                container.seek(int(lo * 1_000_000), backward=True, any_frame=False)
+            rows = []
+            for row in libav.packet_rows(container, video):
+                when = _ts(row.split(",")[1]) if row.split(",")[1] != "N/A" else _ts(row.split(",")[2])
+                if hi is not None and when is not None and when > hi + REORDER_MARGIN:
+                    break
+                rows.append(row)
+            return rows
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CorruptFileError(path, f"libavformat (ffprobe's library, through PyAV) cannot read it: {exc}") from exc
 
 
 def _interval(spec: ChunkSpec) -> tuple[float | None, float | None]:
@@ -259,6 +360,7 @@ class VideoChunkReader(StreamChunkReader):
     """Video containers (seed name): format, streams, counted frames and keyframes."""
 
     name = "video"
+    version = "2"  # 2: PyAV answers for local files (and says so in ``prober``)
     extras = frozenset({"thumbnail"})
     columns = (("container", "string"), ("media_duration", "float64"), ("codec", "string"), ("width", "int32"),
                ("height", "int32"), ("fps", "float64"), ("audio_codec", "string"), ("n_streams", "int32"), ("frames", "int64"))
@@ -275,8 +377,15 @@ class VideoChunkReader(StreamChunkReader):
                 "n_streams": len(streams), "frames": sum(v.get("frames", 0) for v in counts.values()) if counts else None}
     formats = VIDEO_FORMATS
 
+    @property
+    def native(self) -> bool:  # type: ignore[override]
+        """libavformat in this process (PyAV) parses in the sandbox, like libhdf5; ffprobe is a process of its own."""
+        return in_process()
+
     def unavailable(self) -> str | None:
-        return None if ffprobe_path() else "ffprobe was not found on PATH: install ffmpeg (Debian: apt-get install ffmpeg)"
+        if in_process() or ffprobe_path():
+            return None
+        return "ffprobe was not found on PATH: install ffmpeg (Debian: apt-get install ffmpeg), or PyAV (pip install av)"
 
     def layout(self, info: FileInfo, chunk_size: int) -> Sequence[ChunkSpec]:
         n = max(1, -(-info.size // chunk_size))
@@ -316,16 +425,20 @@ class VideoChunkReader(StreamChunkReader):
     @staticmethod
     def _whole_file(specs: Sequence[ChunkSpec], config: StreamingConfig) -> list[State]:
         path = specs[0].path
-        messages: list[str] = []
-        text = run_ffprobe(path, ["-show_format", "-show_streams", "-show_entries", "packet=stream_index,pts_time,dts_time,flags",
-                                  "-of", "json"], config.timeout, messages)
-        data = json.loads(text or "{}")
+        if uses_pyav(path):
+            data = pyav_probe(path, packets=True)
+            rows = data.pop("packet_rows")
+        else:
+            messages: list[str] = []
+            text = run_ffprobe(path, ["-show_format", "-show_streams", "-show_entries", "packet=stream_index,pts_time,dts_time,flags",
+                                      "-of", "json"], config.timeout, messages)
+            data = json.loads(text or "{}")
+            video = {str(s["index"]) for s in data.get("streams", []) if s.get("codec_type") == "video"}
+            rows = [f"{p.get('stream_index')},{p.get('pts_time', 'N/A')},{p.get('dts_time', 'N/A')},{p.get('flags', '')}"
+                    for p in data.pop("packets", []) if str(p.get("stream_index")) in video]
+            data["messages"] = messages
         if not data.get("streams"):
             raise CorruptFileError(path, "ffprobe found no audio or video stream in it")
-        video = {str(s["index"]) for s in data["streams"] if s.get("codec_type") == "video"}
-        rows = [f"{p.get('stream_index')},{p.get('pts_time', 'N/A')},{p.get('dts_time', 'N/A')},{p.get('flags', '')}"
-                for p in data.pop("packets", []) if str(p.get("stream_index")) in video]
-        data["messages"] = messages
         meta = specs[0] if specs[0].chunk_type is ChunkType.METADATA else specs[1]
         frame = specs[1] if meta is specs[0] else specs[0]
         counts = count_packets("\n".join(rows), [(None, None)])[0]
@@ -347,7 +460,7 @@ class VideoChunkReader(StreamChunkReader):
     def finalize(self, state: State, info: FileInfo, config: StreamingConfig) -> dict[str, Any]:
         data = state["container"]
         fmt = data.get("format", {})
-        streams = [{k: _num(s[k]) for k in STREAM_FIELDS if k in s} for s in data.get("streams", [])]
+        streams = [{k: s[k] if k in TEXT_FIELDS else _num(s[k]) for k in STREAM_FIELDS if k in s} for s in data.get("streams", [])]
         record = {
             "container": fmt.get("format_name"),
             "container_long_name": fmt.get("format_long_name"),
@@ -357,6 +470,7 @@ class VideoChunkReader(StreamChunkReader):
             "size": _num(fmt.get("size", info.size)),
             "streams": streams,
             "tags": fmt.get("tags", {}),
+            "prober": data.get("prober", "ffprobe"),
         }
         intervals = state.get("intervals", [])
         full = None in (i[0] for i in intervals) and None in (i[1] for i in intervals) and _contiguous(intervals)

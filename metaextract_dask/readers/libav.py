@@ -1,0 +1,208 @@
+"""ffprobe's answers without starting ffprobe: libavformat in this process, through PyAV.
+
+Starting ffprobe costs 60 to 80 ms on these machines (it maps and relocates
+215 shared libraries) while probing a small file takes under 1 ms: in a scan
+of many small media files the process start was the whole cost
+(benchmarks/RESULTS-cli.md, case b). PyAV wraps the same libavformat that
+ffprobe prints from, so this module asks it the same questions and returns
+them in ffprobe's JSON shape (``format``, ``streams``, video ``packets``)
+for ``video.py`` to read as before.
+
+PyAV bundles its own FFmpeg, usually newer than the system's ffprobe: where
+two FFmpeg releases estimate differently (a GIF's frame rates, a DV stream's
+bit rate, an r_frame_rate of 50/1 where 5.1 said 25/1 for MPEG-1 video,
+a GIF's average rate that 5.1 left at 0/0) the record says which one
+answered (``prober``); containers, durations, codecs, sizes, sample rates,
+channels and frame and keyframe counts agree on every file of the public
+corpus (``tests/test_media_prober.py``). Parsing runs in
+the sandbox child like libhdf5 (``VideoChunkReader.native``): a crash or a
+hang in libavcodec costs one file. Only the ``file`` protocol is allowed, and
+demuxers that open other files named inside a file (HLS and DASH playlists,
+concat lists, IMF) are not offered: nothing outside the scanned file is read.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import glob
+import importlib.util
+import os
+from fractions import Fraction
+from typing import Any
+
+#: demuxers that open further files (or URLs) that a file names: never offered
+FOLLOWING_DEMUXERS = frozenset({"hls", "dash", "concat", "imf", "ffconcat"})
+
+
+def available() -> bool:
+    """Whether PyAV is installed (without importing it: 50 ms and 200 MB of address space)."""
+    return importlib.util.find_spec("av") is not None
+
+
+@functools.lru_cache(maxsize=1)
+def prober_name() -> str:
+    """What answered, as stored in records: the library versions a reader of the catalog can look up."""
+    import av
+
+    fmt = ".".join(str(v) for v in av.library_versions.get("libavformat", ()))
+    return f"libavformat {fmt} (PyAV {av.__version__})"
+
+
+@functools.lru_cache(maxsize=1)
+def _open_options() -> dict[str, str]:
+    import av
+
+    allowed = sorted(name for name in av.formats_available if name not in FOLLOWING_DEMUXERS and _is_demuxer(name))
+    return {"protocol_whitelist": "file", "format_whitelist": ",".join(allowed)}
+
+
+def _is_demuxer(name: str) -> bool:
+    import av
+
+    try:
+        return av.ContainerFormat(name, "r") is not None
+    except Exception:  # noqa: BLE001 - a muxer only (or a name PyAV cannot describe)
+        return False
+
+
+class _Descriptor(ctypes.Structure):
+    """The head of libavcodec's ``AVCodecDescriptor``, unchanged since FFmpeg 1.0."""
+
+    _fields_ = [("id", ctypes.c_int), ("type", ctypes.c_int), ("name", ctypes.c_char_p), ("long_name", ctypes.c_char_p)]
+
+
+@functools.lru_cache(maxsize=1)
+def _descriptor_lookup() -> Any:
+    """``avcodec_descriptor_get_by_name`` of the libavcodec PyAV loaded, or None when it cannot be found."""
+    import av
+
+    folder = os.path.join(os.path.dirname(os.path.dirname(av.__file__)), "av.libs")
+    for path in glob.glob(os.path.join(folder, "libavcodec*.so*")):
+        try:
+            fn = ctypes.CDLL(path).avcodec_descriptor_get_by_name
+        except (OSError, AttributeError):
+            continue
+        fn.restype, fn.argtypes = ctypes.POINTER(_Descriptor), [ctypes.c_char_p]
+        return fn
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def codec_long_name(name: str, fallback: str) -> str:
+    """The codec descriptor's long name, which ffprobe prints (a decoder's own may differ: "GIF" vs "CompuServe GIF")."""
+    lookup = _descriptor_lookup()
+    found = lookup(name.encode()) if lookup is not None else None
+    if found and found.contents.long_name:
+        return found.contents.long_name.decode("utf-8", "replace")
+    return fallback
+
+
+def _rate(value: Fraction | None) -> str:
+    return f"{value.numerator}/{value.denominator}" if value else "0/0"
+
+
+def _time(value: int | None, base: Fraction | None) -> str | None:
+    """A timestamp as ffprobe prints it: seconds with six decimals."""
+    if value is None or base is None:
+        return None
+    return f"{float(value * base):.6f}"
+
+
+def _format(container: Any, size: int) -> dict[str, Any]:
+    fmt: dict[str, Any] = {"format_name": container.format.name, "format_long_name": container.format.long_name}
+    if container.start_time is not None:
+        fmt["start_time"] = f"{container.start_time / 1e6:.6f}"
+    if container.duration is not None:
+        fmt["duration"] = f"{container.duration / 1e6:.6f}"
+    fmt["size"] = str(size)
+    if container.bit_rate:
+        fmt["bit_rate"] = str(container.bit_rate)
+    if container.metadata:
+        fmt["tags"] = dict(container.metadata)
+    return fmt
+
+
+#: frames per second beyond which an average rate is a demuxer's tick rate, not the video's
+MAX_PLAUSIBLE_FPS = 1000
+
+
+def average_rate(stream: Any) -> Fraction | None:
+    """The stream's average frame rate; FFmpeg 8's DV demuxer reports its 1/60000 s tick as one (60000 fps, where
+    ffprobe 5.1 said 25): such a rate is replaced by libavformat's own guess."""
+    rate = stream.average_rate
+    if rate and rate > MAX_PLAUSIBLE_FPS and stream.guessed_rate:
+        return stream.guessed_rate
+    return rate
+
+
+def _stream(stream: Any) -> dict[str, Any]:
+    """One stream's fields, named and printed as ffprobe's ``-show_streams`` does."""
+    cc = stream.codec_context
+    out: dict[str, Any] = {"index": stream.index, "codec_type": stream.type}
+    codec = getattr(cc, "codec", None)
+    if codec is not None:
+        out["codec_name"] = codec.canonical_name
+        out["codec_long_name"] = codec_long_name(codec.canonical_name, codec.long_name)
+    if cc.profile:
+        out["profile"] = cc.profile
+    if stream.type == "video":
+        out["width"], out["height"] = cc.width, cc.height
+        if cc.pix_fmt:
+            out["pix_fmt"] = cc.pix_fmt
+        out["r_frame_rate"], out["avg_frame_rate"] = _rate(stream.base_rate), _rate(average_rate(stream))
+    else:
+        out["r_frame_rate"] = out["avg_frame_rate"] = "0/0"
+    if stream.type == "audio":
+        out["sample_rate"] = str(cc.sample_rate)
+        out["channels"] = cc.channels
+        layout = getattr(cc.layout, "name", "")
+        if layout and not layout.endswith(" channels"):  # an unspecified order: ffprobe prints none
+            out["channel_layout"] = layout
+    duration = _time(stream.duration, stream.time_base)
+    if duration is not None:
+        out["duration"] = duration
+    if cc.bit_rate:
+        out["bit_rate"] = str(cc.bit_rate)
+    if stream.frames:
+        out["nb_frames"] = str(stream.frames)
+    return out
+
+
+def probe(path: str, packets: bool = False, probesize: int | None = None) -> dict[str, Any]:
+    """ffprobe's ``-show_format -show_streams`` (and video packets as ``index,pts_time,dts_time,flags`` rows) for a local file.
+
+    Raises ``av.FFmpegError`` (an ``OSError`` or ``ValueError``) when libavformat cannot open it.
+    """
+    import av
+    import av.logging
+
+    options = dict(_open_options())
+    if probesize:
+        options["probesize"] = str(probesize)
+    with av.logging.Capture() as logs:
+        previous = av.logging.get_level()
+        av.logging.set_level(av.logging.ERROR)
+        try:
+            with av.open("file:" + path, "r", options=options) as container:
+                data: dict[str, Any] = {"format": _format(container, os.path.getsize(path)),
+                                        "streams": [_stream(s) for s in container.streams]}
+                video = [s for s in container.streams if s.type == "video"]
+                if packets:
+                    data["packet_rows"] = packet_rows(container, video) if video else []
+        finally:
+            av.logging.set_level(previous)
+    data["messages"] = [str(message).strip() for level, _name, message in logs if level <= av.logging.ERROR and str(message).strip()]
+    return data
+
+
+def packet_rows(container: Any, video: list[Any]) -> list[str]:
+    """Every video packet, demuxed (not decoded), as ffprobe's packet CSV rows."""
+    rows = []
+    for packet in container.demux(*video):
+        if packet.size == 0 and packet.pts is None and packet.dts is None:
+            continue  # the empty packet PyAV yields at the end of each stream
+        base = packet.time_base or packet.stream.time_base
+        pts, dts = _time(packet.pts, base) or "N/A", _time(packet.dts, base) or "N/A"
+        rows.append(f"{packet.stream.index},{pts},{dts},{'K' if packet.is_keyframe else '_'}")
+    return rows
