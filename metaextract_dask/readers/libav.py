@@ -23,13 +23,14 @@ concat lists, IMF) are not offered: nothing outside the scanned file is read.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import glob
 import importlib.util
 import os
 from fractions import Fraction
-from typing import Any
+from typing import Any, Iterator
 
 #: demuxers that open further files (or URLs) that a file names: never offered
 FOLLOWING_DEMUXERS = frozenset({"hls", "dash", "concat", "imf", "ffconcat"})
@@ -169,23 +170,51 @@ def _stream(stream: Any) -> dict[str, Any]:
     return out
 
 
+@contextlib.contextmanager
+def opened(path: str, probesize: int | None = None) -> Iterator[Any]:
+    """The container, read-only: a local file through libavformat's ``file`` protocol only, a remote object through
+    its fsspec file (ranged reads, counted like every other reader's)."""
+    import av
+
+    from ..storage.urls import is_url
+
+    options = dict(_open_options())
+    if probesize:
+        options["probesize"] = str(probesize)
+    if not is_url(path):
+        with av.open("file:" + path, "r", options=options) as container:
+            yield container
+        return
+    from ..storage.remote import open_remote
+
+    with open_remote(path) as source, av.open(source, "r", options=options) as container:
+        yield container
+
+
+def file_size(path: str) -> int:
+    from ..storage.urls import is_url
+
+    if is_url(path):
+        from ..storage.remote import known_size
+
+        return known_size(path)
+    return os.path.getsize(path)
+
+
 def probe(path: str, packets: bool = False, probesize: int | None = None) -> dict[str, Any]:
-    """ffprobe's ``-show_format -show_streams`` (and video packets as ``index,pts_time,dts_time,flags`` rows) for a local file.
+    """ffprobe's ``-show_format -show_streams`` (and video packets as ``index,pts_time,dts_time,flags`` rows).
 
     Raises ``av.FFmpegError`` (an ``OSError`` or ``ValueError``) when libavformat cannot open it.
     """
     import av
     import av.logging
 
-    options = dict(_open_options())
-    if probesize:
-        options["probesize"] = str(probesize)
     with av.logging.Capture() as logs:
         previous = av.logging.get_level()
         av.logging.set_level(av.logging.ERROR)
         try:
-            with av.open("file:" + path, "r", options=options) as container:
-                data: dict[str, Any] = {"format": _format(container, os.path.getsize(path)),
+            with opened(path, probesize) as container:
+                data: dict[str, Any] = {"format": _format(container, file_size(path)),
                                         "streams": [_stream(s) for s in container.streams]}
                 video = [s for s in container.streams if s.type == "video"]
                 if packets:

@@ -11,10 +11,11 @@ ffprobe is run directly, not through ffmpeg-python's ``probe()``, because
 every call needs a timeout and must be killed, children included, when it
 expires. Paths are passed as ``file:PATH`` so no name is taken for a protocol.
 
-Local files are asked in this process through PyAV when it is installed
+Files are asked in this process through PyAV when it is installed
 (``libav.py``: the same libavformat, without ffprobe's 60 to 80 ms start per
-file); the setting ``metaextract.video.prober`` (``auto``, ``pyav``,
-``ffprobe``) chooses. Remote objects always go to ffprobe on the loopback server.
+file; remote objects through their fsspec file); the setting
+``metaextract.video.prober`` (``auto``, ``pyav``, ``ffprobe``) chooses. With
+ffprobe, remote objects are served to it on the loopback server.
 """
 
 from __future__ import annotations
@@ -71,10 +72,8 @@ def in_process() -> bool:
 
 
 def uses_pyav(path: str) -> bool:
-    """PyAV for this file: a local one, when ``in_process()``."""
-    from ..storage.urls import is_url
-
-    return not is_url(path) and in_process()
+    """PyAV for this file (local, or remote through its fsspec file), when ``in_process()``."""
+    return in_process()
 
 
 def pyav_probe(path: str, packets: bool = False, probesize: int | None = None) -> dict[str, Any]:
@@ -111,7 +110,7 @@ def allowed_demuxers(exe: str) -> str:
     from .libav import FOLLOWING_DEMUXERS
 
     listed = subprocess.run([exe, "-v", "quiet", "-hide_banner", "-demuxers"], capture_output=True, text=True, timeout=60).stdout
-    names = set()
+    names: set[str] = set()
     for line in listed.splitlines():
         parts = line.split()
         if len(parts) >= 2 and set(parts[0]) <= set("DE") and "D" in parts[0]:
@@ -325,14 +324,13 @@ def scan_intervals(path: str, intervals: list[tuple[float | None, float | None]]
 def pyav_span(path: str, intervals: list[tuple[float | None, float | None]]) -> list[str]:
     """Video packet rows over the span of ``intervals``, as ``-read_intervals`` reads it: from a seek to its start
     (the keyframe at or before it) to the first packet past its end and the reorder margin."""
-    import av
 
     from . import libav
 
     lo = min((a for a, _ in intervals if a is not None), default=None) if all(a is not None for a, _ in intervals) else None
     hi = None if any(b is None for _, b in intervals) else max(b for _, b in intervals if b is not None)
     try:
-        with av.open("file:" + path, "r", options=libav._open_options()) as container:
+        with libav.opened(path) as container:
             video = [s for s in container.streams if s.type == "video"]
             if not video:
                 return []
@@ -442,7 +440,7 @@ class VideoChunkReader(StreamChunkReader):
         meta = specs[0] if specs[0].chunk_type is ChunkType.METADATA else specs[1]
         frame = specs[1] if meta is specs[0] else specs[0]
         counts = count_packets("\n".join(rows), [(None, None)])[0]
-        states = {meta: {"container": data, "frames": {}}, frame: {"container": None, "frames": counts, "intervals": [(None, None)]}}
+        states: dict[ChunkSpec, State] = {meta: {"container": data, "frames": {}}, frame: {"container": None, "frames": counts, "intervals": [(None, None)]}}
         return [states[s] for s in specs]
 
     def merge(self, a: State, b: State) -> State:
