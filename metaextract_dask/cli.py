@@ -567,5 +567,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def run() -> None:
+    """The ``metaextract`` command: ``main()``, then an exit without Python's teardown when nothing needs it.
+
+    Tearing down the interpreter (every module of NumPy, pyarrow and Dask
+    cleared, one by one) took 0.1 to 0.15 s after each scan here: a tenth of a
+    short scan. Everything this project opened is closed by then (the catalog
+    written and fsynced, sandbox children ended, and they die with this process
+    anyway). A run that used distributed (a cluster, a dashboard, HPC jobs)
+    exits normally, so the cluster libraries' own exit handlers still run.
+    """
+    import logging
+    import os
+
+    code = main()
+    if "distributed" in sys.modules:
+        sys.exit(code)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (| head): nothing more can be said there
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

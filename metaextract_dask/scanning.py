@@ -251,6 +251,9 @@ def _start_early(config: Any, client: Any, cluster: Any, files: int, writing: bo
 
 
 def _import_catalog_libraries(frame: bool) -> None:
+    from .readers.registry import available_readers
+
+    available_readers()  # the reader plugins' entry points, read once before the first worker thread needs them
     try:
         import pyarrow.parquet  # noqa: F401
 

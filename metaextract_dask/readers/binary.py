@@ -157,13 +157,11 @@ def read_chunk(spec: ChunkSpec, config: StreamingConfig, profile: bool = True) -
     no entropy sample, no head or tail kept. A remote object's chunk is one
     ranged request.
     """
-    import numpy as np
-
     from ..storage.urls import is_url
 
     digest = checksum.one_shot(config.checksum) if config.checksum else None
     digests: list[bytes] = []
-    hist = np.zeros(256, dtype=np.int64)
+    sample: list[bytes] = []  # the entropy sample, histogrammed after the reads: hashing starts before NumPy is imported
     sampled = 0
     view = _piece_buffer()  # one checksum block: stays in the CPU cache between the copy and the hash
     head = b""
@@ -178,12 +176,13 @@ def read_chunk(spec: ChunkSpec, config: StreamingConfig, profile: bool = True) -
             if digest is not None:
                 digests.append(digest(piece))  # a piece is one checksum block (READ_PIECE)
             if profile and sampled < config.entropy_sample:
-                take = piece[: config.entropy_sample - sampled]
-                hist += byte_histogram(take)
+                take = bytes(piece[: config.entropy_sample - sampled])
+                sample.append(take)
                 sampled += len(take)
             if profile and spec.offset == 0 and done == 0:
                 head = bytes(piece[:HEAD_BYTES])
             done += len(piece)
+    hist = byte_histogram(b"".join(sample))
     return {
         "blocks": {spec.offset: (spec.size, b"".join(digests))} if digest is not None else {},
         "hist": hist,

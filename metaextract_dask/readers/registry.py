@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import threading
 import warnings
 from importlib.metadata import entry_points
 from typing import Any
@@ -37,9 +38,19 @@ BUILTIN_READERS: dict[str, str] = {
 FALLBACK = "binary"
 
 
-@functools.lru_cache(maxsize=1)
+#: held while the entry points are read: two worker threads asking at once would each read every installed
+#: package's metadata (40 to 50 ms here), both on the way to their first file
+_DISCOVERY = threading.Lock()
+
+
 def available_readers() -> dict[str, str]:
     """name -> "module:Class" for every registered reader; a plugin never silently replaces another."""
+    with _DISCOVERY:
+        return _discovered()
+
+
+@functools.lru_cache(maxsize=1)
+def _discovered() -> dict[str, str]:
     import dask.config
 
     replace = set(dask.config.get("metaextract.readers.replace", []) or [])
