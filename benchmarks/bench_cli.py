@@ -13,8 +13,12 @@ machine moves both sides alike. Cases:
     library's full scan on the default execution model vs the threaded path and ``cat``
 (d) 2,000 small netCDF files (40 x 64 floats) vs a serial netCDF4 loop listing
     dimensions, variables and attributes
+(s) statistics of uncompressed data: a 400 MB float32 variable in netCDF-4 and
+    in HDF5, ``extract_file`` with SEQUENTIAL (one chunk read at a time: one
+    core) vs a user's NumPy loop reading the same variable slab by slab for
+    min, max and mean; MB/s per core (target >= 500)
 
-Run: ``python benchmarks/bench_cli.py [--rounds 3] [--cases abcd] [--out benchmarks/RESULTS-cli.md]``
+Run: ``python benchmarks/bench_cli.py [--rounds 3] [--cases abcds] [--out benchmarks/RESULTS-cli.md]``
 """
 
 from __future__ import annotations
@@ -258,6 +262,80 @@ def case_d(work: str, n: int) -> list[str]:
             f"{ratio:.2f}x | >= 2x: {'met' if ratio >= 2 else 'not met'} |"]
 
 
+STATS_LOOP = """
+import sys, time, json, numpy as np
+path, kind = sys.argv[1], sys.argv[2]
+t = time.perf_counter()
+if kind == "netcdf":
+    import netCDF4
+    f = netCDF4.Dataset(path); v = f.variables["v"]; v.set_auto_mask(False)
+else:
+    import h5py
+    f = h5py.File(path, "r"); v = f["v"]
+lo, hi, total, n = np.inf, -np.inf, 0.0, 0
+for i in range(0, v.shape[0], 10):
+    a = np.asarray(v[i:i + 10])
+    lo, hi, total, n = min(lo, a.min()), max(hi, a.max()), total + float(a.sum(dtype=np.float64)), n + a.size
+f.close()
+print(json.dumps(time.perf_counter() - t))
+"""
+
+STATS_OURS = """
+import sys, time, json
+from metaextract_dask import StreamingConfig, extract_file
+path = sys.argv[1]
+cfg = StreamingConfig(strategy="sequential", checksum=None)
+t = time.perf_counter()
+record = extract_file(path, cfg)[0]
+took = time.perf_counter() - t
+section = record[record["reader"]]
+stats = [e["stats"] for e in (section.get("variables") or {}).values() if e.get("stats")] or \
+        [d["stats"] for d in section.get("datasets", []) if d.get("stats")]
+assert stats and all(s["exact"] for s in stats), stats
+print(json.dumps(took))
+"""
+
+
+def make_stats_files(folder: str) -> dict[str, str]:
+    """A 400 MB float32 variable (100 x 1000 x 1000), contiguous and uncompressed, in netCDF-4 and in HDF5."""
+    import h5py
+    import netCDF4
+    import numpy as np
+
+    os.makedirs(folder, exist_ok=True)
+    paths = {"netcdf": os.path.join(folder, "stats.nc"), "hdf5": os.path.join(folder, "stats.h5")}
+    if not os.path.exists(paths["netcdf"]):
+        with netCDF4.Dataset(paths["netcdf"], "w") as ds:
+            for name, n in (("t", 100), ("y", 1000), ("x", 1000)):
+                ds.createDimension(name, n)
+            v = ds.createVariable("v", "f4", ("t", "y", "x"))
+            for i in range(100):
+                v[i] = np.random.default_rng(i).random((1000, 1000), dtype=np.float32)
+    if not os.path.exists(paths["hdf5"]):
+        with h5py.File(paths["hdf5"], "w") as f:
+            d = f.create_dataset("v", (100, 1000, 1000), "f4")
+            for i in range(100):
+                d[i] = np.random.default_rng(i).random((1000, 1000), dtype=np.float32)
+    return paths
+
+
+def case_s(work: str, n: int) -> list[str]:
+    import json
+
+    paths = make_stats_files(os.path.join(work, "stats"))
+    ours, loop = script_file(work, "stats_ours.py", STATS_OURS), script_file(work, "stats_loop.py", STATS_LOOP)
+    rows = []
+    for kind, path in paths.items():
+        subprocess.run(["cat", path], stdout=subprocess.DEVNULL, check=True)  # into the page cache
+        inner = lambda cmd: json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])  # noqa: E731
+        med = rounds({"ours": lambda: inner([sys.executable, ours, path]), "loop": lambda: inner([sys.executable, loop, path, kind])}, n)
+        mb = os.path.getsize(path) / 1e6
+        rows.append(f"| (s) statistics, 400 MB uncompressed float32 {kind} variable, SEQUENTIAL (one core) | {mb / med['ours']:.0f} MB/s "
+                    f"({med['ours']:.2f} s) | NumPy loop (min, max, mean by slabs) {mb / med['loop']:.0f} MB/s ({med['loop']:.2f} s) | "
+                    f"{med['loop'] / med['ours']:.2f}x | >= 500 MB/s per core: {'met' if mb / med['ours'] >= 500 else 'not met'} |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -268,7 +346,7 @@ def main() -> None:
     os.makedirs(args.work, exist_ok=True)
     rows = []
     for case in args.cases:
-        fn = {"a": case_a, "b": case_b, "c": case_c, "d": case_d}[case]
+        fn = {"a": case_a, "b": case_b, "c": case_c, "d": case_d, "s": case_s}[case]
         print(f"case ({case}) ...", file=sys.stderr, flush=True)
         rows += fn(args.work, args.rounds)
         print(rows[-1], file=sys.stderr, flush=True)
