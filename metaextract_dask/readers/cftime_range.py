@@ -90,6 +90,42 @@ def _with_year_zero(values: list[float], unit: str, since: str, calendar: str) -
         return list(cftime.num2date(values, f"{unit}s since {_normalise_date(since)}", calendar, has_year_zero=True))
 
 
+#: seconds in the units a whole-number fast path takes; others (months, years, abbreviations) go through xarray
+_UNIT_SECONDS = {"day": 86400, "hour": 3600, "minute": 60, "second": 1}
+_PLAIN_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
+
+
+def _whole_units_since(values: list[float], unit: str, since: str, calendar: str) -> tuple[str, str] | None:
+    """(start, end) ISO text for whole numbers of days/hours/minutes/seconds since a plain Gregorian date, or None.
+
+    The common case of a small file's time axis, computed with NumPy's
+    datetime64 in a few microseconds (xarray's CF decoding through pandas
+    costs 0.3 ms a file). Anything else (fractions, time zones, other
+    calendars, dates outside 1678-2261 where xarray goes to cftime) returns
+    None and is decoded by xarray; ``tests/test_cftime_range.py`` checks the
+    two agree.
+    """
+    import numpy as np
+
+    seconds = _UNIT_SECONDS.get(unit)
+    date = _PLAIN_DATE.match(since.strip())
+    if seconds is None or date is None or calendar not in ("standard", "gregorian", "proleptic_gregorian"):
+        return None
+    if not all(float(v).is_integer() and abs(v) * seconds < 2**53 for v in values):
+        return None
+    y, mo, d, hh, mi, ss = (int(g) if g else 0 for g in date.groups())
+    if not (1700 <= y <= 2200 and 1 <= mo <= 12 and 1 <= d <= 31 and hh < 24 and mi < 60 and ss < 60):
+        return None
+    try:
+        ref = np.datetime64(f"{y:04d}-{mo:02d}-{d:02d}T{hh:02d}:{mi:02d}:{ss:02d}", "s")
+    except ValueError:  # 2001-02-30
+        return None
+    found = [ref + np.timedelta64(int(v) * seconds, "s") for v in values]
+    if not all(np.datetime64("1678-01-01", "s") < t < np.datetime64("2262-01-01", "s") for t in found):
+        return None
+    return iso(found[0]), iso(found[1])
+
+
 def decode_range(lo: float, hi: float, units: str, calendar: str | None) -> tuple[dict[str, Any], str | None]:
     """({start, end, calendar, note...}, warning or None) for a time coordinate's extreme values.
 
@@ -112,6 +148,10 @@ def decode_range(lo: float, hi: float, units: str, calendar: str | None) -> tupl
         return out, f"time units {units!r} are not '<unit> since <date>': kept the raw values"
     unit, since = parsed.group(1).lower(), parsed.group(2)
     values = [lo, hi]
+    quick = _whole_units_since(values, unit, since, cal)
+    if quick is not None:
+        out["start"], out["end"] = quick
+        return out, None
     try:
         import warnings
 
