@@ -145,6 +145,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "RESULTS.md"))
+    parser.add_argument("--only", default="123456", help="which benchmarks to run, by number (default: all six)")
     args = parser.parse_args()
     q = args.quick
     sections = []
@@ -158,6 +159,8 @@ def main() -> None:
             ("6", lambda: t6_scaling(tmp, [1, 10, 100] if q else [1, 10, 100, 1000, 10000],
                                      [MiB, 64 * MiB] if q else [MiB, 64 * MiB, GiB, 4 * GiB, 20 * GiB])),
         ]:
+            if title not in args.only:
+                continue
             t = time.perf_counter()
             sections.append(fn())
             print(f"benchmark {title} done in {time.perf_counter() - t:.0f} s", file=sys.stderr)
