@@ -125,3 +125,17 @@ def test_a_scan_of_media_starts_no_ffprobe(tmp_path, media):
     import pandas as pd
 
     assert pd.read_parquet(tmp_path / "cat-auto")["success"].all()
+
+
+def test_media_without_a_signature_are_recognised_without_ffprobe(tmp_path, media):
+    """A raw AAC stream has no magic number detection knows; libavformat recognises it, with no ffprobe on PATH."""
+    aac = next(p for p in media if p.endswith(".aac"))
+    target = tmp_path / "sound.aac"
+    shutil.copy(aac, target)
+    code = ("import json, sys; from metaextract_dask import extract_file\n"
+            "r = extract_file(sys.argv[1])[0]\n"
+            "print(json.dumps([r['reader'], r['format'], (r.get('video') or {}).get('container')]))")
+    env = dict(os.environ, PATH=str(tmp_path))  # no ffprobe
+    done = subprocess.run([sys.executable, "-c", code, str(target)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["video", "media", "aac"]

@@ -147,10 +147,11 @@ def reader_for(info: FileInfo, name: str | None = None) -> tuple[StreamChunkRead
 
 
 def recognise_media(info: FileInfo, timeout: float) -> FileInfo:
-    """A file with no known signature whose name or first bytes suggest media gets one bounded ffprobe look.
+    """A file with no known signature whose name or first bytes suggest media gets one bounded libavformat look.
 
-    ffprobe knows far more containers than any signature table; when it
-    finds streams, the file is read as media instead of opaque binary.
+    libavformat (PyAV in the sandbox, or ffprobe) knows far more containers
+    than any signature table; when it finds streams, the file is read as
+    media instead of opaque binary.
     """
     if info.format != "unknown":
         return info
@@ -159,16 +160,17 @@ def recognise_media(info: FileInfo, timeout: float) -> FileInfo:
 
     if not suggests_media(read_head(info.path), info.path):
         return info
-    from .video import ffprobe_path, probe_media
+    from .video import ffprobe_path, in_process, probe_media
 
-    if ffprobe_path() is None:
+    if not in_process() and ffprobe_path() is None:
         return info
     found = probe_media(info.path, min(timeout, 20.0))
     if not found:
         return info
     from dataclasses import replace
 
-    return replace(info, format="media", description=f"media recognised by ffprobe ({found})")
+    who = "libavformat" if in_process() else "ffprobe"
+    return replace(info, format="media", description=f"media recognised by {who} ({found})")
 
 
 #: formats stored in HDF5: libhdf5 (under h5py or libnetcdf) would follow what they point to
