@@ -139,3 +139,22 @@ def test_media_without_a_signature_are_recognised_without_ffprobe(tmp_path, medi
     done = subprocess.run([sys.executable, "-c", code, str(target)], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == ["video", "media", "aac"]
+
+
+def test_libavformat_would_follow_a_playlist_and_the_prober_does_not(tmp_path, media):
+    """The danger is real: PyAV's libavformat, unrestricted, opens the video a playlist names. Through the prober it
+    is refused, and the file gets this project's error, not the other file's streams."""
+    import av
+
+    from metaextract_dask import CorruptFileError
+    from metaextract_dask.readers.video import pyav_probe
+
+    secret = tmp_path / "secret.ts"
+    shutil.copy(next(p for p in media if p.endswith(".ts")), secret)
+    playlist = tmp_path / "list.m3u8"
+    playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:2.0,\n{secret}\n#EXT-X-ENDLIST\n")
+    with av.open(str(playlist)) as container:  # what libavformat does by itself
+        assert container.format.name == "hls" and container.streams.video
+    with pytest.raises(CorruptFileError) as info:
+        pyav_probe(str(playlist))
+    assert str(playlist) in str(info.value)
