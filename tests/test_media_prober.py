@@ -158,3 +158,16 @@ def test_libavformat_would_follow_a_playlist_and_the_prober_does_not(tmp_path, m
     with pytest.raises(CorruptFileError) as info:
         pyav_probe(str(playlist))
     assert str(playlist) in str(info.value)
+
+
+def test_what_libavformat_complains_of_is_a_warning_with_either_prober(tmp_path):
+    """A Matroska file cut short still plays; the demuxer's complaint reaches the record's warnings, named by who said it."""
+    from metaextract_dask.demo import make_video
+
+    whole = open(make_video(str(tmp_path / "whole.mkv"), 2.0), "rb").read()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole[: int(len(whole) * 0.6)])
+    said = {prober: records([str(cut)], prober)[str(cut)][1]["warnings"] for prober in ("pyav", "ffprobe")}
+    assert "libavformat: File ended prematurely" in said["pyav"]
+    assert "ffprobe: File ended prematurely" in said["ffprobe"]
+    assert [w for w in said["pyav"] if "may be truncated" in w] == [w for w in said["ffprobe"] if "may be truncated" in w] != []

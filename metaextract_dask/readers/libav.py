@@ -29,8 +29,12 @@ import functools
 import glob
 import importlib.util
 import os
+import threading
 from fractions import Fraction
 from typing import Any, Iterator
+
+#: PyAV's log level is process-wide: threads parsing in one process (``--no-isolate``) take turns setting it
+_LOG_LEVEL = threading.Lock()
 
 #: demuxers that open further files (or URLs) that a file names: never offered
 FOLLOWING_DEMUXERS = frozenset({"hls", "dash", "concat", "imf", "ffconcat"})
@@ -209,7 +213,7 @@ def probe(path: str, packets: bool = False, probesize: int | None = None) -> dic
     import av
     import av.logging
 
-    with av.logging.Capture() as logs:
+    with _LOG_LEVEL, av.logging.Capture(local=True) as logs:  # this thread's messages only: never another file's
         previous = av.logging.get_level()
         av.logging.set_level(av.logging.ERROR)
         try:

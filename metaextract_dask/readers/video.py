@@ -476,7 +476,8 @@ class VideoChunkReader(StreamChunkReader):
             k: {"frames": n, "keyframes": key, "exact": full, "last_packet_time": last}
             for k, (n, key, last) in sorted(state["frames"].items(), key=lambda kv: int(kv[0]))
         }
-        record["warnings"] = [f"ffprobe: {m}" for m in data.get("messages", [])] + _truncation_warnings(record, full)
+        said = "ffprobe" if record["prober"] == "ffprobe" else "libavformat"
+        record["warnings"] = [f"{said}: {m}" for m in data.get("messages", [])] + _truncation_warnings(record, full)
         if config.thumbnails:
             record["thumbnail"] = thumbnail(info.path, record, config.timeout)
             if "error" in record["thumbnail"]:
