@@ -171,3 +171,24 @@ def test_what_libavformat_complains_of_is_a_warning_with_either_prober(tmp_path)
     assert "libavformat: File ended prematurely" in said["pyav"]
     assert "ffprobe: File ended prematurely" in said["ffprobe"]
     assert [w for w in said["pyav"] if "may be truncated" in w] == [w for w in said["ffprobe"] if "may be truncated" in w] != []
+
+
+def test_the_prober_setting_holds_in_the_sandbox_when_changed_in_a_running_process(media, tmp_path):
+    """A notebook's dask.config.set(...) reaches the parser sandbox (small files parse there in batches, whatever
+    the reader): a child started under the other setting is replaced."""
+    import dask.config
+
+    from metaextract_dask import scan
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(next(p for p in media if p.endswith(".mp4")), folder / "clip.mp4")
+
+    def prober() -> str:
+        frame = scan(str(folder), progress=False, execution="local")
+        return json.loads(frame["metadata"].iloc[0])["video"]["prober"]
+
+    assert prober().startswith("libavformat ")  # this thread's sandbox child starts under "auto"
+    with dask.config.set({"metaextract.video.prober": "ffprobe"}):
+        assert prober() == "ffprobe"
+    assert prober().startswith("libavformat ")

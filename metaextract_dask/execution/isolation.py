@@ -58,7 +58,16 @@ def child_environment() -> dict[str, str]:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "MALLOC_TRIM_THRESHOLD_"}
     env["HDF5_PLUGIN_PATH"] = plugin_path_value()
+    env.update(child_settings())
     return env
+
+
+def child_settings() -> dict[str, str]:
+    """Settings a child reads from its environment, as this process has them now: a ``dask.config.set(...)`` here
+    holds in the child too, and a child started under other settings is replaced."""
+    from ..readers.video import prober_setting
+
+    return {"DASK_METAEXTRACT__VIDEO__PROBER": prober_setting()}
 
 
 def child_sys_path() -> list[str]:
@@ -102,11 +111,14 @@ class Sandbox:
         #: request ids the current child has been sent and not yet answered
         self.owed: list[str] = []
         self._token = os.urandom(6).hex()
+        #: the settings the current child was started with (``child_settings``)
+        self.environment: dict[str, str] = {}
 
     def _start(self) -> subprocess.Popen:
         self._stderr = tempfile.TemporaryFile()
         # the child imports what this process can (user functions live in its modules)
         env = child_environment()
+        self.environment = child_settings()
         import json
 
         argv = [sys.executable, "-I", "-c", _BOOT, json.dumps(child_sys_path()), str(self.memory_limit), str(os.getpid())]
@@ -141,8 +153,8 @@ class Sandbox:
         raise value
 
     def _fresh_child(self) -> subprocess.Popen:
-        """A live child that owes no replies: a stale reply must never answer a new request."""
-        if self.proc is not None and (self.owed or self.proc.poll() is not None):
+        """A live child that owes no replies (a stale reply must never answer a new request), started with today's settings."""
+        if self.proc is not None and (self.owed or self.proc.poll() is not None or self.environment != child_settings()):
             self.kill()
         return self.proc if self.proc is not None else self._start()
 
