@@ -222,20 +222,19 @@ def probe(path: str, packets: bool = False, probesize: int | None = None) -> dic
                                         "streams": [_stream(s) for s in container.streams]}
                 video = [s for s in container.streams if s.type == "video"]
                 if packets:
-                    data["packet_rows"] = packet_rows(container, video) if video else []
+                    data["packet_rows"] = list(packet_rows(container, video)) if video else []
         finally:
             av.logging.set_level(previous)
     data["messages"] = [str(message).strip() for level, _name, message in logs if level <= av.logging.ERROR and str(message).strip()]
     return data
 
 
-def packet_rows(container: Any, video: list[Any]) -> list[str]:
-    """Every video packet, demuxed (not decoded), as ffprobe's packet CSV rows."""
-    rows = []
+def packet_rows(container: Any, video: list[Any]) -> Iterator[str]:
+    """Video packets as they are demuxed (never decoded), as ffprobe's packet CSV rows: a caller that stops early
+    reads no further."""
     for packet in container.demux(*video):
         if packet.size == 0 and packet.pts is None and packet.dts is None:
             continue  # the empty packet PyAV yields at the end of each stream
         base = packet.time_base or packet.stream.time_base
         pts, dts = _time(packet.pts, base) or "N/A", _time(packet.dts, base) or "N/A"
-        rows.append(f"{packet.stream.index},{pts},{dts},{'K' if packet.is_keyframe else '_'}")
-    return rows
+        yield f"{packet.stream.index},{pts},{dts},{'K' if packet.is_keyframe else '_'}"

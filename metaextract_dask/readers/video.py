@@ -64,29 +64,29 @@ def prober_setting() -> str:
 
 
 def in_process() -> bool:
-    """Whether local media are probed in this process (PyAV) rather than by starting ffprobe."""
+    """Whether media are probed in this process (PyAV) rather than by starting ffprobe."""
     from . import libav
 
     choice = prober_setting()
     return choice != "ffprobe" and (choice == "pyav" or libav.available())
 
 
-def uses_pyav(path: str) -> bool:
-    """PyAV for this file (local, or remote through its fsspec file), when ``in_process()``."""
-    return in_process()
-
-
 def pyav_probe(path: str, packets: bool = False, probesize: int | None = None) -> dict[str, Any]:
-    """``libav.probe``, its failures as this file's ``CorruptFileError`` in the words ffprobe would use."""
+    """``libav.probe``, its failures as this file's ``CorruptFileError``."""
     from . import libav
 
     try:
         data = libav.probe(path, packets, probesize)
     except (OSError, ValueError, RuntimeError) as exc:
-        why = str(getattr(exc, "strerror", None) or exc).replace("file:" + path, "").strip(": ")
-        raise CorruptFileError(path, f"libavformat (ffprobe's library, through PyAV) cannot read it: {why}") from exc
+        raise libav_error(path, exc) from exc
     data["prober"] = libav.prober_name()
     return data
+
+
+def libav_error(path: str, exc: BaseException) -> CorruptFileError:
+    """What libavformat said about a file it cannot read, in the words ffprobe would use."""
+    why = str(getattr(exc, "strerror", None) or exc).replace("file:" + path, "").strip(": ")
+    return CorruptFileError(path, f"libavformat (ffprobe's library, through PyAV) cannot read it: {why}")
 
 
 def run_ffprobe(path: str, args: list[str], timeout: float, messages: list[str] | None = None) -> str:
@@ -227,7 +227,7 @@ def thumbnail(path: str, record: dict[str, Any], timeout: float) -> dict[str, An
 
 def probe_media(path: str, timeout: float) -> str | None:
     """ffprobe's format name when it finds audio or video streams in the file, else None (bounded)."""
-    if uses_pyav(path):
+    if in_process():
         try:
             data = pyav_probe(path, probesize=5000000)
         except CorruptFileError:
@@ -246,7 +246,7 @@ def probe_media(path: str, timeout: float) -> str | None:
 @functools.lru_cache(maxsize=256)
 def probe_container(path: str, size: int, mtime: float, timeout: float) -> dict[str, Any]:
     """ffprobe's format and streams (cached per file version in this process)."""
-    if uses_pyav(path):
+    if in_process():
         data = pyav_probe(path)
     else:
         messages: list[str] = []
@@ -309,7 +309,7 @@ def count_packets(text: str, intervals: list[tuple[float | None, float | None]])
 
 def scan_intervals(path: str, intervals: list[tuple[float | None, float | None]], timeout: float) -> list[dict[str, list[float]]]:
     """One ffprobe pass over the span of ``intervals`` (None: open end)."""
-    if uses_pyav(path):
+    if in_process():
         return count_packets("\n".join(pyav_span(path, intervals)), intervals)
     lo = min((a for a, _ in intervals), default=None, key=lambda x: -1e300 if x is None else x)
     his = [b for _, b in intervals]
@@ -324,27 +324,25 @@ def scan_intervals(path: str, intervals: list[tuple[float | None, float | None]]
 def pyav_span(path: str, intervals: list[tuple[float | None, float | None]]) -> list[str]:
     """Video packet rows over the span of ``intervals``, as ``-read_intervals`` reads it: from a seek to its start
     (the keyframe at or before it) to the first packet past its end and the reorder margin."""
-
     from . import libav
 
-    lo = min((a for a, _ in intervals if a is not None), default=None) if all(a is not None for a, _ in intervals) else None
+    lo = None if any(a is None for a, _ in intervals) else min(a for a, _ in intervals if a is not None)
     hi = None if any(b is None for _, b in intervals) else max(b for _, b in intervals if b is not None)
+    rows: list[str] = []
     try:
         with libav.opened(path) as container:
             video = [s for s in container.streams if s.type == "video"]
-            if not video:
-                return []
-            if lo is not None:
+            if video and lo is not None:
                 container.seek(int(lo * 1_000_000), backward=True, any_frame=False)
-            rows = []
-            for row in libav.packet_rows(container, video):
-                when = _ts(row.split(",")[1]) if row.split(",")[1] != "N/A" else _ts(row.split(",")[2])
+            for row in libav.packet_rows(container, video) if video else ():
+                fields = row.split(",")
+                when = _ts(fields[1]) if _ts(fields[1]) is not None else _ts(fields[2])
                 if hi is not None and when is not None and when > hi + REORDER_MARGIN:
-                    break
+                    break  # nothing past the span is read
                 rows.append(row)
-            return rows
     except (OSError, ValueError, RuntimeError) as exc:
-        raise CorruptFileError(path, f"libavformat (ffprobe's library, through PyAV) cannot read it: {exc}") from exc
+        raise libav_error(path, exc) from exc
+    return rows
 
 
 def _interval(spec: ChunkSpec) -> tuple[float | None, float | None]:
@@ -423,7 +421,7 @@ class VideoChunkReader(StreamChunkReader):
     @staticmethod
     def _whole_file(specs: Sequence[ChunkSpec], config: StreamingConfig) -> list[State]:
         path = specs[0].path
-        if uses_pyav(path):
+        if in_process():
             data = pyav_probe(path, packets=True)
             rows = data.pop("packet_rows")
         else:
