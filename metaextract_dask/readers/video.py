@@ -335,8 +335,9 @@ def pyav_span(path: str, intervals: list[tuple[float | None, float | None]]) -> 
             if video and lo is not None:
                 container.seek(int(lo * 1_000_000), backward=True, any_frame=False)
             for row in libav.packet_rows(container, video) if video else ():
-                fields = row.split(",")
-                when = _ts(fields[1]) if _ts(fields[1]) is not None else _ts(fields[2])
+                _, pts, dts, _ = row.split(",")
+                when = _ts(pts)
+                when = _ts(dts) if when is None else when
                 if hi is not None and when is not None and when > hi + REORDER_MARGIN:
                     break  # nothing past the span is read
                 rows.append(row)
@@ -356,7 +357,7 @@ class VideoChunkReader(StreamChunkReader):
     """Video containers (seed name): format, streams, counted frames and keyframes."""
 
     name = "video"
-    version = "2"  # 2: PyAV answers for local files (and says so in ``prober``)
+    version = "2"  # 2: PyAV answers (and says so in ``prober``); channel layouts and profiles stay text
     extras = frozenset({"thumbnail"})
     columns = (("container", "string"), ("media_duration", "float64"), ("codec", "string"), ("width", "int32"),
                ("height", "int32"), ("fps", "float64"), ("audio_codec", "string"), ("n_streams", "int32"), ("frames", "int64"))
