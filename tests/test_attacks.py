@@ -675,3 +675,117 @@ def test_another_local_user_cannot_read_a_remote_object_through_the_loopback_ser
         theirs = run([*AS_NOBODY, "/usr/bin/python3", "-c", FETCH, url], timeout=60, cwd="/")
     assert "GOT 206 100" in mine.stdout, mine.stdout + mine.stderr
     assert "refused 403" in theirs.stdout and "GOT" not in theirs.stdout, theirs.stdout + theirs.stderr
+
+
+# === round two: the paths the first round left open (issue 28) ==============================
+
+
+def _image_sequence_trick(root, red_png: str) -> None:
+    """A GIF named as a numbered-image pattern (``v%d.png``, and ``x.png`` in a folder named ``d%d``) whose
+    numbered siblings link to a picture outside the tree: libavformat's image2 demuxer would read them."""
+    data = root / "data"
+    (data / "d%d").mkdir(parents=True)
+    gif = ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=blue:s=64x48:d=1", "-r", "5", "-f", "gif"]
+    for target in (data / "v%d.png", data / "d%d" / "x.png"):
+        assert run([*gif, str(target)]).returncode == 0
+    for i in (0, 1, 2):
+        os.symlink(red_png, data / f"v{i}.png")
+        (data / f"d{i}").mkdir()
+        os.symlink(red_png, data / f"d{i}" / "x.png")
+
+
+@pytest.mark.parametrize("prober", ["pyav", "ffprobe"])
+def test_an_image_sequence_name_reads_no_sibling_outside_the_tree(tmp_path, prober):
+    import pandas as pd
+    from PIL import Image
+
+    (tmp_path / "outside").mkdir()
+    red = str(tmp_path / "outside" / "secret.png")
+    assert run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=red:s=64x48", "-frames:v", "1", red]).returncode == 0
+    _image_sequence_trick(tmp_path, red)
+    env = dict(os.environ, DASK_METAEXTRACT__VIDEO__PROBER=prober)
+    out = run([*SCAN, str(tmp_path / "data"), "-o", str(tmp_path / "cat"), "--thumbnails"], env=env)
+    assert out.returncode in (0, 1), out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    frame = pd.read_parquet(tmp_path / "cat")
+    for row in frame.itertuples():
+        assert "image2" not in str(row.metadata), (row.path, row.metadata)
+    thumbs = tmp_path / "cat.thumbnails"
+    for png in thumbs.iterdir() if thumbs.exists() else ():
+        assert Image.open(png).convert("RGB").getpixel((5, 5)) != (255, 0, 0), "the outside picture reached the catalog"
+
+
+NEIGHBOUR = textwrap.dedent("""
+    import base64, socket, sys, urllib.parse
+    url = urllib.parse.urlsplit(sys.argv[1])
+    _, token, name = url.path.split("/", 2)
+    auth = base64.b64encode(f"me:{token}".encode()).decode()
+    asks = {
+        "path": f"GET /{token}/{name} HTTP/1.1\\r\\nHost: x\\r\\nRange: bytes=0-99\\r\\n\\r\\n",
+        "proxy": f"GET http://metaextract.invalid/{name} HTTP/1.1\\r\\nHost: metaextract.invalid\\r\\n"
+                 f"Proxy-Authorization: Basic {auth}\\r\\nRange: bytes=0-99\\r\\n\\r\\n",
+    }
+    for how, ask in asks.items():
+        for source in ("127.0.0.1", "127.0.0.2"):
+            s = socket.socket()
+            try:
+                s.bind((source, url.port if source != "127.0.0.1" else 0))  # the server's own port number, elsewhere
+                s.connect(("127.0.0.1", url.port))
+                s.sendall(ask.encode())
+                print(how, source, s.recv(100).split(b"\\r\\n")[0].decode())
+            except OSError as exc:
+                print(how, source, "failed", exc)
+            finally:
+                s.close()
+""")
+
+
+def test_a_neighbour_with_the_url_and_token_cannot_use_the_loopback_server_from_any_address(tmp_path):
+    """The first round checked the socket's owner by port alone: connecting from 127.0.0.2 with the server's own
+    port number passed for the server's listening socket, and user nobody read the object."""
+    import servers
+
+    from metaextract_dask.storage.loopback import served
+
+    if not os.path.exists("/proc/net/tcp"):
+        pytest.skip("the socket owner check reads /proc/net/tcp (Linux)")
+    (tmp_path / "secret.bin").write_bytes(b"private bytes " * 100)
+    with servers.range_server(tmp_path) as server, served(f"{server.url}/secret.bin", 1400) as (url, _count):
+        mine = run([sys.executable, "-c", NEIGHBOUR, url], timeout=60)
+        theirs = run([*AS_NOBODY, "/usr/bin/python3", "-c", NEIGHBOUR, url], timeout=60, cwd="/")
+    assert "path 127.0.0.1 HTTP/1.1 206" in mine.stdout and "proxy 127.0.0.1 HTTP/1.1 206" in mine.stdout, mine.stdout + mine.stderr
+    lines = theirs.stdout.splitlines()
+    assert len(lines) == 4 and "127.0.0.2" in theirs.stdout, theirs.stdout + theirs.stderr
+    assert not any(" 206" in line or " 200" in line for line in lines), theirs.stdout
+
+
+def test_the_loopback_token_never_reaches_a_command_line(tmp_path):
+    """ffprobe and ffmpeg are given the object without the token (world-readable in /proc/PID/cmdline): it travels
+    in their environment, as the password of their HTTP proxy, the loopback server."""
+    import servers
+
+    (tmp_path / "srv").mkdir()
+    assert run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=s=64x48:d=1", "-r", "10",
+                str(tmp_path / "srv" / "clip.mp4")]).returncode == 0
+    argv = tmp_path / "argv"
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    for tool in ("ffprobe", "ffmpeg"):
+        real = shutil.which(tool)
+        (shim / tool).write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" >> {argv}\nexec {real} \"$@\"\n")
+        (shim / tool).chmod(0o755)
+    env = dict(os.environ, PATH=f"{shim}:{os.environ['PATH']}", DASK_METAEXTRACT__VIDEO__PROBER="ffprobe")
+    with servers.range_server(tmp_path / "srv") as server:
+        out = run(["metaextract", "info", f"{server.url}/clip.mp4", "--json"], env=env)
+        thumbs = run([*SCAN, f"{server.url}/clip.mp4", "-o", str(tmp_path / "cat"), "--thumbnails"], env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    record = json.loads(out.stdout)
+    assert record["reader"] == "video" and record["video"]["streams"][0]["width"] == 64
+    assert thumbs.returncode == 0, thumbs.stdout + thumbs.stderr[-2000:]
+    import pandas as pd
+
+    assert pd.read_parquet(tmp_path / "cat")["thumbnail"].iloc[0].endswith(".png")
+    words = argv.read_text().splitlines()
+    urls = [w for w in words if "://" in w or w.startswith("file:")]
+    assert urls and all(u.startswith("http://metaextract.invalid/") for u in urls), urls
+    assert not any("127.0.0.1" in w for w in words), words

@@ -36,8 +36,16 @@ from typing import Any, Iterator
 #: PyAV's log level is process-wide: threads parsing in one process (``--no-isolate``) take turns setting it
 _LOG_LEVEL = threading.Lock()
 
-#: demuxers that open further files (or URLs) that a file names: never offered
-FOLLOWING_DEMUXERS = frozenset({"hls", "dash", "concat", "imf", "ffconcat"})
+#: demuxers that read anything but the one file named: never offered, to PyAV, ffprobe or ffmpeg.
+#: Files or URLs a file names (playlists, concat lists, IMF); numbered siblings of a name that is a pattern
+#: (image2: ``v%d.png``, or a folder ``d%d/``, reads ``v1.png``... even when they link out of the tree);
+#: the ``.sub`` beside a ``.idx`` (vobsub); network sessions (SDP, RTSP, RTP, SAP); scripts (AviSynth,
+#: VapourSynth); DVD structures; and input devices, among them lavfi, whose ``movie`` filter opens any file.
+REFUSED_DEMUXERS = frozenset({
+    "hls", "dash", "concat", "ffconcat", "imf", "image2", "vobsub", "dvdvideo", "sdp", "rtsp", "rtp", "rtp_mpegts", "sap",
+    "avisynth", "vapoursynth", "lavfi", "alsa", "fbdev", "iec61883", "jack", "kmsgrab", "libcdio", "libdc1394", "openal", "oss",
+    "pulse", "video4linux2", "v4l2", "x11grab", "xcbgrab", "dshow", "gdigrab", "avfoundation", "decklink", "android_camera",
+})
 
 
 @functools.lru_cache(maxsize=1)
@@ -60,7 +68,7 @@ def prober_name() -> str:
 def _open_options() -> dict[str, str]:
     import av
 
-    allowed = sorted(name for name in av.formats_available if name not in FOLLOWING_DEMUXERS and _is_demuxer(name))
+    allowed = sorted(name for name in av.formats_available if name not in REFUSED_DEMUXERS and _is_demuxer(name))
     return {"protocol_whitelist": "file", "format_whitelist": ",".join(allowed)}
 
 

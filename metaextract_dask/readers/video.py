@@ -21,6 +21,7 @@ ffprobe, remote objects are served to it on the loopback server.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
@@ -86,6 +87,8 @@ def pyav_probe(path: str, packets: bool = False, probesize: int | None = None) -
 def libav_error(path: str, exc: BaseException) -> CorruptFileError:
     """What libavformat said about a file it cannot read, in the words ffprobe would use."""
     why = str(getattr(exc, "strerror", None) or exc).replace("file:" + path, "").strip(": ")
+    if getattr(exc, "errno", None) == errno.EINVAL:  # what libavformat answers when the format it found is not allowed
+        why += " (or it takes a format refused here: one that reads other files than the one named, such as an image sequence)"
     return CorruptFileError(path, f"libavformat (ffprobe's library, through PyAV) cannot read it: {why}")
 
 
@@ -98,16 +101,16 @@ def run_ffprobe(path: str, args: list[str], timeout: float, messages: list[str] 
     exe = ffprobe_path()
     if exe is None:
         raise CorruptFileError(path, "ffprobe is not installed (install ffmpeg)")
-    with media_input(path) as (source, options):
+    with media_input(path) as (source, options, env):
         return run_bounded([exe, "-v", "error", "-hide_banner", *options, "-format_whitelist", allowed_demuxers(exe), *args, "-i", source],
-                           path, timeout, messages).decode("utf-8", "replace")
+                           path, timeout, messages, env).decode("utf-8", "replace")
 
 
 @functools.lru_cache(maxsize=4)
 def allowed_demuxers(exe: str) -> str:
-    """The demuxers an ffmpeg tool may use here: all it has but those that open further files or URLs named inside
-    a file (HLS and DASH playlists, concat lists, IMF), so a crafted file cannot make it read outside the scan."""
-    from .libav import FOLLOWING_DEMUXERS
+    """The demuxers an ffmpeg tool may use here: all it has but those that read anything but the file named
+    (``libav.REFUSED_DEMUXERS``), so a crafted file or name cannot make it read outside the scan."""
+    from .libav import REFUSED_DEMUXERS
 
     listed = subprocess.run([exe, "-v", "quiet", "-hide_banner", "-demuxers"], capture_output=True, text=True, timeout=60).stdout
     names: set[str] = set()
@@ -115,32 +118,36 @@ def allowed_demuxers(exe: str) -> str:
         parts = line.split()
         if len(parts) >= 2 and set(parts[0]) <= set("DE") and "D" in parts[0]:
             names.update(n for n in parts[1].split(",") if n)
-    return ",".join(sorted(names - FOLLOWING_DEMUXERS))
+    return ",".join(sorted(names - REFUSED_DEMUXERS))
 
 
 @contextlib.contextmanager
-def media_input(path: str) -> Iterator[tuple[str, list[str]]]:
-    """(input, input options) for an ffmpeg tool: ``file:PATH``, or a remote object on a loopback server.
+def media_input(path: str) -> Iterator[tuple[str, list[str], dict[str, str] | None]]:
+    """(input, input options, environment or None) for an ffmpeg tool: ``file:PATH``, or a remote object on a loopback server.
 
-    ffprobe reads HTTP with byte ranges (an MP4's index at its end costs one
-    request); ``storage.loopback`` answers from the object's fsspec file, so
-    credentials stay in this process and every fetch is counted. Only the
-    http and tcp protocols are allowed: a crafted file cannot make ffmpeg
-    open anything else.
+    A local file may be read through the ``file`` protocol only; a remote
+    one through ``http`` and ``tcp`` only, from the loopback server
+    (``storage.loopback``), which answers from the object's fsspec file, so
+    credentials stay in this process and every fetch is counted. The
+    server's token reaches the tool in its environment (``tool_access``),
+    never on its command line. ffprobe reads HTTP with byte ranges (an
+    MP4's index at its end costs one request).
     """
     from ..storage.urls import is_url
 
     if not is_url(path):
-        yield "file:" + path, []
+        yield "file:" + path, ["-protocol_whitelist", "file"], None
         return
-    from ..storage.loopback import served
+    from ..storage.loopback import served, tool_access
     from ..storage.remote import known_size
 
     with served(path, known_size(path), block_size=1024 * 1024, cache_type="readahead") as (url, _count):  # ffprobe reads on
-        yield url, ["-protocol_whitelist", "http,tcp"]
+        source, env = tool_access(url)
+        yield source, ["-protocol_whitelist", "http,tcp"], env
 
 
-def run_bounded(cmd: list[str], path: str, timeout: float, messages: list[str] | None = None) -> bytes:
+def run_bounded(cmd: list[str], path: str, timeout: float, messages: list[str] | None = None,
+                env: dict[str, str] | None = None) -> bytes:
     """Run an ffmpeg tool on one file and return its output; kill its process group on timeout."""
     tool = os.path.basename(cmd[0])
     from ..execution import isolation as sandbox
@@ -151,7 +158,7 @@ def run_bounded(cmd: list[str], path: str, timeout: float, messages: list[str] |
     if threading.active_count() > 1:  # a loopback server's thread: preexec_fn is unsafe beside threads
         tie = None
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True,
-                            preexec_fn=tie)
+                            preexec_fn=tie, env=env)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -161,7 +168,7 @@ def run_bounded(cmd: list[str], path: str, timeout: float, messages: list[str] |
     if proc.returncode != 0:
         lines = err.decode("utf-8", "replace").strip().splitlines()
         why = lines[-1].replace("file:" + path, "").strip(": ") if lines else f"exit status {proc.returncode}"
-        why = re.sub(r"http://127\.0\.0\.1:\d+/\S+", "", why).strip(": ")  # a remote file's loopback URL says nothing to the user
+        why = re.sub(r"http://(127\.0\.0\.1:\d+|metaextract\.invalid)/\S+", "", why).strip(": ")  # a remote file's loopback URL says nothing to the user
         raise CorruptFileError(path, f"{tool} cannot read it: {why}")
     if messages is not None:
         for line in err.decode("utf-8", "replace").splitlines():
@@ -190,14 +197,13 @@ def poster_frame(path: str, at: float, timeout: float) -> bytes:
     if exe is None:
         raise CorruptFileError(path, "ffmpeg is not installed")
     seek = {"ss": f"{at:.3f}"} if at > 0 else {}  # some demuxers (SWF) cannot seek at all, not even to 0
-    with media_input(path) as (source, options):
-        if options:
-            seek["protocol_whitelist"] = options[1]
+    with media_input(path) as (source, options, env):
+        seek["protocol_whitelist"] = options[1]
         seek["format_whitelist"] = allowed_demuxers(exe)
         stream = (ffmpeg.input(source, **seek)
                   .filter("scale", f"min({THUMBNAIL_WIDTH},iw)", -2)
                   .output("pipe:", vframes=1, format="image2", vcodec="png", an=None, sn=None))
-        png = run_bounded(ffmpeg.compile(stream, cmd=[exe, "-v", "error", "-hide_banner", "-nostdin"]), path, timeout)
+        png = run_bounded(ffmpeg.compile(stream, cmd=[exe, "-v", "error", "-hide_banner", "-nostdin"]), path, timeout, env=env)
     if not png.startswith(b"\x89PNG\r\n\x1a\n") or len(png) < 24:
         raise CorruptFileError(path, "ffmpeg made no frame (the video stream may hold none at that time)")
     return png

@@ -7,9 +7,17 @@ is answered from an fsspec file object opened with the scan's storage
 options, so every fetch is counted and credentials never leave this process
 (not on a command line, not in a URL).
 
-Another user of this machine can reach a loopback port: a request needs the
-random token, and is refused unless its socket belongs to this user (checked
-in ``/proc/net/tcp``). The server lives for one file's read.
+Another user of this machine can reach a loopback port: every request is
+refused unless the socket it comes from belongs to this user (the kernel's
+table of TCP sockets, ``/proc/net/tcp``, matched on both ends of the
+connection, so a neighbour connecting from ``127.0.0.2`` on the server's own
+port number is not taken for the server), and it must carry the random
+token. The token never reaches a command line (``/proc/PID/cmdline`` is
+world-readable): libnetcdf, in this process, has it in its URL's path; an
+ffmpeg tool gets a URL without it and reaches the server as its HTTP proxy,
+``http_proxy=http://me:TOKEN@127.0.0.1:PORT`` in its environment (readable
+by this user only), answering the server's 407 challenge with the token.
+The server lives for one file's read.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ import contextlib
 import http.server
 import os
 import re
+import base64
+import ipaddress
 import secrets
 import threading
 import urllib.parse
@@ -54,15 +64,33 @@ def refuse_range(handler: http.server.BaseHTTPRequestHandler, size: int) -> None
     handler.end_headers()
 
 
-def _socket_uid(port: int) -> int | None:
-    """The uid owning the loopback TCP socket bound to ``port`` (Linux), or None when it cannot be told."""
+def _hex_address(field: str) -> tuple[str, int]:
+    """``/proc/net/tcp``'s ``0100007F:1F90`` (the address in host byte order) -> ("127.0.0.1", 8080)."""
+    addr, port = field.split(":")
+    raw = bytes.fromhex(addr)
+    if len(raw) == 4:
+        host = str(ipaddress.IPv4Address(raw[::-1]))
+    else:  # IPv6: four 32-bit words, each in host (little-endian) order
+        words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+        ip6 = ipaddress.IPv6Address(words)
+        host = str(ip6.ipv4_mapped or ip6)
+    return host, int(port, 16)
+
+
+def socket_uid(local: tuple[str, int], remote: tuple[str, int]) -> int | None:
+    """The uid owning the TCP socket whose own end is ``local`` and whose peer is ``remote`` (Linux), or None.
+
+    Both ends are matched: a lookup by port alone takes a neighbour who
+    connects from another loopback address (``127.0.0.2``) using the
+    server's port number as its own for the server's listening socket.
+    """
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
                 next(f)
                 for line in f:
                     fields = line.split()
-                    if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    if _hex_address(fields[1]) == local and _hex_address(fields[2]) == remote:
                         return int(fields[7])
         except (OSError, ValueError, IndexError, StopIteration):
             continue
@@ -79,12 +107,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:  # quiet: the scan reports what matters
         pass
 
-    def _allowed(self) -> bool:
-        if urllib.parse.urlsplit(self.path).path.split("/")[1:2] != [self.server.token]:
-            return False
+    def _allowed(self) -> bool | None:
+        """True: this user's request with the token; None: this user's, asked as a proxy without the token yet
+        (answered 407, which an ffmpeg tool answers with its proxy credentials); False: refused."""
         if os.name == "posix" and os.path.exists("/proc/net/tcp"):
-            return _socket_uid(self.client_address[1]) == os.getuid()
-        return True
+            peer = (self.client_address[0], self.client_address[1])
+            if socket_uid(peer, self.server.server_address[:2]) != os.getuid():
+                return False
+        token = self.server.token
+        if urllib.parse.urlsplit(self.path).path.split("/")[1:2] == [token]:
+            return True
+        if not self.path.startswith("http://"):  # not a proxy request: the token must be in the path
+            return False
+        scheme, _, credentials = (self.headers.get("Proxy-Authorization") or "").partition(" ")
+        if scheme.lower() != "basic" or not credentials:
+            return None
+        try:
+            _user, _, password = base64.b64decode(credentials, validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return secrets.compare_digest(password, token)
 
     def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
         self._respond(body=False)
@@ -93,7 +135,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._respond(body=True)
 
     def _respond(self, body: bool) -> None:
-        if not self._allowed():
+        allowed = self._allowed()
+        if allowed is None:
+            self.send_response(407)
+            self.send_header("Proxy-Authenticate", 'Basic realm="metaextract"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if not allowed:
             self.send_error(403)
             return
         size = self.server.size
@@ -139,10 +188,25 @@ class _Server(http.server.ThreadingHTTPServer):
         pass
 
 
+#: the host name an ffmpeg tool is given: it never resolves (the request goes to the proxy, the loopback server)
+PROXIED_HOST = "metaextract.invalid"
+
+
+def tool_access(url: str) -> tuple[str, dict[str, str]]:
+    """(URL, environment) of a loopback URL (``served``'s) for a tool started as its own process: the token goes in
+    the environment as the password of its HTTP proxy (this server), never on its command line."""
+    parts = urllib.parse.urlsplit(url)
+    _, token, name = parts.path.split("/", 2)
+    env = {**os.environ, "http_proxy": f"http://me:{token}@127.0.0.1:{parts.port}", "no_proxy": "", "NO_PROXY": ""}
+    return f"http://{PROXIED_HOST}/{name}", env
+
+
 @contextlib.contextmanager
 def served(url: str, size: int, block_size: int | None = None, cache_type: str = "blockcache") -> Iterator[tuple[str, IOCount]]:
     """(loopback URL, request count) of the object at ``url`` for the duration of the block.
 
+    The URL holds the server's token: give it to code in this process only
+    (libnetcdf); a tool started as a process gets ``tool_access(url, ...)``.
     ``cache_type``: "blockcache" (default, blocks of ``metaextract.remote.block-size``) for libnetcdf's
     scattered metadata reads; "readahead" for a tool that reads on from where it is (ffprobe).
     """
