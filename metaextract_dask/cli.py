@@ -544,6 +544,38 @@ def _handle_signals() -> None:
         signal.signal(sig, _stop_like_ctrl_c)
 
 
+def _warnings_in_one_line() -> None:
+    """Warnings (a catalog part left out, a notice of an export) as one ``metaextract:`` line each, not file:line and source."""
+    import warnings
+
+    def show(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: str | None = None) -> None:
+        kind = "" if issubclass(category, RuntimeWarning) else f"{category.__name__}: "
+        print(f"metaextract: {kind}{for_terminal(str(message))}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+
+
+#: open files a scan needs at least (a cluster, sandboxes, libraries' own); the soft limit is raised towards WANTED_FILES
+MIN_FILES, WANTED_FILES = 64, 4096
+
+
+def _file_descriptors() -> str | None:
+    """Raise the soft open-files limit towards the hard one; why it is too low to work with, or None."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = WANTED_FILES if hard == resource.RLIM_INFINITY else min(hard, WANTED_FILES)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < MIN_FILES:
+        return f"this process may open only {soft} files (ulimit -n); metaextract needs at least {MIN_FILES}: raise it (ulimit -n 4096)"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import os
 
@@ -552,6 +584,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # before any HDF5 library loads here or in a process started from here: plugins only from trusted folders
     os.environ["HDF5_PLUGIN_PATH"] = plugin_path_value()
     _handle_signals()
+    _warnings_in_one_line()
+    short = _file_descriptors()
+    if short:
+        print(f"metaextract: {short}", file=sys.stderr)
+        return EXIT_FAILED
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -564,6 +601,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped to head: stop quietly, as cat does
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+    except OSError as exc:
+        import errno
+
+        if exc.errno not in (errno.EMFILE, errno.ENFILE):
+            raise
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        print(f"metaextract: too many open files: this process may open {soft} (ulimit -n); a scan needs a few dozen "
+              "and more with more workers: raise it (ulimit -n 4096)", file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -14,7 +14,8 @@ import shutil
 from typing import Any
 
 from ..core.text import for_spreadsheet
-from .read import read_catalog, read_variables
+from . import references
+from .read import read_variables, trusted_records
 from .references import location
 
 #: how intake-esm names the formats it opens
@@ -23,21 +24,11 @@ ESM_FORMATS = {"netcdf3": "netcdf", "netcdf4": "netcdf"}
 MAX_GROUP_ATTRS = 8
 
 
-def _records(catalog: str) -> tuple[Any, list[dict[str, Any]]]:
-    """The files table's successful array files, each with its record parsed."""
-    df = read_catalog(catalog)
-    ok = df[df["success"].fillna(False).astype(bool)] if len(df) else df
-    records = []
-    for row in ok.to_dict("records"):
-        md = row.get("metadata")
-        md = json.loads(md) if isinstance(md, str) else (md or {})
-        records.append({**row, "record": md})
-    return df, records
-
-
 def _section(rec: dict[str, Any]) -> dict[str, Any]:
     """The reader's own section of a record."""
-    return rec["record"].get(rec.get("reader") or "", {}) or {}
+    from .trust import section
+
+    return section(rec["record"])
 
 
 def _asset(catalog: str, rec: dict[str, Any]) -> tuple[str, str] | None:
@@ -54,8 +45,21 @@ def _asset(catalog: str, rec: dict[str, Any]) -> tuple[str, str] | None:
 
         return absolute(rec["path"]), fmt
     if isinstance(rec.get("references"), str) and rec["references"]:
+        references.checked(catalog, rec["references"], rec["path"])
         return os.path.abspath(location(catalog, rec["references"])), "reference"
     return None
+
+
+def _outside(path: str) -> str | None:
+    """Why intake-esm must not be handed a local file (it points outside itself: ``guard.refused_references``), or None."""
+    from ..readers.guard import refused_references, restrict_plugins
+    from ..storage.urls import is_url
+
+    if is_url(path):
+        return None
+    restrict_plugins()
+    reasons = refused_references(path)
+    return f"{path}: points outside itself ({'; '.join(reasons[:2])}); left out" if reasons else None
 
 
 def data_variables(catalog: str) -> dict[str, list[str]]:
@@ -73,16 +77,18 @@ def data_variables(catalog: str) -> dict[str, list[str]]:
 
 def _group_attrs(records: list[dict[str, Any]]) -> list[str]:
     """Global attributes users group by: text in at least half the files, with fewer distinct values than files."""
+    from .trust import mapping
+
     seen: dict[str, list[str]] = {}
     for rec in records:
-        for k, v in (_section(rec).get("attrs") or {}).items():
+        for k, v in mapping(_section(rec).get("attrs")).items():
             if isinstance(v, str) and 0 < len(v) <= 200 and "\n" not in v and k.isidentifier():
                 seen.setdefault(k, []).append(v)
     chosen = [k for k, vals in seen.items() if len(vals) * 2 >= len(records) and 1 <= len(set(vals)) < max(2, len(records))]
     return sorted(chosen, key=lambda k: (len(set(seen[k])), k))[:MAX_GROUP_ATTRS]
 
 
-def export_esm(catalog: str, out: str, name: str = "metaextract") -> str:
+def export_esm(catalog: str, out: str, name: str = "metaextract") -> tuple[str, list[str]]:
     """An intake-esm collection (``collection.json`` + ``collection.csv``) of the catalog's HDF5 and netCDF files.
 
     One row per file, ``variable`` the list of its data variables, written
@@ -92,25 +98,39 @@ def export_esm(catalog: str, out: str, name: str = "metaextract") -> str:
     collection reads its list column as NumPy arrays, which intake-esm
     2025.12's search cannot look into.) ``aggregation_control`` joins a
     dataset's files along their time coordinate and unions its variables.
-    Returns the JSON's path.
+    Returns (the JSON's path, notices): rows outside the scanned roots,
+    references that fail ``references.checked`` and files that point
+    outside themselves (intake-esm would hand them to libnetcdf, which
+    follows external links) are left out, each with a notice.
     """
     import pandas as pd
 
-    _df, records = _records(catalog)
+    from .trust import CatalogInputError, mapping, text
+
+    notices: list[str] = []
+    _df, records = trusted_records(catalog, notices)
     variables = data_variables(catalog)
     attrs = _group_attrs(records)
     rows, time_dims = [], []
     for rec in records:
-        asset = _asset(catalog, rec)
+        try:
+            asset = _asset(catalog, rec)
+        except CatalogInputError as exc:
+            notices.append(f"{exc}; left out")
+            continue
         if asset is None:
             continue
+        why = _outside(rec["path"])
+        if why:
+            notices.append(why)
+            continue
         section = _section(rec)
-        coverage = (section.get("cf_coverage") or {}).get("time") or {}
-        if coverage.get("variable"):
-            time_dims.append(str(coverage["variable"]).rsplit("/", 1)[-1])
+        coverage = mapping(mapping(section.get("cf_coverage")).get("time"))
+        if text(coverage.get("variable")):
+            time_dims.append(coverage["variable"].rsplit("/", 1)[-1])
         base = {"path": asset[0], "format": asset[1], "file": rec["path"], "file_format": rec.get("format"),
-                "time_start": coverage.get("start"), "time_end": coverage.get("end"),
-                **{a: (section.get("attrs") or {}).get(a) for a in attrs}}
+                "time_start": text(coverage.get("start")), "time_end": text(coverage.get("end")),
+                **{a: mapping(section.get("attrs")).get(a) for a in attrs}}
         # arrays in sub-groups are not variables of the file's root dataset (the one xarray opens)
         rows.append({**base, "variable": [v for v in variables.get(rec["path"], []) if "/" not in v]})
     os.makedirs(out, exist_ok=True)
@@ -135,28 +155,42 @@ def export_esm(catalog: str, out: str, name: str = "metaextract") -> str:
     path = os.path.join(out, "collection.json")
     with open(path, "w") as f:
         json.dump(collection, f, indent=1)
-    return path
+    return path, notices
 
 
-def export_kerchunk(catalog: str, out: str) -> int:
-    """Every file's references copied to ``out`` (``NAME.json`` or a ``NAME.parq`` folder) with ``index.csv`` (path -> entry)."""
+def export_kerchunk(catalog: str, out: str) -> tuple[int, list[str]]:
+    """Every file's references written to ``out`` (``NAME.json`` or a ``NAME.parq`` folder) with ``index.csv`` (path -> entry).
+
+    Each set is checked first (``references.checked``: no links, chunks of
+    the row's own file only) and what was checked is what is written: a
+    JSON set is written from its parsed content, a Parquet folder copied
+    without following links. Returns (sets written, notices).
+    """
     import pandas as pd
 
-    _df, records = _records(catalog)
+    from .trust import CatalogInputError
+
+    notices: list[str] = []
+    _df, records = trusted_records(catalog, notices)
     os.makedirs(out, exist_ok=True)
     index = []
     for rec in records:
         if not (isinstance(rec.get("references"), str) and rec["references"]):
             continue
-        src = location(catalog, rec["references"])
+        try:
+            found = references.checked(catalog, rec["references"], rec["path"])
+        except CatalogInputError as exc:
+            notices.append(f"{exc}; left out")
+            continue
         dst = os.path.join(out, rec["references"])
-        if os.path.isdir(src):
-            shutil.copytree(src, dst, dirs_exist_ok=True)
+        if isinstance(found, dict):
+            with open(dst, "w") as f:
+                json.dump(found, f)
         else:
-            shutil.copyfile(src, dst)
+            shutil.copytree(found, dst, symlinks=True, dirs_exist_ok=True)
         index.append({"path": rec["path"], "references": rec["references"]})
     pd.DataFrame(index, columns=["path", "references"]).map(for_spreadsheet).to_csv(os.path.join(out, "index.csv"), index=False)
-    return len(index)
+    return len(index), notices
 
 
 #: what ``export`` writes, by the name users give it
@@ -172,7 +206,9 @@ def export(catalog: str | os.PathLike, to: str, output: str | os.PathLike | None
     ``.kerchunk`` beside it. Returns the written collection JSON (esm, stac)
     or folder (kerchunk). ``progress(done, total)`` is called as the STAC
     export hashes files (``file:checksum`` reads each file once). Notices
-    (files changed since the scan) are issued as ``RuntimeWarning``.
+    (files changed since the scan, rows and references of an edited catalog
+    left out) are issued as ``RuntimeWarning``; a catalog whose manifest
+    records no scanned roots is refused (``trust.CatalogInputError``).
     """
     from .read import part_files
 
@@ -183,15 +219,15 @@ def export(catalog: str | os.PathLike, to: str, output: str | os.PathLike | None
         raise ValueError(f"{catalog} is not a catalog (no part-*.parquet or part-*.jsonl in it)")
     out = os.fspath(output) if output is not None else os.path.normpath(catalog) + "." + to
     if to == "esm":
-        return export_esm(catalog, out)
-    if to == "stac":
-        import warnings
-
+        path, notices = export_esm(catalog, out)
+    elif to == "stac":
         from .stac import export_stac
 
         path, notices = export_stac(catalog, out, progress)
-        for notice in notices:
-            warnings.warn(notice, RuntimeWarning, stacklevel=2)
-        return path
-    export_kerchunk(catalog, out)
-    return out
+    else:
+        path, (_count, notices) = out, export_kerchunk(catalog, out)
+    import warnings
+
+    for notice in notices:
+        warnings.warn(notice, RuntimeWarning, stacklevel=2)
+    return path

@@ -13,8 +13,7 @@ import builtins
 import os
 from typing import Any
 
-from .read import _read_part, part_files
-from .references import location
+from .read import _read_part, checked_parts
 
 #: the row fields ``open`` needs
 OPEN_COLUMNS = ["path", "format", "success", "references", "virtualizable", "path_bytes"]
@@ -24,7 +23,7 @@ def find_row(catalog: str, path: str) -> dict[str, Any]:
     """The catalog's row of ``path`` (as written in the catalog, or the same file by its absolute path)."""
     wanted = {path, os.path.abspath(path)}
     found = None
-    for part in part_files(catalog):
+    for part in checked_parts(catalog):
         for row in _read_part(part, OPEN_COLUMNS):
             if row.get("path") in wanted or os.path.abspath(str(row.get("path"))) in wanted:
                 found = row  # later parts are newer
@@ -99,7 +98,7 @@ def open_references(fo: Any, **kwargs: Any) -> Any:
     return xr.open_dataset("reference://", engine="zarr", backend_kwargs=backend, **kwargs)
 
 
-def open(catalog: str | os.PathLike, path_or_row: Any, **kwargs: Any) -> Any:  # noqa: A001 - the public name users call
+def open(catalog: str | os.PathLike, path_or_row: Any, *, follow_outside: bool = False, **kwargs: Any) -> Any:  # noqa: A001 - the public name
     """The data of one catalog row as an ``xarray.Dataset``, lazily.
 
     ``path_or_row``: a file's path, or a row of ``read_catalog`` (a dict or a
@@ -107,18 +106,35 @@ def open(catalog: str | os.PathLike, path_or_row: Any, **kwargs: Any) -> Any:  #
     ``chunks``...; plain HDF5 files default to ``mask_and_scale=False``). Failed rows, videos and binaries have no arrays to open:
     a ``ValueError`` says so; so does an HDF5 file that cannot be virtualized,
     with the reasons.
+
+    The catalog is input, checked as the scan checks files (``trust``): a row
+    whose file lies outside the folders the catalog's scans read, and
+    references that point at anything but the row's own file, are refused
+    with a ``ValueError``. An HDF5-based file (HDF5, netCDF-4) that points
+    outside itself (external links, external raw storage, virtual
+    datasets, a filter plugin) is refused with the guard's words, as the scan
+    never follows those pointers; ``follow_outside=True`` reads them, for a
+    file you trust. Filter plugins load only from
+    ``metaextract.hdf5.plugin-paths`` either way.
     """
+    from ..readers.guard import restrict_plugins
+    from . import references, trust
+
     catalog = os.fspath(catalog)
     row = dict(path_or_row) if hasattr(path_or_row, "keys") else find_row(catalog, os.fspath(path_or_row))
-    path, fmt = str(row.get("path")), row.get("format")
-    if not row.get("success", True):
+    path = trust.check_in_roots(catalog, row.get("path"))
+    fmt = row.get("format")
+    if row.get("success") is not True:
         raise ValueError(f"{path}: its extraction failed; there is nothing to open")
+    restrict_plugins()  # before any HDF5 library of this process loads: plugins only from trusted folders
+    if not follow_outside:
+        _refuse_outside(path)
     if fmt == "hdf5":
         # an HDF5 fill value is what unwritten storage reads as, not a missing-data mark (xarray would mask
         # every 0.0 of a plain file as missing): plain HDF5 opens unmasked unless asked otherwise
         kwargs.setdefault("mask_and_scale", False)
     if isinstance(row.get("references"), str) and row["references"]:
-        return open_references(location(catalog, str(row["references"])), **kwargs)
+        return open_references(references.checked(catalog, row["references"], path), **kwargs)
     if fmt in ("netcdf3", "netcdf4"):
         import xarray as xr
 
@@ -138,6 +154,17 @@ def _references_now(path: str) -> dict[str, Any]:
     if not found["virtualizable"]:
         raise ValueError(f"{path}: cannot be opened as arrays: {'; '.join(found['reasons'][:5])}")
     return found["refs"]
+
+
+def _refuse_outside(path: str) -> None:
+    """A ``ValueError`` when an HDF5-based file points outside itself (``guard.refused_references``), in the guard's words."""
+    from ..readers.guard import refused_references
+
+    reasons = refused_references(path)
+    if reasons:
+        more = f" and {len(reasons) - 3} more" if len(reasons) > 3 else ""
+        raise ValueError(f"{path}: points outside itself ({'; '.join(reasons[:3])}{more}); the scan never follows that, "
+                         "and open refuses it (follow_outside=True reads it, for a file you trust)")
 
 
 def open_catalog(catalog: str | os.PathLike, **kwargs: Any) -> Any:
@@ -161,6 +188,9 @@ def open_catalog(catalog: str | os.PathLike, **kwargs: Any) -> Any:
     json_path = os.path.join(out, "collection.json")
     manifest = os.path.join(catalog, "_manifest.json")
     if not os.path.exists(json_path) or (os.path.exists(manifest) and os.path.getmtime(manifest) > os.path.getmtime(json_path)):
-        export_esm(catalog, out)
+        import warnings
+
+        for notice in export_esm(catalog, out)[1]:
+            warnings.warn(notice, RuntimeWarning, stacklevel=2)
     kwargs.setdefault("read_csv_kwargs", {"converters": {"variable": ast.literal_eval}})
     return intake_esm.esm_datastore(json_path, **kwargs)  # type: ignore[arg-type]  # a path string is what its docs show

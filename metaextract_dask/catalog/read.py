@@ -15,6 +15,48 @@ def part_files(folder: str) -> list[str]:
     return sorted(glob.glob(os.path.join(folder, "part-*.parquet")) + glob.glob(os.path.join(folder, "part-*.jsonl")))
 
 
+def part_problem(part: str) -> str | None:
+    """Why a file named like a part is not one a scan wrote (a link, a folder, no Parquet, a foreign schema), or None.
+
+    A catalog is input: each bad part is told in one line and left out
+    (quarantined by a scan), never a traceback.
+    """
+    if os.path.islink(part):
+        return "a symbolic link, not a part written by a scan"
+    if not os.path.isfile(part):
+        return "not a regular file"
+    try:
+        if part.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(part).names
+        else:
+            from .trust import load_json
+
+            with open(part, "rb") as f:
+                first = f.readline(1 << 24)
+            names = list(load_json(first, "its first line")) if first.strip() else ["path"]
+    except Exception as exc:  # noqa: BLE001 - whatever the file is, it is not a part
+        return f"does not read as a catalog part ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
+    if "path" not in names:
+        return "not a catalog part (it has no path column)"
+    return None
+
+
+def checked_parts(folder: str, warn: bool = True) -> list[str]:
+    """The parts of ``folder`` that read as catalog parts; each other one is said in one ``RuntimeWarning`` and left out."""
+    good = []
+    for part in part_files(folder):
+        why = part_problem(part)
+        if why is None:
+            good.append(part)
+        elif warn:
+            import warnings
+
+            warnings.warn(f"{part}: {why}; left out", RuntimeWarning, stacklevel=3)
+    return good
+
+
 def _read_part(path: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
@@ -45,13 +87,29 @@ def read_variables(folder: str) -> Any:
 
     from .schema import VARIABLE_COLUMNS
 
-    parts = part_files(variables_folder(folder))
     names = [c for c, _ in VARIABLE_COLUMNS]
+    parts = [p for p in checked_parts(variables_folder(folder)) if _has_columns(p, names)]
     if not parts:
         return pd.DataFrame({name: pd.Series(dtype="object") for name in names})
     if parts[0].endswith(".parquet"):
-        return pd.read_parquet(variables_folder(folder))
+        import pyarrow.parquet as pq
+
+        return pq.read_table(parts, columns=names).to_pandas()
     return pd.DataFrame([row for p in parts for row in _read_part(p)], columns=names)
+
+
+def _has_columns(part: str, names: list[str]) -> bool:
+    """Whether a variables part has the table's columns (a foreign one is said and left out)."""
+    if part.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        missing = set(names) - set(pq.read_schema(part).names)
+        if missing:
+            import warnings
+
+            warnings.warn(f"{part}: not a variables part (it lacks {', '.join(sorted(missing)[:4])}); left out", RuntimeWarning, stacklevel=3)
+        return not missing
+    return True
 
 
 def is_current(part: str) -> bool:
@@ -77,21 +135,73 @@ def read_catalog(folder: str) -> Any:
     """The catalog as a pandas DataFrame, one row per file (``newest_rows``); parts of older schema versions read as today's."""
     import pandas as pd
 
-    parts = part_files(folder)
+    parts = checked_parts(folder)
     columns = catalog_columns()
     if not parts:
         return pd.DataFrame({name: pd.Series(dtype="object") for name, _ in columns})
     if parts[0].endswith(".parquet"):
         if all(is_current(p) for p in parts):
-            return newest_rows(pd.read_parquet(folder))
+            import pyarrow.parquet as pq
+
+            return newest_rows(pq.read_table(parts).to_pandas())
         from .arrow import table_from_rows
 
-        return newest_rows(table_from_rows([r for p in parts for r in current_rows(p)], columns).to_pandas())
-    frame = pd.DataFrame([row for p in parts for row in current_rows(p)], columns=[c for c, _ in columns])
+        return newest_rows(table_from_rows(_rows_of(parts), columns).to_pandas())
+    frame = pd.DataFrame(_rows_of(parts), columns=[c for c, _ in columns])
     for name, kind in columns:  # JSON Lines keeps timestamps as ISO text
         if kind == "timestamp":
             frame[name] = pd.Series([_parse_time(v) for v in frame[name]], dtype="datetime64[us]")
     return newest_rows(frame)
+
+
+def _rows_of(parts: list[str]) -> list[dict[str, Any]]:
+    """Every part's rows with today's columns; a part whose values do not fit them is said and left out.
+
+    A Parquet part's values must fit the columns' Arrow types (an older
+    part's rows are converted through ``current_row``); JSON Lines keeps
+    records as objects and times as text, so its rows need only be objects.
+    """
+    from .arrow import table_from_rows
+
+    out = []
+    for part in parts:
+        try:
+            rows = current_rows(part)
+            if part.endswith(".parquet"):
+                table_from_rows(rows, catalog_columns())  # each value fits its column
+            elif not all(isinstance(r, dict) for r in rows):
+                raise TypeError("a line that is not a JSON object")
+        except Exception as exc:  # noqa: BLE001 - an edited part: the others still read
+            import warnings
+
+            warnings.warn(f"{part}: its values do not fit the catalog's columns ({type(exc).__name__}: {exc}); left out",
+                          RuntimeWarning, stacklevel=3)
+            continue
+        out.extend(rows)
+    return out
+
+
+def trusted_records(catalog: str, notices: list[str] | None = None) -> tuple[Any, list[dict[str, Any]]]:
+    """The files table's successful rows under the catalog's scanned roots, each with its record parsed (``trust``).
+
+    A row naming a file outside the roots (an edited catalog) is left out,
+    with a line in ``notices``.
+    """
+    from . import trust
+
+    df = read_catalog(catalog)
+    ok = df[df["success"].fillna(False).astype(bool)] if len(df) else df
+    roots = trust.scanned_roots(catalog) if len(ok) else []
+    records = []
+    for row in ok.to_dict("records"):
+        try:
+            trust.check_in_roots(catalog, row.get("path"), roots)
+        except trust.CatalogInputError as exc:
+            if notices is not None:
+                notices.append(f"{exc}; left out")
+            continue
+        records.append({**row, "record": trust.load_record(row.get("metadata"))})
+    return df, records
 
 
 def newest_rows(frame: Any) -> Any:

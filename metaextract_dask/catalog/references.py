@@ -89,6 +89,36 @@ def location(catalog: str, name: str) -> str:
     return sidecars.entry_location(catalog, REFERENCES, name)
 
 
+def checked(catalog: str, name: Any, path: str) -> dict[str, Any] | str:
+    """The reference set a row names, checked as untrusted input: a JSON entry's set (a dict), or a Parquet entry's folder.
+
+    Refused (``trust.CatalogInputError``): an entry that is a symbolic link or
+    holds one, a missing or unreadable one, and one whose chunks point at
+    anything but ``path``, the file of the row.
+    """
+    from .trust import CatalogInputError, check_reference_targets, json_reference_targets, load_json, parquet_reference_targets
+
+    entry = sidecars.existing_entry(catalog, REFERENCES, name)
+    try:
+        if os.path.isdir(entry):
+            targets = parquet_reference_targets(entry)
+            found: dict[str, Any] | str = entry
+        else:
+            with open(entry, "rb") as f:
+                found = load_json(f.read(), entry)
+            if not isinstance(found, dict):
+                raise CatalogInputError(f"{entry}: not a kerchunk reference set")
+            targets = json_reference_targets(found)
+    except OSError as exc:
+        raise CatalogInputError(f"{entry}: cannot be read ({exc.strerror or exc})") from None
+    except CatalogInputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a Parquet entry that does not read: refused in one line
+        raise CatalogInputError(f"{entry}: not a reference set ({type(exc).__name__}: {exc})") from None
+    check_reference_targets(targets, path, name)
+    return found
+
+
 def sweep(catalog: str, kept: set[str]) -> int:
     """Remove entries no row names any more (their files were deleted or re-scanned without references)."""
     return sidecars.sweep(catalog, REFERENCES, kept)

@@ -8,7 +8,6 @@ CATALOG`` writes it; ``me.report(CATALOG)`` shows it in a notebook.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -17,32 +16,54 @@ TABLE_ROWS = 50
 
 
 def _section(row: Any) -> dict[str, Any]:
-    """The reader's own section of a row's record (empty when the record is absent or unreadable)."""
-    try:
-        md = row["metadata"]
-        record = json.loads(md) if isinstance(md, str) else md if isinstance(md, dict) else {}  # JSON Lines: an object
-    except ValueError:
-        return {}
-    own = record.get(record.get("reader") or "", {})
-    return own if isinstance(own, dict) else {}
+    """The reader's own section of a row's record (empty when the record is absent, unreadable or not an object)."""
+    from .trust import load_record, section
+
+    return section(load_record(row["metadata"]))
+
+
+def epoch_ms(text: Any) -> float:
+    """An ISO date's milliseconds since 1970 (what Bokeh's datetime axis draws), NaN when it does not parse.
+
+    NumPy's datetime64 reaches years far outside pandas' nanosecond range
+    (a climatology's year 0 or 1): Bokeh failed to convert such Timestamps.
+    A 360-day "2000-02-30" does not parse and is left off the timeline.
+    """
+    import numpy as np
+
+    if not isinstance(text, str) or not text.strip():
+        return float("nan")
+    iso = text.strip().replace(" ", "T", 1)
+    for cut in (len(iso), 19, 10):  # whole; without fractions or a zone; the date alone
+        try:
+            return float(np.datetime64(iso[:cut], "ms").astype("int64"))
+        except ValueError:
+            continue
+    return float("nan")
 
 
 def coverage_frame(frame: Any) -> Any:
-    """One row per file with a time or space coverage: path, start, end, lat/lon bounds (from the records)."""
+    """One row per file with a time or space coverage: path, start, end (text and ``epoch_ms``), lat/lon bounds (from the records).
+
+    Records are catalog input (``trust``): a value that is not what a scan
+    writes (text dates, finite numbers) counts as absent.
+    """
     import pandas as pd
+
+    from .trust import finite, mapping, text
 
     rows = []
     for _, row in frame[frame["success"].fillna(False).astype(bool)].iterrows():
-        cov = _section(row).get("cf_coverage") or {}
-        t, lat, lon = cov.get("time") or {}, cov.get("latitude") or {}, cov.get("longitude") or {}
-        if not (t.get("start") or lat or lon):
+        cov = mapping(_section(row).get("cf_coverage"))
+        t, lat, lon = (mapping(cov.get(k)) for k in ("time", "latitude", "longitude"))
+        bounds = {f"{axis}_{end}": finite(box.get(end)) for axis, box in (("lat", lat), ("lon", lon)) for end in ("min", "max")}
+        start, end = text(t.get("start")), text(t.get("end"))
+        if not (start or any(v is not None for v in bounds.values())):
             continue
-        rows.append({"path": row["path"], "start": t.get("start"), "end": t.get("end"), "calendar": t.get("calendar"),
-                     "lat_min": lat.get("min"), "lat_max": lat.get("max"), "lon_min": lon.get("min"), "lon_max": lon.get("max")})
+        rows.append({"path": str(row["path"]), "start": start, "end": end, "calendar": text(t.get("calendar")), **bounds})
     out = pd.DataFrame(rows, columns=["path", "start", "end", "calendar", "lat_min", "lat_max", "lon_min", "lon_max"])
-    # cftime strings of real calendars parse; a 360-day "2000-02-30" does not and is left off the timeline
-    out["start_time"] = pd.to_datetime(out["start"], errors="coerce", utc=True)
-    out["end_time"] = pd.to_datetime(out["end"], errors="coerce", utc=True)
+    out["start_ms"] = pd.Series([epoch_ms(v) for v in out["start"]], dtype="float64")
+    out["end_ms"] = pd.Series([epoch_ms(v) for v in out["end"]], dtype="float64")
     return out
 
 
@@ -52,6 +73,9 @@ def build_report(frame: Any, title: str = "metaextract catalog") -> Any:
     from bokeh.models import ColumnDataSource, DataTable, Div, HoverTool, NumeralTickFormatter, TableColumn
     from bokeh.plotting import figure
 
+    from .trust import finite
+
+    frame = frame.assign(size=[finite(s) for s in frame["size"]], duration=[finite(d) for d in frame["duration"]])
     success = frame["success"].fillna(False).astype(bool)
     by_format = frame.assign(size=frame["size"].fillna(0)).groupby(frame["format"].fillna("unknown"))
     formats = sorted(by_format.groups)
@@ -67,10 +91,10 @@ def build_report(frame: Any, title: str = "metaextract catalog") -> Any:
         fig.add_tools(HoverTool(tooltips=[("format", "@format"), ("files", "@count"), ("bytes", "@bytes{0.0 b}")]))
 
     cov = coverage_frame(frame)
-    timed = cov.dropna(subset=["start_time", "end_time"]).sort_values("start_time")
+    timed = cov.dropna(subset=["start_ms", "end_ms"]).sort_values("start_ms")
     names = [os.path.basename(p) for p in timed["path"]]
-    time_src = ColumnDataSource(dict(path=list(timed["path"]), name=names, start=list(timed["start_time"].dt.tz_localize(None)),
-                                     end=list(timed["end_time"].dt.tz_localize(None)), label_start=list(timed["start"]),
+    time_src = ColumnDataSource(dict(path=list(timed["path"]), name=names, start=list(timed["start_ms"]),
+                                     end=list(timed["end_ms"]), label_start=list(timed["start"]),
                                      label_end=list(timed["end"])), name="report-timeline")
     timeline = figure(title=f"Time coverage of {len(timed)} files", y_range=names or ["(none)"], x_axis_type="datetime",
                       height=max(240, 18 * len(names) + 80), sizing_mode="stretch_width", tools="xpan,xwheel_zoom,reset")
@@ -88,8 +112,8 @@ def build_report(frame: Any, title: str = "metaextract catalog") -> Any:
 
     slowest = frame.sort_values("duration", ascending=False).head(TABLE_ROWS)
     slow_src = ColumnDataSource(dict(path=list(slowest["path"]), format=list(slowest["format"].fillna("")),
-                                     duration=[round(float(d), 3) for d in slowest["duration"].fillna(0)],
-                                     size=[int(s) for s in slowest["size"].fillna(0)]), name="report-slowest")
+                                     duration=[round(finite(d) or 0.0, 3) for d in slowest["duration"]],
+                                     size=[int(finite(s) or 0) for s in slowest["size"]]), name="report-slowest")
     slow_table = DataTable(source=slow_src, columns=[TableColumn(field="duration", title="seconds"), TableColumn(field="format", title="format"),
                                                      TableColumn(field="size", title="bytes"), TableColumn(field="path", title="path")],
                            sizing_mode="stretch_width", height=300, index_position=None)

@@ -25,9 +25,28 @@ def entry_stem(path_bytes: bytes) -> str:
 
 def entry_location(catalog: str, suffix: str, name: str) -> str:
     """The entry's path, refusing any name that would leave its folder."""
+    from .trust import CatalogInputError
+
     if not isinstance(name, str) or not name or os.path.basename(name) != name or name.startswith("."):
-        raise ValueError(f"{name!r} is not an entry of {sidecar_folder(catalog, suffix)}")
+        raise CatalogInputError(f"{name!r} is not an entry of {sidecar_folder(catalog, suffix)}")
     return os.path.join(sidecar_folder(catalog, suffix), name)
+
+
+def existing_entry(catalog: str, suffix: str, name: str) -> str:
+    """An entry to read: ``entry_location``'s, present, and neither a symbolic link nor in a linked folder.
+
+    Anyone who can write the catalog can replace an entry with a link to
+    ``/etc/shadow``: a reader of the catalog must not follow it.
+    """
+    from .trust import CatalogInputError
+
+    path = entry_location(catalog, suffix, name)
+    folder = sidecar_folder(catalog, suffix)
+    if os.path.islink(folder) or os.path.islink(path):
+        raise CatalogInputError(f"{path}: a symbolic link, not an entry written by a scan: refused")
+    if not os.path.exists(path):
+        raise CatalogInputError(f"{path}: the entry its row names is missing")
+    return path
 
 
 def remove(path: str) -> None:

@@ -204,7 +204,9 @@ def media_type(row: dict[str, Any], record: dict[str, Any]) -> str:
     fmt = row.get("format") or ""
     if fmt in MEDIA_TYPES:
         return MEDIA_TYPES[fmt]
-    container = str((record.get(row.get("reader") or "") or {}).get("container") or row.get("container") or "")
+    from .trust import section
+
+    container = str(section(record).get("container") or row.get("container") or "")
     if container in CONTAINERS:
         return CONTAINERS[container]
     return mimetypes.guess_type(str(row["path"]))[0] or "application/octet-stream"
@@ -221,16 +223,15 @@ def export_stac(catalog: str, out: str, progress: Callable[[int, int], None] | N
     from pystac.extensions.datacube import DatacubeExtension
     from pystac.extensions.file import FileExtension
 
-    from .exports import _records
-    from .read import read_variables
+    from .read import read_variables, trusted_records
 
-    _df, records = _records(catalog)
+    notices: list[str] = []
+    _df, records = trusted_records(catalog, notices)
     arrays: dict[str, list[dict[str, Any]]] = {}
     v = read_variables(catalog)
     for a in v.to_dict("records") if len(v) else []:
         arrays.setdefault(a["path"], []).append(a)
     _attach_attrs(records, arrays)
-    notices: list[str] = []
     hashes = _hashes(records, progress) if checksums else {}
     items = []
     for rec in records:
@@ -247,16 +248,19 @@ def export_stac(catalog: str, out: str, progress: Callable[[int, int], None] | N
 
 def _attach_attrs(records: list[dict[str, Any]], arrays: dict[str, list[dict[str, Any]]]) -> None:
     """The ``coordinates``/``bounds``/``grid_mapping`` attributes of each array, and the time variable's name, from the records."""
+    from .trust import mapping, section, text
+
     for rec in records:
-        section = rec["record"].get(rec.get("reader") or "", {}) or {}
-        by_name = section.get("variables") or section.get("datasets") or {}
+        own = section(rec["record"])
+        by_name = own.get("variables") or own.get("datasets") or {}
         if isinstance(by_name, list):  # HDF5: a list of datasets, each with its name
-            by_name = {d.get("name"): d for d in by_name if isinstance(d, dict)}
+            by_name = {d.get("name"): d for d in by_name if isinstance(d, dict) and isinstance(d.get("name"), str)}
+        by_name = mapping(by_name)
         for a in arrays.get(rec["path"], []):
-            attrs = (by_name.get(a["name"]) or by_name.get(str(a["name"]).lstrip("/")) or {}).get("attrs") or {}
+            attrs = mapping(mapping(by_name.get(a["name"]) or by_name.get(str(a["name"]).lstrip("/"))).get("attrs"))
             for key in AUXILIARY_ATTRS:
                 a[key] = attrs.get(key) if isinstance(attrs.get(key), str) else None
-        rec["_time_variable"] = ((section.get("cf_coverage") or {}).get("time") or {}).get("variable")
+        rec["_time_variable"] = text(mapping(mapping(own.get("cf_coverage")).get("time")).get("variable"))
 
 
 def _hashes(records: list[dict[str, Any]], progress: Callable[[int, int], None] | None) -> dict[str, str | None]:
@@ -286,7 +290,9 @@ def _item(catalog: str, rec: dict[str, Any], arrays: list[dict[str, Any]], hashe
     if start and end:
         props.update({"start_datetime": start, "end_datetime": end})
     else:  # no time coordinate with Gregorian dates: the file's modification time says when it was made
-        when = datetime.datetime.fromtimestamp(float(rec.get("mtime") or 0), tz=datetime.timezone.utc)
+        from .trust import finite
+
+        when = datetime.datetime.fromtimestamp(finite(rec.get("mtime")) or 0.0, tz=datetime.timezone.utc)
         props["metaextract:datetime_is"] = "file modification time"
     item = pystac.Item(id=_item_id(rec["path"]), geometry=geometry, bbox=bbox, datetime=when, properties=props)
     from ..storage.urls import absolute
@@ -301,7 +307,7 @@ def _item(catalog: str, rec: dict[str, Any], arrays: list[dict[str, Any]], hashe
         fext.checksum = digest
     elif rec["path"] in hashes:
         notices.append(f"{rec['path']}: changed or unreadable since the scan; its Item has no file:checksum")
-    if isinstance(rec.get("references"), str) and rec["references"]:
+    if _references_ok(catalog, rec, notices):
         ref = location(catalog, rec["references"])
         item.add_asset("references", pystac.Asset(href=os.path.abspath(ref), roles=["references"],
                                                   media_type=pystac.MediaType.JSON if ref.endswith(".json") else None,
@@ -315,6 +321,21 @@ def _item(catalog: str, rec: dict[str, Any], arrays: list[dict[str, Any]], hashe
         DatacubeExtension.add_to(item)
         item.properties["cube:dimensions"], item.properties["cube:variables"] = dims, variables
     return item
+
+
+def _references_ok(catalog: str, rec: dict[str, Any], notices: list[str]) -> bool:
+    """Whether the row names a reference set that passes ``references.checked`` (else a notice says why not)."""
+    from . import references
+    from .trust import CatalogInputError
+
+    if not (isinstance(rec.get("references"), str) and rec["references"]):
+        return False
+    try:
+        references.checked(catalog, rec["references"], rec["path"])
+    except CatalogInputError as exc:
+        notices.append(f"{exc}; its Item has no references asset")
+        return False
+    return True
 
 
 def _collection(catalog: str, items: list[Any], pystac: Any) -> Any:

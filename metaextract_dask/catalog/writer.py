@@ -18,10 +18,10 @@ from typing import Any, Callable, Iterable
 
 from ..core.model import ExtractionResult
 from .index import INDEX_COLUMNS, CatalogIndex
-from .read import _read_part, current_rows, is_current, part_files, variables_folder
+from .read import _read_part, current_rows, is_current, part_files, part_problem, variables_folder
 from .schema import SCHEMA_VERSION, VARIABLE_COLUMNS, catalog_columns, path_key, record_thumbnail, row_key, to_row, variable_rows
+from .trust import MANIFEST
 
-MANIFEST = "_manifest.json"
 LOCK = "_lock"
 QUARANTINE = "_quarantine"
 FORMATS = ("parquet", "jsonl")
@@ -41,10 +41,15 @@ def _fsync_dir(folder: str) -> None:
 def _atomic_write(folder: str, name: str, write: Any) -> None:
     """write(path) to a hidden temporary, fsync, rename to ``name``, fsync the folder."""
     tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-    write(tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, os.path.join(folder, name))
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, os.path.join(folder, name))
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
     _fsync_dir(folder)
 
 
@@ -160,30 +165,59 @@ class CatalogWriter:
                 os.unlink(p)
             existing = []
         self.run = os.urandom(4).hex()  # part names are unique per run, whatever another writer did
+        #: the folders, files and prefixes the catalog's scans read (the manifest's ``roots``: what ``open`` and the exports trust)
+        self.roots = [] if force else self._previous_roots()
         self.next_part = 1 + max((_part_number(p) for p in existing), default=-1)
         #: every path with a row (its newest): what a re-scan extracts again, and whether ``compact`` has rows to drop
         self.index = CatalogIndex()
         self.rows_written = 0
+        self.migrated = 0
         for part in existing:
             self.rows_written += self._index_or_quarantine(part)
-        self._migrate()
+        if self.migrated:
+            self.notices.append(f"{self.migrated} catalog parts of an older schema were rewritten as schema version {SCHEMA_VERSION}")
         self._drop_orphan_variables()
         self.buffer: list[dict[str, Any]] = []
         self.variables: list[dict[str, Any]] = []
         self.last_flush = time.monotonic()
         self.compact()
 
+    def _previous_roots(self) -> list[str]:
+        from .trust import CatalogInputError, read_manifest
+
+        try:
+            roots = read_manifest(self.folder).get("roots")
+        except (CatalogInputError, OSError) as exc:
+            self.notices.append(f"the catalog's manifest could not be read ({exc}); it is written anew")
+            return []
+        return [r for r in roots if isinstance(r, str) and r] if isinstance(roots, list) else []
+
+    def add_roots(self, roots: Iterable[str]) -> None:
+        """Record what this scan reads (absolute paths, URLs as given): rows under them are the catalog's to trust."""
+        from ..storage.urls import absolute
+
+        for root in roots:
+            root = absolute(os.fspath(root))
+            if root not in self.roots:
+                self.roots.append(root)
+
     def _index_or_quarantine(self, part: str) -> int:
-        """Index one part; a part that does not read (or is of the other format) is moved aside with a notice."""
+        """Index one part (rewritten first when of an older schema); a part that does not read, is of the other format
+        or whose values do not fit today's columns is moved aside with a notice."""
         try:
             if not part.endswith("." + self.fmt):
                 raise ValueError(f"a {part.rsplit('.', 1)[1]} part in a {self.fmt} catalog")
+            why = part_problem(part)
+            if why is not None:
+                raise ValueError(why)
+            if not is_current(part):
+                self._migrate(part)
             return self._index(part)
         except Exception as exc:  # noqa: BLE001 - a stray or damaged file must not block every resume
             qdir = os.path.join(self.folder, QUARANTINE)
             os.makedirs(qdir, exist_ok=True)
             os.replace(part, os.path.join(qdir, os.path.basename(part)))
-            self.notices.append(f"{os.path.basename(part)} could not be read ({type(exc).__name__}: {exc}); "
+            self.notices.append(f"{os.path.basename(part)} could not be read ({type(exc).__name__}: {str(exc)[:300]}); "
                                 f"moved to {qdir} and its files will be extracted again")
             return 0
 
@@ -192,14 +226,11 @@ class CatalogWriter:
         self.index.add(rows)
         return len(rows)
 
-    def _migrate(self) -> None:
-        """Rewrite parts of an older schema version with today's columns, so every reader of the folder sees one schema."""
-        old = [p for p in part_files(self.folder) if not is_current(p)]
-        for part in old:
-            rows = current_rows(part)
-            _atomic_write(self.folder, os.path.basename(part), lambda tmp, rows=rows: _write_rows(tmp, rows, self.fmt))
-        if old:
-            self.notices.append(f"{len(old)} catalog parts of an older schema were rewritten as schema version {SCHEMA_VERSION}")
+    def _migrate(self, part: str) -> None:
+        """Rewrite a part of an older schema version with today's columns, so every reader of the folder sees one schema."""
+        rows = current_rows(part)
+        _atomic_write(self.folder, os.path.basename(part), lambda tmp: _write_rows(tmp, rows, self.fmt))
+        self.migrated += 1
 
     def _drop_orphan_variables(self) -> None:
         """Variables parts whose files part is gone (quarantined, or a run killed between the two writes)."""
@@ -372,9 +403,13 @@ class CatalogWriter:
 
     def _manifest(self, **extra: Any) -> None:
         info = {"format": self.fmt, "schema_version": SCHEMA_VERSION, "parts": [os.path.basename(p) for p in part_files(self.folder)],
-                "rows": self.rows_written,
+                "rows": self.rows_written, "roots": self.roots,
                 "columns": [c for c, _ in catalog_columns()], "updated": time.time(), **extra}
-        _atomic_write(self.folder, MANIFEST, lambda tmp: open(tmp, "w").write(json.dumps(info, indent=1)))
+        def write(tmp: str) -> None:
+            with open(tmp, "w") as f:
+                f.write(json.dumps(info, indent=1))
+
+        _atomic_write(self.folder, MANIFEST, write)
 
     def close(self, **summary: Any) -> None:
         """Flush, drop superseded rows, record the run in the manifest, release the lock."""

@@ -158,11 +158,15 @@ def save(model: CostModel, path: str) -> None:
 
 def load(path: str) -> CostModel:
     """A saved model; ValueError when it is not one (corrupt, another version)."""
+    from ..catalog.trust import load_json
+
     try:
-        with open(path) as f:
-            return CostModel.from_json(json.load(f))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: not a usable cost model ({exc})") from exc
+        if os.path.islink(path):
+            raise ValueError("a symbolic link, not a model a scan saved")
+        with open(path, "rb") as f:
+            return CostModel.from_json(load_json(f.read(1 << 24), "its JSON"))
+    except Exception as exc:  # noqa: BLE001 - a model is input: whatever is wrong with it, it is not used
+        raise ValueError(f"{path}: not a usable cost model ({type(exc).__name__}: {exc})") from None
 
 
 def learn(sources: Iterable[str]) -> tuple[CostModel | None, list[str]]:
@@ -172,7 +176,7 @@ def learn(sources: Iterable[str]) -> tuple[CostModel | None, list[str]]:
     model, used when no catalog gave rows. What cannot be read is a warning:
     work is then ordered by size.
     """
-    from ..catalog.read import _read_part, part_files
+    from ..catalog.read import _read_part, checked_parts, part_files
 
     rows: list[tuple[str, int, float]] = []
     used, saved, warnings = [], None, []
@@ -180,7 +184,7 @@ def learn(sources: Iterable[str]) -> tuple[CostModel | None, list[str]]:
         src = os.fspath(src)
         if os.path.isdir(src) and part_files(src):
             try:
-                parts = [r for p in part_files(src) for r in _read_part(p, ["path", "size", "duration", "success"])]
+                parts = [r for p in checked_parts(src, warn=False) for r in _read_part(p, ["path", "size", "duration", "success"])]
                 found = training_rows({k: [r.get(k) for r in parts] for k in ("path", "size", "duration", "success")})
             except Exception as exc:  # noqa: BLE001 - a damaged catalog teaches nothing; the scan goes on
                 warnings.append(f"{src}: its rows could not be read for the cost model ({exc})")

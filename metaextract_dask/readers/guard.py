@@ -115,3 +115,21 @@ def outside_references(path: str) -> dict[str, list[str]]:
             elif link is None or (isinstance(link, h5py.HardLink) and obj is None):
                 found[name] = ["could not be inspected"]
     return found
+
+
+def refused_references(path: str) -> list[str]:
+    """What in a file points outside it, in words ("NAME: why"), minus plugin filters while a plugin folder is trusted.
+
+    ``[]`` for a file that is not HDF5 (libhdf5's own signature search
+    decides, whatever the name says): the question every path that hands a
+    file to libhdf5 or libnetcdf outside the scan asks (``open``, exports).
+    """
+    from ..core.errors import CorruptFileError
+
+    try:
+        found = outside_references(path)
+    except CorruptFileError:  # not HDF5: nothing of this kind to follow
+        return []
+    plugins_trusted = bool(trusted_plugin_paths())
+    return [f"{name}: {why}" for name, whys in found.items() for why in whys
+            if not (plugins_trusted and why.endswith("(a plugin)"))]
