@@ -13,6 +13,7 @@ from .core.detect import EXTENSIONS
 from .core.model import ExtractionResult
 from .core.settings import StreamingConfig
 from .diagnostics.progress import Progress
+from .execution.batch import same_as_walked
 from .execution.discovery import split_links
 from .execution.walk import discover
 
@@ -168,6 +169,8 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
             summary.notices.append(f"parsers get {allowed / 2**30:.2f} GiB of address space, not {int(config.memory_limit) / 2**30:.2f} GiB: "
                                    "this environment's limit (ulimit -v) is lower")
     writer = CatalogWriter(os.fspath(output), format, flush_every=flush_every, force=force) if output is not None and not dry_run else None
+    if writer is not None:
+        writer.add_roots(os.fspath(p) for p in paths)
     try:
         def learn() -> Any:  # only when there is work to order: a re-scan with nothing to do reads no history
             return cost_model(learn_from, output, writer, config, summary)
@@ -271,7 +274,7 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
     """The scan itself, with the catalog's lock held: list, skip what is done, record links, extract the rest."""
     from .storage.remote import using
 
-    with using(config.streaming.storage_options):  # remote prefixes are listed here, with the scan's credentials
+    with using(config.streaming.storage_options, config.streaming.timeout):  # remote prefixes are listed here, with the scan's credentials
         found = discover(paths, include, exclude, hidden, follow_symlinks, skip=catalog_folders(output), client=client)
     files = found.files
     explicit = {os.fspath(p) for p in paths if not os.path.isdir(p)}  # named on the command line: the user's choice
@@ -282,8 +285,8 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
     if into_archives:
         from .storage.archives import add_members
 
-        with using(config.streaming.storage_options):
-            add_members(files, stats, found.etags, config.streaming.storage_options, include, exclude, hidden)
+        with using(config.streaming.storage_options, config.streaming.timeout):
+            add_members(files, stats, found.etags, config.streaming.storage_options, include, exclude, hidden, found.errors)
     stats.update({p: found.link_stats[p] for p in links})
     if writer is not None and not force:
         from .storage.urls import is_url
@@ -313,6 +316,7 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
     bar = Progress.for_output(len(todo) + len(link_todo), progress, interval=float(setting("progress.interval")))
 
     def arrived(result: ExtractionResult) -> None:
+        result = same_as_walked(result, found.etags.get(result.file_path))
         size, mtime = stats.get(result.file_path, (None, None))
         summary.extracted += 1
         if not result.success:

@@ -70,6 +70,8 @@ class ChunkSpec:
     offset: int
     size: int
     key: ChunkKey | Hashable = None
+    #: the file's identity when it was probed (``FileInfo.etag``): the chunk task reads that file or none (``pin.pinned``)
+    identity: str | None = None
 
 
 @dataclass
@@ -101,7 +103,7 @@ class FileInfo:
     mtime: float
     format: str  # detected type, e.g. "hdf5", "mp4", "unknown"
     description: str = ""  # human words for the detected type
-    etag: str | None = None  # the store's ETag of a remote object (None for local files)
+    etag: str | None = None  # the store's ETag of a remote object; a local file's identity (``pin.identity``)
     version: str | None = None  # the store's version id of a remote object, where it keeps versions
 
 

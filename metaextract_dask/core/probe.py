@@ -14,6 +14,7 @@ import stat
 from .detect import HEAD_BYTES, detect
 from .errors import EmptyFileError, FileAccessError
 from .model import FileInfo
+from .pin import identity
 
 _KINDS = {
     stat.S_IFDIR: "a directory",
@@ -88,10 +89,23 @@ def probe(path: str | os.PathLike) -> FileInfo:
     path = local_path(path)
     if is_url(path):
         return probe_remote(path)
-    st = check_regular(path)
-    head = read_head(path)
+    check_regular(path)  # by name first: a FIFO or a device is never opened
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _access_error(path, exc) from exc
+    try:
+        st = os.fstat(fd)  # what was opened: its identity pins every later read (``pin``)
+        if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+            check_regular(path)
+            raise FileAccessError(path, "replaced while it was opened")
+        head = os.pread(fd, HEAD_BYTES, 0)
+    except OSError as exc:
+        raise _access_error(path, exc) from exc
+    finally:
+        os.close(fd)
     fmt, description = detect(head, path)
-    return FileInfo(path=path, size=st.st_size, mtime=st.st_mtime, format=fmt, description=description)
+    return FileInfo(path=path, size=st.st_size, mtime=st.st_mtime, format=fmt, description=description, etag=identity(st))
 
 
 def probe_remote(url: str) -> FileInfo:

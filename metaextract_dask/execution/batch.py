@@ -75,10 +75,14 @@ def extract_metadata(path: str, config: StreamingConfig | None = None) -> dict[s
 
 
 def file_type(path: str, record: dict[str, Any] | None) -> str:
-    """The detected format for metrics, without ever blocking on the path."""
+    """The detected format for metrics, without ever blocking on the path (a URL's failure is not fetched again: "unknown")."""
     if record and isinstance(record.get("format"), str):
         return record["format"]
     from ..core.probe import probe
+    from ..storage.urls import is_url
+
+    if is_url(path):
+        return "unknown"
 
     try:
         return probe(path).format
@@ -105,6 +109,26 @@ def failure(task_id: str, path: str, error: BaseException, start: float, end: fl
         text = f"{path}: {text}"
     return ExtractionResult(task_id, path, False, None, text, type(error).__name__, start,
                             time.time() if end is None else end, attempts=attempts)
+
+
+def same_as_walked(result: ExtractionResult, walked: str | None) -> ExtractionResult:
+    """The result, or a ``FileChangedError`` failure when its record describes another file than the walk saw.
+
+    ``walked`` is the file's identity when the walk listed it
+    (``pin.identity``); the record's ``etag`` is the identity of the file the
+    readers read (pinned from the probe on). A name swapped between the two
+    (for a link to a file the folder's owner cannot read) gives this
+    failure, never that file's metadata.
+    """
+    from ..core.errors import FileChangedError
+    from ..core.pin import is_identity
+
+    md = result.metadata if isinstance(result.metadata, dict) else {}
+    if not (result.success and is_identity(walked) and is_identity(md.get("etag"))) or md["etag"] == walked:
+        return result
+    error = FileChangedError(result.file_path, "replaced between the walk and the read (another inode, or changed): "
+                                               "nothing read from it is kept")
+    return failure(result.task_id, result.file_path, error, result.start_time, result.end_time, result.attempts)
 
 
 def check_record(path: str, metadata: Any) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..core.errors import ExtractionError, ExtractionTimeout, FileChangedError, MetaExtractError, describe, io_error
 from ..core.model import ChunkSpec, FileInfo
+from ..core.pin import identity, is_identity, pinned
 from ..core.settings import StreamingConfig
 from ..planning.plan import IO_KEY, add_io
 from ..readers.base import State, StreamChunkReader
@@ -70,7 +71,7 @@ def read_one_chunk(reader: StreamChunkReader, spec: ChunkSpec, config: Streaming
     """Read and summarize one chunk; every error names the file and the chunk."""
     check_deadline(deadline, spec.path)
     try:
-        with using(config.storage_options), counting() as count:
+        with using(config.storage_options, config.timeout), counting() as count, pinned(spec.path, spec.identity):
             state = reader.summarize(spec, config)
         if isinstance(state, dict) and count.requests:
             state[IO_KEY] = count.as_tuple()
@@ -140,7 +141,7 @@ def finalize_file(reader: StreamChunkReader, info: FileInfo, config: StreamingCo
     state = unwrap(merge_states(reader, states))
     plan = dict(plan)
     fetched = add_io(plan.pop(IO_KEY, None), state.pop(IO_KEY, None) if isinstance(state, dict) else None)
-    with using(config.storage_options), counting() as count:
+    with using(config.storage_options, config.timeout), counting() as count, pinned(info.path, info.etag):
         try:
             sections = reader.record(state, info, config)
         except MetaExtractError:
@@ -176,6 +177,8 @@ def check_unchanged(info: FileInfo) -> None:
         raise FileChangedError(info.path, f"file disappeared while being read: {describe(exc)}") from exc
     if st.st_size != info.size or st.st_mtime != info.mtime:
         raise FileChangedError(info.path, f"file changed while being read (size {info.size} -> {st.st_size} bytes)")
+    if is_identity(info.etag) and identity(st) != info.etag:  # rewritten in place (the same size, its mtime put back) or replaced
+        raise FileChangedError(info.path, "file changed while being read (its inode or change time differs)")
 
 
 def run_single(reader: StreamChunkReader, info: FileInfo, config: StreamingConfig, plan: dict[str, Any], specs: tuple[ChunkSpec, ...], deadline: float | None) -> dict[str, Any]:
@@ -186,7 +189,7 @@ def run_single(reader: StreamChunkReader, info: FileInfo, config: StreamingConfi
 
         remember_size(info.path, info.size)
     try:
-        with using(config.storage_options), counting() as count:
+        with using(config.storage_options, config.timeout), counting() as count, pinned(info.path, info.etag):
             states = reader.summarize_all(specs, config)
         if states and isinstance(states[0], dict) and count.requests:
             states[0][IO_KEY] = count.as_tuple()

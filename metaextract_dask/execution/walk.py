@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from ..core.pin import identity
 from ..core.probe import file_stat
 from .discovery import _wanted, kind
 
@@ -27,10 +28,13 @@ Stat = tuple[int | None, float | None]
 
 @dataclass
 class Listing:
-    """One folder's answer: files (path, stat through links, is a link, the link's own stat) and subfolders (path, dev, ino)."""
+    """One folder's answer: files (path, stat through links, is a link, the link's own stat, identity) and subfolders
+    (path, dev, ino)."""
 
-    files: list[tuple[str, Stat, bool, Stat]] = field(default_factory=list)
+    files: list[tuple[str, Stat, bool, Stat, str | None]] = field(default_factory=list)
     folders: list[tuple[str, int, int]] = field(default_factory=list)
+    #: folders that could not be listed, with why (each an error row: nothing is left out unsaid)
+    errors: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -41,18 +45,20 @@ class Found:
     stats: dict[str, Stat] = field(default_factory=dict)
     links: set[str] = field(default_factory=set)
     link_stats: dict[str, Stat] = field(default_factory=dict)
-    #: remote objects' ETags (a re-scan extracts an object again when its ETag changed)
+    #: remote objects' ETags and local files' identities (``pin.identity``): a re-scan extracts a file again when it changed,
+    #: and a record of another file than the walk saw is refused (``batch.same_as_walked``)
     etags: dict[str, str | None] = field(default_factory=dict)
-    #: remote roots that could not be listed, with why
+    #: folders and remote roots that could not be listed, with why (an error row each)
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def _entry_stat(entry: os.DirEntry) -> Stat:
+def _entry_stat(entry: os.DirEntry) -> tuple[Stat, str | None]:
+    """(size, mtime) and identity of an entry, through links; (None, None) and None when it cannot be stat-ed."""
     try:
         st = entry.stat()
-        return st.st_size, st.st_mtime
+        return (st.st_size, st.st_mtime), identity(st)
     except OSError:
-        return None, None
+        return (None, None), None
 
 
 #: entries one task lists before it hands the folders it has not entered back to the client
@@ -60,7 +66,7 @@ TASK_ENTRIES = 20_000
 
 
 def list_folder(folder: str, root: str, include: Sequence[str], exclude: Sequence[str], hidden: bool, follow: bool,
-                skip_real: frozenset[str], budget: int | None = None) -> Listing:
+                skip_ids: frozenset[tuple[int, int]], budget: int | None = None) -> Listing:
     """The task: the wanted files under ``folder`` with their stats, and the subfolders it left for other tasks.
 
     Without ``follow`` a tree has no loops, so a task walks on into its
@@ -74,40 +80,79 @@ def list_folder(folder: str, root: str, include: Sequence[str], exclude: Sequenc
     stack, listed, entered = [folder], 0, set()
     while stack:
         current = stack.pop()
-        if current != folder:  # a bind mount can loop without links: never enter a folder twice in one task
-            ident = _identified(current)
-            if ident is None or ident[1:] in entered:
-                continue
-            entered.add(ident[1:])
         try:
+            if current != folder:  # a bind mount can loop without links: never enter a folder twice in one task
+                st = os.stat(current)
+                if (st.st_dev, st.st_ino) in entered:
+                    continue
+                entered.add((st.st_dev, st.st_ino))
             with os.scandir(current) as it:
                 entries = list(it)
-        except OSError:
+        except OSError as exc:
+            out.errors.append((current, unlistable(exc)))
             continue
         listed += len(entries)
         deeper = []
         for entry in entries:
             what = kind(entry, hidden, follow)
             if what == "dir":
-                if not (skip_real and os.path.realpath(entry.path) in skip_real):
+                if not _skipped(entry, skip_ids):
                     deeper.append(entry.path)
             elif what == "file" and _wanted(entry.path, root, include, exclude) and not (
-                    skip_real and entry.name.endswith(".json") and os.path.realpath(entry.path) in skip_real):  # the cost model
+                    entry.name.endswith(".json") and _skipped(entry, skip_ids)):  # the cost model
                 link = entry.is_symlink()
-                out.files.append((entry.path, _entry_stat(entry), link, file_stat(entry.path, follow=False) if link else (None, None)))
+                stat, found_as = _entry_stat(entry)
+                out.files.append((entry.path, stat, link, file_stat(entry.path, follow=False) if link else (None, None), found_as))
         stack.extend(deeper)
         if follow or listed >= budget:  # the rest for other tasks
-            out.folders.extend(f for f in map(_identified, stack) if f is not None)
+            for path in stack:
+                try:
+                    st = os.stat(path)
+                except OSError as exc:
+                    out.errors.append((path, unlistable(exc)))
+                    continue
+                out.folders.append((path, st.st_dev, st.st_ino))
             break
     return out
 
 
-def _identified(path: str) -> tuple[str, int, int] | None:
+def unlistable(exc: OSError) -> str:
+    """Why a folder could not be listed, in words, saying that nothing under it was scanned."""
+    import errno
+
+    why = {errno.ENAMETOOLONG: "its path is longer than this system allows (PATH_MAX)",
+           errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+           errno.EMFILE: "too many open files (raise ulimit -n)"}.get(exc.errno or 0, exc.strerror or str(exc))
+    return f"folder not listed: {why}; nothing under it was scanned"
+
+
+def _identities(paths: Sequence[str]) -> frozenset[tuple[int, int]]:
+    """(device, inode) of each path that exists: what the walk skips (the catalog and its sidecars), by identity.
+
+    Compared by identity, not by ``realpath``: a realpath costs a stat per
+    component, and in a tree thousands of levels deep that made the walk
+    cubic in its depth (1,500 levels: 40 s of stats).
+    """
+    out = set()
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        out.add((st.st_dev, st.st_ino))
+    return frozenset(out)
+
+
+def _skipped(entry: os.DirEntry, skip_ids: frozenset[tuple[int, int]]) -> bool:
+    """Whether an entry is one of ``skip_ids`` (its inode comes free with the listing; a stat only when it matches one,
+    or when it is a link, whose own inode is not its target's)."""
+    if not skip_ids or (not entry.is_symlink() and all(entry.inode() != ino for _dev, ino in skip_ids)):
+        return False
     try:
-        st = os.stat(path)
+        st = entry.stat()
     except OSError:
-        return None
-    return path, st.st_dev, st.st_ino
+        return False
+    return (st.st_dev, st.st_ino) in skip_ids
 
 
 def walk_files(paths: Sequence[str | os.PathLike], include: Sequence[str] = (), exclude: Sequence[str] = (), hidden: bool = False,
@@ -118,7 +163,7 @@ def walk_files(paths: Sequence[str | os.PathLike], include: Sequence[str] = (), 
     threads here (``workers=0``: in this thread, one after another). Files come depth first, names
     sorted, whatever order the tasks finish in.
     """
-    skip_real = frozenset(os.path.realpath(s) for s in skip)
+    skip_ids = _identities(skip)
     found = Found()
     seen: set[tuple[int, int]] = set()
     own: Any = None
@@ -127,9 +172,9 @@ def walk_files(paths: Sequence[str | os.PathLike], include: Sequence[str] = (), 
     try:
         for top in (os.fspath(p) for p in paths):
             if not os.path.isdir(top):
-                _add(found, top, file_stat(top), os.path.islink(top), file_stat(top, follow=False))
+                _add(found, top, file_stat(top), os.path.islink(top), file_stat(top, follow=False), _identity(top))
                 continue
-            _walk_root(top, include, exclude, hidden, follow_symlinks, skip_real, seen, found, client, own)
+            _walk_root(top, include, exclude, hidden, follow_symlinks, skip_ids, seen, found, client, own)
     finally:
         if own is not None:
             own.shutdown()
@@ -153,36 +198,45 @@ class _Inline:
         pass
 
 
-def _add(found: Found, path: str, stat: Stat, link: bool, link_stat: Stat) -> None:
+def _identity(path: str) -> str | None:
+    try:
+        return identity(os.stat(path))
+    except OSError:
+        return None
+
+
+def _add(found: Found, path: str, stat: Stat, link: bool, link_stat: Stat, ident: str | None) -> None:
     found.files.append(path)
     found.stats[path] = stat
+    if ident is not None:
+        found.etags[path] = ident
     if link:
         found.links.add(path)
         found.link_stats[path] = link_stat
 
 
-def _walk_root(root: str, include: Sequence[str], exclude: Sequence[str], hidden: bool, follow: bool, skip_real: frozenset[str],
+def _walk_root(root: str, include: Sequence[str], exclude: Sequence[str], hidden: bool, follow: bool, skip_ids: frozenset[tuple[int, int]],
                seen: set[tuple[int, int]], found: Found, client: Any, own: ThreadPoolExecutor | None) -> None:
     """Submit the root's task, then each new subfolder's as answers arrive; add the files in walk order."""
     try:
         st = os.stat(root)
     except OSError:
         return
-    if (st.st_dev, st.st_ino) in seen or (skip_real and os.path.realpath(root) in skip_real):
+    if (st.st_dev, st.st_ino) in seen or (st.st_dev, st.st_ino) in skip_ids:
         return
     done: queue.Queue = queue.Queue()
     pending = 0
 
     def submit(folder: str) -> None:
         nonlocal pending
-        args = (folder, root, tuple(include), tuple(exclude), hidden, follow, skip_real)
+        args = (folder, root, tuple(include), tuple(exclude), hidden, follow, skip_ids)
         fut: Any = client.submit(list_folder, *args, pure=False) if client is not None else own.submit(list_folder, *args)  # type: ignore[union-attr]
         fut.add_done_callback(done.put)
         pending += 1
 
     seen.add((st.st_dev, st.st_ino))
     submit(root)
-    files: list[tuple[str, Stat, bool, Stat]] = []
+    files: list[tuple[str, Stat, bool, Stat, str | None]] = []
     while pending:
         fut = done.get()
         pending -= 1
@@ -191,12 +245,13 @@ def _walk_root(root: str, include: Sequence[str], exclude: Sequence[str], hidden
         except Exception:  # noqa: BLE001 - a folder whose task failed lists nothing, like an unreadable one
             continue
         files.extend(listing.files)
+        found.errors.update(listing.errors)
         for folder, dev, ino in listing.folders:
             if (dev, ino) not in seen:
                 seen.add((dev, ino))
                 submit(folder)
-    for path, stat, link, link_stat in sorted(files, key=lambda f: f[0].split(os.sep)):
-        _add(found, path, stat, link, link_stat)
+    for path, stat, link, link_stat, ident in sorted(files, key=lambda f: f[0].split(os.sep)):
+        _add(found, path, stat, link, link_stat, ident)
 
 
 def discover(paths: Sequence[str | os.PathLike], include: Sequence[str] = (), exclude: Sequence[str] = (), hidden: bool = False,

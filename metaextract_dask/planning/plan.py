@@ -175,6 +175,8 @@ def plan_file(info: FileInfo, reader: StreamChunkReader, config: StreamingConfig
         specs = tuple(layout[i] for i in sample_indices(layout, count))
     else:
         specs = tuple(layout)
+    if info.etag is not None and not any(s.identity for s in specs):
+        specs = tuple(replace(s, identity=info.etag) for s in specs)
     return Plan(
         info=info,
         reader=reader.name,
@@ -202,7 +204,7 @@ def plan_path(path: str | os.PathLike, config: StreamingConfig, reader_name: str
     from ..readers.registry import may_parse_natively
     from ..storage.remote import counting, using
 
-    with using(config.storage_options), counting() as count:
+    with using(config.storage_options, config.timeout), counting() as count:
         info = probe(path)
     if isolation is not None and isolation.enabled and may_parse_natively(info, reader_name):
         from ..execution.tasks import in_isolation
@@ -225,7 +227,9 @@ def choose_and_plan(info: FileInfo, config: StreamingConfig, reader_name: str | 
 
     if is_url(info.path):
         remember_size(info.path, info.size)
-    with using(config.storage_options), counting() as count:
+    from ..core.pin import pinned
+
+    with using(config.storage_options, config.timeout), counting() as count, pinned(info.path, info.etag):
         info, reader, note = choose_reader(info, config, reader_name)
         plan = plan_file(info, reader, config, note)
     return replace(plan, io=count.as_tuple()), reader

@@ -41,5 +41,5 @@ class ArchiveReader(BinaryChunkReader):
         out["members"] = [{"name": url.split("::", 1)[0].split("://", 1)[1], "size": st.size, "mtime": st.mtime, "crc": st.etag}
                           for url, st in members[:MAX_LISTED]]
         if skipped:
-            out["members_left_out"] = skipped
+            out["members_left_out"] = [why for _url, why in skipped]
         return out

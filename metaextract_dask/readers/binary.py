@@ -112,7 +112,9 @@ def _read_full(fd: int, view: memoryview, offset: int) -> int:
 def _local_pieces(spec: ChunkSpec, view: memoryview, want_tail: bool) -> Generator[memoryview, None, None]:
     """The chunk's bytes in pieces of at most one view, read with pread; then the file's tail (b"" unless it ends here)."""
     done = 0
-    fd = os.open(spec.path, os.O_RDONLY)
+    from ..core.pin import opened
+
+    fd = os.open(opened(spec.path), os.O_RDONLY)
     try:
         while done < spec.size:
             want = min(len(view), spec.size - done)

@@ -155,7 +155,9 @@ def _open_header(path: str, size: int) -> Any:
         from ..storage.remote import open_remote
 
         return open_remote(path, size=size, block=64 * 1024, cache_type="readahead")
-    return open(path, "rb")
+    from ..core.pin import opened
+
+    return open(opened(path), "rb")
 
 
 def check_classic_header(path: str, size: int) -> None:

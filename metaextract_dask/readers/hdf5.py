@@ -45,7 +45,9 @@ def open_file(path: str) -> Any:
             from ..storage.remote import open_remote
 
             return h5py.File(open_remote(path), "r")
-        return h5py.File(path, "r", locking=False)
+        from ..core.pin import opened
+
+        return h5py.File(opened(path), "r", locking=False)
     except OSError as exc:
         raise CorruptFileError(path, f"the HDF5 library cannot open it: {exc}") from exc
 

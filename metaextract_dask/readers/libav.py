@@ -196,7 +196,9 @@ def opened(path: str, probesize: int | None = None) -> Iterator[Any]:
     if probesize:
         options["probesize"] = str(probesize)
     if not is_url(path):
-        with av.open("file:" + path, "r", options=options) as container:
+        from ..core.pin import opened
+
+        with av.open("file:" + opened(path), "r", options=options) as container:
             yield container
         return
     from ..storage.remote import open_remote

@@ -49,7 +49,9 @@ def open_dataset(path: str, shown: str | None = None) -> Any:
     import netCDF4
 
     try:
-        return netCDF4.Dataset(path, "r")
+        from ..core.pin import opened
+
+        return netCDF4.Dataset(opened(path), "r")
     except OSError as exc:
         shown = shown or path
         raise CorruptFileError(shown, f"the NetCDF library cannot open it: {str(exc).replace(path, shown)}") from exc

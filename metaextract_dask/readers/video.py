@@ -136,7 +136,9 @@ def media_input(path: str) -> Iterator[tuple[str, list[str], dict[str, str] | No
     from ..storage.urls import is_url
 
     if not is_url(path):
-        yield "file:" + path, ["-protocol_whitelist", "file"], None
+        from ..core.pin import opened
+
+        yield "file:" + opened(path), ["-protocol_whitelist", "file"], None
         return
     from ..storage.loopback import served, tool_access
     from ..storage.remote import known_size
@@ -157,8 +159,10 @@ def run_bounded(cmd: list[str], path: str, timeout: float, messages: list[str] |
     tie = (lambda: sandbox.die_with_parent(parent)) if sandbox.IN_SANDBOX else None
     if threading.active_count() > 1:  # a loopback server's thread: preexec_fn is unsafe beside threads
         tie = None
+    from ..core.pin import inherited
+
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True,
-                            preexec_fn=tie, env=env)
+                            preexec_fn=tie, env=env, pass_fds=inherited(path))  # the pinned file's descriptor, which the input names
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

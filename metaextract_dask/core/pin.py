@@ -1,0 +1,85 @@
+"""A file pinned for the time it is read: every library reads the file the scan identified, whatever its name does meanwhile.
+
+A folder's owner can swap a file for a link to a file they cannot read
+between the moment a scan (run by someone who can) looks at it and the moment
+a library opens it. So a local file's identity (device, inode, change time:
+``identity``) is taken when it is probed, from the descriptor the probe read;
+each later step that reads the file (planning, chunks, the record) opens the
+name once, checks the descriptor is that same file (``pinned``), and hands the
+libraries ``/proc/self/fd/N`` (``opened``), which names that descriptor's file
+and nothing else. A name that now leads elsewhere is a ``FileChangedError``.
+The change time also catches a rewrite that kept the size and put the
+modification time back (it cannot be set by a user).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import threading
+from typing import Any, Iterator
+
+_local = threading.local()
+
+#: the prefix of a local file's identity (the catalog's ``etag`` column holds it; a remote object's ETag never has it)
+LOCAL = "local:"
+
+
+def identity(st: os.stat_result) -> str:
+    """A local file's identity: its device, inode and change time (``local:DEV:INO:CTIME_NS``)."""
+    return f"{LOCAL}{st.st_dev}:{st.st_ino}:{st.st_ctime_ns}"
+
+
+def is_identity(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(LOCAL)
+
+
+def _pins() -> dict[str, int]:
+    pins = getattr(_local, "pins", None)
+    if pins is None:
+        pins = _local.pins = {}
+    return pins
+
+
+@contextlib.contextmanager
+def pinned(path: str, expected: str | None) -> Iterator[None]:
+    """Hold ``path`` open while the block reads it, refusing it when it is not the file ``expected`` identifies.
+
+    A no-op for URLs, archive members and files without a local identity
+    (``expected`` None), and when this thread already holds the path.
+    """
+    from .errors import FileChangedError, describe
+
+    pins = _pins()
+    if not is_identity(expected) or path in pins:
+        yield
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise FileChangedError(path, f"file disappeared before it was read: {describe(exc)}") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or identity(st) != expected:
+            raise FileChangedError(path, "file replaced since it was identified (another inode, or changed): "
+                                         "its name now leads to another file, which was not read")
+        pins[path] = fd
+        try:
+            yield
+        finally:
+            pins.pop(path, None)
+    finally:
+        os.close(fd)
+
+
+def opened(path: str) -> str:
+    """What to hand a library that opens ``path``: the pinned descriptor's ``/proc/self/fd/N`` when this thread holds one."""
+    fd = _pins().get(path)
+    return f"/proc/self/fd/{fd}" if fd is not None else path
+
+
+def inherited(path: str) -> tuple[int, ...]:
+    """The descriptor a child process must inherit for ``opened(path)`` to name the same file there (``pass_fds``)."""
+    fd = _pins().get(path)
+    return (fd,) if fd is not None else ()
