@@ -851,3 +851,588 @@ def test_kills_during_a_rescan_that_changes_every_file_never_show_two_rows_of_on
         sizes = {os.path.getsize(p) for p in files}
         mixed += frame["size"].isin(sizes).any() and not frame["size"].isin(sizes).all()
     assert mixed, "no kill landed in the middle of a re-scan"
+
+
+# --- round two, 1 and 2: open and the exports obey the scan's guard; a catalog is input ------
+
+#: open every row, then every export, printing what was refused: run under strace
+OPEN_AND_EXPORT = textwrap.dedent("""
+    import sys, warnings
+    import metaextract_dask as me
+    cat = sys.argv[1]
+    warnings.simplefilter("always")
+    for row in me.read_catalog(cat).to_dict("records"):
+        try:
+            ds = me.open(cat, row)
+            ds.load()
+            print("OPENED", row["path"])
+        except ValueError as exc:
+            print("REFUSED", row["path"], type(exc).__name__, str(exc)[:300])
+    for name in sys.argv[2:]:  # rows edited to name files outside the roots: found by path
+        try:
+            me.open(cat, name)
+            print("OPENED", name)
+        except ValueError as exc:
+            print("REFUSED", name, type(exc).__name__, str(exc)[:300])
+    for to in ("esm", "stac", "kerchunk"):
+        with warnings.catch_warnings(record=True) as notes:
+            me.export(cat, to, cat + "." + to)
+        for note in notes:
+            print("NOTICE", to, str(note.message)[:300])
+""")
+
+
+def traced(tmp_path, script: str, *args: str, env=None) -> tuple[str, str]:
+    """(stdout, every path the process tree opened), by strace."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is needed to see what is opened")
+    log = tmp_path / "strace.log"
+    out = run(["strace", "-f", "-qq", "-e", "trace=open,openat,openat2,execve", "-o", str(log),
+               sys.executable, "-c", script, *args], env=env, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    return out.stdout, log.read_text(errors="replace")
+
+
+def test_open_and_the_exports_refuse_what_the_scan_refuses(tmp_path, secret, marker_plugin):
+    folder, marker = marker_plugin
+    data = tmp_path / "data"
+    data.mkdir()
+    with h5py.File(data / "external.nc", "w") as f:  # external raw storage only, named as netCDF
+        f.create_dataset("x", shape=(16,), dtype="u1", external=[(secret, 0, 16)])
+    with h5py.File(data / "linked.nc", "w") as f:
+        f["x"] = np.arange(4.0)
+        f["ext"] = h5py.ExternalLink(secret, "/data")
+    hostile_hdf5(str(data / "all.h5"), secret)
+    make = textwrap.dedent(f"""
+        import h5py, numpy as np
+        from h5py import h5pl
+        h5pl.append({folder!r}.encode())
+        with h5py.File({str(data / "filtered.nc")!r}, "w") as f:
+            f.create_dataset("x", data=np.arange(100.0), chunks=(10,), compression=32123)
+    """)
+    assert run([sys.executable, "-c", make]).returncode == 0
+    marker.unlink()
+    make_nc(str(data / "clean.nc"), 3)
+    cat = str(tmp_path / "cat")
+    env = dict(os.environ, HDF5_PLUGIN_PATH=folder)
+    out = run([*SCAN, str(data), "-o", cat, "--references"], env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    stdout, trace = traced(tmp_path, OPEN_AND_EXPORT, cat, env=env)
+    assert secret not in trace, [line for line in trace.splitlines() if secret in line][:5]
+    assert not marker.exists(), "open or an export loaded a filter plugin from HDF5_PLUGIN_PATH"
+    refused = {os.path.basename(line.split()[1]) for line in stdout.splitlines() if line.startswith("REFUSED")}
+    assert refused == {"external.nc", "linked.nc", "all.h5", "filtered.nc"}, stdout
+    assert f"OPENED {data / 'clean.nc'}" in stdout, stdout
+    assert "points outside itself" in stdout and "follow_outside=True" in stdout
+    import csv
+
+    with open(cat + ".esm/collection.csv", newline="") as f:
+        assert [os.path.basename(r["file"]) for r in csv.DictReader(f)] == ["clean.nc"]
+
+
+def test_an_edited_catalog_reads_nothing_outside_the_scanned_roots(tmp_path, secret):
+    import pandas as pd
+
+    from metaextract_dask.catalog.read import part_files
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):
+        make_h5(str(data / f"f{i}.h5"), 500)  # 40 kB: chunks referenced, not inlined
+    cat = str(tmp_path / "cat")
+    out = run([*SCAN, str(data), "-o", cat, "--references"])
+    assert out.returncode == 0, out.stderr[-2000:]
+    refs = tmp_path / "cat.references"
+    entries = {row["path"]: row["references"] for row in pd.read_parquet(part_files(cat)).to_dict("records")}
+    assert all(entries.values()), entries
+
+    def edit(path: str, target: str) -> None:
+        doc = json.loads((refs / entries[path]).read_text())
+        for key, value in doc["refs"].items():
+            if isinstance(value, list):
+                doc["refs"][key] = [target, *value[1:]]
+        (refs / entries[path]).write_text(json.dumps(doc))
+
+    edit(str(data / "f0.h5"), secret)  # chunks read from a file outside
+    edit(str(data / "f1.h5"), "http://127.0.0.1:9/secret")  # or from a server
+    (refs / entries[str(data / "f2.h5")]).unlink()
+    os.symlink(secret, refs / entries[str(data / "f2.h5")])  # the entry itself a link
+    outside = tmp_path / "outside" / "copy.h5"  # a row renamed to a file outside the roots
+    make_h5(str(outside), 5)
+    part = part_files(cat)[0]
+    frame = pd.read_parquet(part)
+    extra = frame[frame["path"] == str(data / "f3.h5")].copy()
+    extra["path"], extra["path_bytes"] = str(outside), os.fsencode(str(outside))
+    extra["references"] = None
+    pd.concat([frame, extra]).to_parquet(part, index=False)
+
+    stdout, trace = traced(tmp_path, OPEN_AND_EXPORT, cat, str(outside))
+    opened = [line for line in trace.splitlines() if secret in line or str(outside) in line]
+    assert not opened, opened[:5]
+    refused = sorted(os.path.basename(line.split()[1]) for line in stdout.splitlines() if line.startswith("REFUSED"))
+    assert refused == ["copy.h5", "copy.h5", "f0.h5", "f1.h5", "f2.h5"], stdout
+    assert "OPENED " + str(data / "f3.h5") in stdout
+    kerchunk = tmp_path / "cat.kerchunk"
+    assert sorted(os.listdir(kerchunk)) == sorted([entries[str(data / "f3.h5")], "index.csv"])
+    assert not any(os.path.islink(kerchunk / name) for name in os.listdir(kerchunk))
+    assert "TOPSECRET" not in "".join((kerchunk / n).read_text(errors="replace") for n in os.listdir(kerchunk))
+    stac = json.dumps([json.loads(p.read_text()) for p in (tmp_path / "cat.stac").rglob("*.json")])
+    assert str(outside) not in stac
+
+
+def _rewrite_part(cat: str, **columns) -> None:
+    """Set columns of every row of the catalog's first part (values or functions of the old value)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from metaextract_dask.catalog.read import part_files
+
+    part = part_files(cat)[0]
+    table = pq.read_table(part)
+    for name, value in columns.items():
+        old = table.column(name).to_pylist() if name in table.column_names else [None] * table.num_rows
+        new = pa.array([value(v) if callable(value) else value for v in old])
+        table = table.set_column(table.column_names.index(name), name, new) if name in table.column_names else \
+            table.append_column(name, new)
+    pq.write_table(table, part)
+
+
+def _write(path, text) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+DEEP = "[" * 200_000 + "]" * 200_000
+
+
+def _tampers(secret: str) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def foreign(cat):
+        pq.write_table(pa.table({"a": [1, 2], "b": ["x", "y"]}), os.path.join(cat, "part-90000-ffffffff.parquet"))
+
+    def wrong_types(cat):
+        pq.write_table(pa.table({"path": [1, 2], "size": ["big", "small"], "success": ["yes", None]}),
+                       os.path.join(cat, "part-90000-ffffffff.parquet"))
+
+    def references_folder_link(cat):
+        refs = cat + ".references"
+        for name in os.listdir(refs):
+            os.unlink(os.path.join(refs, name))
+            os.makedirs(os.path.join(refs, name))
+            os.symlink(secret, os.path.join(refs, name, "refs.0.parq"))
+
+    def variables_foreign(cat):
+        pq.write_table(pa.table({"path": ["x"], "nonsense": [1]}), os.path.join(cat + ".variables", "part-90000-ffffffff.parquet"))
+
+    return {
+        "manifest not JSON": lambda cat: _write(os.path.join(cat, "_manifest.json"), "{{{ not json"),
+        "manifest null": lambda cat: _write(os.path.join(cat, "_manifest.json"), "null"),
+        "manifest nested 200,000 deep": lambda cat: _write(os.path.join(cat, "_manifest.json"), DEEP),
+        "manifest roots not paths": lambda cat: _write(os.path.join(cat, "_manifest.json"), json.dumps({"roots": [1, None]})),
+        "manifest a link to a secret": lambda cat: (os.unlink(os.path.join(cat, "_manifest.json")),
+                                                   os.symlink(secret, os.path.join(cat, "_manifest.json"))),
+        "part a link to a secret": lambda cat: os.symlink(secret, os.path.join(cat, "part-90000-ffffffff.parquet")),
+        "part a folder": lambda cat: os.makedirs(os.path.join(cat, "part-90000-ffffffff.parquet")),
+        "part empty": lambda cat: _write(os.path.join(cat, "part-90000-ffffffff.parquet"), ""),
+        "part of a foreign schema": foreign,
+        "part with wrong column types": wrong_types,
+        "paths and flags null": lambda cat: _rewrite_part(cat, path=pa.nulls(1, pa.string())[0].as_py(), success=None),
+        "records null": lambda cat: _rewrite_part(cat, metadata="null"),
+        "records lists": lambda cat: _rewrite_part(cat, metadata="[1, 2, 3]"),
+        "records not JSON": lambda cat: _rewrite_part(cat, metadata="{oops"),
+        "records nested 200,000 deep": lambda cat: _rewrite_part(cat, metadata=DEEP),
+        "records of the wrong shape": lambda cat: _rewrite_part(cat, metadata=json.dumps(
+            {"reader": "netcdf", "netcdf": {"cf_coverage": {"time": {"start": 5, "end": [1], "variable": {}},
+                                                            "latitude": {"min": "x", "max": 1e308}, "longitude": []},
+                                            "attrs": [], "variables": "no"}})),
+        "numbers not finite": lambda cat: _rewrite_part(cat, duration=float("inf"), mtime=float("nan"), lat_min=float("-inf")),
+        "references named outside": lambda cat: _rewrite_part(cat, references="../../../../etc/passwd"),
+        "references missing": lambda cat: _rewrite_part(cat, references="123"),
+        "references a folder of links": references_folder_link,
+        "variables part foreign": variables_foreign,
+    }
+
+
+def test_a_tampered_catalog_gives_one_line_per_problem_never_a_traceback(tmp_path, secret):
+    """Each edit of a catalog, through every command that reads one: exit 0 or 2, one ``metaextract:`` line per problem."""
+    netCDF4 = pytest.importorskip("netCDF4")
+    data = tmp_path / "data"
+    data.mkdir()
+    with netCDF4.Dataset(data / "clim.nc", "w", format="NETCDF4") as ds:  # a climatology: years 0 and 1
+        ds.createDimension("time", 2)
+        ds.createDimension("lat", 3)
+        t = ds.createVariable("time", "f8", ("time",))
+        t.units, t.calendar = "hours since 1800-01-01", "standard"
+        t[:] = [-15774840.0, -15765000.0]
+        lat = ds.createVariable("lat", "f4", ("lat",))
+        lat.units, lat[:] = "degrees_north", [-10, 0, 10]
+        ds.createVariable("sst", "f4", ("time", "lat"), chunksizes=(1, 3))[:] = np.ones((2, 3))
+    make_h5(str(data / "big.h5"), 500)
+    clean = str(tmp_path / "clean")
+    out = run([*SCAN, str(data), "-o", clean, "--references"])
+    assert out.returncode == 0, out.stderr[-2000:]
+    tampers = _tampers(secret)
+    cats = {}
+    for i, (name, tamper) in enumerate(tampers.items()):
+        cat = str(tmp_path / f"cat{i}")
+        for suffix in ("", ".references", ".variables"):
+            shutil.copytree(clean + suffix, cat + suffix, symlinks=True)
+        tamper(cat)
+        cats[name] = cat
+    cats["untouched (a real climatology's years 0 and 1)"] = clean
+    _write(tmp_path / "model.costs.json", DEEP)
+    script = textwrap.dedent("""
+        import contextlib, io, json, sys, warnings
+        import metaextract_dask as me
+        from metaextract_dask.cli import main
+        cats, data, model = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+        for name, cat in cats.items():
+            for args in (["report", cat], ["export", cat, "--to", "esm"], ["export", cat, "--to", "stac"],
+                         ["export", cat, "--to", "kerchunk"], ["scan", data, "-o", cat, "-q", "--metadata-only"],
+                         ["scan", data, "-o", cat + ".new", "-q", "--learn-from", model, "--learn-from", cat]):
+                err = io.StringIO()
+                with contextlib.redirect_stderr(err), warnings.catch_warnings():
+                    code = main(args)
+                print(json.dumps({"tamper": name, "args": args[:4], "code": code, "stderr": err.getvalue()}))
+            for call in ("read_catalog", "open"):
+                try:
+                    frame = me.read_catalog(cat)
+                    if call == "open":
+                        for row in frame.to_dict("records"):
+                            with contextlib.suppress(ValueError):  # refusals are ValueErrors with one line
+                                me.open(cat, row).load()
+                except ValueError as exc:
+                    pass
+                print(json.dumps({"tamper": name, "args": [call], "code": 0, "stderr": ""}))
+    """)
+    out = run([sys.executable, "-c", script, json.dumps(cats), str(data), str(tmp_path / "model.costs.json")], timeout=900)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-4000:]
+    results = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(results) == len(cats) * 8, out.stdout[-2000:]
+    wrong = []
+    for r in results:
+        lines = [line for line in r["stderr"].splitlines() if line.strip()]
+        if r["code"] not in (0, 2) or not all(line.startswith("metaextract:") for line in lines):
+            wrong.append(f"{r['tamper']}: metaextract {' '.join(r['args'][:2])} exit {r['code']}: {lines[-5:]}")
+    assert not wrong, "\n".join(wrong)
+
+
+# --- round two, 5: the folder's owner swaps a file for a link between the walk and the read ----
+
+SWAPPER = textwrap.dedent("""
+    import os, sys, time
+    folder, target, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+    os.chdir(folder)
+    for name in names:
+        os.link(name, "." + name + ".real")
+    end = time.time() + 600
+    while time.time() < end and os.path.exists("victim-0.h5"):
+        for name in names:  # each rename replaces the name at once: it always exists, a file or a link
+            os.symlink(target, ".l")
+            os.rename(".l", name)
+            os.link("." + name + ".real", ".r")
+            os.rename(".r", name)
+""")
+
+SCANS = textwrap.dedent("""
+    import json, sys
+    import metaextract_dask as me
+    data, out, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    leaks, changed = 0, 0
+    for i in range(rounds):
+        frame = me.scan(data, output=f"{out}/cat{i}", progress=False, dashboard_address=False)
+        text = me.read_catalog(f"{out}/cat{i}").to_json() + me.read_variables(f"{out}/cat{i}").to_json()
+        leaks += "PRIVATE-MARKER" in text
+        changed += int((frame["error_type"] == "FileChangedError").sum())
+    print(json.dumps({"leaks": leaks, "changed": changed}))
+""")
+
+
+def test_a_file_swapped_for_a_link_between_walk_and_read_never_puts_the_target_in_the_catalog():
+    import pwd
+    import tempfile
+
+    nobody = pwd.getpwnam("nobody")
+    base = tempfile.mkdtemp(prefix="metaextract-race-")
+    try:
+        os.chmod(base, 0o755)
+        private = os.path.join(base, "private")
+        os.mkdir(private, 0o700)
+        target = os.path.join(private, "secret.h5")
+        with h5py.File(target, "w") as f:
+            f.attrs["note"] = "PRIVATE-MARKER"
+            f.create_dataset("PRIVATE-MARKER-data", data=np.arange(1000.0))
+        os.chmod(target, 0o600)
+        data = os.path.join(base, "data")
+        os.mkdir(data)
+        names = [f"victim-{i}.h5" for i in range(8)]
+        for name in names:
+            with h5py.File(os.path.join(data, name), "w") as f:
+                f.attrs["note"] = "public"
+                f.create_dataset("x", data=np.arange(1000.0))
+            os.chown(os.path.join(data, name), nobody.pw_uid, nobody.pw_gid)
+        os.chown(data, nobody.pw_uid, nobody.pw_gid)
+        out = os.path.join(base, "out")
+        os.mkdir(out, 0o700)
+        swapper = subprocess.Popen([*AS_NOBODY, "/usr/bin/python3", "-c", SWAPPER, data, target, *names], cwd="/",
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(0.5)
+            assert swapper.poll() is None, swapper.stderr.read()
+            scans = run([sys.executable, "-c", SCANS, data, out, "50"], timeout=900)
+        finally:
+            swapper.kill()
+            swapper.wait()
+        assert scans.returncode == 0, scans.stderr[-3000:]
+        result = json.loads(scans.stdout.strip().splitlines()[-1])
+        assert result["leaks"] == 0, result
+        assert result["changed"] > 0, f"the swaps never landed between walk and read: {result}"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_same_size_rewrite_with_its_mtime_put_back_is_extracted_again(tmp_path):
+    from metaextract_dask import read_catalog
+
+    data = tmp_path / "data"
+    data.mkdir()
+    path = data / "f.bin"
+    path.write_bytes(b"a" * 4096)
+    cat = str(tmp_path / "cat")
+    assert run([*SCAN, str(data), "-o", cat]).returncode == 0
+    before = read_catalog(cat)["checksum"].tolist()
+    st = os.stat(path)
+    path.write_bytes(b"b" * 4096)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (os.stat(path).st_size, os.stat(path).st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    out = run([*SCAN, str(data), "-o", cat])
+    assert out.returncode == 0, out.stderr
+    after = read_catalog(cat)["checksum"].tolist()
+    assert len(after) == 1 and after != before, (before, after)
+
+
+# --- round two, 7: remote stalls, trees without end, redirects elsewhere -----------------------
+
+
+def _tree_handler(folder: str, delay: float):
+    """Every folder ``/t/d/d/.../`` lists ``d/`` and ``f.bin`` (the tree has no end); every ``f.bin`` is one real file."""
+    import servers
+
+    class Endless(servers.RangeHandler):
+        def _serve(self, body: bool) -> None:
+            if self.path.startswith("/t/") and self.path.endswith("/"):
+                time.sleep(delay)
+                page = b'<html><body><a href="d/">d/</a> <a href="f.bin">f.bin</a></body></html>'
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(page)
+                return
+            if self.path.endswith("/f.bin"):
+                self.path = "/f.bin"
+            elif self.path in ("/far.bin", "/near.bin"):  # redirects: to another server, to this one
+                self.send_response(302)
+                self.send_header("Location", self.server.far if self.path == "/far.bin" else "/f.bin")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            super()._serve(body)
+
+    return lambda *a, **k: Endless(*a, directory=folder, **k)
+
+
+@contextlib.contextmanager
+def _server(handler):
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    server.log, server.latency = [], 0.0
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _rows(cat):
+    from metaextract_dask import read_catalog
+
+    return read_catalog(cat).to_dict("records")
+
+
+def test_a_tree_without_end_and_a_silent_server_end_within_the_timeout_with_the_rows_so_far(tmp_path):
+    (tmp_path / "f.bin").write_bytes(os.urandom(4096))
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # accepts (the kernel does) and never answers
+    env = dict(os.environ, DASK_METAEXTRACT__REMOTE__MAX_DEPTH="100000")
+    with _server(_tree_handler(str(tmp_path), 0.05)) as server:
+        t0 = time.monotonic()
+        out = run([*SCAN, f"{server.url}/t/", "-o", str(tmp_path / "tree"), "--timeout", "4"], timeout=120, env=env)
+        tree_seconds = time.monotonic() - t0
+    t0 = time.monotonic()
+    quiet = run([*SCAN, f"http://127.0.0.1:{silent.getsockname()[1]}/data/", "-o", str(tmp_path / "silent"), "--timeout", "3"],
+                timeout=120)
+    silent_seconds = time.monotonic() - t0
+    silent.close()
+    assert "Traceback" not in out.stderr + quiet.stderr, out.stderr[-2000:] + quiet.stderr[-2000:]
+    rows = _rows(tmp_path / "tree")
+    found = [r for r in rows if r["success"]]
+    cut = [r for r in rows if not r["success"]]
+    assert len(found) >= 10 and all(r["path"].endswith("/f.bin") for r in found), [r["path"] for r in rows][:5]
+    assert len(cut) == 1 and "listing stopped after 4 s" in cut[0]["error"], cut
+    assert tree_seconds < 4 + 30, tree_seconds
+    rows = _rows(tmp_path / "silent")
+    assert len(rows) == 1 and not rows[0]["success"], rows
+    assert silent_seconds < 3 + 15, (silent_seconds, quiet.stderr[-1000:])
+
+
+def test_a_redirect_to_another_host_is_refused_and_one_to_the_same_host_followed(tmp_path):
+    (tmp_path / "f.bin").write_bytes(b"public " * 600)
+    far = tmp_path / "far"
+    far.mkdir()
+    (far / "secret.bin").write_bytes(b"FAR-SECRET " * 400)
+    import servers
+
+    with servers.range_server(far) as other, _server(_tree_handler(str(tmp_path), 0.0)) as server:
+        server.far = f"{other.url}/secret.bin"
+        out = run([*SCAN, f"{server.url}/far.bin", f"{server.url}/near.bin", "-o", str(tmp_path / "cat"), "--timeout", "10"])
+        assert not [entry for entry in other.log if entry[1] == "/secret.bin"], other.log
+    rows = {r["path"].rsplit("/", 1)[-1]: r for r in _rows(tmp_path / "cat")}
+    assert rows["near.bin"]["success"] and rows["near.bin"]["size"] == 4200, rows["near.bin"]
+    assert not rows["far.bin"]["success"] and "another host" in rows["far.bin"]["error"], rows["far.bin"]
+    assert out.returncode == 1, out.stderr[-2000:]
+
+
+# --- round two, 8 and 10: archive bombs, archives of many members, odd member names -------------
+
+
+def _zip_with_an_empty_name(path) -> None:
+    """A zip whose first member's name is empty (Python's zipfile cannot write one: its name's length is patched to 0)."""
+    import io
+    import struct
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, text in (("E", "empty name"), ("a::b.txt", "colons"), ("../up.txt", "up"), ("ok.txt", "fine")):
+            z.writestr(name, text)
+    data = bytearray(buf.getvalue())
+    for at in (26, data.find(b"PK\x01\x02") + 28):  # local header, central directory: name length 0, the byte becomes extra
+        n, extra = struct.unpack_from("<HH", data, at)
+        assert n == 1
+        struct.pack_into("<HH", data, at, 0, extra + 1)
+    path.write_bytes(bytes(data))
+
+
+def test_archive_bombs_many_members_and_odd_names_are_bounded_and_each_recorded(tmp_path):
+    import io
+    import tarfile
+    import zipfile
+
+    from metaextract_dask import read_catalog
+
+    data = tmp_path / "data"
+    data.mkdir()
+    with zipfile.ZipFile(data / "bomb.zip", "w", compression=zipfile.ZIP_DEFLATED) as z:  # 1 MB holding 1 GiB
+        with z.open("big.bin", "w", force_zip64=True) as f:
+            for _ in range(1024):
+                f.write(bytes(1 << 20))
+        z.writestr("small.txt", "hello")
+    assert os.path.getsize(data / "bomb.zip") < 2 << 20
+    with zipfile.ZipFile(data / "many.zip", "w") as z:
+        for i in range(20_000):
+            z.writestr(f"m/{i:05d}.txt", f"member {i}\n")
+    _zip_with_an_empty_name(data / "odd.zip")
+    with tarfile.open(data / "odd.tar", "w") as t:
+        for name, body in (("../x", b"escape"), ("good.txt", b"good")):
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            t.addfile(info, io.BytesIO(body))
+    cat = str(tmp_path / "cat")
+    t0 = time.monotonic()
+    out = run([*SCAN, str(data), "-o", cat, "--into-archives", "--timeout", "60"], timeout=600)
+    seconds = time.monotonic() - t0
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert out.returncode == 1, out.stderr[-2000:]  # the members not read are failures
+    frame = read_catalog(cat)
+    rows = {r["path"]: r for r in frame.to_dict("records")}
+    assert sum(p.startswith("zip://m/") for p in rows) == 20_000
+    ok = {p for p, r in rows.items() if r["success"]}
+    assert {f"zip://small.txt::{data}/bomb.zip", f"zip://ok.txt::{data}/odd.zip", f"tar://good.txt::{data}/odd.tar"} <= ok
+    failed = {p.split("::")[0]: r["error"] for p, r in rows.items() if not r["success"]}
+    assert "decompress" in failed["zip://big.bin"] and "max-ratio" in failed["zip://big.bin"], failed
+    assert "empty" in failed["zip://%00empty"] and "outside" in failed["tar://../x"], failed
+    assert "'::'" in failed["zip://a%3A%3Ab.txt"] and "outside" in failed["zip://../up.txt"], failed
+    assert len(failed) == 5, failed
+    assert seconds < 300, f"20,000 members and a bomb took {seconds:.0f} s"
+
+
+def _deep_tree(root: str, levels: int, file_every: int = 1) -> None:
+    """A chain of ``levels`` nested folders ``d``, a small file ``f`` in every ``file_every``-th (made through folder descriptors)."""
+    os.mkdir(root)
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        for level in range(levels):
+            if level % file_every == file_every - 1:
+                with open(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as f:
+                    f.write("x" * 64)
+            os.mkdir("d", dir_fd=fd)
+            nxt = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    finally:
+        os.close(fd)
+
+
+def test_a_folder_beyond_path_max_is_an_error_row_not_left_out(tmp_path):
+    from metaextract_dask import read_catalog
+
+    root = str(tmp_path / "long")
+    _deep_tree(root, 2200, file_every=100)  # paths pass 4,096 bytes past level ~2,020
+    cat = str(tmp_path / "cat")
+    try:
+        out = run([*SCAN, root, "-o", cat], timeout=600)
+        assert "Traceback" not in out.stderr, out.stderr[-2000:]
+        assert out.returncode == 1, out.stderr[-2000:]
+        frame = read_catalog(cat)
+        assert int(frame["success"].sum()) >= 20
+        errors = frame[~frame["success"].astype(bool)]
+        assert len(errors) == 1 and "PATH_MAX" in errors["error"].iloc[0], errors[["path", "error"]]
+    finally:
+        _remove_deep(root)
+
+
+def test_too_few_file_descriptors_is_one_line(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    make_nc(str(data / "a.nc"), 3)
+    out = run(["bash", "-c", f"ulimit -n 12; exec {' '.join(SCAN)} {data} -o {tmp_path / 'cat'}"])
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ulimit -n" in lines[0], lines
+
+
+def test_a_scan_of_a_tree_1500_levels_deep_stats_each_entry_a_bounded_number_of_times(tmp_path):
+    """Linear in depth: the walk used a realpath (a stat per component) per entry: 1,500 levels cost 1.1 million stats."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace counts the stats")
+    root = str(tmp_path / "deep")
+    _deep_tree(root, 1500)
+    log = tmp_path / "count"
+    try:
+        out = run(["strace", "-f", "-c", "-o", str(log), "-e", "trace=stat,lstat,newfstatat,statx,fstatat64",
+                   *SCAN, root, "-o", str(tmp_path / "cat")], timeout=900)
+        assert out.returncode == 0, out.stderr[-2000:]
+    finally:
+        _remove_deep(root)
+    total = int(next(line.split()[2] for line in log.read_text().splitlines() if line.rstrip().endswith("total")))
+    assert total < 20 * 1500, f"{total} stat calls for 1,500 files in 1,500 levels"

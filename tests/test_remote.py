@@ -229,17 +229,19 @@ def test_zip_and_tar_members_are_rows_of_their_own_equal_to_the_unpacked_files(s
     with zipfile.ZipFile(data / "bundle.zip", "w") as z:
         for i, name in enumerate(members):  # half stored (read with seeks), half deflated (read by decompressing)
             z.write(sample / name, f"inner/{name}", compress_type=zipfile.ZIP_STORED if i % 2 == 0 else zipfile.ZIP_DEFLATED)
-        z.writestr("odd::name.bin", b"x" * 100)  # a name a chained URL cannot carry: left out, and said
+        z.writestr("odd::name.bin", b"x" * 100)  # a name a chained URL cannot carry: not read, an error row of its own
     with tarfile.open(data / "bundle.tar", "w") as t:
         for name in members:
             t.add(sample / name, f"t/{name}")
     cat = tmp_path / "cat"
     done = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "scan", str(data), "-o", str(cat), "--into-archives", "--quiet"],
                           capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == 1, done.stdout + done.stderr  # the odd member is a failure, said
     rows = pd.read_parquet(cat).set_index("path")
     expected = {f"zip://inner/{n}::{data / 'bundle.zip'}" for n in members} | {f"tar://t/{n}::{data / 'bundle.tar'}" for n in members}
-    assert set(rows.index) == expected | {str(data / "bundle.zip"), str(data / "bundle.tar")}
+    odd = f"zip://odd%3A%3Aname.bin::{data / 'bundle.zip'}"
+    assert set(rows.index) == expected | {str(data / "bundle.zip"), str(data / "bundle.tar"), odd}
+    assert not rows.loc[odd, "success"] and "'::'" in rows.loc[odd, "error"]
     local = local_records(sample)
     for path in expected:
         record = json.loads(rows.loc[path, "metadata"])
@@ -254,7 +256,7 @@ def test_zip_and_tar_members_are_rows_of_their_own_equal_to_the_unpacked_files(s
     (data / "bundle.tar").unlink()
     again = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "scan", str(data), "-o", str(cat), "--into-archives", "--quiet"],
                            capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and "0 extracted" in again.stdout
+    assert again.returncode == 1 and "1 extracted (1 failed)" in again.stdout, again.stdout  # only the odd member, said again
     assert not any("bundle.tar" in p for p in pd.read_parquet(cat).path)  # the archive's rows and its members' rows are gone
 
 

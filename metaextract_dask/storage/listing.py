@@ -61,13 +61,14 @@ class PrefixPage:
     error: str | None = None
 
 
-def list_prefix(prefix: str, chain: str, storage_options: dict[str, Any]) -> PrefixPage:
+def list_prefix(prefix: str, chain: str, storage_options: dict[str, Any], timeout: float | None = None) -> PrefixPage:
     """The task: one ``ls(detail=True)`` of a prefix (one S3 ListObjectsV2 call with a delimiter per 1,000 keys;
-    one index page over HTTP). Runs where it is submitted, building its filesystem from the storage options."""
+    one index page over HTTP). Runs where it is submitted, building its filesystem from the storage options;
+    each request times out after ``timeout`` seconds."""
     from .remote import using
 
     page = PrefixPage()
-    with using(storage_options):
+    with using(storage_options, timeout):
         fs, path = filesystem(chain + prefix if chain else prefix)
         try:
             fs.invalidate_cache(path)  # s3fs keeps listings for the process's life: a notebook's second scan must see today's
@@ -95,11 +96,14 @@ def list_remote(roots: Sequence[str], include: Sequence[str] = (), exclude: Sequ
     back in sorted order, whatever order the tasks finish in.
     """
     import queue
+    import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from .remote import _OPTIONS
+    from .remote import _OPTIONS, request_timeout
 
     options = dict(_OPTIONS.get())
+    timeout = request_timeout()
+    budget, max_depth = listing_limits(timeout)
     out = RemoteListing()
     pool = ThreadPoolExecutor(threads, thread_name_prefix="metaextract-list") if client is None else None
     try:
@@ -109,7 +113,11 @@ def list_remote(roots: Sequence[str], include: Sequence[str] = (), exclude: Sequ
             if not root.endswith("/"):
                 try:
                     info = fs.info(path)
-                except FileNotFoundError:
+                except FileNotFoundError as exc:
+                    refused = _refused(root, exc)
+                    if refused is not None:
+                        out.errors[root] = str(refused)
+                        continue
                     info = {"type": "directory"}  # S3 has no folder objects: a prefix answers "not found", and lists
                 except Exception as exc:  # noqa: BLE001
                     out.errors[root] = str(access_error(root, exc))
@@ -124,14 +132,20 @@ def list_remote(roots: Sequence[str], include: Sequence[str] = (), exclude: Sequ
             arrived: queue.Queue = queue.Queue()
 
             def submit(prefix: str) -> None:
-                fut = pool.submit(list_prefix, prefix, chain, options) if pool is not None else \
-                    client.submit(list_prefix, prefix, chain, options, pure=False)
+                fut = pool.submit(list_prefix, prefix, chain, options, timeout) if pool is not None else \
+                    client.submit(list_prefix, prefix, chain, options, timeout, pure=False)
                 fut.add_done_callback(arrived.put)
 
             submit(base)
-            pending, first_error = 1, None
+            pending, first_error, cut = 1, None, None
+            ends = time.monotonic() + budget
             while pending:
-                done = arrived.get()
+                try:
+                    done = arrived.get(timeout=max(0.0, ends - time.monotonic()))
+                except queue.Empty:  # a tree without end, or a server that stopped answering: what was found is scanned
+                    cut = f"listing stopped after {budget:g} s (metaextract.remote.listing-timeout) with {pending} prefixes " \
+                          f"unanswered; the {len(found)} objects found were scanned, the rest were not"
+                    break
                 pending -= 1
                 try:
                     page = done.result()
@@ -144,11 +158,15 @@ def list_remote(roots: Sequence[str], include: Sequence[str] = (), exclude: Sequ
                 found.extend(page.objects)
                 for sub in page.prefixes:
                     rel = sub[len(base):] if sub.startswith(base) else sub
-                    if hidden or not _hidden(rel):
+                    if rel.count("/") > max_depth:
+                        cut = cut or f"prefixes deeper than {max_depth} levels (metaextract.remote.max-depth) were not listed"
+                    elif hidden or not _hidden(rel):
                         submit(sub)
                         pending += 1
             if not found and first_error:
                 out.errors[root] = first_error
+            elif cut:
+                out.errors[root] = f"{root}: {cut}"
             for url, st in sorted(found):
                 rel = url[len(chain):][len(base):] if url[len(chain):].startswith(base) else url.rsplit("/", 1)[-1]
                 if (not hidden and _hidden(rel)) or not wanted(rel, include, exclude) or url in out.stats:
@@ -157,5 +175,25 @@ def list_remote(roots: Sequence[str], include: Sequence[str] = (), exclude: Sequ
                 out.stats[url] = st
     finally:
         if pool is not None:
-            pool.shutdown()
+            pool.shutdown(wait=False, cancel_futures=True)  # a request still hanging ends by its own timeout
     return out
+
+
+def _refused(root: str, exc: BaseException) -> Any:
+    """The redirect refusal (``remote.RedirectRefused``) behind a "not found", as the root's error, or None."""
+    from .remote import RedirectRefused, access_error
+
+    seen, e = 0, exc.__cause__ or exc.__context__
+    while e is not None and seen < 8:
+        if isinstance(e, RedirectRefused):
+            return access_error(root, e)
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
+
+
+def listing_limits(timeout: float) -> tuple[float, int]:
+    """(seconds to list one root, deepest prefix level listed) from ``metaextract.remote``; the file timeout by default."""
+    from ..core.settings import setting
+
+    budget = setting("remote.listing-timeout")
+    return (float(timeout) if budget is None else float(budget)), int(setting("remote.max-depth"))

@@ -22,12 +22,12 @@ The server lives for one file's read.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.server
+import ipaddress
 import os
 import re
-import base64
-import ipaddress
 import secrets
 import threading
 import urllib.parse
@@ -111,8 +111,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """True: this user's request with the token; None: this user's, asked as a proxy without the token yet
         (answered 407, which an ffmpeg tool answers with its proxy credentials); False: refused."""
         if os.name == "posix" and os.path.exists("/proc/net/tcp"):
-            peer = (self.client_address[0], self.client_address[1])
-            if socket_uid(peer, self.server.server_address[:2]) != os.getuid():
+            peer = (str(self.client_address[0]), int(self.client_address[1]))
+            host, port = self.server.server_address[:2]
+            if socket_uid(peer, (str(host), int(port))) != os.getuid():
                 return False
         token = self.server.token
         if urllib.parse.urlsplit(self.path).path.split("/")[1:2] == [token]:

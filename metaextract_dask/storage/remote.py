@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,8 @@ from ..core.errors import FileAccessError, describe
 _OPTIONS: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("metaextract_storage_options", default={})
 #: the counter of the file this thread reads
 _COUNT: contextvars.ContextVar["IOCount | None"] = contextvars.ContextVar("metaextract_io_count", default=None)
+#: seconds a request may take to connect and between reads (the scan's file timeout); None: the setting's
+_TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar("metaextract_request_timeout", default=None)
 
 
 def block_size() -> int:
@@ -56,13 +59,27 @@ class IOCount:
 
 
 @contextlib.contextmanager
-def using(options: dict[str, Any] | None) -> Iterator[None]:
-    """Within this block, URLs open with these storage options."""
+def using(options: dict[str, Any] | None, timeout: float | None = None) -> Iterator[None]:
+    """Within this block, URLs open with these storage options, and each request times out after ``timeout`` seconds
+    (connect, and each read; None keeps the enclosing block's, by default the file timeout's setting)."""
     token = _OPTIONS.set(dict(options or {}))
+    limit = _TIMEOUT.set(float(timeout)) if timeout is not None else None
     try:
         yield
     finally:
         _OPTIONS.reset(token)
+        if limit is not None:
+            _TIMEOUT.reset(limit)
+
+
+def request_timeout() -> float:
+    """Seconds one request may take to connect, and between reads: the scan's file timeout."""
+    value = _TIMEOUT.get()
+    if value is None:
+        from ..core.settings import setting
+
+        value = float(setting("streaming.timeout"))
+    return value
 
 
 @contextlib.contextmanager
@@ -94,14 +111,118 @@ def _counted(fetch: Any, count: IOCount | None) -> Any:
     return fetch_range
 
 
+#: per thread, the few archives whose members it read last: (key, time) -> filesystem
+_ARCHIVE_FS = threading.local()
+#: archives a thread keeps open, and for how long (seconds) when the container is remote (a local one is keyed by its stat)
+ARCHIVES_KEPT, ARCHIVE_SECONDS = 4, 60.0
+
+
 def filesystem(url: str) -> tuple[Any, str]:
-    """(fsspec filesystem, path inside it) for a URL, built with this scan's storage options."""
+    """(fsspec filesystem, path inside it) for a URL, built with this scan's storage options and ``bounded`` requests.
+
+    A zip or tar member's filesystem parses its container's whole directory,
+    and fsspec does not keep archive filesystems: each thread keeps its last
+    few, so reading the members of an archive of 20,000 costs one parse, not
+    20,000 (``_archive_fs``).
+    """
     from fsspec.core import url_to_fs
 
     try:
-        return url_to_fs(url, **chained_options(url, _OPTIONS.get()))
+        if "::" in url:
+            kept = _archive_fs(url)
+            if kept is not None:
+                return kept
+        return url_to_fs(url, **chained_options(url, bounded(url, _OPTIONS.get())))
     except (ImportError, ValueError) as exc:
         raise FileAccessError(url, f"cannot open this URL: {describe(exc)}") from exc
+
+
+def _archive_fs(url: str) -> tuple[Any, str] | None:
+    """The member URL's filesystem from this thread's few kept archives (made and kept when new); None: not a member."""
+    import json
+    import os
+    import time
+
+    from fsspec.core import url_to_fs
+
+    from .archives import container_of
+
+    container = container_of(url)
+    if container is None:
+        return None
+    first = url.split("::", 1)[0]
+    try:
+        st = os.stat(container)
+        version: Any = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    except OSError:
+        version = int(time.monotonic() // ARCHIVE_SECONDS)
+    key = (first.split("://", 1)[0], container, version, json.dumps(_OPTIONS.get(), sort_keys=True, default=repr))
+    kept = getattr(_ARCHIVE_FS, "kept", None)
+    if kept is None:
+        kept = _ARCHIVE_FS.kept = {}
+    fs = kept.pop(key, None)
+    if fs is None:
+        fs, _ = url_to_fs(first.split("://", 1)[0] + "://::" + container, **chained_options(url, bounded(url, _OPTIONS.get())))
+        zip_file = getattr(fs, "zip", None)
+        if zip_file is not None:  # fsspec's directory of a zip fails on a member with an empty name: it is never read anyway
+            zip_file.filelist[:] = [i for i in zip_file.filelist if i.filename]
+        while len(kept) >= ARCHIVES_KEPT:
+            kept.pop(next(iter(kept)))
+    kept[key] = fs  # the most recent last
+    return fs, fs._strip_protocol(first)
+
+
+def bounded(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Storage options with this project's limits added where the user set none: every HTTP and S3 request times
+    out (``request_timeout``), and an HTTP redirect to another host is refused (``remote.redirects``)."""
+    inner = url.rsplit("::", 1)[-1]
+    protocol = inner.split("://", 1)[0].lower() if "://" in inner else "file"
+    if any(isinstance(v, dict) for k, v in options.items() if k in ("http", "https", "s3", "s3a")):
+        return options  # keyed by protocol: the user's as given
+    timeout = request_timeout()
+    if protocol in ("http", "https"):
+        import aiohttp
+
+        client = dict(options.get("client_kwargs") or {})
+        client.setdefault("timeout", aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout))
+        if _redirects() == "same-host":
+            client["trace_configs"] = [*client.get("trace_configs", []), _same_host_only()]
+        return {**options, "client_kwargs": client}
+    if protocol in ("s3", "s3a"):
+        config = {"connect_timeout": timeout, "read_timeout": timeout, **(options.get("config_kwargs") or {})}
+        return {**options, "config_kwargs": config}
+    return options
+
+
+def _redirects() -> str:
+    from ..core.settings import setting
+
+    value = str(setting("remote.redirects"))
+    if value not in ("same-host", "any"):
+        raise ValueError(f"metaextract.remote.redirects is {value!r}: choose same-host or any")
+    return value
+
+
+class RedirectRefused(OSError):
+    """An HTTP redirect to another host than the one asked (``remote.redirects: same-host``)."""
+
+
+@functools.lru_cache(maxsize=1)
+def _same_host_only() -> Any:
+    """One aiohttp trace config (one, so fsspec's cache of filesystems keeps one per store) refusing cross-host redirects."""
+    import aiohttp
+    from yarl import URL
+
+    async def on_redirect(session: Any, context: Any, params: Any) -> None:
+        location = params.response.headers.get("Location", "")
+        target = params.url.join(URL(location))
+        if (target.host, target.port) != (params.url.host, params.url.port):
+            raise RedirectRefused(f"redirected to another host ({target.host}): refused "
+                                  "(metaextract.remote.redirects: any follows such redirects)")
+
+    config = aiohttp.TraceConfig()
+    config.on_request_redirect.append(on_redirect)
+    return config
 
 
 def chained_options(url: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -150,9 +271,11 @@ def _transport_error(url: str, exc: BaseException) -> FileAccessError | None:
     import ssl
 
     chain = [exc]
-    while chain[-1].__cause__ is not None and len(chain) < 8:
-        chain.append(chain[-1].__cause__)
+    while (chain[-1].__cause__ or chain[-1].__context__) is not None and len(chain) < 8:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
     for e in chain:
+        if isinstance(e, RedirectRefused):
+            return FileAccessError(url, str(e))
         if isinstance(e, ssl.SSLCertVerificationError) or "certificate" in type(e).__name__.lower():
             reason = getattr(e, "verify_message", None) or getattr(getattr(e, "certificate_error", None), "verify_message", None)
             return FileAccessError(url, f"the server's TLS certificate is not trusted ({reason or 'verification failed'}); "
