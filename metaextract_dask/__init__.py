@@ -17,11 +17,11 @@ from .core.errors import (
     UnsupportedFormatError,
 )
 from .core.model import ChunkSpec, ChunkType, ExtractionResult, ExtractionTask, FileInfo, StreamChunk
-from .core.probe import probe
 from .core.settings import StreamingConfig, StreamingStrategy
 from .execution.streaming import StreamingExtractor, StreamingMetrics, extract_file, extract_with_streaming
 from .readers.base import StreamChunkReader
 from .readers.binary import BinaryChunkReader
+from .readers.probe import probe
 
 __version__ = "0.1.0"
 

@@ -146,7 +146,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     """
     from .core.settings import setting
     from .execution.batch import extract_metadata
-    from .execution.isolation import Sandbox
+    from .sandbox import Sandbox
     from .storage.urls import local_path
 
     config = _config(args)
@@ -579,7 +579,7 @@ def _file_descriptors() -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     import os
 
-    from .readers.guard import plugin_path_value
+    from .core.settings import plugin_path_value
 
     # before any HDF5 library loads here or in a process started from here: plugins only from trusted folders
     os.environ["HDF5_PLUGIN_PATH"] = plugin_path_value()

@@ -9,13 +9,12 @@ from typing import Any, Callable, Sequence
 
 from .catalog import CatalogWriter, read_catalog, to_row
 from .catalog.read import variables_folder
-from .core.detect import EXTENSIONS
-from .core.model import ExtractionResult
+from .core.model import ExtractionResult, same_as_walked
 from .core.settings import StreamingConfig
 from .diagnostics.progress import Progress
-from .execution.batch import same_as_walked
 from .execution.discovery import split_links
 from .execution.walk import discover
+from .readers.detect import EXTENSIONS
 
 
 @dataclass
@@ -162,7 +161,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
         **({"memory_limit": memory_limit} if memory_limit is not None else {}),  # type: ignore[arg-type]
     )
     if isolate:
-        from .execution.isolation import allowed_memory_limit
+        from .sandbox import allowed_memory_limit
 
         allowed = allowed_memory_limit(int(config.memory_limit))
         if allowed < int(config.memory_limit):
@@ -246,7 +245,7 @@ def _start_early(config: Any, client: Any, cluster: Any, files: int, writing: bo
 
     local = client is None and cluster is None and config.scheduler_address is None
     if local and config.isolate and config.execution_model in (ExecutionModel.THREAD_POOL, ExecutionModel.LOCAL):
-        from .execution.isolation import prestart
+        from .sandbox import prestart
 
         prestart(min(files, config.max_workers or os.cpu_count() or 1), int(config.memory_limit))
     if writing or frame:
@@ -341,7 +340,7 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
         arrived(link_record(link, links[link]))
     for root, why in found.errors.items():  # a prefix that could not be listed: one error row, the rest goes on
         from .core.errors import FileAccessError
-        from .execution.batch import failure
+        from .core.model import failure
 
         summary.found += 1
         arrived(failure("list", root, FileAccessError(root, why.removeprefix(f"{root}: ")), time.time()))
@@ -363,7 +362,7 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
             known = {p: size for p in todo if (size := stats[p][0]) is not None}
             extractor.extract(todo, progress=arrived, keep_results=False, sizes=known)
     finally:
-        from .execution.isolation import discard_spares
+        from .sandbox import discard_spares
 
         discard_spares()
         bar.close()

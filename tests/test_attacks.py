@@ -30,7 +30,7 @@ h5py = pytest.importorskip("h5py")
 AS_NOBODY = ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"]
 SCAN = ["metaextract", "scan", "--dashboard-address", "127.0.0.1:0", "-q"]
 def _extensions() -> list[str]:
-    from metaextract_dask.core.detect import EXTENSIONS, MEDIA_EXTENSIONS
+    from metaextract_dask.readers.detect import EXTENSIONS, MEDIA_EXTENSIONS
 
     return sorted(set(EXTENSIONS) | set(MEDIA_EXTENSIONS) | {".bin", ".dat", ""})
 
@@ -360,7 +360,7 @@ def test_sigterm_and_sighup_save_what_was_extracted(tmp_path, sig):
 
 
 def test_a_tree_2000_levels_deep_is_walked(tmp_path):
-    from metaextract_dask.execution.discovery import iter_files
+    from metaextract_dask.execution.walk import iter_files
 
     root = tmp_path / "deep"
     root.mkdir()
@@ -443,7 +443,7 @@ def test_info_enforces_its_timeout(tmp_path):
 
 SANDBOX_PARENT = textwrap.dedent("""
     import sys, time, threading
-    from metaextract_dask.execution.isolation import Sandbox
+    from metaextract_dask.sandbox import Sandbox
     def spin():
         while True:
             pass
@@ -1436,3 +1436,25 @@ def test_a_scan_of_a_tree_1500_levels_deep_stats_each_entry_a_bounded_number_of_
         _remove_deep(root)
     total = int(next(line.split()[2] for line in log.read_text().splitlines() if line.rstrip().endswith("total")))
     assert total < 20 * 1500, f"{total} stat calls for 1,500 files in 1,500 levels"
+
+
+def test_a_file_stays_pinned_while_a_session_keeps_it_open_and_readers_name_it_by_its_own_path(tmp_path):
+    """Planning and summarizing share one open of a small file (``arrays.one_open``): the descriptor its handle was
+    opened through must outlive the planning's pin, and the reader must know the file by its own name (a closed
+    ``/proc/self/fd/N`` was reused by another file, and libnetcdf's ``filepath()`` was read as the file's path)."""
+    from metaextract_dask.core import pin
+    from metaextract_dask.readers import netcdf
+    from metaextract_dask.readers.probe import probe
+
+    path = make_nc(str(tmp_path / "classic.nc"), 2)  # even: NETCDF3_CLASSIC
+    info = probe(path)
+    with pin.session():
+        with pin.pinned(path, info.etag):
+            name = pin.opened(path)
+            assert name.startswith("/proc/self/fd/")
+            with netcdf.opened(path) as ds:
+                assert netcdf.source_path(ds) == path
+        assert pin.opened(path) == name and pin.original(name) == path  # the planning's pin ended; the session holds it
+        with open(name, "rb") as f:
+            assert f.read(3) == b"CDF"
+    assert pin.opened(path) == path  # the session ended: nothing held

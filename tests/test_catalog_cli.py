@@ -169,7 +169,7 @@ def test_progress_bar_on_a_terminal(tmp_path):
 
 
 def test_walking_rules(tmp_path):
-    from metaextract_dask.execution.discovery import iter_files
+    from metaextract_dask.execution.walk import iter_files
 
     d = tmp_path / "tree"
     (d / "sub").mkdir(parents=True)

@@ -217,7 +217,7 @@ def _seed(kind: str, tmp_dir: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def sandbox():
-    from metaextract_dask.execution.isolation import Sandbox
+    from metaextract_dask.sandbox import Sandbox
 
     box = Sandbox(memory_limit=2 * 2**30)
     yield box

@@ -130,8 +130,8 @@ def test_a_plugin_under_the_hdf5_name_does_not_escape_the_guard(tmp_path):
 def test_a_reader_cannot_overwrite_the_files_own_keys(tmp_path):
     """A reader's output sits under its own name: a container's ``size`` or a forged ``path`` cannot replace the file's."""
     from metaextract_dask import StreamingConfig, probe
-    from metaextract_dask.execution.tasks import run_single
     from metaextract_dask.planning.plan import plan_file
+    from metaextract_dask.planning.tasks import run_single
     from metaextract_dask.readers.binary import BinaryChunkReader
 
     class Liar(BinaryChunkReader):

@@ -26,7 +26,7 @@ from metaextract_dask.core.errors import MisattributionError
 from metaextract_dask.core.model import ExtractionResult
 from metaextract_dask.demo import make_bin, make_h5, make_nc
 from metaextract_dask.execution.batch import BatchSettings, extract_many
-from metaextract_dask.execution.isolation import Isolation
+from metaextract_dask.sandbox import Isolation
 
 GOOD = ("good_h5", "good_nc", "good_bin")
 #: kinds that must fail, and whether they may be tried more than once
@@ -219,7 +219,7 @@ def test_a_failing_chunk_read_is_a_value_not_a_worker_error(tmp_path, process_cl
 
     from metaextract_dask import StreamingConfig, StreamingExtractor
     from metaextract_dask.core.errors import FileChangedError
-    from metaextract_dask.execution.tasks import Failed
+    from metaextract_dask.planning.tasks import Failed
 
     path = write_random(tmp_path / "shrinks.bin", 24 * MiB)
     plan, fg = StreamingExtractor(StreamingConfig(chunk_size=MiB, strategy="windowed")).graph(path)

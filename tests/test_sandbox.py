@@ -7,7 +7,7 @@ import signal
 import time
 
 from metaextract_dask.core.errors import ExtractionTimeout, ParserCrashError
-from metaextract_dask.execution.isolation import Sandbox, child_environment
+from metaextract_dask.sandbox import Sandbox, child_environment
 
 
 def test_batch_survives_a_crash_and_a_hang_in_its_middle():
@@ -73,7 +73,7 @@ def test_prestarted_children_are_taken_by_threads_and_the_rest_ended(tmp_path):
     """A scan starts its sandbox children early; a thread takes one that is already up, the unused ones are ended."""
     import threading
 
-    from metaextract_dask.execution import isolation
+    from metaextract_dask import sandbox as isolation
 
     isolation.prestart(3, 2**30)
     spares = list(isolation._spare)

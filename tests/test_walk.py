@@ -7,8 +7,7 @@ import os
 import pytest
 from distributed import Client, LocalCluster
 
-from metaextract_dask.execution.discovery import iter_files
-from metaextract_dask.execution.walk import walk_files
+from metaextract_dask.execution.walk import iter_files, walk_files
 
 
 def tree(root):

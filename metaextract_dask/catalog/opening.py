@@ -124,7 +124,10 @@ def open(catalog: str | os.PathLike, path_or_row: Any, *, follow_outside: bool =
     row = dict(path_or_row) if hasattr(path_or_row, "keys") else find_row(catalog, os.fspath(path_or_row))
     path = trust.check_in_roots(catalog, row.get("path"))
     fmt = row.get("format")
-    if row.get("success") is not True:
+    import numpy as np
+
+    success = row.get("success")
+    if not (isinstance(success, (bool, np.bool_)) and success):  # a flag, not any truthy value an edited catalog holds
         raise ValueError(f"{path}: its extraction failed; there is nothing to open")
     restrict_plugins()  # before any HDF5 library of this process loads: plugins only from trusted folders
     if not follow_outside:

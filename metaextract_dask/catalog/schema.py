@@ -13,8 +13,8 @@ import time
 from typing import Any
 
 from ..core.model import ExtractionResult
-from ..core.probe import file_stat
 from ..core.text import safe_dict, safe_text
+from ..readers.probe import file_stat
 
 #: (column, arrow type name) the framework fills for every file, whatever its reader
 FRAMEWORK_COLUMNS = [
@@ -147,7 +147,7 @@ def row_key(row: dict[str, Any]) -> bytes:
 
 
 def _detected(path: str) -> str:
-    from ..execution.batch import file_type
+    from ..readers.probe import file_type
 
     return file_type(path, None)
 
@@ -183,7 +183,7 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
     internal error for this file, never another file's metadata.
     """
     from ..core.errors import MisattributionError
-    from ..execution.batch import check_record, failure
+    from ..core.model import check_record, failure
 
     if result.success:
         try:

@@ -140,7 +140,7 @@ def _under(path: str, root: str) -> bool:
 
 def check_in_roots(catalog: str, path: Any, roots: list[str] | None = None) -> str:
     """``path`` when the file (or an archive member's container) lies under the catalog's scanned roots; else refused."""
-    from ..storage.archives import container_of
+    from ..storage.urls import container_of
 
     if not isinstance(path, str) or not path:
         raise CatalogInputError(f"{catalog}: a row has no path")

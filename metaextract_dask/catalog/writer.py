@@ -363,7 +363,7 @@ class CatalogWriter:
         """Drop rows of files under ``roots`` that no longer exist, and of objects under the remote prefixes
         ``listed`` that their listing no longer holds; with ``members`` (a scan that looked into archives),
         rows of archive members no longer present whose container lies under them. Returns how many (a notice says so)."""
-        from ..storage.archives import container_of
+        from ..storage.urls import container_of
 
         prefixes = [os.path.abspath(r).rstrip(os.sep) + os.sep for r in roots]
         remote = [r.rstrip("/") + "/" for r in listed]

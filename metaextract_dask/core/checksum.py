@@ -28,7 +28,10 @@ from __future__ import annotations
 import hashlib
 from typing import Callable
 
-from .settings import CHECKSUM_BLOCK
+#: the checksum is computed over blocks of this many bytes (the module's docstring says how).
+#: 1 MiB, not 64 KiB: xxhash releases the GIL only for inputs above 64 KiB,
+#: so with 1 MiB blocks two threads hash at once (benchmarks/RESULTS.md).
+CHECKSUM_BLOCK = 1024 * 1024
 
 
 def _xxh3_128(data: bytes = b""):

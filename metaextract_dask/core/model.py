@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Hashable
 
+from .errors import MisattributionError, describe
+
 
 class ChunkType(enum.Enum):
     """What part of a file a chunk is (the seed's names)."""
@@ -152,3 +154,39 @@ class ExtractionResult:
     def duration(self) -> float:
         """Seconds between start and end (0 when not timed)."""
         return max(0.0, self.end_time - self.start_time)
+
+
+def failure(task_id: str, path: str, error: BaseException, start: float, end: float | None = None, attempts: int = 1) -> ExtractionResult:
+    """A failed file's result: the error in words, starting with the path, and its type."""
+    text = describe(error)
+    if not text.startswith(f"{path}: "):
+        text = f"{path}: {text}"
+    return ExtractionResult(task_id, path, False, None, text, type(error).__name__, start,
+                            time.time() if end is None else end, attempts=attempts)
+
+
+def same_as_walked(result: ExtractionResult, walked: str | None) -> ExtractionResult:
+    """The result, or a ``FileChangedError`` failure when its record describes another file than the walk saw.
+
+    ``walked`` is the file's identity when the walk listed it
+    (``pin.identity``); the record's ``etag`` is the identity of the file the
+    readers read (pinned from the probe on). A name swapped between the two
+    (for a link to a file the folder's owner cannot read) gives this
+    failure, never that file's metadata.
+    """
+    from .errors import FileChangedError
+    from .pin import is_identity
+
+    md = result.metadata if isinstance(result.metadata, dict) else {}
+    if not (result.success and is_identity(walked) and is_identity(md.get("etag"))) or md["etag"] == walked:
+        return result
+    error = FileChangedError(result.file_path, "replaced between the walk and the read (another inode, or changed): "
+                                               "nothing read from it is kept")
+    return failure(result.task_id, result.file_path, error, result.start_time, result.end_time, result.attempts)
+
+
+def check_record(path: str, metadata: Any) -> None:
+    """Refuse a record that says it is about another file (a misattributed reply)."""
+    if isinstance(metadata, dict) and "path" in metadata and metadata["path"] != path:
+        raise MisattributionError(path, f"internal error: the record produced for this file names {metadata['path']!r}; "
+                                        "it was refused and nothing was recorded for this file")

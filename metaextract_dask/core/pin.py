@@ -43,6 +43,29 @@ def _pins() -> dict[str, int]:
 
 
 @contextlib.contextmanager
+def session() -> Iterator[None]:
+    """Within this block, a file pinned here stays pinned until the block ends, not only for its ``pinned`` block.
+
+    A small file is planned and summarized in one session with one open of
+    the file (``readers.arrays.one_open``): a library handle opened through
+    ``/proc/self/fd/N`` while planning is used again while summarizing, and
+    its name must still be that descriptor.
+    """
+    if getattr(_local, "held", None) is not None:
+        yield
+        return
+    _local.held = []
+    try:
+        yield
+    finally:
+        held, _local.held = _local.held, None
+        pins = _pins()
+        for path, fd in held:
+            pins.pop(path, None)
+            os.close(fd)
+
+
+@contextlib.contextmanager
 def pinned(path: str, expected: str | None) -> Iterator[None]:
     """Hold ``path`` open while the block reads it, refusing it when it is not the file ``expected`` identifies.
 
@@ -65,11 +88,18 @@ def pinned(path: str, expected: str | None) -> Iterator[None]:
             raise FileChangedError(path, "file replaced since it was identified (another inode, or changed): "
                                          "its name now leads to another file, which was not read")
         pins[path] = fd
-        try:
-            yield
-        finally:
-            pins.pop(path, None)
+    except BaseException:
+        os.close(fd)
+        raise
+    held = getattr(_local, "held", None)
+    if held is not None:  # a session: closed when it ends
+        held.append((path, fd))
+        yield
+        return
+    try:
+        yield
     finally:
+        pins.pop(path, None)
         os.close(fd)
 
 
@@ -77,6 +107,14 @@ def opened(path: str) -> str:
     """What to hand a library that opens ``path``: the pinned descriptor's ``/proc/self/fd/N`` when this thread holds one."""
     fd = _pins().get(path)
     return f"/proc/self/fd/{fd}" if fd is not None else path
+
+
+def original(name: str) -> str:
+    """The file's own path for a name ``opened`` gave a library (what ``h5py.File.filename`` then says), else ``name``."""
+    for path, fd in _pins().items():
+        if name == f"/proc/self/fd/{fd}":
+            return path
+    return name
 
 
 def inherited(path: str) -> tuple[int, ...]:

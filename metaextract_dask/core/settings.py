@@ -27,11 +27,6 @@ def _load_defaults() -> None:
 
 _load_defaults()
 
-#: the checksum is computed over blocks of this many bytes (see checksum.py).
-#: 1 MiB, not 64 KiB: xxhash releases the GIL only for inputs above 64 KiB,
-#: so with 1 MiB blocks two threads hash at once (benchmarks/RESULTS.md).
-CHECKSUM_BLOCK = 1024 * 1024
-
 
 def _get(name: str) -> Any:
     return dask.config.get(f"metaextract.streaming.{name}")
@@ -148,3 +143,18 @@ class LoadBalancingStrategy(OptionEnum):
 
 
 LoadBalancingStrategy._label = "load balancing"  # type: ignore[attr-defined]
+
+
+#: what HDF5_PLUGIN_PATH is set to when no folder is trusted: not a folder, and nothing can be created there
+NO_PLUGINS = os.devnull
+
+
+def trusted_plugin_paths() -> tuple[str, ...]:
+    """``metaextract.hdf5.plugin-paths``: the only folders HDF5 filter plugins load from (``readers.guard``)."""
+    return tuple(str(p) for p in dask.config.get("metaextract.hdf5.plugin-paths", []) or [])
+
+
+def plugin_path_value(trusted: tuple[str, ...] | None = None) -> str:
+    """What ``HDF5_PLUGIN_PATH`` must say in processes this project starts or parses in."""
+    trusted = trusted_plugin_paths() if trusted is None else trusted
+    return os.pathsep.join(trusted) if trusted else NO_PLUGINS

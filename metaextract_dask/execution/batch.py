@@ -15,11 +15,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from ..core.errors import MetaExtractError, MisattributionError, describe, is_transient
-from ..core.model import ExtractionResult
+from .. import sandbox
+from ..core.errors import MisattributionError, is_transient
+from ..core.model import ExtractionResult, check_record, failure
 from ..core.settings import StreamingConfig, setting
 from ..core.text import safe_dict
-from .isolation import Isolation
+from ..readers.probe import file_type
+from ..sandbox import Isolation
+
+sandbox.preload(__name__)  # a parser child imports this project's extraction before its first request
 
 
 @dataclass(frozen=True)
@@ -57,8 +61,8 @@ def extract_metadata(path: str, config: StreamingConfig | None = None) -> dict[s
     """This project's own extraction of one file, run right here (never on a cluster)."""
     from ..planning.graph import build_graph, run_local
     from ..planning.plan import plan_path
+    from ..planning.tasks import CHUNK_SUMMARIES, unwrap
     from ..readers.arrays import one_open
-    from .tasks import CHUNK_SUMMARIES, unwrap
 
     config = config or StreamingConfig()
     deadline = time.time() + config.timeout
@@ -74,22 +78,6 @@ def extract_metadata(path: str, config: StreamingConfig | None = None) -> dict[s
     return record
 
 
-def file_type(path: str, record: dict[str, Any] | None) -> str:
-    """The detected format for metrics, without ever blocking on the path (a URL's failure is not fetched again: "unknown")."""
-    if record and isinstance(record.get("format"), str):
-        return record["format"]
-    from ..core.probe import probe
-    from ..storage.urls import is_url
-
-    if is_url(path):
-        return "unknown"
-
-    try:
-        return probe(path).format
-    except MetaExtractError:
-        return "unknown"
-
-
 def _function(path: str, fn: Callable | None, settings: BatchSettings) -> tuple[Callable, tuple]:
     """What runs for one file: the user's function or this project's extraction."""
     if fn is None:
@@ -100,42 +88,6 @@ def _function(path: str, fn: Callable | None, settings: BatchSettings) -> tuple[
 def _call(path: str, fn: Callable | None, settings: BatchSettings) -> Any:
     func, args = _function(path, fn, settings)
     return settings.isolation.call(path, settings.timeout, func, *args)
-
-
-def failure(task_id: str, path: str, error: BaseException, start: float, end: float | None = None, attempts: int = 1) -> ExtractionResult:
-    """A failed file's result: the error in words, starting with the path, and its type."""
-    text = describe(error)
-    if not text.startswith(f"{path}: "):
-        text = f"{path}: {text}"
-    return ExtractionResult(task_id, path, False, None, text, type(error).__name__, start,
-                            time.time() if end is None else end, attempts=attempts)
-
-
-def same_as_walked(result: ExtractionResult, walked: str | None) -> ExtractionResult:
-    """The result, or a ``FileChangedError`` failure when its record describes another file than the walk saw.
-
-    ``walked`` is the file's identity when the walk listed it
-    (``pin.identity``); the record's ``etag`` is the identity of the file the
-    readers read (pinned from the probe on). A name swapped between the two
-    (for a link to a file the folder's owner cannot read) gives this
-    failure, never that file's metadata.
-    """
-    from ..core.errors import FileChangedError
-    from ..core.pin import is_identity
-
-    md = result.metadata if isinstance(result.metadata, dict) else {}
-    if not (result.success and is_identity(walked) and is_identity(md.get("etag"))) or md["etag"] == walked:
-        return result
-    error = FileChangedError(result.file_path, "replaced between the walk and the read (another inode, or changed): "
-                                               "nothing read from it is kept")
-    return failure(result.task_id, result.file_path, error, result.start_time, result.end_time, result.attempts)
-
-
-def check_record(path: str, metadata: Any) -> None:
-    """Refuse a record that says it is about another file (a misattributed reply)."""
-    if isinstance(metadata, dict) and "path" in metadata and metadata["path"] != path:
-        raise MisattributionError(path, f"internal error: the record produced for this file names {metadata['path']!r}; "
-                                        "it was refused and nothing was recorded for this file")
 
 
 def _success(task_id: str, path: str, metadata: Any, start: float, end: float, attempts: int) -> ExtractionResult:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from typing import Iterator, Sequence
+from typing import Sequence
 
 
 def _wanted(path: str, root: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
@@ -37,16 +37,17 @@ def kind(entry: os.DirEntry, hidden: bool, follow: bool) -> str | None:
         return "file"
 
 
-def iter_files(paths: Sequence[str | os.PathLike], include: Sequence[str] = (), exclude: Sequence[str] = (),
-               hidden: bool = False, follow_symlinks: bool = False, skip: Sequence[str] = ()) -> Iterator[str]:
-    """Every file under ``paths`` (files given directly are always listed): ``walk.walk_files``' tasks, in this thread."""
-    from .walk import walk_files
-
-    yield from walk_files(paths, include, exclude, hidden, follow_symlinks, skip, workers=0).files
-
-
 def _inside(real: str, roots: Sequence[str]) -> bool:
     return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def _real(path: str) -> str:
+    """``realpath``, or the path made absolute when it changes under the look (a link swapped for a file between
+    ``lstat`` and ``readlink`` raises EINVAL): what is read then is decided when it is read (``core.pin``)."""
+    try:
+        return os.path.realpath(path)
+    except OSError:
+        return os.path.abspath(path)
 
 
 def split_links(files: Sequence[str], roots: Sequence[str | os.PathLike], follow: bool = False,
@@ -63,8 +64,8 @@ def split_links(files: Sequence[str], roots: Sequence[str | os.PathLike], follow
     linked = {f for f in files if os.path.islink(f)} if linked is None else linked & set(files)
     if not linked:  # the common case: no realpath per file
         return list(files), {}
-    real_roots = [os.path.realpath(os.fspath(r)) for r in roots]
-    plain = {os.path.realpath(f) for f in files if f not in linked}
+    real_roots = [_real(os.fspath(r)) for r in roots]
+    plain = {_real(f) for f in files if f not in linked}
     keep: list[str] = []
     links: dict[str, str] = {}
     seen: set[str] = set()
@@ -72,7 +73,7 @@ def split_links(files: Sequence[str], roots: Sequence[str | os.PathLike], follow
         if path not in linked:
             keep.append(path)
             continue
-        real = os.path.realpath(path)
+        real = _real(path)
         if not os.path.exists(real):
             keep.append(path)  # broken or a loop: its record says so
         elif real in plain or real in seen:

@@ -22,16 +22,16 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from dask.utils import parse_bytes
 
 from ..core.errors import ExtractionTimeout, MisattributionError, describe
-from ..core.model import ExtractionResult, ExtractionTask
+from ..core.model import ExtractionResult, ExtractionTask, check_record, failure
 from ..core.settings import LoadBalancingStrategy, StreamingConfig, setting
 from ..core.text import safe_dict, safe_text
 from ..planning.batches import Batch, plan_batches
 from ..planning.graph import build_graph
 from ..planning.plan import Plan, plan_path
-from .batch import BatchSettings, check_record, extract_batch, extract_one, failure, file_size, outcome
+from ..planning.tasks import CHUNK_SUMMARIES, unwrap
+from ..sandbox import Isolation
+from .batch import BatchSettings, extract_batch, extract_one, file_size, outcome
 from .cluster import ClientScope, ExecutionModel
-from .isolation import Isolation
-from .tasks import CHUNK_SUMMARIES, unwrap
 
 if TYPE_CHECKING:
     from ..diagnostics.stats import ParallelMetrics
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 GRAPH_PRIORITY = 10**9
 #: seconds past a large file's deadline before its future is cancelled (its own tasks time out first)
 EXPIRY_GRACE = 5.0
-
-
 
 
 @dataclass
@@ -249,7 +247,7 @@ def split_work(owner: ParallelExtractor, tasks: list[ExtractionTask], known: dic
         large.sort(key=lambda t: -(costs[t.task_id][1] if costs else sizes[t.task_id]))
     types = None
     if cfg.load_balancing is LoadBalancingStrategy.FILE_TYPE_AWARE:
-        from .batch import file_type
+        from ..readers.probe import file_type
 
         types = {t.task_id: file_type(t.file_path, None) for t in small}
     seconds = {k: v[1] for k, v in costs.items()} if costs else None
@@ -496,9 +494,9 @@ def plan_large_file(path: str, config: StreamingConfig, isolation: Isolation, ti
     readers are imported, not when the client submitted it: the whole
     ``timeout`` is the file's own.
     """
-    from ..core.probe import probe
+    from ..planning.tasks import Failed
+    from ..readers.probe import probe
     from ..readers.registry import may_parse_natively
-    from .tasks import Failed
 
     try:
         may_parse_natively(probe(path))  # the first call in a worker imports the readers: not the file's time

@@ -23,12 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core.errors import describe
-from ..core.model import ExtractionResult, ExtractionTask
+from ..core.model import ExtractionResult, ExtractionTask, check_record, failure
 from ..diagnostics.stats import ParallelMetrics, RunStats
 from ..planning.graph import build_graph, run_local
-from .batch import BatchSettings, check_record, extract_batch, failure, outcome
-from .isolation import release_thread_sandbox
-from .tasks import CHUNK_SUMMARIES, unwrap
+from ..planning.tasks import CHUNK_SUMMARIES, unwrap
+from ..sandbox import release_thread_sandbox
+from .batch import BatchSettings, extract_batch, outcome
 
 if TYPE_CHECKING:
     from .driver import ParallelExtractor

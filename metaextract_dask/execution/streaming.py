@@ -20,9 +20,9 @@ from ..core.model import StreamChunk
 from ..core.settings import StreamingConfig
 from ..planning.graph import FileGraph, build_graph, run_local
 from ..planning.plan import Plan, plan_path
+from ..planning.tasks import CHUNK_SUMMARIES, Failed, unwrap
+from ..sandbox import Isolation
 from ..storage.urls import local_path
-from .isolation import Isolation
-from .tasks import CHUNK_SUMMARIES, Failed, unwrap
 
 Callback = Callable[[StreamChunk, "StreamingMetrics"], Any]
 

@@ -17,10 +17,10 @@ import os
 import queue
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from ..core.pin import identity
-from ..core.probe import file_stat
+from ..readers.probe import file_stat
 from .discovery import _wanted, kind
 
 Stat = tuple[int | None, float | None]
@@ -282,3 +282,9 @@ def discover(paths: Sequence[str | os.PathLike], include: Sequence[str] = (), ex
                 found.etags[url] = st.etag
         found.errors.update(listing.errors)
     return found
+
+
+def iter_files(paths: Sequence[str | os.PathLike], include: Sequence[str] = (), exclude: Sequence[str] = (),
+               hidden: bool = False, follow_symlinks: bool = False, skip: Sequence[str] = ()) -> Iterator[str]:
+    """Every file under ``paths`` (files given directly are always listed): ``walk_files``' tasks, in this thread."""
+    yield from walk_files(paths, include, exclude, hidden, follow_symlinks, skip, workers=0).files

@@ -3,7 +3,7 @@
 Graphs are plain dicts of tuples: no HighLevelGraph, no optimisation pass,
 because per-task scheduling cost dominates (benchmarks/RESULTS.md). Keys are
 named so the dashboard groups them: ``read-chunk``, ``merge-chunks``,
-``finalize-file``. The functions the tasks run are in ``execution/tasks.py``.
+``finalize-file``. The functions the tasks run are in ``planning/tasks.py``.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any, Hashable
 
 from ..core.model import ChunkSpec, Shape
 from ..core.settings import StreamingConfig
-from ..execution.isolation import Isolation
-from ..execution.tasks import finalize_task, merge_states, run_chunk, run_single_task
 from ..readers.base import StreamChunkReader
+from ..sandbox import Isolation
 from .plan import MERGE_FANIN, Plan
+from .tasks import finalize_task, merge_states, run_chunk, run_single_task
 
 #: a chunk that runs in the worker itself (pure Python reads: bytes, ffprobe's own process)
 IN_PROCESS = Isolation.off()

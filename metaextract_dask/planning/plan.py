@@ -20,10 +20,10 @@ from ..core.settings import StreamingConfig, StreamingStrategy
 from ..readers.base import StreamChunkReader
 
 if TYPE_CHECKING:
-    from ..execution.isolation import Isolation
+    from ..sandbox import Isolation
 
 #: the private key of ``Plan.describe()`` (and of chunk summaries) carrying (requests, bytes) fetched; the
-#: record's ``io`` section is made from it (``execution.tasks.finalize_file``)
+#: record's ``io`` section is made from it (``planning.tasks.finalize_file``)
 IO_KEY = "_io"
 
 #: inputs per merge task in tree reductions
@@ -144,15 +144,6 @@ def read_layout(reader: StreamChunkReader, info: FileInfo, chunk_size: int, meta
         raise CorruptFileError(info.path, f"the {reader.name} reader cannot read its layout: {describe(exc)}") from exc
 
 
-def metadata_specs(layout: Sequence[ChunkSpec]) -> tuple[ChunkSpec, ...]:
-    """The chunks a metadata-only read takes: every METADATA chunk, else the first and last (signatures, trailers)."""
-    meta = getattr(layout, "metadata_indices", None)
-    if meta is None:
-        meta = [i for i, s in enumerate(layout) if s.chunk_type is ChunkType.METADATA]
-    picked = sorted(set(meta)) or sorted({0, len(layout) - 1})
-    return tuple(layout[i] for i in picked)
-
-
 def plan_file(info: FileInfo, reader: StreamChunkReader, config: StreamingConfig, note: str | None = None) -> Plan:
     """Plan one file: resolve the strategy, grow the chunk size to respect the cap."""
     strategy, shape = resolve(config.strategy, info.size, config)
@@ -200,14 +191,14 @@ def plan_path(path: str | os.PathLike, config: StreamingConfig, reader_name: str
     guard, a native reader's layout) is chosen and planned in this thread's
     sandbox; the probe (a stat and the first bytes) runs here.
     """
-    from ..core.probe import probe
+    from ..readers.probe import probe
     from ..readers.registry import may_parse_natively
     from ..storage.remote import counting, using
 
     with using(config.storage_options, config.timeout), counting() as count:
         info = probe(path)
     if isolation is not None and isolation.enabled and may_parse_natively(info, reader_name):
-        from ..execution.tasks import in_isolation
+        from ..sandbox import in_isolation
 
         plan, reader = in_isolation(isolation, info.path, deadline, config, choose_and_plan, info, config, reader_name)
     else:

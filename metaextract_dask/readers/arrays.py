@@ -349,10 +349,12 @@ def one_open() -> Iterator[None]:
     if getattr(_local, "session", None) is not None:
         yield
         return
+    from ..core import pin
+
     session: tuple[contextlib.ExitStack, dict[tuple[type, str], Any]] = (contextlib.ExitStack(), {})
     _local.session = session
     try:
-        with session[0]:
+        with pin.session(), session[0]:  # the files stay pinned as long as they stay open (closed first)
             yield
     finally:
         _local.session = None

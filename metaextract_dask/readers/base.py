@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from ..core.model import ChunkSpec, FileInfo
+from ..core.model import ChunkSpec, ChunkType, FileInfo
 from ..core.settings import StreamingConfig
 
 State = dict[str, Any]
@@ -76,8 +76,6 @@ class StreamChunkReader(ABC):
     def metadata_layout(self, info: FileInfo, chunk_size: int) -> Sequence[ChunkSpec]:
         """The chunks a metadata-only read takes: every METADATA chunk, else the first and last (signatures,
         trailers). A reader that can say it without listing the file's data overrides this."""
-        from ..planning.plan import metadata_specs
-
         return metadata_specs(self.layout(info, chunk_size))
 
     @abstractmethod
@@ -103,3 +101,12 @@ class StreamChunkReader(ABC):
     def __reduce__(self):
         # readers are stateless: pickle by class so tasks stay tiny
         return (type(self), ())
+
+
+def metadata_specs(layout: Sequence[ChunkSpec]) -> tuple[ChunkSpec, ...]:
+    """The chunks a metadata-only read takes: every METADATA chunk, else the first and last (signatures, trailers)."""
+    meta = getattr(layout, "metadata_indices", None)
+    if meta is None:
+        meta = [i for i, s in enumerate(layout) if s.chunk_type is ChunkType.METADATA]
+    picked = sorted(set(meta)) or sorted({0, len(layout) - 1})
+    return tuple(layout[i] for i in picked)

@@ -14,11 +14,12 @@ from collections.abc import Generator, Sequence
 from typing import Any
 
 from ..core import checksum
-from ..core.detect import HEAD_BYTES, TAIL_BYTES, trailing_signatures
+from ..core.checksum import CHECKSUM_BLOCK
 from ..core.errors import FileChangedError
 from ..core.model import ChunkSpec, ChunkType, FileInfo
-from ..core.settings import CHECKSUM_BLOCK, StreamingConfig
+from ..core.settings import StreamingConfig
 from .base import State, StreamChunkReader
+from .detect import HEAD_BYTES, TAIL_BYTES, trailing_signatures
 
 #: a chunk is read in pieces of at most this size, so memory per task stays
 #: bounded however large the chunk size grows

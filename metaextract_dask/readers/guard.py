@@ -26,23 +26,10 @@ import os
 import sys
 from typing import Any
 
+from ..core.settings import plugin_path_value, trusted_plugin_paths  # the policy, stated once in core
+
 #: HDF5's own filters (deflate, shuffle, fletcher32, szip, nbit, scaleoffset): no plugin involved
 BUILTIN_FILTERS = frozenset({1, 2, 3, 4, 5, 6})
-
-#: what HDF5_PLUGIN_PATH is set to when no folder is trusted: not a folder, and nothing can be created there
-NO_PLUGINS = os.devnull
-
-
-def trusted_plugin_paths() -> tuple[str, ...]:
-    import dask.config
-
-    return tuple(str(p) for p in dask.config.get("metaextract.hdf5.plugin-paths", []) or [])
-
-
-def plugin_path_value(trusted: tuple[str, ...] | None = None) -> str:
-    """What ``HDF5_PLUGIN_PATH`` must say in processes this project starts or parses in."""
-    trusted = trusted_plugin_paths() if trusted is None else trusted
-    return os.pathsep.join(trusted) if trusted else NO_PLUGINS
 
 
 def restrict_plugins() -> tuple[str, ...]:

@@ -201,7 +201,9 @@ def _objects(f: Any) -> Any:
     try:
         top = sorted(f.id, reverse=True)
     except Exception as exc:  # the root's links do not list: nothing useful can be said of the file
-        raise CorruptFileError(f.filename, f"the HDF5 library cannot list its root group: {exc}") from exc
+        from ..core.pin import original
+
+        raise CorruptFileError(original(f.filename), f"the HDF5 library cannot list its root group: {exc}") from exc
     stack: list[tuple[str, Any, list[bytes]]] = [("", f, top)]
     while stack:
         prefix, group, names = stack[-1]

@@ -57,14 +57,14 @@ def open_dataset(path: str, shown: str | None = None) -> Any:
         raise CorruptFileError(shown, f"the NetCDF library cannot open it: {str(exc).replace(path, shown)}") from exc
 
 
-#: a remote file's loopback URL (what libnetcdf was given and ``filepath()`` says) -> the file's own URL
-_ORIGIN: dict[str, str] = {}
+#: an open dataset (by id, while it is open) -> the file's own path or URL: libnetcdf was given a loopback URL or a
+#: pinned descriptor's ``/proc/self/fd/N``, which ``filepath()`` says
+_ORIGIN: dict[int, str] = {}
 
 
 def source_path(ds: Any) -> str:
-    """The path or URL of the file an open dataset reads (not the loopback URL libnetcdf was given)."""
-    path = ds.filepath()
-    return _ORIGIN.get(path, path)
+    """The path or URL of the file an open dataset reads (not the name libnetcdf was given)."""
+    return _ORIGIN.get(id(ds)) or ds.filepath()
 
 
 @contextlib.contextmanager
@@ -78,21 +78,20 @@ def opened(path: str) -> Iterator[Any]:
     """
     from ..storage.urls import is_url
 
-    if not is_url(path):
-        with open_dataset(path) as ds:
-            yield ds
-        return
-    from ..storage.loopback import served
-    from ..storage.remote import known_size
+    with contextlib.ExitStack() as stack:
+        if is_url(path):
+            from ..storage.loopback import served
+            from ..storage.remote import known_size
 
-    with served(path, known_size(path)) as (url, _count):
-        target = url + "#mode=bytes"
-        _ORIGIN[target] = path
+            url, _count = stack.enter_context(served(path, known_size(path)))
+            ds = stack.enter_context(open_dataset(url + "#mode=bytes", shown=path))
+        else:
+            ds = stack.enter_context(open_dataset(path))
+        _ORIGIN[id(ds)] = path
         try:
-            with open_dataset(target, shown=path) as ds:
-                yield ds
+            yield ds
         finally:
-            _ORIGIN.pop(target, None)
+            _ORIGIN.pop(id(ds), None)
 
 
 def walk_groups(ds: Any, prefix: str = "") -> Any:

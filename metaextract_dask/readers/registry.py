@@ -155,8 +155,8 @@ def recognise_media(info: FileInfo, timeout: float) -> FileInfo:
     """
     if info.format != "unknown":
         return info
-    from ..core.detect import suggests_media
-    from ..core.probe import read_head
+    from .detect import suggests_media
+    from .probe import read_head
 
     if not suggests_media(read_head(info.path), info.path):
         return info

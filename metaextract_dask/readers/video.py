@@ -33,11 +33,11 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..core.detect import VIDEO_FORMATS
 from ..core.errors import CorruptFileError, ExtractionTimeout
 from ..core.model import ChunkSpec, ChunkType, FileInfo, TimeInterval
 from ..core.settings import StreamingConfig
 from .base import State, StreamChunkReader
+from .detect import VIDEO_FORMATS
 
 #: seconds read past an interval's end, so B-frames reordered across it are seen
 REORDER_MARGIN = 1.0
@@ -152,7 +152,7 @@ def run_bounded(cmd: list[str], path: str, timeout: float, messages: list[str] |
                 env: dict[str, str] | None = None) -> bytes:
     """Run an ffmpeg tool on one file and return its output; kill its process group on timeout."""
     tool = os.path.basename(cmd[0])
-    from ..execution import isolation as sandbox
+    from .. import sandbox
 
     parent = os.getpid()
     # in the (single-threaded) sandbox child, ffprobe dies with it; elsewhere preexec_fn is unsafe beside threads

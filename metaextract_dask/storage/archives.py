@@ -14,9 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .remote import RemoteStat, stat_from_info
-
-#: container suffixes whose members a scan with --into-archives lists (compressed tars are not: no random access)
-ARCHIVE_SUFFIXES = {".zip": "zip", ".tar": "tar"}
+from .urls import ARCHIVE_SUFFIXES
 
 
 def archive_kind(path: str) -> str | None:
@@ -117,12 +115,6 @@ def list_members(container: str, storage_options: dict[str, Any] | None = None,
         else:
             out.append((member_url(kind, name, container), stat_from_info(info)))
     return out, odd
-
-
-def container_of(path: str) -> str | None:
-    """The container of a member URL (``zip://a.nc::/data/x.zip`` -> ``/data/x.zip``), or None."""
-    first, sep, rest = path.partition("::")
-    return rest if sep and first.split("://", 1)[0] in ARCHIVE_SUFFIXES.values() and "://" in first else None
 
 
 def add_members(files: list[str], stats: dict[str, Any], etags: dict[str, str | None], storage_options: dict[str, Any] | None,

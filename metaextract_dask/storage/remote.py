@@ -145,7 +145,7 @@ def _archive_fs(url: str) -> tuple[Any, str] | None:
 
     from fsspec.core import url_to_fs
 
-    from .archives import container_of
+    from .urls import container_of
 
     container = container_of(url)
     if container is None:

@@ -53,3 +53,13 @@ def extension(path: str) -> str:
 def absolute(path: str) -> str:
     """A local path made absolute; a URL as it is (``os.path.abspath("s3://b/k")`` would make it a local name)."""
     return path if is_url(path) else os.path.abspath(path)
+
+
+#: container suffixes whose members a scan with --into-archives lists (compressed tars are not: no random access)
+ARCHIVE_SUFFIXES = {".zip": "zip", ".tar": "tar"}
+
+
+def container_of(path: str) -> str | None:
+    """The container of a member URL (``zip://a.nc::/data/x.zip`` -> ``/data/x.zip``), or None."""
+    first, sep, rest = path.partition("::")
+    return rest if sep and first.split("://", 1)[0] in ARCHIVE_SUFFIXES.values() and "://" in first else None

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.errors import ExtractionError, ExtractionTimeout, FileChangedError, MetaExtractError, describe, io_error
+from ..core.errors import ExtractionError, FileChangedError, MetaExtractError, describe, io_error
 from ..core.model import ChunkSpec, FileInfo
 from ..core.pin import identity, is_identity, pinned
 from ..core.settings import StreamingConfig
-from ..planning.plan import IO_KEY, add_io
 from ..readers.base import State, StreamChunkReader
+from ..sandbox import Isolation, check_deadline, in_isolation
 from ..storage.remote import counting, using
 from ..storage.urls import is_url
-from .isolation import Isolation
+from .plan import IO_KEY, add_io
 
 #: the record's keys that only the framework fills: a reader's section can never replace them
 FRAMEWORK_KEYS = frozenset({"path", "size", "mtime", "etag", "version_id", "format", "reader", "reader_version", "streaming", "io"})
@@ -53,18 +52,6 @@ def unwrap(result: Any) -> Any:
     if isinstance(result, Failed):
         raise result.error
     return result
-
-
-def check_deadline(deadline: float | None, path: str) -> None:
-    if deadline is not None and time.time() > deadline:
-        raise ExtractionTimeout(path, "timed out: the file took longer than its timeout")
-
-
-def in_isolation(isolation: Isolation, path: str, deadline: float | None, config: StreamingConfig, fn: Any, *args: Any) -> Any:
-    """``fn(*args)`` under ``isolation``, with what is left of the file's time."""
-    check_deadline(deadline, path)
-    timeout = deadline - time.time() if deadline is not None else config.timeout
-    return isolation.call(path, timeout, fn, *args)
 
 
 def read_one_chunk(reader: StreamChunkReader, spec: ChunkSpec, config: StreamingConfig, deadline: float | None) -> State:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import Any
 
+from ..core.errors import EmptyFileError, FileAccessError, MetaExtractError
+from ..core.model import FileInfo
+from ..core.pin import identity
 from .detect import HEAD_BYTES, detect
-from .errors import EmptyFileError, FileAccessError
-from .model import FileInfo
-from .pin import identity
 
 _KINDS = {
     stat.S_IFDIR: "a directory",
@@ -120,3 +121,17 @@ def probe_remote(url: str) -> FileInfo:
     head = read_range(url, 0, min(HEAD_BYTES, st.size))
     fmt, description = detect(head, url)
     return FileInfo(path=url, size=st.size, mtime=st.mtime, format=fmt, description=description, etag=st.etag, version=st.version)
+
+
+def file_type(path: str, record: dict[str, Any] | None) -> str:
+    """The detected format for metrics, without ever blocking on the path (a URL's failure is not fetched again: "unknown")."""
+    if record and isinstance(record.get("format"), str):
+        return record["format"]
+    from ..storage.urls import is_url
+
+    if is_url(path):
+        return "unknown"
+    try:
+        return probe(path).format
+    except MetaExtractError:
+        return "unknown"

@@ -193,7 +193,7 @@ def detect(head: bytes, path: str = "") -> tuple[str, str]:
     found = detect_magic(head, ext)
     if found:
         return found, DESCRIPTIONS[found]
-    from ..readers.registry import plugin_signatures
+    from .registry import plugin_signatures
 
     for fmt, offset, magic, description in plugin_signatures():
         if head[offset:offset + len(magic)] == magic:

@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from ..core.errors import ExtractionTimeout, MetaExtractError, MisattributionError, ParserCrashError, SandboxKilledError, describe
-from ..core.settings import setting
+from .core.errors import ExtractionTimeout, MetaExtractError, MisattributionError, ParserCrashError, SandboxKilledError, describe
+from .core.settings import StreamingConfig, setting
 
 _HEADER = struct.Struct("!Q")
 
@@ -54,20 +54,43 @@ def child_environment() -> dict[str, str]:
     ``benchmarks/bench_many_files.py``). The child's memory is bounded by its
     rlimit and it is replaced when it crashes, so glibc's default is right.
     """
-    from ..readers.guard import plugin_path_value
+    from .core.settings import plugin_path_value
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "MALLOC_TRIM_THRESHOLD_"}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTHON", "DASK_METAEXTRACT")) and k != "MALLOC_TRIM_THRESHOLD_"}
     env["HDF5_PLUGIN_PATH"] = plugin_path_value()
     env.update(child_settings())
+    if PRELOAD:
+        env[PRELOAD_VARIABLE] = ",".join(PRELOAD)
     return env
 
 
 def child_settings() -> dict[str, str]:
-    """Settings a child reads from its environment, as this process has them now: a ``dask.config.set(...)`` here
-    holds in the child too, and a child started under other settings is replaced."""
-    from ..readers.video import prober_setting
+    """This project's settings as this process has them now, for the child's environment (dask reads
+    ``DASK_METAEXTRACT`` as the whole ``metaextract`` section): a ``dask.config.set(...)`` here holds in the
+    child too, and a child started under other settings is replaced. The sandbox need not know which
+    settings its parsers read."""
+    import ast
 
-    return {"DASK_METAEXTRACT__VIDEO__PROBER": prober_setting()}
+    import dask.config
+
+    section = repr(dask.config.get("metaextract", {}))
+    try:
+        ast.literal_eval(section)  # what dask does with it in the child
+    except (ValueError, SyntaxError):  # a value set from Python that has no literal: the child keeps the files' settings
+        return {}
+    return {"DASK_METAEXTRACT": section}
+
+
+#: modules the child imports before its first request (``preload``), named by the layers above: the sandbox imports none
+PRELOAD: list[str] = []
+PRELOAD_VARIABLE = "METAEXTRACT_SANDBOX_PRELOAD"
+
+
+def preload(module: str) -> None:
+    """Have every child import ``module`` before its first request (its import is then not the first file's time)."""
+    if module not in PRELOAD:
+        PRELOAD.append(module)
 
 
 def child_sys_path() -> list[str]:
@@ -90,7 +113,7 @@ def child_sys_path() -> list[str]:
 
 
 #: the child's first code: ``python -I`` ignores PYTHON* variables, the user site and the working folder
-_BOOT = "import sys, json; sys.path[:0] = json.loads(sys.argv[1]); from metaextract_dask.execution.isolation import _serve; _serve()"
+_BOOT = "import sys, json; sys.path[:0] = json.loads(sys.argv[1]); from metaextract_dask.sandbox import _serve; _serve()"
 
 
 class Sandbox:
@@ -363,7 +386,10 @@ def _serve() -> None:
     inp = sys.stdin.buffer
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # stray prints from libraries must not corrupt the protocol
-    from . import batch  # noqa: F401 - this project's extraction, imported before the first request arrives
+    import importlib
+
+    for module in filter(None, os.environ.get(PRELOAD_VARIABLE, "").split(",")):  # the extraction code, before the first request
+        importlib.import_module(module)
     while True:
         header = inp.read(_HEADER.size)
         if len(header) < _HEADER.size:
@@ -412,6 +438,19 @@ def _run_one(rid: str, path: str, call: bytes, limit: int) -> bytes:
         return cloudpickle.dumps((rid, path, *reply, start, time.time()))
     except Exception as exc:  # noqa: BLE001 - an unpicklable result or exception
         return cloudpickle.dumps((rid, path, "err", RuntimeError(f"{type(exc).__name__}: {exc}"), start, time.time()))
+
+
+def check_deadline(deadline: float | None, path: str) -> None:
+    """An ``ExtractionTimeout`` once the file's deadline (seconds since the epoch) has passed."""
+    if deadline is not None and time.time() > deadline:
+        raise ExtractionTimeout(path, "timed out: the file took longer than its timeout")
+
+
+def in_isolation(isolation: Isolation, path: str, deadline: float | None, config: StreamingConfig, fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` under ``isolation``, with what is left of the file's time."""
+    check_deadline(deadline, path)
+    timeout = deadline - time.time() if deadline is not None else config.timeout
+    return isolation.call(path, timeout, fn, *args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,90 @@
+"""The package's layers form a DAG: each module imports only from its own layer or the layers below it.
+
+Every import counts, function-local ones included (most were there to break a
+circle). ``LAYERS`` is the order docs/architecture.md describes; the second
+test shows the check fails when a lower layer imports a higher one.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "metaextract_dask")
+
+#: bottom first; a name is a subpackage or a module directly under the package; "" is the package's __init__
+LAYERS = ["core", "storage", "sandbox", "readers", "diagnostics", "catalog", "planning", "execution",
+          "scanning", "demo", "", "cli"]
+
+
+def _modules(package: str) -> dict[str, str]:
+    """{dotted name below the package ("" for its __init__): file}."""
+    out = {}
+    for folder, _dirs, files in os.walk(package):
+        for name in files:
+            if name.endswith(".py"):
+                rel = os.path.relpath(os.path.join(folder, name), package)[:-3].replace(os.sep, ".")
+                out["" if rel == "__init__" else rel.removesuffix(".__init__")] = os.path.join(folder, name)
+    return out
+
+
+def _imports(module: str, path: str, is_package: bool) -> list[tuple[int, str]]:
+    """(line, dotted name below the package) of every import of the package in a module, wherever it stands."""
+    here = module.split(".") if module else []
+    base = here if is_package else here[:-1]
+    out = []
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                parent = base[: len(base) - node.level + 1]
+                target = ".".join([*parent, *([node.module] if node.module else [])])
+            elif node.module and (node.module + ".").startswith("metaextract_dask."):
+                target = node.module.removeprefix("metaextract_dask").lstrip(".")
+            else:
+                continue
+            out.extend((node.lineno, f"{target}.{alias.name}".strip(".")) for alias in node.names)
+        elif isinstance(node, ast.Import):
+            out.extend((node.lineno, a.name.removeprefix("metaextract_dask").lstrip(".")) for a in node.names
+                       if (a.name + ".").startswith("metaextract_dask."))
+    return out
+
+
+def _layer(name: str) -> int:
+    top = name.split(".")[0] if name else ""
+    return LAYERS.index(top)
+
+
+def violations(package: str = PACKAGE) -> list[str]:
+    """Every import from a module to a layer above its own, as ``file:line: a -> b``."""
+    modules = _modules(package)
+    found = []
+    for module, path in sorted(modules.items()):
+        for line, target in _imports(module, path, path.endswith("__init__.py")):
+            while target and target not in modules:  # a name imported from a module: the module
+                target = target.rsplit(".", 1)[0] if "." in target else ""
+            if _layer(target) > _layer(module):
+                found.append(f"{os.path.relpath(path, package)}:{line}: {module or '__init__'} -> {target or '__init__'}")
+    return found
+
+
+def test_every_module_is_in_a_layer():
+    unknown = {m.split(".")[0] for m in _modules(PACKAGE) if (m.split(".")[0] if m else "") not in LAYERS}
+    assert not unknown, f"modules outside every layer (add them to LAYERS and docs/architecture.md): {sorted(unknown)}"
+
+
+def test_no_layer_imports_a_layer_above_it():
+    assert violations() == []
+
+
+def test_the_check_fails_when_a_lower_layer_imports_a_higher_one(tmp_path):
+    copy = tmp_path / "metaextract_dask"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(copy / "readers" / "base.py", "a") as f:
+        f.write("\n\ndef _planned():\n    from ..planning.plan import plan_file\n\n    return plan_file\n")
+    found = violations(str(copy))
+    assert len(found) == 1 and "readers.base -> planning.plan" in found[0], found
