@@ -74,69 +74,32 @@ def pytest_terminal_summary(terminalreporter):
 
 # --- test layers -------------------------------------------------------------------------------
 #
+# Each test says its layer with a marker (a module's ``pytestmark``, or a decorator where a module mixes
+# layers); a test with none, or with two, is a collection error.
 # unit: plain data and rules (plans, graph shapes, detection, errors, readers on files in this
 #       process; a peer tool such as ffprobe may run): no cluster; `pytest -m unit` runs in well
 #       under a minute.
 # integration: a real LocalCluster, the parser sandbox, the CLI as a process.
 # system: SLURM, a browser, notebooks, whole-scan kills and attacks run as another user.
 
-SYSTEM_MODULES = {"test_hpc", "test_dashboard", "test_notebooks", "test_attacks", "test_benchmarks_run"}
-#: a test that uses one of these (fixture or name in its source) needs more than this process
-INTEGRATION_FIXTURES = {"process_client", "thread_client", "slurm"}
-INTEGRATION_WORDS = ("subprocess", "Sandbox", "LocalCluster", "ClientScope", "ParallelExtractor", "scan(", "extract_parallel",
-                     "run_seed_example", "metaextract", "sandbox", "Isolation()", "public_corpus.build", "pty.fork")
-
-
-def _helpers_source(module, body: str) -> str:
-    """The source of this module's own functions that ``body`` calls (a ``run(...)`` helper that starts a process)."""
-    import inspect
-
-    out = []
-    for name, obj in vars(module).items():
-        if inspect.isfunction(obj) and obj.__module__ == module.__name__ and not name.startswith("test_") and f"{name}(" in body:
-            try:
-                out.append(inspect.getsource(obj))
-            except (OSError, TypeError):
-                pass
-    return "\n".join(out)
-
-
-def _layer(item) -> str:
-    import inspect
-
-    module = item.module.__name__.rsplit(".", 1)[-1]
-    if module in SYSTEM_MODULES:
-        return "system"
-    if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
-        return "integration"
-    try:
-        source = inspect.getsource(item.function)
-    except (OSError, TypeError):
-        return "integration"
-    body = source.split(":", 1)[1] if ":" in source else source  # the words inside the test, not its name
-    body += _helpers_source(item.module, body)
-    uses = [w for w in INTEGRATION_WORDS if w in body.replace("metaextract_dask", "")]
-    for name in getattr(item, "fixturenames", ()):  # module fixtures that build on the integration layer
-        fixture = item.module.__dict__.get(name)
-        try:
-            text = inspect.getsource(fixture) if fixture is not None else ""
-        except (OSError, TypeError):
-            text = ""
-        text += _helpers_source(item.module, text)
-        uses += [w for w in INTEGRATION_WORDS if w in text.replace("metaextract_dask", "")]
-    return "integration" if uses else "unit"
+LAYERS = {"unit": "no cluster, no subprocess: plans, shapes, detection, readers in this process",
+          "integration": "a real LocalCluster, the sandbox or the CLI as a process",
+          "system": "SLURM, a browser, notebooks, attacks as another user, whole-scan kills"}
 
 
 def pytest_configure(config):
-    for layer, text in (("unit", "no cluster, no subprocess: plans, shapes, detection, readers in this process"),
-                        ("integration", "a real LocalCluster, the sandbox or the CLI as a process"),
-                        ("system", "SLURM, a browser, notebooks, attacks as another user, whole-scan kills")):
+    for layer, text in LAYERS.items():
         config.addinivalue_line("markers", f"{layer}: {text}")
 
 
 def pytest_collection_modifyitems(config, items):
+    wrong = []
     for item in items:
-        item.add_marker(getattr(pytest.mark, _layer(item)))
+        layers = sorted({m.name for m in item.iter_markers() if m.name in LAYERS})
+        if len(layers) != 1:
+            wrong.append(f"{item.nodeid}: {', '.join(layers) or 'no layer marker'}")
+    if wrong:
+        pytest.exit("each test needs exactly one layer marker (unit, integration or system):\n" + "\n".join(wrong), returncode=4)
 
 
 @pytest.fixture(autouse=True)

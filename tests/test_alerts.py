@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.request
 
+import pytest
 import yaml
 
 from metaextract_dask import ParallelExtractionConfig, ParallelExtractor
@@ -45,6 +46,7 @@ def expected(alert: str, labels: dict[str, str] | None = None) -> list[dict]:
     return [{"exp_labels": {**rule["labels"], **(labels or {})}, "exp_annotations": rule["annotations"]}]
 
 
+@pytest.mark.integration
 def test_the_cli_writes_rules_promtool_accepts(tmp_path):
     path = write_rules(tmp_path)
     check = subprocess.run(["promtool", "check", "rules", path], capture_output=True, text=True)
@@ -53,6 +55,7 @@ def test_the_cli_writes_rules_promtool_accepts(tmp_path):
     assert text.startswith("# Prometheus alerting rules") and len(ALERTS) == 5
 
 
+@pytest.mark.integration
 def test_each_rule_fires_in_its_scenario_and_stays_silent_when_healthy(tmp_path):
     failing = {"interval": "1m", "input_series": [
         {"series": 'metaextract_files_total{type="hdf5",outcome="success"}', "values": "0+10x40"},
@@ -119,6 +122,7 @@ def flaky(path):
     return {"format": "unknown", "bytes": os.path.getsize(path)}
 
 
+@pytest.mark.integration
 def test_the_rules_evaluated_on_a_real_scans_metrics(tmp_path):
     """A real run on a real scheduler: its /metrics, scraped during and after, drive the rules through promtool.
 
@@ -167,6 +171,7 @@ def test_the_rules_evaluated_on_a_real_scans_metrics(tmp_path):
     assert done_test.returncode == 0, done_test.stdout + done_test.stderr
 
 
+@pytest.mark.unit
 def test_the_docs_page_shows_the_rules_as_printed():
     from metaextract_dask.diagnostics.alerts import rules_yaml
 
@@ -180,6 +185,7 @@ def slow(path):
     return {"format": "unknown", "bytes": os.path.getsize(path)}
 
 
+@pytest.mark.integration
 def test_a_worker_killed_during_a_scan_counts_as_lost(tmp_path):
     """metaextract_workers_lost_total counts a worker process killed mid-run, not the workers a cluster closes after."""
     import signal

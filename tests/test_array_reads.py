@@ -6,11 +6,14 @@ import itertools
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metaextract_dask.core.model import ArrayCells
 from metaextract_dask.readers.arrays import box_reads, cell_boxes, grid, section_stats
+
+pytestmark = pytest.mark.unit
 
 
 def cells_of(g, k0, k1):

@@ -25,6 +25,8 @@ import pytest
 
 from metaextract_dask.demo import make_h5, make_nc
 
+pytestmark = pytest.mark.system
+
 h5py = pytest.importorskip("h5py")
 
 AS_NOBODY = ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"]

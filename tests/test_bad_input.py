@@ -20,32 +20,38 @@ def _expect(path, exc_type, words, **kw):
     return info.value
 
 
+@pytest.mark.unit
 def test_missing_file(tmp_path):
     _expect(tmp_path / "nope.h5", FileAccessError, "no such file")
 
 
+@pytest.mark.unit
 def test_directory(tmp_path):
     d = tmp_path / "looks_like.nc"
     d.mkdir()
     _expect(d, FileAccessError, "not a regular file: it is a directory")
 
 
+@pytest.mark.unit
 def test_empty_file(tmp_path):
     p = tmp_path / "empty.bin"
     p.touch()
     _expect(p, EmptyFileError, "empty file")
 
 
+@pytest.mark.unit
 def test_fifo_is_refused_without_blocking(tmp_path):
     p = tmp_path / "pipe.bin"
     os.mkfifo(p)
     _expect(p, FileAccessError, "FIFO")  # would hang forever if opened
 
 
+@pytest.mark.unit
 def test_device_file():
     _expect("/dev/zero", FileAccessError, "character device")
 
 
+@pytest.mark.unit
 def test_broken_symlink_and_loop(tmp_path):
     (tmp_path / "dangling").symlink_to(tmp_path / "gone")
     _expect(tmp_path / "dangling", FileAccessError, "broken symbolic link")
@@ -54,6 +60,7 @@ def test_broken_symlink_and_loop(tmp_path):
     _expect(tmp_path / "a", FileAccessError, "symbolic link loop")
 
 
+@pytest.mark.integration
 def test_errors_on_a_cluster_are_ours_not_dask_tracebacks(tmp_path, process_client):
     p = tmp_path / "empty.bin"
     p.touch()
@@ -71,6 +78,7 @@ except FileAccessError as exc:
 """
 
 
+@pytest.mark.integration
 def test_unreadable_file_even_for_root():
     # root reads anything, so run the extraction with the capabilities that let
     # root bypass file permissions dropped (setpriv is in util-linux)
@@ -86,6 +94,7 @@ def test_unreadable_file_even_for_root():
     assert f"ERROR {p}: permission denied" in out.stdout
 
 
+@pytest.mark.unit
 def test_file_shrinking_during_read_is_reported(random_file):
     from metaextract_dask import FileChangedError, StreamingConfig, StreamingExtractor
 

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.system
+
 BENCH = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
 
 

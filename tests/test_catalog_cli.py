@@ -45,6 +45,7 @@ def corpus(tmp_path_factory):
     return str(folder), {p for v in files.values() for p in v}, set(files["corrupt"])
 
 
+@pytest.mark.integration
 def test_sigkill_at_several_points_then_resume(corpus, tmp_path):
     folder, files, corrupt = corpus
     out = str(tmp_path / "catalog")
@@ -76,6 +77,7 @@ def test_sigkill_at_several_points_then_resume(corpus, tmp_path):
     assert set(frame.loc[~frame["success"], "path"]) == corrupt
 
 
+@pytest.mark.integration
 def test_resume_extracts_only_changed_files(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
@@ -100,6 +102,7 @@ def test_resume_extracts_only_changed_files(tmp_path):
     assert forced.skipped == 0 and forced.extracted == 14
 
 
+@pytest.mark.integration
 def test_catalog_opens_in_pandas_pyarrow_and_dask(tmp_path):
     files = mixed_corpus(tmp_path / "d", n_h5=3, n_nc=3, n_video=2, n_bin=3, n_corrupt=2)
     out = str(tmp_path / "cat")
@@ -123,6 +126,7 @@ def test_catalog_opens_in_pandas_pyarrow_and_dask(tmp_path):
     assert manifest["rows"] == total and manifest["failed"] == 2
 
 
+@pytest.mark.integration
 def test_exit_codes_and_quiet_progress(tmp_path):
     good = tmp_path / "good"
     good.mkdir()
@@ -139,6 +143,7 @@ def test_exit_codes_and_quiet_progress(tmp_path):
     assert cli(str(good), "-o", str(tmp_path / "c4"), "--strategy", "best").returncode == 2
 
 
+@pytest.mark.integration
 def test_progress_bar_on_a_terminal(tmp_path):
     """Under a pseudo-terminal the bar shows files, bytes, rate and errors."""
     import pty
@@ -168,6 +173,7 @@ def test_progress_bar_on_a_terminal(tmp_path):
     assert "100%" in text and "6/6 files" in text and "file/s" in text and "1 error" in text and "Dask dashboard: http://127.0.0.1:" in text
 
 
+@pytest.mark.unit
 def test_walking_rules(tmp_path):
     from metaextract_dask.execution.walk import iter_files
 
@@ -185,6 +191,7 @@ def test_walking_rules(tmp_path):
     assert "sub/c.h5" not in {os.path.relpath(p, d) for p in iter_files([str(d)], skip=[str(d / "sub")])}
 
 
+@pytest.mark.integration
 def test_jsonl_catalog_and_special_files_get_records(tmp_path):
     data = tmp_path / "d"
     data.mkdir()
@@ -203,6 +210,7 @@ def test_jsonl_catalog_and_special_files_get_records(tmp_path):
         scan(str(data), out, format="parquet", progress=False)
 
 
+@pytest.mark.integration
 def test_scan_without_output_returns_a_dataframe(tmp_path):
     data = tmp_path / "d"
     data.mkdir()

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from metaextract_dask.readers.cftime_range import _whole_units_since, decode_range, iso
 
+pytestmark = pytest.mark.unit
+
 
 def xarray_iso(values: list[float], units: str, calendar: str) -> tuple[str, str]:
     """What decode_range gave before its fast path: xarray's decode_cf_datetime, to the second."""

@@ -27,6 +27,7 @@ def odd_file(tmp_path_factory):
     return write_random(tmp_path_factory.mktemp("ck") / "odd.bin", 9 * MiB + 4321, seed=7)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("algorithm", ["xxh3_128", "sha256"])
 def test_same_under_every_full_scan_and_equal_to_reference(odd_file, algorithm):
     expected = reference_checksum(odd_file, algorithm)
@@ -38,6 +39,7 @@ def test_same_under_every_full_scan_and_equal_to_reference(odd_file, algorithm):
     assert values == {expected}
 
 
+@pytest.mark.integration
 def test_same_on_thread_and_process_clusters(odd_file, thread_client, process_client):
     expected = reference_checksum(odd_file)
     for client in (thread_client, process_client):
@@ -46,6 +48,7 @@ def test_same_on_thread_and_process_clusters(odd_file, thread_client, process_cl
             assert record["checksum"]["value"] == expected
 
 
+@pytest.mark.integration
 def test_sha256_matches_the_documented_coreutils_recipe(odd_file):
     recipe = f"split -b 1048576 --filter='sha256sum' {odd_file} | cut -d' ' -f1 | xxd -r -p | sha256sum"
     shell = subprocess.run(["bash", "-c", recipe], capture_output=True, text=True, check=True).stdout.split()[0]
@@ -53,6 +56,7 @@ def test_sha256_matches_the_documented_coreutils_recipe(odd_file):
     assert record["checksum"]["value"] == shell
 
 
+@pytest.mark.unit
 def test_checksum_changes_with_one_byte(tmp_path, random_file):
     path = random_file(3 * MiB)
     before = extract_file(path)[0]["checksum"]["value"]
@@ -64,6 +68,7 @@ def test_checksum_changes_with_one_byte(tmp_path, random_file):
     assert extract_file(path)[0]["checksum"]["value"] != before
 
 
+@pytest.mark.unit
 def test_sampled_scan_says_checksum_is_partial(random_file):
     path = random_file(40 * MiB)
     record, _ = extract_file(path, StreamingConfig(strategy="sample_based", sample_count=4, chunk_size=MiB))
@@ -96,6 +101,7 @@ def format_files(tmp_path_factory):
     return {"hdf5": h5, "netcdf": nc, "video": video}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("kind", ["hdf5", "netcdf", "video"])
 @pytest.mark.parametrize("where", ["threaded", "threads", "processes"])
 def test_every_format_gets_the_binary_readers_checksum(format_files, kind, where, thread_client, process_client):

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
 from conftest import MiB
 
 from metaextract_dask import reference_checksum
+
+pytestmark = pytest.mark.integration
 
 
 def run(*args, **kw):

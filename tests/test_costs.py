@@ -17,6 +17,8 @@ from metaextract_dask import read_catalog, scan
 from metaextract_dask.demo import make_bin
 from metaextract_dask.planning import costs
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def real_rows(tmp_path_factory):

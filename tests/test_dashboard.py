@@ -15,6 +15,8 @@ from metaextract_dask.demo import make_bin, mixed_corpus
 from metaextract_dask.diagnostics.dashboard import page_link
 from metaextract_dask.execution.cluster import ClientScope
 
+pytestmark = pytest.mark.system
+
 ARTIFACTS = os.path.join(os.path.dirname(__file__), "artifacts")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

@@ -16,6 +16,8 @@ import pytest
 
 from metaextract_dask import extract_metadata
 
+pytestmark = pytest.mark.unit
+
 h5py = pytest.importorskip("h5py")
 netCDF4 = pytest.importorskip("netCDF4")
 

@@ -31,6 +31,7 @@ def ffmpeg(path, args):
     subprocess.run(cmd, check=True, timeout=120)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(FFMPEG_FORMATS))
 def test_media_made_by_ffmpeg(tmp_path, name):
     args, expected = FFMPEG_FORMATS[name]
@@ -38,6 +39,7 @@ def test_media_made_by_ffmpeg(tmp_path, name):
     assert probe(tmp_path / name).format == expected
 
 
+@pytest.mark.integration
 def test_magic_beats_the_extension(tmp_path):
     ffmpeg(tmp_path / "clip.mkv", ["-c:v", "mpeg4"])
     (tmp_path / "clip.mkv").rename(tmp_path / "misnamed.mp4")
@@ -48,6 +50,7 @@ def test_magic_beats_the_extension(tmp_path):
     assert info.format == "unknown" and "named .h5 but has no hdf5 signature" in info.description
 
 
+@pytest.mark.unit
 def test_scientific_formats(tmp_path):
     import h5py
     import netCDF4
@@ -68,6 +71,7 @@ def test_scientific_formats(tmp_path):
     assert probe(tmp_path / "NETCDF4.nc").format == "netcdf4"
 
 
+@pytest.mark.integration
 def test_archives_documents_and_trailing_signatures(tmp_path):
     with zipfile.ZipFile(tmp_path / "a.zip", "w") as z:
         z.writestr("a.txt", "x" * 100)

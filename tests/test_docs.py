@@ -9,6 +9,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 #: the README's install commands (the first sets up and runs the demo, the second the tests): CI runs them
@@ -20,10 +22,12 @@ def _blocks(path: str) -> list[tuple[str, str]]:
     return re.findall(r"^```(\w*)\n(.*?)^```", open(path).read(), flags=re.S | re.M)
 
 
+@pytest.mark.unit
 def test_the_readme_is_at_most_250_lines():
     assert sum(1 for _ in open(README)) <= 250
 
 
+@pytest.mark.integration
 def test_every_code_block_of_the_readme_runs(tmp_path):
     """Each bash line (the two install commands aside) and each Python block, in order, in one fresh folder."""
     ran = 0
@@ -54,6 +58,7 @@ def _options(parser: argparse.ArgumentParser, prefix: str = "metaextract") -> di
     return out
 
 
+@pytest.mark.integration
 def test_docs_cli_has_every_option_help_prints():
     from metaextract_dask.cli import build_parser
 
@@ -64,6 +69,7 @@ def test_docs_cli_has_every_option_help_prints():
     assert not missing, f"not in docs/cli.md: {missing}"
 
 
+@pytest.mark.unit
 def test_every_relative_link_of_the_readme_and_docs_leads_to_a_file():
     broken = []
     docs = [README] + [os.path.join(ROOT, "docs", n) for n in os.listdir(os.path.join(ROOT, "docs")) if n.endswith(".md")]
@@ -84,6 +90,7 @@ def _keys(tree: dict, prefix: str):
             yield f"{prefix}.{key}"
 
 
+@pytest.mark.integration
 def test_every_setting_is_documented_with_its_default():
     """Each key of metaextract.yaml is in docs/configuration.md (a streaming field by its Python name; alerts in docs/alerts.md)."""
     import yaml

@@ -13,6 +13,8 @@ from dask.core import get_dependencies
 from metaextract_dask import ChunkType, StreamingConfig, StreamingExtractor, StreamingStrategy
 from metaextract_dask.planning.plan import max_reads, merge_task_count
 
+pytestmark = pytest.mark.unit
+
 S = StreamingStrategy
 
 

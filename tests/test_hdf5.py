@@ -71,6 +71,7 @@ def h5ls(path):
     return entries
 
 
+@pytest.mark.integration
 def test_structure_agrees_with_h5ls(h5file):
     path, _ = h5file
     record = extract_file(path)[0]
@@ -90,6 +91,7 @@ def test_structure_agrees_with_h5ls(h5file):
     assert record["hdf5"]["attrs"] == {"title": "metaextract test", "version": 3}
 
 
+@pytest.mark.integration
 def test_dtypes_and_attributes_agree_with_h5dump(h5file):
     path, data = h5file
     ours = {d["name"]: d for d in extract_file(path)[0]["hdf5"]["datasets"]}
@@ -104,6 +106,7 @@ def test_dtypes_and_attributes_agree_with_h5dump(h5file):
     assert ours["/counts"]["layout"] == "contiguous" and ours["/counts"]["chunks"] is None
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("strategy", FULL)
 def test_statistics_equal_numpy(h5file, strategy):
     path, data = h5file
@@ -121,6 +124,7 @@ def test_statistics_equal_numpy(h5file, strategy):
         assert stats["fill_count"] == int((values == fill).sum())
 
 
+@pytest.mark.integration
 def test_sampled_statistics_are_marked_approximate(h5file):
     path, data = h5file
     record = extract_file(path, StreamingConfig(strategy="sample_based", chunk_size=64 * 1024, sample_count=2))[0]
@@ -131,6 +135,7 @@ def test_sampled_statistics_are_marked_approximate(h5file):
     assert all("stats_note" in d for d in not_read)
 
 
+@pytest.mark.integration
 def test_unavailable_filter_keeps_structure_with_a_note(h5file):
     path, _ = h5file
     ours = {d["name"]: d for d in extract_file(path)[0]["hdf5"]["datasets"]}
@@ -141,6 +146,7 @@ def test_unavailable_filter_keeps_structure_with_a_note(h5file):
     assert ours["/names"]["stats_note"].startswith("no statistics for dtype")
 
 
+@pytest.mark.unit
 def test_plugins_load_only_from_trusted_folders():
     import os
 
@@ -154,6 +160,7 @@ def test_plugins_load_only_from_trusted_folders():
     assert h5pl.size() == 0
 
 
+@pytest.mark.unit
 def test_large_storage_chunk_count_makes_few_tasks(tmp_path):
     path = tmp_path / "many_chunks.h5"
     with h5py.File(path, "w") as f:

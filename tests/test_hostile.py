@@ -24,6 +24,8 @@ from metaextract_dask import MetaExtractError, extract_metadata
 from metaextract_dask.core.text import safe_text
 from metaextract_dask.demo import make_bin, make_h5, make_nc, make_video
 
+pytestmark = pytest.mark.integration
+
 REGRESSIONS = os.path.join(os.path.dirname(__file__), "fuzz_regressions")
 MKV_SEED_FRAMES = 0
 DROP_ROOT_POWERS = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search"]

@@ -16,6 +16,8 @@ import pytest
 from metaextract_dask import ParallelExtractionConfig, ParallelExtractor, scan
 from metaextract_dask.demo import mixed_corpus
 
+pytestmark = pytest.mark.system
+
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 VOLATILE = ["duration", "worker", "extracted_at", "started_at", "finished_at", "attempts"]
 

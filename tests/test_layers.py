@@ -13,8 +13,6 @@ import shutil
 
 import pytest
 
-pytestmark = pytest.mark.unit
-
 PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "metaextract_dask")
 
 #: bottom first; a name is a subpackage or a module directly under the package; "" is the package's __init__
@@ -72,15 +70,18 @@ def violations(package: str = PACKAGE) -> list[str]:
     return found
 
 
+@pytest.mark.unit
 def test_every_module_is_in_a_layer():
     unknown = {m.split(".")[0] for m in _modules(PACKAGE) if (m.split(".")[0] if m else "") not in LAYERS}
     assert not unknown, f"modules outside every layer (add them to LAYERS and docs/architecture.md): {sorted(unknown)}"
 
 
+@pytest.mark.unit
 def test_no_layer_imports_a_layer_above_it():
     assert violations() == []
 
 
+@pytest.mark.unit
 def test_the_check_fails_when_a_lower_layer_imports_a_higher_one(tmp_path):
     copy = tmp_path / "metaextract_dask"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
@@ -88,3 +89,17 @@ def test_the_check_fails_when_a_lower_layer_imports_a_higher_one(tmp_path):
         f.write("\n\ndef _planned():\n    from ..planning.plan import plan_file\n\n    return plan_file\n")
     found = violations(str(copy))
     assert len(found) == 1 and "readers.base -> planning.plan" in found[0], found
+
+
+@pytest.mark.integration
+def test_a_test_without_a_layer_marker_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "conftest.py"), tmp_path / "conftest.py")
+    (tmp_path / "test_unmarked.py").write_text("def test_nothing():\n    assert True\n")
+    (tmp_path / "test_marked.py").write_text("import pytest\n\npytestmark = pytest.mark.unit\n\n\ndef test_nothing():\n    assert True\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_marked.py", "test_unmarked.py"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "test_unmarked.py::test_nothing: no layer marker" in done.stdout + done.stderr

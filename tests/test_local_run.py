@@ -40,6 +40,7 @@ def mixed_folder(root):
     return data
 
 
+@pytest.mark.integration
 def test_a_small_cli_scan_imports_neither_distributed_nor_pandas(tmp_path):
     """A scan over in seconds starts no cluster (distributed is 0.4 s of import) and
     writes Parquet without pandas (another 0.25 s): both were loaded before."""
@@ -69,6 +70,7 @@ def comparable(frame) -> list[dict]:
     return rows
 
 
+@pytest.mark.integration
 def test_local_rows_equal_the_threaded_clients(tmp_path):
     """The same files on Dask's local scheduler and on the in-memory distributed
     cluster: identical rows and records, chunk graphs of large files included."""
@@ -84,6 +86,7 @@ def test_local_rows_equal_the_threaded_clients(tmp_path):
     assert comparable(local) == comparable(threaded)
 
 
+@pytest.mark.integration
 def test_local_run_orders_large_files_and_counts_metrics(tmp_path):
     """On the local scheduler too, SIZE_AWARE starts the biggest file first, FIFO keeps
     the order given, and the metrics count what ran."""
@@ -109,6 +112,7 @@ def crash_on_c(path):
     return {"path": path, "pid": os.getpid()}
 
 
+@pytest.mark.integration
 def test_a_parser_crash_on_the_local_scheduler_costs_only_its_file(tmp_path):
     """A parser killed mid-batch (its sandbox dies) fails that file alone; the rest of its batch is read, none misattributed."""
     files = [make_bin(tmp_path / f"{name}.bin", 100, i) for i, name in enumerate("abcdef")]
@@ -121,6 +125,7 @@ def test_a_parser_crash_on_the_local_scheduler_costs_only_its_file(tmp_path):
     assert metrics.failed == 1 and metrics.successful == 5
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("seed", range(5))
 def test_arrow_columns_built_from_buffers_equal_pyarrows_own(seed):
     """The pandas-free table builder gives exactly what pa.Table.from_pylist gives, nulls, empty text and odd bytes included."""
@@ -152,6 +157,7 @@ def test_arrow_columns_built_from_buffers_equal_pyarrows_own(seed):
     assert mine.to_pylist() == theirs.to_pylist()
 
 
+@pytest.mark.integration
 def test_the_cluster_and_dashboard_start_only_for_scans_expected_to_be_long(tmp_path):
     """A scan expected to be over in seconds starts no cluster; one expected to take
     longer than ``dashboard-min-seconds`` gets the in-memory cluster and its dashboard."""

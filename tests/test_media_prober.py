@@ -18,6 +18,8 @@ import sys
 import public_corpus
 import pytest
 
+pytestmark = pytest.mark.integration
+
 #: what both probers must say alike (FFmpeg releases differ in estimated rates and stream bit rates: not compared)
 FORMAT_KEYS = ("container", "container_long_name", "duration", "start_time", "bit_rate", "size", "tags")
 STREAM_KEYS = ("index", "codec_type", "codec_name", "width", "height", "pix_fmt", "sample_rate", "channels", "channel_layout", "duration")

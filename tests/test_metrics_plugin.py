@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from metaextract_dask.diagnostics.plugin import EVENT_TOPIC, MAX_RUNS, MetricsPlugin
+
+pytestmark = pytest.mark.unit
 
 
 def _run(plugin: MetricsPlugin, name: str, n_files: int, failed: int = 0) -> None:

@@ -84,6 +84,7 @@ def ncdump(path):
     return dims, unlimited, variables, attrs, text
 
 
+@pytest.mark.integration
 def test_header_agrees_with_ncdump(ncfile):
     path, fmt = ncfile
     record = extract_file(path)[0]
@@ -103,6 +104,7 @@ def test_header_agrees_with_ncdump(ncfile):
         assert record["netcdf"]["variables"]["tas"]["compression"]["zlib"] is True
 
 
+@pytest.mark.unit
 def test_cf_coverage(ncfile):
     path, _ = ncfile
     cov = extract_file(path)[0]["netcdf"]["cf_coverage"]
@@ -111,6 +113,7 @@ def test_cf_coverage(ncfile):
     assert cov["longitude"]["min"] == -177.5 and cov["longitude"]["max"] == 177.5
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("strategy", ["sequential", "windowed"])
 def test_statistics_equal_numpy_with_fill_and_missing_values(ncfile, strategy):
     path, fmt = ncfile

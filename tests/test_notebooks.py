@@ -8,6 +8,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+pytestmark = pytest.mark.system
+
 NOTEBOOKS = os.path.join(os.path.dirname(__file__), "..", "notebooks")
 
 

@@ -8,6 +8,9 @@ import sys
 
 import h5py
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.integration
 
 # Makes the named libraries impossible to import, as on a machine without them.
 BLOCK = """

@@ -21,6 +21,8 @@ from metaextract_dask import (
 )
 from metaextract_dask.demo import make_bin, make_h5, mixed_corpus
 
+pytestmark = pytest.mark.integration
+
 SEED_PARALLEL = '''
 from metaextract_dask import (
     ParallelExtractor,

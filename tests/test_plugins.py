@@ -14,6 +14,7 @@ import sys
 import textwrap
 
 import pandas as pd
+import pytest
 
 from metaextract_dask.demo import make_h5, make_nc
 
@@ -76,6 +77,7 @@ def make_distribution(site) -> str:
     return str(site)
 
 
+@pytest.mark.integration
 def test_a_third_party_reader_fills_its_columns_and_a_broken_one_is_skipped(tmp_path):
     site = make_distribution(tmp_path / "site")
     data = tmp_path / "data"
@@ -98,6 +100,7 @@ def test_a_third_party_reader_fills_its_columns_and_a_broken_one_is_skipped(tmp_
     assert frame.loc[nc, "reader"] == "netcdf" and pd.isna(frame.loc[nc, "xyz_records"])
 
 
+@pytest.mark.integration
 def test_a_plugin_may_replace_a_builtin_when_told(tmp_path):
     site = make_distribution(tmp_path / "site")
     h5 = make_h5(str(tmp_path / "a.h5"), 4)
@@ -109,6 +112,7 @@ def test_a_plugin_may_replace_a_builtin_when_told(tmp_path):
     assert out.stdout.split() == ["hdf5", "True"]  # the shadowing binary reader, under the hdf5 name
 
 
+@pytest.mark.integration
 def test_a_plugin_under_the_hdf5_name_does_not_escape_the_guard(tmp_path):
     """A replaced "hdf5" reader is a third party's: a file pointing outside itself still goes to this project's own."""
     import h5py
@@ -127,6 +131,7 @@ def test_a_plugin_under_the_hdf5_name_does_not_escape_the_guard(tmp_path):
     assert out.stdout.split() == ["hdf5", "True"]  # the project's HDF5 reader (it lists datasets), not the plugin
 
 
+@pytest.mark.unit
 def test_a_reader_cannot_overwrite_the_files_own_keys(tmp_path):
     """A reader's output sits under its own name: a container's ``size`` or a forged ``path`` cannot replace the file's."""
     from metaextract_dask import StreamingConfig, probe

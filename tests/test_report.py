@@ -15,6 +15,8 @@ import pytest
 from metaextract_dask import read_catalog
 from metaextract_dask.demo import make_bin, make_h5
 
+pytestmark = pytest.mark.integration
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update"]
 ARTIFACTS = os.path.join(os.path.dirname(__file__), "artifacts")

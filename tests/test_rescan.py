@@ -7,11 +7,14 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from metaextract_dask import scan
 from metaextract_dask.catalog.read import part_files
 from metaextract_dask.demo import make_bin, make_h5, make_nc
 from metaextract_dask.scanning import ScanSummary
+
+pytestmark = pytest.mark.integration
 
 
 def folder(root):

@@ -94,6 +94,7 @@ def check_rows(results: list[ExtractionResult], paths: list[str]) -> None:
 BATCH = 6
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("isolate", [True, False], ids=["sandbox", "no-sandbox"])
 @pytest.mark.parametrize("kind", ["corrupt", "raise", "crash", "hang", "flaky"])
 def test_a_failing_file_at_every_position_of_a_batch(tmp_path, thread_client, kind, isolate):
@@ -113,6 +114,7 @@ def test_a_failing_file_at_every_position_of_a_batch(tmp_path, thread_client, ki
         check_rows(results, paths)
 
 
+@pytest.mark.integration
 def test_every_failure_kind_in_one_sandboxed_batch(tmp_path, thread_client):
     kinds = ["good_h5", "crash", "good_nc", "raise", "flaky", "good_bin", "corrupt", "good_h5", "hang", "good_nc", "flaky", "raise", "good_bin"]
     paths = [make(str(tmp_path), k, i) for i, k in enumerate(kinds)]
@@ -126,6 +128,7 @@ def test_every_failure_kind_in_one_sandboxed_batch(tmp_path, thread_client):
         assert failure["error"].startswith(failure["path"])
 
 
+@pytest.mark.integration
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(kinds=st.lists(st.sampled_from([*GOOD, "corrupt", "raise", "crash", "flaky"]), min_size=1, max_size=9))
 def test_random_batches_never_misattribute(tmp_path_factory, kinds):
@@ -137,6 +140,7 @@ def test_random_batches_never_misattribute(tmp_path_factory, kinds):
     assert sorted(r.task_id for r in results) == sorted(f"t{i}" for i in range(len(paths)))
 
 
+@pytest.mark.unit
 def test_a_record_naming_another_file_is_refused(tmp_path):
     """Defence in depth: whatever produced it, a record about another file never becomes this file's row."""
     a, b = make(str(tmp_path), "good_h5", 1), make(str(tmp_path), "good_h5", 2)
@@ -151,6 +155,7 @@ def test_a_record_naming_another_file_is_refused(tmp_path):
     assert row["success"] is False and row["error_type"] == "MisattributionError" and row["metadata"] is None
 
 
+@pytest.mark.integration
 def test_scan_rows_match_their_files(tmp_path):
     """The default extraction, through scan and the catalog, with corrupt files among good ones."""
     from metaextract_dask import scan
@@ -171,12 +176,14 @@ def test_scan_rows_match_their_files(tmp_path):
                 assert row.attempts == 1 and row.error.startswith(row.path)
 
 
+@pytest.mark.unit
 def test_misattribution_error_is_permanent():
     from metaextract_dask.core.errors import is_transient
 
     assert not is_transient(MisattributionError("x", "y"))
 
 
+@pytest.mark.integration
 def test_quiet_cli_scan_of_bad_files_prints_no_traceback_and_tries_each_once(tmp_path):
     """Corrupt files (small ones in batches, a large one with its own chunk graph): one attempt, no worker tracebacks."""
     import subprocess
@@ -213,6 +220,7 @@ def test_quiet_cli_scan_of_bad_files_prints_no_traceback_and_tries_each_once(tmp
     assert frame[frame["success"]]["path"].map(os.path.basename).tolist().count("big.h5") == 1
 
 
+@pytest.mark.integration
 def test_a_failing_chunk_read_is_a_value_not_a_worker_error(tmp_path, process_client):
     """A chunk read that fails (here: the file shrank after planning) travels as a value: no worker logs a traceback."""
     from conftest import MiB, write_random

@@ -6,8 +6,12 @@ import os
 import signal
 import time
 
+import pytest
+
 from metaextract_dask.core.errors import ExtractionTimeout, ParserCrashError
 from metaextract_dask.sandbox import Sandbox, child_environment
+
+pytestmark = pytest.mark.integration
 
 
 def test_batch_survives_a_crash_and_a_hang_in_its_middle():

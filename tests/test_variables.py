@@ -13,6 +13,8 @@ import pytest
 from metaextract_dask import read_variables, scan
 from metaextract_dask.demo import make_bin
 
+pytestmark = pytest.mark.integration
+
 
 def archive(root):
     data = root / "data"

@@ -11,6 +11,8 @@ import pytest
 
 from metaextract_dask import StreamingConfig, extract_file
 
+pytestmark = pytest.mark.integration
+
 CLIPS = {
     # name: ffmpeg output options (video and audio codecs)
     "h264_aac.mp4": ["-c:v", "libx264", "-bf", "2", "-g", "15", "-c:a", "aac"],

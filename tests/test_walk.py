@@ -33,6 +33,7 @@ RULES = [dict(), dict(hidden=True), dict(include=["*.nc", "*.h5"]), dict(exclude
          dict(skip=["CAT"])]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("rules", RULES, ids=lambda r: ",".join(r) or "defaults")
 def test_threads_walk_like_the_serial_walk(tmp_path, rules):
     data = tree(tmp_path)
@@ -45,6 +46,7 @@ def test_threads_walk_like_the_serial_walk(tmp_path, rules):
     assert all(found.link_stats[f] == (os.lstat(f).st_size, os.lstat(f).st_mtime) for f in found.links)
 
 
+@pytest.mark.unit
 def test_small_task_budgets_split_the_walk_and_change_nothing(tmp_path, monkeypatch):
     """With a budget of 3 entries a task hands most folders back: many tasks, the same answer."""
     import metaextract_dask.execution.walk as walk
@@ -72,6 +74,7 @@ def two_processes():
         yield client
 
 
+@pytest.mark.integration
 def test_worker_processes_walk_like_the_serial_walk(tmp_path, two_processes):
     """Each folder is a task on the worker processes; the answer is the serial walk's, in its order."""
     data = tree(tmp_path)
@@ -83,6 +86,7 @@ def test_worker_processes_walk_like_the_serial_walk(tmp_path, two_processes):
     assert "list_folder" in prefixes
 
 
+@pytest.mark.integration
 def test_a_scan_on_a_client_lists_its_folders_on_the_workers(tmp_path, two_processes):
     from metaextract_dask import scan
 
