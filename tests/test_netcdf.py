@@ -133,3 +133,18 @@ def test_statistics_equal_numpy_with_fill_and_missing_values(ncfile, strategy):
     assert record["netcdf"]["variables"]["tas"]["stats"]["fill_count"] == 4
     assert record["netcdf"]["variables"]["pr"]["stats"]["fill_count"] == 10
     assert "stats" not in record["netcdf"]["variables"]["station"]
+
+
+@pytest.mark.unit
+def test_a_pinned_file_the_library_refuses_is_named_by_its_own_path(tmp_path):
+    """Libraries open a pinned file as /proc/self/fd/N (``core.pin``): their errors must still name the file."""
+    from metaextract_dask.core import pin
+    from metaextract_dask.core.errors import CorruptFileError
+    from metaextract_dask.readers import netcdf
+    from metaextract_dask.readers.probe import probe
+
+    path = tmp_path / "broken.nc"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 12)
+    with pin.pinned(str(path), probe(str(path)).etag), pytest.raises(CorruptFileError) as err:
+        netcdf.open_dataset(str(path))
+    assert "/proc/self/fd" not in str(err.value) and str(err.value).count(str(path)) >= 1, str(err.value)

@@ -48,13 +48,14 @@ def open_dataset(path: str, shown: str | None = None) -> Any:
         restrict_plugins()
     import netCDF4
 
-    try:
-        from ..core.pin import opened
+    from ..core.pin import opened
 
-        return netCDF4.Dataset(opened(path), "r")
+    name = opened(path)  # a pinned file's /proc/self/fd/N: never shown, the file's own path is
+    try:
+        return netCDF4.Dataset(name, "r")
     except OSError as exc:
         shown = shown or path
-        raise CorruptFileError(shown, f"the NetCDF library cannot open it: {str(exc).replace(path, shown)}") from exc
+        raise CorruptFileError(shown, f"the NetCDF library cannot open it: {str(exc).replace(name, shown).replace(path, shown)}") from exc
 
 
 #: an open dataset (by id, while it is open) -> the file's own path or URL: libnetcdf was given a loopback URL or a
