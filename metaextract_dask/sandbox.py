@@ -11,6 +11,7 @@ call starts a fresh child; the worker and every other file are unharmed.
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import signal
@@ -70,16 +71,31 @@ def child_settings() -> dict[str, str]:
     ``DASK_METAEXTRACT`` as the whole ``metaextract`` section): a ``dask.config.set(...)`` here holds in the
     child too, and a child started under other settings is replaced. The sandbox need not know which
     settings its parsers read."""
-    import ast
-
     import dask.config
 
     section = repr(dask.config.get("metaextract", {}))
-    try:
-        ast.literal_eval(section)  # what dask does with it in the child
-    except (ValueError, SyntaxError):  # a value set from Python that has no literal: the child keeps the files' settings
-        return {}
-    return {"DASK_METAEXTRACT": section}
+    return {"DASK_METAEXTRACT": section} if _literal(section) else {}  # else the child keeps the files' settings
+
+
+_LITERAL_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=8)
+def _literal(text: str) -> bool:
+    """Whether dask can read ``text`` back in the child (``ast.literal_eval``), asked once per settings text.
+
+    Under a lock: CPython 3.11's AST validator is not thread-safe (worker
+    threads starting their sandboxes at once failed a file with
+    "SystemError: AST constructor recursion depth mismatch").
+    """
+    import ast
+
+    with _LITERAL_LOCK:
+        try:
+            ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return False
+    return True
 
 
 #: modules the child imports before its first request (``preload``), named by the layers above: the sandbox imports none
