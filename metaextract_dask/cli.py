@@ -11,9 +11,9 @@ import sys
 from typing import Any, Sequence
 
 from . import __version__
-from .catalog import CatalogWriteError
+from .catalog import FORMATS, CatalogWriteError
 from .core.errors import MetaExtractError
-from .core.settings import StreamingConfig, StreamingStrategy
+from .core.settings import LoadBalancingStrategy, StreamingConfig, StreamingStrategy
 from .core.text import for_terminal
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -213,7 +213,8 @@ def _scan_options(parser: argparse.ArgumentParser) -> None:
     work.add_argument("--memory-limit", type=_byte_size, default=None, metavar="SIZE",
                       help="address-space limit of each parser sandbox, e.g. 8GiB (default: metaextract.sandbox.memory-limit, 4GiB; "
                            "lowered to the environment's own limit, ulimit -v, when that is lower)")
-    work.add_argument("--load-balancing", default="size_aware", choices=["fifo", "priority", "least_loaded", "file_type_aware", "size_aware"])
+    work.add_argument("--load-balancing", default="size_aware", choices=[s.value for s in LoadBalancingStrategy],
+                      help="how files are ordered and grouped onto workers (default: size_aware)")
     pick = parser.add_argument_group("which files")
     pick.add_argument("--include", action="append", default=[], metavar="GLOB", help="only names or relative paths matching (repeatable)")
     pick.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip names or relative paths matching (repeatable)")
@@ -223,7 +224,7 @@ def _scan_options(parser: argparse.ArgumentParser) -> None:
                       help="each .zip and .tar file's members become rows of their own (zip://MEMBER::ARCHIVE), read in place "
                            "through the archive, never extracted to disk; the archive's own row lists them (default: off)")
     out = parser.add_argument_group("the catalog")
-    out.add_argument("--format", default="parquet", choices=["parquet", "jsonl"], help="catalog part format (default parquet)")
+    out.add_argument("--format", default="parquet", choices=list(FORMATS), help="catalog part format (default parquet)")
     out.add_argument("--force", action="store_true", help="redo every file, replacing the catalog")
     out.add_argument("--learn-from", action="append", metavar="CATALOG",
                      help="learn each file's cost from this catalog's rows (or a saved CATALOG.costs.json), to start the "
@@ -511,10 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="export a catalog: an intake-esm collection, a STAC Collection, or every file's "
                                         "kerchunk references")
     exp.add_argument("catalog", help="the catalog folder")
-    exp.add_argument("--to", required=True, choices=["esm", "stac", "kerchunk"],
-                     help="esm: collection.json + collection.csv for intake-esm; stac: collection.json and one Item per file "
-                          "(datacube and file extensions; reads each file once for file:checksum); kerchunk: the references "
-                          "of a scan made with --references, one entry per file, with index.csv")
+    from .catalog.exports import EXPORTS
+
+    exp.add_argument("--to", required=True, choices=list(EXPORTS), help="; ".join(f"{name}: {what}" for name, (what, _fn) in EXPORTS.items()))
     exp.add_argument("-o", "--output", help="the folder to write (default: CATALOG.esm, CATALOG.stac or CATALOG.kerchunk "
                                             "beside the catalog)")
     exp.set_defaults(func=cmd_export)

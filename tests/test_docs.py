@@ -105,3 +105,21 @@ def test_every_setting_is_documented_with_its_default():
                 or key.startswith("metaextract.alerts.") and f"`{short}`" in alerts):
             missing.append(key)
     assert not missing, f"settings not in docs/configuration.md: {missing}"
+
+
+@pytest.mark.unit
+def test_the_cli_offers_what_the_registries_hold(monkeypatch):
+    """``--to``, ``--load-balancing`` and ``--format`` list the registries' entries, not a copy of them."""
+    from metaextract_dask.catalog import FORMATS
+    from metaextract_dask.catalog.exports import EXPORTS
+    from metaextract_dask.cli import build_parser
+    from metaextract_dask.core.settings import LoadBalancingStrategy
+
+    monkeypatch.setitem(EXPORTS, "toy", ("a toy export", lambda catalog, out, progress: (out, [])))
+    choices = {}
+    for command, parser in (("export", build_parser()), ("scan", build_parser())):
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+        choices.update({(command, s): a.choices for a in sub._actions for s in a.option_strings if a.choices})
+    assert list(choices[("export", "--to")]) == list(EXPORTS) and "toy" in choices[("export", "--to")]
+    assert list(choices[("scan", "--load-balancing")]) == [s.value for s in LoadBalancingStrategy]
+    assert list(choices[("scan", "--format")]) == list(FORMATS)

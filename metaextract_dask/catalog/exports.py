@@ -193,8 +193,24 @@ def export_kerchunk(catalog: str, out: str) -> tuple[int, list[str]]:
     return len(index), notices
 
 
-#: what ``export`` writes, by the name users give it
-EXPORTS = ("esm", "stac", "kerchunk")
+def _stac(catalog: str, out: str, progress: Any) -> tuple[str, list[str]]:
+    from .stac import export_stac
+
+    return export_stac(catalog, out, progress)
+
+
+def _kerchunk(catalog: str, out: str, progress: Any) -> tuple[str, list[str]]:
+    return out, export_kerchunk(catalog, out)[1]
+
+
+#: the exports, by the name users give them: (what it writes, in words; how: ``(catalog, out, progress) -> (path, notices)``).
+#: The CLI's ``--to`` choices and help come from here.
+EXPORTS: dict[str, tuple[str, Any]] = {
+    "esm": ("collection.json + collection.csv for intake-esm", lambda catalog, out, _progress: export_esm(catalog, out)),
+    "stac": ("collection.json and one Item per file (datacube and file extensions; reads each file once for file:checksum)",
+             _stac),
+    "kerchunk": ("the references of a scan made with --references, one entry per file, with index.csv", _kerchunk),
+}
 
 
 def export(catalog: str | os.PathLike, to: str, output: str | os.PathLike | None = None,
@@ -218,14 +234,7 @@ def export(catalog: str | os.PathLike, to: str, output: str | os.PathLike | None
     if not os.path.isdir(catalog) or not part_files(catalog):
         raise ValueError(f"{catalog} is not a catalog (no part-*.parquet or part-*.jsonl in it)")
     out = os.fspath(output) if output is not None else os.path.normpath(catalog) + "." + to
-    if to == "esm":
-        path, notices = export_esm(catalog, out)
-    elif to == "stac":
-        from .stac import export_stac
-
-        path, notices = export_stac(catalog, out, progress)
-    else:
-        path, (_count, notices) = out, export_kerchunk(catalog, out)
+    path, notices = EXPORTS[to][1](catalog, out, progress)
     import warnings
 
     for notice in notices:
