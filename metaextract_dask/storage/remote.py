@@ -203,6 +203,10 @@ def _redirects() -> str:
     return value
 
 
+#: the port a URL means when it names none
+_PORTS = {"http": 80, "https": 443}
+
+
 class RedirectRefused(OSError):
     """An HTTP redirect to another host than the one asked (``remote.redirects: same-host``)."""
 
@@ -210,14 +214,15 @@ class RedirectRefused(OSError):
 @functools.lru_cache(maxsize=1)
 def _same_host_only() -> Any:
     """One aiohttp trace config (one, so fsspec's cache of filesystems keeps one per store) refusing cross-host redirects."""
+    from urllib.parse import urljoin, urlsplit
+
     import aiohttp
-    from yarl import URL
 
     async def on_redirect(session: Any, context: Any, params: Any) -> None:
-        location = params.response.headers.get("Location", "")
-        target = params.url.join(URL(location))
-        if (target.host, target.port) != (params.url.host, params.url.port):
-            raise RedirectRefused(f"redirected to another host ({target.host}): refused "
+        asked = urlsplit(str(params.url))
+        target = urlsplit(urljoin(str(params.url), params.response.headers.get("Location", "")))
+        if (target.hostname, target.port or _PORTS.get(target.scheme)) != (asked.hostname, asked.port or _PORTS.get(asked.scheme)):
+            raise RedirectRefused(f"redirected to another host ({target.hostname}): refused "
                                   "(metaextract.remote.redirects: any follows such redirects)")
 
     config = aiohttp.TraceConfig()
