@@ -18,21 +18,21 @@ from .core.errors import (
 )
 from .core.model import ChunkSpec, ChunkType, ExtractionResult, ExtractionTask, FileInfo, StreamChunk
 from .core.settings import StreamingConfig, StreamingStrategy
-from .execution.streaming import StreamingExtractor, StreamingMetrics, extract_file, extract_with_streaming
+from .execution.api import StreamingExtractor, StreamingMetrics, extract_file, extract_with_streaming
 from .readers.base import StreamChunkReader
 from .readers.binary import BinaryChunkReader
 from .readers.probe import probe
 
 __version__ = "0.1.0"
 
-# The parallel layer needs distributed: imported on first use, not at package import.
+# Imported on first use, not at package import.
 _LAZY = {
     "ExecutionModel": "metaextract_dask.execution.cluster",
     "LoadBalancingStrategy": "metaextract_dask.core.settings",
-    "ParallelExtractionConfig": "metaextract_dask.execution.driver",
-    "ParallelExtractor": "metaextract_dask.execution.driver",
-    "extract_files_parallel": "metaextract_dask.execution.driver",
-    "extract_files": "metaextract_dask.execution.driver",
+    "ParallelExtractionConfig": "metaextract_dask.execution.api",
+    "ParallelExtractor": "metaextract_dask.execution.api",
+    "extract_files_parallel": "metaextract_dask.execution.api",
+    "extract_files": "metaextract_dask.execution.api",
     "ParallelMetrics": "metaextract_dask.diagnostics.stats",
     "extract_metadata": "metaextract_dask.execution.batch",
     "scan": "metaextract_dask.scanning",

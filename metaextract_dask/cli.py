@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from . import __version__
 from .catalog import FORMATS, CatalogWriteError
 from .core.errors import MetaExtractError
+from .core.options import GROUPS, Feedback, ScanOptions
 from .core.settings import LoadBalancingStrategy, StreamingConfig, StreamingStrategy
 from .core.text import for_terminal
 
@@ -114,10 +115,8 @@ def _streaming_options(parser: Any) -> None:
 
 
 def _config(args: argparse.Namespace) -> StreamingConfig:
-    given = {k: getattr(args, k) for k in ("strategy", "chunk_size", "checksum", "timeout", "references", "thumbnails", "storage_options",
-                                           "metadata_only")
-             if getattr(args, k, None) is not None}
-    return StreamingConfig(**given)
+    """How files are read, from the options this command has (the rest take their defaults)."""
+    return ScanOptions.from_values(vars(args), strict=False).reading
 
 
 def _storage_options(text: str) -> dict[str, Any]:
@@ -195,7 +194,7 @@ def _scan_options(parser: argparse.ArgumentParser) -> None:
     tls.add_argument("--tls-cert", help="certificate (PEM) for client, scheduler and workers")
     tls.add_argument("--tls-key", help="private key of --tls-cert, if not in the same file")
     hpc = parser.add_argument_group("batch systems (dask-jobqueue; defaults from jobqueue.yaml)")
-    hpc.add_argument("--cluster", choices=["slurm", "pbs", "sge", "lsf"], help="run the workers as batch jobs")
+    hpc.add_argument("--cluster", dest="batch_system", choices=["slurm", "pbs", "sge", "lsf"], help="run the workers as batch jobs")
     hpc.add_argument("--jobs", type=_count(1), default=1, help="batch jobs to start (default 1)")
     hpc.add_argument("--adapt", metavar="MIN:MAX", type=_adapt_range, help="scale between MIN and MAX jobs with the work instead of --jobs")
     hpc.add_argument("--cores", type=_count(1), help="cores per job")
@@ -270,12 +269,13 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
             print(f"Dask dashboard: {summary.dashboard}  (extraction page: {page_link(summary.dashboard)})", file=sys.stderr, flush=True)
 
     cluster = None
-    if getattr(args, "cluster", None):
-        from .execution.hpc import make_jobqueue_cluster
+    if getattr(args, "batch_system", None):
+        import dataclasses
 
-        cluster = make_jobqueue_cluster(args.cluster, jobs=args.jobs, cores=args.cores, memory=args.memory, walltime=args.walltime,
-                                        queue=args.queue, account=args.account, interface=args.interface, lifetime=args.lifetime,
-                                        adapt=args.adapt)
+        from .execution.hpc import BatchJobs, make_jobqueue_cluster
+
+        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(BatchJobs) if f.name != "kind" and hasattr(args, f.name)}
+        cluster = make_jobqueue_cluster(BatchJobs(args.batch_system, **given))
     security = None
     if args.tls_ca_file or args.tls_cert:
         if not (args.tls_ca_file and args.tls_cert):
@@ -284,18 +284,10 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
         from .execution.cluster import tls_security
 
         security = tls_security(args.tls_ca_file, args.tls_cert, args.tls_key)
+    options = ScanOptions.from_values({**vars(args), "cluster": cluster, "security": security}, strict=False)
+    options.feedback = Feedback(progress=False if args.quiet else None, on_client=show_dashboard, summary=summary, as_frame=False)
     try:
-        scan(
-            paths, output, cluster=cluster, security=security, format=args.format, strategy=args.strategy, chunk_size=args.chunk_size, checksum=args.checksum,
-            references=args.references, thumbnails=args.thumbnails, learn_from=args.learn_from or (), storage_options=args.storage_options,
-            metadata_only=args.metadata_only, into_archives=args.into_archives, timeout=args.timeout, workers=args.workers, execution=args.execution or "auto",
-            scheduler=args.scheduler, retries=args.retries, isolate=args.isolate, load_balancing=args.load_balancing,
-            memory_limit=args.memory_limit,
-            include=args.include, exclude=args.exclude, hidden=args.hidden, follow_symlinks=args.follow_symlinks,
-            force=args.force, flush_every=args.flush_every, progress=False if args.quiet else None,
-            dashboard_address=args.dashboard_address, on_client=show_dashboard, summary=summary, as_frame=False,
-            retry_failed=args.retry_failed, dry_run=args.dry_run,
-        )
+        scan(paths, output, **{group: getattr(options, group) for group in GROUPS})
     except KeyboardInterrupt:
         _notices(summary)
         print(f"metaextract: interrupted; {summary.extracted} results were saved in {for_terminal(output)}", file=sys.stderr)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from .catalog import CatalogWriter, read_catalog, to_row
 from .catalog.read import variables_folder
 from .core.model import ExtractionResult, same_as_walked
+from .core.options import CatalogOptions, Feedback, Running, ScanOptions, Selection
 from .core.settings import StreamingConfig
 from .diagnostics.progress import Progress
 from .execution.discovery import split_links
@@ -27,6 +28,8 @@ class ScanSummary:
     failed: int = 0
     seconds: float = 0.0
     dashboard: str | None = None
+    #: ``time.perf_counter()`` when the scan started
+    started: float = 0.0
     #: what the catalog writer had to tell (a lock taken over, parts quarantined, rows of deleted files dropped)
     notices: list[str] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
@@ -85,27 +88,32 @@ def link_record(path: str, target: str) -> ExtractionResult:
 
 
 def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | os.PathLike | None = None, *,
-         format: str = "parquet", strategy: str | None = None, chunk_size: int | str | None = None,
-         checksum: str | None = None, timeout: float | None = None, workers: int | None = None,
-         execution: str = "auto", scheduler: str | None = None, client: Any = None, cluster: Any = None,
-         retries: int | None = None, isolate: bool = True, load_balancing: str = "size_aware", include: Sequence[str] = (),
-         exclude: Sequence[str] = (), hidden: bool = False, follow_symlinks: bool = False, force: bool = False,
-         flush_every: int = 200, progress: bool | None = None, dashboard_address: str | None = None,
-         on_client: Callable[[Any], Any] | None = None, summary: ScanSummary | None = None, security: Any = None,
-         memory_limit: int | str | None = None, as_frame: bool = True, retry_failed: bool = False, dry_run: bool = False,
-         references: bool | None = None, thumbnails: bool | None = None, learn_from: Sequence[str | os.PathLike] = (),
-         storage_options: dict[str, Any] | None = None, metadata_only: bool | None = None, into_archives: bool = False) -> Any:
+         reading: StreamingConfig | None = None, running: Running | None = None, selection: Selection | None = None,
+         catalog: CatalogOptions | None = None, feedback: Feedback | None = None, client: Any = None, **options: Any) -> Any:
     """Extract every file under ``paths``; return the catalog as a pandas DataFrame.
+
+    Options come in the groups ``metaextract scan --help`` shows:
+    ``reading`` (a ``StreamingConfig``: strategy, chunk_size, checksum,
+    timeout, references, thumbnails, metadata_only, storage_options),
+    ``running`` (``Running``: execution, workers, scheduler, cluster,
+    dashboard_address, security, retries, isolate, memory_limit,
+    load_balancing, learn_from), ``selection`` (``Selection``: include,
+    exclude, hidden, follow_symlinks, into_archives), ``catalog``
+    (``CatalogOptions``: format, force, retry_failed, dry_run, flush_every)
+    and ``feedback`` (``Feedback``: progress, on_client, summary,
+    as_frame); any of their fields may also be given as a keyword
+    (``scan(p, out, workers=4, checksum="sha256")``). Each is described
+    with its default in ``core/options.py`` and docs/python-api.md.
 
     With ``output`` the catalog is also written there (crash-safe, resumable:
     files already in it with the same size and mtime are skipped unless
-    ``force``). Options mirror ``metaextract scan --help``. The default
-    execution (``"auto"``) is threads in this process, each with its own
-    parser sandbox process: on Dask's local scheduler (``"local"``, no
-    cluster) when no dashboard is served, else on an in-memory distributed
-    cluster (``"thread_pool"``); ``execution="process_pool"`` for worker
-    processes. The embedded cluster's dashboard starts when
-    ``dashboard_address`` is given or the scan is expected to take at least
+    ``force``). The default execution (``"auto"``) is threads in this
+    process, each with its own parser sandbox process: on Dask's local
+    threads (``"local"``, no cluster) when no dashboard is served, else on
+    an in-memory distributed cluster (``"thread_pool"``);
+    ``execution="process_pool"`` for worker processes. The embedded
+    cluster's dashboard starts when ``dashboard_address`` is given or the
+    scan is expected to take at least
     ``metaextract.cluster.dashboard-min-seconds`` (``expected_seconds``).
     ``as_frame=False`` returns None (the CLI: no pandas import).
 
@@ -137,45 +145,22 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
     container (never extracted to disk) and in parallel; the container's own
     row lists them.
     """
-    from .execution.cluster import ExecutionModel
-    from .execution.driver import LoadBalancingStrategy, ParallelExtractionConfig
-
-    tell = summary is None  # called from Python: notices become warnings (the CLI prints its own)
-    summary = summary if summary is not None else ScanSummary()
-    t0 = time.perf_counter()
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
+    opts = ScanOptions.from_values(options, {"reading": reading, "running": running, "selection": selection, "catalog": catalog,
+                                             "feedback": feedback})
+    tell = opts.feedback.summary is None  # called from Python: notices become warnings (the CLI prints its own)
+    summary = opts.feedback.summary = opts.feedback.summary if not tell else ScanSummary()
+    summary.started = time.perf_counter()
     from .storage.urls import is_url, local_path
 
-    paths = [p if is_url(os.fspath(p)) else local_path(p) for p in paths]
-    stream: dict[str, Any] = {k: v for k, v in dict(strategy=strategy, chunk_size=chunk_size, checksum=checksum, timeout=timeout,
-                                                    references=references, thumbnails=thumbnails,
-                                                    storage_options=storage_options, metadata_only=metadata_only).items()
-                              if v is not None}
-    retry: dict[str, Any] = {"retry_limit": retries, "retry_failed": retries > 0} if retries is not None else {}
-    auto = execution == "auto"
-    config = ParallelExtractionConfig(
-        max_workers=workers, execution_model=ExecutionModel.THREAD_POOL if auto else ExecutionModel.parse(execution), timeout_per_file=timeout, **retry, isolate=isolate,
-        load_balancing=LoadBalancingStrategy.parse(load_balancing), scheduler_address=scheduler,
-        dashboard_address=dashboard_address, security=security, streaming=StreamingConfig(**stream),
-        **({"memory_limit": memory_limit} if memory_limit is not None else {}),  # type: ignore[arg-type]
-    )
-    if isolate:
-        from .sandbox import allowed_memory_limit
-
-        allowed = allowed_memory_limit(int(config.memory_limit))
-        if allowed < int(config.memory_limit):
-            summary.notices.append(f"parsers get {allowed / 2**30:.2f} GiB of address space, not {int(config.memory_limit) / 2**30:.2f} GiB: "
-                                   "this environment's limit (ulimit -v) is lower")
-    writer = CatalogWriter(os.fspath(output), format, flush_every=flush_every, force=force) if output is not None and not dry_run else None
-    if writer is not None:
-        writer.add_roots(os.fspath(p) for p in paths)
+    given = [paths] if isinstance(paths, (str, os.PathLike)) else paths
+    roots = [os.fspath(p) if is_url(os.fspath(p)) else local_path(p) for p in given]
+    config = parallel_config(opts)
+    writer = None
+    if output is not None and not opts.catalog.dry_run:
+        writer = CatalogWriter(os.fspath(output), opts.catalog.format, flush_every=opts.catalog.flush_every, force=opts.catalog.force)
+        writer.add_roots(roots)
     try:
-        def learn() -> Any:  # only when there is work to order: a re-scan with nothing to do reads no history
-            return cost_model(learn_from, output, writer, config, summary)
-
-        return _scan(paths, writer, output, config, summary, t0, include, exclude, hidden, follow_symlinks, force, progress,
-                     client, cluster, on_client, as_frame, auto, (retry_failed, dry_run), learn, into_archives)
+        return _scan(roots, output, writer, opts, config, client)
     finally:
         if writer is not None:
             writer.lock.release()
@@ -187,10 +172,34 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | o
                 warnings.warn(note, RuntimeWarning, stacklevel=2)
 
 
+def parallel_config(opts: ScanOptions) -> Any:
+    """The run's ``ParallelExtractionConfig`` from the scan's groups (a notice when the sandbox gets less memory than asked)."""
+    from .core.settings import LoadBalancingStrategy
+    from .execution.api import ParallelExtractionConfig
+    from .execution.cluster import ExecutionModel
+
+    run = opts.running
+    retry: dict[str, Any] = {"retry_limit": run.retries, "retry_failed": run.retries > 0} if run.retries is not None else {}
+    config = ParallelExtractionConfig(
+        max_workers=run.workers, execution_model=ExecutionModel.THREAD_POOL if run.execution == "auto" else ExecutionModel.parse(run.execution),
+        **retry, isolate=run.isolate, load_balancing=LoadBalancingStrategy.parse(run.load_balancing), scheduler_address=run.scheduler,
+        dashboard_address=run.dashboard_address, security=run.security, streaming=opts.reading,
+        **({"memory_limit": run.memory_limit} if run.memory_limit is not None else {}),  # type: ignore[arg-type]
+    )
+    if run.isolate:
+        from .sandbox import allowed_memory_limit
+
+        allowed = allowed_memory_limit(int(config.memory_limit))
+        if allowed < int(config.memory_limit):
+            opts.feedback.summary.notices.append(f"parsers get {allowed / 2**30:.2f} GiB of address space, not "
+                                                 f"{int(config.memory_limit) / 2**30:.2f} GiB: this environment's limit (ulimit -v) is lower")
+    return config
+
+
 def cost_model(learn_from: Sequence[str | os.PathLike], output: str | os.PathLike | None, writer: CatalogWriter | None,
                config: Any, summary: ScanSummary) -> Any:
     """The cost model this scan orders work by (``planning.costs``), saved beside the catalog; None: order by size."""
-    from .execution.driver import LoadBalancingStrategy
+    from .core.settings import LoadBalancingStrategy
     from .planning import costs
 
     sources = [os.fspath(s) for s in learn_from]
@@ -265,34 +274,33 @@ def _import_catalog_libraries(frame: bool) -> None:
         pass
 
 
-def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, output: str | os.PathLike | None, config: Any,
-          summary: ScanSummary, t0: float, include: Sequence[str], exclude: Sequence[str], hidden: bool, follow_symlinks: bool,
-          force: bool, progress: bool | None, client: Any, cluster: Any, on_client: Callable[[Any], Any] | None,
-          as_frame: bool = True, auto: bool = False, rescan: tuple[bool, bool] = (False, False),
-          learn: Callable[[], Any] | None = None, into_archives: bool = False) -> Any:
+def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWriter | None, opts: ScanOptions, config: Any,
+          client: Any) -> Any:
     """The scan itself, with the catalog's lock held: list, skip what is done, record links, extract the rest."""
     from .storage.remote import using
 
+    pick, summary, as_frame = opts.selection, opts.feedback.summary, opts.feedback.as_frame
+    follow_symlinks, force = pick.follow_symlinks, opts.catalog.force
     with using(config.streaming.storage_options, config.streaming.timeout):  # remote prefixes are listed here, with the scan's credentials
-        found = discover(paths, include, exclude, hidden, follow_symlinks, skip=catalog_folders(output), client=client)
+        found = discover(paths, pick.include, pick.exclude, pick.hidden, follow_symlinks, skip=catalog_folders(output), client=client)
     files = found.files
     explicit = {os.fspath(p) for p in paths if not os.path.isdir(p)}  # named on the command line: the user's choice
     walked, links = split_links([f for f in files if f not in explicit], [p for p in paths if os.path.isdir(p)], follow_symlinks,
                                 linked=found.links)
     files = [f for f in files if f in explicit] + walked
     stats = {p: found.stats[p] for p in files}
-    if into_archives:
+    if pick.into_archives:
         from .storage.archives import add_members
 
         with using(config.streaming.storage_options, config.streaming.timeout):
-            add_members(files, stats, found.etags, config.streaming.storage_options, include, exclude, hidden, found.errors)
+            add_members(files, stats, found.etags, config.streaming.storage_options, pick, found.errors)
     stats.update({p: found.link_stats[p] for p in links})
     if writer is not None and not force:
         from .storage.urls import is_url
 
         listed = [os.fspath(p) for p in paths if is_url(os.fspath(p)) and os.fspath(p) not in found.errors]
-        writer.forget_missing([os.fspath(p) for p in paths if os.path.isdir(p)], [*files, *links], listed, members=into_archives)
-    retry_failed, dry_run = rescan
+        writer.forget_missing([os.fspath(p) for p in paths if os.path.isdir(p)], [*files, *links], listed, members=pick.into_archives)
+    retry_failed, dry_run = opts.catalog.retry_failed, opts.catalog.dry_run
     asked = frozenset(name for name, on in (("references", config.streaming.references), ("thumbnail", config.streaming.thumbnails)) if on)
     reasons = why_extract([*files, *links], stats, writer, output if dry_run and not force else None, retry_failed, asked, found.etags)
     todo = [p for p in files if reasons[p]]
@@ -302,7 +310,7 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
     summary.links = len(links)
     if dry_run:
         summary.plan = [(p, str(reasons[p])) for p in [*todo, *link_todo]]
-        summary.seconds = time.perf_counter() - t0
+        summary.seconds = time.perf_counter() - summary.started
         if not as_frame:
             return None
         import pandas as pd
@@ -312,7 +320,7 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
     rows: list[dict[str, Any]] = []
     from .core.settings import setting
 
-    bar = Progress.for_output(len(todo) + len(link_todo), progress, interval=float(setting("progress.interval")))
+    bar = Progress.for_output(len(todo) + len(link_todo), opts.feedback.progress, interval=float(setting("progress.interval")))
 
     def arrived(result: ExtractionResult) -> None:
         result = same_as_walked(result, found.etags.get(result.file_path))
@@ -333,8 +341,8 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
         summary.dashboard = None if config.dashboard_address is False else dashboard_url(c)
         if summary.dashboard:
             bar.link(summary.dashboard)
-        if on_client is not None:
-            on_client(c)
+        if opts.feedback.on_client is not None:
+            opts.feedback.on_client(c)
 
     for link in link_todo:
         arrived(link_record(link, links[link]))
@@ -348,15 +356,16 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
         if todo:
             from .execution.cluster import ExecutionModel
 
-            if learn is not None:
-                config.cost_model = learn()
+            config.cost_model = cost_model(opts.running.learn_from, output, writer, config, summary)
             expected = expected_seconds(len(todo), sum(stats[p][0] or 0 for p in todo), config.max_workers or os.cpu_count() or 1)
             if config.dashboard_address is None and expected < float(setting("cluster.dashboard-min-seconds")):
                 config.dashboard_address = False  # over in seconds: not worth Bokeh's start
-            if auto and config.dashboard_address is False and client is None and cluster is None and config.scheduler_address is None:
+            cluster = opts.running.cluster
+            if opts.running.execution == "auto" and config.dashboard_address is False and client is None and cluster is None \
+                    and config.scheduler_address is None:
                 config.execution_model = ExecutionModel.LOCAL  # nothing to show on a dashboard: no cluster to start either
             _start_early(config, client, cluster, sum(parses_in_sandbox(p, stats[p][0], config) for p in todo), writer is not None, as_frame)
-            from .execution.driver import ParallelExtractor
+            from .execution.api import ParallelExtractor
             extractor = ParallelExtractor(config, client=client, cluster=cluster)
             extractor.on_client = started
             known = {p: size for p in todo if (size := stats[p][0]) is not None}
@@ -366,7 +375,7 @@ def _scan(paths: Sequence[str | os.PathLike], writer: CatalogWriter | None, outp
 
         discard_spares()
         bar.close()
-        summary.seconds = time.perf_counter() - t0
+        summary.seconds = time.perf_counter() - summary.started
         if writer is not None:
             writer.close(found=summary.found, skipped=summary.skipped, extracted=summary.extracted, failed=summary.failed)
             summary.rows = writer.rows_written

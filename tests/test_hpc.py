@@ -135,7 +135,7 @@ def test_walltime_retirement_on_slurm_replaces_jobs(tmp_path, slurm):
     from distributed import Client
 
     from metaextract_dask.demo import make_bin
-    from metaextract_dask.execution.hpc import make_jobqueue_cluster
+    from metaextract_dask.execution.hpc import BatchJobs, make_jobqueue_cluster
 
     files = [make_bin(str(tmp_path / f"f{i:04d}.bin"), 512, i) for i in range(500)]
 
@@ -143,8 +143,8 @@ def test_walltime_retirement_on_slurm_replaces_jobs(tmp_path, slurm):
         time.sleep(0.05)  # 25 s of work in all: several lifetimes of one worker
         return {"job": os.environ.get("SLURM_JOB_ID"), "size": os.path.getsize(path)}
 
-    cluster = make_jobqueue_cluster("slurm", jobs=2, cores=1, memory="1GB", walltime="00:10:00", interface="lo",
-                                    lifetime="8s", lifetime_stagger="2s", log_directory=str(tmp_path / "logs"),
+    jobs = BatchJobs("slurm", jobs=2, cores=1, memory="1GB", walltime="00:10:00", interface="lo", lifetime="8s", lifetime_stagger="2s")
+    cluster = make_jobqueue_cluster(jobs, log_directory=str(tmp_path / "logs"),
                                     scheduler_options={"dashboard_address": ":0"})
     with cluster, Client(cluster) as client:
         client.wait_for_workers(1, timeout=300)

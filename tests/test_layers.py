@@ -103,3 +103,43 @@ def test_a_test_without_a_layer_marker_is_refused(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 4, done.stdout + done.stderr
     assert "test_unmarked.py::test_nothing: no layer marker" in done.stdout + done.stderr
+
+
+def _parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """How many parameters a function takes (``self``/``cls`` not counted; ``*args`` and ``**kwargs`` count one each)."""
+    a = node.args
+    names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs]
+    if names and names[0] in ("self", "cls"):
+        names = names[1:]
+    return len(names) + (a.vararg is not None) + (a.kwarg is not None)
+
+
+def long_signatures(package: str) -> dict[str, int]:
+    """{module:function: parameters} of every function of the package."""
+    out = {}
+    for module, path in _modules(package).items():
+        for node in ast.walk(ast.parse(open(path).read())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                out[f"{module}:{node.name}"] = _parameters(node)
+    return out
+
+
+@pytest.mark.unit
+def test_options_come_in_groups_scan_takes_at_most_10_and_no_function_more_than_8():
+    """Options travel as typed groups (core/options.py), not as long lists of keywords passed along."""
+    counts = long_signatures(PACKAGE)
+    assert counts["scanning:scan"] <= 10
+    assert {name: n for name, n in counts.items() if n > 8 and name != "scanning:scan"} == {}
+
+
+@pytest.mark.unit
+def test_scan_keywords_go_to_the_group_that_owns_them():
+    from metaextract_dask.core.options import Running, ScanOptions
+
+    opts = ScanOptions.from_values({"workers": 3, "checksum": "sha256", "include": ["*.nc"], "force": True, "progress": False,
+                                    "strategy": None}, {"running": Running(isolate=False)})
+    assert (opts.running.workers, opts.running.isolate, opts.reading.checksum) == (3, False, "sha256")
+    assert (opts.selection.include, opts.catalog.force, opts.feedback.progress) == (["*.nc"], True, False)
+    assert opts.reading.strategy.value == "adaptive"  # None: the default
+    with pytest.raises(TypeError, match="unexpected keyword argument 'wokers'"):
+        ScanOptions.from_values({"wokers": 3})

@@ -317,7 +317,7 @@ def test_large_native_files_are_parsed_only_in_sandboxes(tmp_path):
 def test_scan_stats_each_file_once_on_the_client(tmp_path, monkeypatch):
     """On a parallel file system every stat is a round trip: scan hands the
     sizes it stat-ed for resume to the extractor instead of stat-ing again."""
-    import metaextract_dask.execution.driver as parallel
+    import metaextract_dask.execution.run as parallel
     from metaextract_dask import scan
     from metaextract_dask.demo import make_bin
 

@@ -148,27 +148,7 @@ class MetricsPlugin(SchedulerPlugin):
     def log_event(self, topic: str, msg: Any) -> None:
         if topic != EVENT_TOPIC or not isinstance(msg, dict):
             return
-        stats = self.run(msg["run"])
-        kind = msg.get("kind")
-        if kind == "files":
-            batch = msg.get("batch")
-            if batch is not None:
-                if batch in stats.batches_seen:
-                    return
-                stats.batches_seen.add(batch)
-            for f in msg["files"]:
-                f.setdefault("worker", msg.get("worker"))
-                stats.add_file(f)
-        elif kind == "run-start":
-            stats.expected_files += msg.get("files", 0)
-            stats.expected_bytes += msg.get("bytes", 0)
-            predicted = msg.get("predicted")
-            if isinstance(predicted, dict):
-                for k, v in predicted.items():
-                    if isinstance(v, (int, float)):
-                        stats.predicted_by_kind[str(k)] = stats.predicted_by_kind.get(str(k), 0.0) + float(v)
-        elif kind == "run-end":
-            stats.finished = True
+        self.run(msg["run"]).apply(msg)
 
     def snapshot(self, run: str | None = None) -> dict[str, Any] | None:
         """Aggregates of one run (the latest when not named)."""

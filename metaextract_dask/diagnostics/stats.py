@@ -51,6 +51,29 @@ class RunStats:
         self.finished = False
         self.batches_seen: set[str] = set()  # batch keys already counted (a recomputed batch reports twice)
 
+    def apply(self, msg: dict[str, Any]) -> None:
+        """One event of the run (``EVENT_TOPIC``): its start, files' outcomes (a batch counted once), its end."""
+        kind = msg.get("kind")
+        if kind == "files":
+            batch = msg.get("batch")
+            if batch is not None:
+                if batch in self.batches_seen:
+                    return
+                self.batches_seen.add(batch)
+            for f in msg["files"]:
+                f.setdefault("worker", msg.get("worker"))
+                self.add_file(f)
+        elif kind == "run-start":
+            self.expected_files += msg.get("files", 0)
+            self.expected_bytes += msg.get("bytes", 0)
+            predicted = msg.get("predicted")
+            if isinstance(predicted, dict):
+                for k, v in predicted.items():
+                    if isinstance(v, (int, float)):
+                        self.predicted_by_kind[str(k)] = self.predicted_by_kind.get(str(k), 0.0) + float(v)
+        elif kind == "run-end":
+            self.finished = True
+
     def worker(self, name: str | None) -> Counter:
         return self.workers.setdefault(name or "client", Counter())
 

@@ -1,1 +1,1 @@
-"""Running plans: isolation of native parsers, task functions, the driver over a Client, clusters, discovery."""
+"""Running plans: batch tasks, the one run loop and its executors, the seed's extractors, clusters, the walk."""

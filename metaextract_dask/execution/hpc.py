@@ -13,27 +13,49 @@ batch system still kills the job at its walltime.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 KINDS = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster"}
 
 
-def make_jobqueue_cluster(kind: str, jobs: int = 1, cores: int | None = None, memory: str | None = None,
-                          walltime: str | None = None, queue: str | None = None, account: str | None = None,
-                          processes: int | None = None, lifetime: str | None = None, lifetime_stagger: str = "2m",
-                          adapt: tuple[int, int] | None = None, interface: str | None = None, **kwargs: Any) -> Any:
-    """A dask-jobqueue cluster of ``kind`` with ``jobs`` jobs (or adaptive between ``adapt``)."""
+@dataclass
+class BatchJobs:
+    """A batch-system cluster (``metaextract scan``: "batch systems"); None: jobqueue.yaml's value."""
+
+    #: slurm, pbs, sge or lsf
+    kind: str
+    jobs: int = 1
+    cores: int | None = None
+    memory: str | None = None
+    walltime: str | None = None
+    queue: str | None = None
+    account: str | None = None
+    processes: int | None = None
+    #: retire each worker gracefully after this long (before its walltime), e.g. 55m
+    lifetime: str | None = None
+    lifetime_stagger: str = "2m"
+    #: (min, max) jobs: scale with the work instead of ``jobs``
+    adapt: tuple[int, int] | None = None
+    #: network interface of scheduler and workers, e.g. ib0
+    interface: str | None = None
+
+
+def make_jobqueue_cluster(spec: BatchJobs, **kwargs: Any) -> Any:
+    """A dask-jobqueue cluster of ``spec.kind`` with ``spec.jobs`` jobs (or adaptive between ``spec.adapt``); ``kwargs``
+    go to the dask-jobqueue class."""
+    kind, jobs, adapt, lifetime = spec.kind, spec.jobs, spec.adapt, spec.lifetime
     try:
         import dask_jobqueue
     except ImportError:
         raise ImportError("dask-jobqueue is not installed: pip install 'metaextract_dask[hpc]'") from None
     if kind not in KINDS:
         raise ValueError(f"unknown batch system {kind!r}; choose one of {', '.join(KINDS)}")
-    options = {k: v for k, v in dict(cores=cores, memory=memory, walltime=walltime, queue=queue, account=account,
-                                     processes=processes, interface=interface).items() if v is not None}
+    options = {k: v for k in ("cores", "memory", "walltime", "queue", "account", "processes", "interface")
+               if (v := getattr(spec, k)) is not None}
     if lifetime:
         extra = list(kwargs.pop("worker_extra_args", []))
-        extra += ["--lifetime", lifetime, "--lifetime-stagger", lifetime_stagger]
+        extra += ["--lifetime", lifetime, "--lifetime-stagger", spec.lifetime_stagger]
         kwargs["worker_extra_args"] = extra
         adapt = adapt or (jobs, jobs)  # adaptive, so retired jobs are replaced
     cluster = getattr(dask_jobqueue, KINDS[kind])(**options, **kwargs)

@@ -174,7 +174,7 @@ def walk_files(paths: Sequence[str | os.PathLike], include: Sequence[str] = (), 
             if not os.path.isdir(top):
                 _add(found, top, file_stat(top), os.path.islink(top), file_stat(top, follow=False), _identity(top))
                 continue
-            _walk_root(top, include, exclude, hidden, follow_symlinks, skip_ids, seen, found, client, own)
+            _walk_root(top, (tuple(include), tuple(exclude), hidden, follow_symlinks, skip_ids), seen, found, client, own)
     finally:
         if own is not None:
             own.shutdown()
@@ -215,9 +215,13 @@ def _add(found: Found, path: str, stat: Stat, link: bool, link_stat: Stat, ident
         found.link_stats[path] = link_stat
 
 
-def _walk_root(root: str, include: Sequence[str], exclude: Sequence[str], hidden: bool, follow: bool, skip_ids: frozenset[tuple[int, int]],
-               seen: set[tuple[int, int]], found: Found, client: Any, own: ThreadPoolExecutor | None) -> None:
-    """Submit the root's task, then each new subfolder's as answers arrive; add the files in walk order."""
+def _walk_root(root: str, rules: tuple[Any, ...], seen: set[tuple[int, int]], found: Found, client: Any,
+               own: ThreadPoolExecutor | None) -> None:
+    """Submit the root's task, then each new subfolder's as answers arrive; add the files in walk order.
+
+    ``rules``: what ``list_folder`` takes after the root (include, exclude, hidden, follow, skip_ids).
+    """
+    skip_ids = rules[-1]
     try:
         st = os.stat(root)
     except OSError:
@@ -229,7 +233,7 @@ def _walk_root(root: str, include: Sequence[str], exclude: Sequence[str], hidden
 
     def submit(folder: str) -> None:
         nonlocal pending
-        args = (folder, root, tuple(include), tuple(exclude), hidden, follow, skip_ids)
+        args = (folder, root, *rules)
         fut: Any = client.submit(list_folder, *args, pure=False) if client is not None else own.submit(list_folder, *args)  # type: ignore[union-attr]
         fut.add_done_callback(done.put)
         pending += 1

@@ -4,7 +4,7 @@ A plan is plain data, so the planner is tested without Dask. The graph
 builder (graph.py) turns it into tasks.
 
 The shapes are ``core.model.Shape``; ``plan_path`` is the one way every
-caller (one file, a batch, the driver's large files) gets a file's plan.
+caller (one file, a batch, the run's large files) gets a file's plan.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..core.options import Selection
 from .remote import RemoteStat, stat_from_info
 from .urls import ARCHIVE_SUFFIXES
 
@@ -118,12 +119,13 @@ def list_members(container: str, storage_options: dict[str, Any] | None = None,
 
 
 def add_members(files: list[str], stats: dict[str, Any], etags: dict[str, str | None], storage_options: dict[str, Any] | None,
-                include: Any = (), exclude: Any = (), hidden: bool = False, errors: dict[str, str] | None = None) -> list[str]:
+                selection: Selection | None = None, errors: dict[str, str] | None = None) -> list[str]:
     """Each zip and tar among ``files`` followed by its members' URLs (with their stats), in place; members that
     are not read (``list_members``) go into ``errors`` (an error row each). Returns the containers whose members
     could not be listed (their own rows say why)."""
     from .listing import wanted
 
+    pick = selection or Selection()
     out, failed = [], []
     for path in files:
         out.append(path)
@@ -138,7 +140,7 @@ def add_members(files: list[str], stats: dict[str, Any], etags: dict[str, str | 
             errors.update(odd)
         for url, st in members:
             rel = url.split("::", 1)[0].split("://", 1)[1]
-            if (not hidden and any(part.startswith(".") for part in rel.split("/"))) or not wanted(rel, include, exclude):
+            if (not pick.hidden and any(part.startswith(".") for part in rel.split("/"))) or not wanted(rel, pick.include, pick.exclude):
                 continue
             out.append(url)
             stats[url] = (st.size, st.mtime)

@@ -1,0 +1,159 @@
+"""The one run loop (execution/run.py), once per executor adapter: Dask's local threads and a distributed Client.
+
+Every way of extracting goes through ``Run``: these tests hold what it
+promises (exactly one record per file, retries of transient failures with
+backoff, deadlines, cancellation) on both adapters, with the same code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import threading
+import time
+
+import pytest
+from test_row_integrity import FAILING, behave, check_rows, make
+
+from metaextract_dask import ParallelExtractionConfig, ParallelExtractor, StreamingConfig
+from metaextract_dask.demo import make_bin, make_h5
+from metaextract_dask.execution import run as run_module
+from metaextract_dask.planning.tasks import Failed
+
+pytestmark = pytest.mark.integration
+
+MiB = 2**20
+
+
+@pytest.fixture(params=["threads", "client"])
+def extractor(request):
+    """``extractor(config, fn) -> ParallelExtractor`` on one adapter: the local threads (LOCAL), or a real distributed Client."""
+    def make_extractor(config: ParallelExtractionConfig, fn=None) -> ParallelExtractor:
+        if request.param == "threads":
+            return ParallelExtractor(dataclasses.replace(config, execution_model="local"), fn)  # the threads adapter: no Client
+        return ParallelExtractor(config, fn, client=request.getfixturevalue("thread_client"))
+
+    make_extractor.adapter = request.param  # type: ignore[attr-defined]
+    return make_extractor
+
+
+def test_exactly_one_record_per_file_small_and_large(tmp_path, extractor):
+    """Batches with every failure kind, and large files with their own graphs: one record each, none misattributed."""
+    kinds = ["good_h5", "crash", "good_nc", "raise", "flaky", "good_bin", "corrupt", "hang", "good_nc", "flaky", "good_bin"]
+    paths = [make(str(tmp_path), k, i) for i, k in enumerate(kinds)]
+    config = ParallelExtractionConfig(max_workers=2, timeout_per_file=3, retry_delay=0.01, batch_size=4, load_balancing="fifo")
+    results, metrics = extractor(config, behave).extract(paths)
+    check_rows(results, paths)
+    assert [r.file_path for r in results] == paths  # in task order
+    assert metrics.total_files == len(paths) and metrics.failed == sum(k in FAILING for k in kinds)
+
+    big = [make_bin(tmp_path / f"big{i}.bin", 3 * MiB, i) for i in range(3)]
+    broken = str(tmp_path / "broken.h5")
+    with open(make_h5(tmp_path / "src.h5", 200_000), "rb") as f:
+        open(broken, "wb").write(f.read()[: 2 * MiB])
+    small = [make_bin(tmp_path / f"s{i}.bin", 500, i) for i in range(5)]
+    streaming = StreamingConfig(streaming_threshold=MiB, chunk_size=MiB)
+    config = ParallelExtractionConfig(max_workers=2, streaming=streaming, isolate=False)
+    results, metrics = extractor(config).extract([*big, broken, *small])
+    assert [r.file_path for r in results] == [*big, broken, *small]
+    assert [r.success for r in results] == [True] * 3 + [False] + [True] * 5, [r.error for r in results]
+    assert all(r.metadata["streaming"]["chunks_read"] >= 3 for r in results[:3])  # chunk graphs ran, not one task
+    assert results[3].error.startswith(broken)
+    assert metrics.total_files == 9 and metrics.failed == 1
+
+
+def flaky_extraction(path):
+    """Fails twice with an I/O error, then succeeds (state kept on disk)."""
+    counter = path + ".attempts"
+    n = int(open(counter).read()) + 1 if os.path.exists(counter) else 1
+    with open(counter, "w") as f:
+        f.write(str(n))
+    if n <= 2:
+        raise OSError(errno.EIO, f"transient read error (attempt {n})")
+    return {"attempts_seen": n}
+
+
+REAL_PLAN = run_module.plan_large_file
+
+
+def plan_fails_once(path, *args):
+    """The large-file plan task, failing with EIO on its first attempt for each file (state kept on disk)."""
+    marker = path + ".planned"
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        return Failed(OSError(errno.EIO, "Input/output error (injected once)"))
+    return REAL_PLAN(path, *args)
+
+
+def plan_hangs(path, *args):
+    """A plan task that hangs (a stuck worker thread); it says when it ends."""
+    time.sleep(20)
+    open(path + ".plan-ended", "w").close()
+
+
+def test_transient_failures_are_retried_with_backoff(tmp_path, extractor, monkeypatch):
+    path = make_bin(tmp_path / "flaky.bin", 100, 0)
+    config = ParallelExtractionConfig(retry_limit=3, retry_delay=0.2, max_workers=2)
+    [result], _ = extractor(config, flaky_extraction).extract([path])
+    assert result.success and result.attempts == 3 and result.metadata == {"attempts_seen": 3}, result.error
+    assert result.duration >= 0.2 + 0.4  # exponential backoff: 0.2 s, then 0.4 s
+    os.unlink(path + ".attempts")
+    config = ParallelExtractionConfig(retry_limit=1, retry_delay=0.01, max_workers=2)
+    [result], _ = extractor(config, flaky_extraction).extract([path])
+    assert not result.success and result.attempts == 2 and "transient read error" in result.error
+
+    # a large file's plan failing once: the run itself submits it again after the backoff
+    monkeypatch.setattr(run_module, "plan_large_file", plan_fails_once)
+    big = make_bin(tmp_path / "big.bin", 2 * MiB, 1)
+    config = ParallelExtractionConfig(retry_limit=2, retry_delay=0.3, max_workers=2, isolate=False,
+                                      streaming=StreamingConfig(streaming_threshold=MiB, chunk_size=MiB))
+    [result], _ = extractor(config).extract([big])
+    assert result.success and result.attempts == 2, result.error
+    assert result.metadata["streaming"]["chunks_read"] == 2
+    os.unlink(big + ".planned")
+    config.retry_failed = False
+    [result], _ = extractor(config).extract([big])
+    assert not result.success and result.attempts == 1 and "injected once" in result.error
+
+
+def test_a_large_file_past_its_deadline_is_its_timeout_and_the_run_goes_on(tmp_path, extractor, monkeypatch):
+    """A plan task that never returns (a hung worker thread) is cancelled at the run's deadline; other files are unaffected."""
+    monkeypatch.setattr(run_module, "plan_large_file", plan_hangs)
+    monkeypatch.setattr(run_module, "EXPIRY_GRACE", 0.5)
+    big = make_bin(tmp_path / "big.bin", 2 * MiB, 1)
+    small = [make_bin(tmp_path / f"s{i}.bin", 500, i) for i in range(4)]
+    config = ParallelExtractionConfig(max_workers=2, timeout_per_file=1, isolate=False,
+                                      streaming=StreamingConfig(streaming_threshold=MiB, chunk_size=MiB))
+    results, metrics = extractor(config).extract([big, *small])
+    assert [r.file_path for r in results] == [big, *small]
+    assert results[0].error_type == "ExtractionTimeout" and "timed out after 1 s" in results[0].error
+    assert all(r.success for r in results[1:])
+    assert not os.path.exists(big + ".plan-ended")  # the run did not wait for the hung task: its deadline ended the file
+    assert metrics.failed == 1 and metrics.total_files == 5
+
+
+def slow_extraction(path):
+    open(path + ".started", "w").close()
+    time.sleep(0.2)
+    return {"path": path}
+
+
+def test_cancel_stops_the_run_and_keeps_what_finished(tmp_path, extractor):
+    files = [make_bin(tmp_path / f"f{i:02d}.bin", 100, i) for i in range(40)]
+    config = ParallelExtractionConfig(max_workers=2, batch_size=2, isolate=False, load_balancing="fifo")
+    ex = extractor(config, slow_extraction)
+    seen = []
+
+    def progress(result):
+        seen.append(result.file_path)
+        if len(seen) == 3:
+            threading.Thread(target=ex.cancel).start()  # from another thread, as a signal handler or a UI would
+
+    results, _ = ex.extract(files, progress=progress)
+    time.sleep(1.0)  # what was running has ended by now
+    started = [f for f in files if os.path.exists(f + ".started")]
+    assert 3 <= len(results) < len(files)
+    assert [r.file_path for r in results] == [f for f in files if f in set(seen)]  # the finished ones, each once
+    assert all(r.success and r.metadata["path"] == r.file_path for r in results)
+    assert len(started) <= len(results) + 4 * 2, len(started)  # at most the batches running at the cancel went on
