@@ -15,7 +15,6 @@ from .core.settings import StreamingConfig
 from .diagnostics.progress import Progress
 from .execution.discovery import split_links
 from .execution.walk import discover
-from .readers.detect import EXTENSIONS
 
 
 @dataclass
@@ -226,15 +225,13 @@ def expected_seconds(files: int, size: int, workers: int) -> float:
     return (files * SECONDS_PER_FILE + size / BYTES_PER_SECOND) / max(1, workers)
 
 
-#: names of the formats whose large files are planned in a sandbox (the HDF5 guard, libnetcdf)
-NATIVE_SUFFIXES = frozenset(ext for ext, fmt in EXTENSIONS.items() if fmt in ("hdf5", "netcdf3", "netcdf4"))
-
-
 def parses_in_sandbox(path: str, size: int | None, config: Any) -> bool:
     """Whether this file will likely need a sandbox child: every small file does (its batch parses there), a large one
     when its name says HDF5 or netCDF. A guess only decides what starts early; a wrong one costs overlap, not safety."""
+    from .readers.registry import native_extensions
+
     small = size is None or size < config.streaming.streaming_threshold
-    return small or os.path.splitext(path)[1].lower() in NATIVE_SUFFIXES
+    return small or os.path.splitext(path)[1].lower() in native_extensions()
 
 
 def _start_early(config: Any, client: Any, cluster: Any, files: int, writing: bool, frame: bool) -> None:

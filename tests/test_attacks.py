@@ -32,9 +32,10 @@ h5py = pytest.importorskip("h5py")
 AS_NOBODY = ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"]
 SCAN = ["metaextract", "scan", "--dashboard-address", "127.0.0.1:0", "-q"]
 def _extensions() -> list[str]:
-    from metaextract_dask.readers.detect import EXTENSIONS, MEDIA_EXTENSIONS
+    from metaextract_dask.readers.detect import MEDIA_EXTENSIONS
+    from metaextract_dask.readers.registry import named_formats
 
-    return sorted(set(EXTENSIONS) | set(MEDIA_EXTENSIONS) | {".bin", ".dat", ""})
+    return sorted(set(named_formats()) | set(MEDIA_EXTENSIONS) | {".bin", ".dat", ""})
 
 
 #: every extension the project knows (a disguise must not matter), and some it does not

@@ -48,6 +48,24 @@ XYZ_READER = textwrap.dedent('''
             return {"xyz_records": record["records"], "xyz_format_version": record["version"]}
 ''')
 
+#: the same format, declared whole in its one module: names, media type, intake-esm format, how it opens as xarray
+XYZ_FORMAT_MODULE = XYZ_READER.replace("class XYZReader(StreamChunkReader):\n", """class XYZReader(StreamChunkReader):
+    extensions = {".xyz": "xyz"}
+    media_types = {"xyz": "application/x-xyz"}
+    esm_formats = {"xyz": "xyz"}
+
+    def open_dataset(self, path, fmt, **kwargs):
+        import numpy as np
+        import xarray as xr
+
+        with open(path, "rb") as f:
+            data = f.read()
+        n = struct.unpack(">I", data[4:8])[0]
+        return xr.Dataset({"value": ("record", np.frombuffer(data[8:8 + 8 * n], dtype=">f8"))}, attrs={"source": "xyz"})
+
+""")
+assert "open_dataset" in XYZ_FORMAT_MODULE
+
 BROKEN_READER = "raise ImportError('this plugin needs a library that is not installed')\n"
 
 SHADOWING_READER = textwrap.dedent('''
@@ -98,6 +116,61 @@ def test_a_third_party_reader_fills_its_columns_and_a_broken_one_is_skipped(tmp_
     assert set(xyz["xyz_format_version"]) == {"1"}
     assert frame.loc[h5, "reader"] == "hdf5" and frame.loc[h5, "n_datasets"] > 0  # the built-in kept its name
     assert frame.loc[nc, "reader"] == "netcdf" and pd.isna(frame.loc[nc, "xyz_records"])
+
+
+OPEN_XYZ = """
+import json, sys
+import metaextract_dask as me
+ds = me.open(sys.argv[1], sys.argv[2])
+print(json.dumps({"values": ds["value"].values.tolist(), "attrs": ds.attrs}))
+"""
+
+
+@pytest.mark.integration
+def test_a_format_added_in_one_module_is_detected_cataloged_exported_and_opened(tmp_path):
+    """One module and its entry point, nothing else: detection, catalog columns, STAC and ESM exports and ``open`` ask the reader."""
+    import json
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "xyzformat.py").write_text(XYZ_FORMAT_MODULE)
+    info = site / "xyzformat-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: xyzformat\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[metaextract_dask.readers]\nxyz = xyzformat:XYZReader\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    import numpy as np
+
+    values = (np.arange(5) * 1.5).astype(">f8")
+    (data / "r.xyz").write_bytes(b"XYZ1" + (5).to_bytes(4, "big") + values.tobytes())
+    (data / "fake.xyz").write_bytes(b"not an xyz file at all")
+    make_nc(str(data / "b.nc"), 4)
+    env = dict(os.environ, PYTHONPATH=str(site) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        out = subprocess.run(list(args), capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+        assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+        return out
+
+    cat = str(tmp_path / "cat")
+    run("metaextract", "scan", str(data), "-o", cat, "-q")
+    frame = pd.read_parquet(cat).set_index("path")
+    real, fake = str(data / "r.xyz"), str(data / "fake.xyz")
+    assert frame.loc[real, "format"] == "xyz" and frame.loc[real, "xyz_records"] == 5  # detected by its signature, its columns
+    assert frame.loc[fake, "format"] == "unknown" and "named .xyz but has no xyz signature" in frame.loc[fake, "metadata"]
+
+    run("metaextract", "export", cat, "--to", "stac", "-o", str(tmp_path / "stac"))
+    items = [json.loads(p.read_text()) for p in (tmp_path / "stac").rglob("*.json") if p.name != "collection.json"]
+    types = {os.path.basename(i["assets"]["data"]["href"]): i["assets"]["data"]["type"] for i in items}
+    assert types["r.xyz"] == "application/x-xyz" and types["b.nc"] == "application/netcdf"
+
+    run("metaextract", "export", cat, "--to", "esm", "-o", str(tmp_path / "esm"))
+    esm = pd.read_csv(tmp_path / "esm" / "collection.csv")
+    assert dict(zip(esm["path"].map(os.path.basename), esm["format"])) == {"r.xyz": "xyz", "b.nc": "netcdf"}
+
+    opened = json.loads(run(sys.executable, "-c", OPEN_XYZ, cat, real).stdout)
+    assert opened == {"values": values.tolist(), "attrs": {"source": "xyz"}}
 
 
 @pytest.mark.integration

@@ -19,8 +19,7 @@ import numpy as np
 import pytest
 
 import metaextract_dask as me
-from metaextract_dask.catalog.opening import open_references
-from metaextract_dask.readers.h5refs import hdf5_references
+from metaextract_dask.readers.h5refs import hdf5_references, open_references
 
 sys.path.insert(0, os.path.dirname(__file__))
 import public_corpus  # noqa: E402

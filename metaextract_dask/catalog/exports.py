@@ -18,8 +18,6 @@ from . import references
 from .read import read_variables, trusted_records
 from .references import location
 
-#: how intake-esm names the formats it opens
-ESM_FORMATS = {"netcdf3": "netcdf", "netcdf4": "netcdf"}
 #: global attributes worth grouping by are text, shared by most files, and take few values
 MAX_GROUP_ATTRS = 8
 
@@ -32,14 +30,17 @@ def _section(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _asset(catalog: str, rec: dict[str, Any]) -> tuple[str, str] | None:
-    """(path, intake-esm format) of a file: a netCDF file itself, an HDF5 file through its references.
+    """(path, intake-esm format) of a file: the file itself when its reader names an ESM format (netCDF), else through
+    its references (HDF5).
 
     netCDF files are listed as files, not references, although they may have
     both: intake-esm 2025.12 opens every ``reference`` asset of a group with
     one shared ``storage_options`` dict, so a group of several reference
     assets reads one file several times (seen here; ``open`` has no such problem).
     """
-    fmt = ESM_FORMATS.get(rec.get("format") or "")
+    from ..readers.registry import esm_format
+
+    fmt = esm_format(rec.get("format"))
     if fmt:
         from ..storage.urls import absolute
 

@@ -2,17 +2,18 @@
 
 A file with references in the catalog opens through them (fsspec's reference
 filesystem and xarray's Zarr engine: only the chunks a computation touches
-are read); a netCDF file without references opens with xarray's netCDF
-engine; an HDF5 file without references gets them made on the spot, from
-the same code a scan uses, and opens through them.
+are read); otherwise its format's reader opens it (``open_dataset``: a
+netCDF file with xarray's netCDF engine, an HDF5 file through references
+made on the spot from the same code a scan uses, a plugin's format its own way).
 """
 
 from __future__ import annotations
 
-import builtins
 import os
 from typing import Any
 
+from ..readers.h5refs import open_references
+from ..readers.registry import reader_of_format
 from .read import _read_part, checked_parts
 
 #: the row fields ``open`` needs
@@ -30,72 +31,6 @@ def find_row(catalog: str, path: str) -> dict[str, Any]:
     if found is None:
         raise KeyError(f"{path} has no row in the catalog {catalog}")
     return found
-
-
-def distinct_phony_dims(refs: dict[str, Any]) -> dict[str, Any]:
-    """The reference set with ``phony_dim_N`` names that xarray can open.
-
-    kerchunk (and so the stored references) names the dimensions of an HDF5
-    dataset without dimension scales ``phony_dim_0``, ``phony_dim_1``... by
-    axis, so a 50-row and a 20000-row dataset of one group both claim
-    ``phony_dim_0`` and xarray refuses the file. Here, as h5netcdf's
-    ``phony_dims="sort"`` does, each distinct (size, n-th axis of that size)
-    of a group gets its own name; the stored references are left as kerchunk makes them.
-    """
-    import json
-
-    inner = refs.get("refs", refs)
-    found: dict[str, list[tuple[str, list[str], list[int]]]] = {}
-    for key, value in inner.items():
-        if key.endswith("/.zattrs") and isinstance(value, str) and "phony_dim_" in value:
-            array = key[: -len("/.zattrs")]
-            meta = inner.get(array + "/.zarray")
-            attrs, shape = json.loads(value), json.loads(meta)["shape"] if isinstance(meta, str) else None
-            dims = attrs.get("_ARRAY_DIMENSIONS")
-            if isinstance(dims, list) and shape is not None and len(dims) == len(shape):
-                found.setdefault(array.rpartition("/")[0], []).append((array, dims, shape))
-    out = dict(inner)
-    for arrays in found.values():
-        names: dict[tuple[int, int], str] = {}
-        for array, dims, shape in arrays:
-            seen: dict[int, int] = {}
-            renamed = []
-            for dim, size in zip(dims, shape):
-                if not str(dim).startswith("phony_dim_"):
-                    renamed.append(dim)
-                    continue
-                nth = seen[size] = seen.get(size, -1) + 1
-                renamed.append(names.setdefault((size, nth), f"phony_dim_{len(names)}"))
-            if renamed != dims:
-                attrs = json.loads(inner[array + "/.zattrs"])
-                out[array + "/.zattrs"] = json.dumps({**attrs, "_ARRAY_DIMENSIONS": renamed})
-    return {**refs, "refs": out} if "refs" in refs else out
-
-
-def open_references(fo: Any, **kwargs: Any) -> Any:
-    """An xarray Dataset over a kerchunk reference set (a dict, a JSON file or a Parquet reference folder).
-
-    A Parquet folder is opened with pyarrow: fsspec's own default for a
-    folder path is fastparquet, which this project does not install. A dict
-    or JSON file gets distinct phony dimensions (``distinct_phony_dims``).
-    """
-    import json
-
-    import xarray as xr
-
-    if isinstance(fo, str) and os.path.isdir(fo):
-        import fsspec
-        from fsspec.implementations.reference import LazyReferenceMapper
-
-        fo = LazyReferenceMapper(fo, fs=fsspec.filesystem("file"), engine="pyarrow")
-    elif isinstance(fo, str):
-        with builtins.open(fo) as f:
-            fo = json.load(f)
-    if isinstance(fo, dict):
-        fo = distinct_phony_dims(fo)
-    backend = {"consolidated": False, "storage_options": {"fo": fo, "remote_protocol": "file"}}
-    backend.update(kwargs.pop("backend_kwargs", {}))
-    return xr.open_dataset("reference://", engine="zarr", backend_kwargs=backend, **kwargs)
 
 
 def open(catalog: str | os.PathLike, path_or_row: Any, *, follow_outside: bool = False, **kwargs: Any) -> Any:  # noqa: A001 - the public name
@@ -132,31 +67,16 @@ def open(catalog: str | os.PathLike, path_or_row: Any, *, follow_outside: bool =
     restrict_plugins()  # before any HDF5 library of this process loads: plugins only from trusted folders
     if not follow_outside:
         _refuse_outside(path)
-    if fmt == "hdf5":
-        # an HDF5 fill value is what unwritten storage reads as, not a missing-data mark (xarray would mask
-        # every 0.0 of a plain file as missing): plain HDF5 opens unmasked unless asked otherwise
-        kwargs.setdefault("mask_and_scale", False)
+    reader = reader_of_format(fmt)
+    for key, value in (dict(reader.open_options).get(str(fmt), {}) if reader is not None else {}).items():
+        kwargs.setdefault(key, value)
     if isinstance(row.get("references"), str) and row["references"]:
         return open_references(references.checked(catalog, row["references"], path), **kwargs)
-    if fmt in ("netcdf3", "netcdf4"):
-        import xarray as xr
-
-        return xr.open_dataset(path, **kwargs)
-    if fmt == "hdf5":
-        return open_references(_references_now(path), **kwargs)
-    raise ValueError(f"{path}: a {fmt} file has no arrays to open (open() reads HDF5 and netCDF files)")
-
-
-def _references_now(path: str) -> dict[str, Any]:
-    """References of an HDF5 file made now, or a ValueError saying why it cannot be read through them."""
-    from ..readers.h5refs import hdf5_references
-    from ..readers.hdf5 import open_file
-
-    with open_file(path) as f:
-        found = hdf5_references(f, path)
-    if not found["virtualizable"]:
-        raise ValueError(f"{path}: cannot be opened as arrays: {'; '.join(found['reasons'][:5])}")
-    return found["refs"]
+    ds = reader.open_dataset(path, str(fmt), **kwargs) if reader is not None else None
+    if ds is None:
+        raise ValueError(f"{path}: a {fmt} file has no arrays to open (open() reads the formats whose reader opens them "
+                         "as xarray: HDF5, netCDF and plugins')")
+    return ds
 
 
 def _refuse_outside(path: str) -> None:

@@ -26,10 +26,6 @@ from . import sidecars
 from .references import entry_name, location
 from .writer import THUMBNAILS
 
-#: media types by the catalog's format, then by video container; anything else from the name, else octet-stream
-MEDIA_TYPES = {"netcdf3": "application/netcdf", "netcdf4": "application/netcdf", "hdf5": "application/x-hdf5"}
-CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2": "video/mp4", "matroska,webm": "video/webm", "ogg": "video/ogg", "avi": "video/x-msvideo",
-              "mpeg": "video/mpeg", "mpegts": "video/mp2t", "flv": "video/x-flv", "gif": "image/gif"}
 #: STAC common metadata data types (datacube ``data_type``) by numpy's names
 DATA_TYPES = {**{f"{k}{n}": f"{k}{n}" for k in ("int", "uint") for n in (8, 16, 32, 64)},
               **{f: f for f in ("float16", "float32", "float64")}, "complex64": "cfloat32", "complex128": "cfloat64"}
@@ -201,15 +197,11 @@ def _item_id(path: str) -> str:
 
 
 def media_type(row: dict[str, Any], record: dict[str, Any]) -> str:
-    fmt = row.get("format") or ""
-    if fmt in MEDIA_TYPES:
-        return MEDIA_TYPES[fmt]
+    """What the format's reader says (``media_types``, ``media_type``), else a guess from the name, else octet-stream."""
+    from ..readers.registry import media_type as readers_say
     from .trust import section
 
-    container = str(section(record).get("container") or row.get("container") or "")
-    if container in CONTAINERS:
-        return CONTAINERS[container]
-    return mimetypes.guess_type(str(row["path"]))[0] or "application/octet-stream"
+    return readers_say(row.get("format"), section(record)) or mimetypes.guess_type(str(row["path"]))[0] or "application/octet-stream"
 
 
 def export_stac(catalog: str, out: str, progress: Callable[[int, int], None] | None = None,

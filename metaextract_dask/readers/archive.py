@@ -23,6 +23,7 @@ class ArchiveReader(BinaryChunkReader):
 
     name = "archive"
     formats = frozenset({"zip", "tar"})
+    extensions = {".zip": "zip", ".tar": "tar"}
     columns = (("n_members", "int32"),)
 
     def catalog_row(self, record: dict[str, Any]) -> dict[str, Any]:

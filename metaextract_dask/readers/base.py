@@ -8,7 +8,7 @@ into the file's metadata. Planning, graphs, scheduling and metrics are shared.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from ..core.model import ChunkSpec, ChunkType, FileInfo
@@ -37,8 +37,33 @@ class StreamChunkReader(ABC):
     #: what this reader makes besides its record when a scan asks for it: "references" (kerchunk
     #: references), "thumbnail" (a poster frame); a re-scan asking for one extracts again the rows without it
     extras: ClassVar[frozenset[str]] = frozenset()
-    #: for plugins: (format, offset, magic bytes, description) that detection recognises
+    #: (format, offset, magic bytes, description) that detection recognises (the built-in formats' own magic
+    #: bytes, some found by rules rather than at one offset, are in detect.py)
     signatures: ClassVar[tuple[tuple[str, int, bytes, str], ...]] = ()
+    #: file name extension -> format: names that claim a format of this reader. Detection goes by content (a file
+    #: so named without the signature is "unknown", and its description says what the name claimed); a scan
+    #: plans a large file so named in a sandbox when the reader is ``native``
+    extensions: ClassVar[Mapping[str, str]] = {}
+    #: format -> IANA media type (the STAC export's asset type; ``media_type`` may look at the record too)
+    media_types: ClassVar[Mapping[str, str]] = {}
+    #: format -> intake-esm ``format`` of the file itself ("netcdf", "zarr"): files of these formats are ESM assets
+    #: (others only through kerchunk references, when the scan made them)
+    esm_formats: ClassVar[Mapping[str, str]] = {}
+    #: format -> default keyword arguments of ``xarray.open_dataset`` when ``metaextract_dask.open`` opens a file of it
+    open_options: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+
+    def media_type(self, fmt: str, section: dict[str, Any]) -> str | None:
+        """The media type of a file of format ``fmt`` whose record's section (this reader's) is ``section``; None: unknown."""
+        return self.media_types.get(fmt)
+
+    def open_dataset(self, path: str, fmt: str, **kwargs: Any) -> Any:
+        """The file as a lazy ``xarray.Dataset`` (``metaextract_dask.open``); None when its format has no arrays to open.
+
+        Called after the catalog and the guard have checked the file, and
+        only when its row has no kerchunk references (those open the same way
+        for every format).
+        """
+        return None
 
     def catalog_row(self, record: dict[str, Any]) -> dict[str, Any]:
         """This reader's columns of one catalog row, from its own section of the file's record."""

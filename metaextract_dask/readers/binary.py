@@ -200,6 +200,7 @@ class BinaryChunkReader(StreamChunkReader):
 
     name = "binary"
     columns = (("entropy", "float64"),)
+    extensions = {".gz": "gzip", ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf"}
     #: computes the checksum in its own chunk reads (no fixity wrapper: the bytes are read once)
     hashes_itself = True
 

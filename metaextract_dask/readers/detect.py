@@ -69,18 +69,6 @@ MEDIA_EXTENSIONS = frozenset({
     ".aiff", ".au", ".snd", ".amr", ".h264", ".264", ".h265", ".265", ".hevc", ".ivf", ".nut", ".caf", ".wv", ".ape", ".mjpeg",
 })
 
-EXTENSIONS = {
-    ".h5": "hdf5", ".hdf5": "hdf5", ".he5": "hdf5", ".hdf": "hdf5",
-    ".nc": "netcdf3", ".nc4": "netcdf4", ".cdf": "netcdf3",
-    ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
-    ".avi": "avi", ".flv": "flv", ".ts": "mpegts", ".mpg": "mpegps", ".mpeg": "mpegps", ".ogv": "ogg",
-    ".wmv": "asf", ".wma": "asf", ".asf": "asf", ".rm": "realmedia", ".rmvb": "realmedia", ".swf": "swf", ".gif": "gif",
-    ".m2v": "mpegvideo", ".m1v": "mpegvideo", ".3gp": "3gp", ".3g2": "3g2", ".mxf": "mxf", ".dv": "dv", ".y4m": "y4m",
-    ".mp3": "mp3", ".flac": "flac", ".wav": "wav", ".aiff": "aiff", ".au": "au", ".amr": "amr", ".ivf": "ivf",
-    ".zip": "zip", ".tar": "tar", ".gz": "gzip", ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf",
-}
-
-
 def detect_magic(head: bytes, ext: str = "") -> str | None:
     """The format named by the leading bytes, or None."""
     if head[257:262] == b"ustar":  # before HDF5: a tar whose first member is HDF5 has that signature at 512
@@ -97,7 +85,7 @@ def detect_magic(head: bytes, ext: str = "") -> str | None:
             return "3gp"
         return "mov" if brand == b"qt  " else "mp4"
     if head[4:8] in (b"moov", b"mdat", b"wide", b"free") and ext in (".mov", ".mp4", ".m4v"):
-        return EXTENSIONS[ext]
+        return "mov" if ext == ".mov" else "mp4"
     if head[:4] == b"\x1a\x45\xdf\xa3":
         return "webm" if b"webm" in head[:64] else "matroska"
     if head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"WAVE"):
@@ -193,12 +181,12 @@ def detect(head: bytes, path: str = "") -> tuple[str, str]:
     found = detect_magic(head, ext)
     if found:
         return found, DESCRIPTIONS[found]
-    from .registry import plugin_signatures
+    from .registry import named_formats, reader_signatures
 
-    for fmt, offset, magic, description in plugin_signatures():
+    for fmt, offset, magic, description in reader_signatures():
         if head[offset:offset + len(magic)] == magic:
             return fmt, description
-    claimed = EXTENSIONS.get(ext)
+    claimed = named_formats().get(ext)
     if claimed:
         return "unknown", f"{DESCRIPTIONS['unknown']} (named {ext} but has no {claimed} signature)"
     return "unknown", DESCRIPTIONS["unknown"]

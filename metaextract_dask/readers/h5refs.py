@@ -18,9 +18,11 @@ reader walks them.
 from __future__ import annotations
 
 import base64
+import builtins
 import json
 import math
 import operator
+import os
 from typing import Any
 
 #: chunks smaller than this many bytes are stored in the references themselves (kerchunk's default)
@@ -289,3 +291,80 @@ def hdf5_references(f: Any, url: str) -> dict[str, Any]:
     if reasons:
         return {"refs": None, "virtualizable": False, "reasons": reasons, "n_chunks": n_chunks}
     return {"refs": {"version": 1, "refs": refs}, "virtualizable": True, "reasons": [], "n_chunks": n_chunks}
+
+
+def distinct_phony_dims(refs: dict[str, Any]) -> dict[str, Any]:
+    """The reference set with ``phony_dim_N`` names that xarray can open.
+
+    kerchunk (and so the stored references) names the dimensions of an HDF5
+    dataset without dimension scales ``phony_dim_0``, ``phony_dim_1``... by
+    axis, so a 50-row and a 20000-row dataset of one group both claim
+    ``phony_dim_0`` and xarray refuses the file. Here, as h5netcdf's
+    ``phony_dims="sort"`` does, each distinct (size, n-th axis of that size)
+    of a group gets its own name; the stored references are left as kerchunk makes them.
+    """
+    import json
+
+    inner = refs.get("refs", refs)
+    found: dict[str, list[tuple[str, list[str], list[int]]]] = {}
+    for key, value in inner.items():
+        if key.endswith("/.zattrs") and isinstance(value, str) and "phony_dim_" in value:
+            array = key[: -len("/.zattrs")]
+            meta = inner.get(array + "/.zarray")
+            attrs, shape = json.loads(value), json.loads(meta)["shape"] if isinstance(meta, str) else None
+            dims = attrs.get("_ARRAY_DIMENSIONS")
+            if isinstance(dims, list) and shape is not None and len(dims) == len(shape):
+                found.setdefault(array.rpartition("/")[0], []).append((array, dims, shape))
+    out = dict(inner)
+    for arrays in found.values():
+        names: dict[tuple[int, int], str] = {}
+        for array, dims, shape in arrays:
+            seen: dict[int, int] = {}
+            renamed = []
+            for dim, size in zip(dims, shape):
+                if not str(dim).startswith("phony_dim_"):
+                    renamed.append(dim)
+                    continue
+                nth = seen[size] = seen.get(size, -1) + 1
+                renamed.append(names.setdefault((size, nth), f"phony_dim_{len(names)}"))
+            if renamed != dims:
+                attrs = json.loads(inner[array + "/.zattrs"])
+                out[array + "/.zattrs"] = json.dumps({**attrs, "_ARRAY_DIMENSIONS": renamed})
+    return {**refs, "refs": out} if "refs" in refs else out
+
+
+def open_references(fo: Any, **kwargs: Any) -> Any:
+    """An xarray Dataset over a kerchunk reference set (a dict, a JSON file or a Parquet reference folder).
+
+    A Parquet folder is opened with pyarrow: fsspec's own default for a
+    folder path is fastparquet, which this project does not install. A dict
+    or JSON file gets distinct phony dimensions (``distinct_phony_dims``).
+    """
+    import json
+
+    import xarray as xr
+
+    if isinstance(fo, str) and os.path.isdir(fo):
+        import fsspec
+        from fsspec.implementations.reference import LazyReferenceMapper
+
+        fo = LazyReferenceMapper(fo, fs=fsspec.filesystem("file"), engine="pyarrow")
+    elif isinstance(fo, str):
+        with builtins.open(fo) as f:
+            fo = json.load(f)
+    if isinstance(fo, dict):
+        fo = distinct_phony_dims(fo)
+    backend = {"consolidated": False, "storage_options": {"fo": fo, "remote_protocol": "file"}}
+    backend.update(kwargs.pop("backend_kwargs", {}))
+    return xr.open_dataset("reference://", engine="zarr", backend_kwargs=backend, **kwargs)
+
+
+def references_now(path: str) -> dict[str, Any]:
+    """References of an HDF5 file made now, or a ValueError saying why it cannot be read through them."""
+    from .hdf5 import open_file
+
+    with open_file(path) as f:
+        found = hdf5_references(f, path)
+    if not found["virtualizable"]:
+        raise ValueError(f"{path}: cannot be opened as arrays: {'; '.join(found['reasons'][:5])}")
+    return found["refs"]

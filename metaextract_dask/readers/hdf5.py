@@ -336,9 +336,20 @@ class HDF5ChunkReader(arrays.ArrayFileReader):
     name = "hdf5"
     extras = frozenset({"references"})
     formats = frozenset({"hdf5"})
+    extensions = {".h5": "hdf5", ".hdf5": "hdf5", ".he5": "hdf5", ".hdf": "hdf5"}
+    media_types = {"hdf5": "application/x-hdf5"}
+    # an HDF5 fill value is what unwritten storage reads as, not a missing-data mark (xarray would mask every 0.0
+    # of a plain file as missing): plain HDF5 opens unmasked unless asked otherwise
+    open_options = {"hdf5": {"mask_and_scale": False}}
     columns = (("n_groups", "int32"), ("n_datasets", "int32"), *arrays.ARRAY_COLUMNS)
     metadata_key = "tree"
     array_word = "datasets"
+
+    def open_dataset(self, path: str, fmt: str, **kwargs: Any) -> Any:
+        """Through kerchunk references made now (a ValueError says why a file cannot be read through them)."""
+        from .h5refs import open_references, references_now
+
+        return open_references(references_now(path), **kwargs)
 
     def catalog_row(self, record: dict[str, Any]) -> dict[str, Any]:
         return {"n_groups": len(record.get("groups") or []), "n_datasets": len(record.get("datasets") or []),

@@ -281,12 +281,21 @@ class NetCDFChunkReader(arrays.ArrayFileReader):
     name = "netcdf"
     extras = frozenset({"references"})
     formats = frozenset({"netcdf3", "netcdf4"})
+    extensions = {".nc": "netcdf3", ".nc4": "netcdf4", ".cdf": "netcdf3"}
+    media_types = {"netcdf3": "application/netcdf", "netcdf4": "application/netcdf"}
+    esm_formats = {"netcdf3": "netcdf", "netcdf4": "netcdf"}
     columns = (("file_format", "string"), ("n_variables", "int32"), ("n_dimensions", "int32"),
                ("time_start", "timestamp"), ("time_end", "timestamp"), ("calendar", "string"), ("time_start_iso", "string"),
                ("time_end_iso", "string"), ("lat_min", "float64"), ("lat_max", "float64"),
                ("lon_min", "float64"), ("lon_max", "float64"), ("crosses_antimeridian", "bool"), *arrays.ARRAY_COLUMNS)
     metadata_key = "header"
     array_word = "variables"
+
+    def open_dataset(self, path: str, fmt: str, **kwargs: Any) -> Any:
+        """With xarray's netCDF engine."""
+        import xarray as xr
+
+        return xr.open_dataset(path, **kwargs)
 
     def catalog_row(self, record: dict[str, Any]) -> dict[str, Any]:
         time_range = (record.get("cf_coverage") or {}).get("time") or {}

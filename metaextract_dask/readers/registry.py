@@ -86,17 +86,57 @@ def loaded_reader(name: str) -> StreamChunkReader | None:
 
 
 @functools.lru_cache(maxsize=1)
-def plugin_signatures() -> tuple[tuple[str, int, bytes, str], ...]:
-    """(format, offset, magic, description) declared by plugin readers, for detection."""
+def reader_signatures() -> tuple[tuple[str, int, bytes, str], ...]:
+    """(format, offset, magic, description) declared by readers (``signatures``), for detection."""
     found = []
-    for name, target in available_readers().items():
-        if BUILTIN_READERS.get(name) == target:
-            continue
-        reader = loaded_reader(name)
-        for entry in getattr(reader, "signatures", ()) if reader is not None else ():
+    for reader in _readers():
+        for entry in getattr(reader, "signatures", ()):
             fmt, offset, magic, description = entry
             found.append((str(fmt), int(offset), bytes(magic), str(description)))
     return tuple(found)
+
+
+def _readers() -> list[StreamChunkReader]:
+    """Every reader that loads, built-ins first (a plugin adds formats; it does not redefine a built-in's)."""
+    names = sorted(available_readers(), key=lambda n: (n not in BUILTIN_READERS or BUILTIN_READERS[n] != available_readers()[n], n))
+    return [r for r in (loaded_reader(n) for n in names) if r is not None]
+
+
+@functools.lru_cache(maxsize=1)
+def named_formats() -> dict[str, str]:
+    """File name extension -> the format names with it claim, from every reader's ``extensions`` (the first reader wins)."""
+    found: dict[str, str] = {}
+    for reader in _readers():
+        for ext, fmt in dict(getattr(reader, "extensions", {}) or {}).items():
+            found.setdefault(str(ext).lower(), str(fmt))
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def native_extensions() -> frozenset[str]:
+    """Extensions whose format a native reader parses (a large file so named plans in a sandbox)."""
+    natives = {fmt for r in _readers() if r.native for fmt in r.formats}
+    return frozenset(ext for ext, fmt in named_formats().items() if fmt in natives)
+
+
+def reader_of_format(fmt: str | None) -> StreamChunkReader | None:
+    """The reader that handles files of format ``fmt`` (as ``reader_for`` picks it), or None."""
+    for reader in _readers():
+        if fmt in reader.formats and reader.name != FALLBACK:
+            return reader
+    return None
+
+
+def media_type(fmt: str | None, section: dict[str, Any]) -> str | None:
+    """The media type the reader of ``fmt`` gives a file whose record's section is ``section``; None: unknown."""
+    reader = reader_of_format(fmt)
+    return reader.media_type(str(fmt), section) if reader is not None else None
+
+
+def esm_format(fmt: str | None) -> str | None:
+    """The intake-esm ``format`` of a file of format ``fmt``, when its reader declares one."""
+    reader = reader_of_format(fmt)
+    return dict(reader.esm_formats).get(str(fmt)) if reader is not None else None
 
 
 @functools.lru_cache(maxsize=None)

@@ -383,6 +383,19 @@ class VideoChunkReader(StreamChunkReader):
                 "fps": (_rate(video.get("avg_frame_rate")) or None) if video else None, "audio_codec": audio.get("codec_name"),
                 "n_streams": len(streams), "frames": sum(v.get("frames", 0) for v in counts.values()) if counts else None}
     formats = VIDEO_FORMATS
+    extensions = {
+        ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi", ".flv": "flv", ".ts": "mpegts",
+        ".mpg": "mpegps", ".mpeg": "mpegps", ".ogv": "ogg", ".wmv": "asf", ".wma": "asf", ".asf": "asf", ".rm": "realmedia",
+        ".rmvb": "realmedia", ".swf": "swf", ".gif": "gif", ".m2v": "mpegvideo", ".m1v": "mpegvideo", ".3gp": "3gp", ".3g2": "3g2",
+        ".mxf": "mxf", ".dv": "dv", ".y4m": "y4m", ".mp3": "mp3", ".flac": "flac", ".wav": "wav", ".aiff": "aiff", ".au": "au",
+        ".amr": "amr", ".ivf": "ivf",
+    }
+    #: media types by libavformat's container name (the format name detection gives is coarser); others from the file's name
+    containers = {"mov,mp4,m4a,3gp,3g2,mj2": "video/mp4", "matroska,webm": "video/webm", "ogg": "video/ogg", "avi": "video/x-msvideo",
+                  "mpeg": "video/mpeg", "mpegts": "video/mp2t", "flv": "video/x-flv", "gif": "image/gif"}
+
+    def media_type(self, fmt: str, section: dict[str, Any]) -> str | None:
+        return self.containers.get(str(section.get("container") or ""))
 
     @property
     def native(self) -> bool:  # type: ignore[override]
