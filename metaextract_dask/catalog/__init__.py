@@ -7,6 +7,7 @@ or ``dask.dataframe.read_parquet(folder)``; the variables table (one row per
 array of a file, in the folder ``folder + ".variables"`` beside it) with ``read_variables(folder)``.
 """
 
+from ..readers.probe import file_stat
 from .read import part_files, read_catalog, read_variables
 from .schema import (
     ARROW_TYPES,
@@ -14,13 +15,13 @@ from .schema import (
     TRAILING_COLUMNS,
     VARIABLE_COLUMNS,
     catalog_columns,
-    file_stat,
     path_key,
     reader_columns,
     row_key,
     to_row,
 )
-from .writer import FORMATS, LOCK, MANIFEST, QUARANTINE, CatalogLock, CatalogLockedError, CatalogWriteError, CatalogWriter
+from .trust import MANIFEST
+from .writer import FORMATS, LOCK, QUARANTINE, CatalogLock, CatalogLockedError, CatalogWriteError, CatalogWriter
 
 __all__ = ["ARROW_TYPES", "FORMATS", "FRAMEWORK_COLUMNS", "LOCK", "MANIFEST", "QUARANTINE", "TRAILING_COLUMNS", "CatalogLock",
            "CatalogLockedError", "CatalogWriteError", "CatalogWriter", "catalog_columns", "file_stat", "part_files", "path_key",

@@ -214,7 +214,7 @@ EXPORTS: dict[str, tuple[str, Any]] = {
 }
 
 
-def export(catalog: str | os.PathLike, to: str, output: str | os.PathLike | None = None,
+def export(catalog: str | os.PathLike[str], to: str, output: str | os.PathLike[str] | None = None,
            progress: Any = None) -> str:
     """Export a catalog: ``to`` is ``esm`` (an intake-esm collection), ``stac`` (a STAC Collection, one Item per
     file) or ``kerchunk`` (every file's references).
@@ -240,4 +240,4 @@ def export(catalog: str | os.PathLike, to: str, output: str | os.PathLike | None
 
     for notice in notices:
         warnings.warn(notice, RuntimeWarning, stacklevel=2)
-    return path
+    return str(path)

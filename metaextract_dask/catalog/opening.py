@@ -33,7 +33,7 @@ def find_row(catalog: str, path: str) -> dict[str, Any]:
     return found
 
 
-def open(catalog: str | os.PathLike, path_or_row: Any, *, follow_outside: bool = False, **kwargs: Any) -> Any:  # noqa: A001 - the public name
+def open(catalog: str | os.PathLike[str], path_or_row: Any, *, follow_outside: bool = False, **kwargs: Any) -> Any:  # noqa: A001 - the public name
     """The data of one catalog row as an ``xarray.Dataset``, lazily.
 
     ``path_or_row``: a file's path, or a row of ``read_catalog`` (a dict or a
@@ -90,7 +90,7 @@ def _refuse_outside(path: str) -> None:
                          "and open refuses it (follow_outside=True reads it, for a file you trust)")
 
 
-def open_catalog(catalog: str | os.PathLike, **kwargs: Any) -> Any:
+def open_catalog(catalog: str | os.PathLike[str], **kwargs: Any) -> Any:
     """The catalog as an intake-esm ``esm_datastore``, from its ESM export (made now when missing or older than the catalog).
 
     intake-esm opens a group's files from a pool of threads unless
@@ -116,4 +116,4 @@ def open_catalog(catalog: str | os.PathLike, **kwargs: Any) -> Any:
         for notice in export_esm(catalog, out)[1]:
             warnings.warn(notice, RuntimeWarning, stacklevel=2)
     kwargs.setdefault("read_csv_kwargs", {"converters": {"variable": ast.literal_eval}})
-    return intake_esm.esm_datastore(json_path, **kwargs)  # type: ignore[arg-type]  # a path string is what its docs show
+    return intake_esm.esm_datastore(json_path, **kwargs)  # type: ignore[arg-type,attr-defined]  # a path string is what its docs show

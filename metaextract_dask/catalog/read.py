@@ -65,7 +65,8 @@ def _read_part(path: str, columns: list[str] | None = None) -> list[dict[str, An
         if columns is not None:  # parts written before a column existed lack it
             present = set(part.schema_arrow.names)
             columns = [c for c in columns if c in present]
-        return part.read(columns=columns).to_pylist()
+        rows: list[dict[str, Any]] = part.read(columns=columns).to_pylist()
+        return rows
     with open(path) as f:
         rows = [json.loads(line) for line in f if line.strip()]
     return [{k: r.get(k) for k in columns} for r in rows] if columns else rows

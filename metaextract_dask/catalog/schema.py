@@ -155,7 +155,7 @@ def _detected(path: str) -> str:
 def json_value(value: Any) -> str:
     """Values JSON has no type for: bytes (a poster frame no writer kept) by their size, the rest as text."""
     if hasattr(value, "load"):  # h5refs.ReferencesJSON: the reference set itself
-        return value.load()
+        return str(value.load())
     return f"<{len(value)} bytes>" if isinstance(value, (bytes, bytearray)) else str(value)
 
 

@@ -67,7 +67,7 @@ def _iso(value: Any) -> str | None:
         return None
     if not isinstance(value, datetime.datetime):
         value = value.to_pydatetime() if hasattr(value, "to_pydatetime") else datetime.datetime.fromisoformat(str(value))
-    return value.replace(tzinfo=None).isoformat() + "Z"
+    return str(value.replace(tzinfo=None).isoformat()) + "Z"
 
 
 def _number(value: Any) -> float | None:

@@ -26,7 +26,7 @@ in the recipe above, or ``xxhsum -H2`` in place of ``sha256sum``.
 from __future__ import annotations
 
 import hashlib
-from typing import Callable
+from typing import Any, Callable
 
 #: the checksum is computed over blocks of this many bytes (the module's docstring says how).
 #: 1 MiB, not 64 KiB: xxhash releases the GIL only for inputs above 64 KiB,
@@ -34,7 +34,7 @@ from typing import Callable
 CHECKSUM_BLOCK = 1024 * 1024
 
 
-def _xxh3_128(data: bytes = b""):
+def _xxh3_128(data: bytes = b"") -> Any:
     import xxhash
 
     return xxhash.xxh3_128(data)
@@ -50,7 +50,7 @@ def one_shot(algorithm: str) -> Callable[[memoryview], bytes]:
     return lambda block: new(block).digest()
 
 
-ALGORITHMS: dict[str, Callable] = {
+ALGORITHMS: dict[str, Callable[..., Any]] = {
     "xxh3_128": _xxh3_128,
     "sha256": hashlib.sha256,
     "blake2b": hashlib.blake2b,
@@ -66,7 +66,7 @@ def block_digests(data: memoryview | bytes, algorithm: str) -> bytes:
 
 def combine(digests: bytes, algorithm: str) -> str:
     """The file checksum from all block digests in file order."""
-    return ALGORITHMS[algorithm](digests).hexdigest()
+    return str(ALGORITHMS[algorithm](digests).hexdigest())
 
 
 def describe(algorithm: str) -> str:

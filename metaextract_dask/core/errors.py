@@ -22,7 +22,7 @@ class MetaExtractError(Exception):
         self.message = message
         super().__init__(f"{path}: {message}" if path else message)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type, tuple[str | None, str]]:
         # errors cross process boundaries (sandbox, dask workers): keep path and message
         return (type(self), (self.path, self.message))
 

@@ -120,7 +120,7 @@ class ExtractionTask:
     then the oldest task.
     """
 
-    sort_key: tuple = field(init=False, repr=False)
+    sort_key: tuple[int, float] = field(init=False, repr=False)
     task_id: str = field(compare=False, default="")
     file_path: str = field(compare=False, default="")
     priority: int = field(compare=False, default=0)

@@ -33,7 +33,7 @@ def for_terminal(value: Any) -> str:
     escape sequence would drive the terminal and a newline would forge a line
     of output. Machine outputs (``--json``, the catalog) keep the exact text.
     """
-    return safe_text(str(value)).translate(_CONTROLS)
+    return str(safe_text(str(value))).translate(_CONTROLS)
 
 
 #: what a spreadsheet takes for the start of a formula (OWASP's list): such a cell gets a leading apostrophe

@@ -13,7 +13,7 @@ batch system still kills the job at its walltime.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 KINDS = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster"}
@@ -41,9 +41,13 @@ class BatchJobs:
     interface: str | None = None
 
 
-def make_jobqueue_cluster(spec: BatchJobs, **kwargs: Any) -> Any:
-    """A dask-jobqueue cluster of ``spec.kind`` with ``spec.jobs`` jobs (or adaptive between ``spec.adapt``); ``kwargs``
-    go to the dask-jobqueue class."""
+def make_jobqueue_cluster(spec: BatchJobs | str, **kwargs: Any) -> Any:
+    """A dask-jobqueue cluster of ``spec.kind`` with ``spec.jobs`` jobs (or adaptive between ``spec.adapt``); other
+    ``kwargs`` go to the dask-jobqueue class. ``make_jobqueue_cluster("slurm", jobs=2, cores=4, ...)`` is the same as
+    ``make_jobqueue_cluster(BatchJobs("slurm", jobs=2, cores=4), ...)``."""
+    if isinstance(spec, str):
+        own = {f.name for f in fields(BatchJobs)}
+        spec = BatchJobs(spec, **{k: kwargs.pop(k) for k in list(kwargs) if k in own})
     kind, jobs, adapt, lifetime = spec.kind, spec.jobs, spec.adapt, spec.lifetime
     try:
         import dask_jobqueue

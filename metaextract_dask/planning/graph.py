@@ -92,4 +92,4 @@ def run_local(fg: FileGraph, callbacks: list[Any] | None = None, pool: Any = Non
         return fn(*args)
     import dask.threaded
 
-    return dask.threaded.get(fg.dsk, fg.final_key, callbacks=callbacks, pool=pool)  # type: ignore[arg-type]
+    return dask.threaded.get(fg.dsk, fg.final_key, callbacks=callbacks, pool=pool)

@@ -183,7 +183,7 @@ def plan_file(info: FileInfo, reader: StreamChunkReader, config: StreamingConfig
     )
 
 
-def plan_path(path: str | os.PathLike, config: StreamingConfig, reader_name: str | None = None,
+def plan_path(path: str | os.PathLike[str], config: StreamingConfig, reader_name: str | None = None,
               isolation: Isolation | None = None, deadline: float | None = None) -> tuple[Plan, StreamChunkReader]:
     """Probe, choose the reader, plan: (plan, reader) for one file, the one way every caller plans.
 

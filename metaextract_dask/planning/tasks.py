@@ -82,7 +82,8 @@ def run_chunk(isolation: Isolation, reader: StreamChunkReader, spec: ChunkSpec, 
     if failed is not None:
         return failed
     try:
-        return in_isolation(isolation, spec.path, deadline, config, read_one_chunk, reader, spec, config, deadline)
+        state: State = in_isolation(isolation, spec.path, deadline, config, read_one_chunk, reader, spec, config, deadline)
+        return state
     except Exception as exc:  # noqa: BLE001 - a failure is this file's result, not a worker's error
         return Failed(exc)
 
@@ -91,7 +92,9 @@ def run_single_task(isolation: Isolation, reader: StreamChunkReader, info: FileI
                     plan: dict[str, Any], specs: tuple[ChunkSpec, ...], deadline: float | None) -> dict[str, Any] | Failed:
     """``run_single`` as a graph task."""
     try:
-        return in_isolation(isolation, info.path, deadline, config, run_single, reader, info, config, plan, specs, deadline)
+        record: dict[str, Any] = in_isolation(isolation, info.path, deadline, config, run_single, reader, info, config, plan, specs,
+                                              deadline)
+        return record
     except Exception as exc:  # noqa: BLE001
         return Failed(exc)
 
