@@ -10,17 +10,16 @@ raises it.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import ExtractionError, FileChangedError, MetaExtractError, describe, io_error
 from ..core.model import ChunkSpec, FileInfo
-from ..core.pin import identity, is_identity, pinned
+from ..core.pin import is_identity, pinned
 from ..core.settings import StreamingConfig
 from ..readers.base import State, StreamChunkReader
 from ..sandbox import Isolation, check_deadline, in_isolation
-from ..storage.remote import counting, using
+from ..storage.remote import counting, stat_now, using
 from ..storage.urls import is_url
 from .plan import IO_KEY, add_io
 
@@ -150,25 +149,18 @@ def finalize_file(reader: StreamChunkReader, info: FileInfo, config: StreamingCo
 
 
 def check_unchanged(info: FileInfo) -> None:
-    """Refuse a record of a file that changed while it was read (size or mtime; a remote object's ETag too)."""
-    if is_url(info.path):
-        from ..storage.remote import remote_stat
-
-        try:
-            now = remote_stat(info.path)
-        except MetaExtractError as exc:
-            raise FileChangedError(info.path, f"object disappeared while being read: {exc}") from exc
-        if now.size != info.size or now.etag != info.etag or (info.etag is None and now.mtime != info.mtime):
-            raise FileChangedError(info.path, f"object changed while being read (size {info.size} -> {now.size} bytes)")
-        return
+    """Refuse a record of a file that changed while it was read: its size, and its identity (a local file's inode and
+    change time, a remote object's ETag) when the probe had one, else its mtime."""
+    what = "object" if is_url(info.path) else "file"
     try:
-        st = os.stat(info.path)
-    except OSError as exc:
-        raise FileChangedError(info.path, f"file disappeared while being read: {describe(exc)}") from exc
-    if st.st_size != info.size or st.st_mtime != info.mtime:
-        raise FileChangedError(info.path, f"file changed while being read (size {info.size} -> {st.st_size} bytes)")
-    if is_identity(info.etag) and identity(st) != info.etag:  # rewritten in place (the same size, its mtime put back) or replaced
-        raise FileChangedError(info.path, "file changed while being read (its inode or change time differs)")
+        now = stat_now(info.path)
+    except (OSError, MetaExtractError) as exc:
+        raise FileChangedError(info.path, f"{what} disappeared while being read: {describe(exc)}") from exc
+    if now.size != info.size:
+        raise FileChangedError(info.path, f"{what} changed while being read (size {info.size} -> {now.size} bytes)")
+    if (now.etag != info.etag) if info.etag is not None else (now.mtime != info.mtime):
+        why = "its inode or change time differs" if is_identity(info.etag) else "its ETag or mtime differs"
+        raise FileChangedError(info.path, f"{what} changed while being read ({why})")
 
 
 def run_single(reader: StreamChunkReader, info: FileInfo, config: StreamingConfig, plan: dict[str, Any], specs: tuple[ChunkSpec, ...], deadline: float | None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import os
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -356,6 +357,18 @@ def remote_stat(url: str) -> RemoteStat:
     found = stat_from_info(info)
     remember_size(url, found.size)
     return found
+
+
+def stat_now(path: str) -> RemoteStat:
+    """A file's or an object's identity now, the same shape for both: size, mtime, and the ETag (a local file's
+    ``pin.identity``: device, inode, change time). Raises ``OSError`` (local) or ``MetaExtractError`` (remote)."""
+    from ..core.pin import identity
+    from .urls import is_url
+
+    if is_url(path):
+        return remote_stat(path)
+    st = os.stat(path)
+    return RemoteStat(st.st_size, st.st_mtime, identity(st))
 
 
 #: sizes of objects this process probed or planned: opening them again asks the store nothing more
