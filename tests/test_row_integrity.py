@@ -237,3 +237,18 @@ def test_a_failing_chunk_read_is_a_value_not_a_worker_error(tmp_path, process_cl
     token = fg.final_key.rsplit("-", 1)[-1]
     logs = [msg for worker_logs in process_client.get_worker_logs().values() for _, msg in worker_logs]
     assert not [m for m in logs if "Compute Failed" in m and token in m]
+
+
+@pytest.mark.unit
+def test_framework_keys_of_the_wrong_type_read_as_missing_not_as_a_crash(tmp_path):
+    """A user's extraction function (or a plugin) may return any dict: the framework's keys are read typed (RecordHead)."""
+    path = make_bin(str(tmp_path / "f.bin"), 1234, 0)
+    odd = {"path": path, "size": "1234", "mtime": True, "reader": 5, "format": ["x"], "streaming": "fast", "io": 3, "checksum": "abc"}
+    row = to_row(ExtractionResult("t1", path, True, odd))
+    assert row["path"] == path and row["size"] == 1234 and row["mtime"] == os.stat(path).st_mtime  # from the file, not the record
+    assert row["reader"] is None and row["strategy"] is None and row["checksum"] is None and row["io_requests"] is None
+    assert row["format"] == "unknown"  # detected, not the record's list
+    from metaextract_dask.execution.batch import outcome
+
+    told = outcome(ExtractionResult("t1", path, True, odd))
+    assert told["bytes"] == 1234 and told["chunks"] == 1 and told["io_requests"] == 0

@@ -183,7 +183,7 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
     internal error for this file, never another file's metadata.
     """
     from ..core.errors import MisattributionError
-    from ..core.model import check_record, failure
+    from ..core.model import RecordHead, check_record, failure
 
     if result.success:
         try:
@@ -191,23 +191,24 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
         except MisattributionError as exc:
             result = failure(result.task_id, result.file_path, exc, result.start_time, result.end_time, result.attempts)
     md = result.metadata or {}
-    streaming = md.get("streaming") or {}
+    head = RecordHead.of(md)
+    streaming, io = head.streaming, head.io or {}
     if size is None:
-        size, mtime = (md["size"], md["mtime"]) if "mtime" in md else file_stat(result.file_path)
+        size, mtime = (head.size, head.mtime) if head.mtime is not None else file_stat(result.file_path)
     own = reader_columns(md) if result.success else {}
     row = {name: own.get(name) for name, _ in catalog_columns()}
     row.update({
         "path": result.file_path, "size": size, "mtime": mtime,
-        "format": md.get("format") or result.file_format or _detected(result.file_path), "reader": md.get("reader"),
-        "reader_version": md.get("reader_version"),
+        "format": head.format or result.file_format or _detected(result.file_path), "reader": head.reader,
+        "reader_version": head.reader_version,
         "strategy": streaming.get("strategy"), "shape": streaming.get("shape"),
         "success": result.success, "error": result.error, "error_type": result.error_type,
         "duration": result.duration, "attempts": result.attempts, "worker": result.worker, "extracted_at": result.end_time or time.time(),
         "started_at": result.start_time or None, "finished_at": result.end_time or None,
         "chunks_read": streaming.get("chunks_read"), "bytes_read": streaming.get("bytes_read"), "exact": streaming.get("exact"),
-        "etag": md.get("etag"), "version_id": md.get("version_id"),
-        "io_requests": (md.get("io") or {}).get("requests"), "io_bytes": (md.get("io") or {}).get("bytes_read"),
-        "checksum": (md.get("checksum") or {}).get("value"),
+        "etag": head.etag, "version_id": head.version_id,
+        "io_requests": io.get("requests"), "io_bytes": io.get("bytes_read"),
+        "checksum": (head.checksum or {}).get("value"),
         "virtualizable": (md.get("references") or {}).get("virtualizable"), "references": (md.get("references") or {}).get("entry"),
         "thumbnail": thumbnail_entry(md),
         "metadata": json.dumps(md, default=json_value) if md else None,

@@ -10,7 +10,7 @@ import enum
 import itertools
 import time
 from dataclasses import dataclass, field
-from typing import Any, Hashable
+from typing import Any, ClassVar, Hashable
 
 from .errors import MisattributionError, describe
 
@@ -154,6 +154,64 @@ class ExtractionResult:
     def duration(self) -> float:
         """Seconds between start and end (0 when not timed)."""
         return max(0.0, self.end_time - self.start_time)
+
+
+def _typed(value: Any, kind: type | tuple[type, ...]) -> Any:
+    """``value`` when it is of ``kind`` (a bool is not a number here), else None."""
+    return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class RecordHead:
+    """The framework's part of a file's record: the keys every record has, whichever reader made it.
+
+    Records travel and reach users as dicts (the seed's ``metadata``); the
+    run, the metrics and the catalog read these keys through this class,
+    typed, not by string. ``of`` reads a record that a plugin or an edited
+    catalog may have filled oddly: a value of the wrong type reads as None.
+    ``checksum`` is the one key a reader's side fills (fixity).
+    """
+
+    path: str
+    size: int | None = None
+    mtime: float | None = None
+    format: str | None = None
+    reader: str | None = None
+    reader_version: str | None = None
+    #: a remote object's ETag, a local file's identity (``pin.identity``)
+    etag: str | None = None
+    version_id: str | None = None
+    #: how the file was read: strategy, shape, chunks and bytes read (``planning.plan.Plan.describe``)
+    streaming: dict[str, Any] = field(default_factory=dict)
+    #: a remote object's requests and bytes fetched
+    io: dict[str, Any] | None = None
+    checksum: dict[str, Any] | None = None
+
+    #: the keys a reader's own section cannot replace
+    KEYS: ClassVar[frozenset[str]] = frozenset({"path", "size", "mtime", "etag", "version_id", "format", "reader", "reader_version",
+                                                 "streaming", "io"})
+
+    @classmethod
+    def of(cls, record: Any) -> "RecordHead":
+        """The framework's keys of a record (a dict), typed; an empty head for anything else."""
+        md = record if isinstance(record, dict) else {}
+        mtime = _typed(md.get("mtime"), (int, float))
+        return cls(path=_typed(md.get("path"), str) or "", size=_typed(md.get("size"), int),
+                   mtime=float(mtime) if mtime is not None else None, format=_typed(md.get("format"), str),
+                   reader=_typed(md.get("reader"), str), reader_version=_typed(md.get("reader_version"), str),
+                   etag=_typed(md.get("etag"), str), version_id=_typed(md.get("version_id"), str),
+                   streaming=_typed(md.get("streaming"), dict) or {}, io=_typed(md.get("io"), dict),
+                   checksum=_typed(md.get("checksum"), dict))
+
+    def record(self, sections: dict[str, Any]) -> dict[str, Any]:
+        """The record as a dict: the file's identity, the readers' sections (which cannot replace it), how it was read."""
+        own = {k: v for k, v in sections.items() if k not in self.KEYS}
+        identity = {k: v for k, v in (("etag", self.etag), ("version_id", self.version_id)) if v is not None}
+        out = {"path": self.path, "size": self.size, "mtime": self.mtime, **identity, "format": self.format, "reader": self.reader,
+               "reader_version": self.reader_version, **own, "streaming": self.streaming}
+        if self.io is not None:
+            out["io"] = self.io
+        return out
 
 
 def failure(task_id: str, path: str, error: BaseException, start: float, end: float | None = None, attempts: int = 1) -> ExtractionResult:

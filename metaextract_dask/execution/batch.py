@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 from .. import sandbox
 from ..core.errors import MisattributionError, is_transient
-from ..core.model import ExtractionResult, check_record, failure
+from ..core.model import ExtractionResult, RecordHead, check_record, failure
 from ..core.settings import StreamingConfig, setting
 from ..core.text import safe_dict
 from ..readers.probe import file_type
@@ -150,8 +150,9 @@ def extract_many(items: list[tuple[str, str]], fn: Callable | None, settings: Ba
 def outcome(result: ExtractionResult) -> dict[str, Any]:
     """What the scheduler plugin is told about one file."""
     md = result.metadata or {}
-    streaming = md.get("streaming") or {}
-    size = md.get("size") if isinstance(md.get("size"), int) else file_size(result.file_path)
+    head = RecordHead.of(md)
+    streaming, io = head.streaming, head.io or {}
+    size = head.size if head.size is not None else file_size(result.file_path)
     if result.file_format is None:
         result.file_format = file_type(result.file_path, md if result.success else None)
     return safe_dict({
@@ -160,8 +161,8 @@ def outcome(result: ExtractionResult) -> dict[str, Any]:
         "success": result.success,
         "bytes": streaming.get("bytes_read", size if result.success else 0),
         "chunks": streaming.get("chunks_read", 1 if result.success else 0),
-        "io_requests": (md.get("io") or {}).get("requests", 0),
-        "io_bytes": (md.get("io") or {}).get("bytes_read", 0),
+        "io_requests": io.get("requests", 0),
+        "io_bytes": io.get("bytes_read", 0),
         "shape": streaming.get("shape"),
         "duration": result.duration,
         "error": result.error,

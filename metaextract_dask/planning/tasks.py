@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import ExtractionError, FileChangedError, MetaExtractError, describe, io_error
-from ..core.model import ChunkSpec, FileInfo
+from ..core.model import ChunkSpec, FileInfo, RecordHead
 from ..core.pin import is_identity, pinned
 from ..core.settings import StreamingConfig
 from ..readers.base import State, StreamChunkReader
@@ -24,7 +24,6 @@ from ..storage.urls import is_url
 from .plan import IO_KEY, add_io
 
 #: the record's keys that only the framework fills: a reader's section can never replace them
-FRAMEWORK_KEYS = frozenset({"path", "size", "mtime", "etag", "version_id", "format", "reader", "reader_version", "streaming", "io"})
 #: private field of a single-task result carrying per-chunk summaries for callbacks
 CHUNK_SUMMARIES = "_chunk_summaries"
 
@@ -138,14 +137,13 @@ def finalize_file(reader: StreamChunkReader, info: FileInfo, config: StreamingCo
         except Exception as exc:
             raise ExtractionError(info.path, f"could not assemble metadata: {describe(exc)}") from exc
         check_unchanged(info)
-    own = {k: v for k, v in sections.items() if k not in FRAMEWORK_KEYS}
-    identity = {k: v for k, v in (("etag", info.etag), ("version_id", info.version)) if v is not None}
-    record = {"path": info.path, "size": info.size, "mtime": info.mtime, **identity, "format": info.format, "reader": reader.name,
-              "reader_version": str(getattr(reader, "version", "1")), **own, "streaming": plan}
+    io = None
     if is_url(info.path):
         requests, nbytes = add_io(fetched, count.as_tuple())
-        record["io"] = {"requests": requests, "bytes_read": nbytes, "fraction_read": round(nbytes / info.size, 6) if info.size else None}
-    return record
+        io = {"requests": requests, "bytes_read": nbytes, "fraction_read": round(nbytes / info.size, 6) if info.size else None}
+    head = RecordHead(info.path, info.size, info.mtime, info.format, reader.name, str(getattr(reader, "version", "1")), info.etag,
+                      info.version, plan, io)
+    return head.record(sections)
 
 
 def check_unchanged(info: FileInfo) -> None:
