@@ -91,6 +91,21 @@ def test_callback_sees_every_chunk_summary_not_bytes(random_file, process_client
         assert metrics.throughput > 0 and metrics.elapsed_time > 0
 
 
+@pytest.mark.integration
+def test_one_file_on_a_users_client_leaves_its_scheduler_as_it_was(random_file):
+    """extract_file on a Client registers no scheduler plugin (a process serves Prometheus for its first scheduler's
+    plugin only: one file's extraction must not take that from a later scan's cluster)."""
+    from distributed import Client, LocalCluster
+
+    path = random_file(3 * MiB)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        record, _ = extract_file(path, StreamingConfig(chunk_size=MiB), client=client)
+        plugins = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.plugins))
+    assert record["size"] == 3 * MiB
+    assert not [p for p in plugins if "metaextract" in p], plugins
+
+
 @pytest.mark.unit
 def test_single_task_file_still_reports_each_chunk(random_file):
     path = random_file(3 * MiB + 1)

@@ -291,7 +291,7 @@ class StreamingExtractor:
         watch = _Watch(path, self.reader, callback)
         config = ParallelExtractionConfig(max_workers=None, retry_failed=False, isolate=False, streaming=self.config)
         scope = ClientScope(client, None, None, ExecutionModel.THREAD_POOL, None) if client is not None else None
-        with executor_for(scope, None, None) as executor:
+        with executor_for(scope, None, None, metrics=False) as executor:  # the user's scheduler is left as it was
             [result] = Run(config, executor, watch=watch).run([ExtractionTask(file_path=path)])
         if not result.success:
             error = watch.error

@@ -164,18 +164,23 @@ def _run_graph(dsk: dict[Hashable, Any], final: Hashable, watched: dict[Hashable
 
 
 class OnClient:
-    """A ``distributed.Client``: work goes to its scheduler, outcomes to the metrics plugin there."""
+    """A ``distributed.Client``: work goes to its scheduler, outcomes to the metrics plugin there.
+
+    ``metrics=False`` (one file's extraction, which has its own ``StreamingMetrics``) leaves the user's
+    scheduler as it is: no plugin registered, no events logged.
+    """
 
     batches_report = True
 
-    def __init__(self, client: Any):
-        self.client = client
+    def __init__(self, client: Any, metrics: bool = True):
+        self.client, self.counted = client, metrics
         self.slots = sum(client.nthreads().values()) or 1
 
     def start(self, run: str, notify: Notify) -> None:
         from ..diagnostics.plugin import ensure_plugin
 
-        ensure_plugin(self.client)
+        if self.counted:
+            ensure_plugin(self.client)
         self._notify = notify
 
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], key: str, priority: int, annotations: dict[str, Any]) -> Any:
@@ -205,19 +210,22 @@ class OnClient:
         handle.release()
 
     def report(self, event: dict[str, Any]) -> None:
-        self.client.log_event(EVENT_TOPIC, event)
+        if self.counted:
+            self.client.log_event(EVENT_TOPIC, event)
 
     def metrics(self, run: str, seconds: float) -> ParallelMetrics:
         from ..diagnostics.plugin import fetch_snapshot
 
-        return ParallelMetrics.from_snapshot(fetch_snapshot(self.client, run), seconds)
+        return ParallelMetrics.from_snapshot(fetch_snapshot(self.client, run) if self.counted else None, seconds)
 
 
 @contextlib.contextmanager
-def executor_for(scope: ClientScope | None, on_client: Callable[[Any], Any] | None, slots: int | None) -> Iterator[Executor]:
+def executor_for(scope: ClientScope | None, on_client: Callable[[Any], Any] | None, slots: int | None,
+                 metrics: bool = True) -> Iterator[Executor]:
     """The executor of a run: ``Threads`` without a ``scope`` (LOCAL with nothing given), else the scope's Client.
 
-    ``on_client`` is told the Client once it is up (the CLI prints the dashboard link).
+    ``on_client`` is told the Client once it is up (the CLI prints the dashboard link); ``metrics``: whether a
+    Client's scheduler counts the run (``OnClient``).
     """
     if scope is None:
         threads = Threads(slots or os.cpu_count() or 1)
@@ -234,5 +242,5 @@ def executor_for(scope: ClientScope | None, on_client: Callable[[Any], Any] | No
         if on_client is not None:
             on_client(client)
         with client.as_current():  # distributed.wait looks up the current client
-            yield OnClient(client)
+            yield OnClient(client, metrics)
 
