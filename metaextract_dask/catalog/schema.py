@@ -50,7 +50,13 @@ def catalog_columns() -> list[tuple[str, str]]:
 
     The catalog never names a reader: a plugin's columns appear by its
     declaring them. A reader column that reuses a taken name is left out.
+    Worked out once per process (the registry is read once too).
     """
+    return list(_catalog_columns())
+
+
+@functools.lru_cache(maxsize=1)
+def _catalog_columns() -> tuple[tuple[str, str], ...]:
     from ..readers.registry import available_readers, loaded_reader
 
     out = list(FRAMEWORK_COLUMNS)
@@ -61,7 +67,7 @@ def catalog_columns() -> list[tuple[str, str]]:
             if column not in taken and kind in ARROW_TYPES:
                 taken.add(column)
                 out.append((column, kind))
-    return out + TRAILING_COLUMNS
+    return tuple(out + TRAILING_COLUMNS)
 
 
 def _own_reader(record: dict[str, Any]) -> Any:
@@ -103,8 +109,18 @@ def current_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:
-    """safe_text on every value and list item: names and attributes come from the files."""
-    return {k: [safe_text(x) for x in v] if isinstance(v, list) else v for k, v in safe_dict(row).items()}
+    """safe_text on every value and list item, in place: names and attributes come from the files.
+
+    Most values of a row are None or ASCII text: they are looked at once and left as they are (this runs once per
+    file on the client, which writes every row).
+    """
+    for k, v in row.items():
+        if isinstance(v, str):
+            if not v.isascii():
+                row[k] = safe_text(v)
+        elif isinstance(v, list):
+            row[k] = [safe_text(x) for x in v]
+    return row
 
 
 def variable_rows(row: dict[str, Any], record: dict[str, Any] | None) -> list[dict[str, Any]]:

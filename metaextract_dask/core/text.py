@@ -12,7 +12,7 @@ from typing import Any
 
 def safe_text(value: Any) -> Any:
     """``value`` with undecodable bytes escaped, if it is a string; else unchanged."""
-    if isinstance(value, str):
+    if isinstance(value, str) and not value.isascii():  # ASCII holds no surrogate: the common case costs one C call
         return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return value
 
