@@ -9,6 +9,7 @@ asked (``retry_failed``).
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -22,9 +23,10 @@ REASONS = (NEW, CHANGED, UPGRADED, ASKED, FAILED)
 INDEX_COLUMNS = ["path", "size", "mtime", "etag", "path_bytes", "reader", "reader_version", "success", "virtualizable", "thumbnail"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
-    """One file's newest row, as much of it as deciding needs."""
+    """One file's newest row, as much of it as deciding needs (one per file of the catalog: kept small, slots and
+    shared values, since a resume holds one for each of millions of files)."""
 
     size: int | None
     mtime: float | None
@@ -35,6 +37,15 @@ class Entry:
     extras: frozenset[str] = frozenset()
     #: a remote object's ETag when it was extracted
     etag: str | None = None
+
+
+#: the few sets of extras rows have, shared by every entry (an empty frozenset made per row costs 224 bytes)
+_EXTRAS: dict[tuple[str, ...], frozenset[str]] = {(): frozenset()}
+
+
+def _shared(value: Any) -> Any:
+    """One copy of a reader's name or version for all the rows that name it."""
+    return sys.intern(value) if isinstance(value, str) else value
 
 
 class CatalogIndex:
@@ -58,10 +69,11 @@ class CatalogIndex:
         for r in rows:
             key = row_key(r)
             self.superseded = self.superseded or key in self.entries
-            extras = frozenset(name for name, column in (("references", "virtualizable"), ("thumbnail", "thumbnail"))
-                               if r.get(column) is not None)
-            self.entries[key] = Entry(r.get("size"), r.get("mtime"), r.get("reader"), r.get("reader_version"), bool(r.get("success")),
-                                      extras, r.get("etag"))
+            names = tuple(name for name, column in (("references", "virtualizable"), ("thumbnail", "thumbnail"))
+                          if r.get(column) is not None)
+            extras = _EXTRAS.get(names) or _EXTRAS.setdefault(names, frozenset(names))
+            self.entries[key] = Entry(r.get("size"), r.get("mtime"), _shared(r.get("reader")), _shared(r.get("reader_version")),
+                                      bool(r.get("success")), extras, r.get("etag"))
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -112,7 +112,7 @@ class FileInfo:
 _task_ids = itertools.count(1)
 
 
-@dataclass(order=True)
+@dataclass(order=True, slots=True)
 class ExtractionTask:
     """One file to extract in a batch (seed name).
 
