@@ -219,6 +219,11 @@ def _scan_options(parser: argparse.ArgumentParser) -> None:
     pick.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip names or relative paths matching (repeatable)")
     pick.add_argument("--hidden", action="store_true", help="include hidden files and folders")
     pick.add_argument("--follow-symlinks", action="store_true", help="walk into symlinked folders (loops are detected)")
+    pick.add_argument("--from-list", metavar="FILE",
+                      help="read the files this listing names instead of walking the folders (one path per line, NUL-separated, "
+                           "or find -printf '%%s %%T@ %%p\\0' records; - for standard input): the listing your site's parallel "
+                           "walker already made. Only listed files under the PATHs are read; rows of unlisted files stay "
+                           "(default: walk the PATHs)")
     pick.add_argument("--into-archives", action="store_true",
                       help="each .zip and .tar file's members become rows of their own (zip://MEMBER::ARCHIVE), read in place "
                            "through the archive, never extracted to disk; the archive's own row lists them (default: off)")
@@ -256,7 +261,13 @@ def _quiet_logs() -> None:
 
 
 def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
+    import os
+
     from .scanning import ScanSummary, scan
+
+    if args.from_list not in (None, "-") and not os.path.isfile(args.from_list):
+        print(f"metaextract: --from-list: no such file: {for_terminal(args.from_list)}", file=sys.stderr)
+        return EXIT_USAGE
 
     summary = ScanSummary()
     if args.quiet:

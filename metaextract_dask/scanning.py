@@ -278,8 +278,16 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
 
     pick, summary, as_frame = opts.selection, opts.feedback.summary, opts.feedback.as_frame
     follow_symlinks, force = pick.follow_symlinks, opts.catalog.force
-    with using(config.streaming.storage_options, config.streaming.timeout):  # remote prefixes are listed here, with the scan's credentials
-        found = discover(paths, pick.include, pick.exclude, pick.hidden, follow_symlinks, skip=catalog_folders(output), client=client)
+    if pick.from_list is not None:  # a site's own walker made the listing: no folder is listed here
+        from .execution.walk import from_listing, read_listing
+
+        found, outside = from_listing(read_listing(pick.from_list), paths, pick.include, pick.exclude, pick.hidden,
+                                      skip=catalog_folders(output))
+        if outside:
+            summary.notices.append(f"{outside} listed paths are outside the scanned folders ({', '.join(paths)}) and were not read")
+    else:
+        with using(config.streaming.storage_options, config.streaming.timeout):  # remote prefixes are listed here, with the scan's credentials
+            found = discover(paths, pick.include, pick.exclude, pick.hidden, follow_symlinks, skip=catalog_folders(output), client=client)
     files = found.files
     explicit = {os.fspath(p) for p in paths if not os.path.isdir(p)}  # named on the command line: the user's choice
     walked, links = split_links([f for f in files if f not in explicit], [p for p in paths if os.path.isdir(p)], follow_symlinks,
@@ -292,7 +300,7 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
         with using(config.streaming.storage_options, config.streaming.timeout):
             add_members(files, stats, found.etags, config.streaming.storage_options, pick, found.errors)
     stats.update({p: found.link_stats[p] for p in links})
-    if writer is not None and not force:
+    if writer is not None and not force and pick.from_list is None:  # a listing need not name every file: no row is dropped for it
         from .storage.urls import is_url
 
         listed = [os.fspath(p) for p in paths if is_url(os.fspath(p)) and os.fspath(p) not in found.errors]

@@ -99,3 +99,53 @@ def test_a_scan_on_a_client_lists_its_folders_on_the_workers(tmp_path, two_proce
     expected = sorted(f for f in iter_files([data]) if not f.endswith("link.nc"))  # a link to a scanned file: that file's row only
     assert sorted(frame["path"]) == expected
     assert frame.set_index("path").loc[str(data / "z" / "out.nc"), "format"] == "symlink"  # recorded as a link, not followed
+
+
+@pytest.mark.integration
+def test_a_scan_from_a_listing_in_each_form_reads_only_listed_files_under_its_folders(tmp_path):
+    """--from-list: lines, NUL-separated, find -printf records, standard input; a listed path outside the scanned
+    folder and a link leading out of it are not read; a resume from a shorter listing keeps the unlisted rows."""
+    import subprocess
+
+    import pandas as pd
+
+    data = tmp_path / "data"
+    for rel in ("a/one.bin", "a/two.bin", "b/three.bin", ".hidden/four.bin"):
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        (data / rel).write_bytes(rel.encode() * 10)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET")
+    (data / "b" / "leak.bin").symlink_to(secret)
+    names = [str(data / "a/one.bin"), "data/b/three.bin", str(secret), str(data / ".hidden/four.bin"), str(data / "a"),
+             str(data / "b/leak.bin")]
+    forms = {
+        "lines": "\n".join(names).encode() + b"\n",
+        "nul": b"\0".join(n.encode() for n in names) + b"\0",
+        "find": b"".join(f"{os.lstat(tmp_path / n if not os.path.isabs(n) else n).st_size} 1733486400.5 {n}".encode() + b"\0"
+                         for n in names),
+    }
+
+    def scan(listing: str, cat: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+        out = subprocess.run(["metaextract", "scan", "data", "--from-list", listing, "-o", cat, "-q"], cwd=tmp_path, input=stdin,
+                             capture_output=True, timeout=300)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out
+
+    for form, content in [*forms.items(), ("stdin", forms["lines"])]:
+        cat = str(tmp_path / f"cat-{form}")
+        if form == "stdin":
+            out = scan("-", cat, stdin=content)
+        else:
+            (tmp_path / form).write_bytes(content)
+            out = scan(form, cat)
+        assert b"1 listed paths are outside the scanned folders" in out.stderr, (form, out.stderr)
+        rows = pd.read_parquet(cat).set_index("path")
+        assert sorted(rows.index) == ["data/a/one.bin", "data/b/leak.bin", "data/b/three.bin"], form  # hidden, folder, outside: not rows
+        assert rows.loc["data/b/leak.bin", "format"] == "symlink"  # recorded as a link, its target not read
+        assert "TOPSECRET" not in rows.to_json() and rows["success"].all()
+
+    cat = str(tmp_path / "cat-lines")
+    (tmp_path / "short").write_text(str(data / "a/two.bin") + "\n")
+    scan("short", cat)
+    rows = pd.read_parquet(cat)
+    assert sorted(rows["path"]) == ["data/a/one.bin", "data/a/two.bin", "data/b/leak.bin", "data/b/three.bin"]  # nothing dropped

@@ -55,6 +55,9 @@ class Selection:
     follow_symlinks: bool = False
     #: each zip and tar file's members become rows of their own
     into_archives: bool = False
+    #: read the files a listing names (``execution.walk.read_listing``; "-": standard input) instead of walking the
+    #: folders; only listed files under the scanned folders are read, and rows of unlisted files are kept
+    from_list: str | None = None
 
 
 @dataclass

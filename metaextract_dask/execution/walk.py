@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import queue
+import re
+import stat as stat_module
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
@@ -292,3 +294,73 @@ def iter_files(paths: Sequence[str | os.PathLike], include: Sequence[str] = (), 
                hidden: bool = False, follow_symlinks: bool = False, skip: Sequence[str] = ()) -> Iterator[str]:
     """Every file under ``paths`` (files given directly are always listed): ``walk_files``' tasks, in this thread."""
     yield from walk_files(paths, include, exclude, hidden, follow_symlinks, skip, workers=0).files
+
+
+#: ``find -printf '%s %T@ %p\0'``: size, mtime, path
+_FIND_RECORD = re.compile(rb"(\d+) (\d+(?:\.\d*)?) (.+)", re.S)
+
+
+def read_listing(source: str) -> list[str]:
+    """The paths of a listing a site's own walker made (``-``: standard input).
+
+    One path per line; or NUL-separated paths (``find -print0``, names with
+    newlines); or ``find -printf '%s %T@ %p\\0'`` records (size, mtime,
+    path: the path is taken, and stat-ed like a walked file's). Names are
+    bytes, decoded as the walk decodes them (undecodable bytes kept).
+    """
+    import sys
+
+    if source == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        with open(source, "rb") as f:
+            data = f.read()
+    nul = b"\0" in data
+    items = [x for x in data.split(b"\0" if nul else b"\n") if x and (nul or x != b"\r")]
+    if not nul:
+        items = [x[:-1] if x.endswith(b"\r") else x for x in items]
+    found = [_FIND_RECORD.fullmatch(x) for x in items]
+    if items and all(found):
+        items = [m.group(3) for m in found if m is not None]
+    return [os.fsdecode(x) for x in items]
+
+
+def from_listing(paths: Sequence[str], roots: Sequence[str], include: Sequence[str] = (), exclude: Sequence[str] = (),
+                 hidden: bool = False, skip: Sequence[str] = ()) -> tuple[Found, int]:
+    """(the listed files under ``roots``, as a walk of them finds them; how many listed paths were outside every root).
+
+    A listing is input like any other: a path outside the folders the scan
+    was given is not read. The rules are the walk's (hidden names, include /
+    exclude globs, the catalog skipped); a listed folder is left out (list
+    files, e.g. ``find -type f``). Each file is stat-ed as a walked one.
+    """
+    tops = [(root, os.path.abspath(root)) for root in roots if os.path.isdir(root)]
+    skip_ids = _identities(skip)
+    found, outside = Found(), 0
+    for listed in paths:
+        full = os.path.abspath(listed)
+        top = next(((root, base) for root, base in tops if full.startswith(base.rstrip(os.sep) + os.sep)), None)
+        if top is None:
+            outside += 1
+            continue
+        root, base = top
+        rel = os.path.relpath(full, base)
+        path = os.path.join(root, rel)
+        if (not hidden and any(part.startswith(".") for part in rel.split(os.sep))) or not _wanted(path, root, include, exclude):
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            st = None
+        if st is not None and (stat_module.S_ISDIR(st.st_mode) or (st.st_dev, st.st_ino) in skip_ids):
+            continue
+        if any(_inside(path, s) for s in skip):
+            continue
+        link = os.path.islink(path)
+        _add(found, path, (st.st_size, st.st_mtime) if st is not None else (None, None), link,
+             file_stat(path, follow=False) if link else (None, None), identity(st) if st is not None else None)
+    return found, outside
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.abspath(path).startswith(os.path.abspath(folder).rstrip(os.sep) + os.sep)
