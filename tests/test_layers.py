@@ -97,6 +97,7 @@ def test_a_test_without_a_layer_marker_is_refused(tmp_path):
     import sys
 
     shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "conftest.py"), tmp_path / "conftest.py")
+    # two planted tests with nothing to check: what is asserted is how conftest treats them (the exit status, the line)
     (tmp_path / "test_unmarked.py").write_text("def test_nothing():\n    assert True\n")
     (tmp_path / "test_marked.py").write_text("import pytest\n\npytestmark = pytest.mark.unit\n\n\ndef test_nothing():\n    assert True\n")
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_marked.py", "test_unmarked.py"],

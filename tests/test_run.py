@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+from test_parallel import flaky_extraction
 from test_row_integrity import FAILING, behave, check_rows, make
 
 from metaextract_dask import ParallelExtractionConfig, ParallelExtractor, StreamingConfig
@@ -61,17 +62,6 @@ def test_exactly_one_record_per_file_small_and_large(tmp_path, extractor):
     assert all(r.metadata["streaming"]["chunks_read"] >= 3 for r in results[:3])  # chunk graphs ran, not one task
     assert results[3].error.startswith(broken)
     assert metrics.total_files == 9 and metrics.failed == 1
-
-
-def flaky_extraction(path):
-    """Fails twice with an I/O error, then succeeds (state kept on disk)."""
-    counter = path + ".attempts"
-    n = int(open(counter).read()) + 1 if os.path.exists(counter) else 1
-    with open(counter, "w") as f:
-        f.write(str(n))
-    if n <= 2:
-        raise OSError(errno.EIO, f"transient read error (attempt {n})")
-    return {"attempts_seen": n}
 
 
 REAL_PLAN = run_module.plan_large_file

@@ -336,6 +336,7 @@ def from_listing(paths: Sequence[str], roots: Sequence[str], include: Sequence[s
     """
     tops = [(root, os.path.abspath(root)) for root in roots if os.path.isdir(root)]
     skip_ids = _identities(skip)
+    skipped = tuple(os.path.abspath(s).rstrip(os.sep) + os.sep for s in skip)
     found, outside = Found(), 0
     for listed in paths:
         full = os.path.abspath(listed)
@@ -354,13 +355,10 @@ def from_listing(paths: Sequence[str], roots: Sequence[str], include: Sequence[s
             st = None
         if st is not None and (stat_module.S_ISDIR(st.st_mode) or (st.st_dev, st.st_ino) in skip_ids):
             continue
-        if any(_inside(path, s) for s in skip):
+        if full.startswith(skipped):
             continue
         link = os.path.islink(path)
         _add(found, path, (st.st_size, st.st_mtime) if st is not None else (None, None), link,
              file_stat(path, follow=False) if link else (None, None), identity(st) if st is not None else None)
     return found, outside
 
-
-def _inside(path: str, folder: str) -> bool:
-    return os.path.abspath(path).startswith(os.path.abspath(folder).rstrip(os.sep) + os.sep)

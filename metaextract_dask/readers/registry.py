@@ -96,10 +96,13 @@ def reader_signatures() -> tuple[tuple[str, int, bytes, str], ...]:
     return tuple(found)
 
 
-def _readers() -> list[StreamChunkReader]:
-    """Every reader that loads, built-ins first (a plugin adds formats; it does not redefine a built-in's)."""
-    names = sorted(available_readers(), key=lambda n: (n not in BUILTIN_READERS or BUILTIN_READERS[n] != available_readers()[n], n))
-    return [r for r in (loaded_reader(n) for n in names) if r is not None]
+@functools.lru_cache(maxsize=1)
+def _readers() -> tuple[StreamChunkReader, ...]:
+    """Every reader that loads, built-ins first (a plugin adds formats; it does not redefine a built-in's). Worked out once
+    per process, as the registry is read once: the exports ask it for every row."""
+    found = available_readers()
+    names = sorted(found, key=lambda n: (BUILTIN_READERS.get(n) != found[n], n))
+    return tuple(r for r in (loaded_reader(n) for n in names) if r is not None)
 
 
 @functools.lru_cache(maxsize=1)
