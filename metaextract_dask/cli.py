@@ -240,7 +240,7 @@ def _scan_options(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--dry-run", action="store_true",
                      help="list what would be extracted and why (new, changed, reader upgraded, previously failed), one "
                           "'REASON<TAB>PATH' line each; nothing is read or written")
-    out.add_argument("--flush-every", type=_count(1), default=200, help="write a catalog part every N results (and every 10 s)")
+    out.add_argument("--flush-every", type=_count(1), default=20000, help="write a catalog part every N results and every 10 s (default: %(default)s)")
     out.add_argument("-q", "--quiet", action="store_true",
                      help="no progress bar, no dashboard link, no Dask log lines: the summary lines only (failures are in the catalog)")
 

@@ -70,6 +70,12 @@ def _catalog_columns() -> tuple[tuple[str, str], ...]:
     return tuple(out + TRAILING_COLUMNS)
 
 
+@functools.lru_cache(maxsize=1)
+def _empty_row() -> dict[str, Any]:
+    """Every column of the catalog, None (copied for each row)."""
+    return dict.fromkeys(name for name, _ in catalog_columns())
+
+
 def _own_reader(record: dict[str, Any]) -> Any:
     """The loaded reader that made ``record``, or None."""
     from ..readers.registry import available_readers, loaded_reader
@@ -115,6 +121,8 @@ def _clean(row: dict[str, Any]) -> dict[str, Any]:
     file on the client, which writes every row).
     """
     for k, v in row.items():
+        if v is None:
+            continue
         if isinstance(v, str):
             if not v.isascii():
                 row[k] = safe_text(v)
@@ -192,11 +200,41 @@ def thumbnail_entry(md: dict[str, Any]) -> str | None:
     return entry if isinstance(entry, str) else ""
 
 
+def record_columns(md: dict[str, Any], success: bool = True) -> dict[str, Any]:
+    """The columns of a row that its record alone fills (its reader's, the record's head, the record as JSON), cleaned.
+
+    Made where the file was extracted (``ExtractionResult.columns``), so the
+    client that writes every row does not encode each record again; ``to_row``
+    adds what the run knows (path, outcome, timing).
+    """
+    from ..core.model import RecordHead
+
+    head = RecordHead.of(md)
+    streaming, io = head.streaming, head.io or {}
+    row = _empty_row().copy()
+    if success:
+        row.update((k, v) for k, v in reader_columns(md).items() if k in row)  # a column the catalog lacks is not a row's
+    references = md.get("references") or {}
+    row.update({
+        "format": head.format, "reader": head.reader, "reader_version": head.reader_version,
+        "strategy": streaming.get("strategy"), "shape": streaming.get("shape"),
+        "chunks_read": streaming.get("chunks_read"), "bytes_read": streaming.get("bytes_read"), "exact": streaming.get("exact"),
+        "etag": head.etag, "version_id": head.version_id,
+        "io_requests": io.get("requests"), "io_bytes": io.get("bytes_read"),
+        "checksum": (head.checksum or {}).get("value"),
+        "virtualizable": references.get("virtualizable"), "references": references.get("entry"),
+        "thumbnail": thumbnail_entry(md),
+        "metadata": json.dumps(md, default=json_value) if md else None,
+    })
+    return _clean(row)
+
+
 def to_row(result: ExtractionResult, size: int | None = None, mtime: float | None = None) -> dict[str, Any]:
     """One catalog row: identity, outcome, the format's main fields, all metadata as JSON.
 
     A record whose own path is not the row's is refused: the row becomes an
-    internal error for this file, never another file's metadata.
+    internal error for this file, never another file's metadata. The
+    record's columns are ``result.columns`` when the worker made them.
     """
     from ..core.errors import MisattributionError
     from ..core.model import RecordHead, check_record, failure
@@ -207,28 +245,19 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
         except MisattributionError as exc:
             result = failure(result.task_id, result.file_path, exc, result.start_time, result.end_time, result.attempts)
     md = result.metadata or {}
-    head = RecordHead.of(md)
-    streaming, io = head.streaming, head.io or {}
+    row = dict(result.columns) if result.success and result.columns is not None else record_columns(md, result.success)
     if size is None:
+        head = RecordHead.of(md)
         size, mtime = (head.size, head.mtime) if head.mtime is not None else file_stat(result.file_path)
-    own = reader_columns(md) if result.success else {}
-    row = {name: own.get(name) for name, _ in catalog_columns()}
     row.update({
         "path": result.file_path, "size": size, "mtime": mtime,
-        "format": head.format or result.file_format or _detected(result.file_path), "reader": head.reader,
-        "reader_version": head.reader_version,
-        "strategy": streaming.get("strategy"), "shape": streaming.get("shape"),
         "success": result.success, "error": result.error, "error_type": result.error_type,
         "duration": result.duration, "attempts": result.attempts, "worker": result.worker, "extracted_at": result.end_time or time.time(),
         "started_at": result.start_time or None, "finished_at": result.end_time or None,
-        "chunks_read": streaming.get("chunks_read"), "bytes_read": streaming.get("bytes_read"), "exact": streaming.get("exact"),
-        "etag": head.etag, "version_id": head.version_id,
-        "io_requests": io.get("requests"), "io_bytes": io.get("bytes_read"),
-        "checksum": (head.checksum or {}).get("value"),
-        "virtualizable": (md.get("references") or {}).get("virtualizable"), "references": (md.get("references") or {}).get("entry"),
-        "thumbnail": thumbnail_entry(md),
-        "metadata": json.dumps(md, default=json_value) if md else None,
     })
-    row = _clean(row)
+    if row["format"] is None:
+        row["format"] = result.file_format or _detected(result.file_path)
+    for key in ("path", "error", "error_type", "worker", "format"):
+        row[key] = safe_text(row[key])
     row["path_bytes"] = path_key(result.file_path)
     return row

@@ -135,7 +135,7 @@ class CatalogLock:
 class CatalogWriter:
     """Appends results to a catalog folder in crash-safe parts."""
 
-    def __init__(self, folder: str, fmt: str = "parquet", flush_every: int = 200, flush_seconds: float = 10.0, force: bool = False):
+    def __init__(self, folder: str, fmt: str = "parquet", flush_every: int = 20000, flush_seconds: float = 10.0, force: bool = False):
         if fmt not in FORMATS:
             raise ValueError(f"unknown catalog format {fmt!r}; choose one of {', '.join(FORMATS)}")
         self.folder, self.fmt = folder, fmt

@@ -149,6 +149,9 @@ class ExtractionResult:
     attempts: int = 1
     #: the detected format, also for failures (filled once, where the outcome is first reported)
     file_format: str | None = None
+    #: the catalog columns its record fills (``catalog.schema.record_columns``), made where the file was extracted;
+    #: None when the client makes them (a record whose references or poster frame the catalog writer moves first)
+    columns: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def duration(self) -> float:

@@ -71,8 +71,9 @@ class CatalogOptions:
     retry_failed: bool = False
     #: read and write nothing: return (path, reason) for each file that would be extracted
     dry_run: bool = False
-    #: write a catalog part every N results (and every 10 s)
-    flush_every: int = 200
+    #: write a catalog part every N results and every 10 s (a killed scan loses at most that much work; few large
+    #: parts keep resumes and queries fast)
+    flush_every: int = 20000
 
 
 @dataclass

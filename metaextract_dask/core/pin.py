@@ -103,6 +103,23 @@ def pinned(path: str, expected: str | None) -> Iterator[None]:
         os.close(fd)
 
 
+def adopt(path: str, fd: int) -> bool:
+    """Within a ``session``, keep the probe's descriptor ``fd`` of ``path`` as its pin (its identity is the one the probe
+    took from it): True, and the session closes it. Outside a session, or when ``path`` is already pinned, False."""
+    held = getattr(_local, "held", None)
+    pins = _pins()
+    if held is None or path in pins:
+        return False
+    pins[path] = fd
+    held.append((path, fd))
+    return True
+
+
+def descriptor(path: str) -> int | None:
+    """The pinned descriptor of ``path`` in this thread, for reading it directly (``os.pread``), or None."""
+    return _pins().get(path)
+
+
 def opened(path: str) -> str:
     """What to hand a library that opens ``path``: the pinned descriptor's ``/proc/self/fd/N`` when this thread holds one."""
     fd = _pins().get(path)

@@ -19,7 +19,7 @@ from .. import sandbox
 from ..core.errors import MisattributionError, is_transient
 from ..core.model import ExtractionResult, RecordHead, check_record, failure
 from ..core.settings import StreamingConfig, setting
-from ..core.text import safe_dict
+from ..core.text import safe_dict, safe_text
 from ..readers.probe import file_type
 from ..sandbox import Isolation
 
@@ -60,28 +60,38 @@ class Retry:
 def extract_metadata(path: str, config: StreamingConfig | None = None) -> dict[str, Any]:
     """This project's own extraction of one file, run right here (never on a cluster)."""
     from ..planning.graph import build_graph, run_local
-    from ..planning.plan import plan_path
-    from ..planning.tasks import CHUNK_SUMMARIES, unwrap
+    from ..planning.plan import Shape, plan_path
+    from ..planning.tasks import CHUNK_SUMMARIES, run_single, unwrap
     from ..readers.arrays import one_open
 
     config = config or StreamingConfig()
     deadline = time.time() + config.timeout
-    with one_open():  # a small file's layout and summaries share one open of the file
+    with one_open():  # a small file's probe, layout and summaries share one open of the file
         plan, reader = plan_path(path, config)
-        graph = build_graph(plan, reader, config, deadline)
-        single = len(graph.dsk) == 1
+        single = plan.shape is Shape.SINGLE
         if single:  # one task, in this thread: it uses the open file
-            record = unwrap(run_local(graph))
+            record = run_single(reader, plan.info, config, plan.describe(), plan.specs, deadline)
     if not single:  # chunk tasks run in other threads: each opens the file itself (the open one, and its lock, are released)
-        record = unwrap(run_local(graph))
+        record = unwrap(run_local(build_graph(plan, reader, config, deadline)))
     record.pop(CHUNK_SUMMARIES, None)
     return record
+
+
+def extract_with_columns(path: str, config: StreamingConfig) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """``extract_metadata`` and the catalog columns its record fills, made here: in the sandbox, beside the other
+    worker's, rather than on the client that writes every row. None when the catalog writer first moves something
+    out of the record (a reference set, a poster frame)."""
+    from ..catalog.schema import record_columns, record_thumbnail
+
+    record = extract_metadata(path, config)
+    moved = isinstance(record.get("references"), dict) or (record_thumbnail(record) or {}).get("png") is not None
+    return record, None if moved else record_columns(record)
 
 
 def _function(path: str, fn: Callable | None, settings: BatchSettings) -> tuple[Callable, tuple]:
     """What runs for one file: the user's function or this project's extraction."""
     if fn is None:
-        return extract_metadata, (path, settings.streaming)
+        return extract_with_columns, (path, settings.streaming)
     return fn, (path,)
 
 
@@ -90,14 +100,15 @@ def _call(path: str, fn: Callable | None, settings: BatchSettings) -> Any:
     return settings.isolation.call(path, settings.timeout, func, *args)
 
 
-def _success(task_id: str, path: str, metadata: Any, start: float, end: float, attempts: int) -> ExtractionResult:
+def _success(task_id: str, path: str, value: Any, fn: Callable | None, start: float, end: float, attempts: int) -> ExtractionResult:
+    metadata, columns = value if fn is None else (value, None)
     try:
         check_record(path, metadata)
     except MisattributionError as exc:
         return failure(task_id, path, exc, start, end, attempts)
     if not isinstance(metadata, dict):
         metadata = {"value": metadata}
-    return ExtractionResult(task_id, path, True, metadata, start_time=start, end_time=end, attempts=attempts)
+    return ExtractionResult(task_id, path, True, metadata, start_time=start, end_time=end, attempts=attempts, columns=columns)
 
 
 def extract_one(task_id: str, path: str, fn: Callable | None, settings: BatchSettings,
@@ -117,7 +128,7 @@ def extract_one(task_id: str, path: str, fn: Callable | None, settings: BatchSet
             time.sleep(retry.wait(attempt))
         attempt += 1
         try:
-            return _success(task_id, path, _call(path, fn, settings), start, time.time(), attempt)
+            return _success(task_id, path, _call(path, fn, settings), fn, start, time.time(), attempt)
         except Exception as exc:  # noqa: BLE001 - every failure becomes this file's record
             error = exc
 
@@ -138,7 +149,7 @@ def extract_many(items: list[tuple[str, str]], fn: Callable | None, settings: Ba
     retry: list[tuple[str, str, BaseException, float]] = []
     for (task_id, path), (ok, value, start, end) in zip(items, replies):
         if ok:
-            yield _success(task_id, path, value, start, end, 1)
+            yield _success(task_id, path, value, fn, start, end, 1)
         elif settings.retry.allows(value, 1):
             retry.append((task_id, path, value, start))
         else:
@@ -149,6 +160,12 @@ def extract_many(items: list[tuple[str, str]], fn: Callable | None, settings: Ba
 
 def outcome(result: ExtractionResult) -> dict[str, Any]:
     """What the scheduler plugin is told about one file."""
+    cols = result.columns
+    if cols is not None and result.success:  # the record's columns, made and cleaned where it was extracted
+        result.file_format = result.file_format or cols["format"]
+        return {"path": safe_text(result.file_path), "type": result.file_format, "success": True, "bytes": cols["bytes_read"],
+                "chunks": cols["chunks_read"], "io_requests": cols["io_requests"] or 0, "io_bytes": cols["io_bytes"] or 0,
+                "shape": cols["shape"], "duration": result.duration, "error": None, "error_type": None, "worker": result.worker}
     md = result.metadata or {}
     head = RecordHead.of(md)
     streaming, io = head.streaming, head.io or {}

@@ -203,7 +203,7 @@ def plan_path(path: str | os.PathLike[str], config: StreamingConfig, reader_name
         plan, reader = in_isolation(isolation, info.path, deadline, config, choose_and_plan, info, config, reader_name)
     else:
         plan, reader = choose_and_plan(info, config, reader_name)
-    return replace(plan, io=add_io(plan.io, count.as_tuple())), reader
+    return (replace(plan, io=add_io(plan.io, count.as_tuple())) if count.requests else plan), reader
 
 
 def add_io(*counts: tuple[int, int] | None) -> tuple[int, int]:
@@ -223,4 +223,4 @@ def choose_and_plan(info: FileInfo, config: StreamingConfig, reader_name: str | 
     with using(config.storage_options, config.timeout), counting() as count, pinned(info.path, info.etag):
         info, reader, note = choose_reader(info, config, reader_name)
         plan = plan_file(info, reader, config, note)
-    return replace(plan, io=count.as_tuple()), reader
+    return (replace(plan, io=count.as_tuple()) if count.requests else plan), reader

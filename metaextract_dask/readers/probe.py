@@ -12,6 +12,7 @@ import os
 import stat
 from typing import Any
 
+from ..core import pin
 from ..core.errors import EmptyFileError, FileAccessError, MetaExtractError
 from ..core.model import FileInfo
 from ..core.pin import identity
@@ -71,6 +72,9 @@ def read_head(path: str, nbytes: int = HEAD_BYTES) -> bytes:
         from ..storage.remote import read_range
 
         return read_range(path, 0, nbytes)
+    held = pin.descriptor(path)
+    if held is not None:  # pinned since its probe: that descriptor, not the name
+        return os.pread(held, nbytes, 0)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
@@ -95,16 +99,19 @@ def probe(path: str | os.PathLike) -> FileInfo:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise _access_error(path, exc) from exc
+    kept = False
     try:
         st = os.fstat(fd)  # what was opened: its identity pins every later read (``pin``)
         if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
             check_regular(path)
             raise FileAccessError(path, "replaced while it was opened")
         head = os.pread(fd, HEAD_BYTES, 0)
+        kept = pin.adopt(path, fd)  # in a session (a small file's one open), this descriptor is the file's pin
     except OSError as exc:
         raise _access_error(path, exc) from exc
     finally:
-        os.close(fd)
+        if not kept:
+            os.close(fd)
     fmt, description = detect(head, path)
     return FileInfo(path=path, size=st.st_size, mtime=st.st_mtime, format=fmt, description=description, etag=identity(st))
 

@@ -9,14 +9,13 @@ Every fetch made while a file is read is counted (``IOCount``): the record's
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import functools
 import os
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any
 
 from ..core.errors import FileAccessError, describe
 
@@ -59,15 +58,23 @@ class IOCount:
         return self.requests, self.bytes
 
 
-@contextlib.contextmanager
-def using(options: dict[str, Any] | None, timeout: float | None = None) -> Iterator[None]:
+class using:  # noqa: N801 - used as a function: ``with using(options, timeout):``
     """Within this block, URLs open with these storage options, and each request times out after ``timeout`` seconds
-    (connect, and each read; None keeps the enclosing block's, by default the file timeout's setting)."""
-    token = _OPTIONS.set(dict(options or {}))
-    limit = _TIMEOUT.set(float(timeout)) if timeout is not None else None
-    try:
-        yield
-    finally:
+    (connect, and each read; None keeps the enclosing block's, by default the file timeout's setting).
+
+    A class, not a generator: every file enters it several times, and a local file's scan pays for each entry."""
+
+    __slots__ = ("options", "timeout", "tokens")
+
+    def __init__(self, options: dict[str, Any] | None, timeout: float | None = None):
+        self.options, self.timeout = options, timeout
+
+    def __enter__(self) -> None:
+        self.tokens = (_OPTIONS.set(dict(self.options or {})),
+                       _TIMEOUT.set(float(self.timeout)) if self.timeout is not None else None)
+
+    def __exit__(self, *exc: Any) -> None:
+        token, limit = self.tokens
         _OPTIONS.reset(token)
         if limit is not None:
             _TIMEOUT.reset(limit)
@@ -83,15 +90,18 @@ def request_timeout() -> float:
     return value
 
 
-@contextlib.contextmanager
-def counting() -> Iterator[IOCount]:
+class counting:  # noqa: N801 - used as a function: ``with counting() as count:``
     """Count the requests this thread makes in this block (an inner block counts its own, not the outer's)."""
-    count = IOCount()
-    token = _COUNT.set(count)
-    try:
-        yield count
-    finally:
-        _COUNT.reset(token)
+
+    __slots__ = ("count", "token")
+
+    def __enter__(self) -> IOCount:
+        self.count = IOCount()
+        self.token = _COUNT.set(self.count)
+        return self.count
+
+    def __exit__(self, *exc: Any) -> None:
+        _COUNT.reset(self.token)
 
 
 def current_count() -> IOCount | None:

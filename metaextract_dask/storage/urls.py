@@ -19,7 +19,7 @@ def is_url(path: str | os.PathLike) -> bool:
     A local file named ``a::b`` stays local: a bare first link of a chain
     (``simplecache::...``) must be a protocol fsspec knows.
     """
-    if not isinstance(path, str):
+    if not isinstance(path, str) or ("://" not in path and "::" not in path):
         return False
     first = path.split("::", 1)[0]
     if _PROTOCOL.match(first):
