@@ -74,7 +74,7 @@ def why_extract(paths: list[str], stats: dict[str, tuple[Any, Any]], writer: Cat
         if reader is not None and getattr(reader, "extras", frozenset()) & asked:
             wanted[name] = reader.extras & asked
     etags = etags or {}
-    return {p: index.reason(p, *stats[p], versions, retry_failed, wanted, etags.get(p)) for p in paths}
+    return dict(zip(paths, index.reasons(paths, [stats[p] for p in paths], versions, retry_failed, wanted, [etags.get(p) for p in paths])))
 
 
 def link_record(path: str, target: str) -> ExtractionResult:

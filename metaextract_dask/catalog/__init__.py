@@ -8,7 +8,7 @@ array of a file, in the folder ``folder + ".variables"`` beside it) with ``read_
 """
 
 from ..readers.probe import file_stat
-from .read import part_files, read_catalog, read_variables
+from .read import part_files, query_catalog, read_catalog, read_variables
 from .schema import (
     ARROW_TYPES,
     FRAMEWORK_COLUMNS,
@@ -25,4 +25,4 @@ from .writer import FORMATS, LOCK, QUARANTINE, CatalogLock, CatalogLockedError, 
 
 __all__ = ["ARROW_TYPES", "FORMATS", "FRAMEWORK_COLUMNS", "LOCK", "MANIFEST", "QUARANTINE", "TRAILING_COLUMNS", "CatalogLock",
            "CatalogLockedError", "CatalogWriteError", "CatalogWriter", "catalog_columns", "file_stat", "part_files", "path_key",
-           "VARIABLE_COLUMNS", "read_catalog", "read_variables", "reader_columns", "row_key", "to_row"]
+           "VARIABLE_COLUMNS", "query_catalog", "read_catalog", "read_variables", "reader_columns", "row_key", "to_row"]

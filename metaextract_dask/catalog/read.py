@@ -72,6 +72,19 @@ def _read_part(path: str, columns: list[str] | None = None) -> list[dict[str, An
     return [{k: r.get(k) for k in columns} for r in rows] if columns else rows
 
 
+def read_columns(path: str, columns: list[str]) -> dict[str, list[Any]]:
+    """Some columns of one part, column by column (no dict per row); a column the part lacks is left out."""
+    if path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        part = pq.ParquetFile(path)
+        present = set(part.schema_arrow.names)
+        out: dict[str, list[Any]] = part.read(columns=[c for c in columns if c in present]).to_pydict()
+        return out
+    rows = _read_part(path, columns)
+    return {c: [r.get(c) for r in rows] for c in columns}
+
+
 #: the variables table's folder is the catalog's name with this suffix, beside it: inside the catalog folder,
 #: dask.dataframe.read_parquet(catalog) would read its rows as files (it walks subfolders, "_" or "." ones too)
 VARIABLES = ".variables"
@@ -132,27 +145,119 @@ def current_rows(part: str) -> list[dict[str, Any]]:
     return rows if is_current(part) else [{**current_row(r), "path_bytes": r.get("path_bytes")} for r in rows]
 
 
-def read_catalog(folder: str) -> Any:
-    """The catalog as a pandas DataFrame, one row per file (``newest_rows``); parts of older schema versions read as today's."""
+def read_catalog(folder: str, columns: list[str] | None = None) -> Any:
+    """The catalog as a pandas DataFrame, one row per file (``newest_rows``); parts of older schema versions read as today's.
+
+    ``columns``: only these (``path`` always comes along); ``read_catalog(cat, columns=[...])`` without ``metadata``
+    reads a catalog of millions of rows without its records' JSON, most of its size.
+    """
     import pandas as pd
 
     parts = checked_parts(folder)
-    columns = catalog_columns()
-    if not parts:
-        return pd.DataFrame({name: pd.Series(dtype="object") for name, _ in columns})
-    if parts[0].endswith(".parquet"):
-        if all(is_current(p) for p in parts):
-            import pyarrow.parquet as pq
+    every = catalog_columns()
+    wanted = None if columns is None else ["path", *(c for c in columns if c != "path")]
+    if parts and parts[0].endswith(".parquet") and all(is_current(p) for p in parts):
+        import pyarrow.parquet as pq
 
-            return newest_rows(pq.read_table(parts).to_pandas())
+        keys = [] if wanted is None else [c for c in ("path_bytes", "extracted_at") if c not in wanted]
+        frame = newest_rows(pq.read_table(parts, columns=None if wanted is None else wanted + keys).to_pandas())
+        return frame.drop(columns=keys)
+    if not parts:
+        frame = pd.DataFrame({name: pd.Series(dtype="object") for name, _ in every})
+    elif parts[0].endswith(".parquet"):
         from .arrow import table_from_rows
 
-        return newest_rows(table_from_rows(_rows_of(parts), columns).to_pandas())
-    frame = pd.DataFrame(_rows_of(parts), columns=[c for c, _ in columns])
-    for name, kind in columns:  # JSON Lines keeps timestamps as ISO text
-        if kind == "timestamp":
-            frame[name] = pd.Series([_parse_time(v) for v in frame[name]], dtype="datetime64[us]")
-    return newest_rows(frame)
+        frame = newest_rows(table_from_rows(_rows_of(parts), every).to_pandas())
+    else:
+        frame = pd.DataFrame(_rows_of(parts), columns=[c for c, _ in every])
+        for name, kind in every:  # JSON Lines keeps timestamps as ISO text
+            if kind == "timestamp":
+                frame[name] = pd.Series([_parse_time(v) for v in frame[name]], dtype="datetime64[us]")
+        frame = newest_rows(frame)
+    return frame if wanted is None else frame[[c for c in wanted if c in frame]]
+
+
+def query_catalog(folder: str, variable: str | None = None, time: tuple[Any, Any] | None = None,
+                  bbox: tuple[float, float, float, float] | None = None, columns: list[str] | None = None) -> Any:
+    """The rows of the files that hold ``variable`` (a variable's name or its ``standard_name``), overlap ``time``
+    (start, end: anything pandas reads as a time; None on a side leaves it open) and overlap ``bbox``
+    (lon_min, lat_min, lon_max, lat_max in degrees, -180..180; a box whose west edge is east of its east edge crosses
+    the antimeridian), as a pandas DataFrame of ``columns`` (default: every column but ``metadata`` and ``path_bytes``).
+
+    A Parquet catalog is read through ``pyarrow.dataset`` with the time and box as filters: a row group whose
+    statistics rule it out is not read, nor is any column not asked for (benchmarks/RESULTS-scale.md: 3 million rows).
+    Each file answers with its newest row. A JSON Lines catalog is read whole and filtered the same way.
+    """
+    from .trust import CatalogInputError, read_manifest
+
+    out = [c for c, _ in catalog_columns() if c not in ("metadata", "path_bytes")] if columns is None else list(columns)
+    need = list(dict.fromkeys([*out, "path", "path_bytes", "extracted_at", "variables", "standard_names", "time_start", "time_end",
+                               "lat_min", "lat_max", "lon_min", "lon_max", "crosses_antimeridian"]))
+    parts = checked_parts(folder)
+    if parts and parts[0].endswith(".parquet") and all(is_current(p) for p in parts):
+        import pyarrow.dataset as ds
+
+        table = ds.dataset(parts, format="parquet").to_table(columns=need, filter=_overlaps(time, bbox, ds.field))
+        try:
+            settled = read_manifest(folder).get("superseded") == 0  # no file has an older row that could answer for it
+        except (CatalogInputError, OSError):
+            settled = False
+        frame = _holding(table.to_pandas(), variable)
+        if not settled and len(frame):  # a newer row of a matched file that does not match makes it no answer
+            newest = read_catalog(folder, columns=["path_bytes", "extracted_at"])
+            frame = frame.merge(newest, on=["path", "path_bytes", "extracted_at"], how="inner")
+        else:
+            frame = newest_rows(frame)
+    else:
+        frame = read_catalog(folder)
+        frame = _holding(frame[_overlaps(time, bbox, lambda c: frame[c]).fillna(False).astype(bool)] if (time or bbox) else frame,
+                         variable)
+    return frame[[c for c in out if c in frame]].reset_index(drop=True)
+
+
+def _overlaps(time: tuple[Any, Any] | None, bbox: tuple[float, float, float, float] | None, field: Any) -> Any:
+    """The time and box conditions over columns named through ``field`` (pyarrow's ``ds.field`` or a frame's columns)."""
+    import pandas as pd
+
+    cond = None
+
+    def both(a: Any, b: Any) -> Any:
+        return b if a is None else a & b
+
+    if time is not None:
+        start, end = (_naive(pd.Timestamp(t)).to_pydatetime() if t is not None else None for t in time)
+        if start is not None:
+            cond = both(cond, field("time_end") >= start)
+        if end is not None:
+            cond = both(cond, field("time_start") <= end)
+    if bbox is not None:
+        west, south, east, north = (float(v) for v in bbox)
+        cond = both(cond, (field("lat_max") >= south) & (field("lat_min") <= north))
+        crosses = field("crosses_antimeridian") == True  # noqa: E712 - an expression, not a truth test
+        if west <= east:
+            plain = (field("lon_max") >= west) & (field("lon_min") <= east)
+            wraps = crosses & ((field("lon_min") <= east) | (field("lon_max") >= west))
+        else:  # the query box itself crosses: [west, 180] and [-180, east]
+            plain = (field("lon_max") >= west) | (field("lon_min") <= east)
+            wraps = crosses
+        cond = both(cond, plain | wraps)
+    return cond
+
+
+def _naive(ts: Any) -> Any:
+    """A time as the catalog keeps it: UTC without a zone."""
+    return ts.tz_convert(None) if ts.tzinfo is not None else ts
+
+
+def _holding(frame: Any, variable: str | None) -> Any:
+    """The rows whose ``variables`` or ``standard_names`` list holds ``variable``."""
+    if variable is None or not len(frame):
+        return frame
+
+    def has(values: Any) -> bool:
+        return values is not None and variable in list(values)
+
+    return frame[frame["variables"].map(has) | frame["standard_names"].map(has)]
 
 
 def _rows_of(parts: list[str]) -> list[dict[str, Any]]:

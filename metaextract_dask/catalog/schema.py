@@ -12,7 +12,8 @@ import os
 import time
 from typing import Any
 
-from ..core.model import ExtractionResult
+from ..core.errors import MisattributionError
+from ..core.model import ExtractionResult, RecordHead, check_record, failure
 from ..core.text import safe_dict, safe_text
 from ..readers.probe import file_stat
 
@@ -207,8 +208,6 @@ def record_columns(md: dict[str, Any], success: bool = True) -> dict[str, Any]:
     client that writes every row does not encode each record again; ``to_row``
     adds what the run knows (path, outcome, timing).
     """
-    from ..core.model import RecordHead
-
     head = RecordHead.of(md)
     streaming, io = head.streaming, head.io or {}
     row = _empty_row().copy()
@@ -236,9 +235,6 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
     internal error for this file, never another file's metadata. The
     record's columns are ``result.columns`` when the worker made them.
     """
-    from ..core.errors import MisattributionError
-    from ..core.model import RecordHead, check_record, failure
-
     if result.success:
         try:
             check_record(result.file_path, result.metadata)

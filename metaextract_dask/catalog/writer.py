@@ -17,8 +17,8 @@ import time
 from typing import Any, Callable, Iterable
 
 from ..core.model import ExtractionResult
-from .index import INDEX_COLUMNS, CatalogIndex
-from .read import _read_part, current_rows, is_current, part_files, part_problem, variables_folder
+from .index import INDEX_COLUMNS, CatalogIndex, path_hash
+from .read import _read_part, current_rows, is_current, part_files, part_problem, read_columns, variables_folder
 from .schema import SCHEMA_VERSION, VARIABLE_COLUMNS, catalog_columns, path_key, record_thumbnail, row_key, to_row, variable_rows
 from .trust import MANIFEST
 
@@ -73,6 +73,61 @@ def _jsonl_row(row: dict[str, Any]) -> dict[str, Any]:
     if isinstance(out.get("metadata"), str):
         out["metadata"] = json.loads(out["metadata"])
     return out
+
+
+#: a catalog of at least this many rows compacts once this share of them is superseded (smaller ones always do)
+COMPACT_SHARE, COMPACT_ALWAYS_BELOW = 0.01, 20_000
+
+#: rows turned into one row group of the part being written: what the writer holds as Python rows at most
+ROW_GROUP = 4096
+
+
+class _OpenPart:
+    """A part being written: rows go to its hidden temporary as they come, one row group at a time, so a part of
+    ``flush_every`` rows never sits in memory whole; ``commit`` fsyncs it and renames it into place."""
+
+    def __init__(self, folder: str, name: str, fmt: str, columns: list[tuple[str, str]]):
+        self.folder, self.name, self.fmt, self.columns = folder, name, fmt, columns
+        self.tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+        self.rows = 0
+        self._parquet: Any = None
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if self.fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            from .arrow import table_from_rows
+
+            table = table_from_rows(rows, self.columns)
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.tmp, table.schema)
+            self._parquet.write_table(table)
+        else:
+            with open(self.tmp, "a") as f:
+                f.writelines(json.dumps(_jsonl_row(row), default=str) + "\n" for row in rows)
+        self.rows += len(rows)
+
+    def commit(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+        with open(self.tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(self.tmp, os.path.join(self.folder, self.name))
+        _fsync_dir(self.folder)
+
+    def abandon(self) -> None:
+        """Close and remove the temporary (the scan stops: what it held was not saved)."""
+        try:
+            if self._parquet is not None:
+                self._parquet.close()
+        except Exception:  # noqa: BLE001 - a writer that failed mid-write may not close cleanly
+            pass
+        self._parquet = None
+        if os.path.lexists(self.tmp):
+            os.unlink(self.tmp)
 
 
 class CatalogLockedError(ValueError):
@@ -179,6 +234,8 @@ class CatalogWriter:
         self._drop_orphan_variables()
         self.buffer: list[dict[str, Any]] = []
         self.variables: list[dict[str, Any]] = []
+        #: the part (and its variables part) being written, once a row group of it is
+        self.part: tuple[_OpenPart, _OpenPart] | None = None
         self.last_flush = time.monotonic()
         self.compact()
 
@@ -222,9 +279,9 @@ class CatalogWriter:
             return 0
 
     def _index(self, part: str) -> int:
-        rows = _read_part(part, INDEX_COLUMNS)
-        self.index.add(rows)
-        return len(rows)
+        cols = read_columns(part, INDEX_COLUMNS)
+        self.index.add_columns(cols)
+        return len(next(iter(cols.values()), []))
 
     def _migrate(self, part: str) -> None:
         """Rewrite a part of an older schema version with today's columns, so every reader of the folder sees one schema."""
@@ -247,8 +304,11 @@ class CatalogWriter:
         row = to_row(result, size, mtime)
         self.buffer.append(row)
         self.variables.extend(variable_rows(row, result.metadata))
-        if len(self.buffer) >= self.flush_every or time.monotonic() - self.last_flush >= self.flush_seconds:
+        written = self.part[0].rows if self.part is not None else 0
+        if written + len(self.buffer) >= self.flush_every or time.monotonic() - self.last_flush >= self.flush_seconds:
             self.flush()
+        elif len(self.buffer) >= ROW_GROUP:
+            self._guarded(self._spill)
 
     def _keep_references(self, result: ExtractionResult) -> None:
         """Move a record's reference set to ``CATALOG.references/``; the record keeps the verdict and the entry's name."""
@@ -287,30 +347,59 @@ class CatalogWriter:
             thumb["error"] = f"thumbnail not written: {exc.strerror or exc}"
             self.notices.append(f"{result.file_path}: its thumbnail could not be written ({exc.strerror or exc})")
 
-    def flush(self) -> None:
-        """Write buffered rows as one new part; a full disk stops the scan with one clear error."""
-        self.last_flush = time.monotonic()
-        if not self.buffer or self.broken is not None:
-            return
-        rows, arrays = self.buffer, self.variables
-        name = f"part-{self.next_part:05d}-{self.run}.{self.fmt}"
+    def _spill(self) -> None:
+        """The buffered rows as a row group of the open part (opened first if need be); its variables likewise."""
+        if self.part is None:
+            name = f"part-{self.next_part:05d}-{self.run}.{self.fmt}"
+            self.part = (_OpenPart(self.folder, name, self.fmt, catalog_columns()),
+                         _OpenPart(variables_folder(self.folder), name, self.fmt, VARIABLE_COLUMNS))
+        files, arrays = self.part
+        if self.variables:
+            os.makedirs(variables_folder(self.folder), exist_ok=True)
+            arrays.write(self.variables)
+        files.write(self.buffer)
+        self.index.add(self.buffer)
+        self.buffer, self.variables = [], []
+
+    def _commit(self) -> None:
+        """The open part into place: its variables first (a files part never lacks its variables; a variables part
+        alone is dropped at the next open), then the manifest."""
+        assert self.part is not None
+        files, arrays = self.part
+        if arrays.rows:
+            arrays.commit()
+        files.commit()
+        self.part = None
+        self.next_part += 1
+        self.rows_written += files.rows
+        self._manifest()
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """Run a write; a full disk stops the scan with one clear error, the parts written before stay readable."""
         try:
-            if arrays:  # first: a files part never lacks its variables; a variables part alone is dropped at the next open
-                os.makedirs(variables_folder(self.folder), exist_ok=True)
-                _atomic_write(variables_folder(self.folder), name, lambda tmp: _write_rows(tmp, arrays, self.fmt, VARIABLE_COLUMNS))
-            _atomic_write(self.folder, name, lambda tmp: _write_rows(tmp, rows, self.fmt))
+            step()
         except OSError as exc:
-            for tmp in glob.glob(os.path.join(self.folder, f".{name}.*.tmp")):
-                os.unlink(tmp)
+            pending = len(self.buffer) + (self.part[0].rows if self.part is not None else 0)
+            if self.part is not None:
+                for part in self.part:
+                    part.abandon()
+                self.part = None
             self.broken = CatalogWriteError(exc.errno, f"cannot write the catalog {self.folder}: {exc.strerror or exc}; "
                                                        f"the {self.rows_written} rows written before stay readable, "
-                                                       f"{len(rows)} results were not saved")
+                                                       f"{pending} results were not saved")
             raise self.broken from exc
-        self.buffer, self.variables = [], []
-        self.next_part += 1
-        self.rows_written += len(rows)
-        self.index.add(rows)
-        self._manifest()
+
+    def flush(self) -> None:
+        """Write what is buffered and finish the open part; a full disk stops the scan with one clear error."""
+        self.last_flush = time.monotonic()
+        if self.broken is not None or not (self.buffer or self.part is not None):
+            return
+
+        def finish() -> None:
+            self._spill()
+            self._commit()
+
+        self._guarded(finish)
 
     def _rewrite(self, drop: Callable[[str, list[dict[str, Any]]], list[int]]) -> int:
         """Rewrite the parts without the rows ``drop(part, rows)`` names; returns how many were dropped."""
@@ -347,9 +436,12 @@ class CatalogWriter:
     def compact(self) -> int:
         """Drop rows superseded by a newer row of the same file; returns how many.
 
-        Nothing is read when no path has two rows (a fresh scan of distinct files).
+        Nothing is read when no path has two rows (a fresh scan of distinct files), nor while the superseded rows of
+        a large catalog are under ``COMPACT_SHARE`` of its rows: rewriting its parts to drop a few would cost each
+        resume more than the rows do, and readers take each file's newest row (``read.newest_rows``).
         """
-        if not self.index.superseded:
+        stale = self.index.superseded
+        if not stale or (self.rows_written >= COMPACT_ALWAYS_BELOW and stale < COMPACT_SHARE * self.rows_written):
             return 0
         newest: dict[bytes, tuple[float, str, int]] = {}
         for part in part_files(self.folder):
@@ -365,6 +457,9 @@ class CatalogWriter:
         rows of archive members no longer present whose container lies under them. Returns how many (a notice says so)."""
         from ..storage.urls import container_of
 
+        present = list(present)
+        if not self.index.absent([path_hash(path_key(p)) for p in present]):
+            return 0  # every file with a row is still there: no part is read
         prefixes = [os.path.abspath(r).rstrip(os.sep) + os.sep for r in roots]
         remote = [r.rstrip("/") + "/" for r in listed]
         here = {path_key(p) for p in present}
@@ -418,7 +513,7 @@ class CatalogWriter:
                 self.flush()
                 self.compact()
                 self._sweep_sidecars()
-                self._manifest(**summary)
+                self._manifest(**summary, superseded=self.index.superseded)  # 0: every file has one row (query_catalog)
         finally:
             self.lock.release()
 

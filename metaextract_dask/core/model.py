@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Hashable
 
-from .errors import MisattributionError, describe
+from .errors import FileChangedError, MisattributionError, describe
+from .pin import is_identity
 
 
 class ChunkType(enum.Enum):
@@ -235,9 +236,6 @@ def same_as_walked(result: ExtractionResult, walked: str | None) -> ExtractionRe
     (for a link to a file the folder's owner cannot read) gives this
     failure, never that file's metadata.
     """
-    from .errors import FileChangedError
-    from .pin import is_identity
-
     md = result.metadata if isinstance(result.metadata, dict) else {}
     if not (result.success and is_identity(walked) and is_identity(md.get("etag"))) or md["etag"] == walked:
         return result

@@ -16,10 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from .. import sandbox
+from ..catalog.schema import record_columns, record_thumbnail
 from ..core.errors import MisattributionError, is_transient
 from ..core.model import ExtractionResult, RecordHead, check_record, failure
 from ..core.settings import StreamingConfig, setting
 from ..core.text import safe_dict, safe_text
+from ..planning.graph import build_graph, run_local
+from ..planning.plan import Shape, plan_path
+from ..planning.tasks import CHUNK_SUMMARIES, run_single, unwrap
+from ..readers.arrays import one_open
 from ..readers.probe import file_type
 from ..sandbox import Isolation
 
@@ -59,11 +64,6 @@ class Retry:
 
 def extract_metadata(path: str, config: StreamingConfig | None = None) -> dict[str, Any]:
     """This project's own extraction of one file, run right here (never on a cluster)."""
-    from ..planning.graph import build_graph, run_local
-    from ..planning.plan import Shape, plan_path
-    from ..planning.tasks import CHUNK_SUMMARIES, run_single, unwrap
-    from ..readers.arrays import one_open
-
     config = config or StreamingConfig()
     deadline = time.time() + config.timeout
     with one_open():  # a small file's probe, layout and summaries share one open of the file
@@ -81,8 +81,6 @@ def extract_with_columns(path: str, config: StreamingConfig) -> tuple[dict[str, 
     """``extract_metadata`` and the catalog columns its record fills, made here: in the sandbox, beside the other
     worker's, rather than on the client that writes every row. None when the catalog writer first moves something
     out of the record (a reference set, a poster frame)."""
-    from ..catalog.schema import record_columns, record_thumbnail
-
     record = extract_metadata(path, config)
     moved = isinstance(record.get("references"), dict) or (record_thumbnail(record) or {}).get("png") is not None
     return record, None if moved else record_columns(record)

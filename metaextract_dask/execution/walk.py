@@ -256,7 +256,8 @@ def _walk_root(root: str, rules: tuple[Any, ...], seen: set[tuple[int, int]], fo
             if (dev, ino) not in seen:
                 seen.add((dev, ino))
                 submit(folder)
-    for path, stat, link, link_stat, ident in sorted(files, key=lambda f: f[0].split(os.sep)):
+    # depth first, names sorted: the separator as the lowest character orders paths as their lists of components do
+    for path, stat, link, link_stat, ident in sorted(files, key=lambda f: f[0].replace(os.sep, "\0")):
         _add(found, path, stat, link, link_stat, ident)
 
 

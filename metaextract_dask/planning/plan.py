@@ -16,8 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import CorruptFileError, MetaExtractError, describe
 from ..core.model import ChunkSpec, ChunkType, FileInfo, Shape
+from ..core.pin import pinned
 from ..core.settings import StreamingConfig, StreamingStrategy
 from ..readers.base import StreamChunkReader
+from ..readers.probe import probe
+from ..readers.registry import choose_reader, may_parse_natively
+from ..storage.remote import counting, remember_size, using
+from ..storage.urls import is_url
 
 if TYPE_CHECKING:
     from ..sandbox import Isolation
@@ -191,10 +196,6 @@ def plan_path(path: str | os.PathLike[str], config: StreamingConfig, reader_name
     guard, a native reader's layout) is chosen and planned in this thread's
     sandbox; the probe (a stat and the first bytes) runs here.
     """
-    from ..readers.probe import probe
-    from ..readers.registry import may_parse_natively
-    from ..storage.remote import counting, using
-
     with using(config.storage_options, config.timeout), counting() as count:
         info = probe(path)
     if isolation is not None and isolation.enabled and may_parse_natively(info, reader_name):
@@ -212,14 +213,8 @@ def add_io(*counts: tuple[int, int] | None) -> tuple[int, int]:
 
 
 def choose_and_plan(info: FileInfo, config: StreamingConfig, reader_name: str | None = None) -> tuple[Plan, StreamChunkReader]:
-    from ..readers.registry import choose_reader
-    from ..storage.remote import counting, remember_size, using
-    from ..storage.urls import is_url
-
     if is_url(info.path):
         remember_size(info.path, info.size)
-    from ..core.pin import pinned
-
     with using(config.storage_options, config.timeout), counting() as count, pinned(info.path, info.etag):
         info, reader, note = choose_reader(info, config, reader_name)
         plan = plan_file(info, reader, config, note)

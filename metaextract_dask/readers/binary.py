@@ -17,7 +17,9 @@ from ..core import checksum
 from ..core.checksum import CHECKSUM_BLOCK
 from ..core.errors import FileChangedError
 from ..core.model import ChunkSpec, ChunkType, FileInfo
+from ..core.pin import descriptor
 from ..core.settings import StreamingConfig
+from ..storage.urls import is_url
 from .base import State, StreamChunkReader
 from .detect import HEAD_BYTES, TAIL_BYTES, trailing_signatures
 
@@ -119,8 +121,6 @@ def _read_full(fd: int, view: memoryview, offset: int) -> int:
 def _local_pieces(spec: ChunkSpec, view: memoryview, want_tail: bool) -> Generator[memoryview, None, None]:
     """The chunk's bytes in pieces of at most one view, read with pread; then the file's tail (b"" unless it ends here)."""
     done = 0
-    from ..core.pin import descriptor
-
     pinned = descriptor(spec.path)  # the probe's descriptor of a small file: read, not opened again
     fd = os.open(spec.path, os.O_RDONLY) if pinned is None else pinned
     try:
@@ -168,8 +168,6 @@ def read_chunk(spec: ChunkSpec, config: StreamingConfig, profile: bool = True) -
     no entropy sample, no head or tail kept. A remote object's chunk is one
     ranged request.
     """
-    from ..storage.urls import is_url
-
     digest = checksum.one_shot(config.checksum) if config.checksum else None
     digests: list[bytes] = []
     sample: list[bytes] = []  # the entropy sample, histogrammed after the reads: hashing starts before NumPy is imported

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import struct
 
+from ..storage.urls import extension
+
 HEAD_BYTES = 4096
 TAIL_BYTES = 65536 + 22  # a ZIP end-of-central-directory can sit 64 KiB from the end
 
@@ -153,8 +155,6 @@ def _media_magic(head: bytes) -> str | None:
 
 def suggests_media(head: bytes, path: str) -> bool:
     """No known signature, but the name or an MPEG start code suggests media: worth one ffprobe look."""
-    from ..storage.urls import extension
-
     return extension(path) in MEDIA_EXTENSIONS or head[:3] == b"\x00\x00\x01" or head[:4] == b"\x00\x00\x00\x01"
 
 
@@ -175,8 +175,6 @@ def detect(head: bytes, path: str = "") -> tuple[str, str]:
     ``x.h5`` without the HDF5 signature is ``unknown`` and the description
     says what its name claimed, so no format reader is let loose on it.
     """
-    from ..storage.urls import extension
-
     ext = extension(path)
     found = detect_magic(head, ext)
     if found:

@@ -16,6 +16,7 @@ from ..core import pin
 from ..core.errors import EmptyFileError, FileAccessError, MetaExtractError
 from ..core.model import FileInfo
 from ..core.pin import identity
+from ..storage.urls import is_url, local_path
 from .detect import HEAD_BYTES, detect
 
 _KINDS = {
@@ -66,8 +67,6 @@ def check_regular(path: str) -> os.stat_result:
 
 def read_head(path: str, nbytes: int = HEAD_BYTES) -> bytes:
     """The first bytes of a regular file, opened without blocking (of a remote object: one ranged request)."""
-    from ..storage.urls import is_url
-
     if is_url(path):
         from ..storage.remote import read_range
 
@@ -89,8 +88,6 @@ def read_head(path: str, nbytes: int = HEAD_BYTES) -> bytes:
 
 def probe(path: str | os.PathLike) -> FileInfo:
     """FileInfo for ``path``, or a clear error saying why it cannot be read."""
-    from ..storage.urls import is_url, local_path
-
     path = local_path(path)
     if is_url(path):
         return probe_remote(path)
