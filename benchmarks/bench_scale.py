@@ -94,17 +94,145 @@ def tiny_case(work: str, count: int, rounds: int) -> dict:
     return {k: (statistics.median(t for t, _ in v), statistics.median(m for _, m in v)) for k, v in out.items()}
 
 
+VOCABULARY = [("tas", "air_temperature"), ("pr", "precipitation_flux"), ("psl", "air_pressure_at_sea_level"),
+              ("uas", "eastward_wind"), ("vas", "northward_wind"), ("huss", "specific_humidity"), ("ts", "surface_temperature"),
+              ("sst", "sea_surface_temperature"), ("sic", "sea_ice_area_fraction"), ("zg", "geopotential_height")]
+
+
+def make_catalog(folder: str, rows: int, per_part: int = 100_000) -> str:
+    """A synthetic catalog of ``rows`` CF-like netCDF rows (regional boxes, decades of time, a 700-byte record each),
+    written by the catalog's own part writer (row groups of 4,096 rows, in folder order) with its manifest."""
+    import json
+    import random
+
+    from metaextract_dask.catalog.schema import catalog_columns
+    from metaextract_dask.catalog.writer import _OpenPart
+
+    done = os.path.join(folder, ".complete")
+    if os.path.exists(done):
+        return folder
+    os.makedirs(folder, exist_ok=True)
+    rnd = random.Random(1)
+    import datetime
+
+    epoch = datetime.datetime(1850, 1, 1)
+    names = []
+    for p in range(-(-rows // per_part)):
+        name = f"part-{p:05d}-synthetic.parquet"
+        part = _OpenPart(folder, name, "parquet", catalog_columns())
+        batch = []
+        for i in range(p * per_part, min(rows, (p + 1) * per_part)):
+            var, std = VOCABULARY[(i // 1000) % len(VOCABULARY)]  # a folder per 1,000 files of one variable
+            path = f"/archive/model{i // 300_000}/run{(i // 10_000) % 30:02d}/{var}/{var}_{i:08d}.nc"
+            start = epoch + datetime.timedelta(days=rnd.randrange(0, 250 * 365))
+            lat, lon = rnd.uniform(-80, 70), rnd.uniform(-180, 160)
+            record = {"path": path, "format": "netcdf4", "reader": "netcdf", "netcdf": {"variables": {var: {"dims": ["time", "lat", "lon"],
+                      "shape": [12, 64, 128], "dtype": "float32", "attrs": {"standard_name": std, "units": "K"}}},
+                      "global_attrs": {"Conventions": "CF-1.8", "source": "synthetic " * 20}}}
+            batch.append({"path": path, "path_bytes": path.encode(), "size": 1_000_000 + i, "mtime": 1.7e9 + i, "format": "netcdf4",
+                          "reader": "netcdf", "reader_version": "1", "success": True, "extracted_at": 1.75e9 + i,
+                          "variables": [var, "time", "lat", "lon"], "standard_names": [std, "time", "latitude", "longitude"],
+                          "time_start": start, "time_end": start + datetime.timedelta(days=365), "calendar": "standard",
+                          "lat_min": lat, "lat_max": lat + 10, "lon_min": lon, "lon_max": lon + 20, "crosses_antimeridian": False,
+                          "n_variables": 4, "n_dimensions": 3, "metadata": json.dumps(record)})
+            if len(batch) == 4096:
+                part.write(batch)
+                batch = []
+        part.write(batch)
+        part.commit()
+        names.append(name)
+    with open(os.path.join(folder, "_manifest.json"), "w") as f:
+        json.dump({"format": "parquet", "schema_version": 5, "parts": names, "rows": rows, "roots": ["/archive"],
+                   "columns": [c for c, _ in catalog_columns()], "superseded": 0}, f)
+    open(done, "w").close()
+    return folder
+
+
+OPEN = "import sys, metaextract_dask as me; me.read_catalog(sys.argv[1], columns=%r)"
+QUERY = ("import sys, metaextract_dask as me; f = me.query_catalog(sys.argv[1], variable='tas', time=('1990-01-01', '1999-12-31'), "
+         "bbox=(-10, 35, 30, 60)); print(len(f))")
+WHOLE = "import sys, pandas as pd; pd.read_parquet(sys.argv[1])"
+OPEN_COLUMNS = ["path", "size", "format", "variables", "time_start", "time_end", "lat_min", "lat_max", "lon_min", "lon_max"]
+
+
+def catalog_case(work: str, rows: int, rounds: int) -> dict:
+    cat = make_catalog(os.path.join(work, f"catalog{rows}"), rows)
+    runs = {"open (10 columns, no record JSON)": [sys.executable, "-c", OPEN % OPEN_COLUMNS, cat],
+            "query by variable, time range and box": [sys.executable, "-c", QUERY, cat],
+            "pandas.read_parquet of the whole catalog": [sys.executable, "-c", WHOLE, cat]}
+    out: dict[str, list] = {k: [] for k in runs}
+    for _ in range(rounds):
+        for name, cmd in runs.items():
+            out[name].append(whole(cmd))
+    return {k: (statistics.median(t for t, _ in v), statistics.median(m for _, m in v)) for k, v in out.items()}
+
+
+def resume_case(work: str, count: int, rounds: int) -> dict:
+    """Re-scans of the ``count``-file catalog (made by the tiny case): nothing changed, then one file touched."""
+    root = make_tiny(os.path.join(work, f"tiny{count}"), count)
+    cat = os.path.join(work, f"cat{count}")
+    whole(scan_cmd(root, cat))  # the catalog complete and settled
+    victim = os.path.join(root, "d050", "f000010.bin")
+    out: dict[str, list] = {"nothing changed": [], "one file touched": []}
+    for _ in range(rounds):
+        out["nothing changed"].append(whole(scan_cmd(root, cat)))
+        os.utime(victim)
+        out["one file touched"].append(whole(scan_cmd(root, cat)))
+    return {k: (statistics.median(t for t, _ in v), statistics.median(m for _, m in v)) for k, v in out.items()}
+
+
+def machine() -> str:
+    import platform
+
+    return f"{platform.node()} ({os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--catalog-rows", type=int, default=3_000_000)
+    parser.add_argument("--million", action="store_true", help="one scan of 1,000,000 tiny files, recorded once (about 5 minutes)")
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "metaextract-bench-scale"))
+    parser.add_argument("--out", default=os.path.join(HERE, "RESULTS-scale.md"))
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
-    for count in (int(s) for s in args.sizes.split(",")):
+    mb = 2**20
+    lines = [f"`python benchmarks/bench_scale.py --rounds {args.rounds} --sizes {args.sizes} --catalog-rows {args.catalog_rows}"
+             f"{' --million' if args.million else ''}` on {machine()}, {time.strftime('%Y-%m-%d %H:%M')}. Whole processes, cold "
+             f"start included, {args.rounds} interleaved rounds, medians; peak RSS of the process and its children. Default settings.",
+             "", "## Tiny files (512 random bytes, 100 folders)", "",
+             "| files | `metaextract scan` | naive serial loop (walk, stat, read, sha256, one Parquet table) | ratio (loop / scan) | "
+             "scan peak RSS | loop peak RSS |", "|---|---|---|---|---|---|"]
+    sizes = [int(x) for x in args.sizes.split(",")]
+    peaks = {}
+    for count in sizes:
         got = tiny_case(args.work, count, args.rounds)
         (tn, mn), (ts, ms) = got["naive"], got["scan"]
-        print(f"{count} files: naive {tn:.2f} s {mn / 2**20:.0f} MB; scan {ts:.2f} s {ms / 2**20:.0f} MB; ratio {tn / ts:.2f}x", flush=True)
+        peaks[count] = ms
+        lines.append(f"| {count:,} | {ts:.2f} s | {tn:.2f} s | {tn / ts:.2f}x | {ms / mb:.0f} MB | {mn / mb:.0f} MB |")
+        print(lines[-1], flush=True)
+    if len(sizes) > 1:
+        lines += ["", f"Peak RSS at {sizes[-1]:,} files over {sizes[0]:,}: {peaks[sizes[-1]] / peaks[sizes[0]]:.2f}x."]
+    if args.million:
+        root = make_tiny(os.path.join(args.work, "tiny1000000"), 1_000_000, folders=1000)
+        took, peak = whole(scan_cmd(root, os.path.join(args.work, "cat1000000"), "--force"))
+        lines += ["", f"One scan of 1,000,000 tiny files (1,000 folders): {took:.0f} s, peak RSS {peak / mb:.0f} MB."]
+        print(lines[-1], flush=True)
+    count = sizes[-1]
+    lines += ["", f"## Resumes of the {count:,}-file catalog", "", "| re-scan | seconds | peak RSS |", "|---|---|---|"]
+    for name, (t, m) in resume_case(args.work, count, args.rounds).items():
+        lines.append(f"| {name} | {t:.2f} s | {m / mb:.0f} MB |")
+        print(lines[-1], flush=True)
+    lines += ["", f"## A catalog of {args.catalog_rows:,} rows (synthetic CF netCDF rows, written by the catalog's own part writer)",
+              "", "| step | seconds | peak RSS |", "|---|---|---|"]
+    for name, (t, m) in catalog_case(args.work, args.catalog_rows, args.rounds).items():
+        lines.append(f"| {name} | {t:.2f} s | {m / mb:.0f} MB |")
+        print(lines[-1], flush=True)
+    text = "\n".join(["# Millions of files", "", *lines, ""])
+    with open(args.out, "w") as f:
+        f.write(text)
+    print(text)
 
 
 if __name__ == "__main__":

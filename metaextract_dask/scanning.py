@@ -38,6 +38,8 @@ class ScanSummary:
     rows: int = 0
     #: a dry run's answer: (path, reason) for each file that would be extracted
     plan: list[tuple[str, str]] = field(default_factory=list)
+    #: the most catalog rows the client held at once before writing them (the writer's row group: memory stays flat)
+    most_rows_held: int = 0
 
 
 def catalog_folders(output: str | os.PathLike | None) -> list[str]:
@@ -383,7 +385,7 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
         summary.seconds = time.perf_counter() - summary.started
         if writer is not None:
             writer.close(found=summary.found, skipped=summary.skipped, extracted=summary.extracted, failed=summary.failed)
-            summary.rows = writer.rows_written
+            summary.rows, summary.most_rows_held = writer.rows_written, writer.most_held
     if not as_frame:
         return None
     if writer is not None:

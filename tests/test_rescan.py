@@ -131,3 +131,25 @@ def test_the_resume_index_holds_little_per_file():
     assert index.reason("/data/other.bin", 512, 1.5e9, {"binary": "1"}) == "new"
     assert index.reason(rows[7]["path"], 512, 1.5e9 + 7, {"binary": "1"}, etag="local:2049:7:8") == "changed"
     assert per_file < 60, per_file
+
+
+def test_a_scan_of_20000_files_holds_a_bounded_number_of_rows(tmp_path):
+    """Memory flat in the number of files: a scan of 20,000 small files holds at most one row group of rows (4,096) in
+    the client at once, counted by the writer itself, and writes them as one part of several row groups; the run
+    keeps no results (``keep_results=False``). Before, a part of ``flush_every`` rows was held whole."""
+    import pyarrow.parquet as pq
+
+    from metaextract_dask.catalog.writer import ROW_GROUP
+
+    data = tmp_path / "data"
+    for d in range(20):
+        (data / f"d{d:02d}").mkdir(parents=True)
+        for i in range(1000):
+            (data / f"d{d:02d}" / f"f{i:04d}.bin").write_bytes(os.urandom(64) + bytes([i % 256]) * 64)
+    summary = ScanSummary()
+    scan(str(data), str(tmp_path / "cat"), summary=summary, progress=False, as_frame=False, execution="local")
+    assert summary.extracted == summary.rows == 20_000 and summary.failed == 0
+    assert 0 < summary.most_rows_held <= ROW_GROUP
+    metas = [pq.ParquetFile(p).metadata for p in part_files(str(tmp_path / "cat"))]
+    groups = [m.row_group(g).num_rows for m in metas for g in range(m.num_row_groups)]
+    assert sum(groups) == 20_000 and max(groups) <= ROW_GROUP and len(metas) < len(groups)  # parts of several row groups

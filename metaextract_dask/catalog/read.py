@@ -159,6 +159,8 @@ def read_catalog(folder: str, columns: list[str] | None = None) -> Any:
     if parts and parts[0].endswith(".parquet") and all(is_current(p) for p in parts):
         import pyarrow.parquet as pq
 
+        if wanted is not None and settled(folder):  # one row per file: no names to compare
+            return pq.read_table(parts, columns=wanted).to_pandas()
         keys = [] if wanted is None else [c for c in ("path_bytes", "extracted_at") if c not in wanted]
         frame = newest_rows(pq.read_table(parts, columns=None if wanted is None else wanted + keys).to_pandas())
         return frame.drop(columns=keys)
@@ -177,44 +179,102 @@ def read_catalog(folder: str, columns: list[str] | None = None) -> Any:
     return frame if wanted is None else frame[[c for c in wanted if c in frame]]
 
 
+#: what ``query_catalog`` returns unless asked for other columns: enough to pick and open the files
+QUERY_COLUMNS = ["path", "size", "format", "variables", "standard_names", "time_start", "time_end", "calendar", "lat_min", "lat_max",
+                 "lon_min", "lon_max", "crosses_antimeridian", "success"]
+#: the columns the time and box conditions read
+_WHERE = ["time_start", "time_end", "lat_min", "lat_max", "lon_min", "lon_max", "crosses_antimeridian"]
+
+
+def settled(folder: str) -> bool:
+    """Whether the catalog's last scan left one row per file (its manifest says no row is superseded): readers then
+    need not compare names to find each file's newest row."""
+    from .trust import CatalogInputError, read_manifest
+
+    try:
+        return read_manifest(folder).get("superseded") == 0
+    except (CatalogInputError, OSError):
+        return False
+
+
 def query_catalog(folder: str, variable: str | None = None, time: tuple[Any, Any] | None = None,
                   bbox: tuple[float, float, float, float] | None = None, columns: list[str] | None = None) -> Any:
     """The rows of the files that hold ``variable`` (a variable's name or its ``standard_name``), overlap ``time``
     (start, end: anything pandas reads as a time; None on a side leaves it open) and overlap ``bbox``
     (lon_min, lat_min, lon_max, lat_max in degrees, -180..180; a box whose west edge is east of its east edge crosses
-    the antimeridian), as a pandas DataFrame of ``columns`` (default: every column but ``metadata`` and ``path_bytes``).
+    the antimeridian), as a pandas DataFrame of ``columns`` (default ``QUERY_COLUMNS``; any catalog column).
 
-    A Parquet catalog is read through ``pyarrow.dataset`` with the time and box as filters: a row group whose
-    statistics rule it out is not read, nor is any column not asked for (benchmarks/RESULTS-scale.md: 3 million rows).
-    Each file answers with its newest row. A JSON Lines catalog is read whole and filtered the same way.
+    A Parquet catalog is read in two passes: the time and box columns of every row, then the variables and the
+    columns asked for of the row groups that hold a match only (a catalog is written in folder order, so a query
+    for one run or one region reads few). 3 million rows: benchmarks/RESULTS-scale.md. Each file answers with its
+    newest row. A JSON Lines catalog is read whole and filtered the same way.
     """
-    from .trust import CatalogInputError, read_manifest
-
-    out = [c for c, _ in catalog_columns() if c not in ("metadata", "path_bytes")] if columns is None else list(columns)
-    need = list(dict.fromkeys([*out, "path", "path_bytes", "extracted_at", "variables", "standard_names", "time_start", "time_end",
-                               "lat_min", "lat_max", "lon_min", "lon_max", "crosses_antimeridian"]))
+    out = list(QUERY_COLUMNS if columns is None else columns)
     parts = checked_parts(folder)
-    if parts and parts[0].endswith(".parquet") and all(is_current(p) for p in parts):
-        import pyarrow.dataset as ds
-
-        table = ds.dataset(parts, format="parquet").to_table(columns=need, filter=_overlaps(time, bbox, ds.field))
-        try:
-            settled = read_manifest(folder).get("superseded") == 0  # no file has an older row that could answer for it
-        except (CatalogInputError, OSError):
-            settled = False
-        frame = _holding(table.to_pandas(), variable)
-        if not settled and len(frame):  # a newer row of a matched file that does not match makes it no answer
-            newest = read_catalog(folder, columns=["path_bytes", "extracted_at"])
-            frame = frame.merge(newest, on=["path", "path_bytes", "extracted_at"], how="inner")
-        else:
-            frame = newest_rows(frame)
-    else:
+    if not (parts and parts[0].endswith(".parquet") and all(is_current(p) for p in parts)):
         frame = read_catalog(folder)
-        frame = _holding(frame[_overlaps(time, bbox, lambda c: frame[c]).fillna(False).astype(bool)] if (time or bbox) else frame,
-                         variable)
+        if time or bbox:
+            frame = frame[_overlaps(time, bbox, lambda c: frame[c]).fillna(False).astype(bool)]
+        frame = _holding(frame, variable)
+        return frame[[c for c in out if c in frame]].reset_index(drop=True)
+    import pandas as pd
+
+    need = list(dict.fromkeys([*out, "path", "path_bytes", "extracted_at", "variables", "standard_names"]))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # Arrow decodes without the GIL: parts side by side
+        found = [t for t in pool.map(lambda part: _matches(part, time, bbox, variable, need), parts) if t is not None]
+    frame = pd.concat([t.to_pandas() for t in found], ignore_index=True) if found else \
+        read_catalog(folder, columns=need).iloc[0:0]
+    if not settled(folder) and len(frame):  # a newer row of a matched file that does not match makes it no answer
+        frame = frame.merge(read_catalog(folder, columns=["path_bytes", "extracted_at"]), on=["path", "path_bytes", "extracted_at"])
+    else:
+        frame = newest_rows(frame)
     return frame[[c for c in out if c in frame]].reset_index(drop=True)
 
 
+def _matches(part: str, time: Any, bbox: Any, variable: str | None, need: list[str]) -> Any:
+    """The rows of one Parquet part that match, with the ``need`` columns (None: no row matches).
+
+    First the time and box columns of the whole part; then, of the row groups holding a candidate, the variables;
+    then, of the row groups still holding a match, the columns asked for.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(part)
+    starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.metadata.num_row_groups)])
+    rows = np.arange(starts[-1])
+    cond = _overlaps(time, bbox, ds.field)
+    if cond is not None:
+        where = pf.read(columns=_WHERE)
+        rows = np.asarray(where.append_column("_row", pa.array(rows)).filter(cond).column("_row"))
+
+    def groups_of(at: Any) -> list[int]:
+        return sorted(set((np.searchsorted(starts, at, side="right") - 1).tolist()))
+
+    def read(at: Any, columns: list[str]) -> Any:
+        """Columns of the rows ``at`` (indices into the part), reading only their row groups."""
+        groups = groups_of(at)
+        table = pf.read_row_groups(groups, columns=columns)
+        local = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups])
+        return table.take(pa.array(np.searchsorted(local, at)))
+
+    if variable is not None and len(rows):
+        lists = read(rows, ["variables", "standard_names"])
+        hit = np.zeros(len(rows), dtype=bool)
+        for name in ("variables", "standard_names"):
+            col = lists.column(name).combine_chunks()
+            flat = pc.equal(pc.list_flatten(col), variable).to_numpy(zero_copy_only=False)
+            hit[np.asarray(pc.list_parent_indices(col))[flat]] = True
+        rows = rows[hit]
+    if not len(rows):
+        return None
+    present = set(pf.schema_arrow.names)
+    return read(rows, [c for c in need if c in present])
 def _overlaps(time: tuple[Any, Any] | None, bbox: tuple[float, float, float, float] | None, field: Any) -> Any:
     """The time and box conditions over columns named through ``field`` (pyarrow's ``ds.field`` or a frame's columns)."""
     import pandas as pd

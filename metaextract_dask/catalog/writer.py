@@ -236,6 +236,8 @@ class CatalogWriter:
         self.variables: list[dict[str, Any]] = []
         #: the part (and its variables part) being written, once a row group of it is
         self.part: tuple[_OpenPart, _OpenPart] | None = None
+        #: the most rows held in ``buffer`` at once
+        self.most_held = 0
         self.last_flush = time.monotonic()
         self.compact()
 
@@ -303,6 +305,7 @@ class CatalogWriter:
             self._keep_thumbnail(result)
         row = to_row(result, size, mtime)
         self.buffer.append(row)
+        self.most_held = max(self.most_held, len(self.buffer))
         self.variables.extend(variable_rows(row, result.metadata))
         written = self.part[0].rows if self.part is not None else 0
         if written + len(self.buffer) >= self.flush_every or time.monotonic() - self.last_flush >= self.flush_seconds:

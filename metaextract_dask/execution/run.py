@@ -107,6 +107,8 @@ class Run:
         self.seen: set[str] = set()
         #: what each handle in flight is: ("batch", Batch), ("plan" | "graph", _Large) or ("chunk", (_Large, ChunkSpec))
         self.inflight: dict[Any, tuple[str, Any]] = {}
+        #: how many of those are a large file's plan or graph (counted, not summed over every batch in flight per event)
+        self.large_inflight = 0
         self.events: queue.Queue = queue.Queue()
         self.timers: set[threading.Timer] = set()
         #: the deadline timer of each large file's handle in flight
@@ -152,6 +154,7 @@ class Run:
                 self._submit_plan(item)
             elif item in self.inflight:
                 kind, what = self.inflight.pop(item)
+                self.large_inflight -= kind in ("plan", "graph")
                 timer = self.expiry.pop(item, None)
                 if timer is not None:
                     timer.cancel()
@@ -171,6 +174,7 @@ class Run:
         self.large.clear()
         self.executor.cancel(list(self.inflight))
         self.inflight.clear()
+        self.large_inflight = 0
 
     def _later(self, delay: float, event: str, item: Any) -> threading.Timer:
         """Post ``(event, item)`` to the loop after ``delay`` seconds."""
@@ -249,10 +253,8 @@ class Run:
 
     def _start_large(self) -> None:
         """Plan large files while fewer than one per worker thread are in flight."""
-        busy = sum(1 for kind, _ in self.inflight.values() if kind in ("plan", "graph"))
-        while busy < self.executor.slots and self.large:
+        while self.large_inflight < self.executor.slots and self.large:
             self._submit_plan(_Large(self.large.popleft(), 1))
-            busy += 1
 
     def _submit_plan(self, large: _Large) -> None:
         cfg = self.cfg
@@ -263,6 +265,7 @@ class Run:
                                       f"plan-file-{self.run_id}-{uuid.uuid4().hex[:8]}", GRAPH_PRIORITY,
                                       {"run": self.run_id, "role": "plan", "file": safe_text(large.task.file_path)})
         self.inflight[handle] = ("plan", large)
+        self.large_inflight += 1
         # the task's own clock starts when a worker thread takes it (it may wait behind a running batch): a wide backstop
         self.expiry[handle] = self._later(2 * cfg.timeout + EXPIRY_GRACE, "expire", handle)
 
@@ -274,6 +277,7 @@ class Run:
         ann = safe_dict({"run": self.run_id, "role": "file", "file": large.task.file_path, "type": plan.info.format, "shape": plan.shape.value})
         final, *chunks = self.executor.submit_graph(fg.dsk, keys, GRAPH_PRIORITY, ann)
         self.inflight[final] = ("graph", large)
+        self.large_inflight += 1
         for handle, key in zip(chunks, keys[1:]):
             self.inflight[handle] = ("chunk", (large, fg.read_keys[key]))
         self.expiry[final] = self._later(large.deadline + EXPIRY_GRACE - time.time(), "expire", final)
