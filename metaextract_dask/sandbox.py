@@ -56,14 +56,8 @@ def dumps(value: Any) -> bytes:
 
 
 def _message(ids: list[str], calls: list[tuple[str, Callable, tuple]]) -> bytes:
-    """One request message for many calls: pickled at once when the standard pickler can (what the calls share, a
-    settings object, a function, is written once), else each call by ``dumps`` on its own."""
-    try:
-        data = pickle.dumps([(rid, path, (fn, args)) for rid, (path, fn, args) in zip(ids, calls)], PROTOCOL)
-        if b"__main__" not in data:
-            return data
-    except Exception:  # noqa: BLE001 - as in dumps
-        pass
+    """One request message for many calls, each call pickled on its own (``dumps``): a call the child cannot unpickle
+    (a class its import path lacks) fails alone, with its error, not the whole message."""
     return pickle.dumps([(rid, path, dumps((fn, args))) for rid, (path, fn, args) in zip(ids, calls)], PROTOCOL)
 
 
@@ -468,11 +462,11 @@ def die_with_parent(parent: int | None) -> None:
         os._exit(1)  # the parent died before the request took effect
 
 
-def _run_one(rid: str, path: str, call: bytes | tuple[Callable, tuple], limit: int) -> bytes:
+def _run_one(rid: str, path: str, call: bytes, limit: int) -> bytes:
     """One pickled call in the child, as the reply message (echoing its id and path): every error goes back."""
     start = time.time()
     try:
-        fn, args = pickle.loads(call) if isinstance(call, bytes) else call
+        fn, args = pickle.loads(call)
         reply: tuple = ("ok", fn(*args))
     except MemoryError:
         reply = ("err", ParserCrashError(None, f"ran out of memory (limit {limit / 2**30:.1f} GiB)"))
