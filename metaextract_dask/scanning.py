@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -77,6 +78,29 @@ def why_extract(paths: list[str], stats: dict[str, tuple[Any, Any]], writer: Cat
             wanted[name] = reader.extras & asked
     etags = etags or {}
     return dict(zip(paths, index.reasons(paths, [stats[p] for p in paths], versions, retry_failed, wanted, [etags.get(p) for p in paths])))
+
+
+class WalkedSizes(Mapping):
+    """The walk's sizes as the run asks for them (path -> bytes, where the walk had one): a view of its stats, not a
+    second dict of every file."""
+
+    def __init__(self, stats: dict[str, tuple[Any, Any]]):
+        self.stats = stats
+
+    def __getitem__(self, path: str) -> int:
+        size = self.stats[path][0]
+        if size is None:
+            raise KeyError(path)
+        return int(size)
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, str) and self.stats.get(path, (None, None))[0] is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return (p for p, (size, _) in self.stats.items() if size is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def link_record(path: str, target: str) -> ExtractionResult:
@@ -312,11 +336,13 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
     reasons = why_extract([*files, *links], stats, writer, output if dry_run and not force else None, retry_failed, asked, found.etags)
     todo = [p for p in files if reasons[p]]
     link_todo = [p for p in links if reasons[p]]
+    reason_of = {p: reasons[p] for p in [*todo, *link_todo]} if dry_run else {}
+    del reasons  # what is extracted is known: the run holds its own work, a window at a time
     summary.found = len(files) + len(links)
     summary.skipped = summary.found - len(todo) - len(link_todo)
     summary.links = len(links)
     if dry_run:
-        summary.plan = [(p, str(reasons[p])) for p in [*todo, *link_todo]]
+        summary.plan = [(p, str(reason_of[p])) for p in [*todo, *link_todo]]
         summary.seconds = time.perf_counter() - summary.started
         if not as_frame:
             return None
@@ -375,8 +401,7 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
             from .execution.api import ParallelExtractor
             extractor = ParallelExtractor(config, client=client, cluster=cluster)
             extractor.on_client = started
-            known = {p: size for p in todo if (size := stats[p][0]) is not None}
-            extractor.extract(todo, progress=arrived, keep_results=False, sizes=known)
+            extractor.extract(todo, progress=arrived, keep_results=False, sizes=WalkedSizes(stats))
     finally:
         from .sandbox import discard_spares
 

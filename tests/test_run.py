@@ -147,3 +147,21 @@ def test_cancel_stops_the_run_and_keeps_what_finished(tmp_path, extractor):
     assert [r.file_path for r in results] == [f for f in files if f in set(seen)]  # the finished ones, each once
     assert all(r.success and r.metadata["path"] == r.file_path for r in results)
     assert len(started) <= len(results) + 4 * 2, len(started)  # at most the batches running at the cancel went on
+
+
+def test_a_long_run_is_split_and_submitted_a_window_at_a_time(tmp_path, extractor, monkeypatch):
+    """A run of many files holds about one window of them split into work (the run's own count), answers each file
+    once, in task order when results are kept; the next window goes in while the last batches of one still run."""
+    monkeypatch.setattr(run_module, "WINDOW", 40)
+    files = [make_bin(tmp_path / f"f{i:03d}.bin", 200, i) for i in range(300)]
+    config = ParallelExtractionConfig(max_workers=2, isolate=False, load_balancing="fifo")
+    ex = extractor(config)
+    results, metrics = ex.extract(files)
+    assert [r.file_path for r in results] == files and all(r.success for r in results)
+    assert metrics.total_files == 300
+    assert 40 <= ex.last_held <= 40 + 2 * 2 * 2 + 40 // 2, ex.last_held  # a window, and at most low-water batches left
+    keys = [b.label for b in ex.last_batches]
+    assert sum(len(b.tasks) for b in ex.last_batches) == 300 and len(keys) >= 300 // 40
+    seen = []
+    ex.extract(files, progress=lambda r: seen.append(r.file_path), keep_results=False)
+    assert sorted(seen) == files  # not kept: each still reported once

@@ -87,19 +87,22 @@ class CatalogIndex:
         n = len(next(iter(cols.values()), []))
         if not n:
             return
-        none = [None] * n
-        get = lambda c: cols.get(c) or none  # noqa: E731
+        none: list[Any] = [None] * n
+
+        def get(column: str) -> list[Any]:
+            return cols.get(column) or none
+
         keys = [bytes.fromhex(pb) if isinstance(pb, str) else pb if pb is not None else str(p).encode("utf-8", "surrogateescape")
                 for pb, p in zip(get("path_bytes"), get("path"))]
         extras = np.zeros(n, dtype=np.uint8)
         for _, column, bit in EXTRAS:
-            extras |= np.fromiter((v is not None for v in get(column)), dtype=bool, count=n).astype(np.uint8) * bit
+            extras |= np.fromiter((v is not None for v in get(column)), dtype=np.bool_, count=n).astype(np.uint8) * bit
         self._chunks.append((
             np.fromiter(map(path_hash, keys), dtype=np.uint64, count=n),
             np.fromiter((v if isinstance(v, int) else -1 for v in get("size")), dtype=np.int64, count=n),
             np.fromiter((v if isinstance(v, (int, float)) else np.nan for v in get("mtime")), dtype=np.float64, count=n),
             np.fromiter(map(_text_hash, get("etag")), dtype=np.uint64, count=n),
-            np.fromiter((bool(v) for v in get("success")), dtype=bool, count=n),
+            np.fromiter((bool(v) for v in get("success")), dtype=np.bool_, count=n),
             np.fromiter(map(self._code, get("reader"), get("reader_version")), dtype=np.int32, count=n),
             extras,
         ))

@@ -149,6 +149,11 @@ class MetricsPlugin(SchedulerPlugin):
         if topic != EVENT_TOPIC or not isinstance(msg, dict):
             return
         self.run(msg["run"]).apply(msg)
+        # the scheduler also keeps each topic's last events (distributed.admin.low-level-log-length, 1,000 batches of
+        # outcomes here, 30 MB); counted now, ours need not stay there (subscribers were sent them as they came)
+        broker = getattr(self.scheduler, "_broker", None)
+        if broker is not None and hasattr(broker, "truncate"):
+            broker.truncate(EVENT_TOPIC)
 
     def snapshot(self, run: str | None = None) -> dict[str, Any] | None:
         """Aggregates of one run (the latest when not named)."""

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sized
 
 from dask.utils import parse_bytes
 
@@ -110,6 +110,8 @@ class ParallelExtractor:
         self.last_run: str | None = None
         #: task id -> (format, predicted seconds) of the last run, when a cost model ordered it
         self.last_costs: dict[str, tuple[str, float]] = {}
+        #: the most files the last run held split into work at once (``Run.most_held``: a window and what was in flight)
+        self.last_held = 0
         #: called with the Client once it is up (the CLI prints the dashboard link)
         self.on_client: Callable[[Any], Any] | None = None
         self._run: Run | None = None
@@ -124,16 +126,16 @@ class ParallelExtractor:
         """Queue many files; returns their task ids."""
         return [self.add_task(p, priority) for p in file_paths]
 
-    def _take(self, files: Iterable[str | os.PathLike] | None) -> list[ExtractionTask]:
-        """Queued tasks plus ``files`` (a queued file is not run twice); empties the queue."""
-        tasks, seen = list(self.queue), {t.file_path for t in self.queue}
+    def _take(self, files: Iterable[str | os.PathLike] | None) -> Iterator[ExtractionTask]:
+        """Queued tasks, then a task for each of ``files`` as the run asks for it (a file is not run twice); empties the queue."""
+        queued, self.queue = self.queue, []
+        seen = {t.file_path for t in queued}
+        yield from queued
         for path in files or ():
             path = os.fspath(path)
             if path not in seen:
                 seen.add(path)
-                tasks.append(ExtractionTask(file_path=path))
-        self.queue.clear()
-        return tasks
+                yield ExtractionTask(file_path=path)
 
     def scope(self) -> ClientScope | None:
         """The Client to run on (given, or started for the run), or None: LOCAL with nothing given runs on Dask's local threads."""
@@ -145,7 +147,7 @@ class ParallelExtractor:
 
     def extract(self, files: Iterable[str | os.PathLike] | None = None,
                 progress: Callable[[ExtractionResult], Any] | None = None,
-                keep_results: bool = True, sizes: dict[str, int] | None = None) -> tuple[list[ExtractionResult], ParallelMetrics]:
+                keep_results: bool = True, sizes: Mapping[str, int] | None = None) -> tuple[list[ExtractionResult], ParallelMetrics]:
         """Extract queued tasks and ``files``: (results in task order, metrics).
 
         ``keep_results=False`` hands each result to ``progress`` only and
@@ -155,15 +157,21 @@ class ParallelExtractor:
         file system). ``cancel()`` from another thread stops the run: the
         files it finished are returned, the others have no result.
         """
-        tasks = self._take(files)
+        listed = files is None or isinstance(files, Sized)  # a list can be gone through twice: counted first
+        names = {t.file_path for t in self.queue} | {os.fspath(p) for p in files or ()} if listed else set()
+        total = len(names) if listed else None
+        total_bytes = sum(sizes[p] for p in names if p in sizes) if listed and sizes is not None else None
+        del names
+        tasks = self._take(files)  # made as the run takes them, a window at a time
         start = time.perf_counter()
         with executor_for(self.scope(), self.on_client, self.config.max_workers) as executor:
             run = self._run = Run(self.config, executor, self.extraction_fn, progress=progress, keep=keep_results, sizes=sizes)
             try:
-                results = run.run(tasks)
+                results = run.run(tasks, total, total_bytes)
             finally:
                 self._run = None
                 self.last_run, self.last_batches, self.last_costs = run.run_id, run.batches, run.costs
+                self.last_held = run.most_held
             metrics = executor.metrics(run.run_id, time.perf_counter() - start)
         return results, metrics
 

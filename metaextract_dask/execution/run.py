@@ -19,13 +19,14 @@ events in one queue. Nothing polls.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Protocol
+from typing import Any, Callable, Hashable, Iterable, Mapping, Protocol, Sequence, Sized
 
 from ..core.errors import ExtractionTimeout, MisattributionError, describe
 from ..core.model import ChunkSpec, ExtractionResult, ExtractionTask, check_record, failure
@@ -44,6 +45,8 @@ from .executors import Executor
 GRAPH_PRIORITY = 10**9
 #: seconds past a large file's deadline before its work is cancelled (its own tasks time out first)
 EXPIRY_GRACE = 5.0
+#: files split and submitted at a time (``Run.run``): what a run of millions holds of its tasks
+WINDOW = 5_000
 
 
 class RunConfig(Protocol):
@@ -95,7 +98,7 @@ class Run:
 
     def __init__(self, config: RunConfig, executor: Executor, fn: Callable[[str], Any] | None = None, *,
                  progress: Callable[[ExtractionResult], Any] | None = None, keep: bool = True,
-                 sizes: dict[str, int] | None = None, watch: ChunkWatch | None = None):
+                 sizes: Mapping[str, int] | None = None, watch: ChunkWatch | None = None):
         self.cfg, self.executor, self.fn, self.progress, self.keep = config, executor, fn, progress, keep
         self.known_sizes, self.watch = sizes or {}, watch
         self.run_id = uuid.uuid4().hex[:12]
@@ -107,8 +110,14 @@ class Run:
         self.seen: set[str] = set()
         #: what each handle in flight is: ("batch", Batch), ("plan" | "graph", _Large) or ("chunk", (_Large, ChunkSpec))
         self.inflight: dict[Any, tuple[str, Any]] = {}
-        #: how many of those are a large file's plan or graph (counted, not summed over every batch in flight per event)
-        self.large_inflight = 0
+        #: how many of those are a large file's plan or graph, and how many a batch (counted, not summed per event)
+        self.large_inflight = self.batches_inflight = 0
+        #: batches submitted so far (their keys' numbers); kept for ``ParallelExtractor.last_batches`` when results are
+        self.submitted = 0
+        #: cancelled, or interrupted: no further window is submitted
+        self.stopped = False
+        #: files split into work and not yet answered, and the most there were at once (a window and what is left in flight)
+        self.held = self.most_held = 0
         self.events: queue.Queue = queue.Queue()
         self.timers: set[threading.Timer] = set()
         #: the deadline timer of each large file's handle in flight
@@ -118,17 +127,40 @@ class Run:
 
     # ---------------------------------------------------------------- the loop
 
-    def run(self, tasks: list[ExtractionTask]) -> list[ExtractionResult]:
+    def run(self, tasks: Sequence[ExtractionTask] | Iterable[ExtractionTask], total: int | None = None,
+            total_bytes: int | None = None) -> list[ExtractionResult]:
+        """Run ``tasks`` (``total`` of them, of ``total_bytes``, when an iterable does not say) a window of ``WINDOW`` at a time.
+
+        A window is split and submitted when the one before has fewer than two batches per worker thread left in
+        flight: a run of millions holds the tasks, sizes and batches of about one window, and the walk's order is
+        kept across windows (costliest first within one). Results come back in task order when kept.
+        """
         ex = self.executor
         ex.start(self.run_id, lambda handle: self.events.put(("done", handle)))
-        sizes, large, self.batches = self.split(tasks)
-        self.large = deque(large)
-        ex.report({"kind": "run-start", "run": self.run_id, "files": len(tasks), "bytes": sum(sizes.values()),
-                   "predicted": predicted_by_kind(self.costs)})
+        kept: list[ExtractionTask] = []
+        source = iter(tasks)
+        first = list(itertools.islice(source, WINDOW))
+        files = total if total is not None else len(tasks) if isinstance(tasks, Sized) else None
         try:
-            self._start_large()  # first: a big file's plan is ahead of every batch
-            for i, batch in enumerate(self.batches):
-                self._submit_batch(i, batch)
+            window = first
+            while window and not self.stopped:
+                if self.keep:
+                    kept.extend(window)
+                sizes, large, batches = self.split(window)
+                self.held += len(window)
+                self.most_held = max(self.most_held, self.held)
+                if window is first:
+                    ex.report({"kind": "run-start", "run": self.run_id, "files": files if files is not None else len(window),
+                               "bytes": total_bytes if total_bytes is not None else sum(sizes.values()),
+                               "predicted": predicted_by_kind(self.costs)})
+                self.large.extend(large)
+                self._start_large()  # first: a big file's plan is ahead of every batch
+                for batch in batches:
+                    self._submit_batch(batch)
+                del sizes, large, batches
+                window = list(itertools.islice(source, WINDOW))
+                if window:
+                    self._drain(low=2 * self.executor.slots)
             self._drain()
         except BaseException:
             self._stop()  # Ctrl-C: nothing more is submitted, what is in flight is cancelled
@@ -137,14 +169,15 @@ class Run:
             for timer in list(self.timers):
                 timer.cancel()
         ex.report({"kind": "run-end", "run": self.run_id})
-        return [self.results[t.task_id] for t in tasks if t.task_id in self.results] if self.keep else []
+        return [self.results[t.task_id] for t in kept if t.task_id in self.results] if self.keep else []
 
     def cancel(self) -> None:
         """Stop the run from any thread: files not finished get no record (a re-run resumes them)."""
         self.events.put(("cancel", None))
 
-    def _drain(self) -> None:
-        while self.inflight or self.backoffs or self.large:
+    def _drain(self, low: int = 0) -> None:
+        """Handle events until nothing is in flight, or (``low``) until at most ``low`` batches are and no large file waits."""
+        while (self.inflight or self.backoffs or self.large) and not (low and self.batches_inflight <= low and not self.large):
             event, item = self.events.get()
             if event == "cancel":
                 self._stop()
@@ -155,6 +188,7 @@ class Run:
             elif item in self.inflight:
                 kind, what = self.inflight.pop(item)
                 self.large_inflight -= kind in ("plan", "graph")
+                self.batches_inflight -= kind == "batch"
                 timer = self.expiry.pop(item, None)
                 if timer is not None:
                     timer.cancel()
@@ -174,7 +208,8 @@ class Run:
         self.large.clear()
         self.executor.cancel(list(self.inflight))
         self.inflight.clear()
-        self.large_inflight = 0
+        self.large_inflight = self.batches_inflight = 0
+        self.stopped = True
 
     def _later(self, delay: float, event: str, item: Any) -> threading.Timer:
         """Post ``(event, item)`` to the loop after ``delay`` seconds."""
@@ -223,6 +258,7 @@ class Run:
             if r.task_id in self.seen:  # exactly one record per file
                 continue
             self.seen.add(r.task_id)
+            self.held -= 1
             if self.keep:
                 self.results[r.task_id] = r
             if self.progress is not None:
@@ -230,11 +266,15 @@ class Run:
 
     # ---------------------------------------------------------------- batches of small files
 
-    def _submit_batch(self, i: int, batch: Batch) -> None:
+    def _submit_batch(self, batch: Batch) -> None:
         ann = {"run": self.run_id, "role": "batch", "files": len(batch.tasks)}
         handle = self.executor.submit(extract_batch, ([(t.task_id, t.file_path) for t in batch.tasks], self.fn, self.settings),
-                                      f"extract-batch-{batch.label}-{self.run_id}-{i}", batch.priority, ann)
+                                      f"extract-batch-{batch.label}-{self.run_id}-{self.submitted}", batch.priority, ann)
         self.inflight[handle] = ("batch", batch)
+        self.batches_inflight += 1
+        self.submitted += 1
+        if self.keep:
+            self.batches.append(batch)
 
     def _batch_done(self, handle: Any, batch: Batch) -> None:
         try:
