@@ -161,7 +161,8 @@ class Run:
                 window = list(itertools.islice(source, WINDOW))
                 if window:
                     self._drain(low=2 * self.executor.slots)
-            self._drain()
+            if not self.stopped:  # cancelled: nothing more is waited for (a retry's backoff included)
+                self._drain()
         except BaseException:
             self._stop()  # Ctrl-C: nothing more is submitted, what is in flight is cancelled
             raise
