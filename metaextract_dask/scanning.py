@@ -336,13 +336,13 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
     reasons = why_extract([*files, *links], stats, writer, output if dry_run and not force else None, retry_failed, asked, found.etags)
     todo = [p for p in files if reasons[p]]
     link_todo = [p for p in links if reasons[p]]
-    reason_of = {p: reasons[p] for p in [*todo, *link_todo]} if dry_run else {}
+    if dry_run:
+        summary.plan = [(p, str(reasons[p])) for p in [*todo, *link_todo]]
     del reasons  # what is extracted is known: the run holds its own work, a window at a time
     summary.found = len(files) + len(links)
     summary.skipped = summary.found - len(todo) - len(link_todo)
     summary.links = len(links)
     if dry_run:
-        summary.plan = [(p, str(reason_of[p])) for p in [*todo, *link_todo]]
         summary.seconds = time.perf_counter() - summary.started
         if not as_frame:
             return None

@@ -219,7 +219,7 @@ def query_catalog(folder: str, variable: str | None = None, time: tuple[Any, Any
         return frame[[c for c in out if c in frame]].reset_index(drop=True)
     import pandas as pd
 
-    need = list(dict.fromkeys([*out, "path", "path_bytes", "extracted_at", "variables", "standard_names"]))
+    need = list(dict.fromkeys([*out, "path", "path_bytes", "extracted_at"]))  # the variables are matched in _matches
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # Arrow decodes without the GIL: parts side by side
@@ -275,6 +275,8 @@ def _matches(part: str, time: Any, bbox: Any, variable: str | None, need: list[s
         return None
     present = set(pf.schema_arrow.names)
     return read(rows, [c for c in need if c in present])
+
+
 def _overlaps(time: tuple[Any, Any] | None, bbox: tuple[float, float, float, float] | None, field: Any) -> Any:
     """The time and box conditions over columns named through ``field`` (pyarrow's ``ds.field`` or a frame's columns)."""
     import pandas as pd

@@ -125,8 +125,7 @@ def _clean(row: dict[str, Any]) -> dict[str, Any]:
         if v is None:
             continue
         if isinstance(v, str):
-            if not v.isascii():
-                row[k] = safe_text(v)
+            row[k] = safe_text(v)
         elif isinstance(v, list):
             row[k] = [safe_text(x) for x in v]
     return row

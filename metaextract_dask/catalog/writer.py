@@ -38,32 +38,79 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+def _temporary(folder: str, name: str) -> str:
+    """Where ``name`` is written before it is published (hidden: readers skip names starting with ``.``)."""
+    return os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+
+
+def _publish(tmp: str, folder: str, name: str) -> None:
+    """The temporary fsynced, renamed to ``name``, the folder fsynced: the file is there whole or not at all."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(folder, name))
+    _fsync_dir(folder)
+
+
 def _atomic_write(folder: str, name: str, write: Any) -> None:
-    """write(path) to a hidden temporary, fsync, rename to ``name``, fsync the folder."""
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    """write(path) to a hidden temporary, then ``_publish`` it as ``name``."""
+    tmp = _temporary(folder, name)
     try:
         write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, os.path.join(folder, name))
+        _publish(tmp, folder, name)
     except BaseException:
         if os.path.lexists(tmp):
             os.unlink(tmp)
         raise
-    _fsync_dir(folder)
+
+
+class _RowFile:
+    """Rows written to one file in one of the catalog's formats, a batch at a time (each a row group in Parquet)."""
+
+    def __init__(self, path: str, fmt: str, columns: list[tuple[str, str]]):
+        self.path, self.fmt, self.columns = path, fmt, columns
+        self.rows = 0
+        self._parquet: Any = None
+        self._started = False
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if self.fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            from .arrow import table_from_rows
+
+            table = table_from_rows(rows, self.columns)
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.path, table.schema)
+            self._parquet.write_table(table)
+        else:
+            with open(self.path, "a" if self._started else "w") as f:
+                f.writelines(json.dumps(_jsonl_row(row), default=str) + "\n" for row in rows)
+        self._started = True
+        self.rows += len(rows)
+
+    def close(self) -> None:
+        """Finish the file (one without rows still has the catalog's schema)."""
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+        elif not self._started:
+            if self.fmt == "parquet":
+                import pyarrow.parquet as pq
+
+                from .arrow import table_from_rows
+
+                pq.write_table(table_from_rows([], self.columns), self.path)
+            else:
+                open(self.path, "w").close()
+            self._started = True
 
 
 def _write_rows(path: str, rows: list[dict[str, Any]], fmt: str, columns: list[tuple[str, str]] | None = None) -> None:
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        from .arrow import table_from_rows
-
-        pq.write_table(table_from_rows(rows, columns or catalog_columns()), path)
-    else:
-        with open(path, "w") as f:
-            for row in rows:
-                f.write(json.dumps(_jsonl_row(row), default=str) + "\n")
+    out = _RowFile(path, fmt, columns or catalog_columns())
+    out.write(rows)
+    out.close()
 
 
 def _jsonl_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -84,50 +131,31 @@ ROW_GROUP = 4096
 
 class _OpenPart:
     """A part being written: rows go to its hidden temporary as they come, one row group at a time, so a part of
-    ``flush_every`` rows never sits in memory whole; ``commit`` fsyncs it and renames it into place."""
+    ``flush_every`` rows never sits in memory whole; ``commit`` publishes it."""
 
     def __init__(self, folder: str, name: str, fmt: str, columns: list[tuple[str, str]]):
-        self.folder, self.name, self.fmt, self.columns = folder, name, fmt, columns
-        self.tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-        self.rows = 0
-        self._parquet: Any = None
+        self.folder, self.name = folder, name
+        self.file = _RowFile(_temporary(folder, name), fmt, columns)
+
+    @property
+    def rows(self) -> int:
+        return self.file.rows
 
     def write(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        if self.fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            from .arrow import table_from_rows
-
-            table = table_from_rows(rows, self.columns)
-            if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self.tmp, table.schema)
-            self._parquet.write_table(table)
-        else:
-            with open(self.tmp, "a") as f:
-                f.writelines(json.dumps(_jsonl_row(row), default=str) + "\n" for row in rows)
-        self.rows += len(rows)
+        self.file.write(rows)
 
     def commit(self) -> None:
-        if self._parquet is not None:
-            self._parquet.close()
-            self._parquet = None
-        with open(self.tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(self.tmp, os.path.join(self.folder, self.name))
-        _fsync_dir(self.folder)
+        self.file.close()
+        _publish(self.file.path, self.folder, self.name)
 
     def abandon(self) -> None:
         """Close and remove the temporary (the scan stops: what it held was not saved)."""
         try:
-            if self._parquet is not None:
-                self._parquet.close()
-        except Exception:  # noqa: BLE001 - a writer that failed mid-write may not close cleanly
+            self.file.close()
+        except Exception:  # noqa: BLE001 - a file that failed mid-write may not close cleanly
             pass
-        self._parquet = None
-        if os.path.lexists(self.tmp):
-            os.unlink(self.tmp)
+        if os.path.lexists(self.file.path):
+            os.unlink(self.file.path)
 
 
 class CatalogLockedError(ValueError):

@@ -20,7 +20,7 @@ from ..catalog.schema import record_columns, record_thumbnail
 from ..core.errors import MisattributionError, is_transient
 from ..core.model import ExtractionResult, RecordHead, check_record, failure
 from ..core.settings import StreamingConfig, setting
-from ..core.text import safe_dict, safe_text
+from ..core.text import safe_dict
 from ..planning.graph import build_graph, run_local
 from ..planning.plan import Shape, plan_path
 from ..planning.tasks import CHUNK_SUMMARIES, run_single, unwrap
@@ -158,12 +158,6 @@ def extract_many(items: list[tuple[str, str]], fn: Callable | None, settings: Ba
 
 def outcome(result: ExtractionResult) -> dict[str, Any]:
     """What the scheduler plugin is told about one file."""
-    cols = result.columns
-    if cols is not None and result.success:  # the record's columns, made and cleaned where it was extracted
-        result.file_format = result.file_format or cols["format"]
-        return {"path": safe_text(result.file_path), "type": result.file_format, "success": True, "bytes": cols["bytes_read"],
-                "chunks": cols["chunks_read"], "io_requests": cols["io_requests"] or 0, "io_bytes": cols["io_bytes"] or 0,
-                "shape": cols["shape"], "duration": result.duration, "error": None, "error_type": None, "worker": result.worker}
     md = result.metadata or {}
     head = RecordHead.of(md)
     streaming, io = head.streaming, head.io or {}
