@@ -221,7 +221,7 @@ def _scan_options(parser: argparse.ArgumentParser) -> None:
     pick.add_argument("--follow-symlinks", action="store_true", help="walk into symlinked folders (loops are detected)")
     pick.add_argument("--from-list", metavar="FILE",
                       help="read the files this listing names instead of walking the folders (one path per line, NUL-separated, "
-                           "or find -printf '%%s %%T@ %%p\\0' records; - for standard input): the listing your site's parallel "
+                           "find -printf '%%s %%T@ %%p\\0' records or dwalk --text lines; - for standard input): the listing your site's parallel "
                            "walker already made. Only listed files under the PATHs are read; rows of unlisted files stay "
                            "(default: walk the PATHs)")
     pick.add_argument("--into-archives", action="store_true",

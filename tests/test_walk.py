@@ -101,9 +101,22 @@ def test_a_scan_on_a_client_lists_its_folders_on_the_workers(tmp_path, two_proce
     assert frame.set_index("path").loc[str(data / "z" / "out.nc"), "format"] == "symlink"  # recorded as a link, not followed
 
 
+def _dwalk_line(path) -> str:
+    """A line of mpiFileUtils' ``dwalk --text`` (mfu_flist_io.c, print_file_text): mode, user, group, size, unit, mtime, path."""
+    import pwd
+    import stat
+    import time
+
+    st = os.lstat(path)
+    kind = "d" if stat.S_ISDIR(st.st_mode) else "l" if stat.S_ISLNK(st.st_mode) else "-"
+    mode = kind + stat.filemode(st.st_mode)[1:]
+    user = pwd.getpwuid(st.st_uid).pw_name
+    return f"{mode} {user} {user} {st.st_size / 1024:7.3f} KB {time.strftime('%b %e %Y %H:%M', time.localtime(st.st_mtime))} {path}\n"
+
+
 @pytest.mark.integration
 def test_a_scan_from_a_listing_in_each_form_reads_only_listed_files_under_its_folders(tmp_path):
-    """--from-list: lines, NUL-separated, find -printf records, standard input; a listed path outside the scanned
+    """--from-list: lines, NUL-separated, find -printf records, dwalk --text (and --lite), standard input; a listed path outside the scanned
     folder and a link leading out of it are not read; a resume from a shorter listing keeps the unlisted rows."""
     import subprocess
 
@@ -123,6 +136,9 @@ def test_a_scan_from_a_listing_in_each_form_reads_only_listed_files_under_its_fo
         "nul": b"\0".join(n.encode() for n in names) + b"\0",
         "find": b"".join(f"{os.lstat(tmp_path / n if not os.path.isabs(n) else n).st_size} 1733486400.5 {n}".encode() + b"\0"
                          for n in names),
+        "dwalk": "".join(_dwalk_line(tmp_path / n) for n in names).encode(),
+        "dwalk-lite": "".join(f"Type={'DIR' if os.path.isdir(tmp_path / n) else 'LNK' if os.path.islink(tmp_path / n) else 'REG'} "
+                              f"File={n}\n" for n in names).encode(),
     }
 
     def scan(listing: str, cat: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:

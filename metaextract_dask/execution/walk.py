@@ -297,16 +297,27 @@ def iter_files(paths: Sequence[str | os.PathLike], include: Sequence[str] = (), 
     yield from walk_files(paths, include, exclude, hidden, follow_symlinks, skip, workers=0).files
 
 
-#: ``find -printf '%s %T@ %p\0'``: size, mtime, path
-_FIND_RECORD = re.compile(rb"(\d+) (\d+(?:\.\d*)?) (.+)", re.S)
+#: listings whose records carry more than the path, by the tool that writes them: (the record, the group that
+#: is the path); a listing is read as one of them when every record matches it
+_RECORDS = (
+    # find -printf '%s %T@ %p\0': size, mtime, path
+    (re.compile(rb"(\d+) (\d+(?:\.\d*)?) (.+)", re.S), 3),
+    # mpiFileUtils' dwalk --text: mode, user, group, size, unit, "%b %e %Y %H:%M", path
+    (re.compile(rb"([-dlpscb?][-rwxsStTlL]{9}[.+@]?) \S+ \S+ +\d+\.\d+ +[KMGTPE]?B [A-Z][a-z]{2} +\d{1,2} \d{4} \d\d:\d\d (.+)",
+                re.S), 2),
+    # dwalk --lite --text: Type=REG|DIR|LNK|UNK File=path
+    (re.compile(rb"Type=([A-Z]{3}) File=(.+)", re.S), 2),
+)
 
 
 def read_listing(source: str) -> list[str]:
     """The paths of a listing a site's own walker made (``-``: standard input).
 
-    One path per line; or NUL-separated paths (``find -print0``, names with
-    newlines); or ``find -printf '%s %T@ %p\\0'`` records (size, mtime,
-    path: the path is taken, and stat-ed like a walked file's). Names are
+    One path per line (``lfs find``, ``find``); or NUL-separated paths
+    (``find -print0``, names with newlines); or ``find -printf '%s %T@
+    %p\\0'`` records; or mpiFileUtils' ``dwalk --text`` lines (with or without
+    ``--lite``). Only the path of a record is taken (folders it marks as
+    folders are left out), and it is stat-ed like a walked file's. Names are
     bytes, decoded as the walk decodes them (undecodable bytes kept).
     """
     import sys
@@ -320,9 +331,11 @@ def read_listing(source: str) -> list[str]:
     items = [x for x in data.split(b"\0" if nul else b"\n") if x and (nul or x != b"\r")]
     if not nul:
         items = [x[:-1] if x.endswith(b"\r") else x for x in items]
-    found = [_FIND_RECORD.fullmatch(x) for x in items]
-    if items and all(found):
-        items = [m.group(3) for m in found if m is not None]
+    for record, group in _RECORDS:
+        found = [record.fullmatch(x) for x in items]
+        if items and all(found):
+            items = [m.group(group) for m in found if m is not None and not m.group(1).startswith((b"d", b"DIR"))]
+            break
     return [os.fsdecode(x) for x in items]
 
 
