@@ -135,6 +135,32 @@ def test_statistics_equal_numpy_with_fill_and_missing_values(ncfile, strategy):
     assert "stats" not in record["netcdf"]["variables"]["station"]
 
 
+@pytest.mark.integration
+def test_records_of_many_variables_are_read_in_one_pass(tmp_path):
+    """A classic file whose records interleave 20 variables (station data's layout): its statistics come from one read
+    of the whole file, where libnetcdf alone reads each variable record by record (about 40,000 reads of this file,
+    counted by strace on the old code); the statistics are those of the test above (its classic files are read so)."""
+    import shutil
+    import sys
+
+    if shutil.which("strace") is None:
+        pytest.skip("strace is needed to count the reads")
+    path = tmp_path / "stations.nc"
+    with netCDF4.Dataset(path, "w", format="NETCDF3_64BIT_OFFSET") as ds:
+        ds.createDimension("time", None)
+        ds.createDimension("x", 10)
+        for i in range(20):
+            ds.createVariable(f"v{i}", "f4", ("time", "x"))[0:2000] = np.random.default_rng(i).random((2000, 10))
+    trace = tmp_path / "trace"
+    script = ("import metaextract_dask as me; from metaextract_dask.core.settings import StreamingConfig; "
+              f"r = me.extract_metadata({str(path)!r}, StreamingConfig(checksum=None)); "
+              "assert all(v['stats']['exact'] for v in r['netcdf']['variables'].values()), r")
+    subprocess.run(["strace", "-f", "-qq", "-P", str(path), "-e", "trace=read,pread64,readv,preadv", "-o", str(trace),
+                    sys.executable, "-c", script], check=True, timeout=300)
+    reads = trace.read_text().splitlines()
+    assert 0 < len(reads) < 200, f"{len(reads)} reads of a {path.stat().st_size}-byte file"
+
+
 @pytest.mark.unit
 def test_a_pinned_file_the_library_refuses_is_named_by_its_own_path(tmp_path):
     """Libraries open a pinned file as /proc/self/fd/N (``core.pin``): their errors must still name the file."""

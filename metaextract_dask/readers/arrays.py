@@ -413,7 +413,11 @@ class ArrayFileReader(StreamChunkReader):
         with self._handle(info.path) as handle:
             found = self.arrays_of(handle)
         meta = ChunkSpec(info.path, 0, ChunkType.METADATA, 0, min(info.size, 4096), self.metadata_key)
-        return [meta, *pack_sections(info.path, found, chunk_size, first_id=1)]
+        return [meta, *pack_sections(info.path, found, self.section_bytes(info, chunk_size), first_id=1)]
+
+    def section_bytes(self, info: FileInfo, chunk_size: int) -> int:
+        """The bytes of one SECTION chunk of this file: the chunk size asked for, unless the format knows better."""
+        return chunk_size
 
     def metadata_layout(self, info: FileInfo, chunk_size: int) -> Sequence[ChunkSpec]:
         """The METADATA chunk alone, without listing the arrays' storage (a remote file's chunk index is

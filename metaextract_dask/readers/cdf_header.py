@@ -22,8 +22,9 @@ TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 4, 6: 8, 7: 1, 8: 2, 9: 4, 10: 8, 11: 8
 STREAMING = 0xFFFFFFFF
 _U32 = struct.Struct(">I")
 
-#: record dimensions found by the last checks, by (path, size, mtime): the reader asks right after checking
-_RECORD_DIMS: dict[tuple[str, int, int], list[str]] = {}
+#: what the last checks found, by (path, size, mtime): (the record dimensions, how many record variables); the reader
+#: asks right after checking
+_FOUND: dict[tuple[str, int, int], tuple[list[str], int]] = {}
 
 
 class _Bounded:
@@ -116,10 +117,27 @@ class _Bounded:
             self.take(n + (-n % 4), f"value of attribute {name}")
 
 
-def _remember(path: str, size: int, mtime_ns: int, names: list[str]) -> None:
-    if len(_RECORD_DIMS) > 64:
-        _RECORD_DIMS.clear()
-    _RECORD_DIMS[(path, size, mtime_ns)] = names
+def _remember(path: str, size: int, mtime_ns: int, names: list[str], record_variables: int) -> None:
+    if len(_FOUND) > 64:
+        _FOUND.clear()
+    _FOUND[(path, size, mtime_ns)] = (names, record_variables)
+
+
+def _found(path: str) -> tuple[list[str], int]:
+    """(record dimensions, number of record variables) of a classic file, from its check (run again when it ran elsewhere)."""
+    if is_url(path):  # a remote object's header was checked when the file was planned: no request here
+        found = next((facts for (p, _, _), facts in _FOUND.items() if p == path), None)
+        if found is None:
+            from ..storage.remote import known_size
+
+            check_classic_header(path, known_size(path))
+            found = next((facts for (p, _, _), facts in _FOUND.items() if p == path), ([], 0))
+        return found
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _FOUND:
+        check_classic_header(path, st.st_size)
+    return _FOUND.get(key, ([], 0))
 
 
 def record_dimensions(path: str) -> list[str]:
@@ -130,23 +148,13 @@ def record_dimensions(path: str) -> list[str]:
     steps. The header check already read the dimension list; it is read
     again only when the check ran elsewhere.
     """
-    import os
+    return _found(path)[0]
 
-    from ..storage.urls import is_url
 
-    if is_url(path):  # a remote object's header was checked when the file was planned: no request here
-        found = next((names for (p, _, _), names in _RECORD_DIMS.items() if p == path), None)
-        if found is None:
-            from ..storage.remote import known_size
-
-            check_classic_header(path, known_size(path))
-            found = next((names for (p, _, _), names in _RECORD_DIMS.items() if p == path), [])
-        return found
-    st = os.stat(path)
-    key = (path, st.st_size, st.st_mtime_ns)
-    if key not in _RECORD_DIMS:
-        check_classic_header(path, st.st_size)
-    return _RECORD_DIMS.get(key, [])
+def interleaved(path: str) -> bool:
+    """Whether a classic file has two or more record variables: each record holds a slab of each, so one
+    variable's values are spread over the whole record section."""
+    return _found(path)[1] > 1
 
 
 def _open_header(path: str, size: int) -> Any:
@@ -172,7 +180,6 @@ def check_classic_header(path: str, size: int) -> None:
         dims = []
         dims = r.dimensions(r.items(NC_DIMENSION, "dimension"))
         mtime_ns = 0 if is_url(path) else os.fstat(f.fileno()).st_mtime_ns  # the open file: no second stat
-        _remember(path, size, mtime_ns, [name for name, length in dims if length == 0])
         r.attributes("global")
         data_end, record_sizes, record_begin = r.pos, [], None
         for _ in range(r.items(NC_VARIABLE, "variable")):
@@ -197,6 +204,7 @@ def check_classic_header(path: str, size: int) -> None:
                 record_begin = begin if record_begin is None else min(record_begin, begin)
             else:
                 data_end = max(data_end, begin + nbytes)
+        _remember(path, size, mtime_ns, [name for name, length in dims if length == 0], len(record_sizes))
         if record_begin is not None and numrecs != STREAMING:
             # records are padded to 4 bytes per variable, except when there is only one record variable
             record_size = record_sizes[0] if len(record_sizes) == 1 else sum(n + (-n % 4) for n in record_sizes)

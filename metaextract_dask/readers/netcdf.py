@@ -13,10 +13,11 @@ import contextlib
 import importlib.util
 import math
 import threading
+from collections.abc import Sequence
 from typing import Any, Iterator
 
 from ..core.errors import CorruptFileError
-from ..core.model import FileInfo
+from ..core.model import ChunkSpec, ChunkType, FileInfo
 from ..core.settings import StreamingConfig
 from . import arrays
 from .base import State
@@ -34,11 +35,37 @@ NETCDF_FILTERS = {"zlib": "gzip"}
 COORD_LIMIT = 10_000_000
 
 
-def open_dataset(path: str, shown: str | None = None) -> Any:
+#: a classic file whose records interleave several variables, and no larger than this, has its statistics read from
+#: one read of the whole file into memory: libnetcdf reads a record variable with one small read per record, and
+#: reading the variables one after the other reads the record section once per variable (benchmarks/RESULTS-stats.md)
+WHOLE_FILE_BYTES = arrays.MAX_CELL_BYTES
+
+
+def read_whole(path: str) -> bool:
+    """Whether this file's statistics are read from memory (``WHOLE_FILE_BYTES``): a local classic file with records
+    of two or more variables."""
+    import os
+
+    from ..storage.urls import is_url
+
+    if is_url(path):
+        return False
+    from ..core.pin import opened
+
+    with open(opened(path), "rb") as f:
+        if os.fstat(f.fileno()).st_size > WHOLE_FILE_BYTES or f.read(3) != b"CDF":
+            return False
+    from .cdf_header import interleaved
+
+    return interleaved(path)
+
+
+def open_dataset(path: str, shown: str | None = None, whole: bool = False) -> Any:
     """Open read-only; the first import of netCDF4 in a process happens after plugins are restricted.
 
     netCDF4's bundled libhdf5 reads ``HDF5_PLUGIN_PATH`` once, when netCDF4
     is imported (and netCDF4 points it at its own plugin folder when unset).
+    ``whole``: the file is read into memory in one pass and libnetcdf reads it there.
     """
     import sys
 
@@ -52,6 +79,9 @@ def open_dataset(path: str, shown: str | None = None) -> Any:
 
     name = opened(path)  # a pinned file's /proc/self/fd/N: never shown, the file's own path is
     try:
+        if whole:
+            with open(name, "rb") as f:
+                return netCDF4.Dataset(shown or path, "r", memory=f.read())
         return netCDF4.Dataset(name, "r")
     except OSError as exc:
         shown = shown or path
@@ -69,8 +99,9 @@ def source_path(ds: Any) -> str:
 
 
 @contextlib.contextmanager
-def opened(path: str) -> Iterator[Any]:
-    """The dataset, read-only; a remote file through libnetcdf's byte-range mode on a loopback server.
+def opened(path: str, whole: bool = False) -> Iterator[Any]:
+    """The dataset, read-only; a remote file through libnetcdf's byte-range mode on a loopback server; ``whole``: a
+    local file read into memory first (``read_whole``).
 
     libnetcdf reads ``http://...#mode=bytes`` with HTTP Range requests
     (netCDF-3 and netCDF-4 alike); ``storage.loopback`` answers them from the
@@ -87,7 +118,7 @@ def opened(path: str) -> Iterator[Any]:
             url, _count = stack.enter_context(served(path, known_size(path)))
             ds = stack.enter_context(open_dataset(url + "#mode=bytes", shown=path))
         else:
-            ds = stack.enter_context(open_dataset(path))
+            ds = stack.enter_context(open_dataset(path, whole=whole))
         _ORIGIN[id(ds)] = path
         try:
             yield ds
@@ -323,6 +354,18 @@ class NetCDFChunkReader(arrays.ArrayFileReader):
     def open(self, path: str) -> Iterator[Any]:
         with NETCDF_LOCK, opened(path) as ds:
             yield ds
+
+    def section_bytes(self, info: FileInfo, chunk_size: int) -> int:
+        """A file read whole (``read_whole``) is one section: each section's task would read all of it."""
+        return info.size if read_whole(info.path) else chunk_size
+
+    def summarize_all(self, specs: Sequence[ChunkSpec], config: StreamingConfig) -> list[State]:
+        """Statistics of a file read whole come from its copy in memory (the header and coverage too, in that task)."""
+        path = specs[0].path
+        if not any(spec.chunk_type is ChunkType.SECTION for spec in specs) or not read_whole(path):
+            return super().summarize_all(specs, config)
+        with NETCDF_LOCK, opened(path, whole=True) as ds:
+            return [self._summarize(ds, spec, config) for spec in specs]
 
     def arrays_of(self, handle: Any) -> list[arrays.ArrayInfo]:
         return array_infos(handle)
