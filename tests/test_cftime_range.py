@@ -32,15 +32,18 @@ def xarray_iso(values: list[float], units: str, calendar: str) -> tuple[str, str
     separator=st.sampled_from([" ", "T"]),
     calendar=st.sampled_from(["standard", "gregorian", "proleptic_gregorian"]),
     lo=st.integers(-30_000, 30_000), span=st.integers(0, 20_000),  # days: the dates stay within 1678-2262
+    part=st.sampled_from([0.0, 0.5, 0.25, 0.125, 0.1]),  # 15.5 days (mid-month) is whole seconds; 0.5 seconds is not
 )
-def test_fast_path_equals_xarray(unit, year, month, day, clock, separator, calendar, lo, span):
+def test_fast_path_equals_xarray(unit, year, month, day, clock, separator, calendar, lo, span, part):
     since = f"{year}-{month:02d}-{day:02d}"
     if clock is not None:
         hh, mi, ss = clock
         since += f"{separator}{hh:02d}:{mi:02d}" + (f":{ss:02d}" if ss is not None else "")
     units = f"{unit} since {since}"
-    values = [float(lo), float(lo + span)]
-    assert _whole_units_since(values, unit.lower().rstrip("s"), since, calendar) is not None  # the fast path answers
+    values = [lo + part, lo + span + part]
+    seconds = {"day": 86400, "hour": 3600, "minute": 60, "second": 1}[unit.lower().rstrip("s")]
+    whole = all((v.as_integer_ratio()[0] * seconds) % v.as_integer_ratio()[1] == 0 for v in values)
+    assert (_whole_units_since(values, unit.lower().rstrip("s"), since, calendar) is not None) == whole  # the fast path answers
     found, warning = decode_range(values[0], values[1], units, calendar)
     assert warning is None
     assert (found["start"], found["end"]) == xarray_iso(values, units, calendar)
@@ -48,7 +51,7 @@ def test_fast_path_equals_xarray(unit, year, month, day, clock, separator, calen
 
 @pytest.mark.parametrize("units, calendar, values", [
     ("days since 2000-01-01", "noleap", [0.0, 59.0]),  # another calendar
-    ("days since 2000-01-01", "standard", [0.5, 1.25]),  # fractions
+    ("seconds since 2000-01-01", "standard", [0.5, 1.25]),  # fractions of a second
     ("days since 1000-01-01", "standard", [0.0, 1.0]),  # before 1678: cftime, Julian before 1582
     ("hours since 0000-01-01", "standard", [0.0, 24.0]),  # year zero
     ("days since 2000-01-01T00:00:00Z", "standard", [0.0, 1.0]),  # a time zone

@@ -95,8 +95,15 @@ _UNIT_SECONDS = {"day": 86400, "hour": 3600, "minute": 60, "second": 1}
 _PLAIN_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
 
 
+def _whole_seconds(value: float, seconds: int) -> bool:
+    """Whether ``value`` units of ``seconds`` each are exactly whole seconds (73.1 hours is not: the float 73.1 is
+    a little less, and xarray decodes it so)."""
+    n, d = float(value).as_integer_ratio()
+    return (n * seconds) % d == 0
+
+
 def _whole_units_since(values: list[float], unit: str, since: str, calendar: str) -> tuple[str, str] | None:
-    """(start, end) ISO text for whole numbers of days/hours/minutes/seconds since a plain Gregorian date, or None.
+    """(start, end) ISO text for whole seconds counted in days/hours/minutes/seconds since a plain Gregorian date, or None.
 
     The common case of a small file's time axis, computed with NumPy's
     datetime64 in a few microseconds (xarray's CF decoding through pandas
@@ -111,7 +118,7 @@ def _whole_units_since(values: list[float], unit: str, since: str, calendar: str
     date = _PLAIN_DATE.match(since.strip())
     if seconds is None or date is None or calendar not in ("standard", "gregorian", "proleptic_gregorian"):
         return None
-    if not all(float(v).is_integer() and abs(v) * seconds < 2**53 for v in values):
+    if not all(_whole_seconds(v, seconds) and abs(v) * seconds < 2**53 for v in values):  # 15.5 days: whole seconds
         return None
     y, mo, d, hh, mi, ss = (int(g) if g else 0 for g in date.groups())
     if not (1700 <= y <= 2200 and 1 <= mo <= 12 and 1 <= d <= 31 and hh < 24 and mi < 60 and ss < 60):
@@ -120,7 +127,7 @@ def _whole_units_since(values: list[float], unit: str, since: str, calendar: str
         ref = np.datetime64(f"{y:04d}-{mo:02d}-{d:02d}T{hh:02d}:{mi:02d}:{ss:02d}", "s")
     except ValueError:  # 2001-02-30
         return None
-    found = [ref + np.timedelta64(int(v) * seconds, "s") for v in values]
+    found = [ref + np.timedelta64(int(v * seconds), "s") for v in values]
     if not all(np.datetime64("1678-01-01", "s") < t < np.datetime64("2262-01-01", "s") for t in found):
         return None
     return iso(found[0]), iso(found[1])
