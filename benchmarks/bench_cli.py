@@ -7,18 +7,22 @@ machine moves both sides alike. Cases:
 (a) one 2 MB netCDF file: ``metaextract scan`` vs ``metaextract info`` and ``ncdump -h``
 (b) a corpus of real HDF5 / NetCDF / media files this project did not write
     (tests/public_corpus.py) vs a serial loop of ``ncdump -h`` / ``h5ls -r -v`` /
-    ``ffprobe -show_format -show_streams -count_packets``
+    ``ffprobe -show_format -show_streams -count_packets``; the same without the media; and
+    NCAR's netCDF files (Debian's libncarg-data) when installed
 (c) four 1 GiB files with ``--checksum sha256`` vs a serial ``hashlib.sha256``
     loop in one Python process and a loop of ``sha256sum``; and the
     library's full scan on the default execution model vs the threaded path and ``cat``
 (d) 2,000 small netCDF files (40 x 64 floats) vs a serial netCDF4 loop listing
-    dimensions, variables and attributes
+    dimensions, variables and attributes; and ``--metadata-only`` against the same loop
+(e) the files of (d): the default scan vs an ecgtools Builder with an xarray parsing
+    function returning the same coverage columns, 2 jobs (``ECGTOOLS_PYTHON``: a
+    Python with ecgtools, default this one)
 (s) statistics of uncompressed data: a 400 MB float32 variable in netCDF-4 and
     in HDF5, ``extract_file`` with SEQUENTIAL (one chunk read at a time: one
     core) vs a user's NumPy loop reading the same variable slab by slab for
     min, max and mean; MB/s per core (target >= 500)
 
-Run: ``python benchmarks/bench_cli.py [--rounds 3] [--cases abcds] [--out benchmarks/RESULTS-cli.md]``
+Run: ``python benchmarks/bench_cli.py [--rounds 3] [--cases abcdes] [--out benchmarks/RESULTS-cli.md]``
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ MiB, GiB = 2**20, 2**30
 PEER_LOOP = r"""
 for f in "$@"; do
   case "$f" in
-    *.nc) ncdump -h "$f" ;;
+    *.nc|*.cdf) ncdump -h "$f" ;;
     *) if h5ls "$f" >/dev/null 2>&1; then h5ls -r -v "$f"; else ffprobe -v error -show_format -show_streams -count_packets "$f"; fi ;;
   esac
 done > /dev/null 2>&1
@@ -123,29 +127,55 @@ def case_a(work: str, n: int) -> list[str]:
             f"{'met' if med['scan'] <= 1.5 and med['scan'] <= 3 * med['info'] else 'not met'} |"]
 
 
+def flat_copies(folder: str, files: list[str]) -> list[str]:
+    """The files copied into one flat folder (the scan and the loop see the same files)."""
+    os.makedirs(folder, exist_ok=True)
+    out = []
+    for i, p in enumerate(files):
+        dst = os.path.join(folder, f"{i:03d}-{os.path.basename(p)}")
+        if not os.path.exists(dst):
+            shutil.copy(p, dst)
+        out.append(dst)
+    return out
+
+
+#: NCAR's netCDF files that come with NCL (Debian's libncarg-data): CF model output, station records, grids
+NCARG = "/usr/share/ncarg/data"
+
+
 def case_b(work: str, n: int) -> list[str]:
+    """The public corpus with its media, without them, and (when installed) NCAR's climate files: each against the
+    peers' CLI loop on the same files."""
+    import glob
+
     import public_corpus
 
     corpus = public_corpus.build(os.path.join(work, "corpus"))
     files = sorted(p for paths in corpus.values() for p in paths)
-    folder = os.path.join(work, "corpus-files")
-    os.makedirs(folder, exist_ok=True)
-    linked = []
-    for i, p in enumerate(files):  # one flat folder of copies: the scan and the loop see the same files
-        dst = os.path.join(folder, f"{i:03d}-{os.path.basename(p)}")
-        if not os.path.exists(dst):
-            shutil.copy(p, dst)
-        linked.append(dst)
+    arrays = sorted(corpus["hdf5"] + corpus["netcdf"])
+    ncar = sorted(p for p in glob.glob(os.path.join(NCARG, "**", "*"), recursive=True) if p.endswith((".nc", ".cdf")))
+    sets = {"all": (flat_copies(os.path.join(work, "corpus-files"), files),
+                    f"{len(files)} real files ({', '.join(f'{len(v)} {k}' for k, v in corpus.items())})"),
+            "arrays": (flat_copies(os.path.join(work, "corpus-arrays"), arrays),
+                       f"the same without the media: {len(arrays)} HDF5 and netCDF files")}
+    if ncar:
+        sets["ncar"] = (flat_copies(os.path.join(work, "ncar-files"), ncar), f"NCAR's {len(ncar)} netCDF files ({NCARG}: CF model output, "
+                        "station records, grids; classic, 64-bit offset, netCDF-4)")
     script = script_file(work, "peers.sh", PEER_LOOP)
-    cat = os.path.join(work, "cat-b")
-    med = rounds({
-        "scan": lambda: run(scan_cmd([folder], cat)),
-        "peers": lambda: run(["bash", script, *linked]),
-    }, n)
-    counts = ", ".join(f"{len(v)} {k}" for k, v in corpus.items())
-    ratio = med["peers"] / med["scan"]
-    return [f"| (b) {len(files)} real files ({counts}) | scan {med['scan']:.2f} s | serial ncdump/h5ls/ffprobe loop {med['peers']:.2f} s | "
-            f"{ratio:.2f}x | >= 3x: {'met' if ratio >= 3 else 'not met'} |"]
+    contenders = {}
+    for key, (linked, _) in sets.items():
+        cat = os.path.join(work, f"cat-b-{key}")
+        contenders[f"scan-{key}"] = lambda linked=linked, cat=cat: run(scan_cmd([os.path.dirname(linked[0])], cat))
+        contenders[f"peers-{key}"] = lambda linked=linked: run(["bash", script, *linked])
+    med = rounds(contenders, n)
+    rows = []
+    for key, (_, what) in sets.items():
+        ratio = med[f"peers-{key}"] / med[f"scan-{key}"]
+        rows.append(f"| (b{'' if key == 'all' else ' ' + key}) {what} | scan {med[f'scan-{key}']:.2f} s | serial ncdump/h5ls/ffprobe loop "
+                    f"{med[f'peers-{key}']:.2f} s | {ratio:.2f}x | >= 3x: {'met' if ratio >= 3 else 'not met'} |")
+    if not ncar:
+        rows.append(f"| (b ncar) not run: {NCARG} is absent (apt-get install libncarg-data) | | | | |")
+    return rows
 
 
 def make_big(folder: str, count: int, size: int) -> list[str]:
@@ -229,7 +259,8 @@ print(json.dumps(med))
             f"{med['cat'] / med['default']:.2f}x cat | default >= threaded: {'met' if ratio >= 0.95 else 'not met'} |"]
 
 
-def case_d(work: str, n: int) -> list[str]:
+def small_netcdf(work: str) -> list[str]:
+    """2,000 small netCDF files (40 x 64 floats, a time axis): case (d)'s and (e)'s."""
     import netCDF4
     import numpy as np
 
@@ -251,18 +282,71 @@ def case_d(work: str, n: int) -> list[str]:
                 t[:] = np.arange(40) + i
                 v[:, :] = rng.random((40, 64), dtype=np.float32) * 300
         files.append(path)
+    return files
+
+
+def case_d(work: str, n: int) -> list[str]:
+    files = small_netcdf(work)
+    folder = os.path.dirname(files[0])
     loop_py = script_file(work, "netcdf_loop.py", NETCDF_LOOP)
     cat = os.path.join(work, "cat-d")
     half = len(files) // 2
     med = rounds({
         "scan": lambda: run(scan_cmd([folder], cat)),
+        "meta": lambda: run(scan_cmd([folder], cat + "-meta", "--metadata-only")),
         "loop": lambda: run([sys.executable, loop_py, *files]),
         "split": lambda: run_together([[sys.executable, loop_py, *files[:half]], [sys.executable, loop_py, *files[half:]]]),
     }, n)
-    ratio = med["loop"] / med["scan"]
+    ratio, meta = med["loop"] / med["scan"], med["loop"] / med["meta"]
     return [f"| (d) 2,000 small netCDF files (40 x 64 floats) | scan {med['scan']:.2f} s | serial netCDF4 loop {med['loop']:.2f} s; "
             f"the same loop split over two processes at once {med['split']:.2f} s ({med['loop'] / med['split']:.2f}x: the ceiling of the "
-            f"loop's own work on both cores) | {ratio:.2f}x | >= 2x: {'met' if ratio >= 2 else 'not met'} |"]
+            f"loop's own work on both cores) | {ratio:.2f}x | >= 2x: {'met' if ratio >= 2 else 'not met'} |",
+            f"| (d') the same, --metadata-only | scan {med['meta']:.2f} s | the same loop {med['loop']:.2f} s | {meta:.2f}x | "
+            f">= 1.3x: {'met' if meta >= 1.3 else 'not met'} |"]
+
+
+#: ecgtools' documented use: a Builder over the folder, a parsing function that opens each file with xarray and
+#: returns the columns a catalog needs (here the coverage columns the scan also makes), 2 jobs (joblib)
+ECGTOOLS = """
+import sys
+import numpy as np
+import xarray as xr
+from ecgtools import Builder
+
+def parse(path):
+    with xr.open_dataset(path) as ds:
+        row = {"path": path, "variables": sorted(ds.data_vars)}
+        for name, role in (("time", "time"), ("lat", "lat"), ("latitude", "lat"), ("lon", "lon"), ("longitude", "lon")):
+            if name in ds.coords or name in ds.variables:
+                values = ds[name].values
+                row[role + "_min"], row[role + "_max"] = str(values.min()), str(values.max())
+    return row
+
+builder = Builder(paths=[sys.argv[1]], depth=0, joblib_parallel_kwargs={"n_jobs": 2})
+builder.build(parsing_func=parse)
+assert len(builder.df) == int(sys.argv[3]), len(builder.df)
+builder.df.to_csv(sys.argv[2], index=False)
+"""
+
+
+def case_e(work: str, n: int) -> list[str]:
+    """(d)'s files: the default scan against ecgtools (in the Python of ``ECGTOOLS_PYTHON``, default this one)."""
+    files = small_netcdf(work)
+    folder = os.path.dirname(files[0])
+    python = os.environ.get("ECGTOOLS_PYTHON", sys.executable)
+    if subprocess.run([python, "-c", "import ecgtools"], capture_output=True).returncode:
+        return [f"| (e) not run: {python} has no ecgtools (pip install ecgtools, or ECGTOOLS_PYTHON=a Python that has it) | | | | |"]
+    version = subprocess.run([python, "-c", "import ecgtools; print(ecgtools.__version__)"], capture_output=True, text=True).stdout.strip()
+    script = script_file(work, "ecgtools_build.py", ECGTOOLS)
+    cat = os.path.join(work, "cat-e")
+    med = rounds({
+        "scan": lambda: run(scan_cmd([folder], cat)),
+        "ecgtools": lambda: run([python, script, folder, os.path.join(work, "ecgtools.csv"), str(len(files))]),
+    }, n)
+    ratio = med["ecgtools"] / med["scan"]
+    return [f"| (e) 2,000 small netCDF files, default scan (statistics, checksums, coverage) | scan {med['scan']:.2f} s | ecgtools "
+            f"{version} Builder, an xarray parsing function returning variables and time, lat and lon ranges, 2 jobs: "
+            f"{med['ecgtools']:.2f} s | {ratio:.2f}x | >= 3x: {'met' if ratio >= 3 else 'not met'} |"]
 
 
 def run_together(cmds: list[list[str]]) -> float:
@@ -360,7 +444,7 @@ def main() -> None:
     os.makedirs(args.work, exist_ok=True)
     rows = []
     for case in args.cases:
-        fn = {"a": case_a, "b": case_b, "c": case_c, "d": case_d, "s": case_s}[case]
+        fn = {"a": case_a, "b": case_b, "c": case_c, "d": case_d, "e": case_e, "s": case_s}[case]
         print(f"case ({case}) ...", file=sys.stderr, flush=True)
         rows += fn(args.work, args.rounds)
         print(rows[-1], file=sys.stderr, flush=True)
