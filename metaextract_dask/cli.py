@@ -16,6 +16,7 @@ from .core.errors import MetaExtractError
 from .core.options import GROUPS, Feedback, ScanOptions
 from .core.settings import LoadBalancingStrategy, StreamingConfig, StreamingStrategy
 from .core.text import for_terminal
+from .execution.hpc import BatchJobError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -194,7 +195,8 @@ def _scan_options(parser: argparse.ArgumentParser) -> None:
     tls.add_argument("--tls-cert", help="certificate (PEM) for client, scheduler and workers")
     tls.add_argument("--tls-key", help="private key of --tls-cert, if not in the same file")
     hpc = parser.add_argument_group("batch systems (dask-jobqueue; defaults from jobqueue.yaml)")
-    hpc.add_argument("--cluster", dest="batch_system", choices=["slurm", "pbs", "sge", "lsf"], help="run the workers as batch jobs")
+    hpc.add_argument("--cluster", dest="batch_system", choices=["slurm", "pbs", "sge", "lsf"], help="run the workers as batch jobs, speaking TLS with keys made for the run; the keys and the "
+                          "jobs' logs go to CATALOG.jobs/ (private; on a file system the nodes share)")
     hpc.add_argument("--jobs", type=_count(1), default=1, help="batch jobs to start (default 1)")
     hpc.add_argument("--adapt", metavar="MIN:MAX", type=_adapt_range, help="scale between MIN and MAX jobs with the work instead of --jobs")
     hpc.add_argument("--cores", type=_count(1), help="cores per job")
@@ -260,6 +262,34 @@ def _quiet_logs() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+def _batch_cluster(args: argparse.Namespace, output: str) -> Any:
+    """The batch jobs' cluster, started and waited for: its credentials and the jobs' logs in CATALOG.jobs/ (private),
+    what the jobs are doing printed until the first worker joins, then the dashboard's link and the tunnel to it."""
+    import dataclasses
+    import socket
+
+    from .execution.hpc import BatchJobs, jobs_folder, make_jobqueue_cluster, wait_for_workers
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(BatchJobs) if f.name not in ("kind", "folder") and hasattr(args, f.name)}
+    cluster = make_jobqueue_cluster(BatchJobs(args.batch_system, folder=jobs_folder(output), **given))
+    say = (lambda text: None) if args.quiet else (lambda text: print(f"metaextract: {text}", file=sys.stderr, flush=True))
+    say(f"scheduler {cluster.scheduler_address} (TLS: only this run's workers hold its key); job logs in "
+        f"{for_terminal(cluster._job_kwargs.get('log_directory', ''))}")
+    try:
+        from distributed import Client
+
+        with Client(cluster, set_as_default=False) as client:
+            wait_for_workers(cluster, client, report=say)
+    except BaseException:
+        cluster.close()
+        raise
+    link = cluster.dashboard_link
+    if link:
+        port = link.split(":")[-1].split("/")[0]
+        say(f"Dask dashboard: {link} (from your machine: ssh -L {port}:127.0.0.1:{port} {socket.gethostname()}, then open it)")
+    return cluster
+
+
 def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
     import os
 
@@ -279,14 +309,6 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
 
             print(f"Dask dashboard: {summary.dashboard}  (extraction page: {page_link(summary.dashboard)})", file=sys.stderr, flush=True)
 
-    cluster = None
-    if getattr(args, "batch_system", None):
-        import dataclasses
-
-        from .execution.hpc import BatchJobs, make_jobqueue_cluster
-
-        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(BatchJobs) if f.name != "kind" and hasattr(args, f.name)}
-        cluster = make_jobqueue_cluster(BatchJobs(args.batch_system, **given))
     security = None
     if args.tls_ca_file or args.tls_cert:
         if not (args.tls_ca_file and args.tls_cert):
@@ -295,13 +317,20 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
         from .execution.cluster import tls_security
 
         security = tls_security(args.tls_ca_file, args.tls_cert, args.tls_key)
-    options = ScanOptions.from_values({**vars(args), "cluster": cluster, "security": security}, strict=False)
-    options.feedback = Feedback(progress=False if args.quiet else None, on_client=show_dashboard, summary=summary, as_frame=False)
+    cluster = None
     try:
+        if getattr(args, "batch_system", None):
+            cluster = _batch_cluster(args, output)
+        options = ScanOptions.from_values({**vars(args), "cluster": cluster, "security": security}, strict=False)
+        options.feedback = Feedback(progress=False if args.quiet else None, on_client=show_dashboard, summary=summary, as_frame=False)
         scan(paths, output, **{group: getattr(options, group) for group in GROUPS})
+    except BatchJobError as exc:
+        print(f"metaextract: {for_terminal(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         _notices(summary)
-        print(f"metaextract: interrupted; {summary.extracted} results were saved in {for_terminal(output)}", file=sys.stderr)
+        print(f"metaextract: interrupted; {summary.extracted} results were saved in {for_terminal(output)}" if summary.extracted
+              else "metaextract: interrupted before any file was extracted", file=sys.stderr)
         return 128 + _INTERRUPTED[0]
     except CatalogWriteError as exc:
         _notices(summary)

@@ -44,15 +44,17 @@ class ScanSummary:
 
 
 def catalog_folders(output: str | os.PathLike | None) -> list[str]:
-    """The catalog and what lies beside it (variables, references, thumbnails, cost model): never scanned as data."""
+    """The catalog and what lies beside it (variables, references, thumbnails, cost model, batch jobs' logs): never
+    scanned as data."""
     if not output:
         return []
     from .catalog.references import references_folder
     from .catalog.writer import THUMBNAILS
+    from .execution.hpc import jobs_folder
     from .planning.costs import model_path
 
     out = os.fspath(output)
-    return [out, variables_folder(out), references_folder(out), os.path.normpath(out) + THUMBNAILS, model_path(out)]
+    return [out, variables_folder(out), references_folder(out), os.path.normpath(out) + THUMBNAILS, model_path(out), jobs_folder(out)]
 
 
 def why_extract(paths: list[str], stats: dict[str, tuple[Any, Any]], writer: CatalogWriter | None, read_only: Any,

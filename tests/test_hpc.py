@@ -78,7 +78,7 @@ def test_scan_on_slurm_through_the_hpc_notebook(tmp_path, slurm, monkeypatch):
     scan(str(tmp_path / "data"), str(tmp_path / "local-catalog"), workers=2, dashboard_address="127.0.0.1:0", progress=False)
     pd.testing.assert_frame_equal(comparable(str(tmp_path / "slurm-catalog")), comparable(str(tmp_path / "local-catalog")))
     slurm_workers = set(pd.read_parquet(tmp_path / "slurm-catalog")["worker"].dropna())
-    assert slurm_workers and all(w.startswith("tcp://127.0.0.1:") for w in slurm_workers)
+    assert slurm_workers and all(w.startswith("tls://127.0.0.1:") for w in slurm_workers)  # the run's own TLS
 
 
 def free_port() -> int:
@@ -143,7 +143,8 @@ def test_walltime_retirement_on_slurm_replaces_jobs(tmp_path, slurm):
         time.sleep(0.05)  # 25 s of work in all: several lifetimes of one worker
         return {"job": os.environ.get("SLURM_JOB_ID"), "size": os.path.getsize(path)}
 
-    jobs = BatchJobs("slurm", jobs=2, cores=1, memory="1GB", walltime="00:10:00", interface="lo", lifetime="8s", lifetime_stagger="2s")
+    jobs = BatchJobs("slurm", jobs=2, cores=1, memory="1GB", walltime="00:10:00", interface="lo", lifetime="8s", lifetime_stagger="2s",
+                     folder=str(tmp_path / "jobs"))
     cluster = make_jobqueue_cluster(jobs, log_directory=str(tmp_path / "logs"),
                                     scheduler_options={"dashboard_address": ":0"})
     with cluster, Client(cluster) as client:
@@ -154,3 +155,69 @@ def test_walltime_retirement_on_slurm_replaces_jobs(tmp_path, slurm):
     assert metrics.total_files == len(files)
     jobs = {r.metadata["job"] for r in results}
     assert None not in jobs and len(jobs) >= 3  # the two first jobs retired and were replaced
+
+
+def _squeue() -> list[str]:
+    return subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, check=True).stdout.split()
+
+
+def _as_nobody(code: str) -> subprocess.CompletedProcess:
+    """``code`` run by another local user (nobody), as a neighbour on a login node would."""
+    return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c", code], cwd="/",
+                          env={"HOME": "/tmp", "PATH": os.environ["PATH"]}, capture_output=True, text=True, timeout=120)
+
+
+def test_a_slurm_scan_is_private_says_what_it_waits_for_and_stops_on_ctrl_c(tmp_path, slurm):
+    """--cluster slurm with every core taken by another job: the scheduler speaks TLS with the run's own credentials
+    (another local user cannot connect, in plain TCP nor with a certificate of their own), the pending job and SLURM's
+    reason are printed, Ctrl-C exits 130 leaving no job of the scan in squeue, and nothing is written to the working
+    folder (the job logs go to CATALOG.jobs/logs). A job SLURM refuses ends the scan at once, with one line, exit 1."""
+    import re
+
+    from metaextract_dask.demo import make_bin
+
+    data, work = tmp_path / "data", tmp_path / "work"
+    data.mkdir()
+    work.mkdir()
+    for i in range(5):
+        make_bin(str(data / f"f{i}.bin"), 512, i)
+    cores = subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True, check=True).stdout.split()[0]
+    blocker = subprocess.run(["sbatch", "--parsable", "-c", cores, "-o", "/dev/null", "--wrap", "sleep 600"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    try:
+        command = ["metaextract", "scan", str(data), "-o", str(tmp_path / "cat"), "--cluster", "slurm", "--cores", "1", "--memory",
+                   "1GB", "--interface", "lo"]
+        scan = subprocess.Popen(command, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines = []
+        while not any("PENDING: Resources" in line for line in lines):
+            line = scan.stderr.readline()
+            assert line, f"the scan ended before saying what it waits for: {lines}"
+            lines.append(line)
+        address = re.search(r"scheduler (tls://\S+)", "".join(lines)).group(1)
+        ours = [job for job in _squeue() if job != blocker]
+        assert len(ours) == 1 and f"job {ours[0]} PENDING: Resources" in "".join(lines)
+
+        plain = _as_nobody(f"from distributed import Client\nClient({address.replace('tls://', 'tcp://')!r}, timeout=10)\nprint('CONNECTED')")
+        own_key = _as_nobody("from distributed import Client, Security\n"
+                             f"Client({address!r}, security=Security.temporary(), timeout=10)\nprint('CONNECTED')")
+        for attempt in (plain, own_key):
+            assert attempt.returncode != 0 and "CONNECTED" not in attempt.stdout, attempt.stdout + attempt.stderr[-500:]
+
+        scan.send_signal(signal.SIGINT)
+        out, err = scan.communicate(timeout=120)
+        assert scan.returncode == 130, out + err
+        assert "interrupted" in err
+        for _ in range(30):  # scancel is asynchronous
+            if _squeue() == [blocker]:
+                break
+            time.sleep(1)
+        assert _squeue() == [blocker]
+        assert os.listdir(work) == [] and (tmp_path / "cat.jobs" / "logs").is_dir()  # where the job would have logged
+    finally:
+        subprocess.run(["scancel", blocker])
+
+    refused = subprocess.run([*command[:-4], "--memory", "100000GB", "--interface", "lo"], cwd=work, capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and refused.stderr.startswith("metaextract: SLURM refuses the job: "), \
+        refused.stderr

@@ -9,12 +9,25 @@ its unfinished batches are rescheduled, and the cluster, kept adaptive, submits
 a new job in its place (dask-jobqueue's advice for walltimes). Restarting the
 worker inside the same job (``--lifetime-restart``) would not help: the
 batch system still kills the job at its walltime.
+
+Safe by default: the scheduler speaks TLS with credentials made for the run
+(the workers' copies are written, readable by this user only, to the run's
+private ``folder``, which compute nodes must share), the dashboard listens on
+127.0.0.1 (reach it through ``ssh -L``), and the jobs' logs go to
+``folder/logs``, not the working folder. ``wait_for_workers`` says what the
+batch system is doing until the first worker joins, and ends a run whose
+jobs are refused or die before starting with one ``BatchJobError``.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+import tempfile
+import time
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Callable
 
 KINDS = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster"}
 
@@ -39,6 +52,47 @@ class BatchJobs:
     adapt: tuple[int, int] | None = None
     #: network interface of scheduler and workers, e.g. ib0
     interface: str | None = None
+    #: the run's private folder (mode 700) on a file system the compute nodes share: the workers' TLS credentials and
+    #: the jobs' logs; None: a new folder under ~/.metaextract/jobs
+    folder: str | None = None
+
+
+def jobs_folder(catalog: str) -> str:
+    """The CLI's run folder of a batch scan writing ``catalog``: beside it, as its thumbnails are."""
+    return os.path.normpath(catalog) + ".jobs"
+
+
+class BatchJobError(RuntimeError):
+    """The batch system refused the jobs, or they ended before a worker joined: the run cannot start."""
+
+
+def private_folder(folder: str | None) -> str:
+    """``folder`` (or a new one under ~/.metaextract/jobs) made readable by this user only."""
+    if folder is None:
+        base = os.path.join(os.path.expanduser("~"), ".metaextract", "jobs")
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        folder = tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=base)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)
+    return folder
+
+
+def _jobqueue() -> Any:
+    """dask_jobqueue, imported without its Ctrl-C handler: its ``runner`` module makes SIGINT call ``sys.exit()`` when
+    imported (dask-jobqueue 0.9), so Ctrl-C ended a scan with status 0 and no word; the handler before the import
+    (Python's KeyboardInterrupt, or a notebook kernel's) is put back."""
+    import signal
+    import threading
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise ImportError("dask-jobqueue is not installed: pip install 'metaextract_dask[hpc]'") from None
+    theirs = lambda handler: getattr(handler, "__module__", None) == "dask_jobqueue.runner"  # noqa: E731
+    if theirs(signal.getsignal(signal.SIGINT)) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler if theirs(before) or not callable(before) else before)
+    return dask_jobqueue
 
 
 def make_jobqueue_cluster(spec: BatchJobs | str, **kwargs: Any) -> Any:
@@ -49,22 +103,99 @@ def make_jobqueue_cluster(spec: BatchJobs | str, **kwargs: Any) -> Any:
         own = {f.name for f in fields(BatchJobs)}
         spec = BatchJobs(spec, **{k: kwargs.pop(k) for k in list(kwargs) if k in own})
     kind, jobs, adapt, lifetime = spec.kind, spec.jobs, spec.adapt, spec.lifetime
-    try:
-        import dask_jobqueue
-    except ImportError:
-        raise ImportError("dask-jobqueue is not installed: pip install 'metaextract_dask[hpc]'") from None
+    dask_jobqueue = _jobqueue()
     if kind not in KINDS:
         raise ValueError(f"unknown batch system {kind!r}; choose one of {', '.join(KINDS)}")
     options = {k: v for k in ("cores", "memory", "walltime", "queue", "account", "processes", "interface")
                if (v := getattr(spec, k)) is not None}
+    folder = private_folder(spec.folder)
+    if "security" not in kwargs:
+        from .cluster import run_security
+
+        kwargs["security"] = run_security()  # None only when metaextract.cluster.temporary-tls is off
+    kwargs.setdefault("shared_temp_directory", folder)
+    kwargs.setdefault("log_directory", os.path.join(folder, "logs"))
+    import dask.config
+
+    scheduler = dict(kwargs.pop("scheduler_options", None) or dask.config.get(f"jobqueue.{kind}.scheduler-options", None) or {})
+    scheduler.setdefault("dashboard_address", "127.0.0.1:8787")
+    kwargs["scheduler_options"] = scheduler
     if lifetime:
         extra = list(kwargs.pop("worker_extra_args", []))
         extra += ["--lifetime", lifetime, "--lifetime-stagger", spec.lifetime_stagger]
         kwargs["worker_extra_args"] = extra
         adapt = adapt or (jobs, jobs)  # adaptive, so retired jobs are replaced
     cluster = getattr(dask_jobqueue, KINDS[kind])(**options, **kwargs)
+    if kind == "slurm":
+        try:
+            test_submission(cluster, folder)
+        except BaseException:
+            cluster.close()
+            raise
     if adapt:
         cluster.adapt(minimum_jobs=adapt[0], maximum_jobs=adapt[1])
     else:
         cluster.scale(jobs=jobs)
     return cluster
+
+
+def test_submission(cluster: Any, folder: str) -> None:
+    """``sbatch --test-only`` of the job script: a job SLURM would refuse (memory, cores, walltime, partition) is a
+    ``BatchJobError`` now, with SLURM's own words, instead of a scan that waits for it forever."""
+    script = os.path.join(folder, "job-test.sh")
+    with open(script, "w") as f:
+        f.write(cluster.job_script())
+    try:
+        done = subprocess.run([*shlex.split(cluster.job_cls.submit_command), "--test-only", script], capture_output=True, text=True,
+                              timeout=60)
+    finally:
+        os.unlink(script)
+    if done.returncode:
+        lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+        raise BatchJobError(f"SLURM refuses the job: {lines[-1] if lines else f'sbatch exited {done.returncode}'}")
+
+
+def job_states(cluster: Any) -> dict[str, str]:
+    """{job id: state, with SLURM's reason when pending} of the cluster's submitted jobs (SLURM: ``squeue``; other
+    systems: "submitted")."""
+    ids = [job.job_id for job in list(cluster.workers.values()) if getattr(job, "job_id", None)]
+    if not ids:
+        return {}
+    if getattr(cluster.job_cls, "submit_command", "") != "sbatch":
+        return {i: "submitted" for i in ids}
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", ",".join(ids), "-o", "%i|%T|%r"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {i: "unknown" for i in ids}
+    found = {}
+    for line in out.splitlines():
+        job, state, reason = (line.split("|") + ["", ""])[:3]
+        found[job] = f"{state}: {reason}" if state == "PENDING" and reason and reason != "None" else state
+    return {i: found.get(i, "ENDED") for i in ids}
+
+
+def wait_for_workers(cluster: Any, client: Any, report: Callable[[str], None] = print, every: float = 2.0) -> None:
+    """Until the first worker joins: report what the jobs are doing when it changes ("SLURM job 12 PENDING:
+    Resources"); a job that ends before any worker joined is a ``BatchJobError`` naming its log."""
+    said, seen = "", set()
+    while not client.scheduler_info().get("workers"):
+        states = job_states(cluster)
+        seen |= set(states)
+        ended = [job for job, state in states.items() if state == "ENDED"]
+        if ended and seen and len(ended) == len(states):
+            raise BatchJobError(f"batch job {ended[0]} ended before its worker started; its log: {job_log(cluster, ended[0])}")
+        text = ", ".join(f"job {job} {state}" for job, state in states.items()) or "submitting"
+        if text != said:
+            report(f"waiting for {len(states) or 'the'} batch job{'' if len(states) == 1 else 's'}: {text}")
+            said = text
+        time.sleep(every)
+
+
+def job_log(cluster: Any, job: str) -> str:
+    """The log file of one job (dask-jobqueue's ``log_directory``; SLURM names it ``*-JOB.out``)."""
+    folder = getattr(cluster, "_job_kwargs", {}).get("log_directory")
+    if folder and os.path.isdir(folder):
+        for name in sorted(os.listdir(folder)):
+            if job in name:
+                return os.path.join(folder, name)
+    return f"(none in {folder})" if folder else "(no log folder)"
