@@ -36,6 +36,7 @@ _LAZY = {
     "ParallelMetrics": "metaextract_dask.diagnostics.stats",
     "extract_metadata": "metaextract_dask.execution.batch",
     "scan": "metaextract_dask.scanning",
+    "scan_iter": "metaextract_dask.scanning",
     "read_catalog": "metaextract_dask.catalog",
     "query_catalog": "metaextract_dask.catalog",
     "read_variables": "metaextract_dask.catalog",
@@ -95,4 +96,5 @@ __all__ = [
     "reference_checksum",
     "report",
     "scan",
+    "scan_iter",
 ]

@@ -105,6 +105,69 @@ class WalkedSizes(Mapping):
         return sum(1 for _ in self)
 
 
+class _Stopped(Exception):
+    """The consumer of ``scan_iter`` stopped reading: the scan ends, keeping what was extracted."""
+
+
+def scan_iter(paths: str | os.PathLike | Sequence[str | os.PathLike], output: str | os.PathLike | None = None,
+              **options: Any) -> Iterator[dict[str, Any]]:
+    """``scan``, yielding each file's catalog row (a dict) as the file finishes, not at the end.
+
+    The scan runs in a thread (on whatever execution ``options`` choose:
+    Dask's local threads, the embedded cluster, a ``client=``); rows come in
+    the order files finish. With ``output`` the catalog is written as by
+    ``scan``. Leaving the loop early (``break``, an exception) stops the scan;
+    what was extracted stays in the catalog. An error of the scan itself is
+    raised here. At most ``buffer`` rows (default 10,000) wait for the
+    reader: a slower reader slows the scan down rather than filling memory.
+    """
+    import queue
+    import threading
+
+    rows: queue.Queue = queue.Queue(maxsize=int(options.pop("buffer", 10_000)))
+    options.pop("as_frame", None)
+    stop = threading.Event()
+    end = object()
+
+    def deliver(row: dict[str, Any]) -> None:
+        while not stop.is_set():
+            try:
+                rows.put(row, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped
+
+    def run() -> None:
+        outcome: Any = end
+        try:
+            scan(paths, output, on_result=deliver, as_frame=False, **options)
+        except _Stopped:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised in its thread
+            outcome = exc
+        while not stop.is_set():
+            try:
+                rows.put(outcome, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    worker = threading.Thread(target=run, name="metaextract-scan", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = rows.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
 def link_record(path: str, target: str) -> ExtractionResult:
     """A symbolic link recorded as such: its target named, nothing behind it read."""
     now = time.time()
@@ -364,11 +427,12 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
         if not result.success:
             summary.failed += 1
             summary.failures.append((result.file_path, result.error or ""))
-        if writer is not None:
-            writer.add(result, size, mtime)
-        else:
-            rows.append(to_row(result, size, mtime))
+        row = writer.add(result, size, mtime) if writer is not None else to_row(result, size, mtime)
+        if writer is None and as_frame:
+            rows.append(row)
         bar.update(size or 0, not result.success)
+        if opts.feedback.on_result is not None:
+            opts.feedback.on_result(row)
 
     def started(c: Any) -> None:
         from .execution.cluster import dashboard_url

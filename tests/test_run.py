@@ -165,3 +165,42 @@ def test_a_long_run_is_split_and_submitted_a_window_at_a_time(tmp_path, extracto
     seen = []
     ex.extract(files, progress=lambda r: seen.append(r.file_path), keep_results=False)
     assert sorted(seen) == files  # not kept: each still reported once
+
+
+@pytest.mark.parametrize("on", ["local", "client"])
+def test_scan_iter_yields_rows_while_the_scan_still_runs(tmp_path, on):
+    """``scan_iter``: the first row reaches the reader before the last file has started (the rows' own
+    ``started_at`` against the moment the reader got the first row), on Dask's local threads and on a user's
+    Client; every file comes exactly once and the catalog has them all; leaving the loop stops the scan."""
+    import time
+
+    from distributed import Client, LocalCluster
+
+    import metaextract_dask as me
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(24):
+        (data / f"f{i:02d}.bin").write_bytes(os.urandom(16 * 2**20))
+    cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) if on == "client" else None
+    client = Client(cluster) if cluster is not None else None
+    try:
+        extra = {"client": client} if client is not None else {"execution": "local"}
+        got = []
+        for row in me.scan_iter(str(data), str(tmp_path / "cat"), checksum="sha256", progress=False, **extra):
+            got.append((time.time(), row))
+        first_seen = got[0][0]
+        assert first_seen < max(row["started_at"] for _, row in got)  # a file started after the reader had a row
+        assert sorted(row["path"] for _, row in got) == sorted(str(p) for p in data.iterdir())
+        assert len(me.read_catalog(str(tmp_path / "cat"))) == 24
+
+        stopped = []
+        for row in me.scan_iter(str(data), str(tmp_path / "again"), checksum="sha256", progress=False, **extra):
+            stopped.append(row)
+            if len(stopped) == 2:
+                break
+        assert 2 <= len(me.read_catalog(str(tmp_path / "again"))) < 24  # what finished is kept, the rest never ran
+    finally:
+        if client is not None:
+            client.close()
+            cluster.close()

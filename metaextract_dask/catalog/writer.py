@@ -326,7 +326,8 @@ class CatalogWriter:
             if os.path.basename(part) not in files:
                 os.unlink(part)
 
-    def add(self, result: ExtractionResult, size: int | None = None, mtime: float | None = None) -> None:
+    def add(self, result: ExtractionResult, size: int | None = None, mtime: float | None = None) -> dict[str, Any]:
+        """Buffer one file's row (written at the next flush or row group); the row is returned."""
         if result.success and isinstance(result.metadata, dict) and isinstance(result.metadata.get("references"), dict):
             self._keep_references(result)
         if result.success and isinstance(result.metadata, dict):
@@ -340,6 +341,7 @@ class CatalogWriter:
             self.flush()
         elif len(self.buffer) >= ROW_GROUP:
             self._guarded(self._spill)
+        return row
 
     def _keep_references(self, result: ExtractionResult) -> None:
         """Move a record's reference set to ``CATALOG.references/``; the record keeps the verdict and the entry's name."""

@@ -84,6 +84,9 @@ class Feedback:
     progress: bool | None = None
     #: called with the Client once it is up
     on_client: Callable[[Any], Any] | None = None
+    #: called with each file's catalog row (a dict, as the returned DataFrame's rows) as the file finishes, in the
+    #: thread that runs the scan; an exception it raises stops the scan (what was extracted is kept)
+    on_result: Callable[[dict[str, Any]], Any] | None = None
     #: a ``scanning.ScanSummary`` to fill (the CLI's last lines); None: notices become warnings
     summary: Any = None
     #: return the catalog as a pandas DataFrame (False: None, and pandas is never imported)
