@@ -308,6 +308,8 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
             from .diagnostics.dashboard import page_link
 
             print(f"Dask dashboard: {summary.dashboard}  (extraction page: {page_link(summary.dashboard)})", file=sys.stderr, flush=True)
+            if summary.watch:
+                print(f"follow it from another terminal: metaextract watch '{summary.watch}'", file=sys.stderr, flush=True)
 
     security = None
     if args.tls_ca_file or args.tls_cert:
@@ -422,6 +424,18 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return _run_scan(args.paths, args.output, args)
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Follow a running scan's event stream until it ends."""
+    from .diagnostics.watch import WatchError, watch
+
+    try:
+        end = watch(args.url, enabled=False if args.quiet else None)
+    except WatchError as exc:
+        print(f"metaextract: {for_terminal(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK if end else EXIT_FAILED
+
+
 def cmd_alerts(args: argparse.Namespace) -> int:
     """Print (or write) the Prometheus alerting rules over the metaextract_* series."""
     from .diagnostics.alerts import rules_yaml
@@ -527,6 +541,15 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("-o", "--output", required=True, metavar="CATALOG", help="catalog folder (created; reruns resume it)")
     _scan_options(sc)
     sc.set_defaults(func=cmd_scan)
+
+    watch = sub.add_parser("watch", help="follow a running scan from another terminal or machine: its bar, failures and summary",
+                           description="Follow a scan running on a Dask scheduler (the embedded cluster of a long scan, --cluster, "
+                                       "--scheduler) through the scheduler's event stream. The scan prints the URL (with its "
+                                       "token: keep it to yourself). Exit status: 0 the scan ended, 1 the stream could not be "
+                                       "followed or ended first.")
+    watch.add_argument("url", metavar="URL", help="http://HOST:PORT/metaextract/events?token=... as the scan printed it")
+    watch.add_argument("-q", "--quiet", action="store_true", help="no progress bar, only the summary")
+    watch.set_defaults(func=cmd_watch)
 
     alerts = sub.add_parser("alerts", help="print Prometheus alerting rules for the metaextract_* series (thresholds: "
                                            "dask.config metaextract.alerts.*)")

@@ -28,6 +28,9 @@ class ScanSummary:
     failed: int = 0
     seconds: float = 0.0
     dashboard: str | None = None
+    #: where ``metaextract watch`` follows this scan from another terminal or machine (the scheduler's event stream,
+    #: with the run's token: keep it to yourself), when the scan runs on a scheduler with an HTTP server
+    watch: str | None = None
     #: ``time.perf_counter()`` when the scan started
     started: float = 0.0
     #: what the catalog writer had to tell (a lock taken over, parts quarantined, rows of deleted files dropped)
@@ -435,9 +438,11 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
             opts.feedback.on_result(row)
 
     def started(c: Any) -> None:
+        from .diagnostics.stream import watch_url
         from .execution.cluster import dashboard_url
 
-        summary.dashboard = None if config.dashboard_address is False else dashboard_url(c)
+        summary.dashboard = dashboard_url(c)
+        summary.watch = watch_url(summary.dashboard, config.watch_token)
         if summary.dashboard:
             bar.link(summary.dashboard)
         if opts.feedback.on_client is not None:
@@ -453,9 +458,12 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
         arrived(failure("list", root, FileAccessError(root, why.removeprefix(f"{root}: ")), time.time()))
     try:
         if todo:
+            import secrets
+
             from .execution.cluster import ExecutionModel
 
             config.cost_model = cost_model(opts.running.learn_from, output, writer, config, summary)
+            config.watch_token = secrets.token_urlsafe(16)
             expected = expected_seconds(len(todo), sum(stats[p][0] or 0 for p in todo), config.max_workers or os.cpu_count() or 1)
             if config.dashboard_address is None and expected < float(setting("cluster.dashboard-min-seconds")):
                 config.dashboard_address = False  # over in seconds: not worth Bokeh's start

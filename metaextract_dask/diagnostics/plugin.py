@@ -74,6 +74,9 @@ class MetricsPlugin(SchedulerPlugin):
         self.collector: PrometheusCollector | None = None
         #: workers that left the cluster while a scan was running (a closed cluster's workers leave after its scans end)
         self.workers_lost = 0
+        #: a run's token (sent with its start) -> the run, and the event streams following each run (``stream.py``)
+        self.tokens: dict[str, str] = {}
+        self.followers: dict[str, set[Any]] = {}
 
     def restart(self, scheduler: Any) -> None:
         """The cluster restarted: per-run details go, the Prometheus totals stay (counters never decrease)."""
@@ -98,6 +101,7 @@ class MetricsPlugin(SchedulerPlugin):
                 return
             self.order.remove(oldest)
             self.retired.add(self.runs.pop(oldest))
+            self.tokens = {token: run for token, run in self.tokens.items() if run != oldest}
 
     def remove_worker(self, scheduler: Any, worker: str, **kwargs: Any) -> None:
         if any(not stats.finished for stats in self.runs.values()):
@@ -112,6 +116,55 @@ class MetricsPlugin(SchedulerPlugin):
     async def start(self, scheduler: Any) -> None:
         self.scheduler = scheduler
         self.collector = PrometheusCollector.bind(self)
+        app = getattr(scheduler, "http_application", None)
+        if app is not None:  # the dashboard's HTTP server: the runs' event streams beside it
+            from .stream import ROUTE, EventStream
+
+            app.add_handlers(r".*$", [(ROUTE, EventStream, {"plugin": self})])
+
+    def run_of_token(self, token: str) -> str | None:
+        """The run a watcher's token follows (compared in constant time), or None."""
+        import hmac
+
+        found = None
+        for known, run in self.tokens.items():
+            if hmac.compare_digest(known.encode(), token.encode()):
+                found = run
+        return found if found in self.runs else None
+
+    def follow(self, run: str, stream: Any) -> None:
+        """A watcher joins: the run so far first, then its events as they come (the end at once if it is over)."""
+        from .stream import end_message, state_message
+
+        stats = self.runs[run]
+        stream.send(state_message(stats))
+        if stats.finished:
+            stream.send(end_message(stats))
+        else:
+            self.followers.setdefault(run, set()).add(stream)
+
+    def unfollow(self, run: str, stream: Any) -> None:
+        self.followers.get(run, set()).discard(stream)
+
+    def _tell(self, msg: dict[str, Any]) -> None:
+        """The followers of ``msg``'s run get what it says."""
+        from .stream import end_message, file_message
+
+        run = msg["run"]
+        streams = self.followers.get(run)
+        if not streams:
+            return
+        kind = msg.get("kind")
+        if kind == "files":
+            messages = [file_message(f) for f in msg["files"]]
+        elif kind == "run-end":
+            messages = [end_message(self.runs[run])]
+            self.followers.pop(run, None)
+        else:
+            return
+        for stream in list(streams):
+            if not all(stream.send(m) for m in messages):
+                streams.discard(stream)
 
     async def close(self) -> None:
         if self.collector is not None:
@@ -148,7 +201,13 @@ class MetricsPlugin(SchedulerPlugin):
     def log_event(self, topic: str, msg: Any) -> None:
         if topic != EVENT_TOPIC or not isinstance(msg, dict):
             return
-        self.run(msg["run"]).apply(msg)
+        stats = self.run(msg["run"])
+        counted = len(stats.batches_seen)
+        stats.apply(msg)
+        if msg.get("kind") == "run-start" and isinstance(msg.get("token"), str):
+            self.tokens[msg["token"]] = msg["run"]
+        if msg.get("batch") is None or len(stats.batches_seen) > counted:  # a recomputed batch's files are told once
+            self._tell(msg)
         # the scheduler also keeps each topic's last events (distributed.admin.low-level-log-length, 1,000 batches of
         # outcomes here, 30 MB); counted now, ours need not stay there (subscribers were sent them as they came)
         broker = getattr(self.scheduler, "_broker", None)

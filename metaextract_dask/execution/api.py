@@ -58,6 +58,9 @@ class ParallelExtractionConfig:
     #: a ``planning.costs.CostModel``: under SIZE_AWARE, work is ordered by predicted seconds, not bytes, and small
     #: files are batched by predicted time; None: by size
     cost_model: Any = None
+    #: the token that lets a watcher follow the run's events on the scheduler (``diagnostics/stream.py``): made for
+    #: each run when None (``ParallelExtractor.last_token``)
+    watch_token: str | None = None
 
     def __post_init__(self) -> None:
         self.execution_model = ExecutionModel.parse(self.execution_model)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import queue
+import secrets
 import threading
 import time
 import uuid
@@ -60,6 +61,7 @@ class RunConfig(Protocol):
     batch_size: int | None
     streaming: StreamingConfig
     cost_model: Any
+    watch_token: str | None
 
     def batch_settings(self, run: str) -> BatchSettings: ...
 
@@ -102,6 +104,8 @@ class Run:
         self.cfg, self.executor, self.fn, self.progress, self.keep = config, executor, fn, progress, keep
         self.known_sizes, self.watch = sizes or {}, watch
         self.run_id = uuid.uuid4().hex[:12]
+        #: who holds it may follow the run's events (``diagnostics/stream.py``): a secret, unlike the run's id
+        self.token = config.watch_token or secrets.token_urlsafe(16)
         self.settings = config.batch_settings(self.run_id)
         self.batches: list[Batch] = []
         #: task id -> (kind of file, predicted seconds), when a cost model ordered the run
@@ -152,7 +156,7 @@ class Run:
                 if window is first:
                     ex.report({"kind": "run-start", "run": self.run_id, "files": files if files is not None else len(window),
                                "bytes": total_bytes if total_bytes is not None else sum(sizes.values()),
-                               "predicted": predicted_by_kind(self.costs)})
+                               "predicted": predicted_by_kind(self.costs), "token": self.token})
                 self.large.extend(large)
                 self._start_large()  # first: a big file's plan is ahead of every batch
                 for batch in batches:
