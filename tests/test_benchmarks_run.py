@@ -36,3 +36,13 @@ def test_references_benchmark_runs_small_and_finds_identical_references(tmp_path
                           "--rounds", "1", "--output", str(out)], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "References identical for 3 of 3 files" in out.read_text()
+
+
+def test_statistics_benchmark_runs_on_a_few_real_files(tmp_path):
+    """bench_stats.py on the first real files of the corpus: a table row per file with both timings and the ratio."""
+    out = tmp_path / "results.md"
+    run = subprocess.run([sys.executable, os.path.join(BENCH, "bench_stats.py"), "--limit", "3", "--repeat", "1", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and not line.startswith("| file")]
+    assert len(rows) == 3 and all(line.count("|") == 8 for line in rows)
