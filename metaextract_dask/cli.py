@@ -305,11 +305,14 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
 
     def show_dashboard(client) -> None:
         if not args.quiet and summary.dashboard:
+            from tqdm import tqdm
+
             from .diagnostics.dashboard import page_link
 
-            print(f"Dask dashboard: {summary.dashboard}  (extraction page: {page_link(summary.dashboard)})", file=sys.stderr, flush=True)
-            if summary.watch:
-                print(f"follow it from another terminal: metaextract watch '{summary.watch}'", file=sys.stderr, flush=True)
+            with tqdm.external_write_mode(file=sys.stderr):  # above the bar, which is drawn again below
+                print(f"Dask dashboard: {summary.dashboard}  (extraction page: {page_link(summary.dashboard)})", file=sys.stderr, flush=True)
+                if summary.watch:
+                    print(f"follow it from another terminal: metaextract watch '{summary.watch}'", file=sys.stderr, flush=True)
 
     security = None
     if args.tls_ca_file or args.tls_cert:

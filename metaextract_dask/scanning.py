@@ -13,7 +13,7 @@ from .catalog.read import variables_folder
 from .core.model import ExtractionResult, same_as_walked
 from .core.options import CatalogOptions, Feedback, Running, ScanOptions, Selection
 from .core.settings import StreamingConfig
-from .diagnostics.progress import Progress
+from .diagnostics.progress import Phase, Progress
 from .execution.discovery import split_links
 from .execution.walk import discover
 
@@ -372,16 +372,25 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
 
     pick, summary, as_frame = opts.selection, opts.feedback.summary, opts.feedback.as_frame
     follow_symlinks, force = pick.follow_symlinks, opts.catalog.force
+    phase = Phase(opts.feedback.progress)
     if pick.from_list is not None:  # a site's own walker made the listing: no folder is listed here
         from .execution.walk import from_listing, read_listing
 
+        phase.show(f"reading the listing {pick.from_list}")
         found, outside = from_listing(read_listing(pick.from_list), paths, pick.include, pick.exclude, pick.hidden,
                                       skip=catalog_folders(output))
         if outside:
             summary.notices.append(f"{outside} listed paths are outside the scanned folders ({', '.join(paths)}) and were not read")
     else:
-        with using(config.streaming.storage_options, config.streaming.timeout):  # remote prefixes are listed here, with the scan's credentials
-            found = discover(paths, pick.include, pick.exclude, pick.hidden, follow_symlinks, skip=catalog_folders(output), client=client)
+        from .execution.walk import Listed
+
+        before = Listed.count
+        phase.follow(f"walking {', '.join(paths) if len(paths) < 4 else f'{len(paths)} folders'}", lambda: Listed.count - before)
+        try:
+            with using(config.streaming.storage_options, config.streaming.timeout):  # remote prefixes are listed here, with the scan's credentials
+                found = discover(paths, pick.include, pick.exclude, pick.hidden, follow_symlinks, skip=catalog_folders(output), client=client)
+        finally:
+            phase.stop()
     files = found.files
     explicit = {os.fspath(p) for p in paths if not os.path.isdir(p)}  # named on the command line: the user's choice
     walked, links = split_links([f for f in files if f not in explicit], [p for p in paths if os.path.isdir(p)], follow_symlinks,
@@ -422,6 +431,8 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
     from .core.settings import setting
 
     bar = Progress.for_output(len(todo) + len(link_todo), opts.feedback.progress, interval=float(setting("progress.interval")))
+    if todo:
+        bar.phase("starting")
 
     def arrived(result: ExtractionResult) -> None:
         result = same_as_walked(result, found.etags.get(result.file_path))
@@ -443,6 +454,7 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
 
         summary.dashboard = dashboard_url(c)
         summary.watch = watch_url(summary.dashboard, config.watch_token)
+        bar.phase(None)
         if summary.dashboard:
             bar.link(summary.dashboard)
         if opts.feedback.on_client is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -81,3 +82,57 @@ def test_progress_lines_in_a_log_at_the_interval(tmp_path):
     assert len(lines) >= 2, text[-2000:]  # more than the closing one: lines came while it ran
     assert lines[-1].startswith("metaextract: 31/31 files, ") and "files/s" in lines[-1] and "0 errors" in lines[-1] and "ETA 0:00" in lines[-1]
     assert "\r" not in text and "\x1b[" not in text  # no bar drawing in a log
+
+
+def _in_a_terminal(command: list[str], cwd) -> tuple[str, int]:
+    """What ``command`` draws on a real pseudo-terminal (120 x 30), and its exit status."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
+    proc = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, close_fds=True)
+    os.close(slave)
+    out = bytearray()
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the terminal closed with the process
+                break
+            if not data:
+                break
+            out += data
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    return out.decode("utf-8", "replace"), proc.wait(timeout=60)
+
+
+def test_a_scan_in_a_terminal_says_what_it_does_first_and_never_promises_too_long(tmp_path):
+    """On a real terminal: the first thing drawn names the phase (walking), before the bar; the dashboard's lines,
+    when printed, stand above the bar, not inside it; and no ETA the bar shows is above 10x the scan's own
+    duration (the first files pay for the start: an ETA from them once said 56 minutes for a 23-second scan)."""
+    import re
+
+    data = tmp_path / "data"
+    for d in range(60):
+        (data / f"d{d:02d}").mkdir(parents=True)
+        for i in range(250):
+            (data / f"d{d:02d}" / f"f{i:03d}.bin").write_bytes(os.urandom(256))
+    text, status = _in_a_terminal(["metaextract", "scan", str(data), "-o", str(tmp_path / "cat")], tmp_path)
+    assert status == 0, text[-2000:]
+    first = text.lstrip("\r").split("\r")[0]
+    assert first.startswith("metaextract: walking "), text[:300]
+    assert text.index("walking") < text.index("files [")
+    for line in ("Dask dashboard:", "follow it from another terminal:"):
+        if line in text:  # printed on a line of its own, the bar drawn again under it
+            assert re.search(r"[\r\n]" + re.escape(line), text), text[:2000]
+    took = float(re.search(r"extracted \(0 failed\) in ([\d.]+) s", text).group(1))
+    etas = [sum(int(x) * 60 ** i for i, x in enumerate(reversed(eta.split(":")))) for eta in re.findall(r"<(\d+:\d\d(?::\d\d)?)", text)]
+    assert etas, "no ETA was ever shown: the check above would say nothing"
+    assert max(etas) <= 10 * max(took, 1.0), (max(etas), took)

@@ -4,6 +4,12 @@
 widget (and the dashboard link as a clickable link), a terminal gets a bar
 with ETA, anything else (a log file, a batch job's output) gets one plain
 line every ``interval`` seconds: files done/total, bytes, rate, errors, ETA.
+
+The ETA is the average rate's, shown once it can mean something (``ETA_AFTER``:
+a share of the files done and some seconds gone): the first files of a scan
+pay for its start, and a rate taken from them once promised 56 minutes for a
+23-second scan. ``Phase`` says what a scan does before its bar has anything
+to count (walking, starting workers).
 """
 
 from __future__ import annotations
@@ -14,6 +20,11 @@ from typing import Any, TextIO
 
 #: the kinds of progress, and "off"
 KINDS = ("notebook", "bar", "lines", "off")
+
+
+#: the ETA is shown once this share of the files is done and this many seconds have gone
+ETA_AFTER = (0.05, 3.0)
+_BAR = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} files [{elapsed}ETA, {rate_fmt}] {postfix}"
 
 
 def _bytes(n: float) -> str:
@@ -63,6 +74,8 @@ class Progress:
         self.interval = interval
         self.done = self.errors = self.bytes = 0
         self.start = self._last_line = time.monotonic()
+        self.eta_shown = False
+        self._phase: str | None = None
         self.bar: Any = None
         if kind in ("bar", "notebook") and total:
             self.bar = self._tqdm(kind)
@@ -84,7 +97,22 @@ class Progress:
         # a terminal that reports no size (a fresh pty: 0 x 0) gets 100 x 20; tqdm would draw nothing there
         size = shutil.get_terminal_size((100, 20))
         return tqdm(total=self.total, unit="file", desc="metaextract", file=self.stream, ncols=size.columns, nrows=size.lines,
-                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} files [{elapsed}<{remaining}, {rate_fmt}] {postfix}")
+                    smoothing=0, bar_format=_BAR.replace("ETA", ""))
+
+    def _eta_worth(self) -> bool:
+        """Whether the ETA may be shown yet (``ETA_AFTER``); once shown, it stays."""
+        if not self.eta_shown and self.total and self.done >= ETA_AFTER[0] * self.total and \
+                time.monotonic() - self.start >= ETA_AFTER[1]:
+            self.eta_shown = True
+            if self.bar is not None and self.kind == "bar":
+                self.bar.bar_format = _BAR.replace("ETA", "<{remaining}")
+        return self.eta_shown
+
+    def phase(self, text: str | None) -> None:
+        """What the scan is doing while no file is done yet ("starting"); None (or the first file done): extracting."""
+        self._phase = text
+        if self.bar is not None and self.kind == "bar":
+            self.bar.set_description_str(f"metaextract ({text})" if text else "metaextract")
 
     def link(self, url: str, label: str = "Dask dashboard") -> None:
         """Show where to watch: a clickable link in a notebook (the CLI prints its own line)."""
@@ -99,6 +127,9 @@ class Progress:
         self.done += 1
         self.bytes += nbytes
         self.errors += failed
+        self._eta_worth()
+        if self._phase is not None:
+            self.phase(None)
         if self.bar is not None:
             self.bar.set_postfix_str(f"{_bytes(self.bytes)}, {self.errors} error{'s' if self.errors != 1 else ''}", refresh=False)
             self.bar.update(1)
@@ -115,7 +146,7 @@ class Progress:
         eta = (self.total - self.done) / rate if rate > 0 and self.done < self.total else 0.0
         return (f"metaextract: {self.done}/{self.total} files, {_bytes(self.bytes)}, {rate:.1f} files/s "
                 f"({_bytes(self.bytes / elapsed)}/s), {self.errors} error{'s' if self.errors != 1 else ''}, "
-                f"elapsed {_duration(elapsed)}, ETA {_duration(eta)}")
+                f"elapsed {_duration(elapsed)}" + (f", ETA {_duration(eta)}" if self._eta_worth() or self.done >= self.total else ""))
 
     def _write_line(self) -> None:
         try:
@@ -130,3 +161,55 @@ class Progress:
             self.bar = None
         elif self.kind == "lines" and self.done and self.total:
             self._write_line()
+
+
+class Phase:
+    """One status line for what a scan does before its bar starts: rewritten in place on a terminal, a line when it
+    changes elsewhere (nothing in a notebook, whose widget and dashboard link say it)."""
+
+    def __init__(self, enabled: bool | None, stream: TextIO | None = None, every: float = 0.25):
+        self.stream = stream or sys.stderr
+        self.kind = choose_kind(enabled, self.stream)
+        self.every = every
+        self._stop: Any = None
+        self._shown = ""
+
+    def show(self, text: str) -> None:
+        if self.kind == "bar":
+            self._write(f"\rmetaextract: {text}\033[K")
+        elif self.kind == "lines" and text.split(":")[0] != self._shown.split(":")[0]:  # a new phase, not its count
+            self._write(f"metaextract: {text}\n")
+        self._shown = text
+
+    def follow(self, label: str, count: Any) -> None:
+        """``label: N files so far``, refreshed from ``count()`` until ``stop``."""
+        import threading
+
+        stop = threading.Event()
+
+        def loop() -> None:
+            while True:
+                self.show(f"{label}: {count():,} files so far")
+                if stop.wait(self.every):
+                    return
+
+        thread = threading.Thread(target=loop, name="metaextract-phase", daemon=True)
+        self._stop = (stop, thread)
+        thread.start()
+
+    def stop(self) -> None:
+        """End the line (a terminal's is cleared: the bar takes its place)."""
+        if self._stop is not None:
+            stop, thread = self._stop
+            stop.set()
+            thread.join(timeout=5)
+            self._stop = None
+        if self.kind == "bar" and self._shown:
+            self._write("\r\033[K")
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.kind = "off"

@@ -183,6 +183,12 @@ def walk_files(paths: Sequence[str | os.PathLike], include: Sequence[str] = (), 
     return found
 
 
+class Listed:
+    """Files listed so far by the walks of this process: what a scan's phase line counts while it walks."""
+
+    count = 0
+
+
 class _Inline:
     """An executor that runs each call at once, in this thread: the serial walk, through the same tasks."""
 
@@ -251,6 +257,7 @@ def _walk_root(root: str, rules: tuple[Any, ...], seen: set[tuple[int, int]], fo
         except Exception:  # noqa: BLE001 - a folder whose task failed lists nothing, like an unreadable one
             continue
         files.extend(listing.files)
+        Listed.count += len(listing.files)
         found.errors.update(listing.errors)
         for folder, dev, ino in listing.folders:
             if (dev, ino) not in seen:
