@@ -322,10 +322,21 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
         from .execution.cluster import tls_security
 
         security = tls_security(args.tls_ca_file, args.tls_cert, args.tls_key)
-    cluster = None
+    cluster, gone, unwatch = None, [], None
+
+    def jobs_gone(why: str) -> None:
+        import signal
+
+        gone.append(why)
+        os.kill(os.getpid(), signal.SIGINT)  # the scan stops as on Ctrl-C, keeping what was extracted; the message says why
+
     try:
         if getattr(args, "batch_system", None):
+            from .execution.hpc import watch_jobs
+
             cluster = _batch_cluster(args, output)
+            if not getattr(args, "lifetime", None):  # retiring jobs are replaced by design
+                unwatch = watch_jobs(cluster, jobs_gone)
         options = ScanOptions.from_values({**vars(args), "cluster": cluster, "security": security}, strict=False)
         options.feedback = Feedback(progress=False if args.quiet else None, on_client=show_dashboard, summary=summary, as_frame=False)
         scan(paths, output, **{group: getattr(options, group) for group in GROUPS})
@@ -334,6 +345,10 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         _notices(summary)
+        if gone:  # not Ctrl-C: the batch jobs went away
+            print(f"metaextract: {for_terminal(gone[0])}; {summary.extracted} results were saved in {for_terminal(output)}: "
+                  "run the same command to go on", file=sys.stderr)
+            return EXIT_FAILED
         print(f"metaextract: interrupted; {summary.extracted} results were saved in {for_terminal(output)}" if summary.extracted
               else "metaextract: interrupted before any file was extracted", file=sys.stderr)
         return 128 + _INTERRUPTED[0]
@@ -342,6 +357,8 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
         print(f"metaextract: {for_terminal(exc.args[-1])}", file=sys.stderr)
         return EXIT_FAILED
     finally:
+        if unwatch is not None:
+            unwatch()
         if cluster is not None:
             cluster.close()
     _notices(summary)

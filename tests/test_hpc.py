@@ -221,3 +221,35 @@ def test_a_slurm_scan_is_private_says_what_it_waits_for_and_stops_on_ctrl_c(tmp_
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and refused.stderr.startswith("metaextract: SLURM refuses the job: "), \
         refused.stderr
+
+
+def test_a_slurm_scan_whose_jobs_end_stops_with_one_line_and_keeps_what_it_extracted(tmp_path, slurm):
+    """The job under a running scan ends (scancel here; a walltime too short ends it the same way): the scan stops
+    within seconds with exit 1 and one line that says so and names the job's log, instead of waiting for workers
+    that will never come; what was extracted is in the catalog and a rerun goes on from there."""
+    import re
+
+    from metaextract_dask.demo import make_bin
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(6000):
+        make_bin(str(data / f"f{i:05d}.bin"), 256, i)
+    scan = subprocess.Popen(["metaextract", "scan", str(data), "-o", str(tmp_path / "cat"), "--cluster", "slurm", "--cores", "1",
+                             "--memory", "1GB", "--interface", "lo"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    while "Dask dashboard" not in (line := scan.stderr.readline()):
+        assert line, "the scan ended before its workers joined"
+    time.sleep(2)  # some files done
+    subprocess.run(["scancel", *_squeue()], check=True)
+    try:
+        out, err = scan.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        scan.kill()
+        pytest.fail(f"the scan went on waiting for workers: {scan.communicate()[1][-2000:]}")
+    assert scan.returncode == 1, out + err
+    said = [line for line in err.replace("\r", "\n").splitlines() if "batch jobs ended" in line]
+    assert len(said) == 1 and re.search(r"its log: \S+dask-worker-\d+\.\w+", said[0]), err[-1500:]
+    saved = int(re.search(r"; (\d+) results were saved", said[0]).group(1))
+    assert 0 < saved < 6000 and len(pd.read_parquet(tmp_path / "cat")) == saved
+    assert _squeue() == []

@@ -125,7 +125,11 @@ def make_jobqueue_cluster(spec: BatchJobs | str, **kwargs: Any) -> Any:
         extra += ["--lifetime", lifetime, "--lifetime-stagger", spec.lifetime_stagger]
         kwargs["worker_extra_args"] = extra
         adapt = adapt or (jobs, jobs)  # adaptive, so retired jobs are replaced
-    cluster = getattr(dask_jobqueue, KINDS[kind])(**options, **kwargs)
+    import warnings
+
+    with warnings.catch_warnings():  # another scan's dashboard on 8787: this one takes a free port, and its line says which
+        warnings.filterwarnings("ignore", message="Port .* is already in use")
+        cluster = getattr(dask_jobqueue, KINDS[kind])(**options, **kwargs)
     if kind == "slurm":
         try:
             test_submission(cluster, folder)
@@ -183,7 +187,7 @@ def wait_for_workers(cluster: Any, client: Any, report: Callable[[str], None] = 
         seen |= set(states)
         ended = [job for job, state in states.items() if state == "ENDED"]
         if ended and seen and len(ended) == len(states):
-            raise BatchJobError(f"batch job {ended[0]} ended before its worker started; its log: {job_log(cluster, ended[0])}")
+            raise BatchJobError(f"batch job {ended[0]} ended before its worker started; {job_log(cluster, ended[0])}")
         text = ", ".join(f"job {job} {state}" for job, state in states.items()) or "submitting"
         if text != said:
             report(f"waiting for {len(states) or 'the'} batch job{'' if len(states) == 1 else 's'}: {text}")
@@ -192,10 +196,50 @@ def wait_for_workers(cluster: Any, client: Any, report: Callable[[str], None] = 
 
 
 def job_log(cluster: Any, job: str) -> str:
-    """The log file of one job (dask-jobqueue's ``log_directory``; SLURM names it ``*-JOB.out``)."""
+    """Where one job's log is (dask-jobqueue's ``log_directory``: ``*-JOB.err`` and ``.out``), and its last line."""
     folder = getattr(cluster, "_job_kwargs", {}).get("log_directory")
-    if folder and os.path.isdir(folder):
-        for name in sorted(os.listdir(folder)):
-            if job in name:
-                return os.path.join(folder, name)
-    return f"(none in {folder})" if folder else "(no log folder)"
+    logs = sorted(os.path.join(folder, n) for n in os.listdir(folder) if f"-{job}." in n) if folder and os.path.isdir(folder) else []
+    if not logs:
+        return f"no log of it in {folder}" if folder else "its log is wherever jobqueue.yaml's log-directory says"
+    last = ""
+    for path in logs:
+        with open(path, errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip()]
+        last = lines[-1] if lines else last
+    return f"its log: {logs[0]}" + (f" (last line: {last[:200]})" if last else "")
+
+
+def workers_of(cluster: Any) -> int:
+    """Workers connected now: the scheduler's own count when it runs here (dask-jobqueue's does), else the cluster's view."""
+    scheduler = getattr(cluster, "scheduler", None)
+    if scheduler is not None and hasattr(scheduler, "workers"):
+        return len(scheduler.workers)
+    return len(getattr(cluster, "scheduler_info", {}).get("workers") or {})
+
+
+def watch_jobs(cluster: Any, gone: Callable[[str], None], every: float = 2.0) -> Callable[[], None]:
+    """While a scan runs on ``cluster``: when no worker is left and none of its jobs is pending or running (a walltime
+    too short, jobs cancelled or killed), ``gone`` is told why, once. Returns the function that stops watching.
+
+    dask-jobqueue would submit a job in place of one that ended, some seconds later (``scale`` keeps the number);
+    the check runs first, so a walltime too short ends the scan rather than starting job after job. A cluster whose
+    jobs retire by design (``lifetime``: adaptive, its jobs replaced as they go) is not watched."""
+    import threading
+
+    stop = threading.Event()
+
+    seen = set(job_states(cluster))  # the jobs whose workers the scan starts with
+
+    def loop() -> None:
+        while not stop.wait(every):
+            states = job_states(cluster)
+            seen.update(states)
+            if workers_of(cluster) or not seen:
+                continue
+            if all(state == "ENDED" for state in states.values()):  # none left, or only ended ones
+                job = sorted(seen, key=lambda j: int(j) if j.isdigit() else 0)[-1]
+                gone(f"the batch jobs ended (walltime reached, cancelled or killed) and no worker is left; {job_log(cluster, job)}")
+                return
+
+    threading.Thread(target=loop, name="metaextract-jobs", daemon=True).start()
+    return stop.set
