@@ -182,14 +182,14 @@ def _scan_options(parser: argparse.ArgumentParser) -> None:
                           "no dashboard (default when no dashboard is served: the fastest start, measured)")
     run.add_argument("--threads", dest="execution", action="store_const", const="thread_pool",
                      help="the same threads on an in-memory distributed cluster with its dashboard (default for scans expected to take "
-                          "metaextract.cluster.dashboard-min-seconds, 30 s, or more, or with --dashboard-address)")
+                          "metaextract.cluster.dashboard-min-seconds, 10 s, or more, or with --dashboard-address)")
     run.add_argument("--processes", dest="execution", action="store_const", const="process_pool",
                      help="one single-threaded worker process per core (for --no-isolate or your own Python-heavy work)")
     run.add_argument("--hybrid", dest="execution", action="store_const", const="hybrid", help="processes with two threads each")
     run.add_argument("--scheduler", metavar="ADDRESS", help="use a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
     run.add_argument("--dashboard-address", type=_host_port, default=None,
                      help="where the embedded cluster's dashboard listens; given, it always starts (default 127.0.0.1:8787, started "
-                          "for scans expected to take at least metaextract.cluster.dashboard-min-seconds, 30)")
+                          "for scans expected to take at least metaextract.cluster.dashboard-min-seconds, 10)")
     tls = parser.add_argument_group("TLS between client, scheduler and workers (shared machines)")
     tls.add_argument("--tls-ca-file", help="CA certificate that signed the certificates below")
     tls.add_argument("--tls-cert", help="certificate (PEM) for client, scheduler and workers")

@@ -310,13 +310,24 @@ def cost_model(learn_from: Sequence[str | os.PathLike], output: str | os.PathLik
     return model
 
 
-#: what one worker thread does, measured (benchmarks/RESULTS-cli.md): a small file's parse, bytes read and hashed per second
-SECONDS_PER_FILE, BYTES_PER_SECOND = 0.005, 1e9
+#: what one worker thread does (seconds a file, bytes a second): a small file's probe, record and checksum
+#: (benchmarks/RESULTS-scale.md: 0.2 to 0.4 ms, with room for slower disks), and a file a native library parses
+#: for its structure and statistics (benchmarks/RESULTS-stats.md: milliseconds warm; real archives, read cold,
+#: took 60 to 140 ms a file, which a single rate of 5 ms predicted as seconds: issue 31)
+PLAIN_COST, PARSED_COST = (0.005, 1e9), (0.05, 3e8)
 
 
-def expected_seconds(files: int, size: int, workers: int) -> float:
-    """A rough duration of a scan, before it starts: enough to tell seconds from minutes (whether a dashboard is worth it)."""
-    return (files * SECONDS_PER_FILE + size / BYTES_PER_SECOND) / max(1, workers)
+def expected_seconds(names: Sequence[str], size: int, workers: int) -> float:
+    """A rough duration of a scan of the files ``names`` (``size`` bytes in all), before it starts: enough to tell
+    seconds from minutes (whether a dashboard is worth it). The first 5,000 names tell the share a native library
+    parses (by extension)."""
+    from .readers.registry import native_extensions
+
+    sample, parsed = names[:5000], native_extensions()
+    share = sum(os.path.splitext(p)[1].lower() in parsed for p in sample) / max(1, len(sample))
+    per_file = share * PARSED_COST[0] + (1 - share) * PLAIN_COST[0]
+    per_byte = share / PARSED_COST[1] + (1 - share) / PLAIN_COST[1]
+    return (len(names) * per_file + size * per_byte) / max(1, workers)
 
 
 def parses_in_sandbox(path: str, size: int | None, config: Any) -> bool:
@@ -476,13 +487,19 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
 
             config.cost_model = cost_model(opts.running.learn_from, output, writer, config, summary)
             config.watch_token = secrets.token_urlsafe(16)
-            expected = expected_seconds(len(todo), sum(stats[p][0] or 0 for p in todo), config.max_workers or os.cpu_count() or 1)
-            if config.dashboard_address is None and expected < float(setting("cluster.dashboard-min-seconds")):
+            expected = expected_seconds(todo, sum(stats[p][0] or 0 for p in todo), config.max_workers or os.cpu_count() or 1)
+            if config.dashboard_address is None and expected < float(setting("cluster.dashboard-min-seconds")) \
+                    and not opts.running.keep_cluster:
                 config.dashboard_address = False  # over in seconds: not worth Bokeh's start
             cluster = opts.running.cluster
             if opts.running.execution == "auto" and config.dashboard_address is False and client is None and cluster is None \
                     and config.scheduler_address is None:
                 config.execution_model = ExecutionModel.LOCAL  # nothing to show on a dashboard: no cluster to start either
+            if opts.running.keep_cluster and client is None and cluster is None and config.scheduler_address is None:
+                from .execution.cluster import kept_client
+
+                model = ExecutionModel.THREAD_POOL if config.execution_model is ExecutionModel.LOCAL else config.execution_model
+                client = kept_client(model, config.max_workers, config.dashboard_address, config.security)
             _start_early(config, client, cluster, sum(parses_in_sandbox(p, stats[p][0], config) for p in todo), writer is not None, as_frame)
             from .execution.api import ParallelExtractor
             extractor = ParallelExtractor(config, client=client, cluster=cluster)

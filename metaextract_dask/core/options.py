@@ -43,6 +43,9 @@ class Running:
     load_balancing: str = "size_aware"
     #: catalogs (or saved cost models) whose rows teach each file's cost
     learn_from: Sequence[Any] = ()
+    #: the embedded cluster and its dashboard stay up after the scan (a notebook's link keeps working) and the next
+    #: scan of this process with the same settings runs on them; ``execution.cluster.close_kept()`` ends them
+    keep_cluster: bool = False
 
 
 @dataclass

@@ -217,3 +217,24 @@ class ClientScope:
         for thing in self._owned:
             thing.close()
         self._owned.clear()
+
+
+#: embedded clusters kept after their scan (``Running.keep_cluster``), by (model, workers, dashboard): their scopes
+_KEPT: dict[tuple[Any, ...], ClientScope] = {}
+
+
+def kept_client(model: ExecutionModel, max_workers: int | None, dashboard: str | bool | None, security: Any = None) -> Any:
+    """The Client of an embedded cluster that outlives its scan: started the first time, the same one after."""
+    key = (model, max_workers, dashboard)
+    scope = _KEPT.get(key)
+    if scope is not None and scope.client is not None and scope.client.status == "running":
+        return scope.client
+    scope = _KEPT[key] = ClientScope(model=model, max_workers=max_workers, dashboard=dashboard, security=security)
+    return scope.__enter__()
+
+
+def close_kept() -> None:
+    """End the clusters (and dashboards) that scans with ``keep_cluster`` left running."""
+    for scope in list(_KEPT.values()):
+        scope.__exit__(None, None, None)
+    _KEPT.clear()
