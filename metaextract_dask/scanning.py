@@ -312,17 +312,21 @@ def cost_model(learn_from: Sequence[str | os.PathLike], output: str | os.PathLik
 
 #: what one worker thread does (seconds a file, bytes a second): a small file's probe, record and checksum
 #: (benchmarks/RESULTS-scale.md: 0.2 to 0.4 ms, with room for slower disks), and a file a native library parses
-#: for its structure and statistics (benchmarks/RESULTS-stats.md: milliseconds warm; real archives, read cold,
-#: took 60 to 140 ms a file, which a single rate of 5 ms predicted as seconds: issue 31)
-PLAIN_COST, PARSED_COST = (0.005, 1e9), (0.05, 3e8)
+#: for its structure and statistics (benchmarks/RESULTS-cli.md: 3 to 9 ms a small netCDF file in the page cache;
+#: statistics at a cold disk's 200 MB/s: real archives took 60 to 140 ms a file, which one rate of 5 ms a file
+#: and 1 GB/s predicted as seconds, issue 31)
+PLAIN_COST, PARSED_COST = (0.005, 1e9), (0.008, 2e8)
 
 
-def expected_seconds(names: Sequence[str], size: int, workers: int) -> float:
+def expected_seconds(names: Sequence[str], size: int, workers: int, metadata_only: bool = False) -> float:
     """A rough duration of a scan of the files ``names`` (``size`` bytes in all), before it starts: enough to tell
     seconds from minutes (whether a dashboard is worth it). The first 5,000 names tell the share a native library
-    parses (by extension)."""
+    parses (by extension); ``metadata_only`` reads headers only (benchmarks/RESULTS-cli.md: 940 netCDF files in
+    under 3 s), as cheap as a plain file's."""
     from .readers.registry import native_extensions
 
+    if metadata_only:
+        return len(names) * PLAIN_COST[0] / max(1, workers)
     sample, parsed = names[:5000], native_extensions()
     share = sum(os.path.splitext(p)[1].lower() in parsed for p in sample) / max(1, len(sample))
     per_file = share * PARSED_COST[0] + (1 - share) * PLAIN_COST[0]
@@ -487,7 +491,8 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
 
             config.cost_model = cost_model(opts.running.learn_from, output, writer, config, summary)
             config.watch_token = secrets.token_urlsafe(16)
-            expected = expected_seconds(todo, sum(stats[p][0] or 0 for p in todo), config.max_workers or os.cpu_count() or 1)
+            expected = expected_seconds(todo, sum(stats[p][0] or 0 for p in todo), config.max_workers or os.cpu_count() or 1,
+                                        config.streaming.metadata_only)
             if config.dashboard_address is None and expected < float(setting("cluster.dashboard-min-seconds")) \
                     and not opts.running.keep_cluster:
                 config.dashboard_address = False  # over in seconds: not worth Bokeh's start

@@ -253,3 +253,20 @@ def test_a_slurm_scan_whose_jobs_end_stops_with_one_line_and_keeps_what_it_extra
     saved = int(re.search(r"; (\d+) results were saved", said[0]).group(1))
     assert 0 < saved < 6000 and len(pd.read_parquet(tmp_path / "cat")) == saved
     assert _squeue() == []
+
+
+def test_a_slurm_job_that_dies_at_start_ends_the_scan_with_its_log_line(tmp_path, slurm):
+    """A job whose script fails before the worker starts (a module that does not load, a venv that is not there: here
+    jobqueue.yaml's prologue exits 3): the scan ends with exit 1 and one line naming the job's log and its last line."""
+    from metaextract_dask.demo import make_bin
+
+    data = tmp_path / "data"
+    data.mkdir()
+    make_bin(str(data / "f.bin"), 256, 0)
+    done = subprocess.run(["metaextract", "scan", str(data), "-o", str(tmp_path / "cat"), "--cluster", "slurm", "--cores", "1",
+                           "--memory", "1GB", "--interface", "lo"], cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                          env=dict(os.environ, DASK_JOBQUEUE__SLURM__JOB_SCRIPT_PROLOGUE='["echo no such module: python/9.9", "exit 3"]'))
+    assert done.returncode == 1, done.stdout + done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "ended before its worker started" in last and "no such module: python/9.9" in last, done.stderr
+    assert os.listdir(tmp_path) == ["data", "cat.jobs"] and _squeue() == []

@@ -113,9 +113,11 @@ def make_jobqueue_cluster(spec: BatchJobs | str, **kwargs: Any) -> Any:
         from .cluster import run_security
 
         kwargs["security"] = run_security()  # None only when metaextract.cluster.temporary-tls is off
-    kwargs.setdefault("shared_temp_directory", folder)
-    kwargs.setdefault("log_directory", os.path.join(folder, "logs"))
     import dask.config
+
+    # jobqueue.yaml's folders when it names them (the key files are readable by this user only either way)
+    kwargs.setdefault("shared_temp_directory", dask.config.get(f"jobqueue.{kind}.shared-temp-directory", None) or folder)
+    kwargs.setdefault("log_directory", dask.config.get(f"jobqueue.{kind}.log-directory", None) or os.path.join(folder, "logs"))
 
     scheduler = dict(kwargs.pop("scheduler_options", None) or dask.config.get(f"jobqueue.{kind}.scheduler-options", None) or {})
     scheduler.setdefault("dashboard_address", "127.0.0.1:8787")
