@@ -269,4 +269,4 @@ def test_a_slurm_job_that_dies_at_start_ends_the_scan_with_its_log_line(tmp_path
     assert done.returncode == 1, done.stdout + done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert "ended before its worker started" in last and "no such module: python/9.9" in last, done.stderr
-    assert os.listdir(tmp_path) == ["data", "cat.jobs"] and _squeue() == []
+    assert sorted(os.listdir(tmp_path)) == ["cat.jobs", "data"] and _squeue() == []
