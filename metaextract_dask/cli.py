@@ -326,9 +326,12 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
 
     def jobs_gone(why: str) -> None:
         import signal
+        import threading
 
         gone.append(why)
-        os.kill(os.getpid(), signal.SIGINT)  # the scan stops as on Ctrl-C, keeping what was extracted; the message says why
+        # the scan stops as on Ctrl-C, keeping what was extracted; the message says why. To the main thread itself:
+        # a signal to the process may be taken by another thread, and the main one would wait on (a result) unwoken
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # type: ignore[arg-type]
 
     try:
         if getattr(args, "batch_system", None):

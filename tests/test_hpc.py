@@ -252,6 +252,10 @@ def test_a_slurm_scan_whose_jobs_end_stops_with_one_line_and_keeps_what_it_extra
     assert len(said) == 1 and re.search(r"its log: \S+dask-worker-\d+\.\w+", said[0]), err[-1500:]
     saved = int(re.search(r"; (\d+) results were saved", said[0]).group(1))
     assert 0 < saved < 6000 and len(pd.read_parquet(tmp_path / "cat")) == saved
+    for _ in range(30):  # a replacement dask-jobqueue submitted is cancelled with the cluster (scancel is asynchronous)
+        if not _squeue():
+            break
+        time.sleep(1)
     assert _squeue() == []
 
 

@@ -161,6 +161,15 @@ def test_submission(cluster: Any, folder: str) -> None:
         raise BatchJobError(f"SLURM refuses the job: {lines[-1] if lines else f'sbatch exited {done.returncode}'}")
 
 
+#: job states in which a job may still give a worker (SLURM's names; other systems' jobs say "submitted")
+ALIVE = ("PENDING", "RUNNING", "CONFIGURING", "REQUEUED", "RESIZING", "SUSPENDED", "submitted", "unknown")
+
+
+def alive(state: str) -> bool:
+    """Whether a job in ``state`` (``job_states``) may still give a worker: not ended, cancelled, completing or failed."""
+    return state.split(":")[0] in ALIVE
+
+
 def job_states(cluster: Any) -> dict[str, str]:
     """{job id: state, with SLURM's reason when pending} of the cluster's submitted jobs (SLURM: ``squeue``; other
     systems: "submitted")."""
@@ -187,7 +196,7 @@ def wait_for_workers(cluster: Any, client: Any, report: Callable[[str], None] = 
     while not client.scheduler_info().get("workers"):
         states = job_states(cluster)
         seen |= set(states)
-        ended = [job for job, state in states.items() if state == "ENDED"]
+        ended = [job for job, state in states.items() if not alive(state)]
         if ended and seen and len(ended) == len(states):
             raise BatchJobError(f"batch job {ended[0]} ended before its worker started; {job_log(cluster, ended[0])}")
         text = ", ".join(f"job {job} {state}" for job, state in states.items()) or "submitting"
@@ -223,23 +232,23 @@ def watch_jobs(cluster: Any, gone: Callable[[str], None], every: float = 2.0) ->
     """While a scan runs on ``cluster``: when no worker is left and none of its jobs is pending or running (a walltime
     too short, jobs cancelled or killed), ``gone`` is told why, once. Returns the function that stops watching.
 
-    dask-jobqueue would submit a job in place of one that ended, some seconds later (``scale`` keeps the number);
-    the check runs first, so a walltime too short ends the scan rather than starting job after job. A cluster whose
-    jobs retire by design (``lifetime``: adaptive, its jobs replaced as they go) is not watched."""
+    The jobs counted are those running when the watch starts: dask-jobqueue submits a job in place of one that
+    ended (``scale`` keeps the number), and that replacement may wait in the queue for as long as the queue says,
+    or die at its walltime again; the scan ends instead, and closing the cluster cancels it. A cluster whose jobs
+    retire by design (``lifetime``: adaptive, its jobs replaced as they go) is not watched."""
     import threading
 
     stop = threading.Event()
 
-    seen = set(job_states(cluster))  # the jobs whose workers the scan starts with
+    started = set(job_states(cluster))  # the jobs whose workers the scan starts with
 
     def loop() -> None:
         while not stop.wait(every):
-            states = job_states(cluster)
-            seen.update(states)
-            if workers_of(cluster) or not seen:
+            if not started or workers_of(cluster):
                 continue
-            if all(state == "ENDED" for state in states.values()):  # none left, or only ended ones
-                job = sorted(seen, key=lambda j: int(j) if j.isdigit() else 0)[-1]
+            states = job_states(cluster)  # a job that ended may be gone from the cluster's list: ended all the same
+            if not any(alive(states.get(job, "ENDED")) for job in started):  # a replacement dask-jobqueue submits does not count
+                job = sorted(started, key=lambda j: int(j) if j.isdigit() else 0)[-1]
                 gone(f"the batch jobs ended (walltime reached, cancelled or killed) and no worker is left; {job_log(cluster, job)}")
                 return
 

@@ -281,10 +281,19 @@ class Run:
         if self.keep:
             self.batches.append(batch)
 
-    def _batch_done(self, handle: Any, batch: Batch) -> None:
+    def _wait(self, handle: Any) -> tuple[Any, BaseException | None]:
+        """(the handle's result, None), or (None, what it raised). Ctrl-C or an exit while waiting is the user's,
+        never a file's: it is raised (it had been recorded as the batch's failure, and the run waited on)."""
         try:
-            results = self.executor.result(handle)
-        except BaseException as exc:  # noqa: BLE001 - e.g. the batch's workers kept dying: each file says so
+            return self.executor.result(handle), None
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the handle's answer (a CancelledError too): the caller says whose
+            return None, exc
+
+    def _batch_done(self, handle: Any, batch: Batch) -> None:
+        results, exc = self._wait(handle)
+        if exc is not None:  # e.g. the batch's workers kept dying: each file says so
             now = time.time()
             self._emit([ExtractionResult(t.task_id, t.file_path, False, None, f"its batch failed: {describe(exc)}", type(exc).__name__,
                                          now, now) for t in batch.tasks])
@@ -328,9 +337,8 @@ class Run:
         self.expiry[final] = self._later(large.deadline + EXPIRY_GRACE - time.time(), "expire", final)
 
     def _chunk_done(self, handle: Any, large: _Large, spec: ChunkSpec) -> None:
-        try:
-            state = self.executor.result(handle)
-        except BaseException as exc:  # noqa: BLE001 - cancelled with its file: the file's record says why
+        state, exc = self._wait(handle)
+        if exc is not None:  # cancelled with its file: the file's record says why
             state = Failed(exc)
         self.executor.release(handle)
         if self.watch is not None:
@@ -338,24 +346,27 @@ class Run:
 
     def _large_done(self, handle: Any, kind: str, large: _Large) -> None:
         task = large.task
-        try:
-            value = unwrap(self.executor.result(handle))
-            self.executor.release(handle)
-            if kind == "plan":
-                large.plan, large.reader, large.deadline = value
-                large.start = large.deadline - self.cfg.timeout
-                if self.watch is not None:
-                    self.watch.planned(large.plan)
-                self._submit_graph(large)
-                return
-            summaries = value.pop(CHUNK_SUMMARIES, None)
-            if self.watch is not None and summaries is not None and large.plan is not None:  # a one-task graph: its chunks now
-                for spec, summary in zip(large.plan.specs, summaries):
-                    self.watch.chunk(spec, summary)
-            check_record(task.file_path, value)
-        except BaseException as exc:  # noqa: BLE001 - a file that cannot be planned or read is that file's record
-            self.executor.release(handle)
-            self._large_failed(large, exc)
+        value, error = self._wait(handle)
+        self.executor.release(handle)
+        if error is None:
+            try:
+                value = unwrap(value)
+                if kind == "plan":
+                    large.plan, large.reader, large.deadline = value
+                    large.start = large.deadline - self.cfg.timeout
+                    if self.watch is not None:
+                        self.watch.planned(large.plan)
+                    self._submit_graph(large)
+                    return
+                summaries = value.pop(CHUNK_SUMMARIES, None)
+                if self.watch is not None and summaries is not None and large.plan is not None:  # a one-task graph: its chunks now
+                    for spec, summary in zip(large.plan.specs, summaries):
+                        self.watch.chunk(spec, summary)
+                check_record(task.file_path, value)
+            except Exception as exc:  # noqa: BLE001 - a file that cannot be planned or read is that file's record
+                error = exc
+        if error is not None:
+            self._large_failed(large, error)
             return
         self._emit([ExtractionResult(task.task_id, task.file_path, True, value, start_time=large.start, end_time=time.time(),
                                      attempts=large.attempt)])
