@@ -132,14 +132,19 @@ def scan_iter(paths: str | os.PathLike | Sequence[str | os.PathLike], output: st
     stop = threading.Event()
     end = object()
 
-    def deliver(row: dict[str, Any]) -> None:
+    def put(item: Any) -> bool:
+        """Hand ``item`` to the reader, waiting while the queue is full; False once the reader has stopped."""
         while not stop.is_set():
             try:
-                rows.put(row, timeout=0.2)
-                return
+                rows.put(item, timeout=0.2)
+                return True
             except queue.Full:
                 continue
-        raise _Stopped
+        return False
+
+    def deliver(row: dict[str, Any]) -> None:
+        if not put(row):
+            raise _Stopped
 
     def run() -> None:
         outcome: Any = end
@@ -149,12 +154,7 @@ def scan_iter(paths: str | os.PathLike | Sequence[str | os.PathLike], output: st
             pass
         except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised in its thread
             outcome = exc
-        while not stop.is_set():
-            try:
-                rows.put(outcome, timeout=0.2)
-                return
-            except queue.Full:
-                continue
+        put(outcome)
 
     worker = threading.Thread(target=run, name="metaextract-scan", daemon=True)
     worker.start()

@@ -191,3 +191,41 @@ if __name__ == "__main__":  # python tests/servers.py FOLDER [LATENCY]: serve un
         print(served.url, flush=True)
         while True:
             time.sleep(3600)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def separate_scheduler(workers: int = 2, nthreads: int = 1) -> Iterator[tuple[str, int, list[Any]]]:
+    """A ``dask scheduler`` with this project's preload and ``workers`` ``dask worker`` processes (``w0``, ``w1``...),
+    each its own process on 127.0.0.1, as a site runs them: (scheduler address, dashboard port, worker processes),
+    once every worker has joined. All are killed afterwards."""
+    import subprocess
+    import sys
+
+    from distributed import Client
+
+    port, dash = free_port(), free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", f"127.0.0.1:{dash}", "--preload", "metaextract_dask.diagnostics.preload"], **quiet)]
+    try:
+        started = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", str(nthreads),
+                                     "--no-nanny", "--host", "127.0.0.1", "--name", f"w{i}"], **quiet) for i in range(workers)]
+        procs += started
+        with Client(address, timeout=60) as ready:
+            ready.wait_for_workers(workers, timeout=60)
+        yield address, dash, started
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()

@@ -6,9 +6,7 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
-import sys
 import threading
 import time
 
@@ -71,29 +69,13 @@ def test_a_real_websocket_client_follows_a_running_scan_and_a_wrong_token_is_ref
     assert all(m["success"] for m in per_file) and end["failed"] == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_metaextract_watch_follows_a_scan_on_a_separate_scheduler(tmp_path):
     """``metaextract scan --scheduler`` prints the stream's URL; ``metaextract watch URL`` in another process shows the
     progress and ends with the scan's own counts."""
-    _files(tmp_path / "data", 30, 8 * 2**20)
-    port, dash = _free_port(), _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
-    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--dashboard-address", f"127.0.0.1:{dash}", "--preload", "metaextract_dask.diagnostics.preload"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)]
-    try:
-        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "2", "--no-nanny",
-                                       "--host", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
-        from distributed import Client
+    from servers import separate_scheduler
 
-        with Client(address, timeout=60) as ready:
-            ready.wait_for_workers(1, timeout=60)
+    _files(tmp_path / "data", 30, 8 * 2**20)
+    with separate_scheduler(workers=1, nthreads=2) as (address, _dash, _workers):
         scan = subprocess.Popen(["metaextract", "scan", str(tmp_path / "data"), "-o", str(tmp_path / "cat"), "--scheduler", address,
                                  "--checksum", "sha256"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         url = None
@@ -104,10 +86,6 @@ def test_metaextract_watch_follows_a_scan_on_a_separate_scheduler(tmp_path):
             url = found.group(1) if found else None
         watch = subprocess.run(["metaextract", "watch", url], capture_output=True, text=True, timeout=300)
         out, err = scan.communicate(timeout=300)
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
     assert scan.returncode == 0 and watch.returncode == 0, watch.stdout + watch.stderr + err
     counts = re.search(r"(\d+) extracted \((\d+) failed\)", out).groups()
     assert re.search(r"(\d+) extracted \((\d+) failed\)", watch.stdout).groups() == counts == ("30", "0")

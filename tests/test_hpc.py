@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -81,28 +80,14 @@ def test_scan_on_slurm_through_the_hpc_notebook(tmp_path, slurm, monkeypatch):
     assert slurm_workers and all(w.startswith("tls://127.0.0.1:") for w in slurm_workers)  # the run's own TLS
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_separate_scheduler_and_workers_survive_a_killed_worker(tmp_path):
+    from distributed import Client
+    from servers import separate_scheduler
+
     corpus = mixed_corpus(tmp_path / "d", n_h5=80, n_nc=80, n_video=2, n_bin=338, n_corrupt=0)
     assert sum(len(v) for v in corpus.values()) == 500
     files = sorted(p for v in corpus.values() for p in v)
-    port, dash = free_port(), free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
-    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--dashboard-address", f"127.0.0.1:{dash}", "--preload", "metaextract_dask.diagnostics.preload"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)]
-    try:
-        time.sleep(2)
-        workers = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-nanny",
-                                     "--host", "127.0.0.1", "--name", f"w{i}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-                   for i in range(2)]
-        procs += workers
+    with separate_scheduler(workers=2, nthreads=1) as (address, dash, workers):
         killed = {}
 
         def progress(result):
@@ -112,22 +97,15 @@ def test_separate_scheduler_and_workers_survive_a_killed_worker(tmp_path):
                 killed["pid"] = workers[0].pid
                 os.kill(workers[0].pid, signal.SIGKILL)
 
-        from distributed import Client
-
         with Client(address, timeout=30) as client:
-            client.wait_for_workers(2, timeout=60)
             config = ParallelExtractionConfig(batch_size=10)
             results, metrics = ParallelExtractor(config, client=client).extract(files, progress=progress)
             page = urllib.request.urlopen(f"http://127.0.0.1:{dash}/metaextract", timeout=10).read().decode()
         assert "pid" in killed and workers[0].wait(timeout=10) == -signal.SIGKILL
-        assert [r.file_path for r in results] == files  # every file exactly once
-        assert all(r.success for r in results), [r.error for r in results if not r.success][:3]
-        assert metrics.total_files == len(files)
-        assert "bokeh" in page.lower()  # the preload put our page on the standalone scheduler's dashboard
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
+    assert [r.file_path for r in results] == files  # every file exactly once
+    assert all(r.success for r in results), [r.error for r in results if not r.success][:3]
+    assert metrics.total_files == len(files)
+    assert "bokeh" in page.lower()  # the preload put our page on the standalone scheduler's dashboard
 
 
 def test_walltime_retirement_on_slurm_replaces_jobs(tmp_path, slurm):

@@ -192,12 +192,11 @@ def job_states(cluster: Any) -> dict[str, str]:
 def wait_for_workers(cluster: Any, client: Any, report: Callable[[str], None] = print, every: float = 2.0) -> None:
     """Until the first worker joins: report what the jobs are doing when it changes ("SLURM job 12 PENDING:
     Resources"); a job that ends before any worker joined is a ``BatchJobError`` naming its log."""
-    said, seen = "", set()
+    said = ""
     while not client.scheduler_info().get("workers"):
         states = job_states(cluster)
-        seen |= set(states)
         ended = [job for job, state in states.items() if not alive(state)]
-        if ended and seen and len(ended) == len(states):
+        if ended and len(ended) == len(states):
             raise BatchJobError(f"batch job {ended[0]} ended before its worker started; {job_log(cluster, ended[0])}")
         text = ", ".join(f"job {job} {state}" for job, state in states.items()) or "submitting"
         if text != said:
