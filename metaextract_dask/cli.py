@@ -483,7 +483,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.catalog) or not part_files(args.catalog):
         print(f"metaextract: {for_terminal(args.catalog)} is not a catalog (no part-*.parquet or part-*.jsonl in it)", file=sys.stderr)
         return EXIT_USAGE
-    print(f"report: {for_terminal(write_report(args.catalog, args.output, args.title))}")
+    from .catalog.report import rows_folder
+
+    try:
+        output = write_report(args.catalog, args.output, args.title, args.group_by)
+    except ValueError as exc:  # a --group-by column the catalog lacks
+        print(f"metaextract: {for_terminal(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"report: {for_terminal(output)}\nthe rows behind it: {for_terminal(rows_folder(output))}/")
     return EXIT_OK
 
 
@@ -580,11 +587,16 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.set_defaults(func=cmd_alerts)
 
     rep = sub.add_parser("report", help="write a catalog's report: one self-contained HTML page of plots",
-                         description="Size and count by format, each NetCDF file's time coverage, the spatial coverage, the slowest "
-                                     "files and the failures by error type, as one HTML file that works offline.")
+                         description="Files and bytes by format; time coverage by folder (or --group-by a column) with gaps and "
+                                     "overlaps marked; the files' latitude/longitude boxes; the largest, slowest, failed and duplicate "
+                                     "files, the variables and the folders: one HTML file that works offline, its size the same for "
+                                     "100 files or millions. The rows behind each part go to CSV files in a folder beside it "
+                                     "(report.html -> report.rows/).")
     rep.add_argument("catalog", metavar="CATALOG")
     rep.add_argument("-o", "--output", metavar="HTML", help="where to write it (default: CATALOG/_report.html)")
     rep.add_argument("--title", help="the page's title (default: the catalog's path)")
+    rep.add_argument("--group-by", default="folder", metavar="COLUMN",
+                     help="what the time coverage is grouped by: folder, or a catalog column such as format or calendar (default: folder)")
     rep.set_defaults(func=cmd_report)
 
     exp = sub.add_parser("export", help="export a catalog: an intake-esm collection, a STAC Collection, or every file's "

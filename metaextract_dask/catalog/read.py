@@ -95,21 +95,23 @@ def variables_folder(folder: str) -> str:
     return os.path.normpath(folder) + VARIABLES
 
 
-def read_variables(folder: str) -> Any:
-    """The catalog's variables table as a pandas DataFrame: one row per (file, array), joinable on ``path``."""
+def read_variables(folder: str, columns: list[str] | None = None) -> Any:
+    """The catalog's variables table as a pandas DataFrame: one row per (file, array), joinable on ``path``
+    (``columns``: only these)."""
     import pandas as pd
 
     from .schema import VARIABLE_COLUMNS
 
     names = [c for c, _ in VARIABLE_COLUMNS]
     parts = [p for p in checked_parts(variables_folder(folder)) if _has_columns(p, names)]
+    wanted = names if columns is None else [c for c in names if c in columns]
     if not parts:
-        return pd.DataFrame({name: pd.Series(dtype="object") for name in names})
+        return pd.DataFrame({name: pd.Series(dtype="object") for name in wanted})
     if parts[0].endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        return pq.read_table(parts, columns=names).to_pandas()
-    return pd.DataFrame([row for p in parts for row in _read_part(p)], columns=names)
+        return pq.read_table(parts, columns=wanted).to_pandas()
+    return pd.DataFrame([row for p in parts for row in _read_part(p)], columns=names)[wanted]
 
 
 def _has_columns(part: str, names: list[str]) -> bool:

@@ -49,3 +49,19 @@ def for_spreadsheet(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
         return "'" + value
     return value
+
+
+def human_bytes(n: Any, base: int = 1000) -> str:
+    """A byte count for people: ``512 B``, ``6.0 MB`` (``base`` 1000) or ``5.7 MiB`` (1024); ``-`` when not a number."""
+    try:
+        n = float(n)
+    except (TypeError, ValueError):
+        return "-"
+    if n != n:  # NaN
+        return "-"
+    units = ("B", "KB", "MB", "GB", "TB", "PB") if base == 1000 else ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+    for unit in units:
+        if abs(n) < base or unit == units[-1]:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= base
+    return f"{n:.1f} {units[-1]}"

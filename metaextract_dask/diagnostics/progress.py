@@ -18,6 +18,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from ..core.text import human_bytes
+
 #: the kinds of progress, and "off"
 KINDS = ("notebook", "bar", "lines", "off")
 
@@ -25,14 +27,6 @@ KINDS = ("notebook", "bar", "lines", "off")
 #: the ETA is shown once this share of the files is done and this many seconds have gone
 ETA_AFTER = (0.05, 3.0)
 _BAR = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} files [{elapsed}ETA, {rate_fmt}] {postfix}"
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 def _duration(seconds: float) -> str:
@@ -131,7 +125,7 @@ class Progress:
         if self._phase is not None:
             self.phase(None)
         if self.bar is not None:
-            self.bar.set_postfix_str(f"{_bytes(self.bytes)}, {self.errors} error{'s' if self.errors != 1 else ''}", refresh=False)
+            self.bar.set_postfix_str(f"{human_bytes(self.bytes)}, {self.errors} error{'s' if self.errors != 1 else ''}", refresh=False)
             self.bar.update(1)
         elif self.kind == "lines":
             now = time.monotonic()
@@ -144,8 +138,8 @@ class Progress:
         elapsed = max(time.monotonic() - self.start, 1e-9)
         rate = self.done / elapsed
         eta = (self.total - self.done) / rate if rate > 0 and self.done < self.total else 0.0
-        return (f"metaextract: {self.done}/{self.total} files, {_bytes(self.bytes)}, {rate:.1f} files/s "
-                f"({_bytes(self.bytes / elapsed)}/s), {self.errors} error{'s' if self.errors != 1 else ''}, "
+        return (f"metaextract: {self.done}/{self.total} files, {human_bytes(self.bytes)}, {rate:.1f} files/s "
+                f"({human_bytes(self.bytes / elapsed)}/s), {self.errors} error{'s' if self.errors != 1 else ''}, "
                 f"elapsed {_duration(elapsed)}" + (f", ETA {_duration(eta)}" if self._eta_worth() or self.done >= self.total else ""))
 
     def _write_line(self) -> None:
