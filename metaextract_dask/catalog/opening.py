@@ -34,13 +34,25 @@ def find_row(catalog: str, path: str) -> dict[str, Any]:
 
 
 def open(catalog: str | os.PathLike[str], path_or_row: Any, *, follow_outside: bool = False, **kwargs: Any) -> Any:  # noqa: A001 - the public name
-    """The data of one catalog row as an ``xarray.Dataset``, lazily.
+    """The data of catalog rows as an ``xarray.Dataset``, lazily, from any working folder.
 
-    ``path_or_row``: a file's path, or a row of ``read_catalog`` (a dict or a
-    pandas Series). ``kwargs`` go to ``xarray.open_dataset`` (``decode_times``,
-    ``chunks``...; plain HDF5 files default to ``mask_and_scale=False``). Failed rows, videos and binaries have no arrays to open:
-    a ``ValueError`` says so; so does an HDF5 file that cannot be virtualized,
-    with the reasons.
+    ``path_or_row``: a file's path, a row of ``read_catalog`` (a dict or a
+    pandas Series), several rows (a DataFrame such as ``read_catalog`` or
+    ``query_catalog`` returns, a list of rows or paths), or a query (a dict of
+    ``query_catalog``'s ``variable``, ``time``, ``bbox``). Several rows open as
+    one dataset combined by their coordinates, as ``xarray.open_mfdataset``
+    combines files (its defaults; ``chunks={}``), each through its references
+    where the catalog has them. ``kwargs`` go to ``xarray.open_dataset``
+    (``decode_times``, ``chunks``...; plain HDF5 files default to
+    ``mask_and_scale=False``) and, for several rows, ``compat``, ``data_vars``,
+    ``coords``, ``join`` and ``combine_attrs`` to ``xarray.combine_by_coords``.
+
+    Paths are found wherever the scan ran: a row keeps its path as the scan
+    was given it, and a relative one is found through the catalog's manifest
+    (``trust.located``); a file that is not there any more is a
+    ``FileNotFoundError`` saying so. Failed rows, videos and binaries have no
+    arrays to open: a ``ValueError`` says so; so does an HDF5 file that cannot
+    be virtualized, with the reasons.
 
     The catalog is input, checked as the scan checks files (``trust``): a row
     whose file lies outside the folders the catalog's scans read, and
@@ -52,11 +64,58 @@ def open(catalog: str | os.PathLike[str], path_or_row: Any, *, follow_outside: b
     file you trust. Filter plugins load only from
     ``metaextract.hdf5.plugin-paths`` either way.
     """
+    catalog = os.fspath(catalog)
+    rows = _rows(catalog, path_or_row)
+    if len(rows) == 1:
+        return _open_row(catalog, rows[0], follow_outside, kwargs)
+    if not rows:
+        raise ValueError(f"{catalog}: no rows to open")
+    import inspect
+
+    import xarray as xr
+
+    defaults = inspect.signature(xr.open_mfdataset).parameters  # combined as open_mfdataset combines, in this xarray
+    combine = {k: kwargs.pop(k, defaults[k].default) for k in ("compat", "data_vars", "coords", "join", "combine_attrs")}
+    kwargs.setdefault("chunks", {})
+    datasets = [_open_row(catalog, row, follow_outside, dict(kwargs)) for row in sorted(rows, key=lambda r: str(r.get("path")))]
+    return xr.combine_by_coords(datasets, **combine)
+
+
+#: the keys of a query (``query_catalog``'s conditions)
+QUERY_KEYS = {"variable", "time", "bbox"}
+
+
+def _rows(catalog: str, what: Any) -> list[dict[str, Any]]:
+    """The rows ``open`` was asked for, each a dict with at least ``OPEN_COLUMNS`` when the catalog has them."""
+    import pandas as pd
+
+    if isinstance(what, dict) and "path" not in what and set(what) <= QUERY_KEYS:
+        from .read import query_catalog
+
+        what = query_catalog(catalog, **what)
+    if isinstance(what, pd.DataFrame):
+        what = what.to_dict("records")
+    if isinstance(what, (str, os.PathLike)) or hasattr(what, "keys"):
+        what = [what]
+    rows = []
+    for item in what:
+        if isinstance(item, (str, os.PathLike)):
+            rows.append(find_row(catalog, os.fspath(item)))
+        else:
+            row = dict(item)
+            if not set(OPEN_COLUMNS) <= set(row):  # a narrow row (query_catalog's): the rest from the catalog
+                row = {**find_row(catalog, str(row.get("path"))), **row}
+            rows.append(row)
+    return rows
+
+
+def _open_row(catalog: str, row: dict[str, Any], follow_outside: bool, kwargs: dict[str, Any]) -> Any:
+    """One row's data (``open``)."""
     from ..readers.guard import restrict_plugins
+    from ..storage.urls import is_url
     from . import references, trust
 
-    catalog = os.fspath(catalog)
-    row = dict(path_or_row) if hasattr(path_or_row, "keys") else find_row(catalog, os.fspath(path_or_row))
+    stored = str(row.get("path"))
     path = trust.check_in_roots(catalog, row.get("path"))
     fmt = row.get("format")
     import numpy as np
@@ -64,6 +123,9 @@ def open(catalog: str | os.PathLike[str], path_or_row: Any, *, follow_outside: b
     success = row.get("success")
     if not (isinstance(success, (bool, np.bool_)) and success):  # a flag, not any truthy value an edited catalog holds
         raise ValueError(f"{path}: its extraction failed; there is nothing to open")
+    if not is_url(path) and not os.path.lexists(path):
+        raise FileNotFoundError(f"{stored}: file not found (looked for {path}); the catalog's row is older than the file's removal "
+                                "or move")
     restrict_plugins()  # before any HDF5 library of this process loads: plugins only from trusted folders
     if not follow_outside:
         _refuse_outside(path)
@@ -71,7 +133,9 @@ def open(catalog: str | os.PathLike[str], path_or_row: Any, *, follow_outside: b
     for key, value in (dict(reader.open_options).get(str(fmt), {}) if reader is not None else {}).items():
         kwargs.setdefault(key, value)
     if isinstance(row.get("references"), str) and row["references"]:
-        return open_references(references.checked(catalog, row["references"], path), **kwargs)
+        tail = os.sep + os.path.normpath(stored)
+        base = path[: -len(tail)] if path != stored and path.endswith(tail) else None  # the folder relative targets are in
+        return open_references(references.checked(catalog, row["references"], stored), base=base, **kwargs)
     ds = reader.open_dataset(path, str(fmt), **kwargs) if reader is not None else None
     if ds is None:
         raise ValueError(f"{path}: a {fmt} file has no arrays to open (open() reads the formats whose reader opens them "

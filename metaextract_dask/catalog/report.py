@@ -83,6 +83,8 @@ def unique_labels(names: list[str], width: int = SHOWN) -> list[str]:
 
 def _folder(paths: Any) -> Any:
     """Each path's folder (``.`` for a bare name), column-wise."""
+    if paths.empty:
+        return paths.astype(str)
     folders = paths.astype(str).str.rpartition("/")[0]
     return folders.where(folders != "", ".")
 

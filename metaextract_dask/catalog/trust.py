@@ -139,17 +139,44 @@ def _under(path: str, root: str) -> bool:
 
 
 def check_in_roots(catalog: str, path: Any, roots: list[str] | None = None) -> str:
-    """``path`` when the file (or an archive member's container) lies under the catalog's scanned roots; else refused."""
+    """Where the file of a row's ``path`` is (``located``) when it (or an archive member's container) lies under the
+    catalog's scanned roots; else refused."""
     from ..storage.urls import container_of
 
     if not isinstance(path, str) or not path:
         raise CatalogInputError(f"{catalog}: a row has no path")
     roots = scanned_roots(catalog) if roots is None else roots
-    target = container_of(path) or path
+    found = located(catalog, path, roots)
+    target = container_of(found) or found
     if not any(_under(target, root) for root in roots):
-        raise CatalogInputError(f"{path}: not under the folders this catalog's scans read ({', '.join(roots[:3])}); "
+        raise CatalogInputError(f"{found}: not under the folders this catalog's scans read ({', '.join(roots[:3])}); "
                                 "a row naming it is not trusted")
-    return path
+    return found
+
+
+def located(catalog: str, path: str, roots: list[str]) -> str:
+    """A row's path from any working folder: rows keep paths as the scan was given them (``data/2020/x.nc``), so a
+    relative one is joined to the working folder of the scan (the manifest's ``bases``), or to a folder above a scanned
+    root, whichever lands under a root and exists (the first under a root when none exists); absolute paths and URLs
+    are as they are."""
+    from ..storage.urls import is_url
+
+    if is_url(path) or os.path.isabs(path):
+        return path
+    bases = read_manifest(catalog).get("bases")
+    bases = [b for b in bases if isinstance(b, str) and os.path.isabs(b)] if isinstance(bases, list) else []
+    above = [a for root in roots if not is_url(root) for a in _ancestors(root)]
+    candidates = [os.path.normpath(os.path.join(base, path)) for base in [*bases, *above]] + [os.path.abspath(path)]
+    under = [c for c in candidates if any(_under(c, root) for root in roots)]
+    return next((c for c in under if os.path.lexists(c)), under[0] if under else path)
+
+
+def _ancestors(folder: str) -> list[str]:
+    """``/a/b`` -> ``/a/b``, ``/a``, ``/``."""
+    out = [folder]
+    while os.path.dirname(out[-1]) != out[-1]:
+        out.append(os.path.dirname(out[-1]))
+    return out
 
 
 def _same_file(target: str, path: str) -> bool:

@@ -249,7 +249,9 @@ class CatalogWriter:
             existing = []
         self.run = os.urandom(4).hex()  # part names are unique per run, whatever another writer did
         #: the folders, files and prefixes the catalog's scans read (the manifest's ``roots``: what ``open`` and the exports trust)
-        self.roots = [] if force else self._previous_roots()
+        self.roots = [] if force else self._previous_roots("roots")
+        #: the working folders of the scans that named a root by a relative path: what the rows' relative paths are relative to
+        self.bases = [] if force else self._previous_roots("bases")
         self.next_part = 1 + max((_part_number(p) for p in existing), default=-1)
         #: every path with a row (its newest): what a re-scan extracts again, and whether ``compact`` has rows to drop
         self.index = CatalogIndex()
@@ -269,22 +271,27 @@ class CatalogWriter:
         self.last_flush = time.monotonic()
         self.compact()
 
-    def _previous_roots(self) -> list[str]:
+    def _previous_roots(self, key: str) -> list[str]:
+        """The manifest's list ``key`` (``roots`` or ``bases``) of earlier scans."""
         from .trust import CatalogInputError, read_manifest
 
         try:
-            roots = read_manifest(self.folder).get("roots")
+            roots = read_manifest(self.folder).get(key)
         except (CatalogInputError, OSError) as exc:
-            self.notices.append(f"the catalog's manifest could not be read ({exc}); it is written anew")
+            if key == "roots":
+                self.notices.append(f"the catalog's manifest could not be read ({exc}); it is written anew")
             return []
         return [r for r in roots if isinstance(r, str) and r] if isinstance(roots, list) else []
 
     def add_roots(self, roots: Iterable[str]) -> None:
-        """Record what this scan reads (absolute paths, URLs as given): rows under them are the catalog's to trust."""
-        from ..storage.urls import absolute
+        """Record what this scan reads (absolute paths, URLs as given): rows under them are the catalog's to trust; and,
+        when a root is a relative path (rows keep paths as typed), the working folder they are relative to."""
+        from ..storage.urls import absolute, is_url
 
-        for root in roots:
-            root = absolute(os.fspath(root))
+        for root in map(os.fspath, roots):
+            if not is_url(root) and not os.path.isabs(root) and os.getcwd() not in self.bases:
+                self.bases.append(os.getcwd())
+            root = absolute(root)
             if root not in self.roots:
                 self.roots.append(root)
 
@@ -531,7 +538,7 @@ class CatalogWriter:
 
     def _manifest(self, **extra: Any) -> None:
         info = {"format": self.fmt, "schema_version": SCHEMA_VERSION, "parts": [os.path.basename(p) for p in part_files(self.folder)],
-                "rows": self.rows_written, "roots": self.roots,
+                "rows": self.rows_written, "roots": self.roots, "bases": self.bases,
                 "columns": [c for c, _ in catalog_columns()], "updated": time.time(), **extra}
         def write(tmp: str) -> None:
             with open(tmp, "w") as f:

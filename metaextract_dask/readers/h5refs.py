@@ -333,12 +333,14 @@ def distinct_phony_dims(refs: dict[str, Any]) -> dict[str, Any]:
     return {**refs, "refs": out} if "refs" in refs else out
 
 
-def open_references(fo: Any, **kwargs: Any) -> Any:
+def open_references(fo: Any, base: str | None = None, **kwargs: Any) -> Any:
     """An xarray Dataset over a kerchunk reference set (a dict, a JSON file or a Parquet reference folder).
 
     A Parquet folder is opened with pyarrow: fsspec's own default for a
     folder path is fastparquet, which this project does not install. A dict
     or JSON file gets distinct phony dimensions (``distinct_phony_dims``).
+    ``base``: the folder the set's relative target paths are relative to (a
+    scan given a relative path made them; they are opened from anywhere).
     """
     import json
 
@@ -354,7 +356,16 @@ def open_references(fo: Any, **kwargs: Any) -> Any:
             fo = json.load(f)
     if isinstance(fo, dict):
         fo = distinct_phony_dims(fo)
-    backend = {"consolidated": False, "storage_options": {"fo": fo, "remote_protocol": "file"}}
+    options: dict[str, Any] = {"fo": fo, "remote_protocol": "file"}
+    if base:
+        from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+        from fsspec.implementations.dirfs import DirFileSystem
+        from fsspec.implementations.local import LocalFileSystem
+
+        # asynchronous, as the reference filesystem Zarr's store makes (it refuses a target that is not)
+        local = AsyncFileSystemWrapper(LocalFileSystem(), asynchronous=True)
+        options = {"fo": fo, "fs": DirFileSystem(path=base, fs=local, asynchronous=True)}
+    backend = {"consolidated": False, "storage_options": options}
     backend.update(kwargs.pop("backend_kwargs", {}))
     return xr.open_dataset("reference://", engine="zarr", backend_kwargs=backend, **kwargs)
 
