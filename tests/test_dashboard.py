@@ -83,6 +83,9 @@ def test_page_shows_the_runs_real_numbers(tmp_path, cluster_client):
             truth[shape] = truth.get(shape, 0) + r.metadata["streaming"]["chunks_read"]
     assert chunks == truth
     assert f"{metrics.successful} succeeded, {metrics.failed} failed" in shown["summary"]
+    assert re.search(r"failed; [0-9.]+ (B|KiB|MiB|GiB) in", shown["summary"]), shown["summary"]  # human units
+    for table in ("metaextract-failures", "metaextract-slowest"):  # paths shortened from the left: their ends are shown
+        assert all(p.endswith(s.lstrip("…")) and len(s) <= 60 for p, s in zip(shown[table]["path"], shown[table]["shown"]))
     host = url.split("/metaextract")[0]
     assert assets and all(a.startswith(host) for a in assets)  # every script and style from the scheduler, no CDN
 

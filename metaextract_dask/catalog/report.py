@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..core.text import for_spreadsheet, human_bytes
+from ..core.text import JS_BYTES, for_spreadsheet, human_bytes
+from ..core.text import shortened as shown
 
 #: rows of each top-N table; groups on the coverage chart; distinct boxes on the map; marks of overlap drawn
 TABLE_ROWS = 50
@@ -51,12 +52,6 @@ def epoch_ms(text: Any) -> float:
         except ValueError:
             continue
     return float("nan")
-
-
-def shown(text: Any, width: int = SHOWN) -> str:
-    """``text`` shortened from the left to ``width`` characters: ``…/run01/tas/tas_000123.nc``."""
-    whole = str(text)
-    return whole if len(whole) <= width else "…" + whole[-(width - 1):]
 
 
 def unique_labels(names: list[str], width: int = SHOWN) -> list[str]:
@@ -292,15 +287,6 @@ class Summaries:
         return written
 
 
-#: an axis tick in the units of ``human_bytes(n, 1024)``
-_JS_BYTES = """
-const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-let n = tick, i = 0;
-while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
-return i == 0 ? n.toFixed(0) + " B" : n.toFixed(1) + " " + units[i];
-"""
-
-
 def _table(name: str, data: dict[str, list[Any]], columns: list[tuple[str, str, int]]) -> Any:
     from bokeh.models import ColumnDataSource, DataTable, TableColumn
 
@@ -336,7 +322,7 @@ def _layout(s: Summaries, title: str, rows: str | None) -> Any:  # noqa: PLR0915
     count_fig.yaxis.formatter = NumeralTickFormatter(format="0,0")
     size_fig = figure(title="Bytes by format", x_range=formats or ["(none)"], height=260, sizing_mode="stretch_width", tools="")
     size_fig.vbar(x="format", top="bytes", width=0.7, source=fmt_src, color="#264653")
-    size_fig.yaxis.formatter = CustomJSTickFormatter(code=_JS_BYTES)
+    size_fig.yaxis.formatter = CustomJSTickFormatter(code=JS_BYTES)
     for fig in (count_fig, size_fig):
         fig.xaxis.major_label_orientation = 0.8
         fig.add_tools(HoverTool(tooltips=[("format", "@format"), ("files", "@count"), ("bytes", "@human")]))

@@ -65,3 +65,19 @@ def human_bytes(n: Any, base: int = 1000) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= base
     return f"{n:.1f} {units[-1]}"
+
+
+#: a Bokeh ``CustomJSTickFormatter``'s code: an axis tick in the units of ``human_bytes(n, 1024)``
+JS_BYTES = """
+const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+let n = tick, i = 0;
+while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+return i == 0 ? n.toFixed(0) + " B" : n.toFixed(1) + " " + units[i];
+"""
+
+
+def shortened(text: Any, width: int = 90) -> str:
+    """``text`` shortened from the left to ``width`` characters (``…/run01/tas/tas_000123.nc``): the end of a path is the
+    part that tells files apart."""
+    whole = str(text)
+    return whole if len(whole) <= width else "…" + whole[-(width - 1):]

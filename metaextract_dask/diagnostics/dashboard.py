@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from ..core.text import JS_BYTES, human_bytes, shortened
+
 PAGE = "/metaextract"
 
 
@@ -32,7 +34,7 @@ class ExtractionPage:
 
     def __init__(self, scheduler: Any):
         from bokeh.layouts import column, row
-        from bokeh.models import ColumnDataSource, DataTable, Div, NumberFormatter, TableColumn
+        from bokeh.models import ColumnDataSource, CustomJSTickFormatter, DataTable, Div, NumberFormatter, TableColumn
         from bokeh.plotting import figure
 
         self.scheduler = scheduler
@@ -40,8 +42,8 @@ class ExtractionPage:
         self.files = ColumnDataSource(dict(type=[], success=[], failed=[]), name="metaextract-files")
         self.rate = ColumnDataSource(dict(time=[], bytes_per_second=[]), name="metaextract-rate")
         self.chunks = ColumnDataSource(dict(shape=[], chunks=[]), name="metaextract-chunks")
-        self.failures = ColumnDataSource(dict(path=[], type=[], error=[]), name="metaextract-failures")
-        self.slowest = ColumnDataSource(dict(path=[], type=[], duration=[]), name="metaextract-slowest")
+        self.failures = ColumnDataSource(dict(path=[], shown=[], type=[], error=[]), name="metaextract-failures")
+        self.slowest = ColumnDataSource(dict(path=[], shown=[], type=[], duration=[]), name="metaextract-slowest")
         #: a cost model's predicted seconds per kind of file (extension; all the run's files) beside the seconds the finished ones took
         self.costs = ColumnDataSource(dict(type=[], predicted=[], actual=[], files=[]), name="metaextract-costs")
 
@@ -52,20 +54,25 @@ class ExtractionPage:
         self.chunks_fig.vbar(x="shape", top="chunks", width=0.7, color="#264653", source=self.chunks)
         self.rate_fig = figure(title="Bytes per second", x_axis_type="datetime", height=220, sizing_mode="stretch_width", tools="xpan,xwheel_zoom,reset")
         self.rate_fig.vbar(x="time", top="bytes_per_second", width=900, source=self.rate, color="#e9c46a")
+        self.rate_fig.yaxis.formatter = CustomJSTickFormatter(code=JS_BYTES)
         failures = DataTable(source=self.failures, height=220, sizing_mode="stretch_width", columns=[
-            TableColumn(field="path", title="failed file"), TableColumn(field="type", title="type", width=80),
+            TableColumn(field="shown", title="failed file"), TableColumn(field="type", title="type", width=80),
             TableColumn(field="error", title="error")])
         slowest = DataTable(source=self.slowest, height=220, sizing_mode="stretch_width", columns=[
-            TableColumn(field="path", title="slowest file"), TableColumn(field="type", title="type", width=80),
+            TableColumn(field="shown", title="slowest file"), TableColumn(field="type", title="type", width=80),
             TableColumn(field="duration", title="seconds", formatter=NumberFormatter(format="0.000"), width=80)])
         seconds = NumberFormatter(format="0.000")
-        costs = DataTable(source=self.costs, height=140, sizing_mode="stretch_width", columns=[
+        self.costs_caption = Div(text="<b>Cost model</b>: for each file extension, the seconds the scan's planner predicted for "
+                                      "all of the run's files of that kind, beside the seconds those done so far took "
+                                      "(the cost model a resumed catalog or --learn-from teaches; shown when the run has one).", sizing_mode="stretch_width",
+                                 visible=False)
+        self.costs_table = costs = DataTable(source=self.costs, height=140, sizing_mode="stretch_width", visible=False, columns=[
             TableColumn(field="type", title="file extension (cost model)", width=120),
             TableColumn(field="predicted", title="predicted seconds", formatter=seconds),
             TableColumn(field="actual", title="actual seconds so far", formatter=seconds),
             TableColumn(field="files", title="files done", width=80)])
         self.root = column(self.summary, row(self.files_fig, self.chunks_fig, sizing_mode="stretch_width"), self.rate_fig,
-                           row(failures, slowest, sizing_mode="stretch_width"), costs, sizing_mode="stretch_width")
+                           row(failures, slowest, sizing_mode="stretch_width"), self.costs_caption, costs, sizing_mode="stretch_width")
 
     def snapshot(self) -> dict[str, Any] | None:
         from .plugin import PLUGIN_NAME
@@ -89,21 +96,23 @@ class ExtractionPage:
             per_second[int(t)] += nbytes
         seconds = sorted(per_second)
         self.rate.data = dict(time=[s * 1000 for s in seconds], bytes_per_second=[per_second[s] for s in seconds])
-        self.failures.data = dict(path=[f["path"] for f in snap["failures"]], type=[f["type"] for f in snap["failures"]],
+        self.failures.data = dict(path=[f["path"] for f in snap["failures"]], shown=[shortened(f["path"], 40) for f in snap["failures"]],
+                                  type=[f["type"] for f in snap["failures"]],
                                   error=[_without_path(f["error"], f["path"]) for f in snap["failures"]])
-        self.slowest.data = dict(path=[s["path"] for s in snap["slowest"]], type=[s["type"] for s in snap["slowest"]],
-                                 duration=[s["duration"] for s in snap["slowest"]])
+        self.slowest.data = dict(path=[s["path"] for s in snap["slowest"]], shown=[shortened(s["path"], 60) for s in snap["slowest"]],
+                                 type=[s["type"] for s in snap["slowest"]], duration=[s["duration"] for s in snap["slowest"]])
         costs = snap.get("costs") or {}
         kinds = sorted(costs)
         self.costs.data = dict(type=kinds, predicted=[costs[k]["predicted"] for k in kinds], actual=[costs[k]["actual"] for k in kinds],
                                files=[costs[k]["files"] for k in kinds])
+        self.costs_caption.visible = self.costs_table.visible = bool(kinds)
         state = "finished" if snap["finished"] else "running"
         self.summary.text = (
             f"<b>Extraction {snap['run']}</b> ({state}): {snap['files']} of {snap['expected_files']} files done, "
-            f"{snap['successful']} succeeded, {snap['failed']} failed; {snap['bytes'] / 1e6:.1f} MB in {snap['chunks']} chunks."
+            f"{snap['successful']} succeeded, {snap['failed']} failed; {human_bytes(snap['bytes'], 1024)} in {snap['chunks']} chunks."
         )
         if snap.get("io_requests"):
-            self.summary.text += (f" Remote objects: {snap['io_requests']} requests, {snap['io_bytes'] / 1e6:.1f} MB fetched "
+            self.summary.text += (f" Remote objects: {snap['io_requests']} requests, {human_bytes(snap['io_bytes'], 1024)} fetched "
                                   f"({snap['io_requests'] / max(1, snap['files']):.1f} requests per file).")
 
 
