@@ -76,13 +76,28 @@ def _host_port(text: str) -> str:
     return text
 
 
+#: record fields that are Unix times: shown as UTC dates (with the number) by ``_human``
+_TIMES = {"mtime", "extracted_at", "started_at", "finished_at"}
+
+
 def _human(record: dict[str, Any], indent: int = 0) -> str:
-    """An indented, readable rendering of a metadata record."""
+    """An indented, readable rendering of a metadata record: Unix times as dates, empty sections as ``none``, an
+    array's ``cells_read``/``cells_total`` as the storage chunks its statistics read."""
+    import time
+
     pad = "  " * indent
     lines = []
     for key, value in record.items():
+        if key == "cells_total" and "cells_read" in record:
+            continue
         key = for_terminal(key)
-        if isinstance(value, dict):
+        if key == "cells_read" and isinstance(record.get("cells_total"), int):
+            lines.append(f"{pad}storage chunks read: {value} of {record['cells_total']} (a contiguous array is one)")
+        elif key in _TIMES and isinstance(value, (int, float)) and not isinstance(value, bool):
+            lines.append(f"{pad}{key}: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(value))} ({value})")
+        elif isinstance(value, (dict, list)) and not value:
+            lines.append(f"{pad}{key}: none")
+        elif isinstance(value, dict):
             lines.append(f"{pad}{key}:")
             lines.append(_human(value, indent + 1))
         elif isinstance(value, list) and len(value) > 8:
@@ -536,11 +551,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .catalog import read_catalog
 
     frame = read_catalog(output)
-    cols = ["path", "format", "reader", "success", "n_datasets", "n_variables", "codec", "media_duration", "error_type"]
-    frame = frame.assign(path=frame["path"].map(os.path.basename))
+    cols = ["path", "format", "reader", "success", "n_datasets", "n_variables", "time_start", "lat_min", "lat_max", "codec",
+            "media_duration", "error_type"]
+    frame = frame.assign(path=[os.path.relpath(p, data) for p in frame["path"]], time_start=frame["time_start"].dt.strftime("%Y-%m"))
     print()
     print(frame[cols].sort_values("path").to_string(index=False, na_rep=""))
-    print(f"\nRead it with pandas: pandas.read_parquet({output!r})")
+    shown = for_terminal(output)
+    print(f"\nThe files are in {for_terminal(data)} and the catalog in {shown}; the folder {for_terminal(folder)} is kept "
+          f"(rm -r it when done). Next:\n"
+          f"  metaextract report {shown}          # one HTML page: formats, time coverage with its gap, the map, failures\n"
+          f"  metaextract scan {for_terminal(data)} -o {shown} --force --dashboard-address 127.0.0.1:8787\n"
+          "                                      # again, on the Dask dashboard: http://127.0.0.1:8787/metaextract\n"
+          f"  python -c \"import metaextract_dask as me; print(me.open({output!r}, me.query_catalog({output!r}, bbox=(-180, -90, 180, 90))"
+          ".query('lat_max - lat_min > 100')))\"\n"
+          "                                      # the global run's four years as one dataset\n"
+          f"  pandas.read_parquet({output!r})     # the catalog itself")
     # the two corrupt files are meant to fail: the demo succeeded if everything else did
     expected = sum(os.path.basename(p).startswith("corrupt_") for p in paths)
     return EXIT_OK if code == EXIT_OK or int((~frame["success"]).sum()) == expected else code
@@ -565,8 +590,11 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_info)
 
     sc = sub.add_parser("scan", help="extract every file under PATHs into a catalog",
-                        description="Extract every file under PATHs on a Dask cluster into a crash-safe, resumable catalog. "
-                                    "Exit status: 0 all files succeeded, 1 some failed (the catalog is still written), 2 usage error.")
+                        description="Extract every file under PATHs into a crash-safe, resumable catalog: on this machine's threads "
+                                    "(a short scan), an in-memory Dask cluster with its dashboard (a long one), your scheduler "
+                                    "(--scheduler) or batch jobs (--cluster). Exit status: 0 all files succeeded, 1 some failed "
+                                    "(the catalog is still written), 2 usage error, 130 stopped by Ctrl-C, 143 by SIGTERM, 129 by "
+                                    "SIGHUP (what was extracted is kept in the catalog).")
     sc.add_argument("paths", nargs="+", metavar="PATH")
     sc.add_argument("-o", "--output", required=True, metavar="CATALOG", help="catalog folder (created; reruns resume it)")
     _scan_options(sc)
@@ -609,7 +637,10 @@ def build_parser() -> argparse.ArgumentParser:
                                             "beside the catalog)")
     exp.set_defaults(func=cmd_export)
 
-    demo = sub.add_parser("demo", help="make a small mixed corpus in a temporary folder and scan it")
+    demo = sub.add_parser("demo", help="make a small mixed corpus in a temporary folder and scan it",
+                          description="Make a small corpus (netCDF files with time and latitude/longitude coverage, HDF5, video, "
+                                      "binary and a few broken files) in a folder, scan it into a catalog and say where both are, "
+                                      "and what to try next (the report, the dashboard, open). The folder is kept.")
     demo.add_argument("--folder", help="where to make it (default: a new temporary folder)")
     demo.add_argument("-o", "--output", help="catalog folder (default: FOLDER/catalog)")
     _scan_options(demo)

@@ -406,6 +406,11 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
                 found = discover(paths, pick.include, pick.exclude, pick.hidden, follow_symlinks, skip=catalog_folders(output), client=client)
         finally:
             phase.stop()
+        own = {os.path.abspath(f) for f in catalog_folders(output)}
+        others = sorted(c for c in found.catalogs if os.path.abspath(c) not in own)
+        if others:
+            summary.notices.append(f"{len(others)} catalog folders (holding a _manifest.json) or files beside them inside the scanned "
+                                   f"folders were left out, not data: {', '.join(others[:3])}{' ...' if len(others) > 3 else ''}")
     files = found.files
     explicit = {os.fspath(p) for p in paths if not os.path.isdir(p)}  # named on the command line: the user's choice
     walked, links = split_links([f for f in files if f not in explicit], [p for p in paths if os.path.isdir(p)], follow_symlinks,

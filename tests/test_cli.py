@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -26,6 +27,22 @@ def test_info_json_and_human(random_file):
     assert record["checksum"]["value"] == reference_checksum(path)
     human = run("info", path)
     assert human.returncode == 0 and f"path: {path}" in human.stdout and "checksum:" in human.stdout
+
+
+def test_info_human_shows_dates_empty_sections_and_what_the_statistics_read(tmp_path):
+    """Before: mtime as a Unix float, an empty 'compression:' line, 'cells_read: 1 / cells_total: 1' for 365 values."""
+    import netCDF4
+    import numpy as np
+
+    path = str(tmp_path / "year.nc")
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("time", 365)
+        ds.createVariable("t", "f8", ("time",))[:] = np.arange(365.0)
+    human = run("info", path)
+    assert human.returncode == 0, human.stderr
+    assert re.search(r"^mtime: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(", human.stdout, re.M)
+    assert re.search(r"^\s+compression: none$", human.stdout, re.M) and not re.search(r":\n\s*\n", human.stdout)
+    assert "storage chunks read: 1 of 1 (a contiguous array is one)" in human.stdout and "cells_total" not in human.stdout
 
 
 def test_exit_codes(tmp_path):

@@ -173,3 +173,21 @@ def test_report_in_python_returns_the_layout(catalog, tmp_path):
     layout = me.report(catalog, str(tmp_path / "r.html"))
     assert os.path.getsize(tmp_path / "r.html") > 100_000 and layout.select_one({"name": "report-formats"}) is not None
     assert glob.glob(str(tmp_path / "r.html*")) == [str(tmp_path / "r.html")]  # no temporary left
+
+
+def test_demo_makes_covered_files_and_its_report_marks_the_missing_year(tmp_path):
+    """The demo's CF files have time and latitude/longitude coverage (a global run of four years, a regional one missing
+    2003); it says where its folder is and names the report and the dashboard; the report's rows mark the gap."""
+    folder = tmp_path / "demo"
+    done = subprocess.run(["metaextract", "demo", "--folder", str(folder), "-q"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"the folder {folder} is kept" in done.stdout and "metaextract report" in done.stdout and "/metaextract" in done.stdout
+    helped = subprocess.run(["metaextract", "demo", "--help"], capture_output=True, text=True, timeout=60)
+    assert "latitude/longitude coverage" in helped.stdout
+    cat = str(folder / "catalog")
+    html = str(tmp_path / "demo.html")
+    assert subprocess.run(["metaextract", "report", cat, "-o", html], capture_output=True, timeout=120).returncode == 0
+    coverage = pd.read_csv(tmp_path / "demo.rows" / "coverage.csv")
+    gaps = coverage[coverage["gap_before"]]
+    assert list(gaps["path"].map(os.path.basename)) == ["tas_2004.nc"] and gaps["group"].iloc[0].endswith("cf/europe")
+    assert not coverage["overlap"].any() and len(pd.read_csv(tmp_path / "demo.rows" / "boxes.csv")) == 7

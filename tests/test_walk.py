@@ -165,3 +165,35 @@ def test_a_scan_from_a_listing_in_each_form_reads_only_listed_files_under_its_fo
     scan("short", cat)
     rows = pd.read_parquet(cat)
     assert sorted(rows["path"]) == ["data/a/one.bin", "data/a/two.bin", "data/b/leak.bin", "data/b/three.bin"]  # nothing dropped
+
+
+@pytest.mark.integration
+def test_another_catalog_inside_the_scanned_tree_is_left_out_with_a_note(tmp_path):
+    """A catalog (a folder holding _manifest.json) and what lies beside it (X.variables, X.references, X.esm) are not data:
+    before, their Parquet and JSON files became rows of format unknown. A folder that is not a catalog is walked as before,
+    files named like its siblings included."""
+    import subprocess
+
+    import numpy as np
+
+    from metaextract_dask.demo import make_cf_nc
+
+    data = tmp_path / "data"
+    (data / "runs").mkdir(parents=True)
+    (data / "plain").mkdir()
+    (data / "plain.txt").write_text("not beside a catalog")
+    for year in (2001, 2002):
+        make_cf_nc(data / "runs" / f"tas_{year}.nc", year, (-10.0, 10.0), (0.0, 20.0))
+    old = data / "runs" / "old"
+    for args in (["scan", str(data / "runs"), "-o", str(old), "-q", "--references"], ["export", str(old), "--to", "esm"]):
+        assert subprocess.run(["metaextract", *args], capture_output=True, timeout=300).returncode == 0
+    assert {p.name for p in (data / "runs").iterdir()} >= {"old", "old.variables", "old.references", "old.esm"}
+    done = subprocess.run(["metaextract", "scan", str(data), "-o", str(tmp_path / "cat"), "-q"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    import metaextract_dask as me
+
+    rows = me.read_catalog(str(tmp_path / "cat"))
+    assert sorted(os.path.relpath(p, data) for p in rows["path"]) == ["plain.txt", "runs/tas_2001.nc", "runs/tas_2002.nc"]
+    assert "4 catalog folders" in done.stderr and "left out, not data" in done.stderr and str(old) in done.stderr
+    assert np.all(rows["success"])

@@ -139,8 +139,9 @@ def coverage_stretches(cov: Any) -> tuple[Any, Any, Any]:
     Files of a group are taken in order of start. A file overlaps when it
     starts before an earlier file of its group ends; it follows a gap when
     the space since the group's latest end is more than twice the group's
-    usual space between files (or, for files that abut, more than 1% of the
-    usual file's length). Returns (stretches: group, start, end, files;
+    usual space between files (its lower quartile: a run with a missing year
+    among four has two usual spaces and one long one) or, for files that
+    abut, more than 1% of the usual file's length. Returns (stretches: group, start, end, files;
     groups: group, files, start, end, gaps, overlaps; files: ``cov``'s timed
     rows with ``gap_before`` and ``overlap``).
     """
@@ -151,7 +152,7 @@ def coverage_stretches(cov: Any) -> tuple[Any, Any, Any]:
     latest = by["end_ms"].cummax()
     before = latest.groupby(timed["group"], sort=False).shift(1)
     space = timed["start_ms"] - before
-    usual = space.where(space >= 0).groupby(timed["group"], sort=False).transform("median")
+    usual = timed["group"].map(space.where(space >= 0).groupby(timed["group"], sort=False).quantile(0.25))
     length = (timed["end_ms"] - timed["start_ms"]).groupby(timed["group"], sort=False).transform("median")
     limit = np.maximum(2 * usual.fillna(0), 0.01 * length.fillna(0))
     timed["gap_before"] = (space > limit).fillna(False).to_numpy() & (space > 0).fillna(False).to_numpy()
@@ -353,7 +354,7 @@ def _layout(s: Summaries, title: str, rows: str | None) -> Any:  # noqa: PLR0915
                                                               ("to", "@end{%F}"), ("gaps", "@gaps"), ("overlapping files", "@overlaps")],
                                  formatters={"@start": "datetime", "@end": "datetime"}))
     timeline_note = Div(text="Each bar is a stretch of files without a gap; a break between bars is a gap (more than twice the usual "
-                             "space between the group's files); a dark mark is a file that overlaps an earlier one."
+                             "space between the group's files, its lower quartile); a dark mark is a file that overlaps an earlier one."
                              + link("coverage.csv"), sizing_mode="stretch_width")
 
     boxes = s.boxes

@@ -37,6 +37,8 @@ class Listing:
     folders: list[tuple[str, int, int]] = field(default_factory=list)
     #: folders that could not be listed, with why (each an error row: nothing is left out unsaid)
     errors: list[tuple[str, str]] = field(default_factory=list)
+    #: another catalog's folders and what lies beside them, left out (``_catalog_entries``)
+    catalogs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -52,6 +54,9 @@ class Found:
     etags: dict[str, str | None] = field(default_factory=dict)
     #: folders and remote roots that could not be listed, with why (an error row each)
     errors: dict[str, str] = field(default_factory=dict)
+    #: catalogs found inside the scanned folders (a folder holding a ``_manifest.json``) and what lies beside them
+    #: (``CATALOG.variables/``, ``CATALOG.references/``...): left out, not data
+    catalogs: list[str] = field(default_factory=list)
 
 
 def _entry_stat(entry: os.DirEntry) -> tuple[Stat, str | None]:
@@ -94,6 +99,12 @@ def list_folder(folder: str, root: str, include: Sequence[str], exclude: Sequenc
             out.errors.append((current, unlistable(exc)))
             continue
         listed += len(entries)
+        catalogs = _catalog_entries(current, entries)
+        if catalogs:
+            out.catalogs.extend(catalogs)
+            if current in catalogs:  # a catalog itself: nothing in it is data
+                continue
+            entries = [e for e in entries if e.path not in catalogs]
         deeper = []
         for entry in entries:
             what = kind(entry, hidden, follow)
@@ -115,6 +126,31 @@ def list_folder(folder: str, root: str, include: Sequence[str], exclude: Sequenc
                     continue
                 out.folders.append((path, st.st_dev, st.st_ino))
             break
+    return out
+
+
+def _catalog_entries(folder: str, entries: list[os.DirEntry]) -> list[str]:
+    """A catalog among a folder's entries: ``[folder]`` when it holds a ``_manifest.json`` (it is one); else the entries
+    named ``X.anything`` beside a subfolder ``X`` that is a catalog (its variables, references, thumbnails, exports, cost
+    model, batch jobs' folder). One stat per subfolder whose name starts another entry's, none otherwise."""
+    from ..catalog.trust import MANIFEST
+
+    if any(e.name == MANIFEST for e in entries):
+        return [folder]
+    folders = {e.name for e in entries if e.is_dir(follow_symlinks=False)}
+    found: dict[str, bool] = {}
+    out = []
+    for entry in entries:
+        name = entry.name
+        for at in (i for i, c in enumerate(name) if c == "." and i):
+            stem = name[:at]
+            if stem in folders:
+                if stem not in found:
+                    found[stem] = os.path.isfile(os.path.join(folder, stem, MANIFEST))
+                if found[stem]:
+                    out.append(entry.path)
+                    break
+    out.extend(os.path.join(folder, stem) for stem, is_catalog in found.items() if is_catalog)
     return out
 
 
@@ -259,6 +295,7 @@ def _walk_root(root: str, rules: tuple[Any, ...], seen: set[tuple[int, int]], fo
         files.extend(listing.files)
         Listed.count += len(listing.files)
         found.errors.update(listing.errors)
+        found.catalogs.extend(listing.catalogs)
         for folder, dev, ino in listing.folders:
             if (dev, ino) not in seen:
                 seen.add((dev, ino))
