@@ -181,6 +181,8 @@ class ClientScope:
         self.security = security
         self.client: Any = None
         self._owned: list[Any] = []
+        #: the workers' local directory of a cluster started here (distributed's dask-scratch-space would stay in /tmp)
+        self._scratch: str | None = None
 
     def _kwargs(self) -> dict[str, Any]:
         return {"security": self.security} if self.security is not None else {}
@@ -206,8 +208,13 @@ class ClientScope:
             return self.client
         target = self._existing_target()
         if target is None:
-            with main_not_reimported():
-                target = LocalCluster(**self._local_cluster_kwargs())
+            import tempfile
+
+            import dask
+
+            self._scratch = tempfile.mkdtemp(prefix="metaextract-dask-")
+            with main_not_reimported(), dask.config.set({"temporary-directory": self._scratch}):  # the scheduler's too
+                target = LocalCluster(**self._local_cluster_kwargs(), local_directory=self._scratch)
             self._owned.append(target)
         self.client = Client(target, set_as_default=False, **self._kwargs())
         self._owned.insert(0, self.client)
@@ -217,6 +224,11 @@ class ClientScope:
         for thing in self._owned:
             thing.close()
         self._owned.clear()
+        if self._scratch is not None:
+            import shutil
+
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
 
 #: embedded clusters kept after their scan (``Running.keep_cluster``), by (model, workers, dashboard): their scopes

@@ -32,6 +32,17 @@ class FileGraph:
     read_keys: dict[Hashable, ChunkSpec]
     reader: StreamChunkReader
 
+    @property
+    def longest_path(self) -> int:
+        """Tasks on the longest chain of dependencies: how many must run one after another however many workers there
+        are (a SEQUENTIAL chain: every read; WINDOWED: its reads divided by the window; SAMPLE_BASED: two)."""
+        from dask.core import get_dependencies, toposort
+
+        depth: dict[Hashable, int] = {}
+        for key in toposort(self.dsk):  # each task after its inputs
+            depth[key] = 1 + max((depth[d] for d in get_dependencies(self.dsk, key)), default=0)
+        return max(depth.values(), default=0)
+
 
 def build_graph(plan: Plan, reader: StreamChunkReader, config: StreamingConfig, deadline: float | None = None,
                 isolation: Isolation = IN_PROCESS) -> FileGraph:
