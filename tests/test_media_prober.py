@@ -194,3 +194,34 @@ def test_the_prober_setting_holds_in_the_sandbox_when_changed_in_a_running_proce
     with dask.config.set({"metaextract.video.prober": "ffprobe"}):
         assert prober() == "ffprobe"
     assert prober().startswith("libavformat ")
+
+
+def test_streams_without_a_codec_and_tags_that_are_not_utf8_are_read_as_ffprobe_reads_them(tmp_path, media):
+    """A QuickTime timecode (data) track, a Matroska font attachment (matplotlib's DejaVu) and RealMedia tags in Latin-1,
+    made by ffmpeg from the public clip: PyAV failed the first with "'NoneType' object has no attribute 'profile'" and the
+    last with "'utf-8' codec can't decode byte 0xe9". Each now gives the system ffprobe's streams and tags, with a warning
+    on what it could not name."""
+    import matplotlib
+
+    video = next(p for p in media if p.endswith("bigbuckbunny.mp4"))
+    font = os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "fonts", "ttf", "DejaVuSans.ttf")
+    made = {"timecode.mov": ["-i", video, "-t", "2", "-c", "copy", "-timecode", "01:00:00:00"],
+            "attachment.mkv": ["-i", video, "-t", "1", "-c", "copy", "-attach", font, "-metadata:s:t", "mimetype=application/x-truetype-font"],
+            "latin1.rm": ["-i", video, "-t", "2", "-vf", "scale=176:144", "-c:v", "rv10", "-an", "-metadata", b"copyright=\xa9 2000 BBB",
+                          "-metadata", b"title=Caf\xe9"]}
+    paths = []
+    for name, args in made.items():
+        paths.append(str(tmp_path / name))
+        subprocess.run(["ffmpeg", "-v", "error", "-y", *args, paths[-1]], check=True, timeout=120, stdin=subprocess.DEVNULL)
+    ours, theirs = records(paths, "pyav"), records(paths, "ffprobe")
+    same = lambda v: v.replace("\\xa9", "\ufffd").replace("\\xe9", "\ufffd") if isinstance(v, str) else v  # noqa: E731 - ffprobe's JSON
+    for path in paths:
+        (reader_a, a), (reader_b, b) = ours[path], theirs[path]
+        assert reader_a == reader_b == "video", (path, a, b)
+        assert {k: same(v) for k, v in a["tags"].items()} == b["tags"]
+        assert [[s.get(k) for k in STREAM_KEYS] for s in a["streams"]] == [[s.get(k) for k in STREAM_KEYS] for s in b["streams"]], path
+    timecode, attachment, latin = (ours[p][1] for p in paths)
+    assert [s["codec_type"] for s in timecode["streams"]] == ["video", "audio", "data"] and "codec_name" not in timecode["streams"][2]
+    assert any("stream 2: no codec libavformat knows" in w for w in timecode["warnings"])
+    assert attachment["streams"][2]["codec_type"] == "attachment" and attachment["streams"][2]["codec_name"] == "ttf"
+    assert latin["tags"] == {"copyright": "\\xa9 2000 BBB", "title": "Caf\\xe9"} and any("not UTF-8" in w for w in latin["warnings"])

@@ -33,6 +33,8 @@ import threading
 from fractions import Fraction
 from typing import Any, Iterator
 
+from ..core.text import safe_text
+
 #: PyAV's log level is process-wide: threads parsing in one process (``--no-isolate``) take turns setting it
 _LOG_LEVEL = threading.Lock()
 
@@ -82,25 +84,53 @@ def _is_demuxer(name: str) -> bool:
 
 
 class _Descriptor(ctypes.Structure):
-    """The head of libavcodec's ``AVCodecDescriptor``, unchanged since FFmpeg 1.0."""
+    """The head of libavcodec's ``AVCodecDescriptor``, unchanged since FFmpeg 1.0 (``mime_types`` since 2.3)."""
 
-    _fields_ = [("id", ctypes.c_int), ("type", ctypes.c_int), ("name", ctypes.c_char_p), ("long_name", ctypes.c_char_p)]
+    _fields_ = [("id", ctypes.c_int), ("type", ctypes.c_int), ("name", ctypes.c_char_p), ("long_name", ctypes.c_char_p),
+                ("props", ctypes.c_int), ("mime_types", ctypes.POINTER(ctypes.c_char_p))]
 
 
 @functools.lru_cache(maxsize=1)
-def _descriptor_lookup() -> Any:
-    """``avcodec_descriptor_get_by_name`` of the libavcodec PyAV loaded, or None when it cannot be found."""
+def _libavcodec() -> Any:
+    """The libavcodec PyAV loaded (ctypes), or None when it cannot be found."""
     import av
 
     folder = os.path.join(os.path.dirname(os.path.dirname(av.__file__)), "av.libs")
     for path in glob.glob(os.path.join(folder, "libavcodec*.so*")):
         try:
-            fn = ctypes.CDLL(path).avcodec_descriptor_get_by_name
+            lib = ctypes.CDLL(path)
+            lib.avcodec_descriptor_get_by_name.restype = ctypes.POINTER(_Descriptor)
+            lib.avcodec_descriptor_get_by_name.argtypes = [ctypes.c_char_p]
+            lib.avcodec_descriptor_next.restype = ctypes.POINTER(_Descriptor)
+            lib.avcodec_descriptor_next.argtypes = [ctypes.POINTER(_Descriptor)]
         except (OSError, AttributeError):
             continue
-        fn.restype, fn.argtypes = ctypes.POINTER(_Descriptor), [ctypes.c_char_p]
-        return fn
+        return lib
     return None
+
+
+def _descriptor_lookup() -> Any:
+    """``avcodec_descriptor_get_by_name`` of the libavcodec PyAV loaded, or None when it cannot be found."""
+    lib = _libavcodec()
+    return lib.avcodec_descriptor_get_by_name if lib is not None else None
+
+
+@functools.lru_cache(maxsize=1)
+def _codecs_by_mime() -> dict[str, str]:
+    """{MIME type: codec name} from libavcodec's descriptors: how ffprobe names an attachment's codec (``ttf``), which
+    PyAV does not expose (an attachment stream has no codec context)."""
+    lib, out = _libavcodec(), {}
+    if lib is None:
+        return out
+    found = lib.avcodec_descriptor_next(None)
+    while found:
+        mimes = found.contents.mime_types
+        for i in range(16 if mimes else 0):
+            if not mimes[i]:
+                break
+            out.setdefault(mimes[i].decode("ascii", "replace"), found.contents.name.decode("ascii", "replace"))
+        found = lib.avcodec_descriptor_next(found)
+    return out
 
 
 @functools.lru_cache(maxsize=256)
@@ -134,8 +164,14 @@ def _format(container: Any, size: int) -> dict[str, Any]:
     if container.bit_rate:
         fmt["bit_rate"] = str(container.bit_rate)
     if container.metadata:
-        fmt["tags"] = dict(container.metadata)
+        fmt["tags"] = {safe_text(k): safe_text(v) for k, v in container.metadata.items()}  # undecodable bytes as \xa9
     return fmt
+
+
+def _not_utf8(container: Any) -> bool:
+    """Whether the container's tags hold bytes that are not UTF-8 (a RealMedia copyright sign in Latin-1): read with
+    ``surrogateescape``, they are kept as escapes instead of failing the file."""
+    return any(not str(t).isascii() and safe_text(t) != t for kv in container.metadata.items() for t in kv)
 
 
 #: frames per second beyond which an average rate is a demuxer's tick rate, not the video's
@@ -155,6 +191,17 @@ def _stream(stream: Any) -> dict[str, Any]:
     """One stream's fields, named and printed as ffprobe's ``-show_streams`` does."""
     cc = stream.codec_context
     out: dict[str, Any] = {"index": stream.index, "codec_type": stream.type}
+    if cc is None:  # a data track (timecode, hint), an attachment, a codec libavformat does not know: ffprobe's JSON names none
+        mimetype = getattr(stream, "mimetype", None)  # an attachment's codec is named by its MIME type
+        name = _codecs_by_mime().get(mimetype or "")
+        if name is not None:
+            out["codec_name"] = name
+        if stream.type == "attachment":
+            out["tags"] = {k: safe_text(v) for k, v in (("filename", getattr(stream, "name", None)), ("mimetype", mimetype)) if v}
+        duration = _time(stream.duration, stream.time_base)
+        if duration is not None:
+            out["duration"] = duration
+        return out
     codec = getattr(cc, "codec", None)
     if codec is not None:
         out["codec_name"] = codec.canonical_name
@@ -198,12 +245,12 @@ def opened(path: str, probesize: int | None = None) -> Iterator[Any]:
     if not is_url(path):
         from ..core.pin import opened
 
-        with av.open("file:" + opened(path), "r", options=options) as container:
+        with av.open("file:" + opened(path), "r", options=options, metadata_errors="surrogateescape") as container:
             yield container
         return
     from ..storage.remote import open_remote
 
-    with open_remote(path) as source, av.open(source, "r", options=options) as container:
+    with open_remote(path) as source, av.open(source, "r", options=options, metadata_errors="surrogateescape") as container:
         yield container
 
 
@@ -232,12 +279,19 @@ def probe(path: str, packets: bool = False, probesize: int | None = None) -> dic
             with opened(path, probesize) as container:
                 data: dict[str, Any] = {"format": _format(container, file_size(path)),
                                         "streams": [_stream(s) for s in container.streams]}
+                odd_tags = _not_utf8(container)
                 video = [s for s in container.streams if s.type == "video"]
                 if packets:
                     data["packet_rows"] = list(packet_rows(container, video)) if video else []
         finally:
             av.logging.set_level(previous)
     data["messages"] = [str(message).strip() for level, _name, message in logs if level <= av.logging.ERROR and str(message).strip()]
+    if odd_tags:
+        data["messages"].append("the container's tags are not UTF-8: their undecodable bytes are kept as \\x escapes")
+    without = [st["index"] for st in data["streams"] if "codec_name" not in st]
+    if without:
+        data["messages"].append(f"stream{'s' if len(without) > 1 else ''} {', '.join(map(str, without))}: no codec libavformat "
+                                "knows (a data track, an unknown attachment): listed without codec fields")
     return data
 
 
