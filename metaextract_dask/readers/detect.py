@@ -7,6 +7,7 @@ so detection is cheap and safe on any file.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from ..storage.urls import extension
 
@@ -166,6 +167,34 @@ def _hdf5_offset(head: bytes) -> int | None:
             return offset
         offset = 512 if offset == 0 else offset * 2
     return None
+
+
+#: attribute names only libnetcdf (and h5netcdf) write into an HDF5 file: it is a netCDF-4 file, whatever its name
+NETCDF4_MARKERS = (b"_NCProperties", b"_Netcdf4Dimid", b"_Netcdf4Coordinates", b"_nc3_strict")
+#: how far into an HDF5 file its netCDF-4 markers are looked for (the root group's attributes; in a large CMIP file the
+#: first ones sit 20 to 40 KiB in)
+MARKER_BYTES = 65536
+
+
+def refine(found: tuple[str, str], head: bytes, path: str, size: int, read: Any) -> tuple[str, str]:
+    """``detect``'s answer checked past the first bytes, with ``read(offset, n)``: an HDF5 signature after a user block
+    of 4 KiB or more (at each power of two up to the size: a few 8-byte reads of a file nothing else recognised), and
+    netCDF-4's markers in an HDF5 file not named as netCDF (one read of ``MARKER_BYTES``)."""
+    fmt, _ = found
+    base = _hdf5_offset(head)
+    if fmt == "unknown":
+        offset = 512
+        while offset + 8 <= len(head):  # the offsets the head held were looked at
+            offset *= 2
+        while offset + 8 <= size and base is None:
+            if read(offset, 8) == HDF5_MAGIC:
+                base, fmt = offset, "hdf5"
+            offset *= 2
+    if fmt == "hdf5" and base is not None:
+        start = head[base:] if base + MARKER_BYTES <= len(head) else read(base, MARKER_BYTES)
+        if any(marker in start for marker in NETCDF4_MARKERS):
+            fmt = "netcdf4"
+    return (fmt, DESCRIPTIONS[fmt]) if fmt != found[0] else found
 
 
 def detect(head: bytes, path: str = "") -> tuple[str, str]:

@@ -179,6 +179,9 @@ def describe_header(ds: Any) -> dict[str, Any]:
             entry["dims"] = arrays.guarded(entry, "dimensions", lambda: list(var.dimensions), [])
             entry["shape"] = arrays.guarded(entry, "shape", lambda: list(var.shape), [])
             entry["dtype"] = arrays.guarded(entry, "dtype", lambda: _dtype_name(var), "unknown")
+            user = arrays.guarded(entry, "datatype", lambda: user_type(var.datatype), None)
+            if user is not None:
+                entry["datatype"] = user
             entry["attrs"] = read_attrs(var, entry)
             if ds.data_model == "NETCDF4":
                 chunking = arrays.guarded(entry, "chunking", var.chunking, "contiguous")
@@ -200,11 +203,31 @@ def describe_header(ds: Any) -> dict[str, Any]:
 
 
 def _dtype_name(var: Any) -> str:
-    """The variable's type as ncdump would name it in spirit: a NumPy dtype, 'str', or a user type's name."""
+    """The variable's type as ncdump names it in spirit: a NumPy dtype, 'str', or a user-defined type's own name
+    (``enum_t``, ``obs_t``: not the NumPy dtype it is stored as)."""
+    name = getattr(var.datatype, "name", None)
+    if isinstance(name, str) and user_type(var.datatype) is not None:
+        return name
     dtype = var.dtype
     if isinstance(dtype, type):
         return dtype.__name__
     return str(dtype)
+
+
+def user_type(datatype: Any) -> dict[str, Any] | None:
+    """A netCDF-4 user-defined type as ncdump's ``types:`` section shows it: its name and kind, and an enum's base type
+    and labels, a compound's members and their types, a vlen's base type; None for the built-in types."""
+    import netCDF4
+
+    if isinstance(datatype, netCDF4.EnumType):
+        return {"name": datatype.name, "kind": "enum", "base": str(datatype.dtype),
+                "labels": {str(k): int(v) for k, v in datatype.enum_dict.items()}}
+    if isinstance(datatype, netCDF4.CompoundType):
+        fields = datatype.dtype.fields or {}
+        return {"name": datatype.name, "kind": "compound", "members": {str(k): str(v[0]) for k, v in fields.items()}}
+    if isinstance(datatype, netCDF4.VLType) and datatype.dtype is not str:  # str: the built-in string type
+        return {"name": datatype.name, "kind": "vlen", "base": str(datatype.dtype)}
+    return None
 
 
 def _cf_role(name: str, attrs: dict[str, Any]) -> str | None:

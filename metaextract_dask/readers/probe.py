@@ -17,7 +17,7 @@ from ..core.errors import EmptyFileError, FileAccessError, MetaExtractError
 from ..core.model import FileInfo
 from ..core.pin import identity
 from ..storage.urls import is_url, local_path
-from .detect import HEAD_BYTES, detect
+from .detect import HEAD_BYTES, detect, refine
 
 _KINDS = {
     stat.S_IFDIR: "a directory",
@@ -103,13 +103,13 @@ def probe(path: str | os.PathLike) -> FileInfo:
             check_regular(path)
             raise FileAccessError(path, "replaced while it was opened")
         head = os.pread(fd, HEAD_BYTES, 0)
+        fmt, description = refine(detect(head, path), head, path, st.st_size, lambda offset, n: os.pread(fd, n, offset))
         kept = pin.adopt(path, fd)  # in a session (a small file's one open), this descriptor is the file's pin
     except OSError as exc:
         raise _access_error(path, exc) from exc
     finally:
         if not kept:
             os.close(fd)
-    fmt, description = detect(head, path)
     return FileInfo(path=path, size=st.st_size, mtime=st.st_mtime, format=fmt, description=description, etag=identity(st))
 
 

@@ -1,0 +1,115 @@
+"""Files whose name or layout hid them, and netCDF-4's own types, on real files from a source not used before.
+
+pyfive's test data (its 1.3.0 source distribution on PyPI: netCDF-4 files written by libnetcdf and h5netcdf, a CMIP6
+file, MATLAB 7.3, HDF5 files of many layouts), checked against ``ncdump -h`` and ``h5ls -r -v``:
+
+- a netCDF-4 file named otherwise (``*.nc4.k3``, ``*.dat``, ``*.hdf5``) is read as netCDF by its own markers;
+- an HDF5 file behind a user block of 4 KiB or more (made by HDF5's own ``h5jam``) is found by its signature;
+- an enum variable is recorded with its type's name, base type and labels, as ncdump shows them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import public_corpus
+import pytest
+from test_real_files import compare_hdf5, compare_netcdf
+
+from metaextract_dask import extract_file
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def pyfive_files():
+    archive = public_corpus.fetch_sdist("pyfive", "1.3.0", os.path.join(public_corpus.cache_dir(), "sdists"))
+    return public_corpus.sdist_data(archive, os.path.join(public_corpus.cache_dir(), "corpus-sdist"))
+
+
+def _netcdf4(paths: list[str]) -> list[str]:
+    """The files their authors named ``.nc`` that ncdump reads as netCDF-4 (HDF5 storage; ncdump reads any HDF5 file as
+    netCDF-4, so the name is the authors' word that libnetcdf or h5netcdf wrote them)."""
+    out = []
+    for p in [p for p in paths if p.endswith(".nc")]:
+        done = subprocess.run(["ncdump", "-k", p], capture_output=True, text=True, timeout=60)
+        if done.returncode == 0 and done.stdout.strip().startswith("netCDF-4"):
+            out.append(p)
+    return out
+
+
+def test_a_netcdf4_file_named_otherwise_is_read_as_netcdf(pyfive_files, tmp_path):
+    """Before: the HDF5 reader took it (the name decided) and its dimensions and variables were lost."""
+    found = _netcdf4(pyfive_files)
+    assert len(found) >= 6
+    problems = {}
+    for i, src in enumerate(found):
+        named = tmp_path / f"{os.path.basename(src).rsplit('.', 1)[0]}.{('nc4.k3', 'dat', 'bin')[i % 3]}"
+        shutil.copy(src, named)
+        record, _ = extract_file(str(named))
+        if record["format"] != "netcdf4" or record["reader"] != "netcdf":
+            problems[named.name] = f"read as {record['format']} by {record['reader']}"
+            continue
+        differ = compare_netcdf(record["netcdf"], str(named))
+        if differ:
+            problems[named.name] = differ
+    assert not problems, problems
+
+
+@pytest.mark.parametrize("block", [4096, 8192, 32768])
+def test_hdf5_behind_a_large_user_block_is_found_by_its_signature(pyfive_files, tmp_path, block):
+    """Before: a user block of 4 KiB or more (instrument software writes them) made the file unknown binary."""
+    plain = [p for p in pyfive_files if p.endswith(".hdf5") and subprocess.run(["h5ls", p], capture_output=True).returncode == 0]
+    assert len(plain) >= 10
+    block_file = tmp_path / "block.bin"
+    block_file.write_bytes(b"instrument header " * (block // 18 - 1))  # h5jam rounds it up to the next power of two
+    problems = {}
+    for src in plain[:10]:
+        jammed = tmp_path / f"ub{block}_{os.path.basename(src)}"
+        subprocess.run(["h5jam", "-i", src, "-u", str(block_file), "-o", str(jammed)], check=True, capture_output=True, timeout=60)
+        with open(jammed, "rb") as f:
+            f.seek(block)
+            assert f.read(8) == b"\x89HDF\r\n\x1a\n"
+        record, _ = extract_file(str(jammed))
+        if record["format"] not in ("hdf5", "netcdf4"):
+            problems[jammed.name] = f"read as {record['format']}"
+        elif record["format"] == "hdf5":
+            differ = compare_hdf5(record["hdf5"], str(jammed))
+            if differ:
+                problems[jammed.name] = differ
+    assert not problems, problems
+
+
+def _ncdump_enums(path: str) -> dict[str, dict]:
+    """{type name: {base, labels}} from ncdump's ``types:`` section."""
+    text = subprocess.run(["ncdump", "-h", path], capture_output=True, text=True, check=True, timeout=60).stdout
+    section = text.split("types:", 1)[1].split("dimensions:", 1)[0] if "types:" in text else ""
+    out = {}
+    for base, name, body in re.findall(r"(\w+) enum (\w+) \{(.*?)\} ;", " ".join(section.split())):
+        out[name] = {"base": base, "labels": {k.strip(): int(v) for k, v in (pair.split("=") for pair in body.split(","))}}
+    return out
+
+
+def test_enum_variables_keep_their_type_name_and_labels(pyfive_files):
+    """Before: an enum variable was a uint8 (ncdump: enum_t with its labels)."""
+    files = [p for p in pyfive_files if _ncdump_enums(p)]
+    assert len(files) >= 3
+    for path in files:
+        enums = _ncdump_enums(path)
+        record, _ = extract_file(path)
+        typed = {n: v for n, v in record["netcdf"]["variables"].items() if v["dtype"] in enums}
+        assert typed, (path, {n: v["dtype"] for n, v in record["netcdf"]["variables"].items()})
+        for name, var in typed.items():
+            expected = enums[var["dtype"]]
+            assert var["datatype"]["kind"] == "enum" and var["datatype"]["labels"] == expected["labels"], (path, name)
+            assert public_corpus_base(var["datatype"]["base"]) == expected["base"], (path, name, var["datatype"])
+
+
+def public_corpus_base(dtype: str) -> str:
+    """A NumPy dtype name as ncdump names the type."""
+    from peers import NC_TYPES
+
+    return {v: k for k, v in NC_TYPES.items()}[dtype]
