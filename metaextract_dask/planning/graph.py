@@ -38,9 +38,10 @@ class FileGraph:
         are (a SEQUENTIAL chain: every read; WINDOWED: its reads divided by the window; SAMPLE_BASED: two)."""
         from dask.core import get_dependencies, toposort
 
+        dsk: Any = self.dsk
         depth: dict[Hashable, int] = {}
-        for key in toposort(self.dsk):  # each task after its inputs
-            depth[key] = 1 + max((depth[d] for d in get_dependencies(self.dsk, key)), default=0)
+        for key in toposort(dsk):  # type: ignore[no-untyped-call]  # each task after its inputs
+            depth[key] = 1 + max((depth[d] for d in get_dependencies(dsk, key)), default=0)
         return max(depth.values(), default=0)
 
 

@@ -119,7 +119,7 @@ def _descriptor_lookup() -> Any:
 def _codecs_by_mime() -> dict[str, str]:
     """{MIME type: codec name} from libavcodec's descriptors: how ffprobe names an attachment's codec (``ttf``), which
     PyAV does not expose (an attachment stream has no codec context)."""
-    lib, out = _libavcodec(), {}
+    lib, out = _libavcodec(), dict[str, str]()
     if lib is None:
         return out
     found = lib.avcodec_descriptor_next(None)

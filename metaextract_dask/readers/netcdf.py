@@ -223,7 +223,7 @@ def user_type(datatype: Any) -> dict[str, Any] | None:
         return {"name": datatype.name, "kind": "enum", "base": str(datatype.dtype),
                 "labels": {str(k): int(v) for k, v in datatype.enum_dict.items()}}
     if isinstance(datatype, netCDF4.CompoundType):
-        fields = datatype.dtype.fields or {}
+        fields: dict[str, Any] = dict(datatype.dtype.fields or {})
         return {"name": datatype.name, "kind": "compound", "members": {str(k): str(v[0]) for k, v in fields.items()}}
     if isinstance(datatype, netCDF4.VLType) and datatype.dtype is not str:  # str: the built-in string type
         return {"name": datatype.name, "kind": "vlen", "base": str(datatype.dtype)}
