@@ -225,3 +225,29 @@ def test_streams_without_a_codec_and_tags_that_are_not_utf8_are_read_as_ffprobe_
     assert any("stream 2: no codec libavformat knows" in w for w in timecode["warnings"])
     assert attachment["streams"][2]["codec_type"] == "attachment" and attachment["streams"][2]["codec_name"] == "ttf"
     assert latin["tags"] == {"copyright": "\\xa9 2000 BBB", "title": "Caf\\xe9"} and any("not UTF-8" in w for w in latin["warnings"])
+
+
+def test_audio_containers_ffprobe_reads_are_detected_by_their_signatures(tmp_path, media):
+    """Musepack (made by Musepack's own mpcenc), WavPack, TTA and Wave64 (ffmpeg's encoders) from the public sound, each
+    also without a name that says what it is: before, all but WavPack were unknown binary (no signature, no extension
+    entry). Each is read as media and agrees with the system ffprobe."""
+    sound = next(p for p in media if p.endswith("house_lo.ogg"))
+    wav = str(tmp_path / "s.wav")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", sound, "-t", "3", "-ac", "2", "-ar", "44100", wav], check=True, timeout=120)
+    made = [str(tmp_path / "s.mpc")]
+    subprocess.run(["mpcenc", "--silent", "--overwrite", wav, made[0]], check=True, timeout=120)
+    for name, codec, fmt in (("s.wv", "wavpack", "wv"), ("s.tta", "tta", "tta"), ("s.w64", "pcm_s16le", "w64")):
+        made.append(str(tmp_path / name))
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", wav, "-c:a", codec, "-f", fmt, made[-1]], check=True, timeout=120)
+    for path in list(made):
+        made.append(path + ".dat")
+        shutil.copy(path, made[-1])
+    ours, theirs = records(made, "pyav"), records(made, "ffprobe")
+    for path in made:
+        (reader_a, a), (reader_b, b) = ours[path], theirs[path]
+        assert reader_a == reader_b == "video", (path, reader_a, reader_b)
+        peer = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", path],
+                                         capture_output=True, text=True, check=True).stdout)
+        assert a["container"] == b["container"] == peer["format"]["format_name"], path
+        assert [s["codec_name"] for s in a["streams"]] == [s["codec_name"] for s in peer["streams"]], path
+        assert {k: a.get(k) for k in FORMAT_KEYS} == {k: b.get(k) for k in FORMAT_KEYS}, path

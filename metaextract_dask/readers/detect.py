@@ -50,6 +50,13 @@ DESCRIPTIONS = {
     "ivf": "IVF video (VP8/VP9/AV1)",
     "nut": "NUT multimedia container",
     "caf": "Core Audio Format (CAF)",
+    "musepack": "Musepack audio (MPC)",
+    "wavpack": "WavPack audio",
+    "tta": "True Audio (TTA)",
+    "ape": "Monkey's Audio (APE)",
+    "w64": "Sony Wave64 audio (W64)",
+    "dsf": "DSD Stream File (DSF)",
+    "dff": "DSDIFF audio (DFF)",
     "zip": "ZIP archive",
     "tar": "tar archive",
     "gzip": "gzip compressed data",
@@ -62,7 +69,7 @@ DESCRIPTIONS = {
 #: formats the media reader (ffprobe) takes; "media" is a file ffprobe recognised without a known signature
 VIDEO_FORMATS = frozenset({"mp4", "mov", "matroska", "webm", "avi", "flv", "mpegts", "mpegps", "ogg", "wav", "asf", "realmedia",
                            "swf", "gif", "mpegvideo", "3gp", "3g2", "mxf", "dv", "y4m", "mp3", "aac", "flac", "aiff", "au", "amr",
-                           "ivf", "nut", "caf", "media"})
+                           "ivf", "nut", "caf", "musepack", "wavpack", "tta", "ape", "w64", "dsf", "dff", "media"})
 
 #: names that suggest media: a file with one of these and no known signature gets one bounded ffprobe look
 MEDIA_EXTENSIONS = frozenset({
@@ -70,6 +77,7 @@ MEDIA_EXTENSIONS = frozenset({
     ".vob", ".m1v", ".m2v", ".mpv", ".ogv", ".oga", ".ogg", ".opus", ".wmv", ".wma", ".asf", ".rm", ".rmvb", ".ra", ".swf",
     ".gif", ".3gp", ".3g2", ".mxf", ".dv", ".y4m", ".mp3", ".mp2", ".aac", ".ac3", ".eac3", ".dts", ".flac", ".wav", ".aif",
     ".aiff", ".au", ".snd", ".amr", ".h264", ".264", ".h265", ".265", ".hevc", ".ivf", ".nut", ".caf", ".wv", ".ape", ".mjpeg",
+    ".mpc", ".mp+", ".tta", ".w64", ".dsf", ".dff", ".spx", ".tak", ".ofr", ".shn", ".mka", ".m4b",
 })
 
 def detect_magic(head: bytes, ext: str = "") -> str | None:
@@ -133,6 +141,14 @@ MEDIA_SIGNATURES = (
     (0, b"DKIF", "ivf"),
     (0, b"nut/multimedia container", "nut"),
     (0, b"caff", "caf"),
+    (0, b"MPCK", "musepack"),  # stream version 8
+    (0, b"MP+", "musepack"),  # stream version 7
+    (0, b"wvpk", "wavpack"),
+    (0, b"TTA1", "tta"),
+    (0, b"MAC ", "ape"),
+    (0, bytes.fromhex("72696666 2e91cf11 a5d628db 04c10000"), "w64"),  # "riff" and the rest of its GUID
+    (0, b"DSD \x1c\x00\x00\x00", "dsf"),
+    (0, b"FRM8", "dff"),
 )
 
 
