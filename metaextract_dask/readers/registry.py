@@ -33,6 +33,7 @@ BUILTIN_READERS: dict[str, str] = {
     "hdf5": "metaextract_dask.readers.hdf5:HDF5ChunkReader",
     "netcdf": "metaextract_dask.readers.netcdf:NetCDFChunkReader",
     "video": "metaextract_dask.readers.video:VideoChunkReader",
+    "fits": "metaextract_dask.readers.fits:FITSReader",
 }
 
 FALLBACK = "binary"

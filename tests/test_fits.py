@@ -1,0 +1,129 @@
+"""The FITS reader against astropy's own command-line tools, on astropy's test files (real files from many
+observatories and programs: HST WFPC2 and STIS, Chandra events, AIPS tables, random groups, compressed images).
+
+``fitsinfo`` lists each HDU (number, name, version, type, cards, dimensions, format) and ``fitsheader`` its
+cards: the record says the same for every file. Image statistics equal NumPy's over the values astropy gives.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+
+import numpy as np
+import pytest
+
+import metaextract_dask as me
+
+pytestmark = pytest.mark.integration
+
+astropy = pytest.importorskip("astropy")
+DATA = os.path.join(os.path.dirname(astropy.__file__), "io", "fits", "tests", "data")
+_ROW = re.compile(r"^\s*(\d+)\s{2}(.*?)\s+(\d+) (\w+)\s+(\d+)\s{3}(\(.*?\)|\d+R x \d+C)\s{3}(.*?)\s*$")
+
+
+@pytest.fixture(scope="module")
+def files():
+    return sorted(os.path.join(DATA, f) for f in os.listdir(DATA) if f.endswith(".fits"))
+
+
+def fitsinfo(paths: list[str]) -> dict[str, list[tuple[str, ...]]]:
+    """{file: (number, name, version, type, cards, dimensions, format) of each HDU}, as ``fitsinfo`` prints them."""
+    out = subprocess.run(["fitsinfo", *paths], capture_output=True, text=True, check=True, timeout=300).stdout
+    found: dict[str, list[tuple[str, ...]]] = {}
+    for block in out.split("Filename: ")[1:]:
+        lines = block.splitlines()
+        found[lines[0].strip()] = [m.groups() for m in map(_ROW.match, lines[2:]) if m]
+    return found
+
+
+def fitsheader(paths: list[str]) -> dict[str, dict[int, set[str]]]:
+    """{file: {HDU number: its keywords}} from ``fitsheader -t ascii.csv`` (COMMENT, HISTORY and blank cards left out)."""
+    out = subprocess.run(["fitsheader", "-t", "ascii.csv", *paths], capture_output=True, text=True, check=True, timeout=300).stdout
+    keys: dict[str, dict[int, set[str]]] = {}
+    for row in csv.DictReader(io.StringIO(out)):
+        if row["keyword"] not in ("COMMENT", "HISTORY", ""):
+            keys.setdefault(row["filename"], {}).setdefault(int(row["hdu"]), set()).add(row["keyword"])
+    return keys
+
+
+@pytest.fixture(scope="module")
+def records(files):
+    return {path: me.extract_file(path)[0] for path in files}
+
+
+def compare(record: dict, peer: list[tuple[str, ...]], headers: dict[int, set[str]]) -> list[str]:
+    problems = []
+    hdus = record["hdus"]
+    if len(peer) != len(hdus):
+        problems.append(f"{len(hdus)} HDUs vs {len(peer)}")
+    for (no, name, ver, kind, cards, dims, fmt), h in zip(peer, hdus):
+        if "columns" in h:
+            mine, mine_fmt = f"{h['rows']}R x {len(h['columns'])}C", "[" + ", ".join(c["format"] for c in h["columns"]) + "]"
+        else:
+            mine, mine_fmt = str(tuple(reversed(h.get("shape", [])))), h.get("dtype", "")
+        rescaled = re.search(r"\(rescales to (\w+)\)", fmt)
+        want_fmt = fmt if fmt.startswith("[") else rescaled.group(1) if rescaled else (fmt.split() or [""])[0]
+        for what, a, b in (("name", h["name"], name.strip()), ("version", str(h["ver"]), ver), ("type", h["type"], kind),
+                           ("cards", str(h["cards"]), cards), ("dimensions", mine, dims), ("format", mine_fmt, want_fmt)):
+            if a != b:
+                problems.append(f"HDU {no} {what}: {a!r} vs {b!r}")
+    for no, keys in headers.items():
+        mine = set(hdus[no]["header"]) - {"COMMENT", "HISTORY", ""}
+        if mine != keys:
+            problems.append(f"HDU {no} keywords: {sorted(mine ^ keys)[:5]}")
+    return problems
+
+
+def test_every_fits_file_agrees_with_fitsinfo_and_fitsheader(files, records):
+    assert len(files) >= 15
+    listed, headers = fitsinfo(files), fitsheader(files)
+    problems = {}
+    for path in files:
+        record = records[path]
+        assert record["format"] == "fits" and record["reader"] == "fits", (path, record.get("format"))
+        found = compare(record["fits"], listed[path], headers.get(path, {}))
+        if found:
+            problems[os.path.basename(path)] = found
+    assert not problems, json.dumps(problems, indent=1)[:4000]
+
+
+def test_image_statistics_are_the_values_astropy_gives(files, records):
+    from astropy.io import fits
+
+    checked = 0
+    for path in files:
+        record = records[path]
+        with fits.open(path) as hdul:
+            for entry in record["fits"]["hdus"]:
+                if "stats" not in entry:
+                    continue
+                data = np.asarray(hdul[entry["index"]].data, dtype="float64")
+                finite = data[np.isfinite(data)]
+                stats = entry["stats"]
+                assert stats["count"] + stats["fill_count"] == finite.size and stats["nan_count"] == data.size - finite.size
+                if stats["count"] and not stats["fill_count"]:
+                    assert stats["min"] == finite.min() and stats["max"] == finite.max(), (path, entry["index"])
+                    assert stats["mean"] == pytest.approx(finite.mean())
+                checked += 1
+    assert checked >= 10
+
+
+def test_a_scan_catalogs_fits_files_with_their_columns(files, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for path in files:
+        shutil.copy(path, data / f"{os.path.basename(path)[:-5]}.fit" if "test0" in path else data)  # a .fit name too
+    cat = str(tmp_path / "cat")
+    frame = me.scan(str(data), cat, progress=False)
+    assert frame["success"].all() and set(frame["format"]) == {"fits"}
+    row = frame[frame["path"].str.endswith("test0.fit")].iloc[0]
+    assert row["n_hdus"] == 5 and row["instrument"] == "WFPC2" and list(row["variables"]) == ["HDU1", "HDU2", "HDU3", "HDU4"]
+    variables = me.read_variables(cat)
+    assert len(variables[variables["path"] == row["path"]]) == 4
