@@ -34,6 +34,7 @@ BUILTIN_READERS: dict[str, str] = {
     "netcdf": "metaextract_dask.readers.netcdf:NetCDFChunkReader",
     "video": "metaextract_dask.readers.video:VideoChunkReader",
     "fits": "metaextract_dask.readers.fits:FITSReader",
+    "grib": "metaextract_dask.readers.grib:GRIBReader",
 }
 
 FALLBACK = "binary"

@@ -1,0 +1,98 @@
+"""The GRIB reader against ecCodes' own ``grib_ls`` (of the same ecCodes version), on the GRIB2 messages ecCodes
+ships (its samples: ECMWF's
+regular, reduced and rotated Gaussian, lat/lon, polar stereographic, Lambert and spectral fields, Debian's
+libeccodes-data) and, where installed, NCAR's GRIB2 files (Debian's libncarg-data: NCEP Eta and WAFS forecasts, a
+Meteosat image).
+
+Every message agrees with ``grib_ls -j`` on its edition, centre, parameter, level, date, time, step, grid and number
+of points, and its statistics with ``grib_ls``'s min, max and average.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+import metaextract_dask as me
+
+pytestmark = pytest.mark.integration
+
+pytest.importorskip("eccodes")
+SAMPLES = "/usr/share/eccodes/samples"
+NCAR = "/usr/share/ncarg/data/grb"
+KEYS = ["edition", "centre", "shortName", "typeOfLevel", "level", "dataDate", "dataTime", "stepRange", "gridType", "numberOfPoints"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Each sample as a .grib2 file (a scan sees them by content, whatever their name), and NCAR's GRIB2 files."""
+    if not os.path.isdir(SAMPLES):
+        pytest.fail("ecCodes' samples are needed: apt-get install libeccodes-data")
+    folder = tmp_path_factory.mktemp("grib")
+    out = []
+    for src in sorted(glob.glob(os.path.join(SAMPLES, "*grib2*.tmpl")) + glob.glob(os.path.join(SAMPLES, "GRIB2.tmpl"))):
+        dst = folder / (os.path.basename(src)[:-5] + ".grib2")
+        shutil.copy(src, dst)
+        out.append(str(dst))
+    out += sorted(glob.glob(os.path.join(NCAR, "*.grb2")) + glob.glob(os.path.join(NCAR, "*.grib2")))
+    return out
+
+
+def grib_ls_command() -> str:
+    """The grib_ls of the ecCodes the reader uses (the eccodes wheel's own, where it ships one): ecCodes' definitions
+    name some parameters and grids differently from one version to the next (Debian's 2.28 says ``pres`` and
+    ``reduced_ll`` where 2.50 says ``pcdb`` and ``unknown_PLPresent``), and the record says which version answered."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("eccodeslib")
+    own = os.path.join(spec.submodule_search_locations[0], "bin", "grib_ls") if spec and spec.submodule_search_locations else ""
+    return own if os.path.exists(own) else "grib_ls"
+
+
+def grib_ls(path: str, keys: list[str]) -> list[dict]:
+    done = subprocess.run([grib_ls_command(), "-j", "-p", ",".join(keys), path], capture_output=True, text=True, timeout=120)
+    return json.loads(done.stdout)["messages"]
+
+
+def test_every_message_agrees_with_grib_ls(files):
+    assert len(files) >= 15
+    problems = {}
+    for path in files:
+        record, _ = me.extract_file(path)
+        assert record["format"] == "grib" and record["reader"] == "grib", (path, record.get("format"), record.get("error"))
+        assert record["grib"]["eccodes"].count(".") == 2
+        ours, theirs = record["grib"]["messages"], grib_ls(path, KEYS + ["max", "min", "average"])
+        found = [] if len(ours) == len(theirs) == record["grib"]["n_messages"] else [f"{len(ours)} messages vs {len(theirs)}"]
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            b = {k: v for k, v in b.items() if v != "not_found"}  # a key this template lacks
+            found += [f"message {i} {k}: {a.get(k)!r} vs {b.get(k)!r}" for k in KEYS if str(a.get(k)) != str(b.get(k))]
+            stats = a["stats"]
+            for key, mine in (("max", stats.get("max")), ("min", stats.get("min")), ("average", stats.get("mean"))):
+                if (key in b) != (mine is not None):  # a spectral field has no min or max of grid values
+                    found.append(f"message {i} {key}: {mine} vs {b.get(key)}")
+                elif key in b and abs(mine - float(b[key])) > 1e-5 * max(1.0, abs(float(b[key]))):  # grib_ls: 6 digits
+                    found.append(f"message {i} {key}: {mine} vs {b[key]}")
+        if found:
+            problems[os.path.basename(path)] = found[:5]
+    assert not problems, json.dumps(problems, indent=1)[:4000]
+
+
+def test_a_scan_makes_grib_rows_and_large_files_read_their_messages_as_chunk_tasks(files, tmp_path):
+    many = [f for f in files if f.startswith(NCAR)]
+    data = tmp_path / "data"
+    data.mkdir()
+    for path in files[:5] + many:
+        shutil.copy(path, data)
+    frame = me.scan(str(data), str(tmp_path / "cat"), progress=False)
+    assert frame["success"].all() and set(frame["format"]) == {"grib"}
+    if many:  # NCEP's Eta forecast, 181 messages in 500 KB: read as several chunk tasks at a small chunk size
+        biggest = max(many, key=os.path.getsize)
+        record, metrics = me.extract_file(biggest, me.StreamingConfig(strategy="windowed", chunk_size=64 * 1024))
+        assert record["streaming"]["chunks_read"] > 2 and record["grib"]["n_messages"] == len(grib_ls(biggest, ["shortName"]))
+        row = frame[frame["path"].str.endswith(os.path.basename(biggest))].iloc[0]
+        assert row["n_messages"] == record["grib"]["n_messages"] and len(row["variables"]) == len(record["grib"]["parameters"])
