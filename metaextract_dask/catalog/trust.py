@@ -24,6 +24,7 @@ names the catalog and what is wrong.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -163,12 +164,27 @@ def located(catalog: str, path: str, roots: list[str]) -> str:
 
     if is_url(path) or os.path.isabs(path):
         return path
-    bases = read_manifest(catalog).get("bases")
-    bases = [b for b in bases if isinstance(b, str) and os.path.isabs(b)] if isinstance(bases, list) else []
+    bases = scan_bases(catalog)
     above = [a for root in roots if not is_url(root) for a in _ancestors(root)]
     candidates = [os.path.normpath(os.path.join(base, path)) for base in [*bases, *above]] + [os.path.abspath(path)]
     under = [c for c in candidates if any(_under(c, root) for root in roots)]
     return next((c for c in under if os.path.lexists(c)), under[0] if under else path)
+
+
+def scan_bases(catalog: str) -> list[str]:
+    """The manifest's ``bases`` (the working folders of scans given a relative path), read once per manifest version:
+    an export asks for every row."""
+    try:
+        stamp = os.stat(os.path.join(catalog, MANIFEST)).st_mtime_ns
+    except OSError:
+        return []
+    return list(_bases(catalog, stamp))
+
+
+@functools.lru_cache(maxsize=16)
+def _bases(catalog: str, stamp: int) -> tuple[str, ...]:
+    bases = read_manifest(catalog).get("bases")
+    return tuple(b for b in bases if isinstance(b, str) and os.path.isabs(b)) if isinstance(bases, list) else ()
 
 
 def _ancestors(folder: str) -> list[str]:
