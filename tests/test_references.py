@@ -297,6 +297,12 @@ def test_open_finds_relative_paths_from_any_folder_and_combines_rows_as_open_mfd
         combined = me.open(cat, rows)
         assert combined.sizes["time"] == 12
         xr.testing.assert_identical(combined[["tas", "pr"]].load(), expected[["tas", "pr"]].load())
+    import pandas as pd
+
+    me.export(plain, "esm")  # its files' paths found from here too (before: relative to this folder, where none is)
+    assets = pd.read_csv(str(tmp_path / "plain.esm" / "collection.csv"))
+    netcdf = assets[assets["format"] == "netcdf"]["path"]
+    assert len(netcdf) == 3 and all(os.path.isabs(p) and os.path.exists(p) for p in netcdf)
     os.unlink(tmp_path / "data" / "run_2.nc")
     with pytest.raises(FileNotFoundError, match="data/run_2.nc: file not found"):
         me.open(plain, "data/run_2.nc")

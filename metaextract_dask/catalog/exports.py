@@ -44,7 +44,7 @@ def _asset(catalog: str, rec: dict[str, Any]) -> tuple[str, str] | None:
     if fmt:
         from ..storage.urls import absolute
 
-        return absolute(rec["path"]), fmt
+        return absolute(rec.get("located") or rec["path"]), fmt  # found from any working folder
     if isinstance(rec.get("references"), str) and rec["references"]:
         references.checked(catalog, rec["references"], rec["path"])
         return os.path.abspath(location(catalog, rec["references"])), "reference"

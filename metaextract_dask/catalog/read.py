@@ -352,7 +352,8 @@ def _rows_of(parts: list[str]) -> list[dict[str, Any]]:
 
 
 def trusted_records(catalog: str, notices: list[str] | None = None) -> tuple[Any, list[dict[str, Any]]]:
-    """The files table's successful rows under the catalog's scanned roots, each with its record parsed (``trust``).
+    """The files table's successful rows under the catalog's scanned roots, each with its record parsed (``trust``) and
+    where its file is from here (``located``: a relative path found through the manifest's bases).
 
     A row naming a file outside the roots (an edited catalog) is left out,
     with a line in ``notices``.
@@ -365,12 +366,12 @@ def trusted_records(catalog: str, notices: list[str] | None = None) -> tuple[Any
     records = []
     for row in ok.to_dict("records"):
         try:
-            trust.check_in_roots(catalog, row.get("path"), roots)
+            located = trust.check_in_roots(catalog, row.get("path"), roots)
         except trust.CatalogInputError as exc:
             if notices is not None:
                 notices.append(f"{exc}; left out")
             continue
-        records.append({**row, "record": trust.load_record(row.get("metadata"))})
+        records.append({**row, "record": trust.load_record(row.get("metadata")), "located": located})
     return df, records
 
 

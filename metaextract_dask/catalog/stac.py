@@ -261,7 +261,7 @@ def _hashes(records: list[dict[str, Any]], progress: Callable[[int, int], None] 
 
     out: dict[str, str | None] = {}
     with ThreadPoolExecutor(max_workers=2) as pool:  # a remote object is not downloaded whole at export: no file:checksum
-        futures = {rec["path"]: pool.submit(file_multihash, rec["path"], rec.get("size"), rec.get("mtime")) for rec in records
+        futures = {rec["path"]: pool.submit(file_multihash, rec.get("located") or rec["path"], rec.get("size"), rec.get("mtime")) for rec in records
                    if not is_url(rec["path"])}
         for i, (path, fut) in enumerate(futures.items(), 1):
             out[path] = fut.result()
@@ -289,7 +289,7 @@ def _item(catalog: str, rec: dict[str, Any], arrays: list[dict[str, Any]], hashe
     item = pystac.Item(id=_item_id(rec["path"]), geometry=geometry, bbox=bbox, datetime=when, properties=props)
     from ..storage.urls import absolute
 
-    asset = pystac.Asset(href=absolute(rec["path"]), media_type=media_type(rec, rec["record"]), roles=["data"],
+    asset = pystac.Asset(href=absolute(rec.get("located") or rec["path"]), media_type=media_type(rec, rec["record"]), roles=["data"],
                          title=os.path.basename(rec["path"]))
     item.add_asset("data", asset)
     fext = FileExtension.ext(asset, add_if_missing=True)
