@@ -96,3 +96,33 @@ def test_a_scan_makes_grib_rows_and_large_files_read_their_messages_as_chunk_tas
         assert record["streaming"]["chunks_read"] > 2 and record["grib"]["n_messages"] == len(grib_ls(biggest, ["shortName"]))
         row = frame[frame["path"].str.endswith(os.path.basename(biggest))].iloc[0]
         assert row["n_messages"] == record["grib"]["n_messages"] and len(row["variables"]) == len(record["grib"]["parameters"])
+
+
+def test_open_reads_a_grib_row_through_cfgrib_and_says_how_to_open_a_mixed_file(files, tmp_path):
+    """me.open of a GRIB row gives cfgrib's dataset (values equal ecCodes' decoding) and writes no index file beside the
+    data; a file of several kinds of level says which filter_by_keys open a part of it."""
+    import eccodes
+    import numpy as np
+
+    data = tmp_path / "data"
+    data.mkdir()
+    sample = next(f for f in files if os.path.basename(f).startswith("regular_ll_sfc_grib2"))
+    shutil.copy(sample, data)
+    mixed = max((f for f in files if f.startswith(NCAR)), key=os.path.getsize, default=None)
+    if mixed:
+        shutil.copy(mixed, data)
+    cat = str(tmp_path / "cat")
+    me.scan(str(data), cat, progress=False)
+    before = sorted(os.listdir(data))
+    ds = me.open(cat, str(data / os.path.basename(sample)))
+    with open(sample, "rb") as f:
+        handle = eccodes.codes_grib_new_from_file(f)
+        expected = eccodes.codes_get_values(handle).reshape(eccodes.codes_get(handle, "Nj"), eccodes.codes_get(handle, "Ni"))
+        eccodes.codes_release(handle)
+    np.testing.assert_allclose(ds["t"].values, expected, rtol=1e-6)
+    assert sorted(os.listdir(data)) == before  # no .idx written
+    if mixed:
+        with pytest.raises(ValueError, match="not one hypercube.*filter_by_keys"):
+            me.open(cat, str(data / os.path.basename(mixed)))
+        part = me.open(cat, str(data / os.path.basename(mixed)), backend_kwargs={"filter_by_keys": {"typeOfLevel": "isobaricInhPa"}})
+        assert part.sizes["isobaricInhPa"] >= 2 and len(part.data_vars) >= 1

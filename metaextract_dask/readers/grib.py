@@ -127,6 +127,22 @@ class GRIBReader(StreamChunkReader):
     def unavailable(self) -> str | None:
         return None if importlib.util.find_spec("eccodes") else EXTRA_HINT
 
+    def open_dataset(self, path: str, fmt: str, **kwargs: Any) -> Any:
+        """Through cfgrib (xarray's GRIB engine), writing no index file beside the data. A file whose messages are not
+        one hypercube (several kinds of level) is a ``ValueError`` naming cfgrib's ``filter_by_keys`` choices: pass
+        ``backend_kwargs={"filter_by_keys": {"typeOfLevel": "isobaricInhPa"}}`` to open one part."""
+        import xarray as xr
+
+        backend = {"indexpath": "", **kwargs.pop("backend_kwargs", {})}
+        try:
+            return xr.open_dataset(path, engine="cfgrib", backend_kwargs=backend, **kwargs)
+        except Exception as exc:
+            if type(exc).__name__ != "DatasetBuildError":
+                raise
+            choices = " ".join(str(exc).split())
+            raise ValueError(f"{path}: its messages are not one hypercube; open a part of it with backend_kwargs="
+                             f"{{'filter_by_keys': {{...}}}} (cfgrib: {choices[:400]})") from None
+
     def layout(self, info: FileInfo, chunk_size: int) -> Sequence[ChunkSpec]:
         messages, warnings = message_offsets(info.path, info.size)
         if not messages:
