@@ -338,3 +338,30 @@ def test_real_files_nobody_here_wrote_read_over_http_equal_their_local_records()
             url = server.url + "/" + urllib.request.pathname2url(os.path.relpath(path, folder))
             remote = extract_metadata(url, StreamingConfig())
             assert remote["path"] == url and as_json(remote) == as_json(local), path
+
+
+@pytest.mark.integration
+def test_fits_and_grib_files_over_http_equal_their_local_records(tmp_path):
+    """astropy's FITS test files and GRIB2 messages of ecCodes and NCAR, served over HTTP: the FITS reader goes through
+    the scan's ranged reads (astropy would download an http URL into its cache), the GRIB reader finds and decodes the
+    messages the same way; the records equal the local ones."""
+    import glob
+    import shutil
+
+    astropy = pytest.importorskip("astropy")
+    pytest.importorskip("eccodes")
+    fits_data = os.path.join(os.path.dirname(astropy.__file__), "io", "fits", "tests", "data")
+    picked = [os.path.join(fits_data, n) for n in ("test0.fits", "tb.fits", "compressed_image.fits", "random_groups.fits")]
+    picked += sorted(glob.glob("/usr/share/eccodes/samples/regular_ll_*grib2.tmpl"))[:2] + glob.glob("/usr/share/ncarg/data/grb/*.grb2")
+    for path in picked:
+        shutil.copy(path, tmp_path / (os.path.basename(path).replace(".tmpl", ".grib2")))
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert len(names) >= 6
+    with range_server(str(tmp_path)) as server:
+        for name in names:
+            local = extract_metadata(str(tmp_path / name), StreamingConfig())
+            remote = extract_metadata(server.url + "/" + name, StreamingConfig())
+            assert local["reader"] in ("fits", "grib") and as_json(remote) == as_json(local), name
+        from astropy.utils.data import get_cached_urls
+
+        assert not [u for u in get_cached_urls() if u.startswith(server.url)]  # nothing downloaded into astropy's cache

@@ -28,11 +28,19 @@ MAX_CARDS = 1000
 
 @contextlib.contextmanager
 def open_fits(path: str) -> Iterator[Any]:
-    """The file's HDUs, read-only, memory-mapped, through the scan's pinned descriptor (never another file)."""
+    """The file's HDUs, read-only: a local file memory-mapped through the scan's pinned descriptor (never another file),
+    a remote object through ranged reads."""
     from astropy.io import fits
 
     from ..core.pin import opened
+    from ..storage.urls import is_url
 
+    if is_url(path):  # through the scan's own counted ranged reads: astropy would download an http URL into its cache
+        from ..storage.remote import open_remote
+
+        with open_remote(path) as source, fits.open(source, mode="readonly", memmap=False, lazy_load_hdus=False) as hdul:
+            yield hdul
+        return
     with fits.open(opened(path), mode="readonly", memmap=True, lazy_load_hdus=False, ignore_missing_simple=False) as hdul:
         yield hdul
 

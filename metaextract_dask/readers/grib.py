@@ -13,8 +13,9 @@ sums them up by parameter, level, time and grid. Install with
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..core.errors import CorruptFileError
@@ -33,12 +34,27 @@ MAX_LISTED = 5000
 RESYNC = 65536
 
 
-def message_offsets(path: str, size: int) -> tuple[list[tuple[int, int]], list[str]]:
-    """(offset, length) of each message, found by its section 0 (``GRIB``, length, edition), and warnings."""
+@contextlib.contextmanager
+def _source(path: str) -> Iterator[Any]:
+    """The file to read: a local one through the scan's pinned descriptor, a remote object through counted ranged reads."""
+    from ..storage.urls import is_url
+
+    if is_url(path):
+        from ..storage.remote import open_remote
+
+        with open_remote(path) as f:
+            yield f
+        return
     from ..core.pin import opened
 
-    found, warnings = [], []
     with open(opened(path), "rb") as f:
+        yield f
+
+
+def message_offsets(path: str, size: int) -> tuple[list[tuple[int, int]], list[str]]:
+    """(offset, length) of each message, found by its section 0 (``GRIB``, length, edition), and warnings."""
+    found, warnings = [], []
+    with _source(path) as f:
         pos = 0
         while pos + 16 <= size:
             f.seek(pos)
@@ -167,12 +183,10 @@ class GRIBReader(StreamChunkReader):
         return self.layout(info, chunk_size)
 
     def summarize(self, spec: ChunkSpec, config: StreamingConfig) -> State:
-        from ..core.pin import opened
-
         key: Any = spec.key
         group: tuple[tuple[int, int], ...] = key[0]
         warnings: tuple[str, ...] = key[1]
-        with open(opened(spec.path), "rb") as f:
+        with _source(spec.path) as f:
             f.seek(spec.offset)
             data = f.read(spec.size)
         messages, problems = [], list(warnings)
