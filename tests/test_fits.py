@@ -127,3 +127,28 @@ def test_a_scan_catalogs_fits_files_with_their_columns(files, tmp_path):
     assert row["n_hdus"] == 5 and row["instrument"] == "WFPC2" and list(row["variables"]) == ["HDU1", "HDU2", "HDU3", "HDU4"]
     variables = me.read_variables(cat)
     assert len(variables[variables["path"] == row["path"]]) == 4
+
+
+def _lying(path, naxis: int) -> str:
+    cards = ["SIMPLE  =                    T", "BITPIX  =                  -64", "NAXIS   =                    2",
+             f"NAXIS1  = {naxis:>20}", f"NAXIS2  = {naxis:>20}", "END"]
+    with open(path, "w") as f:
+        f.write("".join(c.ljust(80) for c in cards).ljust(2880) + "\0" * 2880)
+    return str(path)
+
+
+def test_a_truncated_or_lying_fits_file_keeps_its_headers_and_reads_nothing_past_its_end(tmp_path):
+    """A real file cut short, and headers that declare 80 GB or 80 PB of data in 6 KB: before, astropy's memory map
+    failed the whole file ("Invalid argument"), or the record claimed 80 GB read. Now the headers are the record, the
+    data that is not there is a warning, and what was read is what the file holds."""
+    whole = open(os.path.join(DATA, "test0.fits"), "rb").read()
+    cut = tmp_path / "cut.fits"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    cases = {"cut.fits": str(cut), "80GB.fits": _lying(tmp_path / "80GB.fits", 100_000), "80PB.fits": _lying(tmp_path / "80PB.fits", 100_000_000)}
+    for name, path in cases.items():
+        record, _ = me.extract_file(path)
+        assert record["reader"] == "fits" and record["fits"]["hdus"], name
+        assert record["fits"]["warnings"] and record["streaming"]["bytes_read"] <= 2 * os.path.getsize(path), (name, record["fits"]["warnings"])
+        if name != "cut.fits":
+            assert record["fits"]["hdus"][0]["shape"] == [int(name[:2] == "80" and (100_000 if "GB" in name else 100_000_000))] * 2
+    assert len(me.extract_file(cases["cut.fits"])[0]["fits"]["hdus"]) >= 2

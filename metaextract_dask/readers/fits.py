@@ -28,8 +28,8 @@ MAX_CARDS = 1000
 
 @contextlib.contextmanager
 def open_fits(path: str) -> Iterator[Any]:
-    """The file's HDUs, read-only: a local file memory-mapped through the scan's pinned descriptor (never another file),
-    a remote object through ranged reads."""
+    """The file's HDUs, read-only: a local file through the scan's pinned descriptor (never another file), a remote
+    object through ranged reads."""
     from astropy.io import fits
 
     from ..core.pin import opened
@@ -38,11 +38,69 @@ def open_fits(path: str) -> Iterator[Any]:
     if is_url(path):  # through the scan's own counted ranged reads: astropy would download an http URL into its cache
         from ..storage.remote import open_remote
 
-        with open_remote(path) as source, fits.open(source, mode="readonly", memmap=False, lazy_load_hdus=False) as hdul:
+        with open_remote(path) as source, fits.open(source, mode="readonly", memmap=False, lazy_load_hdus=True) as hdul:
             yield hdul
         return
-    with fits.open(opened(path), mode="readonly", memmap=True, lazy_load_hdus=False, ignore_missing_simple=False) as hdul:
+    # not memory-mapped: a header that declares more data than the file holds made mmap fail the whole file
+    try:
+        hdul = fits.open(opened(path), mode="readonly", memmap=False, lazy_load_hdus=True, ignore_missing_simple=False)
+    except (OSError, ValueError, EOFError) as exc:  # astropy reads past the primary's data to open: its header still reads
+        yield _primary_only(opened(path), exc)
+        return
+    with hdul:
         yield hdul
+
+
+class _HeaderOnly:
+    """A primary HDU known by its header only (``_primary_only``): its data is not read."""
+
+    kind, name, ver, is_image, data, section, columns = "PrimaryHDU", "PRIMARY", 1, True, None, None, None
+
+    def __init__(self, header: Any) -> None:
+        self.header = header
+
+
+class _PrimaryOnly(list):  # type: ignore[type-arg]
+    """The primary HDU of a file astropy cannot open (its header only), and why."""
+
+    problem = ""
+
+
+def _primary_only(path: str, exc: BaseException) -> _PrimaryOnly:
+    """The primary header alone, parsed without its data: a file whose header declares more data than it holds."""
+    from astropy.io import fits
+
+    with open(path, "rb") as f:
+        header = fits.Header.fromfile(f)  # raises when even the header does not parse: the file is not FITS then
+    out = _PrimaryOnly([_HeaderOnly(header)])
+    out.problem = f"only the primary header was read: {exc} [{type(exc).__name__}] (its data ends before what the header declares?)"
+    return out
+
+
+def _hdus(hdul: Any, warnings: list[str] | None = None) -> Iterator[tuple[int, Any]]:
+    """(index, HDU) in turn, loaded one at a time: a header that declares more data than the file holds (or a broken
+    next HDU) ends the list there, with a warning, instead of failing the file."""
+    index = 0
+    while True:
+        try:
+            hdu = hdul[index]
+        except IndexError:
+            return
+        except Exception as exc:  # noqa: BLE001 - what astropy raises on a damaged file varies
+            if warnings is not None:
+                warnings.append(f"HDU {index} and after not read: {exc} [{type(exc).__name__}]")
+            return
+        yield index, hdu
+        index += 1
+
+
+def _past_end(hdul: Any, hdu: Any) -> str | None:
+    """Why an HDU's data cannot be read whole: it would end past the end of the file (a truncated or lying header)."""
+    size = getattr(getattr(hdul, "_file", None), "size", None)
+    offset, length = getattr(hdu, "_data_offset", None), getattr(hdu, "_data_size", None)
+    if isinstance(size, int) and isinstance(offset, int) and isinstance(length, int) and offset + length > size:
+        return f"its data would end at byte {offset + length}, past the end of the file ({size} bytes): not read"
+    return None
 
 
 def _label(index: int) -> str:
@@ -75,12 +133,25 @@ def _header(hdu: Any) -> tuple[dict[str, Any], int, int]:
 
 
 def describe_hdus(hdul: Any) -> dict[str, Any]:
-    """Every HDU as ``fitsinfo`` lists it, with its header and, for a table, its columns."""
-    hdus, warnings = [], []
-    for index, hdu in enumerate(hdul):
+    """Every HDU as ``fitsinfo`` lists it, with its header and, for a table, its columns; what astropy warns of while
+    reading them (a truncated last header, cards that do not verify) is among the record's warnings."""
+    import warnings as python_warnings
+
+    with python_warnings.catch_warnings(record=True) as caught:
+        python_warnings.simplefilter("always")
+        out = _describe(hdul)
+    said = [" ".join(str(w.message).split()) for w in caught]
+    out["warnings"] += [w for i, w in enumerate(said) if w and w not in said[:i]]
+    return out
+
+
+def _describe(hdul: Any) -> dict[str, Any]:
+    hdus: list[dict[str, Any]] = []
+    warnings: list[str] = [hdul.problem] if getattr(hdul, "problem", "") else []
+    for index, hdu in _hdus(hdul, warnings):
         ver = getattr(hdu, "ver", None)
         entry: dict[str, Any] = {"index": index, "name": hdu.name, "ver": int(ver) if ver is not None else 1,
-                                 "type": type(hdu).__name__, "cards": len(hdu.header.cards)}
+                                 "type": getattr(hdu, "kind", type(hdu).__name__), "cards": len(hdu.header.cards)}
         try:
             entry["shape"] = _dimensions(hdu)
             bitpix = hdu.header.get("BITPIX")
@@ -97,6 +168,10 @@ def describe_hdus(hdul: Any) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - one HDU's data description: a warning on it
             entry["warnings"] = [f"data not described: {exc} [{type(exc).__name__}]"]
             warnings.append(f"HDU {index}: data not described: {exc}")
+        short = _past_end(hdul, hdu)
+        if short:
+            entry.setdefault("warnings", []).append(short)
+            warnings.append(f"HDU {index}: {short}")
         entry["header"], entry["comment_cards"], entry["history_cards"] = _header(hdu)
         hdus.append(entry)
     return {"hdus": hdus, "warnings": warnings}
@@ -135,10 +210,12 @@ class FITSReader(arrays.ArrayFileReader):
         return open_fits(path)
 
     def arrays_of(self, handle: Any) -> list[arrays.ArrayInfo]:
-        found = []
-        for index, hdu in enumerate(handle):
+        found: list[arrays.ArrayInfo] = []
+        if isinstance(handle, _PrimaryOnly):  # its data was not found where its header says: nothing to read
+            return found
+        for index, hdu in _hdus(handle):
             shape = _dimensions(hdu)
-            if hdu.is_image and shape and math.prod(shape):
+            if hdu.is_image and shape and math.prod(shape) and not _past_end(handle, hdu):
                 itemsize = abs(int(hdu.header.get("BITPIX", 8))) // 8
                 found.append(arrays.ArrayInfo(_label(index), tuple(shape), itemsize, None))
         return found
@@ -150,7 +227,8 @@ class FITSReader(arrays.ArrayFileReader):
         hdu = handle[int(name[3:])]
         blank = hdu.header.get("BLANK") if int(hdu.header.get("BITPIX", 8)) > 0 else None
         scaled = hdu.header.get("BSCALE", 1) != 1 or hdu.header.get("BZERO", 0) != 0
-        return hdu.data, (None if scaled else blank)  # scaled: astropy gives BLANK as NaN
+        section = getattr(hdu, "section", None)  # reads only the slab asked for (the whole image otherwise)
+        return (section if section is not None else hdu.data), (None if scaled else blank)  # scaled: astropy gives BLANK as NaN
 
     def finalize(self, state: State, info: FileInfo, config: StreamingConfig) -> dict[str, Any]:
         described = state["meta"]
