@@ -126,3 +126,21 @@ def test_open_reads_a_grib_row_through_cfgrib_and_says_how_to_open_a_mixed_file(
             me.open(cat, str(data / os.path.basename(mixed)))
         part = me.open(cat, str(data / os.path.basename(mixed)), backend_kwargs={"filter_by_keys": {"typeOfLevel": "isobaricInhPa"}})
         assert part.sizes["isobaricInhPa"] >= 2 and len(part.data_vars) >= 1
+
+
+def test_a_grib_file_cut_short_keeps_its_whole_messages_and_says_where_it_ends(files, tmp_path):
+    """NCEP's Eta forecast cut at 60 %: the messages before the cut are read (as grib_ls reads them), the cut one is a
+    warning; a message whose header declares 2**62 bytes is one clear error, nothing read past the file."""
+    source = max((f for f in files if f.startswith(NCAR)), key=os.path.getsize, default=None) or files[0]
+    data = open(source, "rb").read()
+    cut = tmp_path / "cut.grib2"
+    cut.write_bytes(data[: len(data) * 3 // 5])
+    whole = [m for m in grib_ls(source, ["offset", "totalLength"]) if int(m["offset"]) + int(m["totalLength"]) <= len(data) * 3 // 5]
+    record, _ = me.extract_file(str(cut))
+    assert record["grib"]["n_messages"] == len(whole) and any("cut short" in w for w in record["grib"]["warnings"])
+    lying = tmp_path / "lying.grib2"
+    lying.write_bytes(b"GRIB\x00\x00\x00\x02" + (2**62).to_bytes(8, "big") + b"\x00" * 200)
+    from metaextract_dask.core.errors import CorruptFileError
+
+    with pytest.raises(CorruptFileError, match="no GRIB message found.*cut short"):
+        me.extract_file(str(lying))
