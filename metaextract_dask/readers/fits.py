@@ -214,10 +214,13 @@ class FITSReader(arrays.ArrayFileReader):
         if isinstance(handle, _PrimaryOnly):  # its data was not found where its header says: nothing to read
             return found
         for index, hdu in _hdus(handle):
-            shape = _dimensions(hdu)
-            if hdu.is_image and shape and math.prod(shape) and not _past_end(handle, hdu):
-                itemsize = abs(int(hdu.header.get("BITPIX", 8))) // 8
-                found.append(arrays.ArrayInfo(_label(index), tuple(shape), itemsize, None))
+            try:
+                shape = _dimensions(hdu)
+                if hdu.is_image and shape and math.prod(shape) and not _past_end(handle, hdu):
+                    itemsize = abs(int(hdu.header.get("BITPIX", 8))) // 8
+                    found.append(arrays.ArrayInfo(_label(index), tuple(shape), itemsize, None))
+            except Exception:  # noqa: BLE001 - a header whose axes do not read: structure only (its record says why)
+                continue
         return found
 
     def describe(self, handle: Any, metadata_only: bool = False) -> dict[str, Any]:
