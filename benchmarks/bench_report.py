@@ -19,6 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_scale import machine, make_catalog, whole  # noqa: E402
+from common import command_line, write_report  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHROMIUM = "/usr/bin/chromium"
@@ -63,7 +64,7 @@ def main() -> None:
             html = os.path.join(args.work, f"report{n}.html")
             times[n].append(whole([sys.executable, "-m", "metaextract_dask.cli", "report", catalogs[n], "-o", html]))
     mb = 2**20
-    lines = [f"`python benchmarks/bench_report.py --rounds {args.rounds} --sizes {args.sizes}` on {machine()}, "
+    lines = [f"`{command_line()}` on {machine()}, "
              f"{time.strftime('%Y-%m-%d %H:%M')}. `metaextract report` as a whole process, cold start included, {args.rounds} "
              "interleaved rounds, medians; peak RSS of the process tree; the page's height in chromium (1400 pixels wide).",
              "", "| catalog rows | `metaextract report` | peak RSS | page | page height | errors in the browser |", "|---|---|---|---|---|---|"]
@@ -74,10 +75,7 @@ def main() -> None:
         lines.append(f"| {n:,} | {took:.2f} s | {peak / mb:.0f} MB | {os.path.getsize(html) / mb:.1f} MB | "
                      f"{'-' if height is None else f'{height:,} px'} | {len(errors)} |")
         print(lines[-1], flush=True)
-    text = "\n".join(["# The catalog report at archive sizes", "", *lines, ""])
-    with open(args.out, "w") as f:
-        f.write(text)
-    print(text)
+    write_report("\n".join(["# The catalog report at archive sizes", "", *lines, ""]), args.out)
 
 
 if __name__ == "__main__":

@@ -105,10 +105,10 @@ def test_enum_variables_keep_their_type_name_and_labels(pyfive_files):
         for name, var in typed.items():
             expected = enums[var["dtype"]]
             assert var["datatype"]["kind"] == "enum" and var["datatype"]["labels"] == expected["labels"], (path, name)
-            assert public_corpus_base(var["datatype"]["base"]) == expected["base"], (path, name, var["datatype"])
+            assert ncdump_type_name(var["datatype"]["base"]) == expected["base"], (path, name, var["datatype"])
 
 
-def public_corpus_base(dtype: str) -> str:
+def ncdump_type_name(dtype: str) -> str:
     """A NumPy dtype name as ncdump names the type."""
     from peers import NC_TYPES
 

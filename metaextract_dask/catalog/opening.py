@@ -22,14 +22,22 @@ OPEN_COLUMNS = ["path", "format", "success", "references", "virtualizable", "pat
 
 def find_row(catalog: str, path: str) -> dict[str, Any]:
     """The catalog's row of ``path`` (as written in the catalog, or the same file by its absolute path)."""
-    wanted = {path, os.path.abspath(path)}
-    found = None
+    return find_rows(catalog, [path])[path]
+
+
+def find_rows(catalog: str, paths: list[str]) -> dict[str, dict[str, Any]]:
+    """{path: the catalog's row of it} for several paths, in one read of the catalog's parts; a ``KeyError`` names a
+    path without a row."""
+    wanted = {key: path for path in paths for key in (path, os.path.abspath(path))}
+    found: dict[str, dict[str, Any]] = {}
     for part in checked_parts(catalog):
         for row in _read_part(part, OPEN_COLUMNS):
-            if row.get("path") in wanted or os.path.abspath(str(row.get("path"))) in wanted:
-                found = row  # later parts are newer
-    if found is None:
-        raise KeyError(f"{path} has no row in the catalog {catalog}")
+            asked = wanted.get(str(row.get("path"))) or wanted.get(os.path.abspath(str(row.get("path"))))
+            if asked is not None:
+                found[asked] = row  # later parts are newer
+    missing = [p for p in paths if p not in found]
+    if missing:
+        raise KeyError(f"{missing[0]} has no row in the catalog {catalog}")
     return found
 
 
@@ -97,16 +105,12 @@ def _rows(catalog: str, what: Any) -> list[dict[str, Any]]:
         what = what.to_dict("records")
     if isinstance(what, (str, os.PathLike)) or hasattr(what, "keys"):
         what = [what]
-    rows = []
-    for item in what:
-        if isinstance(item, (str, os.PathLike)):
-            rows.append(find_row(catalog, os.fspath(item)))
-        else:
-            row = dict(item)
-            if not set(OPEN_COLUMNS) <= set(row):  # a narrow row (query_catalog's): the rest from the catalog
-                row = {**find_row(catalog, str(row.get("path"))), **row}
-            rows.append(row)
-    return rows
+    items = [os.fspath(item) if isinstance(item, (str, os.PathLike)) else dict(item) for item in what]
+    # paths, and narrow rows (query_catalog's): the rest of their rows from the catalog, all in one read of it
+    lookup = [item if isinstance(item, str) else str(item.get("path")) for item in items
+              if isinstance(item, str) or not set(OPEN_COLUMNS) <= set(item)]
+    known = find_rows(catalog, lookup) if lookup else {}
+    return [known[item] if isinstance(item, str) else {**known.get(str(item.get("path")), {}), **item} for item in items]
 
 
 def _open_row(catalog: str, row: dict[str, Any], follow_outside: bool, kwargs: dict[str, Any]) -> Any:

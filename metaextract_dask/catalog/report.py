@@ -443,12 +443,20 @@ def rows_folder(output: str) -> str:
 
 def write_report(catalog: str, output: str | None = None, title: str | None = None, group_by: str = "folder") -> str:
     """Write the report of ``catalog`` as one self-contained HTML file and its rows beside it (``rows_folder``); returns its path."""
+    output = output or os.path.join(catalog, "_report.html")
+    _write_page(Summaries(read_report_frame(catalog), catalog, group_by), output, title or _title(catalog))
+    return output
+
+
+def _title(catalog: str) -> str:
+    return f"metaextract catalog: {os.path.abspath(catalog)}"
+
+
+def _write_page(summaries: Summaries, output: str, title: str) -> None:
+    """The page and its rows, written (the page through a temporary, replaced whole)."""
     from bokeh.embed import file_html
     from bokeh.resources import INLINE
 
-    output = output or os.path.join(catalog, "_report.html")
-    title = title or f"metaextract catalog: {os.path.abspath(catalog)}"
-    summaries = Summaries(read_report_frame(catalog), catalog, group_by)
     rows = rows_folder(output)
     summaries.write_rows(rows)
     html = file_html(_layout(summaries, title, os.path.basename(rows)), INLINE, title)
@@ -456,16 +464,16 @@ def write_report(catalog: str, output: str | None = None, title: str | None = No
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(html)
     os.replace(tmp, output)
-    return output
 
 
 def report(catalog: str, output: str | None = None, title: str | None = None, group_by: str = "folder") -> Any:
     """The catalog report: written to ``output`` when given (with its rows beside it), shown inline in a notebook;
     returns the Bokeh layout. ``group_by``: the time coverage's groups, ``folder`` or a catalog column."""
+    title = title or _title(catalog)
+    summaries = Summaries(read_report_frame(catalog), catalog, group_by)  # computed once, for the file and the notebook
     if output is not None:
-        write_report(catalog, output, title, group_by)
-    layout = build_report(read_report_frame(catalog), title or f"metaextract catalog: {os.path.abspath(catalog)}", catalog,
-                          group_by=group_by)
+        _write_page(summaries, output, title)
+    layout = _layout(summaries, title, None)
     from ..diagnostics.progress import in_notebook
 
     if in_notebook():

@@ -207,8 +207,10 @@ def refine(found: tuple[str, str], head: bytes, path: str, size: int, read: Any)
                 base, fmt = offset, "hdf5"
             offset *= 2
     if fmt == "hdf5" and base is not None:
-        start = head[base:] if base + MARKER_BYTES <= len(head) else read(base, MARKER_BYTES)
-        if any(marker in start for marker in NETCDF4_MARKERS):
+        def marked(data: bytes) -> bool:
+            return any(marker in data for marker in NETCDF4_MARKERS)
+
+        if marked(head[base:]) or (base + MARKER_BYTES > len(head) and marked(read(base, MARKER_BYTES))):  # most in the head
             fmt = "netcdf4"
     return (fmt, DESCRIPTIONS[fmt]) if fmt != found[0] else found
 
