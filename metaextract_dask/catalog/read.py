@@ -128,6 +128,42 @@ def _has_columns(part: str, names: list[str]) -> bool:
     return True
 
 
+def _lacking_reader_columns(part: str) -> list[str] | None:
+    """The reader columns a Parquet part lacks while it has every other column of today's schema with today's type
+    (a part written before a reader was added: none of its rows is that reader's, its columns are null); None when the
+    part differs otherwise (its rows then go through ``current_row``)."""
+    import pyarrow.parquet as pq
+
+    from .arrow import table_from_rows
+    from .schema import FRAMEWORK_COLUMNS, TRAILING_COLUMNS
+
+    today = table_from_rows([], catalog_columns()).schema
+    have = pq.read_schema(part).remove_metadata()
+    if have.equals(today):
+        return []
+    missing = [f.name for f in today if f.name not in have.names]
+    if set(missing) & {name for name, _ in FRAMEWORK_COLUMNS + TRAILING_COLUMNS} or set(have.names) - set(today.names):
+        return None
+    return None if any(have.field(n).type != today.field(n).type for n in have.names) else missing
+
+
+def _read_tables(parts: list[str], columns: list[str] | None) -> Any:
+    """The parts as one Arrow table of today's columns (or ``columns``), a reader column a part lacks as nulls."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .arrow import table_from_rows
+
+    today = table_from_rows([], catalog_columns()).schema
+    names = [n for n in (columns or today.names) if n in today.names]
+    tables = []
+    for part in parts:
+        present = set(pq.read_schema(part).names)
+        table = pq.read_table(part, columns=[n for n in names if n in present])
+        tables.append(pa.table({n: table[n] if n in present else pa.nulls(len(table), today.field(n).type) for n in names}))
+    return pa.concat_tables(tables)
+
+
 def is_current(part: str) -> bool:
     """Whether a part has exactly today's columns and types (else its rows go through ``current_row``)."""
     if part.endswith(".parquet"):
@@ -158,13 +194,12 @@ def read_catalog(folder: str, columns: list[str] | None = None) -> Any:
     parts = checked_parts(folder)
     every = catalog_columns()
     wanted = None if columns is None else ["path", *(c for c in columns if c != "path")]
-    if parts and parts[0].endswith(".parquet") and all(is_current(p) for p in parts):
-        import pyarrow.parquet as pq
-
+    parquet = bool(parts) and parts[0].endswith(".parquet")
+    if parquet and all(_lacking_reader_columns(p) is not None for p in parts):
         if wanted is not None and settled(folder):  # one row per file: no names to compare
-            return pq.read_table(parts, columns=wanted).to_pandas()
+            return _read_tables(parts, wanted).to_pandas()
         keys = [] if wanted is None else [c for c in ("path_bytes", "extracted_at") if c not in wanted]
-        frame = newest_rows(pq.read_table(parts, columns=None if wanted is None else wanted + keys).to_pandas())
+        frame = newest_rows(_read_tables(parts, None if wanted is None else wanted + keys).to_pandas())
         return frame.drop(columns=keys)
     if not parts:
         frame = pd.DataFrame({name: pd.Series(dtype="object") for name, _ in every})
