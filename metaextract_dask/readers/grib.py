@@ -13,9 +13,8 @@ sums them up by parameter, level, time and grid. Install with
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ..core.errors import CorruptFileError
@@ -23,6 +22,7 @@ from ..core.model import ChunkSpec, ChunkType, FileInfo
 from ..core.settings import StreamingConfig
 from . import arrays
 from .base import State, StreamChunkReader
+from .probe import open_source
 
 EXTRA_HINT = "GRIB support needs eccodes: pip install 'metaextract_dask[grib]'"
 #: the keys recorded of each message (what ``grib_ls`` prints, and what tells fields apart)
@@ -34,27 +34,10 @@ MAX_LISTED = 5000
 RESYNC = 65536
 
 
-@contextlib.contextmanager
-def _source(path: str) -> Iterator[Any]:
-    """The file to read: a local one through the scan's pinned descriptor, a remote object through counted ranged reads."""
-    from ..storage.urls import is_url
-
-    if is_url(path):
-        from ..storage.remote import open_remote
-
-        with open_remote(path) as f:
-            yield f
-        return
-    from ..core.pin import opened
-
-    with open(opened(path), "rb") as f:
-        yield f
-
-
 def message_offsets(path: str, size: int) -> tuple[list[tuple[int, int]], list[str]]:
     """(offset, length) of each message, found by its section 0 (``GRIB``, length, edition), and warnings."""
     found, warnings = [], []
-    with _source(path) as f:
+    with open_source(path) as f:
         pos = 0
         while pos + 16 <= size:
             f.seek(pos)
@@ -186,7 +169,7 @@ class GRIBReader(StreamChunkReader):
         key: Any = spec.key
         group: tuple[tuple[int, int], ...] = key[0]
         warnings: tuple[str, ...] = key[1]
-        with _source(spec.path) as f:
+        with open_source(spec.path) as f:
             f.seek(spec.offset)
             data = f.read(spec.size)
         messages, problems = [], list(warnings)

@@ -7,9 +7,11 @@ device never blocks a worker, and turns every OS error into a
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from typing import Any
 
 from ..core import pin
@@ -139,3 +141,17 @@ def file_type(path: str, record: dict[str, Any] | None) -> str:
         return probe(path).format
     except MetaExtractError:
         return "unknown"
+
+
+@contextlib.contextmanager
+def open_source(path: str) -> Iterator[Any]:
+    """The file to read as a binary file object: a local one through the scan's pinned descriptor (never another
+    file), a remote object through counted ranged reads."""
+    if is_url(path):
+        from ..storage.remote import open_remote
+
+        with open_remote(path) as f:
+            yield f
+        return
+    with open(pin.opened(path), "rb") as f:
+        yield f

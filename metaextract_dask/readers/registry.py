@@ -35,6 +35,7 @@ BUILTIN_READERS: dict[str, str] = {
     "video": "metaextract_dask.readers.video:VideoChunkReader",
     "fits": "metaextract_dask.readers.fits:FITSReader",
     "grib": "metaextract_dask.readers.grib:GRIBReader",
+    "geotiff": "metaextract_dask.readers.geotiff:GeoTIFFReader",
 }
 
 FALLBACK = "binary"
