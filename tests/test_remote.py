@@ -365,3 +365,28 @@ def test_fits_and_grib_files_over_http_equal_their_local_records(tmp_path):
         from astropy.utils.data import get_cached_urls
 
         assert not [u for u in get_cached_urls() if u.startswith(server.url)]  # nothing downloaded into astropy's cache
+
+
+@pytest.mark.integration
+def test_a_cloud_optimized_geotiff_in_s3_reads_its_metadata_in_few_requests(tmp_path):
+    """A COG (GDAL's COG driver applied to the public Landsat raster R's stars package ships) in moto's S3: its
+    metadata-only row takes at most 10 requests (its directories sit before its tiles), and the full record over S3
+    equals the local one."""
+    import shutil
+
+    from public_corpus import cache_dir, debian_data
+
+    pytest.importorskip("tifffile")
+    if shutil.which("gdal_translate") is None:
+        pytest.fail("gdal_translate is needed: apt-get install gdal-bin")
+    landsat = next(p for p in debian_data(["r-cran-stars"], os.path.join(cache_dir(), "debian"), (".tif",)) if p.endswith("L7_ETMs.tif"))
+    cog = tmp_path / "landsat.tif"
+    subprocess.run(["gdal_translate", "-q", "-of", "COG", "-co", "BLOCKSIZE=128", "-co", "COMPRESS=DEFLATE", landsat, str(cog)], check=True)
+    with s3_server() as options:
+        upload(options, "rasters", {"cog/landsat.tif": cog})
+        url = "s3://rasters/cog/landsat.tif"
+        head = extract_metadata(url, StreamingConfig(metadata_only=True, checksum=None, storage_options=options))
+        assert head["geotiff"]["cog"] and head["geotiff"]["images"][0]["overviews"], head.get("error")
+        assert 1 <= head["io"]["requests"] <= 10 and head["io"]["bytes_read"] < cog.stat().st_size / 2, head["io"]  # no tile read
+        remote = extract_metadata(url, StreamingConfig(storage_options=options))
+        assert as_json(remote) == as_json(extract_metadata(str(cog), StreamingConfig()))
