@@ -84,7 +84,7 @@ def pinned(path: str, expected: str | None) -> Iterator[None]:
         raise FileChangedError(path, f"file disappeared before it was read: {describe(exc)}") from exc
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or identity(st) != expected:
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)) or identity(st) != expected:  # a folder: a Zarr store
             raise FileChangedError(path, "file replaced since it was identified (another inode, or changed): "
                                          "its name now leads to another file, which was not read")
         pins[path] = fd

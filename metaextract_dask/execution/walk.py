@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from ..core.pin import identity
-from ..readers.probe import file_stat
+from ..readers.probe import file_stat, folder_stat
 from .discovery import _wanted, kind
 
 Stat = tuple[int | None, float | None]
@@ -105,6 +105,15 @@ def list_folder(folder: str, root: str, include: Sequence[str], exclude: Sequenc
             if current in catalogs:  # a catalog itself: nothing in it is data
                 continue
             entries = [e for e in entries if e.path not in catalogs]
+        if _is_one_file(entries):  # a Zarr store: one entry, never walked as files
+            if _wanted(current, root, include, exclude):
+                try:
+                    size, mtime, inside = folder_stat(current)
+                    listed += inside
+                    out.files.append((current, (size, mtime), False, (None, None), identity(os.stat(current, follow_symlinks=False))))
+                except OSError as exc:
+                    out.errors.append((current, unlistable(exc)))
+            continue
         deeper = []
         for entry in entries:
             what = kind(entry, hidden, follow)
@@ -127,6 +136,15 @@ def list_folder(folder: str, root: str, include: Sequence[str], exclude: Sequenc
                 out.folders.append((path, st.st_dev, st.st_ino))
             break
     return out
+
+
+def _is_one_file(entries: list[os.DirEntry]) -> bool:
+    """Whether a folder holding these entries is one file to a reader (``registry.folder_formats``: a Zarr store's
+    ``zarr.json`` or ``.zgroup``, a regular file, hidden names included)."""
+    from ..readers.registry import folder_formats
+
+    markers = folder_formats()
+    return bool(markers) and any(e.name in markers and e.is_file(follow_symlinks=False) for e in entries)
 
 
 def _catalog_entries(folder: str, entries: list[os.DirEntry]) -> list[str]:

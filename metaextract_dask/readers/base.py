@@ -44,6 +44,9 @@ class StreamChunkReader(ABC):
     #: so named without the signature is "unknown", and its description says what the name claimed); a scan
     #: plans a large file so named in a sandbox when the reader is ``native``
     extensions: ClassVar[Mapping[str, str]] = {}
+    #: names of regular files that make the folder holding them one file of this reader's format (its first, sorted):
+    #: the walk lists such a folder as one entry and never walks into it (a Zarr store's ``zarr.json``, ``.zgroup``)
+    folder_markers: ClassVar[frozenset[str]] = frozenset()
     #: format -> IANA media type (the STAC export's asset type; ``media_type`` may look at the record too)
     media_types: ClassVar[Mapping[str, str]] = {}
     #: format -> intake-esm ``format`` of the file itself ("netcdf", "zarr"): files of these formats are ESM assets

@@ -63,6 +63,7 @@ DESCRIPTIONS = {
     "png": "PNG image",
     "jpeg": "JPEG image",
     "pdf": "PDF document",
+    "zarr": "Zarr store (a folder)",
     "unknown": "unrecognised binary data",
 }
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import math
 import threading
 from collections.abc import Sequence
 from typing import Any, Iterator
@@ -19,7 +18,7 @@ from typing import Any, Iterator
 from ..core.errors import CorruptFileError
 from ..core.model import ChunkSpec, ChunkType, FileInfo
 from ..core.settings import StreamingConfig
-from . import arrays
+from . import arrays, cf
 from .base import State
 
 EXTRA_HINT = "netCDF4 is not installed: pip install 'metaextract_dask[netcdf]'"
@@ -30,10 +29,6 @@ NETCDF_LOCK = threading.RLock()
 
 #: netCDF4's filter names by the variables table's (zlib is HDF5's deflate: gzip)
 NETCDF_FILTERS = {"zlib": "gzip"}
-
-#: coordinate variables larger than this are not read whole for CF coverage
-COORD_LIMIT = 10_000_000
-
 
 #: a classic file whose records interleave several variables, and no larger than this, has its statistics read from
 #: one read of the whole file into memory: libnetcdf reads a record variable with one small read per record, and
@@ -230,91 +225,15 @@ def user_type(datatype: Any) -> dict[str, Any] | None:
     return None
 
 
-def _cf_role(name: str, attrs: dict[str, Any]) -> str | None:
-    std = str(attrs.get("standard_name", "")).lower()
-    units = str(attrs.get("units", "")).lower()
-    axis = str(attrs.get("axis", "")).upper()
-    if std == "time" or axis == "T" or (" since " in units and name.lower() in ("time", "t")):
-        return "time"
-    if std == "latitude" or units in ("degrees_north", "degree_north", "degrees_n") or name.lower() in ("lat", "latitude"):
-        return "latitude"
-    if std == "longitude" or units in ("degrees_east", "degree_east", "degrees_e") or name.lower() in ("lon", "longitude"):
-        return "longitude"
-    return None
-
-
 def cf_coverage(ds: Any, header: dict[str, Any]) -> dict[str, Any]:
-    """Time range decoded from its units (calendar-aware), latitude and longitude bounds.
+    """The file's CF coverage (``cf.coverage``), its coordinates read as users read them (scaled, fill masked)."""
 
-    A coordinate that cannot be read or decoded becomes a warning on its
-    variable (the time range then keeps its raw numbers); the file goes on.
-    """
-    import numpy as np
+    def values(path: str) -> Any:
+        var = get_variable(ds, path)
+        var.set_auto_scale(True)
+        return var[...]
 
-    from .cftime_range import decode_range
-
-    coverage: dict[str, Any] = {}
-    for path, entry in header["variables"].items():
-        role = _cf_role(path.rsplit("/", 1)[-1], entry["attrs"])
-        if role is None or role in coverage or not entry["shape"] or np.prod(entry["shape"]) > COORD_LIMIT:
-            continue
-        try:
-            var = get_variable(ds, path)
-            var.set_auto_scale(True)
-            values = var[...]
-            values = values.compressed() if np.ma.isMaskedArray(values) else np.asarray(values).ravel()
-            if values.size == 0 or not arrays.is_numeric(values.dtype):
-                continue
-            lo, hi = arrays.to_jsonable(values.min()), arrays.to_jsonable(values.max())
-        except Exception as exc:  # noqa: BLE001 - confined to this coordinate
-            _warn(header, path, entry, f"{role} coverage: values not read: {exc} [{type(exc).__name__}]")
-            continue
-        if role == "time":
-            units = entry["attrs"].get("units")
-            if not units or " since " not in str(units):
-                continue
-            found, warning = decode_range(lo, hi, str(units), entry["attrs"].get("calendar"))
-            coverage["time"] = {"variable": path, **found}
-            if warning:
-                _warn(header, path, entry, f"time coverage: {warning}")
-        else:
-            coverage[role] = {"variable": path, "min": lo, "max": hi}
-    return coverage
-
-
-def normal_longitude(x: float) -> float:
-    """A longitude in -180..180 (180 stays 180)."""
-    return x if -180.0 <= x <= 180.0 else ((x + 180.0) % 360.0) - 180.0
-
-
-def bounds_columns(coverage: dict[str, Any]) -> dict[str, Any]:
-    """lat_min/lat_max, and lon_min/lon_max normalised to -180..180; a box whose normalised west edge is east of
-    its east edge crosses the antimeridian (``crosses_antimeridian``); a grid spanning 360 degrees is global."""
-    lat, lon = coverage.get("latitude") or {}, coverage.get("longitude") or {}
-    number = lambda v: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None  # noqa: E731
-    out: dict[str, Any] = {"lat_min": number(lat.get("min")), "lat_max": number(lat.get("max"))}
-    lo, hi = number(lon.get("min")), number(lon.get("max"))
-    if lo is None or hi is None:
-        return {**out, "lon_min": None, "lon_max": None, "crosses_antimeridian": None}
-    if hi - lo >= 359.0:  # a global grid (0..359, -180..179.5): every longitude
-        return {**out, "lon_min": -180.0, "lon_max": 180.0, "crosses_antimeridian": False}
-    west, east = normal_longitude(lo), normal_longitude(hi)
-    return {**out, "lon_min": west, "lon_max": east, "crosses_antimeridian": west > east}
-
-
-def time_columns(time_range: dict[str, Any]) -> dict[str, Any]:
-    """time_start/time_end as timestamps, the calendar, and the dates as ISO text in that calendar."""
-    from .cftime_range import timestamp
-
-    start, end = time_range.get("start"), time_range.get("end")
-    return {"time_start": timestamp(start), "time_end": timestamp(end), "calendar": time_range.get("calendar") if start else None,
-            "time_start_iso": start, "time_end_iso": end}
-
-
-def _warn(header: dict[str, Any], path: str, entry: dict[str, Any], message: str) -> None:
-    """A warning on one variable, repeated in the record's list."""
-    entry.setdefault("warnings", []).append(message)
-    header.setdefault("warnings", []).append(f"{path}: {message}")
+    return cf.coverage(header, values)
 
 
 def array_infos(ds: Any) -> list[arrays.ArrayInfo]:
@@ -341,10 +260,8 @@ class NetCDFChunkReader(arrays.ArrayFileReader):
     extensions = {".nc": "netcdf3", ".nc4": "netcdf4", ".cdf": "netcdf3"}
     media_types = {"netcdf3": "application/netcdf", "netcdf4": "application/netcdf"}
     esm_formats = {"netcdf3": "netcdf", "netcdf4": "netcdf"}
-    columns = (("file_format", "string"), ("n_variables", "int32"), ("n_dimensions", "int32"),
-               ("time_start", "timestamp"), ("time_end", "timestamp"), ("calendar", "string"), ("time_start_iso", "string"),
-               ("time_end_iso", "string"), ("lat_min", "float64"), ("lat_max", "float64"),
-               ("lon_min", "float64"), ("lon_max", "float64"), ("crosses_antimeridian", "bool"), *arrays.ARRAY_COLUMNS)
+    columns = (("file_format", "string"), ("n_variables", "int32"), ("n_dimensions", "int32"), *cf.COVERAGE_COLUMNS,
+               *arrays.ARRAY_COLUMNS)
     metadata_key = "header"
     array_word = "variables"
 
@@ -357,7 +274,7 @@ class NetCDFChunkReader(arrays.ArrayFileReader):
     def catalog_row(self, record: dict[str, Any]) -> dict[str, Any]:
         time_range = (record.get("cf_coverage") or {}).get("time") or {}
         return {"file_format": record.get("file_format"), "n_variables": len(record.get("variables") or {}),
-                "n_dimensions": len(record.get("dimensions") or {}), **time_columns(time_range), **bounds_columns(record.get("cf_coverage") or {}),
+                "n_dimensions": len(record.get("dimensions") or {}), **cf.time_columns(time_range), **cf.bounds_columns(record.get("cf_coverage") or {}),
                 **arrays.array_columns(self.variable_rows(record))}
 
     def variable_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -428,7 +345,7 @@ class NetCDFChunkReader(arrays.ArrayFileReader):
         for path, entry in header["variables"].items():
             stats = state["stats"].get(path)
             if stats is not None and "error" in stats:
-                _warn(header, path, entry, f"statistics: {stats['error']}")
+                cf.warn(header, path, entry, f"statistics: {stats['error']}")
             elif stats is not None:
                 entry["stats"] = arrays.final_stats(stats, stats.get("cells_total", 0))
         return header

@@ -88,12 +88,83 @@ def read_head(path: str, nbytes: int = HEAD_BYTES) -> bytes:
         os.close(fd)
 
 
+def folder_format(path: str) -> str | None:
+    """The format of a folder that is one file (a Zarr store: ``registry.folder_formats``), None for anything else. A
+    link to a folder is not one: the marker is looked for in the folder itself, as a regular file."""
+    from .registry import folder_formats
+
+    markers = folder_formats()
+    try:
+        if not markers or not stat.S_ISDIR(os.lstat(path).st_mode):
+            return None
+    except OSError:
+        return None
+    for name, fmt in markers.items():
+        try:
+            if stat.S_ISREG(os.lstat(os.path.join(path, name)).st_mode):
+                return fmt
+        except OSError:
+            continue
+    return None
+
+
+def folder_stat(path: str) -> tuple[int, float, int]:
+    """(bytes, latest modification time, entries) of a folder that is one file: every regular file under it summed,
+    the latest time of any entry (a chunk rewritten, added or removed changes it); links are neither followed nor
+    counted (the reader refuses them too)."""
+    size, latest, entries = 0, os.lstat(path).st_mtime, 0
+    stack = [path]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    entries += 1
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    latest = max(latest, st.st_mtime)
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append(entry.path)
+                    elif stat.S_ISREG(st.st_mode):
+                        size += st.st_size
+        except OSError:
+            continue
+    return size, latest, entries
+
+
+def _probe_folder(path: str, fmt: str) -> FileInfo:
+    """FileInfo of a folder that is one file: its contents' size and latest time, the folder's own identity (what
+    ``pin`` holds while it is read)."""
+    from .detect import DESCRIPTIONS
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _access_error(path, exc) from exc
+    kept = False
+    try:
+        st = os.fstat(fd)
+        size, mtime, _ = folder_stat(path)
+        kept = pin.adopt(path, fd)
+    finally:
+        if not kept:
+            os.close(fd)
+    return FileInfo(path=path, size=size, mtime=mtime, format=fmt, description=DESCRIPTIONS.get(fmt, fmt), etag=identity(st))
+
+
 def probe(path: str | os.PathLike) -> FileInfo:
     """FileInfo for ``path``, or a clear error saying why it cannot be read."""
     path = local_path(path)
     if is_url(path):
         return probe_remote(path)
-    check_regular(path)  # by name first: a FIFO or a device is never opened
+    try:
+        check_regular(path)  # by name first: a FIFO or a device is never opened
+    except FileAccessError:
+        fmt = folder_format(path)
+        if fmt is None:
+            raise
+        return _probe_folder(path, fmt)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:

@@ -119,6 +119,17 @@ def named_formats() -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=1)
+def folder_formats() -> dict[str, str]:
+    """Marker file name -> the format of a folder holding it, from every reader's ``folder_markers`` (the first reader
+    wins)."""
+    found: dict[str, str] = {}
+    for reader in _readers():
+        for marker in getattr(reader, "folder_markers", ()) or ():
+            found.setdefault(str(marker), sorted(reader.formats)[0])
+    return found
+
+
+@functools.lru_cache(maxsize=1)
 def native_extensions() -> frozenset[str]:
     """Extensions whose format a native reader parses (a large file so named plans in a sandbox)."""
     natives = {fmt for r in _readers() if r.native for fmt in r.formats}
