@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from ..core.pin import identity
-from ..readers.probe import file_stat, folder_stat
+from ..readers.probe import file_stat
+from ..storage.folders import folder_stat
 from .discovery import _wanted, kind
 
 Stat = tuple[int | None, float | None]

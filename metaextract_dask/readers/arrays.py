@@ -299,6 +299,8 @@ def to_jsonable(value: Any, limit: int = 1000) -> Any:
         return [to_jsonable(v, limit) for v in value.tolist()] if value.ndim else to_jsonable(value.item(), limit)
     if isinstance(value, (list, tuple)):
         return [to_jsonable(v, limit) for v in value[:limit]]
+    if isinstance(value, dict):  # JSON attributes (Zarr's), codec configurations
+        return {str(k): to_jsonable(v, limit) for k, v in list(value.items())[:limit]}
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, (str, int, float, bool)) or value is None:

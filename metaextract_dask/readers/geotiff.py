@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import math
+import threading
 from typing import Any, Iterator
 
 from ..core.model import ChunkSpec, ChunkType, FileInfo
@@ -42,8 +44,6 @@ MAX_GDAL_METADATA = 1 << 20
 def open_tiff(path: str) -> Iterator[Any]:
     """The TIFF file, read-only, through the scan's pinned descriptor or a remote object's ranged reads; what tifffile
     logs of it while open (a tag that does not parse, a directory past the end) is its ``said`` list."""
-    import logging
-
     import tifffile
 
     said = _Said()
@@ -51,32 +51,27 @@ def open_tiff(path: str) -> Iterator[Any]:
     logger.addHandler(said)
     try:
         with open_source(path) as f, tifffile.TiffFile(f) as tif:
-            tif.said = said.messages
+            setattr(tif, "said", said.messages)  # noqa: B010 - read back by describe_tiff
             yield tif
     finally:
         logger.removeHandler(said)
 
 
-class _Said:
-    """A logging handler keeping what tifffile says of the file being read (of this thread only)."""
-
-    level, filters = 30, ()  # WARNING and up
+class _Said(logging.Handler):
+    """Keeps the warnings tifffile logs of the file being read (of this thread only)."""
 
     def __init__(self) -> None:
-        import threading
-
+        super().__init__(logging.WARNING)
         self.messages: list[str] = []
         self.thread = threading.get_ident()
 
-    def handle(self, record: Any) -> bool:
-        import threading
-
-        if record.levelno >= self.level and threading.get_ident() == self.thread and len(self.messages) < 100:
-            text = " ".join(record.getMessage().split())
-            text = text.split("> ", 1)[-1] if text.startswith("<tifffile.") else text  # without tifffile's object repr
-            if text not in self.messages:
-                self.messages.append(text)
-        return True
+    def emit(self, record: logging.LogRecord) -> None:
+        if threading.get_ident() != self.thread or len(self.messages) >= 100:
+            return
+        text = " ".join(record.getMessage().split())
+        text = text.split("> ", 1)[-1] if text.startswith("<tifffile.") else text  # without tifffile's object repr
+        if text not in self.messages:
+            self.messages.append(text)
 
 
 def _enum_name(value: Any) -> Any:
@@ -143,7 +138,8 @@ def lonlat_box(crs: dict[str, Any], extent: list[float]) -> list[float] | None:
         import pyproj
 
         try:
-            box = list(pyproj.Transformer.from_crs(source, 4326, always_xy=True).transform_bounds(*extent, densify_pts=21))
+            left, bottom, right, top = extent
+            box = list(pyproj.Transformer.from_crs(source, 4326, always_xy=True).transform_bounds(left, bottom, right, top, densify_pts=21))
         except Exception:  # noqa: BLE001 - an extent outside the projection's domain: no box rather than a wrong one
             return None
     if not all(math.isfinite(v) for v in box) or not -90 <= box[1] <= box[3] <= 90:
@@ -422,7 +418,8 @@ class GeoTIFFReader(arrays.ArrayFileReader):
         if spec.chunk_type is ChunkType.METADATA:
             return super()._summarize(handle, spec, config)
         out: dict[str, Any] = {}
-        for part in spec.key:  # type: ignore[union-attr]
+        parts: Any = spec.key  # a SECTION's (array cells) parts
+        for part in parts:
             number = int(part.name[5:])
             names = []
             try:

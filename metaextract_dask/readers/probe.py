@@ -18,6 +18,7 @@ from ..core import pin
 from ..core.errors import EmptyFileError, FileAccessError, MetaExtractError
 from ..core.model import FileInfo
 from ..core.pin import identity
+from ..storage.folders import folder_stat
 from ..storage.urls import is_url, local_path
 from .detect import HEAD_BYTES, detect, refine
 
@@ -106,31 +107,6 @@ def folder_format(path: str) -> str | None:
         except OSError:
             continue
     return None
-
-
-def folder_stat(path: str) -> tuple[int, float, int]:
-    """(bytes, latest modification time, entries) of a folder that is one file: every regular file under it summed,
-    the latest time of any entry (a chunk rewritten, added or removed changes it); links are neither followed nor
-    counted (the reader refuses them too)."""
-    size, latest, entries = 0, os.lstat(path).st_mtime, 0
-    stack = [path]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as it:
-                for entry in it:
-                    entries += 1
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    latest = max(latest, st.st_mtime)
-                    if stat.S_ISDIR(st.st_mode):
-                        stack.append(entry.path)
-                    elif stat.S_ISREG(st.st_mode):
-                        size += st.st_size
-        except OSError:
-            continue
-    return size, latest, entries
 
 
 def _probe_folder(path: str, fmt: str) -> FileInfo:

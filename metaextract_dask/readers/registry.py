@@ -36,6 +36,7 @@ BUILTIN_READERS: dict[str, str] = {
     "fits": "metaextract_dask.readers.fits:FITSReader",
     "grib": "metaextract_dask.readers.grib:GRIBReader",
     "geotiff": "metaextract_dask.readers.geotiff:GeoTIFFReader",
+    "zarr": "metaextract_dask.readers.zarrstore:ZarrReader",
 }
 
 FALLBACK = "binary"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import os
+import stat
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -378,6 +379,11 @@ def stat_now(path: str) -> RemoteStat:
     if is_url(path):
         return remote_stat(path)
     st = os.stat(path)
+    if stat.S_ISDIR(st.st_mode):  # a folder that is one file (a Zarr store): its contents' size and latest time
+        from .folders import folder_stat
+
+        size, mtime, _ = folder_stat(path)
+        return RemoteStat(size, mtime, identity(st))
     return RemoteStat(st.st_size, st.st_mtime, identity(st))
 
 
