@@ -341,9 +341,10 @@ def discover(paths: Sequence[str | os.PathLike], include: Sequence[str] = (), ex
     found = walk_files(local, include, exclude, hidden, follow_symlinks, skip, client=client, workers=0 if client is None else None) \
         if local else Found()
     if remote:
+        from ..readers.registry import folder_formats
         from ..storage.listing import list_remote
 
-        listing = list_remote(remote, include, exclude, hidden, client=client)
+        listing = list_remote(remote, include, exclude, hidden, client=client, folder_markers=frozenset(folder_formats()))
         for url in listing.files:
             if url not in found.stats:
                 st = listing.stats[url]

@@ -168,12 +168,29 @@ def probe_remote(url: str) -> FileInfo:
 
     st = remote_stat(url)
     if st.kind == "directory":
-        raise FileAccessError(url, "not an object: it is a prefix (a folder); scan it instead")
+        return _probe_remote_folder(url)
     if st.size == 0:
         raise EmptyFileError(url, "empty object (0 bytes): nothing to extract")
     head = read_range(url, 0, min(HEAD_BYTES, st.size))
     fmt, description = detect(head, url)
     return FileInfo(path=url, size=st.size, mtime=st.mtime, format=fmt, description=description, etag=st.etag, version=st.version)
+
+
+def _probe_remote_folder(url: str) -> FileInfo:
+    """A prefix that is one file (a Zarr store: one of ``registry.folder_formats`` at its top), from one listing."""
+    from ..storage.folders import one_object
+    from ..storage.remote import remote_folder
+    from .detect import DESCRIPTIONS
+    from .registry import folder_formats
+
+    members = remote_folder(url)
+    base = url.rstrip("/") + "/"
+    top = {u[len(base):] for u, _ in members if "/" not in u[len(base):]}
+    fmt = next((f for marker, f in folder_formats().items() if marker in top), None)
+    if fmt is None:
+        raise FileAccessError(url, "not an object: it is a prefix (a folder); scan it instead")
+    st = one_object(url.rstrip("/"), members)
+    return FileInfo(path=url.rstrip("/"), size=st.size, mtime=st.mtime, format=fmt, description=DESCRIPTIONS.get(fmt, fmt), etag=st.etag)
 
 
 def file_type(path: str, record: dict[str, Any] | None) -> str:

@@ -95,26 +95,27 @@ def _read(fd: int, byte_range: Any) -> bytes:
         return f.read()
 
 
-def safe_store(root: str, dirfd: int, refused: list[str]) -> Any:
-    """A read-only zarr store of the folder ``dirfd`` (named ``root``) that reads nothing outside it (``open_beneath``)."""
+def read_only_store(root: str, get: Any, listing: Any) -> Any:
+    """A read-only zarr store named ``root`` whose keys are read by ``get(key, byte_range)`` (bytes, or None when
+    missing) and listed by ``listing(prefix, deep)`` (keys under the prefix, or names directly in it)."""
     import asyncio
 
     from zarr.core.buffer import default_buffer_prototype
     from zarr.storage import LocalStore
 
-    class SafeStore(LocalStore):
+    class ReadOnlyStore(LocalStore):
         def __init__(self) -> None:
             super().__init__(root, read_only=True)
 
         async def _open(self, *, mode: Any = None) -> None:
-            self._is_open = True  # by its descriptor: the name is never looked up again
+            self._is_open = True  # read through ``get``: the name is never looked up again
 
         def _ensure_open_sync(self) -> None:
             self._is_open = True
 
         def _get(self, key: str, prototype: Any, byte_range: Any) -> Any:
-            fd = open_beneath(dirfd, key, refused)
-            return None if fd is None else (prototype or default_buffer_prototype()).buffer.from_bytes(_read(fd, byte_range))
+            data = get(key, byte_range)
+            return None if data is None else (prototype or default_buffer_prototype()).buffer.from_bytes(data)
 
         def get_sync(self, key: str, *, prototype: Any = None, byte_range: Any = None) -> Any:
             return self._get(key, prototype, byte_range)
@@ -126,52 +127,115 @@ def safe_store(root: str, dirfd: int, refused: list[str]) -> Any:
             return [await self.get(key, prototype, byte_range) for key, byte_range in key_ranges]
 
         async def exists(self, key: str) -> bool:
-            fd = open_beneath(dirfd, key, refused)
-            if fd is not None:
-                os.close(fd)
-            return fd is not None
-
-        def _listing(self, prefix: str, deep: bool) -> list[str]:
-            out: list[str] = []
-            stack = [prefix.strip("/")]
-            while stack:
-                folder = stack.pop()
-                fd = open_beneath(dirfd, folder, refused, directory=True)
-                if fd is None:
-                    continue
-                try:
-                    with os.scandir(fd) as it:
-                        for entry in it:
-                            key = f"{folder}/{entry.name}" if folder else entry.name
-                            if entry.is_symlink():
-                                refused.append(key)
-                            elif entry.is_dir(follow_symlinks=False):
-                                stack.append(key) if deep else out.append(entry.name)
-                            elif entry.is_file(follow_symlinks=False):
-                                out.append(key if deep else entry.name)
-                finally:
-                    os.close(fd)
-            return out
+            return get(key, _NOTHING) is not None
 
         async def list(self) -> Any:
-            for key in self._listing("", True):
+            for key in listing("", True):
                 yield key
 
         async def list_prefix(self, prefix: str) -> Any:
-            for key in self._listing(prefix, True):
+            for key in listing(prefix, True):
                 yield key
 
         async def list_dir(self, prefix: str) -> Any:
-            for key in self._listing(prefix, False):
+            for key in listing(prefix, False):
                 yield key
 
-    return SafeStore()
+    return ReadOnlyStore()
+
+
+class _Nothing:
+    """A byte range of no bytes: ``exists`` asks whether a key is there without reading it."""
+
+    start = end = 0
+
+
+_NOTHING = _Nothing()
+
+
+def safe_store(root: str, dirfd: int, refused: list[str]) -> Any:
+    """A read-only zarr store of the folder ``dirfd`` (named ``root``) that reads nothing outside it (``open_beneath``)."""
+
+    def get(key: str, byte_range: Any) -> bytes | None:
+        fd = open_beneath(dirfd, key, refused)
+        return None if fd is None else _read(fd, byte_range)
+
+    def listing(prefix: str, deep: bool) -> list[str]:
+        out: list[str] = []
+        stack = [prefix.strip("/")]
+        while stack:
+            folder = stack.pop()
+            fd = open_beneath(dirfd, folder, refused, directory=True)
+            if fd is None:
+                continue
+            try:
+                with os.scandir(fd) as it:
+                    for entry in it:
+                        key = f"{folder}/{entry.name}" if folder else entry.name
+                        if entry.is_symlink():
+                            refused.append(key)
+                        elif entry.is_dir(follow_symlinks=False):
+                            stack.append(key) if deep else out.append(entry.name)
+                        elif entry.is_file(follow_symlinks=False):
+                            out.append(key if deep else entry.name)
+            finally:
+                os.close(fd)
+        return out
+
+    return read_only_store(root, get, listing)
+
+
+def remote_store(url: str) -> Any:
+    """A read-only zarr store of a prefix, read through the scan's own filesystem (its storage options, timeouts and
+    redirect rules), every request counted into the scan's count of the task that opened it."""
+    from ..storage.remote import access_error, current_count, filesystem
+
+    fs, base = filesystem(url)
+    base = base.rstrip("/")
+    count = current_count()
+
+    def counted(data: bytes) -> bytes:
+        if count is not None:
+            count.add(len(data))
+        return data
+
+    def get(key: str, byte_range: Any) -> bytes | None:
+        path = f"{base}/{key}"
+        try:
+            if byte_range is _NOTHING:
+                return b"" if fs.exists(path) else None
+            if byte_range is None:
+                return counted(fs.cat_file(path))
+            if hasattr(byte_range, "end"):
+                return counted(fs.cat_file(path, byte_range.start, byte_range.end))
+            if hasattr(byte_range, "offset"):
+                return counted(fs.cat_file(path, byte_range.offset))
+            return counted(fs.cat_file(path, -byte_range.suffix))
+        except FileNotFoundError:
+            if count is not None:
+                count.add(0)
+            return None
+        except Exception as exc:  # noqa: BLE001 - every store raises its own errors
+            raise access_error(f"{url.rstrip('/')}/{key}", exc) from exc
+
+    def listing(prefix: str, deep: bool) -> list[str]:
+        path = f"{base}/{prefix.strip('/')}".rstrip("/")
+        try:
+            names = fs.find(path) if deep else fs.ls(path, detail=False)
+        except FileNotFoundError:
+            return []
+        if count is not None:
+            count.add(0)
+        inside = len(base) + 1
+        return [n.rstrip("/")[inside:] if deep else n.rstrip("/").rsplit("/", 1)[-1] for n in names]
+
+    return read_only_store(url, get, listing)
 
 
 class StoreHandle:
     """An open store: its root node (group or array), every array by path, the keys it refused to follow."""
 
-    def __init__(self, root: Any, store: Any, dirfd: int, refused: list[str]) -> None:
+    def __init__(self, root: Any, store: Any, dirfd: int | None, refused: list[str]) -> None:
         self.root, self.store, self.dirfd, self.refused = root, store, dirfd, refused
         self.arrays: dict[str, Any] = {}
         #: arrays zarr-python cannot open, by their own metadata documents (and why)
@@ -202,7 +266,7 @@ class StoreHandle:
         """The members of a group whose listing failed, opened one at a time: a member whose metadata does not parse
         is a warning naming it (a v2 string array with a numeric fill value, which zarr-python 3 refuses)."""
         out = []
-        for name in sorted(self.store._listing(prefix, False)):
+        for name in sorted(self.listing(prefix)):
             if name.startswith(".") or name == "zarr.json":
                 continue
             path = f"{prefix}/{name}" if prefix else name
@@ -223,21 +287,36 @@ class StoreHandle:
         import json
 
         for name in (".zarray", "zarr.json"):
-            fd = open_beneath(self.dirfd, f"{path}/{name}", self.refused)
-            if fd is None:
+            text = self.read(f"{path}/{name}")
+            if text is None:
                 continue
             try:
-                with os.fdopen(fd, "rb") as f:
-                    doc = json.loads(f.read(MAX_DOCUMENT))
-                if name == ".zarray":
-                    attrs = open_beneath(self.dirfd, f"{path}/.zattrs", self.refused)
-                    if attrs is not None:
-                        with os.fdopen(attrs, "rb") as f:
-                            doc["attributes"] = json.loads(f.read(MAX_DOCUMENT))
+                doc = json.loads(text)
+                attrs = self.read(f"{path}/.zattrs") if name == ".zarray" else None
+                if attrs is not None and isinstance(doc, dict):
+                    doc["attributes"] = json.loads(attrs)
             except ValueError:
                 return None
             return doc if isinstance(doc, dict) and doc.get("node_type", "array") == "array" and "shape" in doc else None
         return None
+
+
+    def read(self, key: str) -> bytes | None:
+        """A metadata document of the store (at most ``MAX_DOCUMENT`` bytes), or None."""
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.core.sync import sync
+
+        found = sync(self.store.get(key, default_buffer_prototype()))
+        return None if found is None else found.to_bytes()[:MAX_DOCUMENT]
+
+    def listing(self, prefix: str) -> list[str]:
+        """Names directly under a prefix of the store."""
+        from zarr.core.sync import sync
+
+        async def names() -> list[str]:
+            return [n async for n in self.store.list_dir(prefix)]
+
+        return sync(names())
 
 
 def _is_array(node: Any) -> bool:
@@ -250,10 +329,15 @@ def open_store(path: str) -> Iterator[StoreHandle]:
     import zarr
 
     from ..core import pin
+    from ..storage.urls import is_url
 
+    refused: list[str] = []
+    if is_url(path):
+        store = remote_store(path)
+        yield StoreHandle(zarr.open(store=store, mode="r"), store, None, refused)
+        return
     held = pin.descriptor(path)
     dirfd = os.dup(held) if held is not None else os.open(path, _OPEN_DIR)
-    refused: list[str] = []
     try:
         store = safe_store(path, dirfd, refused)
         yield StoreHandle(zarr.open(store=store, mode="r"), store, dirfd, refused)

@@ -13,6 +13,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from .folders import collapse_folders
 from .remote import RemoteStat, access_error, filesystem, stat_from_info
 
 
@@ -86,12 +87,13 @@ def list_prefix(prefix: str, chain: str, storage_options: dict[str, Any], timeou
 
 
 def list_remote(roots: Sequence[str], include: Sequence[str] = (), exclude: Sequence[str] = (), hidden: bool = False,
-                client: Any = None, threads: int = 8) -> RemoteListing:
+                client: Any = None, threads: int = 8, folder_markers: frozenset[str] = frozenset()) -> RemoteListing:
     """Every object under each root URL: one listing task per prefix, on ``client``'s workers or ``threads`` here.
 
     A root naming one object lists that object; a root ending in "/" (or
     that the store says is a directory) is a prefix, for HTTP the links of
-    its index page. Sub-prefixes are submitted as their parents' answers
+    its index page. A prefix holding one of ``folder_markers`` (a Zarr
+    store's ``zarr.json``) is one entry (``folders.collapse_folders``). Sub-prefixes are submitted as their parents' answers
     arrive (a hidden one is not entered unless ``hidden``); objects come
     back in sorted order, whatever order the tasks finish in.
     """
@@ -167,7 +169,7 @@ def list_remote(roots: Sequence[str], include: Sequence[str] = (), exclude: Sequ
                 out.errors[root] = first_error
             elif cut:
                 out.errors[root] = f"{root}: {cut}"
-            for url, st in sorted(found):
+            for url, st in collapse_folders(sorted(found), folder_markers):  # a Zarr store under a prefix: one entry
                 rel = url[len(chain):][len(base):] if url[len(chain):].startswith(base) else url.rsplit("/", 1)[-1]
                 if (not hidden and _hidden(rel)) or not wanted(rel, include, exclude) or url in out.stats:
                     continue

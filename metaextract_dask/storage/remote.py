@@ -370,6 +370,31 @@ def remote_stat(url: str) -> RemoteStat:
     return found
 
 
+def remote_folder(url: str) -> list[tuple[str, RemoteStat]]:
+    """Every object under a prefix (URL, identity), from one recursive listing (a request per 1,000 objects)."""
+    fs, path = filesystem(url)
+    try:
+        fs.invalidate_cache(path)
+        entries = fs.find(path.rstrip("/"), detail=True)
+    except Exception as exc:  # noqa: BLE001 - every store raises its own errors
+        raise access_error(url, exc) from exc
+    count = _COUNT.get()
+    if count is not None:
+        for _ in range(max(1, -(-len(entries) // 1000))):
+            count.add(0)
+    base = url.rstrip("/")
+    inside = path.rstrip("/")
+    return [(base + "/" + name[len(inside):].lstrip("/"), stat_from_info(info)) for name, info in entries.items()
+            if info.get("type") != "directory"]
+
+
+def remote_folder_stat(url: str) -> RemoteStat:
+    """A remote folder that is one file (a Zarr store under a prefix) as one object (``folders.one_object``)."""
+    from .folders import one_object
+
+    return one_object(url.rstrip("/"), remote_folder(url))
+
+
 def stat_now(path: str) -> RemoteStat:
     """A file's or an object's identity now, the same shape for both: size, mtime, and the ETag (a local file's
     ``pin.identity``: device, inode, change time). Raises ``OSError`` (local) or ``MetaExtractError`` (remote)."""
@@ -377,7 +402,8 @@ def stat_now(path: str) -> RemoteStat:
     from .urls import is_url
 
     if is_url(path):
-        return remote_stat(path)
+        found = remote_stat(path)
+        return remote_folder_stat(path) if found.kind == "directory" else found
     st = os.stat(path)
     if stat.S_ISDIR(st.st_mode):  # a folder that is one file (a Zarr store): its contents' size and latest time
         from .folders import folder_stat
