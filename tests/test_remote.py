@@ -390,3 +390,36 @@ def test_a_cloud_optimized_geotiff_in_s3_reads_its_metadata_in_few_requests(tmp_
         assert 1 <= head["io"]["requests"] <= 10 and head["io"]["bytes_read"] < cog.stat().st_size / 2, head["io"]  # no tile read
         remote = extract_metadata(url, StreamingConfig(storage_options=options))
         assert as_json(remote) == as_json(extract_metadata(str(cog), StreamingConfig()))
+
+
+@pytest.mark.integration
+def test_a_zarr_store_in_s3_is_one_row_equal_to_the_local_one(tmp_path):
+    """A CF Zarr store (xarray's v3 copy of an Iris sample file, consolidated) uploaded under a prefix beside other
+    objects: the prefix scan makes it one row, its metadata-only row takes at most 10 requests, and its full record
+    equals the local one."""
+    import pandas as pd
+    import xarray as xr
+    from public_corpus import cache_dir, fetch_wheels, unpack_data
+
+    iris = [p for w in fetch_wheels(os.path.join(cache_dir(), "wheels")) if "iris_sample_data" in w
+            for p in unpack_data(w, str(tmp_path / "iris"))]
+    source = next(p for p in iris if p.endswith("E1_north_america.nc"))
+    store = tmp_path / "e1.zarr"
+    with xr.open_dataset(source) as ds:
+        ds.to_zarr(store, zarr_format=3, consolidated=True)
+    files = {f"run/e1.zarr/{p.relative_to(store).as_posix()}": p for p in store.rglob("*") if p.is_file()}
+    with s3_server() as options:
+        upload(options, "climate", {**files, "run/readme.txt": __file__})
+        url = "s3://climate/run/e1.zarr"
+        head = extract_metadata(url, StreamingConfig(metadata_only=True, checksum=None, storage_options=options))
+        assert head.get("format") == "zarr" and head["zarr"]["cf_coverage"]["time"], head.get("error")
+        assert 1 <= head["io"]["requests"] <= 10, head["io"]
+        remote = extract_metadata(url, StreamingConfig(storage_options=options))
+        assert as_json(remote) == as_json(extract_metadata(str(store), StreamingConfig()))
+        creds = tmp_path / "storage.json"
+        creds.write_text(json.dumps(options))
+        done = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "scan", "s3://climate/run", "-o", str(tmp_path / "cat"),
+                               "--storage-options", f"@{creds}", "--quiet"], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        rows = pd.read_parquet(tmp_path / "cat")
+        assert sorted(rows.path) == ["s3://climate/run/e1.zarr", "s3://climate/run/readme.txt"] and rows.success.all()

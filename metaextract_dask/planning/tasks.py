@@ -151,7 +151,7 @@ def check_unchanged(info: FileInfo) -> None:
     change time, a remote object's ETag) when the probe had one, else its mtime."""
     what = "object" if is_url(info.path) else "file"
     try:
-        now = stat_now(info.path)
+        now = stat_now(info.path, info.etag)
     except (OSError, MetaExtractError) as exc:
         raise FileChangedError(info.path, f"{what} disappeared while being read: {describe(exc)}") from exc
     if now.size != info.size:

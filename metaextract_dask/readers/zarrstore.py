@@ -46,6 +46,8 @@ UNSAFE_CODECS = frozenset({"pickle"})
 DECLARED_LIMIT = 64
 #: a store whose root is an array: the array's name
 ROOT = "/"
+#: the names of Zarr's metadata documents: a remote store asks for each once
+DOCUMENTS = frozenset({"zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata"})
 #: the longest metadata document read when zarr-python cannot open an array
 MAX_DOCUMENT = 1 << 20
 _OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
@@ -199,7 +201,17 @@ def remote_store(url: str) -> Any:
             count.add(len(data))
         return data
 
+    documents: dict[str, bytes | None] = {}  # metadata documents (and their absence), each asked for once
+
     def get(key: str, byte_range: Any) -> bytes | None:
+        name = key.rsplit("/", 1)[-1]
+        if name in DOCUMENTS and byte_range is None or byte_range is _NOTHING and key in documents:
+            if key not in documents:
+                documents[key] = fetch(key, None)
+            return documents[key] if byte_range is None or documents[key] is None else b""
+        return fetch(key, byte_range)
+
+    def fetch(key: str, byte_range: Any) -> bytes | None:
         path = f"{base}/{key}"
         try:
             if byte_range is _NOTHING:
@@ -332,9 +344,10 @@ def open_store(path: str) -> Iterator[StoreHandle]:
     from ..storage.urls import is_url
 
     refused: list[str] = []
-    if is_url(path):
+    if is_url(path):  # its format told by its zarr.json (read once): zarr-python would ask for every v2 document too
         store = remote_store(path)
-        yield StoreHandle(zarr.open(store=store, mode="r"), store, None, refused)
+        v3 = store.get_sync("zarr.json") is not None
+        yield StoreHandle(zarr.open(store=store, mode="r", zarr_format=3 if v3 else 2), store, None, refused)
         return
     held = pin.descriptor(path)
     dirfd = os.dup(held) if held is not None else os.open(path, _OPEN_DIR)

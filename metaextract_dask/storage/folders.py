@@ -6,6 +6,9 @@ import os
 import stat
 from typing import Any
 
+#: the prefix of a remote folder's identity
+FOLDER = "folder:"
+
 
 def folder_stat(path: str) -> tuple[int, float, int]:
     """(bytes, latest modification time, entries) of a folder that is one file: every regular file under it summed,
@@ -43,7 +46,12 @@ def one_object(root: str, members: list[tuple[str, Any]]) -> Any:
     for url, st in sorted(members, key=lambda m: m[0]):
         digest.update(f"{url[len(root):].lstrip('/')}\0{st.size}\0{st.etag or st.mtime}\n".encode("utf-8", "surrogateescape"))
     return RemoteStat(sum(st.size for _, st in members), max((st.mtime for _, st in members), default=0.0),
-                      f"folder:{digest.hexdigest()[:32]}", None, "file")
+                      f"{FOLDER}{digest.hexdigest()[:32]}", None, "file")
+
+
+def is_folder_identity(etag: Any) -> bool:
+    """Whether an identity is a remote folder's (``one_object``)."""
+    return isinstance(etag, str) and etag.startswith(FOLDER)
 
 
 def collapse_folders(found: list[tuple[str, Any]], markers: Any) -> list[tuple[str, Any]]:

@@ -395,13 +395,18 @@ def remote_folder_stat(url: str) -> RemoteStat:
     return one_object(url.rstrip("/"), remote_folder(url))
 
 
-def stat_now(path: str) -> RemoteStat:
+def stat_now(path: str, etag: str | None = None) -> RemoteStat:
     """A file's or an object's identity now, the same shape for both: size, mtime, and the ETag (a local file's
-    ``pin.identity``: device, inode, change time). Raises ``OSError`` (local) or ``MetaExtractError`` (remote)."""
+    ``pin.identity``: device, inode, change time). ``etag``: the identity it had (a remote folder's is listed, not
+    asked for). Raises ``OSError`` (local) or ``MetaExtractError`` (remote)."""
     from ..core.pin import identity
     from .urls import is_url
 
     if is_url(path):
+        from .folders import is_folder_identity
+
+        if is_folder_identity(etag):  # a Zarr store under a prefix: its listing alone
+            return remote_folder_stat(path)
         found = remote_stat(path)
         return remote_folder_stat(path) if found.kind == "directory" else found
     st = os.stat(path)
