@@ -306,3 +306,20 @@ def test_open_finds_relative_paths_from_any_folder_and_combines_rows_as_open_mfd
     os.unlink(tmp_path / "data" / "run_2.nc")
     with pytest.raises(FileNotFoundError, match="data/run_2.nc: file not found"):
         me.open(plain, "data/run_2.nc")
+
+
+@pytest.mark.integration
+def test_a_run_with_one_global_attribute_joins_through_intake_esm(tmp_path):
+    """Files sharing one global attribute: intake-esm 2025.12 under pandas 3 grouped by that one column into keys it
+    could not look up (KeyError: 'model'); the export's groups now always have two keys."""
+    import pandas as pd
+    import xarray as xr
+
+    (tmp_path / "data").mkdir()
+    for i in range(3):
+        t = pd.date_range(f"200{i}-01-01", periods=4, freq="D")
+        xr.Dataset({"tas": (("time", "lat"), np.full((4, 3), i, dtype="f4"))}, coords={"time": t, "lat": [1.0, 2.0, 3.0]},
+                   attrs={"source": "model"}).to_netcdf(tmp_path / "data" / f"run{i}.nc")
+    me.scan(str(tmp_path / "data"), str(tmp_path / "cat"))
+    (joined,) = me.open_catalog(str(tmp_path / "cat")).to_dataset_dict(progressbar=False).values()
+    assert joined.sizes["time"] == 12 and float(joined["tas"][-1, 0]) == 2.0

@@ -278,3 +278,30 @@ def test_open_gives_what_xarray_gives(stores, tmp_path):
     me.scan(path, cat)
     with me.open(cat, path) as ours, xr.open_zarr(path) as theirs:
         xr.testing.assert_identical(ours.load(), theirs.load())
+
+
+def test_the_esm_export_joins_a_run_of_stores_and_leaves_out_a_store_with_a_link(tmp_path):
+    """A run of three v3 stores split in time, one global attribute: ``open_catalog(...).to_dataset_dict()`` joins them
+    along time (before: intake-esm's KeyError for a single group key, and zarr's refusal of storage options for a local
+    path); a fourth store holding a symbolic link is left out with a notice (zarr-python's own store would follow it)."""
+    import pandas as pd
+    import xarray as xr
+
+    data = tmp_path / "data"
+    for i in range(4):
+        t = pd.date_range(f"200{i}-01-01", periods=4, freq="D")
+        ds = xr.Dataset({"tas": (("time", "lat"), np.arange(12, dtype="f4").reshape(4, 3) + 100 * i, {"units": "K"})},
+                        coords={"time": t, "lat": [10.0, 20.0, 30.0]}, attrs={"source": "model"})
+        ds.to_zarr(data / f"run{i}.zarr", zarr_format=3, consolidated=True)
+    chunk = next(p for p in (data / "run3.zarr" / "tas").rglob("*") if p.is_file() and p.name != "zarr.json")
+    chunk.unlink()
+    chunk.symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere").write_bytes(b"not the store's")
+    cat = str(tmp_path / "cat")
+    me.scan(str(data), cat)
+    with pytest.warns(RuntimeWarning, match="run3.zarr: points outside itself"):
+        datastore = me.open_catalog(cat)
+    assert len(datastore.df) == 3
+    (joined,) = datastore.to_dataset_dict(progressbar=False).values()
+    assert joined.sizes["time"] == 12
+    np.testing.assert_array_equal(joined["tas"].values, np.concatenate([np.arange(12, dtype="f4").reshape(4, 3) + 100 * i for i in range(3)]))

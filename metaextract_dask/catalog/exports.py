@@ -42,24 +42,34 @@ def _asset(catalog: str, rec: dict[str, Any]) -> tuple[str, str] | None:
 
     fmt = esm_format(rec.get("format"))
     if fmt:
-        from ..storage.urls import absolute
+        from ..storage.urls import absolute, is_url
 
-        return absolute(rec.get("located") or rec["path"]), fmt  # found from any working folder
+        where = absolute(rec.get("located") or rec["path"])  # found from any working folder
+        if fmt == "zarr" and not is_url(where):  # intake-esm hands zarr storage options, which a local path refuses
+            import pathlib
+
+            where = pathlib.Path(where).as_uri()
+        return where, fmt
     if isinstance(rec.get("references"), str) and rec["references"]:
         references.checked(catalog, rec["references"], rec["path"])
         return os.path.abspath(location(catalog, rec["references"])), "reference"
     return None
 
 
-def _outside(path: str) -> str | None:
-    """Why intake-esm must not be handed a local file (it points outside itself: ``guard.refused_references``), or None."""
+def _outside(path: str, fmt: Any) -> str | None:
+    """Why intake-esm must not be handed a local file (it points outside itself: ``guard.refused_references``, or its
+    reader's ``points_outside``: a Zarr store's links), or None."""
     from ..readers.guard import refused_references, restrict_plugins
+    from ..readers.registry import reader_of_format
     from ..storage.urls import is_url
 
     if is_url(path):
         return None
-    restrict_plugins()
-    reasons = refused_references(path)
+    reader = reader_of_format(fmt)
+    reasons = reader.points_outside(path) if reader is not None else []
+    if not reasons and os.path.isfile(path):
+        restrict_plugins()
+        reasons = refused_references(path)
     return f"{path}: points outside itself ({'; '.join(reasons[:2])}); left out" if reasons else None
 
 
@@ -121,7 +131,7 @@ def export_esm(catalog: str, out: str, name: str = "metaextract") -> tuple[str, 
             continue
         if asset is None:
             continue
-        why = _outside(rec["path"])
+        why = _outside(rec.get("located") or rec["path"], rec.get("format"))
         if why:
             notices.append(why)
             continue
@@ -150,7 +160,8 @@ def export_esm(catalog: str, out: str, name: str = "metaextract") -> tuple[str, 
         "catalog_file": "collection.csv",
         "attributes": [{"column_name": c, "vocabulary": ""} for c in ["variable", "time_start", "time_end", *attrs]],
         "assets": {"column_name": "path", "format_column_name": "format"},
-        "aggregation_control": {"variable_column_name": "variable", "groupby_attrs": attrs or ["file_format"],
+        # two keys at least: intake-esm 2025.12 under pandas 3 groups by one column into keys it cannot look up (KeyError)
+        "aggregation_control": {"variable_column_name": "variable", "groupby_attrs": [*attrs, "format"] if attrs else ["file_format", "format"],
                                 "aggregations": aggregations},
     }
     path = os.path.join(out, "collection.json")

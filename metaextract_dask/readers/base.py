@@ -68,6 +68,12 @@ class StreamChunkReader(ABC):
         """
         return None
 
+    def points_outside(self, path: str) -> list[str]:
+        """What in this local file would lead a library that opens it by name outside it, in words ("NAME: why"): an
+        export that hands the file to another program (intake-esm) leaves it out then. None found by default (HDF5-based
+        files are asked ``guard.refused_references`` whatever their reader)."""
+        return []
+
     def catalog_row(self, record: dict[str, Any]) -> dict[str, Any]:
         """This reader's columns of one catalog row, from its own section of the file's record."""
         return {}

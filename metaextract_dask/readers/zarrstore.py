@@ -572,6 +572,20 @@ class ZarrReader(arrays.ArrayFileReader):
                 rows.append(arrays.variable_row(path, entry, entry.get("dims") or [], entry.get("codec_names") or [], fill))
         return rows
 
+    def points_outside(self, path: str) -> list[str]:
+        """The symbolic links inside the store: zarr-python's own store, which intake-esm and xarray use when handed
+        the path, reads through them."""
+        out: list[str] = []
+        stack = [path]
+        while stack and len(out) < 100:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    if entry.is_symlink():
+                        out.append(f"{os.path.relpath(entry.path, path)}: a symbolic link")
+                    elif entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+        return out
+
     def open_dataset(self, path: str, fmt: str, **kwargs: Any) -> Any:
         """With xarray's Zarr engine, through the same store that reads nothing outside the folder; a store whose codecs
         would run code from it (pickle) is refused."""
