@@ -305,3 +305,21 @@ def test_the_esm_export_joins_a_run_of_stores_and_leaves_out_a_store_with_a_link
     (joined,) = datastore.to_dataset_dict(progressbar=False).values()
     assert joined.sizes["time"] == 12
     np.testing.assert_array_equal(joined["tas"].values, np.concatenate([np.arange(12, dtype="f4").reshape(4, 3) + 100 * i for i in range(3)]))
+
+
+def test_the_stac_export_gives_a_store_its_media_type(stores, tmp_path):
+    """A STAC Item per store, its asset typed ``application/vnd.zarr`` (with ``version=3`` for v3) and no
+    ``file:checksum`` (a store is many files; before: IsADirectoryError from the export)."""
+    tree = tmp_path / "tree"
+    for path in stores["stores"]:
+        if os.path.basename(path).startswith("cf_"):
+            shutil.copytree(path, tree / os.path.basename(path))
+    me.scan(str(tree), str(tmp_path / "cat"))
+    out = me.export(str(tmp_path / "cat"), "stac")
+    items = [json.load(open(p)) for p in glob.glob(os.path.join(os.path.dirname(out), "**", "*.json"), recursive=True) if p != out]
+    assert len(items) == 4
+    for item in items:
+        asset = item["assets"]["data"]
+        v3 = "cf_v3_" in asset["href"]
+        assert asset["type"] == ("application/vnd.zarr; version=3" if v3 else "application/vnd.zarr") and "file:checksum" not in asset
+        assert item["bbox"] and -180 <= item["bbox"][0] < item["bbox"][2] <= 180

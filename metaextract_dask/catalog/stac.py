@@ -262,7 +262,7 @@ def _hashes(records: list[dict[str, Any]], progress: Callable[[int, int], None] 
     out: dict[str, str | None] = {}
     with ThreadPoolExecutor(max_workers=2) as pool:  # a remote object is not downloaded whole at export: no file:checksum
         futures = {rec["path"]: pool.submit(file_multihash, rec.get("located") or rec["path"], rec.get("size"), rec.get("mtime")) for rec in records
-                   if not is_url(rec["path"])}
+                   if not is_url(rec["path"]) and not os.path.isdir(rec.get("located") or rec["path"])}  # a Zarr store: many files
         for i, (path, fut) in enumerate(futures.items(), 1):
             out[path] = fut.result()
             if progress is not None:
