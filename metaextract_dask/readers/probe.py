@@ -178,8 +178,7 @@ def probe_remote(url: str) -> FileInfo:
 
 def _probe_remote_folder(url: str) -> FileInfo:
     """A prefix that is one file (a Zarr store: one of ``registry.folder_formats`` at its top), from one listing."""
-    from ..storage.folders import one_object
-    from ..storage.remote import remote_folder
+    from ..storage.remote import one_object, remote_folder
     from .detect import DESCRIPTIONS
     from .registry import folder_formats
 

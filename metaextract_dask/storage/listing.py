@@ -13,8 +13,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .folders import collapse_folders
-from .remote import RemoteStat, access_error, filesystem, stat_from_info
+from .remote import RemoteStat, access_error, collapse_folders, filesystem, stat_from_info
 
 
 @dataclass

@@ -370,6 +370,48 @@ def remote_stat(url: str) -> RemoteStat:
     return found
 
 
+#: the prefix of a remote folder's identity
+FOLDER = "folder:"
+
+
+def one_object(root: str, members: list[tuple[str, RemoteStat]]) -> RemoteStat:
+    """A remote folder's objects (URL, ``RemoteStat``) as one object under ``root``: their bytes, their latest time, and
+    an identity made of every object's name, size and ETag (any object added, removed or rewritten changes it)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for url, st in sorted(members, key=lambda m: m[0]):
+        digest.update(f"{url[len(root):].lstrip('/')}\0{st.size}\0{st.etag or st.mtime}\n".encode("utf-8", "surrogateescape"))
+    return RemoteStat(sum(st.size for _, st in members), max((st.mtime for _, st in members), default=0.0),
+                      f"{FOLDER}{digest.hexdigest()[:32]}", None, "file")
+
+
+def collapse_folders(found: list[tuple[str, RemoteStat]], markers: Any) -> list[tuple[str, RemoteStat]]:
+    """A listing's objects with each folder that is one file (it holds one of ``markers`` at its top: a Zarr store) as
+    one entry, the outermost such folder when they nest."""
+    roots = sorted({url.rsplit("/", 1)[0] for url, _ in found if url.rsplit("/", 1)[-1] in markers})
+    outermost: list[str] = []
+    for root in roots:
+        if not any(root.startswith(r + "/") for r in outermost):
+            outermost.append(root)
+    if not outermost:
+        return found
+    members: dict[str, list[tuple[str, RemoteStat]]] = {r: [] for r in outermost}
+    out: list[tuple[str, RemoteStat]] = []
+    for url, st in found:
+        inside = next((r for r in outermost if url.startswith(r + "/")), None)
+        if inside is None:
+            out.append((url, st))
+        else:
+            members[inside].append((url, st))
+    return sorted(out + [(root, one_object(root, objects)) for root, objects in members.items()], key=lambda m: m[0])
+
+
+def is_folder_identity(etag: Any) -> bool:
+    """Whether an identity is a remote folder's (``one_object``)."""
+    return isinstance(etag, str) and etag.startswith(FOLDER)
+
+
 def remote_folder(url: str) -> list[tuple[str, RemoteStat]]:
     """Every object under a prefix (URL, identity), from one recursive listing (a request per 1,000 objects)."""
     fs, path = filesystem(url)
@@ -390,8 +432,6 @@ def remote_folder(url: str) -> list[tuple[str, RemoteStat]]:
 
 def remote_folder_stat(url: str) -> RemoteStat:
     """A remote folder that is one file (a Zarr store under a prefix) as one object (``folders.one_object``)."""
-    from .folders import one_object
-
     return one_object(url.rstrip("/"), remote_folder(url))
 
 
@@ -403,8 +443,6 @@ def stat_now(path: str, etag: str | None = None) -> RemoteStat:
     from .urls import is_url
 
     if is_url(path):
-        from .folders import is_folder_identity
-
         if is_folder_identity(etag):  # a Zarr store under a prefix: its listing alone
             return remote_folder_stat(path)
         found = remote_stat(path)
