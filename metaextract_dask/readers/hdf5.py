@@ -186,7 +186,23 @@ def read_attrs(obj: Any, owner: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _objects(f: Any) -> Any:
+def _link_names(gid: Any, problems: list[str] | None, where: str) -> list[bytes]:
+    """A group's link names, in reverse name order (a stack pops them in order). When libhdf5 stops partway (a damaged
+    heap), ``problems`` None raises; a list keeps the names listed before the failure, as ``h5ls`` shows them, and
+    says where it stopped."""
+    if problems is None:
+        return sorted(gid, reverse=True)
+    names: list[bytes] = []
+    try:
+        gid.links.iterate(names.append)
+    except Exception as exc:  # noqa: BLE001 - what libhdf5 raises on a damaged group varies
+        if not names:
+            raise
+        problems.append(f"{where or '/'}: only {len(names)} links listed: the HDF5 library stopped there ({exc})")
+    return sorted(names, reverse=True)
+
+
+def _objects(f: Any, problems: list[str] | None = None) -> Any:
     """(path, link, object or None) for every link below the root, depth first in name order.
 
     Each object is opened from its parent group by its own name, never by
@@ -195,11 +211,13 @@ def _objects(f: Any) -> Any:
     looked up with h5py's low-level calls (a third of the high-level cost,
     which matters for 20 KB files). Soft and external links are yielded with
     no object (never followed); a group reached twice through hard links is
-    descended once.
+    descended once. ``problems``: a list to keep a damaged group's links
+    listed before libhdf5 stopped (``_link_names``); None (the guard) fails
+    instead.
     """
     seen = {_identity(f)}
     try:
-        top = sorted(f.id, reverse=True)
+        top = _link_names(f.id, problems, "")
     except Exception as exc:  # the root's links do not list: nothing useful can be said of the file
         from ..core.pin import original
 
@@ -212,7 +230,7 @@ def _objects(f: Any) -> Any:
             continue
         raw = names.pop()
         path = f"{prefix}/{raw.decode('utf-8', 'surrogateescape')}"
-        link, obj, below = _open_link(group, raw)
+        link, obj, below = _open_link(group, raw, problems, path)
         yield path, link, obj
         if below is not None:
             ident = _identity(obj)
@@ -221,7 +239,7 @@ def _objects(f: Any) -> Any:
                 stack.append((path, obj, below))
 
 
-def _open_link(group: Any, raw: bytes) -> tuple[Any, Any, list[bytes] | None]:
+def _open_link(group: Any, raw: bytes, problems: list[str] | None = None, path: str = "") -> tuple[Any, Any, list[bytes] | None]:
     """(link, object or None, the names below it when it is a group whose links list)."""
     import h5py
 
@@ -242,7 +260,7 @@ def _open_link(group: Any, raw: bytes) -> tuple[Any, Any, list[bytes] | None]:
         return h5py.HardLink(), h5py.Dataset(oid), None
     if isinstance(oid, h5py.h5g.GroupID):
         try:
-            return h5py.HardLink(), h5py.Group(oid), sorted(oid, reverse=True)
+            return h5py.HardLink(), h5py.Group(oid), _link_names(oid, problems, path)
         except Exception:  # noqa: BLE001 - a group whose links do not list: reported as unreadable, nothing below it
             return h5py.HardLink(), None, None
     return h5py.HardLink(), h5py.Datatype(oid) if isinstance(oid, h5py.h5t.TypeID) else None, None
@@ -266,7 +284,8 @@ def walk_tree(f: Any, storage_size: bool = True) -> dict[str, Any]:
     root: dict[str, Any] = {"name": "/"}
     groups, datasets, links, others = ["/"], [], [], []
     group_info: dict[str, Any] = {}
-    for path, link, obj in _objects(f):
+    problems: list[str] = []
+    for path, link, obj in _objects(f, problems):
         if isinstance(link, h5py.SoftLink):
             links.append({"name": path, "type": "soft", "target": link.path})
         elif isinstance(link, h5py.ExternalLink):
@@ -297,7 +316,7 @@ def walk_tree(f: Any, storage_size: bool = True) -> dict[str, Any]:
         "group_attrs": group_info,
         "unreadable_objects": others,
     }
-    tree["warnings"] = [f"{w}" for w in root.get("warnings", [])] + [
+    tree["warnings"] = [f"{w}" for w in root.get("warnings", [])] + problems + [
         f"{owner}: {w}" for owner, obj in [*((d["name"], d) for d in datasets), *group_info.items(), *((o["name"], o) for o in others)]
         for w in obj.get("warnings", [])
     ]
@@ -309,7 +328,7 @@ def array_infos(f: Any) -> list[arrays.ArrayInfo]:
     import h5py
 
     found: list[arrays.ArrayInfo] = []
-    for path, _link, obj in _objects(f):
+    for path, _link, obj in _objects(f, []):  # a damaged group: the arrays listed before libhdf5 stopped
         try:
             if not isinstance(obj, h5py.Dataset) or not obj.shape:
                 continue
