@@ -10,6 +10,7 @@ nodata, band descriptions, geotransform, EPSG code and each band's minimum, maxi
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -164,3 +165,24 @@ def test_a_damaged_raster_keeps_its_structure(files, tmp_path):
     record, _ = me.extract_file(str(cut))
     assert "error" not in record and record["geotiff"]["images"][0]["width"] == 349
     assert any("band_1: statistics:" in w and "past the end" in w for w in record["geotiff"]["warnings"]), record["geotiff"]["warnings"]
+
+
+def test_stac_items_carry_the_projection(files, catalog, tmp_path):
+    """The STAC export gives a GeoTIFF's Item STAC's projection extension as gdalinfo describes the raster: its EPSG
+    code, shape and affine transform, and its media type."""
+    out = me.export(catalog, "stac", str(tmp_path / "stac"))
+    items = {}
+    for path in glob.glob(os.path.join(os.path.dirname(out), "**", "*.json"), recursive=True):
+        if path != out:
+            item = json.load(open(path))
+            items[os.path.basename(item["assets"]["data"]["href"])] = item
+    name = next(n for n in items if n.endswith("L7_ETMs.tif"))
+    item, theirs = items[name], gdalinfo(next(p for p in files if p.endswith("L7_ETMs.tif")))
+    gt = theirs["geoTransform"]
+    assert "https://stac-extensions.github.io/projection/v2.0.0/schema.json" in item["stac_extensions"]
+    assert item["properties"]["proj:code"] == f"EPSG:{theirs['stac']['proj:epsg']}"
+    assert item["properties"]["proj:shape"] == list(reversed(theirs["size"]))
+    assert item["properties"]["proj:transform"] == pytest.approx([gt[1], gt[2], gt[0], gt[4], gt[5], gt[3]])
+    assert item["assets"]["data"]["type"] == "image/tiff; application=geotiff"
+    plain = next(i for n, i in items.items() if n.endswith("vesiclesmask.tif"))
+    assert "proj:shape" not in plain["properties"] and plain["assets"]["data"]["type"] == "image/tiff"

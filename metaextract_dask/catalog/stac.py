@@ -308,11 +308,29 @@ def _item(catalog: str, rec: dict[str, Any], arrays: list[dict[str, Any]], hashe
         thumb = sidecars.entry_location(catalog, THUMBNAILS, rec["thumbnail"])
         item.add_asset("thumbnail", pystac.Asset(href=os.path.abspath(thumb), media_type=pystac.MediaType.PNG, roles=["thumbnail"],
                                                  title="poster frame"))
+    extra, schemas = _reader_properties(rec)
+    item.properties.update(extra)
+    item.stac_extensions.extend(s for s in schemas if s not in item.stac_extensions)
     if arrays:
         dims, variables = datacube(rec, arrays)
         DatacubeExtension.add_to(item)
         item.properties["cube:dimensions"], item.properties["cube:variables"] = dims, variables
     return item
+
+
+def _reader_properties(rec: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """What the row's reader adds to its Item (``stac_properties``: a raster's projection), or nothing."""
+    from ..readers.registry import reader_of_format
+    from .trust import section
+
+    reader = reader_of_format(rec.get("format"))
+    if reader is None:
+        return {}, []
+    try:
+        props, schemas = reader.stac_properties(section(rec["record"]))
+    except Exception:  # noqa: BLE001 - an odd record: its Item goes without them
+        return {}, []
+    return {k: v for k, v in props.items() if v is not None}, [str(s) for s in schemas]
 
 
 def _references_ok(catalog: str, rec: dict[str, Any], notices: list[str]) -> bool:

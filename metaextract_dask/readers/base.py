@@ -68,6 +68,11 @@ class StreamChunkReader(ABC):
         """
         return None
 
+    def stac_properties(self, section: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """(properties, the schema URIs of the STAC extensions they belong to) that this reader adds to a file's STAC
+        Item, from its record's section (a raster's projection); none by default."""
+        return {}, []
+
     def points_outside(self, path: str) -> list[str]:
         """What in this local file would lead a library that opens it by name outside it, in words ("NAME: why"): an
         export that hands the file to another program (intake-esm) leaves it out then. None found by default (HDF5-based

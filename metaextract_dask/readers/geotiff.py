@@ -36,6 +36,8 @@ USER_DEFINED = 32767
 GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32", "int32": "Int32",
               "uint64": "UInt64", "int64": "Int64", "float32": "Float32", "float64": "Float64", "complex64": "CFloat32",
               "complex128": "CFloat64"}
+#: STAC's projection extension
+PROJECTION_SCHEMA = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 #: the longest GDAL metadata XML parsed (a tag of more is left out with a warning)
 MAX_GDAL_METADATA = 1 << 20
 
@@ -393,6 +395,19 @@ class GeoTIFFReader(arrays.ArrayFileReader):
         if not section.get("georeferenced"):
             return "image/tiff"
         return "image/tiff; application=geotiff" + ("; profile=cloud-optimized" if section.get("cog") else "")
+
+    def stac_properties(self, section: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """STAC's projection extension: ``proj:code``, ``proj:shape``, ``proj:transform`` (the affine's six numbers) and
+        ``proj:bbox`` in the raster's own CRS."""
+        first = (section.get("images") or [{}])[0] or {}
+        gt, crs = section.get("geotransform"), section.get("crs") or {}
+        if not section.get("georeferenced") or not isinstance(gt, list) or "width" not in first:
+            return {}, []
+        props: dict[str, Any] = {"proj:code": f"EPSG:{crs['epsg']}" if isinstance(crs.get("epsg"), int) else None,
+                                 "proj:shape": [first["height"], first["width"]], "proj:transform": [gt[1], gt[2], gt[0], gt[4], gt[5], gt[3]]}
+        if isinstance(section.get("extent"), list):
+            props["proj:bbox"] = section["extent"]
+        return props, [PROJECTION_SCHEMA]
 
     def open(self, path: str) -> Any:
         return open_tiff(path)
