@@ -520,6 +520,11 @@ def cmd_export(args: argparse.Namespace) -> int:
             print(f"\rmetaextract: hashed {done}/{total} files for file:checksum", end="" if done < total else "\n",
                   file=sys.stderr, flush=True)
 
+    if args.check:
+        return _check_export(args.catalog)
+    if args.to is None:
+        print("metaextract: export: say what to write (--to esm, stac, kerchunk or icechunk), or --check", file=sys.stderr)
+        return EXIT_USAGE
     try:
         with warnings.catch_warnings(record=True) as notices:
             warnings.simplefilter("always", RuntimeWarning)
@@ -531,6 +536,23 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"metaextract: {for_terminal(str(notice.message))}", file=sys.stderr)
     print(f"{args.to}: {for_terminal(written)}")
     return EXIT_OK
+
+
+def _check_export(catalog: str) -> int:
+    """``export --check``: the datasets a virtual (Icechunk) export would write, and its notes."""
+    from .catalog.read import part_files
+    from .catalog.virtual import check
+
+    if not part_files(catalog):
+        print(f"metaextract: {for_terminal(catalog)} is not a catalog (no part-*.parquet or part-*.jsonl in it)", file=sys.stderr)
+        return EXIT_USAGE
+    datasets, notes = check(catalog)
+    for ds in datasets:
+        first, last = ds.members[0].path, ds.members[-1].path
+        print(f"{for_terminal(ds.name)}\t{len(ds.members)} files along {for_terminal(ds.dim)}\t{for_terminal(first)} .. {for_terminal(last)}")
+    for note in notes:
+        print(f"metaextract: {for_terminal(note)}", file=sys.stderr)
+    return EXIT_FAILED if notes else EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -627,14 +649,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="what the time coverage is grouped by: folder, or a catalog column such as format or calendar (default: folder)")
     rep.set_defaults(func=cmd_report)
 
-    exp = sub.add_parser("export", help="export a catalog: an intake-esm collection, a STAC Collection, or every file's "
-                                        "kerchunk references")
+    exp = sub.add_parser("export", help="export a catalog: an intake-esm collection, a STAC Collection, every file's "
+                                        "kerchunk references, or an Icechunk repository of virtual datasets")
     exp.add_argument("catalog", help="the catalog folder")
     from .catalog.exports import EXPORTS
 
-    exp.add_argument("--to", required=True, choices=list(EXPORTS), help="; ".join(f"{name}: {what}" for name, (what, _fn) in EXPORTS.items()))
-    exp.add_argument("-o", "--output", help="the folder to write (default: CATALOG.esm, CATALOG.stac or CATALOG.kerchunk "
-                                            "beside the catalog)")
+    exp.add_argument("--to", choices=list(EXPORTS), help="; ".join(f"{name}: {what}" for name, (what, _fn) in EXPORTS.items()))
+    exp.add_argument("--check", action="store_true",
+                     help="write nothing: list the datasets the icechunk export would write, and every file it would split off "
+                          "or leave out and why (exit status 1 when there is one)")
+    exp.add_argument("-o", "--output", help="the folder to write (default: CATALOG.esm, CATALOG.stac, CATALOG.kerchunk or "
+                                            "CATALOG.icechunk beside the catalog)")
     exp.set_defaults(func=cmd_export)
 
     demo = sub.add_parser("demo", help="make a small mixed corpus in a temporary folder and scan it",

@@ -215,6 +215,12 @@ def _kerchunk(catalog: str, out: str, progress: Any) -> tuple[str, list[str]]:
     return out, export_kerchunk(catalog, out)[1]
 
 
+def _icechunk(catalog: str, out: str, progress: Any) -> tuple[str, list[str]]:
+    from .virtual import export_icechunk
+
+    return export_icechunk(catalog, out, progress)
+
+
 #: the exports, by the name users give them: (what it writes, in words; how: ``(catalog, out, progress) -> (path, notices)``).
 #: The CLI's ``--to`` choices and help come from here.
 EXPORTS: dict[str, tuple[str, Any]] = {
@@ -222,17 +228,20 @@ EXPORTS: dict[str, tuple[str, Any]] = {
     "stac": ("collection.json and one Item per file (datacube and file extensions; reads each file once for file:checksum)",
              _stac),
     "kerchunk": ("the references of a scan made with --references, one entry per file, with index.csv", _kerchunk),
+    "icechunk": ("an Icechunk repository of the catalog's runs as virtual datasets (needs --references; a new commit for "
+                 "each export after a re-scan)", _icechunk),
 }
 
 
 def export(catalog: str | os.PathLike[str], to: str, output: str | os.PathLike[str] | None = None,
            progress: Any = None) -> str:
     """Export a catalog: ``to`` is ``esm`` (an intake-esm collection), ``stac`` (a STAC Collection, one Item per
-    file) or ``kerchunk`` (every file's references).
+    file), ``kerchunk`` (every file's references) or ``icechunk`` (an Icechunk repository of the runs as virtual
+    datasets, ``catalog.virtual``; a new commit after each re-scan).
 
-    ``output`` defaults to the catalog's name with ``.esm``, ``.stac`` or
-    ``.kerchunk`` beside it. Returns the written collection JSON (esm, stac)
-    or folder (kerchunk). ``progress(done, total)`` is called as the STAC
+    ``output`` defaults to the catalog's name with ``.esm``, ``.stac``,
+    ``.kerchunk`` or ``.icechunk`` beside it. Returns the written collection
+    JSON (esm, stac) or folder (kerchunk, icechunk). ``progress(done, total)`` is called as the STAC
     export hashes files (``file:checksum`` reads each file once). Notices
     (files changed since the scan, rows and references of an edited catalog
     left out) are issued as ``RuntimeWarning``; a catalog whose manifest

@@ -364,4 +364,12 @@ def _collection(catalog: str, items: list[Any], pystac: Any) -> Any:
         extent=pystac.Extent(pystac.SpatialExtent(spatial), pystac.TemporalExtent(temporal)),
         license="other", title=os.path.basename(os.path.normpath(catalog)))
     collection.add_items(items)
+    from .virtual import VIRTUAL_SCHEMAS, stac_assets
+
+    virtual = stac_assets(catalog)  # the Icechunk export beside the catalog, when there is one
+    for key, fields in virtual:
+        href, roles, title = fields.pop("href"), fields.pop("roles"), fields.pop("title")
+        collection.add_asset(key, pystac.Asset(href=href, media_type=fields.pop("type", None), roles=roles, title=title, extra_fields=fields))
+    if virtual:
+        collection.stac_extensions.extend(s for s in VIRTUAL_SCHEMAS if s not in collection.stac_extensions)
     return collection

@@ -1,0 +1,612 @@
+"""Virtual datasets in Icechunk: the catalog's runs as virtual Zarr arrays, checked before they are combined.
+
+``export --to icechunk`` builds, from the chunk references a scan made
+(``--references``), one Icechunk repository holding every dataset of the
+catalog: the files of a dataset are grouped as the ESM export groups them
+(its global attributes), ordered by their time coverage and joined along
+their time dimension. Nothing of the data is copied: each chunk is a virtual
+reference to its byte range in its file, carrying the file's modification
+time, so Icechunk refuses to read a chunk whose file changed after the
+export ("chunk has changed"). Coordinates are written as real (small) arrays.
+Every scanned root is a virtual chunk container of the repository.
+
+Before arrays are combined, the files of a dataset are compared on what
+would change the decoded values or the grid (``plan``): each variable's
+dimensions, data type, chunk shape, fill value, codecs, ``units``,
+``calendar``, ``scale_factor``, ``add_offset``, ``_FillValue`` and
+``missing_value``, and the values of every array without the time
+dimension (coordinates on the other dimensions). Files that differ are split
+into datasets of their own, and a file whose length along time is not a
+whole number of chunks ends its part (Zarr's chunk grid is regular), each
+split with a note naming the files and the difference. ``export --check``
+prints that plan without writing anything.
+
+Exporting again after a re-scan makes one new commit with only what changed:
+files added at the end of a run are appended, a changed file's chunk
+references are replaced, and a dataset whose files were removed or
+reordered is written again; the commit message says which files, and every
+earlier snapshot still reads.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+#: the attributes of a variable that change its decoded values: files that differ in one are not one dataset
+ENCODING_ATTRS = ("units", "calendar", "scale_factor", "add_offset", "_FillValue", "missing_value")
+#: arrays without the time dimension larger than this (values) are compared by shape and type, not value by value
+COMPARED_VALUES = 10_000_000
+#: the root group's attribute that lists each dataset's files as exported, and its dimension (a re-export compares
+#: the catalog with it); kept off the datasets' own groups, whose attributes are their files'
+FILES_ATTR = "metaextract:datasets"
+#: the dimension a run is joined along when its files name no CF time coordinate
+DEFAULT_DIM = "time"
+
+
+@dataclass
+class Member:
+    """One file of a dataset: its row, its reference set, and what the checks compare."""
+
+    path: str
+    located: str
+    refs: Any
+    mtime: float
+    size: int
+    variables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    start: str = ""
+
+
+@dataclass
+class Dataset:
+    """Files that combine into one group of the repository, in time order."""
+
+    name: str
+    dim: str
+    members: list[Member]
+
+    @property
+    def identities(self) -> dict[str, list[Any]]:
+        """path -> [size, mtime, steps along the dimension]: what a re-export compares (``FILES_ATTR``)."""
+        return {m.path: [m.size, m.mtime, (_steps(m, self.dim) or (0, 0))[0]] for m in self.members}
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, (str, bytes)):
+        return json.loads(value)
+    return value
+
+
+def _metadata(refs: Any) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """(variables by name: ``zarray``, ``attrs``, ``dims``; the root's attributes) of a kerchunk reference set."""
+    variables: dict[str, dict[str, Any]] = {}
+    keys = list(refs.keys())
+    for key in keys:
+        if key.endswith("/.zarray") and key.count("/") == 1:
+            name = key[: -len("/.zarray")]
+            zarray = _json(refs[key])
+            attrs = _json(refs[f"{name}/.zattrs"]) if f"{name}/.zattrs" in refs else {}
+            dims = attrs.pop("_ARRAY_DIMENSIONS", None) or [f"{name}_dim_{i}" for i in range(len(zarray["shape"]))]
+            variables[name] = {"zarray": zarray, "attrs": attrs, "dims": list(dims)}
+    root = _json(refs[".zattrs"]) if ".zattrs" in refs else {}
+    return variables, root
+
+
+def _chunk_bytes(member: Member, key: str) -> bytes | None:
+    """One chunk's stored bytes: inlined in the set, or read from the row's own file (the only target a checked set has)."""
+    from .references import _inline_bytes
+
+    value = member.refs.get(key) if hasattr(member.refs, "get") else None
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return _inline_bytes(value)
+    value = list(value)
+    if len(value) == 1:
+        with open(member.located, "rb") as f:
+            return f.read()
+    with open(member.located, "rb") as f:
+        f.seek(int(value[1]))
+        return f.read(int(value[2]))
+
+
+def read_values(member: Member, name: str) -> Any:
+    """An array's stored values (not decoded: no scale, no fill masking), assembled from its chunks with its codecs."""
+    import numpy as np
+    from numcodecs import get_codec
+
+    meta = member.variables[name]["zarray"]
+    shape, chunks = tuple(meta["shape"]), tuple(meta["chunks"])
+    dtype = np.dtype(meta["dtype"])
+    fill = meta.get("fill_value")
+    out = np.full(shape, fill if fill is not None and not isinstance(fill, str) else (np.nan if dtype.kind == "f" else 0), dtype=dtype)
+    codecs = [get_codec(c) for c in (meta.get("filters") or [])] + ([get_codec(meta["compressor"])] if meta.get("compressor") else [])
+    grid = [range(-(-s // c)) for s, c in zip(shape, chunks)] if shape else [range(1)]
+    import itertools
+
+    sep = meta.get("dimension_separator") or "."
+    for index in itertools.product(*grid):
+        key = f"{name}/{sep.join(map(str, index)) if shape else '0'}"
+        raw = _chunk_bytes(member, key)
+        if raw is None:
+            continue
+        for codec in reversed(codecs):
+            raw = codec.decode(raw)
+        block = np.frombuffer(bytes(raw) if not isinstance(raw, np.ndarray) else raw.tobytes(), dtype=dtype)
+        block = block.reshape(chunks, order=meta.get("order", "C")) if shape else block.reshape(())
+        if not shape:
+            return block
+        where = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, chunks, shape))
+        out[where] = block[tuple(slice(0, w.stop - w.start) for w in where)]
+    return out
+
+
+def _signature(member: Member, dim: str) -> dict[str, Any]:
+    """What must be equal between the files of one dataset, by ``variable property``."""
+    import hashlib
+
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    for name, var in sorted(member.variables.items()):
+        meta = var["zarray"]
+        joined = dim in var["dims"]
+        shape = [None if d == dim else s for d, s in zip(var["dims"], meta["shape"])]
+        out[f"{name} dimensions"] = var["dims"]
+        out[f"{name} shape"] = shape
+        out[f"{name} dtype"] = meta["dtype"]
+        out[f"{name} chunk shape"] = meta["chunks"]
+        out[f"{name} fill value"] = meta.get("fill_value")
+        out[f"{name} codecs"] = [meta.get("filters"), meta.get("compressor")]
+        for attr in ENCODING_ATTRS:
+            if attr in var["attrs"]:
+                out[f"{name} {attr}"] = var["attrs"][attr]
+        if not joined:
+            if math.prod(meta["shape"]) <= COMPARED_VALUES:
+                values = np.ascontiguousarray(read_values(member, name))
+                out[f"{name} values"] = hashlib.sha256(values.tobytes()).hexdigest()[:16]
+    return out
+
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _difference(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return [k for k in sorted(set(a) | set(b)) if a.get(k, "(absent)") != b.get(k, "(absent)")]
+
+
+def _names(members: list[Member]) -> str:
+    shown = ", ".join(os.path.basename(m.path) for m in members[:3])
+    return shown + (f" and {len(members) - 3} more" if len(members) > 3 else "")
+
+
+def _steps(member: Member, dim: str) -> tuple[int, int] | None:
+    """(length along ``dim``, the least common multiple of the chunk lengths along it of the arrays whose chunks are
+    referenced: not the coordinates, which are written as values), or None when the file has no array along ``dim``."""
+    length, chunk = None, 1
+    for name, var in member.variables.items():
+        if dim in var["dims"]:
+            axis = var["dims"].index(dim)
+            length = var["zarray"]["shape"][axis]
+            if var["dims"] != [name]:
+                chunk = math.lcm(chunk, var["zarray"]["chunks"][axis])
+    return None if length is None else (length, chunk)
+
+
+def split(name: str, dim: str, members: list[Member], notes: list[str]) -> list[Dataset]:
+    """The dataset's files as parts that combine safely, each split said in ``notes``."""
+    signatures = [(_signature(m, dim), m) for m in members]
+    parts: list[tuple[dict[str, Any], list[Member]]] = []
+    for sig, member in signatures:
+        for known, group in parts:
+            if known == sig:
+                group.append(member)
+                break
+        else:
+            parts.append((sig, [member]))
+    if len(parts) > 1:
+        first_sig, first = parts[0]
+        for sig, group in parts[1:]:
+            keys = _difference(first_sig, sig)
+            said = "; ".join(f"{k}: {_describe(first_sig.get(k, '(absent)'))} in {_names(first)}, {_describe(sig.get(k, '(absent)'))} "
+                             f"in {_names(group)}" for k in keys[:3])
+            notes.append(f"{name}: split, its files differ in what decodes their values or places them on the grid ({said})")
+    out: list[Dataset] = []
+    for _sig, group in parts:
+        current: list[Member] = []
+        for i, member in enumerate(group):
+            current.append(member)
+            steps = _steps(member, dim)
+            if steps is not None and i < len(group) - 1 and steps[0] % steps[1]:
+                notes.append(f"{name}: split after {os.path.basename(member.path)}: its {steps[0]} steps along {dim} are not a whole "
+                             f"number of its chunks ({steps[1]} steps), and a Zarr chunk grid is regular")
+                out.append(Dataset("", dim, current))
+                current = []
+        if current:
+            out.append(Dataset("", dim, current))
+    for i, part in enumerate(out):
+        part.name = name if i == 0 else f"{name}.part{i + 1}"
+    return out
+
+
+def _group_name(values: list[Any]) -> str:
+    """A dataset's group in the repository: its group attributes' values joined by dots, made safe as a Zarr node name."""
+    import re
+
+    text = ".".join(str(v) for v in values if v not in (None, "")) or "dataset"
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", text).strip("._") or "dataset"
+
+
+def plan(catalog: str, notices: list[str]) -> list[Dataset]:
+    """The catalog's datasets as they would be written: grouped as the ESM export groups files, each checked and split
+    (``split``); rows without references are left out with a notice."""
+    from ..storage.urls import absolute, is_url
+    from . import references
+    from .exports import _group_attrs, _section, trusted_records
+    from .trust import CatalogInputError, mapping, text
+
+    _df, records = trusted_records(catalog, notices)
+    records = [r for r in records if r.get("format") in ("netcdf4", "hdf5")]
+    attrs = _group_attrs(records)
+    groups: dict[tuple[Any, ...], list[Member]] = {}
+    for rec in records:
+        path = rec["path"]
+        if is_url(path):
+            notices.append(f"{path}: a remote object; the Icechunk export takes local files for now: left out")
+            continue
+        if not (isinstance(rec.get("references"), str) and rec["references"]):
+            notices.append(f"{path}: no chunk references (scan with --references; a file whose arrays cannot be referenced "
+                           "says why in its record's references.reasons): left out")
+            continue
+        try:
+            found = references.checked(catalog, rec["references"], path)
+        except CatalogInputError as exc:
+            notices.append(f"{exc}; left out")
+            continue
+        if isinstance(found, str):
+            import fsspec
+            from fsspec.implementations.reference import LazyReferenceMapper
+
+            found = LazyReferenceMapper(found, fs=fsspec.filesystem("file"), engine="pyarrow")
+        else:
+            found = found.get("refs", found)
+        section = _section(rec)
+        member = Member(path, absolute(rec.get("located") or path), found, float(rec.get("mtime") or 0.0), int(rec.get("size") or 0))
+        member.variables, member.attrs = _metadata(found)
+        member.start = text(mapping(mapping(section.get("cf_coverage")).get("time")).get("start")) or ""
+        key = tuple(mapping(section.get("attrs")).get(a) for a in attrs)
+        groups.setdefault(key, []).append(member)
+    out: list[Dataset] = []
+    for key, members in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        members.sort(key=lambda m: (m.start, m.path))
+        dim = _time_dim(members[0]) or DEFAULT_DIM
+        out += split(_group_name(list(key)), dim, members, notices)
+    return out
+
+
+def _time_dim(member: Member) -> str | None:
+    """The dimension of the member's CF time coordinate (by its attributes), or None."""
+    for name, var in member.variables.items():
+        units = str(var["attrs"].get("units", ""))
+        if var["dims"] == [name] and (var["attrs"].get("standard_name") == "time" or var["attrs"].get("axis") == "T" or " since " in units):
+            return name
+    return None
+
+
+# ------------------------------------------------------------------ writing
+
+
+def _codecs(meta: dict[str, Any]) -> dict[str, Any]:
+    """zarr v3's serializer, filters and compressors for a v2 array's filters and compressor (numcodecs, as zarr wraps them)."""
+    import numpy as np
+    import zarr.codecs.numcodecs as wrapped
+    from numcodecs import get_codec
+    from zarr.abc.codec import ArrayArrayCodec
+
+    filters: list[Any] = []
+    compressors: list[Any] = []
+    for config in [*(meta.get("filters") or []), *([meta["compressor"]] if meta.get("compressor") else [])]:
+        codec = get_codec(dict(config))
+        cls = getattr(wrapped, type(codec).__name__, None)
+        if cls is None:
+            raise ValueError(f"codec {config.get('id')!r} has no Zarr v3 form here")
+        made = cls(**{k: v for k, v in codec.get_config().items() if k != "id"})
+        (filters if isinstance(made, ArrayArrayCodec) else compressors).append(made)
+    dtype = np.dtype(meta["dtype"])
+    endian = "big" if dtype.byteorder == ">" else "little"
+    return {"filters": filters, "compressors": compressors,
+            "serializer": zarr_bytes(endian if dtype.itemsize > 1 else None)}
+
+
+def zarr_bytes(endian: str | None) -> Any:
+    from zarr.codecs import BytesCodec
+
+    return BytesCodec(endian=endian)
+
+
+def _attributes(var: dict[str, Any]) -> dict[str, Any]:
+    """The variable's attributes as xarray reads them from Zarr v3: its v2 fill value (which xarray reads as the netCDF
+    ``_FillValue``) as the ``_FillValue`` attribute, encoded by xarray's own coder (NaN needs none)."""
+    import numpy as np
+    from xarray.backends.zarr import FillValueCoder
+
+    attrs = dict(var["attrs"])
+    fill = attrs.pop("_FillValue", var["zarray"].get("fill_value"))
+    if fill is not None and not isinstance(fill, str) and not (isinstance(fill, float) and math.isnan(fill)):
+        attrs["_FillValue"] = FillValueCoder.encode(fill, np.dtype(var["zarray"]["dtype"]))
+    return attrs
+
+
+def _location(member: Member) -> str:
+    import pathlib
+
+    return pathlib.Path(member.located).as_uri()
+
+
+def _when(member: Member) -> datetime.datetime:
+    """The file's modification time as scanned, rounded up to the second: Icechunk refuses a chunk whose object was
+    modified after it, comparing whole seconds (as HTTP's If-Unmodified-Since does)."""
+    return datetime.datetime.fromtimestamp(math.ceil(member.mtime), tz=datetime.timezone.utc)
+
+
+def _chunk_keys(member: Member, name: str) -> list[tuple[tuple[int, ...], Any]]:
+    """(chunk index, reference) of one array's chunks in the member's set."""
+    meta = member.variables[name]["zarray"]
+    sep = meta.get("dimension_separator") or "."
+    prefix = f"{name}/"
+    out = []
+    keys = member.refs.keys() if hasattr(member.refs, "keys") else []
+    for key in keys:
+        if key.startswith(prefix) and "/" not in key[len(prefix):] and not key[len(prefix):].startswith("."):
+            try:
+                index = tuple(int(p) for p in key[len(prefix):].split(sep)) if meta["shape"] else (0,)
+            except ValueError:
+                continue
+            out.append((index, member.refs[key]))
+    return out
+
+
+def _write_dataset(store: Any, group: Any, ds: Dataset, start: int = 0, only: set[str] | None = None) -> None:
+    """The dataset's arrays in ``group``: variables along ``ds.dim`` concatenated (chunks as virtual references, the
+    dimension's coordinate as values), the others from its first file. An update writes less: ``start``, the first
+    member whose chunks are written (files appended); ``only``, the files whose chunks are written again (changed in
+    place). The joined coordinate is always written whole (it is small)."""
+    import numpy as np
+
+    first = ds.members[0]
+    offsets, total = [], 0
+    for member in ds.members:
+        offsets.append(total)
+        total += (_steps(member, ds.dim) or (0, 0))[0]
+    whole = start == 0 and only is None
+    for name, var in first.variables.items():
+        meta, dims = var["zarray"], var["dims"]
+        joined = ds.dim in dims
+        axis = dims.index(ds.dim) if joined else 0
+        shape = list(meta["shape"])
+        if joined:
+            shape[axis] = total
+        if name in group.array_keys():
+            arr = group[name]
+            if tuple(arr.shape) != tuple(shape):
+                arr.resize(tuple(shape))
+        else:
+            fill = meta.get("fill_value")
+            arr = group.create_array(name, shape=tuple(shape), chunks=tuple(meta["chunks"]), dtype=np.dtype(meta["dtype"]),
+                                     fill_value=float(fill) if isinstance(fill, str) else fill, dimension_names=tuple(dims),
+                                     attributes=_attributes(var), **_codecs(meta))
+        if dims == [name] or not shape:  # a coordinate of its own dimension, or a scalar: values, not references
+            if not joined:
+                if whole:
+                    arr[...] = read_values(first, name)
+                continue
+            for i, member in enumerate(ds.members):  # the slices of the files written now: other chunks stay as they were
+                if whole or (start and i >= start) or (only is not None and member.path in only):
+                    values = read_values(member, name)
+                    arr[offsets[i]:offsets[i] + len(values)] = values
+            continue
+        for i, member in enumerate(ds.members if joined else [first]):
+            if not (whole or (joined and start and i >= start) or (only is not None and member.path in only)):
+                continue
+            shift = offsets[i] // meta["chunks"][axis] if joined else 0
+            _write_chunks(store, arr.path, member, name, axis if joined else None, shift)
+    group.attrs.update(first.attrs)
+
+
+def _write_chunks(store: Any, array: str, member: Member, name: str, axis: int | None, shift: int) -> None:
+    """One file's chunks of one array, their indices along ``axis`` moved by ``shift`` chunks: a virtual reference each
+    (with the file's modification time), or the stored bytes of a chunk the set inlined."""
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    sep = member.variables[name]["zarray"].get("dimension_separator") or "."
+    for index, ref in _chunk_keys(member, name):
+        moved = tuple(v + shift if d == axis else v for d, v in enumerate(index))
+        key = f"{array}/c/{'/'.join(map(str, moved))}"
+        if isinstance(ref, (list, tuple)) and len(ref) == 3:
+            store.set_virtual_ref(key, _location(member), offset=int(ref[1]), length=int(ref[2]), checksum=_when(member))
+        else:
+            raw = _chunk_bytes(member, f"{name}/{sep.join(map(str, index))}")
+            if raw is not None:
+                sync(store.set(key, default_buffer_prototype().buffer.from_bytes(raw)))
+
+
+def _containers(catalog: str, datasets: list[Dataset]) -> dict[str, str]:
+    """file:// URL prefix -> folder, for every scanned root that holds an exported file."""
+    import pathlib
+
+    from .trust import scanned_roots
+
+    out = {}
+    roots = [os.path.abspath(r) for r in scanned_roots(catalog)]
+    for ds in datasets:
+        for member in ds.members:
+            root = next((r for r in roots if member.located.startswith(r.rstrip(os.sep) + os.sep)), os.path.dirname(member.located))
+            out[pathlib.Path(root).as_uri().rstrip("/") + "/"] = root
+    return out
+
+
+def repository(out: str, containers: dict[str, str]) -> Any:
+    """The Icechunk repository at ``out`` (made when missing), its virtual chunk containers set and authorized."""
+    import icechunk
+
+    icechunk.set_logs_filter("error")  # its warning that a local repository takes one writer at a time is for developers
+    storage = icechunk.local_filesystem_storage(out)
+    credentials = icechunk.containers_credentials({prefix: None for prefix in containers})
+    if icechunk.Repository.exists(storage):
+        repo = icechunk.Repository.open(storage, authorize_virtual_chunk_access=credentials)
+        known = set(repo.config.virtual_chunk_containers or {})
+        if set(containers) <= known:
+            return repo
+        config = repo.config
+        for prefix, folder in containers.items():
+            config.set_virtual_chunk_container(icechunk.VirtualChunkContainer(prefix, icechunk.local_filesystem_store(folder)))
+        repo = icechunk.Repository.open(storage, config=config, authorize_virtual_chunk_access=credentials)
+        repo.save_config()
+        return repo
+    config = icechunk.RepositoryConfig.default()
+    for prefix, folder in containers.items():
+        config.set_virtual_chunk_container(icechunk.VirtualChunkContainer(prefix, icechunk.local_filesystem_store(folder)))
+    return icechunk.Repository.create(storage, config, authorize_virtual_chunk_access=credentials)
+
+
+def export_icechunk(catalog: str, out: str, progress: Any = None) -> tuple[str, list[str]]:
+    """Write (or update, with one new commit) the catalog's virtual datasets in the Icechunk repository ``out``.
+
+    Returns (``out``, notices). A first export writes every dataset; a later one
+    compares each dataset's files with those it exported (``FILES_ATTR``):
+    files appended at the end are added, changed files' references replaced,
+    and a dataset whose files were removed or reordered written again. Nothing
+    changed: no commit.
+    """
+    notices: list[str] = []
+    datasets = plan(catalog, notices)
+    if not datasets:
+        raise ValueError(f"{catalog}: no file to export to Icechunk (HDF5 or netCDF-4 files scanned with --references)")
+    with warnings.catch_warnings():  # that numcodecs' codecs are not in Zarr v3's specification: zarr-python reads them
+        warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3")
+        return _export(catalog, out, datasets, notices)
+
+
+def _export(catalog: str, out: str, datasets: list[Dataset], notices: list[str]) -> tuple[str, list[str]]:
+    import zarr
+
+    repo = repository(out, _containers(catalog, datasets))
+    session = repo.writable_session("main")
+    store = session.store
+    root = zarr.open_group(store=store, mode="a", zarr_format=3)
+    said: list[str] = []
+    wanted = {ds.name for ds in datasets}
+    found = root.attrs.get(FILES_ATTR)
+    exported: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
+    for name in list(root.group_keys()):
+        if name not in wanted:
+            del root[name]
+            exported.pop(name, None)
+            said.append(f"{name}: removed")
+    for ds in datasets:
+        last = exported.get(ds.name)
+        said += _update(store, root, ds, last if isinstance(last, dict) else {})
+        exported[ds.name] = {"dimension": ds.dim, "files": ds.identities}
+    if said:
+        root.attrs[FILES_ATTR] = exported
+    if not said:
+        notices.append(f"{out}: nothing changed since the last export; no commit")
+        return out, notices
+    message = f"metaextract export of {os.path.abspath(catalog)}: " + "; ".join(said)
+    session.commit(message[:4000])
+    return out, notices
+
+
+def _update(store: Any, root: Any, ds: Dataset, last: dict[str, Any]) -> list[str]:
+    """Write one dataset into the repository's root group, as little as its change since ``last`` (its dimension and
+    files as exported) needs; what was done, in words."""
+    if ds.name not in root.group_keys():
+        _write_dataset(store, root.create_group(ds.name), ds)
+        return [f"{ds.name}: {len(ds.members)} files written"]
+    group = root[ds.name]
+    before = dict(last.get("files") or {})
+    now = ds.identities
+    if before == now:
+        return []
+    paths_before, paths_now = list(before), [m.path for m in ds.members]
+    changed = [p for p in paths_now if p in before and list(before[p]) != list(now[p])]
+    added = [p for p in paths_now if p not in before]
+    in_place = all(list(before[p])[2:] == list(now[p])[2:] for p in changed)  # as many steps: its chunks keep their indices
+    appended = paths_now[: len(paths_before)] == paths_before and in_place
+    if appended and last.get("dimension") == ds.dim:
+        if changed:
+            _write_dataset(store, group, ds, only=set(changed))
+        if added:
+            _write_dataset(store, group, ds, start=len(paths_before))
+        out = [f"{ds.name}: " + ", ".join(w for w in (f"{len(added)} files appended ({_short(added)})" if added else "",
+                                                          f"{len(changed)} files changed ({_short(changed)})" if changed else "") if w)]
+        return out
+    del root[ds.name]
+    _write_dataset(store, root.create_group(ds.name), ds)
+    gone = [p for p in paths_before if p not in now]
+    return [f"{ds.name}: written again ({len(gone)} files removed, {len(added)} added, {len(changed)} changed: the run's files "
+            f"moved along {ds.dim})"]
+
+
+def _short(paths: list[str]) -> str:
+    shown = ", ".join(os.path.basename(p) for p in paths[:5])
+    return shown + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+
+
+def check(catalog: str) -> tuple[list[Dataset], list[str]]:
+    """The datasets an Icechunk export would write, and every note on what it would split or leave out (``--check``)."""
+    notices: list[str] = []
+    return plan(catalog, notices), notices
+
+
+#: the STAC extensions a collection asset of a virtual store uses
+VIRTUAL_SCHEMAS = ("https://stac-extensions.github.io/virtual-assets/v1.0.0/schema.json",
+                   "https://stac-extensions.github.io/version/v1.2.0/schema.json")
+
+
+def stac_assets(catalog: str) -> list[tuple[str, dict[str, Any]]]:
+    """(key, asset) of the Icechunk export beside the catalog (``CATALOG.icechunk``), as the STAC collection's assets: one
+    per dataset at the repository's latest snapshot (``application/vnd.zarr+icechunk``, roles data, references,
+    virtual and latest-version, ``vrt:hrefs`` naming the folders its chunks are read from), and one per such folder."""
+    import pathlib
+
+    out_dir = os.path.normpath(catalog) + ".icechunk"
+    if not os.path.isdir(out_dir):
+        return []
+    import icechunk
+    import zarr
+
+    icechunk.set_logs_filter("error")
+    storage = icechunk.local_filesystem_storage(out_dir)
+    if not icechunk.Repository.exists(storage):
+        return []
+    repo = icechunk.Repository.open(storage)
+    snapshot = repo.lookup_branch("main")
+    root = zarr.open_group(repo.readonly_session(snapshot_id=snapshot).store, mode="r", zarr_format=3)
+    found = root.attrs.get(FILES_ATTR)
+    exported: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
+    containers = sorted(repo.config.virtual_chunk_containers or {})
+    sources = [(f"source-{i + 1}", prefix) for i, prefix in enumerate(containers)]
+    assets: list[tuple[str, dict[str, Any]]] = []
+    for name, entry in sorted(exported.items()):
+        files = list(dict(entry.get("files") or {})) if isinstance(entry, dict) else []
+        used = [key for key, prefix in sources if any(pathlib.Path(f).as_uri().startswith(prefix) for f in files)]
+        assets.append((f"{name}@{snapshot}", {
+            "href": pathlib.Path(os.path.abspath(out_dir)).as_uri(), "type": "application/vnd.zarr+icechunk",
+            "title": f"{name}: {len(files)} files as one virtual dataset (Icechunk group {name!r})",
+            "version": snapshot, "roles": ["data", "references", "virtual", "latest-version"],
+            "vrt:hrefs": [{"key": key, "href": f"#/assets/{key}"} for key in used]}))
+    assets += [(key, {"href": prefix, "title": "the files the virtual chunks are read from", "roles": ["data"]})
+               for key, prefix in sources]
+    return assets

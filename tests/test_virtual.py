@@ -1,0 +1,174 @@
+"""Virtual datasets in Icechunk (``export --to icechunk``), against what xarray reads from the files themselves.
+
+A run of 100 netCDF-4 files split in time (written by xarray through libnetcdf, packed as int16 with scale_factor
+and add_offset, chunked): the repository, opened with ``xarray.open_zarr`` over Icechunk, equals
+``xarray.open_mfdataset`` of the files; a file whose ``scale_factor`` differs, and one whose chunks differ, are split
+off with a note naming them and the difference (``export --check`` says the same and exits 1); a source file touched
+after the export makes Icechunk refuse its chunks; a re-scan after adding 10 files and changing 2 makes one commit
+whose diff holds exactly their chunks, and the previous snapshot still reads.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import metaextract_dask as me
+
+pytestmark = pytest.mark.integration
+
+icechunk = pytest.importorskip("icechunk")
+STEPS = 4  # time steps per file, two chunks of two
+
+
+def write_run(folder, first: int, count: int, scale: float = 0.01, chunks: tuple[int, int, int] = (2, 20, 30), shift: float = 0.0) -> list[str]:
+    """``count`` files of a run, day ``first`` onwards, each ``STEPS`` steps of a packed temperature field (chunks of
+    more than the 500 bytes a reference set inlines: every chunk is a virtual reference)."""
+    import pandas as pd
+    import xarray as xr
+
+    os.makedirs(folder, exist_ok=True)
+    out = []
+    rng = np.random.default_rng(first)
+    for day in range(first, first + count):
+        time = pd.date_range("2001-01-01", periods=STEPS, freq="6h") + pd.Timedelta(days=day)
+        tas = (rng.random((STEPS, 20, 30)) * 40 + 250 + shift).astype("f4")
+        tas[0, 0, 0] = np.nan  # a missing value: packed as _FillValue
+        ds = xr.Dataset({"tas": (("time", "lat", "lon"), tas, {"units": "K", "standard_name": "air_temperature"})},
+                        coords={"time": time, "lat": np.linspace(-57, 57, 20), "lon": np.linspace(0, 348, 30)},
+                        attrs={"source": "toy-model", "experiment_id": "historical"})
+        path = os.path.join(folder, f"tas_{day:04d}.nc")
+        ds.to_netcdf(path, encoding={"tas": {"dtype": "int16", "scale_factor": scale, "add_offset": 270.0, "_FillValue": -32767,
+                                             "zlib": True, "chunksizes": chunks},
+                                     "time": {"units": "hours since 2001-01-01", "calendar": "standard"}})
+        out.append(path)
+    return out
+
+
+def scan_and_export(folder, cat) -> subprocess.CompletedProcess:
+    me.scan(str(folder), str(cat), references=True)
+    return subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "export", str(cat), "--to", "icechunk"],
+                          capture_output=True, text=True, timeout=600)
+
+
+def open_group(repo_path, folder, group, snapshot=None):
+    import xarray as xr
+
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(repo_path)),
+                                    authorize_virtual_chunk_access=icechunk.containers_credentials({f"file://{folder}/": None}))
+    session = repo.readonly_session(snapshot_id=snapshot) if snapshot else repo.readonly_session("main")
+    return repo, xr.open_zarr(session.store, group=group, consolidated=False)
+
+
+def mfdataset(paths):
+    import xarray as xr
+
+    return xr.open_mfdataset(sorted(paths), combine="by_coords")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("virtual")
+    files = write_run(root / "data", 0, 100)
+    cat = root / "cat"
+    done = scan_and_export(root / "data", cat)
+    assert done.returncode == 0, done.stderr
+    return root, files, cat
+
+
+def test_a_run_in_icechunk_equals_open_mfdataset(run):
+    import xarray as xr
+
+    root, files, cat = run
+    _repo, ours = open_group(str(cat) + ".icechunk", root / "data", "historical.toy-model")
+    with ours, mfdataset(files) as theirs:
+        assert ours.sizes["time"] == 100 * STEPS
+        xr.testing.assert_identical(ours.load(), theirs.load())
+
+
+def test_files_that_would_decode_wrong_are_split_off_with_a_note(run, tmp_path):
+    """One file packed with another scale_factor, one chunked otherwise: each its own part, named in the notes."""
+    import xarray as xr
+
+    _root, files, _cat = run
+    data = tmp_path / "data"
+    shutil.copytree(os.path.dirname(files[0]), data)
+    odd_scale = write_run(data, 40, 1, scale=0.02)[0]  # replaces tas_0040.nc
+    odd_chunks = write_run(data, 70, 1, chunks=(4, 20, 30))[0]
+    cat = tmp_path / "cat"
+    me.scan(str(data), str(cat), references=True)
+    check = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "export", str(cat), "--check"], capture_output=True, text=True)
+    assert check.returncode == 1
+    assert "tas_0040.nc" in check.stderr and "tas scale_factor: 0.01" in check.stderr and "0.02" in check.stderr, check.stderr
+    assert "tas_0070.nc" in check.stderr and "tas chunk shape: [2, 20, 30]" in check.stderr, check.stderr
+    done = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "export", str(cat), "--to", "icechunk"], capture_output=True, text=True)
+    assert done.returncode == 0 and "split" in done.stderr, done.stderr
+    others = [p for p in (os.path.join(data, n) for n in sorted(os.listdir(data))) if p not in (odd_scale, odd_chunks)]
+    _repo, main = open_group(str(cat) + ".icechunk", data, "historical.toy-model")
+    with main, mfdataset(others) as theirs:
+        xr.testing.assert_identical(main.load(), theirs.load())
+    for part, path in (("historical.toy-model.part2", odd_scale), ("historical.toy-model.part3", odd_chunks)):
+        _repo, ours = open_group(str(cat) + ".icechunk", data, part)
+        with ours, xr.open_dataset(path) as theirs:
+            xr.testing.assert_identical(ours.load(), theirs.load())
+
+
+def test_a_touched_source_file_is_refused_by_icechunk(run, tmp_path):
+    root, _files, _cat = run
+    data = tmp_path / "data"
+    shutil.copytree(root / "data", data)
+    done = scan_and_export(data, tmp_path / "cat")
+    assert done.returncode == 0, done.stderr
+    _repo, ours = open_group(str(tmp_path / "cat") + ".icechunk", data, "historical.toy-model")
+    ours["tas"].isel(time=slice(0, 8)).load()  # reads before the touch
+    touched = data / "tas_0001.nc"
+    later = os.stat(touched).st_mtime + 10
+    os.utime(touched, (later, later))
+    with pytest.raises(Exception, match="has changed"):
+        ours["tas"].isel(time=slice(STEPS, 2 * STEPS)).load()
+
+
+def test_a_re_export_commits_only_what_changed(run, tmp_path):
+    """10 files added at the end, 2 rewritten in place: one commit, whose diff holds those files' chunks (and the time
+    coordinate's), and the previous snapshot reads as before."""
+    import xarray as xr
+
+    root, files, cat = run
+    data = tmp_path / "data"
+    shutil.copytree(root / "data", data)
+    first = scan_and_export(data, tmp_path / "cat")
+    assert first.returncode == 0, first.stderr
+    repo_path = str(tmp_path / "cat") + ".icechunk"
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(repo_path))
+    before = repo.lookup_branch("main")
+    write_run(data, 100, 10)
+    changed = write_run(data, 20, 2, shift=5.0)  # tas_0020.nc, tas_0021.nc rewritten with other values
+    for path in changed:
+        later = os.stat(path).st_mtime + 5
+        os.utime(path, (later, later))
+    again = scan_and_export(data, tmp_path / "cat")
+    assert again.returncode == 0, again.stderr
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(repo_path))
+    history = list(repo.ancestry(branch="main"))
+    assert history[1].id == before
+    assert "10 files appended" in history[0].message and "2 files changed (tas_0020.nc, tas_0021.nc)" in history[0].message
+    diff = repo.diff(from_snapshot_id=before, to_snapshot_id=history[0].id)
+    chunks = sorted(tuple(c) for c in diff.updated_chunks["/historical.toy-model/tas"])
+    per_file = STEPS // 2
+    expected = sorted((t, 0, 0) for day in (20, 21, *range(100, 110)) for t in range(day * per_file, (day + 1) * per_file))
+    assert chunks == expected
+    assert set(diff.updated_chunks) == {"/historical.toy-model/tas", "/historical.toy-model/time"}
+    _repo, now = open_group(repo_path, data, "historical.toy-model")
+    with now, mfdataset(data.iterdir()) as theirs:
+        xr.testing.assert_identical(now.load(), theirs.load())
+    _repo, old = open_group(repo_path, data, "historical.toy-model", snapshot=before)
+    with old:
+        assert old.sizes["time"] == 100 * STEPS
+        unchanged = old["tas"].isel(time=slice(0, 20 * STEPS)).load()  # the files not rewritten read as before
+        with mfdataset(files[:20]) as theirs:
+            xr.testing.assert_identical(unchanged, theirs["tas"].load())
