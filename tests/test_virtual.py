@@ -172,3 +172,21 @@ def test_a_re_export_commits_only_what_changed(run, tmp_path):
         unchanged = old["tas"].isel(time=slice(0, 20 * STEPS)).load()  # the files not rewritten read as before
         with mfdataset(files[:20]) as theirs:
             xr.testing.assert_identical(unchanged, theirs["tas"].load())
+
+
+def test_the_stac_collection_points_at_the_virtual_store(run):
+    """The STAC export beside an Icechunk export: a collection asset per virtual dataset at the latest snapshot, typed
+    and with the roles stac-utils' virtual Icechunk collections use, pointing at the folder its chunks are read from."""
+    import json
+
+    root, _files, cat = run
+    out = me.export(str(cat), "stac")
+    collection = json.load(open(out))
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(cat) + ".icechunk"))
+    snapshot = repo.lookup_branch("main")
+    asset = collection["assets"][f"historical.toy-model@{snapshot}"]
+    assert asset["type"] == "application/vnd.zarr+icechunk" and asset["version"] == snapshot
+    assert set(asset["roles"]) == {"data", "references", "virtual", "latest-version"}
+    (source,) = asset["vrt:hrefs"]
+    assert collection["assets"][source["key"]]["href"].rstrip("/") == (root / "data").as_uri()
+    assert "https://stac-extensions.github.io/virtual-assets/v1.0.0/schema.json" in collection["stac_extensions"]
