@@ -73,11 +73,11 @@ def _write_parquet(folder: str, refs: dict[str, Any]) -> None:
     out = LazyReferenceMapper.create(root=folder, fs=fsspec.filesystem("file"), record_size=100_000, engine="pyarrow")
     for key, value in refs.items():
         out[key] = value.encode() if isinstance(value, str) and key.rsplit("/", 1)[-1].startswith(".") else \
-            _inline_bytes(value) if isinstance(value, str) else value
+            inline_bytes(value) if isinstance(value, str) else value
     out.flush()
 
 
-def _inline_bytes(value: str) -> bytes:
+def inline_bytes(value: str) -> bytes:
     """An inlined chunk (UTF-8 text or ``base64:``) back to its bytes."""
     import base64
 

@@ -100,7 +100,7 @@ def _metadata(refs: Any) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
 
 def _chunk_bytes(member: Member, key: str) -> bytes | None:
     """One chunk's stored bytes: inlined in the set, or read from the row's own file (the only target a checked set has)."""
-    from .references import _inline_bytes
+    from .references import inline_bytes
 
     value = member.refs.get(key) if hasattr(member.refs, "get") else None
     if value is None:
@@ -108,14 +108,26 @@ def _chunk_bytes(member: Member, key: str) -> bytes | None:
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):
-        return _inline_bytes(value)
+        return inline_bytes(value)
     value = list(value)
-    if len(value) == 1:
-        with open(member.located, "rb") as f:
-            return f.read()
-    with open(member.located, "rb") as f:
-        f.seek(int(value[1]))
-        return f.read(int(value[2]))
+    fd = _open_as_scanned(member)
+    try:
+        if len(value) == 1:
+            return os.pread(fd, member.size, 0)
+        return os.pread(fd, int(value[2]), int(value[1]))
+    finally:
+        os.close(fd)
+
+
+def _open_as_scanned(member: Member) -> int:
+    """The member's file, opened without following a link and refused unless its size and modification time are the
+    row's: a name swapped or a file rewritten since the scan is never read in its place."""
+    fd = os.open(member.located, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    st = os.fstat(fd)
+    if st.st_size != member.size or abs(st.st_mtime - member.mtime) > 1e-3:
+        os.close(fd)
+        raise ValueError(f"{member.path}: changed since the scan (scan again)")
+    return fd
 
 
 def read_values(member: Member, name: str) -> Any:
@@ -205,7 +217,12 @@ def _steps(member: Member, dim: str) -> tuple[int, int] | None:
 
 def split(name: str, dim: str, members: list[Member], notes: list[str]) -> list[Dataset]:
     """The dataset's files as parts that combine safely, each split said in ``notes``."""
-    signatures = [(_signature(m, dim), m) for m in members]
+    signatures = []
+    for member in members:
+        try:
+            signatures.append((_signature(member, dim), member))
+        except (OSError, ValueError) as exc:  # a file changed or gone since the scan: not combined with the others
+            notes.append(f"{name}: {os.path.basename(member.path)} left out: {exc}")
     parts: list[tuple[dict[str, Any], list[Member]]] = []
     for sig, member in signatures:
         for known, group in parts:
@@ -489,6 +506,10 @@ def export_icechunk(catalog: str, out: str, progress: Any = None) -> tuple[str, 
     and a dataset whose files were removed or reordered written again. Nothing
     changed: no commit.
     """
+    import importlib.util
+
+    if importlib.util.find_spec("icechunk") is None:
+        raise ValueError("the Icechunk export needs icechunk: pip install 'metaextract_dask[virtual]'")
     notices: list[str] = []
     datasets = plan(catalog, notices)
     if not datasets:
