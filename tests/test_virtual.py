@@ -190,3 +190,34 @@ def test_the_stac_collection_points_at_the_virtual_store(run):
     (source,) = asset["vrt:hrefs"]
     assert collection["assets"][source["key"]]["href"].rstrip("/") == (root / "data").as_uri()
     assert "https://stac-extensions.github.io/virtual-assets/v1.0.0/schema.json" in collection["stac_extensions"]
+
+
+def test_stac_geoparquet_holds_the_items_the_json_export_writes(run, tmp_path):
+    """The stac-geoparquet export (one Parquet file, read back with the stac-geoparquet library) holds the same Items as
+    the JSON export, file:checksum aside (nothing is read again)."""
+    import datetime
+    import glob
+    import json
+
+    from stac_geoparquet.arrow import stac_table_to_items
+
+    _root, files, cat = run
+    path = me.export(str(cat), "stac-geoparquet", str(tmp_path / "geo"))
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    assert b"geo" in pq.read_schema(path).metadata and table.num_rows == len(files)
+    ours = {i["id"]: i for i in stac_table_to_items(table)}
+    collection = me.export(str(cat), "stac", str(tmp_path / "json"))
+    theirs = {}
+    for p in glob.glob(os.path.join(os.path.dirname(collection), "**", "*.json"), recursive=True):
+        if p != collection:
+            item = json.load(open(p))
+            theirs[item["id"]] = item
+    assert sorted(ours) == sorted(theirs)
+    for key, item in theirs.items():
+        mine = ours[key]
+        when = lambda text: datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))  # noqa: E731 - it writes microseconds
+        assert mine["bbox"] == pytest.approx(item["bbox"])
+        assert when(mine["properties"]["start_datetime"]) == when(item["properties"]["start_datetime"])
+        assert mine["assets"]["data"]["href"] == item["assets"]["data"]["href"] and mine["properties"]["cube:variables"] == item["properties"]["cube:variables"]

@@ -211,6 +211,12 @@ def _stac(catalog: str, out: str, progress: Any) -> tuple[str, list[str]]:
     return export_stac(catalog, out, progress)
 
 
+def _stac_geoparquet(catalog: str, out: str, progress: Any) -> tuple[str, list[str]]:
+    from .stac import export_stac_geoparquet
+
+    return export_stac_geoparquet(catalog, out, progress)
+
+
 def _kerchunk(catalog: str, out: str, progress: Any) -> tuple[str, list[str]]:
     return out, export_kerchunk(catalog, out)[1]
 
@@ -227,6 +233,8 @@ EXPORTS: dict[str, tuple[str, Any]] = {
     "esm": ("collection.json + collection.csv for intake-esm", lambda catalog, out, _progress: export_esm(catalog, out)),
     "stac": ("collection.json and one Item per file (datacube and file extensions; reads each file once for file:checksum)",
              _stac),
+    "stac-geoparquet": ("the same STAC Items as one stac-geoparquet file, items.parquet (no file:checksum: nothing is read "
+                        "again), for catalogs too large for a JSON file per Item", _stac_geoparquet),
     "kerchunk": ("the references of a scan made with --references, one entry per file, with index.csv", _kerchunk),
     "icechunk": ("an Icechunk repository of the catalog's runs as virtual datasets (needs --references; a new commit for "
                  "each export after a re-scan)", _icechunk),

@@ -212,12 +212,49 @@ def export_stac(catalog: str, out: str, progress: Callable[[int, int], None] | N
     skips reading the files (no ``file:checksum``).
     """
     import pystac
+
+    notices: list[str] = []
+    items = _items(catalog, notices, progress if checksums else None, checksums)
+    collection = _collection(catalog, items, pystac)
+    os.makedirs(out, exist_ok=True)
+    collection.normalize_and_save(os.path.abspath(out) + os.sep, catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    return os.path.join(os.path.abspath(out), "collection.json"), notices
+
+
+def export_stac_geoparquet(catalog: str, out: str, progress: Callable[[int, int], None] | None = None) -> tuple[str, list[str]]:
+    """The same Items as one stac-geoparquet file, ``out/items.parquet`` (the collection in its metadata), for
+    catalogs too large for a JSON file per Item: written with the stac-geoparquet library, read back with
+    ``stac_geoparquet.arrow.stac_table_to_items`` or any GeoParquet reader. No ``file:checksum`` (reading every
+    file again is what a catalog of millions cannot afford). Returns (its path, notices)."""
+    import pystac
+    from stac_geoparquet.arrow import parse_stac_items_to_arrow, to_parquet
+
+    notices: list[str] = []
+    items = _items(catalog, notices, None, False)
+    if not items:
+        raise ValueError(f"{catalog}: no file to describe (every row failed)")
+    collection = _collection(catalog, items, pystac)
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(os.path.abspath(out), "items.parquet")
+    dicts = []
+    for item in items:
+        d = item.to_dict(include_self_link=False, transform_hrefs=False)
+        d["collection"] = collection.id
+        d["links"] = []
+        dicts.append(d)
+    to_parquet(parse_stac_items_to_arrow(dicts), path,
+               collections={collection.id: collection.to_dict(include_self_link=False, transform_hrefs=False)})
+    return path, notices
+
+
+def _items(catalog: str, notices: list[str], progress: Callable[[int, int], None] | None, checksums: bool) -> list[Any]:
+    """One pystac Item per successfully read file of the catalog (``_item``)."""
+    import pystac
     from pystac.extensions.datacube import DatacubeExtension
     from pystac.extensions.file import FileExtension
 
     from .read import read_variables, trusted_records
 
-    notices: list[str] = []
     _df, records = trusted_records(catalog, notices)
     arrays: dict[str, list[dict[str, Any]]] = {}
     v = read_variables(catalog)
@@ -232,10 +269,7 @@ def export_stac(catalog: str, out: str, progress: Callable[[int, int], None] | N
                                FileExtension))
         except Exception as exc:  # noqa: BLE001 - one odd record costs its own Item, with a notice, never the export
             notices.append(f"{rec['path']}: no STAC Item ({type(exc).__name__}: {exc})")
-    collection = _collection(catalog, items, pystac)
-    os.makedirs(out, exist_ok=True)
-    collection.normalize_and_save(os.path.abspath(out) + os.sep, catalog_type=pystac.CatalogType.SELF_CONTAINED)
-    return os.path.join(os.path.abspath(out), "collection.json"), notices
+    return items
 
 
 def _attach_attrs(records: list[dict[str, Any]], arrays: dict[str, list[dict[str, Any]]]) -> None:
