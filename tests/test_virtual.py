@@ -221,3 +221,21 @@ def test_stac_geoparquet_holds_the_items_the_json_export_writes(run, tmp_path):
         assert mine["bbox"] == pytest.approx(item["bbox"])
         assert when(mine["properties"]["start_datetime"]) == when(item["properties"]["start_datetime"])
         assert mine["assets"]["data"]["href"] == item["assets"]["data"]["href"] and mine["properties"]["cube:variables"] == item["properties"]["cube:variables"]
+
+
+def test_files_that_overlap_in_time_or_have_no_time_are_never_joined(tmp_path):
+    """Two files covering the same days, and two files with no time dimension: four datasets, each split said."""
+    import xarray as xr
+
+    data = tmp_path / "data"
+    write_run(data, 0, 1)
+    shutil.copy(data / "tas_0000.nc", data / "tas_again.nc")
+    for i in range(2):
+        xr.Dataset({"orog": (("lat", "lon"), np.zeros((20, 30), dtype="f4"))},  # equal: only their lack of time splits them
+                   attrs={"source": "toy-model", "experiment_id": "historical"}).to_netcdf(data / f"static_{i}.nc")
+    cat = tmp_path / "cat"
+    me.scan(str(data), str(cat), references=True)
+    check = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "export", str(cat), "--check"], capture_output=True, text=True)
+    assert check.returncode == 1
+    assert "overlap in time" in check.stderr and "no time dimension" in check.stderr, check.stderr
+    assert len(check.stdout.strip().splitlines()) == 4, check.stdout

@@ -41,7 +41,7 @@ from typing import Any
 #: the attributes of a variable that change its decoded values: files that differ in one are not one dataset
 ENCODING_ATTRS = ("units", "calendar", "scale_factor", "add_offset", "_FillValue", "missing_value")
 #: arrays without the time dimension larger than this (values) are compared by shape and type, not value by value
-COMPARED_VALUES = 10_000_000
+COMPARED_VALUES = 1_000_000
 #: the root group's attribute that lists each dataset's files as exported, and its dimension (a re-export compares
 #: the catalog with it); kept off the datasets' own groups, whose attributes are their files'
 FILES_ATTR = "metaextract:datasets"
@@ -61,6 +61,7 @@ class Member:
     variables: dict[str, dict[str, Any]] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
     start: str = ""
+    end: str = ""
 
 
 @dataclass
@@ -242,8 +243,18 @@ def split(name: str, dim: str, members: list[Member], notes: list[str]) -> list[
     for _sig, group in parts:
         current: list[Member] = []
         for i, member in enumerate(group):
-            current.append(member)
             steps = _steps(member, dim)
+            why = None
+            if current and (steps is None or _steps(current[-1], dim) is None):
+                why = f"{os.path.basename(member.path)} has no {dim} dimension to join along: a dataset of its own"
+            elif current and member.start and current[-1].end and member.start <= current[-1].end:
+                why = (f"{os.path.basename(member.path)} starts ({member.start}) before {os.path.basename(current[-1].path)} ends "
+                       f"({current[-1].end}): files that overlap in time are not joined")
+            if why:
+                notes.append(f"{name}: split: {why}")
+                out.append(Dataset("", dim, current))
+                current = []
+            current.append(member)
             if steps is not None and i < len(group) - 1 and steps[0] % steps[1]:
                 notes.append(f"{name}: split after {os.path.basename(member.path)}: its {steps[0]} steps along {dim} are not a whole "
                              f"number of its chunks ({steps[1]} steps), and a Zarr chunk grid is regular")
@@ -300,7 +311,8 @@ def plan(catalog: str, notices: list[str]) -> list[Dataset]:
         section = _section(rec)
         member = Member(path, absolute(rec.get("located") or path), found, float(rec.get("mtime") or 0.0), int(rec.get("size") or 0))
         member.variables, member.attrs = _metadata(found)
-        member.start = text(mapping(mapping(section.get("cf_coverage")).get("time")).get("start")) or ""
+        coverage = mapping(mapping(section.get("cf_coverage")).get("time"))
+        member.start, member.end = text(coverage.get("start")) or "", text(coverage.get("end")) or ""
         key = tuple(mapping(section.get("attrs")).get(a) for a in attrs)
         groups.setdefault(key, []).append(member)
     out: list[Dataset] = []
