@@ -212,15 +212,16 @@ def test_a_store_is_one_row_that_resumes_and_notices_a_changed_chunk(fixtures, t
     assert first.loc[str(tree / "run" / "store_a"), "size"] == sum(
         os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(tree / "run" / "store_a") for f in fs)
     me.scan(str(tree), cat)
-    assert (me.read_catalog(cat).set_index("path")["extracted_at"] == first["extracted_at"]).all()
+    extracted = lambda: dict(zip(me.read_catalog(cat)["path"], me.read_catalog(cat)["extracted_at"]))  # noqa: E731 - rows in any order
+    before = extracted()
+    assert before == dict(first["extracted_at"])
     chunk = tree / "run" / "store_b" / "0" / "0"
     data = chunk.read_bytes()
     chunk.write_bytes(data)
     os.utime(chunk, (first.loc[str(tree / "run" / "store_b"), "mtime"] + 10,) * 2)
     me.scan(str(tree), cat)
-    again = me.read_catalog(cat).set_index("path")
-    changed = again["extracted_at"] != first["extracted_at"]
-    assert sorted(os.path.basename(p) for p in again.index[changed]) == ["store_b"]
+    after = extracted()
+    assert sorted(os.path.basename(p) for p in after if after[p] != before[p]) == ["store_b"]
 
 
 def test_a_chunk_linked_outside_the_store_is_never_read(fixtures, tmp_path):

@@ -280,7 +280,8 @@ def plan(catalog: str, notices: list[str]) -> list[Dataset]:
     (``split``); rows without references are left out with a notice."""
     from ..storage.urls import absolute, is_url
     from . import references
-    from .exports import _group_attrs, _section, trusted_records
+    from .exports import _group_attrs, _section
+    from .read import trusted_records
     from .trust import CatalogInputError, mapping, text
 
     _df, records = trusted_records(catalog, notices)
