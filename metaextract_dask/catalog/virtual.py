@@ -440,8 +440,11 @@ def _write_dataset(store: Any, group: Any, ds: Dataset, start: int = 0, only: se
                 if whole:
                     arr[...] = read_values(first, name)
                 continue
+            if whole:  # one write
+                arr[...] = np.concatenate([read_values(m, name) for m in ds.members])
+                continue
             for i, member in enumerate(ds.members):  # the slices of the files written now: other chunks stay as they were
-                if whole or (start and i >= start) or (only is not None and member.path in only):
+                if (start and i >= start) or (only is not None and member.path in only):
                     values = read_values(member, name)
                     arr[offsets[i]:offsets[i] + len(values)] = values
             continue
