@@ -199,8 +199,7 @@ def _difference(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 
 def _names(members: list[Member]) -> str:
-    shown = ", ".join(os.path.basename(m.path) for m in members[:3])
-    return shown + (f" and {len(members) - 3} more" if len(members) > 3 else "")
+    return _short([m.path for m in members], 3)
 
 
 def _steps(member: Member, dim: str) -> tuple[int, int] | None:
@@ -342,6 +341,7 @@ def _codecs(meta: dict[str, Any]) -> dict[str, Any]:
     import zarr.codecs.numcodecs as wrapped
     from numcodecs import get_codec
     from zarr.abc.codec import ArrayArrayCodec
+    from zarr.codecs import BytesCodec
 
     filters: list[Any] = []
     compressors: list[Any] = []
@@ -354,14 +354,7 @@ def _codecs(meta: dict[str, Any]) -> dict[str, Any]:
         (filters if isinstance(made, ArrayArrayCodec) else compressors).append(made)
     dtype = np.dtype(meta["dtype"])
     endian = "big" if dtype.byteorder == ">" else "little"
-    return {"filters": filters, "compressors": compressors,
-            "serializer": zarr_bytes(endian if dtype.itemsize > 1 else None)}
-
-
-def zarr_bytes(endian: str | None) -> Any:
-    from zarr.codecs import BytesCodec
-
-    return BytesCodec(endian=endian)
+    return {"filters": filters, "compressors": compressors, "serializer": BytesCodec(endian=endian if dtype.itemsize > 1 else None)}
 
 
 def _attributes(var: dict[str, Any]) -> dict[str, Any]:
@@ -596,9 +589,10 @@ def _update(store: Any, root: Any, ds: Dataset, last: dict[str, Any]) -> list[st
             f"moved along {ds.dim})"]
 
 
-def _short(paths: list[str]) -> str:
-    shown = ", ".join(os.path.basename(p) for p in paths[:5])
-    return shown + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+def _short(paths: list[str], shown: int = 5) -> str:
+    """The first files' names, and how many more."""
+    names = ", ".join(os.path.basename(p) for p in paths[:shown])
+    return names + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
 
 
 def check(catalog: str) -> tuple[list[Dataset], list[str]]:
