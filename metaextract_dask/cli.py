@@ -521,14 +521,14 @@ def cmd_export(args: argparse.Namespace) -> int:
                   file=sys.stderr, flush=True)
 
     if args.check:
-        return _check_export(args.catalog)
+        return _check_export(args.catalog, args.storage_options)
     if args.to is None:
         print("metaextract: export: say what to write (--to esm, stac, kerchunk or icechunk), or --check", file=sys.stderr)
         return EXIT_USAGE
     try:
         with warnings.catch_warnings(record=True) as notices:
             warnings.simplefilter("always", RuntimeWarning)
-            written = export(args.catalog, args.to, args.output, progress=hashed)
+            written = export(args.catalog, args.to, args.output, progress=hashed, storage_options=args.storage_options)
     except ValueError as exc:
         print(f"metaextract: {for_terminal(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
@@ -538,15 +538,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _check_export(catalog: str) -> int:
+def _check_export(catalog: str, storage_options: dict[str, Any] | None) -> int:
     """``export --check``: the datasets a virtual (Icechunk) export would write, and its notes."""
     from .catalog.read import part_files
     from .catalog.virtual import check
+    from .storage.remote import using
 
     if not part_files(catalog):
         print(f"metaextract: {for_terminal(catalog)} is not a catalog (no part-*.parquet or part-*.jsonl in it)", file=sys.stderr)
         return EXIT_USAGE
-    datasets, notes = check(catalog)
+    with using(storage_options):
+        datasets, notes = check(catalog)
     for ds in datasets:
         first, last = ds.members[0].path, ds.members[-1].path
         print(f"{for_terminal(ds.name)}\t{len(ds.members)} files along {for_terminal(ds.dim)}\t{for_terminal(first)} .. {for_terminal(last)}")
@@ -660,6 +662,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "or leave out and why (exit status 1 when there is one)")
     exp.add_argument("-o", "--output", help="the folder to write (default: CATALOG.esm, CATALOG.stac, CATALOG.kerchunk or "
                                             "CATALOG.icechunk beside the catalog)")
+    exp.add_argument("--storage-options", type=_storage_options, metavar="JSON",
+                     help="how to reach the objects of a catalog of a bucket (the scan's --storage-options: a JSON object or @FILE "
+                          "holding one); the icechunk export reads their coordinates and writes the endpoint, never the credentials "
+                          "(default: none)")
     exp.set_defaults(func=cmd_export)
 
     demo = sub.add_parser("demo", help="make a small mixed corpus in a temporary folder and scan it",

@@ -242,7 +242,7 @@ EXPORTS: dict[str, tuple[str, Any]] = {
 
 
 def export(catalog: str | os.PathLike[str], to: str, output: str | os.PathLike[str] | None = None,
-           progress: Any = None) -> str:
+           progress: Any = None, storage_options: dict[str, Any] | None = None) -> str:
     """Export a catalog: ``to`` is ``esm`` (an intake-esm collection), ``stac`` (a STAC Collection, one Item per
     file), ``kerchunk`` (every file's references) or ``icechunk`` (an Icechunk repository of the runs as virtual
     datasets, ``catalog.virtual``; a new commit after each re-scan).
@@ -254,6 +254,8 @@ def export(catalog: str | os.PathLike[str], to: str, output: str | os.PathLike[s
     (files changed since the scan, rows and references of an edited catalog
     left out) are issued as ``RuntimeWarning``; a catalog whose manifest
     records no scanned roots is refused (``trust.CatalogInputError``).
+    ``storage_options``: how to reach the remote objects a catalog of a
+    bucket names (the scan's own; nothing of them is written).
     """
     from .read import part_files
 
@@ -263,7 +265,10 @@ def export(catalog: str | os.PathLike[str], to: str, output: str | os.PathLike[s
     if not os.path.isdir(catalog) or not part_files(catalog):
         raise ValueError(f"{catalog} is not a catalog (no part-*.parquet or part-*.jsonl in it)")
     out = os.fspath(output) if output is not None else os.path.normpath(catalog) + "." + to
-    path, notices = EXPORTS[to][1](catalog, out, progress)
+    from ..storage.remote import using
+
+    with using(storage_options):  # remote rows' bytes (an Icechunk export's coordinates) are read with these
+        path, notices = EXPORTS[to][1](catalog, out, progress)
     import warnings
 
     for notice in notices:

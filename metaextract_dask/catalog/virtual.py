@@ -58,6 +58,7 @@ class Member:
     refs: Any
     mtime: float
     size: int
+    etag: str | None = None
     variables: dict[str, dict[str, Any]] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
     start: str = ""
@@ -74,8 +75,8 @@ class Dataset:
 
     @property
     def identities(self) -> dict[str, list[Any]]:
-        """path -> [size, mtime, steps along the dimension]: what a re-export compares (``FILES_ATTR``)."""
-        return {m.path: [m.size, m.mtime, (_steps(m, self.dim) or (0, 0))[0]] for m in self.members}
+        """path -> [size, mtime, steps along the dimension, ETag]: what a re-export compares (``FILES_ATTR``)."""
+        return {m.path: [m.size, m.mtime, (_steps(m, self.dim) or (0, 0))[0], m.etag] for m in self.members}
 
 
 def _json(value: Any) -> Any:
@@ -111,6 +112,14 @@ def _chunk_bytes(member: Member, key: str) -> bytes | None:
     if isinstance(value, str):
         return inline_bytes(value)
     value = list(value)
+    if _is_remote(member):
+        from ..storage.remote import read_range, remote_stat
+
+        if remote_stat(member.located).etag != member.etag:
+            raise ValueError(f"{member.path}: changed since the scan (its ETag differs; scan again)")
+        if len(value) == 1:
+            return read_range(member.located, 0, member.size)
+        return read_range(member.located, int(value[1]), int(value[1]) + int(value[2]))
     fd = _open_as_scanned(member)
     try:
         if len(value) == 1:
@@ -118,6 +127,10 @@ def _chunk_bytes(member: Member, key: str) -> bytes | None:
         return os.pread(fd, int(value[2]), int(value[1]))
     finally:
         os.close(fd)
+
+
+def _is_remote(member: Member) -> bool:
+    return "://" in member.located
 
 
 def _open_as_scanned(member: Member) -> int:
@@ -289,8 +302,8 @@ def plan(catalog: str, notices: list[str]) -> list[Dataset]:
     groups: dict[tuple[Any, ...], list[Member]] = {}
     for rec in records:
         path = rec["path"]
-        if is_url(path):
-            notices.append(f"{path}: a remote object; the Icechunk export takes local files for now: left out")
+        if is_url(path) and not path.startswith("s3://"):
+            notices.append(f"{path}: the Icechunk export takes local files and S3 objects; left out")
             continue
         if not (isinstance(rec.get("references"), str) and rec["references"]):
             notices.append(f"{path}: no chunk references (scan with --references; a file whose arrays cannot be referenced "
@@ -309,7 +322,8 @@ def plan(catalog: str, notices: list[str]) -> list[Dataset]:
         else:
             found = found.get("refs", found)
         section = _section(rec)
-        member = Member(path, absolute(rec.get("located") or path), found, float(rec.get("mtime") or 0.0), int(rec.get("size") or 0))
+        member = Member(path, path if is_url(path) else absolute(rec.get("located") or path), found, float(rec.get("mtime") or 0.0),
+                        int(rec.get("size") or 0), text(rec.get("etag")))
         member.variables, member.attrs = _metadata(found)
         coverage = mapping(mapping(section.get("cf_coverage")).get("time"))
         member.start, member.end = text(coverage.get("start")) or "", text(coverage.get("end")) or ""
@@ -373,12 +387,15 @@ def _attributes(var: dict[str, Any]) -> dict[str, Any]:
 def _location(member: Member) -> str:
     import pathlib
 
-    return pathlib.Path(member.located).as_uri()
+    return member.located if _is_remote(member) else pathlib.Path(member.located).as_uri()
 
 
-def _when(member: Member) -> datetime.datetime:
-    """The file's modification time as scanned, rounded up to the second: Icechunk refuses a chunk whose object was
-    modified after it, comparing whole seconds (as HTTP's If-Unmodified-Since does)."""
+def _when(member: Member) -> datetime.datetime | str:
+    """What Icechunk checks the chunk's object against when it reads it: an object's ETag as scanned; a local file's
+    modification time, rounded up to the second (Icechunk refuses a chunk whose file was modified after it, comparing
+    whole seconds, as HTTP's If-Unmodified-Since does)."""
+    if _is_remote(member) and member.etag:
+        return member.etag
     return datetime.datetime.fromtimestamp(math.ceil(member.mtime), tz=datetime.timezone.utc)
 
 
@@ -467,23 +484,37 @@ def _write_chunks(store: Any, array: str, member: Member, name: str, axis: int |
                 sync(store.set(key, default_buffer_prototype().buffer.from_bytes(raw)))
 
 
-def _containers(catalog: str, datasets: list[Dataset]) -> dict[str, str]:
-    """file:// URL prefix -> folder, for every scanned root that holds an exported file."""
+def _containers(catalog: str, datasets: list[Dataset]) -> dict[str, Any]:
+    """URL prefix -> Icechunk store configuration, for every scanned folder or bucket that holds an exported file: a
+    local root's folder, an S3 bucket with the endpoint and region of the storage options the export was given."""
     import pathlib
 
+    import icechunk
+
+    from ..storage.remote import current_options
     from .trust import scanned_roots
 
-    out = {}
-    roots = [os.path.abspath(r) for r in scanned_roots(catalog)]
+    out: dict[str, Any] = {}
+    roots = [os.path.abspath(r) for r in scanned_roots(catalog) if "://" not in r]
+    options = current_options()
+    client = dict(options.get("client_kwargs") or {})
+    endpoint = client.get("endpoint_url") or options.get("endpoint_url")
     for ds in datasets:
         for member in ds.members:
+            if _is_remote(member):
+                bucket = member.located.split("://", 1)[1].split("/", 1)[0]
+                out[f"s3://{bucket}/"] = icechunk.s3_store(
+                    region=client.get("region_name") or options.get("region") or "us-east-1", endpoint_url=endpoint,
+                    allow_http=bool(endpoint and endpoint.startswith("http://")), s3_compatible=bool(endpoint), force_path_style=bool(endpoint))
+                continue
             root = next((r for r in roots if member.located.startswith(r.rstrip(os.sep) + os.sep)), os.path.dirname(member.located))
-            out[pathlib.Path(root).as_uri().rstrip("/") + "/"] = root
+            out[pathlib.Path(root).as_uri().rstrip("/") + "/"] = icechunk.local_filesystem_store(root)
     return out
 
 
-def repository(out: str, containers: dict[str, str]) -> Any:
-    """The Icechunk repository at ``out`` (made when missing), its virtual chunk containers set and authorized."""
+def repository(out: str, containers: dict[str, Any]) -> Any:
+    """The Icechunk repository at ``out`` (made when missing), with a virtual chunk container for each URL prefix
+    (its store configuration: no credentials are written), authorized for this export."""
     import icechunk
 
     icechunk.set_logs_filter("error")  # its warning that a local repository takes one writer at a time is for developers
@@ -495,14 +526,14 @@ def repository(out: str, containers: dict[str, str]) -> Any:
         if set(containers) <= known:
             return repo
         config = repo.config
-        for prefix, folder in containers.items():
-            config.set_virtual_chunk_container(icechunk.VirtualChunkContainer(prefix, icechunk.local_filesystem_store(folder)))
+        for prefix, store in containers.items():
+            config.set_virtual_chunk_container(icechunk.VirtualChunkContainer(prefix, store))
         repo = icechunk.Repository.open(storage, config=config, authorize_virtual_chunk_access=credentials)
         repo.save_config()
         return repo
     config = icechunk.RepositoryConfig.default()
-    for prefix, folder in containers.items():
-        config.set_virtual_chunk_container(icechunk.VirtualChunkContainer(prefix, icechunk.local_filesystem_store(folder)))
+    for prefix, store in containers.items():
+        config.set_virtual_chunk_container(icechunk.VirtualChunkContainer(prefix, store))
     return icechunk.Repository.create(storage, config, authorize_virtual_chunk_access=credentials)
 
 
@@ -572,7 +603,7 @@ def _update(store: Any, root: Any, ds: Dataset, last: dict[str, Any]) -> list[st
     paths_before, paths_now = list(before), [m.path for m in ds.members]
     changed = [p for p in paths_now if p in before and list(before[p]) != list(now[p])]
     added = [p for p in paths_now if p not in before]
-    in_place = all(list(before[p])[2:] == list(now[p])[2:] for p in changed)  # as many steps: its chunks keep their indices
+    in_place = all(list(before[p])[2:3] == list(now[p])[2:3] for p in changed)  # as many steps: its chunks keep their indices
     appended = paths_now[: len(paths_before)] == paths_before and in_place
     if appended and last.get("dimension") == ds.dim:
         if changed:

@@ -81,6 +81,11 @@ class using:  # noqa: N801 - used as a function: ``with using(options, timeout):
             _TIMEOUT.reset(limit)
 
 
+def current_options() -> dict[str, Any]:
+    """The storage options of the enclosing ``using`` block (a copy)."""
+    return dict(_OPTIONS.get())
+
+
 def request_timeout() -> float:
     """Seconds one request may take to connect, and between reads: the scan's file timeout."""
     value = _TIMEOUT.get()
