@@ -6,9 +6,10 @@ catalog: the files of a dataset are grouped as the ESM export groups them
 (its global attributes), ordered by their time coverage and joined along
 their time dimension. Nothing of the data is copied: each chunk is a virtual
 reference to its byte range in its file, carrying the file's modification
-time, so Icechunk refuses to read a chunk whose file changed after the
-export ("chunk has changed"). Coordinates are written as real (small) arrays.
-Every scanned root is a virtual chunk container of the repository.
+time (an object's ETag), so Icechunk refuses to read a chunk whose file
+changed after the export ("chunk has changed"). Coordinates, and chunks
+under the 500 bytes a reference set inlines, are written into the
+repository. Every scanned root is a virtual chunk container of it.
 
 Before arrays are combined, the files of a dataset are compared on what
 would change the decoded values or the grid (``plan``): each variable's
@@ -21,7 +22,10 @@ whole number of chunks ends its part (Zarr's chunk grid is regular), each
 split with a note naming the files and the difference. ``export --check``
 prints that plan without writing anything.
 
-Exporting again after a re-scan makes one new commit with only what changed:
+Local files and S3 objects are exported (a bucket is a container with the
+endpoint of the export's storage options; its chunks are checked against
+their objects' ETags). Exporting again after a re-scan makes one new commit
+with only what changed:
 files added at the end of a run are appended, a changed file's chunk
 references are replaced, and a dataset whose files were removed or
 reordered is written again; the commit message says which files, and every
