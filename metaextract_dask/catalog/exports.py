@@ -15,18 +15,8 @@ from typing import Any
 
 from ..core.text import for_spreadsheet
 from . import references
-from .read import read_variables, trusted_records
+from .read import group_attrs, read_variables, record_section, trusted_records
 from .references import location
-
-#: global attributes worth grouping by are text, shared by most files, and take few values
-MAX_GROUP_ATTRS = 8
-
-
-def _section(rec: dict[str, Any]) -> dict[str, Any]:
-    """The reader's own section of a record."""
-    from .trust import section
-
-    return section(rec["record"])
 
 
 def _asset(catalog: str, rec: dict[str, Any]) -> tuple[str, str] | None:
@@ -86,19 +76,6 @@ def data_variables(catalog: str) -> dict[str, list[str]]:
     return out
 
 
-def _group_attrs(records: list[dict[str, Any]]) -> list[str]:
-    """Global attributes users group by: text in at least half the files, with fewer distinct values than files."""
-    from .trust import mapping
-
-    seen: dict[str, list[str]] = {}
-    for rec in records:
-        for k, v in mapping(_section(rec).get("attrs")).items():
-            if isinstance(v, str) and 0 < len(v) <= 200 and "\n" not in v and k.isidentifier():
-                seen.setdefault(k, []).append(v)
-    chosen = [k for k, vals in seen.items() if len(vals) * 2 >= len(records) and 1 <= len(set(vals)) < max(2, len(records))]
-    return sorted(chosen, key=lambda k: (len(set(seen[k])), k))[:MAX_GROUP_ATTRS]
-
-
 def export_esm(catalog: str, out: str, name: str = "metaextract") -> tuple[str, list[str]]:
     """An intake-esm collection (``collection.json`` + ``collection.csv``) of the catalog's HDF5 and netCDF files.
 
@@ -121,7 +98,7 @@ def export_esm(catalog: str, out: str, name: str = "metaextract") -> tuple[str, 
     notices: list[str] = []
     _df, records = trusted_records(catalog, notices)
     variables = data_variables(catalog)
-    attrs = _group_attrs(records)
+    attrs = group_attrs(records)
     rows, time_dims = [], []
     for rec in records:
         try:
@@ -135,7 +112,7 @@ def export_esm(catalog: str, out: str, name: str = "metaextract") -> tuple[str, 
         if why:
             notices.append(why)
             continue
-        section = _section(rec)
+        section = record_section(rec)
         coverage = mapping(mapping(section.get("cf_coverage")).get("time"))
         if text(coverage.get("variable")):
             time_dims.append(coverage["variable"].rsplit("/", 1)[-1])

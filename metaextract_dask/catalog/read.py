@@ -431,3 +431,28 @@ def _parse_time(value: Any) -> Any:
     import datetime
 
     return datetime.datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+#: global attributes worth grouping by are text, shared by most files, and take few values
+MAX_GROUP_ATTRS = 8
+
+
+def record_section(rec: dict[str, Any]) -> dict[str, Any]:
+    """The reader's own section of a trusted record (``trusted_records``)."""
+    from .trust import section
+
+    return section(rec["record"])
+
+
+def group_attrs(records: list[dict[str, Any]]) -> list[str]:
+    """Global attributes users group files by (the ESM export's groups, the Icechunk export's datasets): text in at
+    least half the files, with fewer distinct values than files."""
+    from .trust import mapping
+
+    seen: dict[str, list[str]] = {}
+    for rec in records:
+        for k, v in mapping(record_section(rec).get("attrs")).items():
+            if isinstance(v, str) and 0 < len(v) <= 200 and "\n" not in v and k.isidentifier():
+                seen.setdefault(k, []).append(v)
+    chosen = [k for k, vals in seen.items() if len(vals) * 2 >= len(records) and 1 <= len(set(vals)) < max(2, len(records))]
+    return sorted(chosen, key=lambda k: (len(set(seen[k])), k))[:MAX_GROUP_ATTRS]

@@ -296,13 +296,12 @@ def plan(catalog: str, notices: list[str]) -> list[Dataset]:
     (``split``); rows without references are left out with a notice."""
     from ..storage.urls import absolute, is_url
     from . import references
-    from .exports import _group_attrs, _section
-    from .read import trusted_records
+    from .read import group_attrs, record_section, trusted_records
     from .trust import CatalogInputError, mapping, text
 
     _df, records = trusted_records(catalog, notices)
     records = [r for r in records if r.get("format") in ("netcdf4", "hdf5")]
-    attrs = _group_attrs(records)
+    attrs = group_attrs(records)
     groups: dict[tuple[Any, ...], list[Member]] = {}
     for rec in records:
         path = rec["path"]
@@ -325,7 +324,7 @@ def plan(catalog: str, notices: list[str]) -> list[Dataset]:
             found = LazyReferenceMapper(found, fs=fsspec.filesystem("file"), engine="pyarrow")
         else:
             found = found.get("refs", found)
-        section = _section(rec)
+        section = record_section(rec)
         member = Member(path, path if is_url(path) else absolute(rec.get("located") or path), found, float(rec.get("mtime") or 0.0),
                         int(rec.get("size") or 0), text(rec.get("etag")))
         member.variables, member.attrs = _metadata(found)
