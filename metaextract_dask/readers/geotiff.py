@@ -6,12 +6,13 @@ bands' descriptions, scales and offsets from GDAL's own metadata tag) and
 the georeferencing from the GeoTIFF keys: the CRS (its EPSG code when the
 keys name one, the keys themselves always), the geotransform in GDAL's
 convention (the top-left pixel's corner, half a pixel shifted for a
-PixelIsPoint raster) and, for a geographic CRS, the bounding box. Statistics
+PixelIsPoint raster) and the longitude/latitude box (through pyproj for a
+projected CRS that an EPSG code names). Statistics
 are read block by block in storage order (a strip or tile is a cell, blocks
 packed into chunk tasks as for HDF5), each block decoded once for all its
 bands, nodata left out as ``gdalinfo -stats`` does. Install with
 ``pip install 'metaextract_dask[geotiff]'`` (tifffile; imagecodecs decodes
-LZW, JPEG, ZSTD and the rest).
+LZW, JPEG, ZSTD and the rest; pyproj names the CRS).
 """
 
 from __future__ import annotations
