@@ -252,11 +252,11 @@ def test_a_run_in_s3_becomes_a_virtual_dataset_read_with_the_users_credentials(t
 
     files = write_run(tmp_path / "data", 0, 6)
     with s3_server() as options:
-        upload(options, "climate", {f"run/{os.path.basename(p)}": p for p in files})
+        upload(options, "virtual-run", {f"run/{os.path.basename(p)}": p for p in files})
         creds = tmp_path / "storage.json"
         creds.write_text(json.dumps(options))
         cat = tmp_path / "cat"
-        for cmd in (["scan", "s3://climate/run", "-o", str(cat), "--references", "-q"],
+        for cmd in (["scan", "s3://virtual-run/run", "-o", str(cat), "--references", "-q"],
                     ["export", str(cat), "--to", "icechunk"]):
             done = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", *cmd, "--storage-options", f"@{creds}"],
                                   capture_output=True, text=True, timeout=600)
@@ -265,12 +265,12 @@ def test_a_run_in_s3_becomes_a_virtual_dataset_read_with_the_users_credentials(t
         assert repo_files and not any(options["secret"].encode() in p.read_bytes() for p in repo_files)
         secret = icechunk.s3_static_credentials(access_key_id=options["key"], secret_access_key=options["secret"])
         repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(tmp_path / "cat.icechunk")),
-                                        authorize_virtual_chunk_access=icechunk.containers_credentials({"s3://climate/": secret}))
+                                        authorize_virtual_chunk_access=icechunk.containers_credentials({"s3://virtual-run/": secret}))
         ours = xr.open_zarr(repo.readonly_session("main").store, group="historical.toy-model", consolidated=False)
         with ours, mfdataset(files) as theirs:
             xr.testing.assert_identical(ours.load(), theirs.load())
         write_run(tmp_path / "other", 3, 1, shift=9.0)
-        upload(options, "climate", {"run/tas_0003.nc": tmp_path / "other" / "tas_0003.nc"})  # a new ETag
+        upload(options, "virtual-run", {"run/tas_0003.nc": tmp_path / "other" / "tas_0003.nc"})  # a new ETag
         ours = xr.open_zarr(repo.readonly_session("main").store, group="historical.toy-model", consolidated=False)
         with pytest.raises(Exception, match="has changed"):
             ours["tas"].isel(time=slice(3 * STEPS, 4 * STEPS)).load()

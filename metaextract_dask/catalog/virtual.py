@@ -63,6 +63,8 @@ class Member:
     mtime: float
     size: int
     etag: str | None = None
+    #: its object was found unchanged since the scan (asked once, not for each chunk read)
+    verified: bool = False
     variables: dict[str, dict[str, Any]] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
     start: str = ""
@@ -119,8 +121,9 @@ def _chunk_bytes(member: Member, key: str) -> bytes | None:
     if _is_remote(member):
         from ..storage.remote import read_range, remote_stat
 
-        if remote_stat(member.located).etag != member.etag:
+        if not member.verified and remote_stat(member.located).etag != member.etag:
             raise ValueError(f"{member.path}: changed since the scan (its ETag differs; scan again)")
+        member.verified = True
         if len(value) == 1:
             return read_range(member.located, 0, member.size)
         return read_range(member.located, int(value[1]), int(value[1]) + int(value[2]))

@@ -104,3 +104,14 @@ def warn(header: dict[str, Any], path: str, entry: dict[str, Any], message: str)
     """A warning on one variable, repeated in the record's list."""
     entry.setdefault("warnings", []).append(message)
     header.setdefault("warnings", []).append(f"{path}: {message}")
+
+
+def attach_stats(header: dict[str, Any], entries: dict[str, dict[str, Any]], stats: dict[str, Any]) -> None:
+    """Each array's merged statistics on its entry (``arrays.final_stats``), or, where reading them failed, a warning on
+    it (``warn``)."""
+    for path, entry in entries.items():
+        found = stats.get(path)
+        if found is not None and "error" in found:
+            warn(header, path, entry, f"statistics: {found['error']}")
+        elif found is not None:
+            entry["stats"] = arrays.final_stats(found, found.get("cells_total", 0))

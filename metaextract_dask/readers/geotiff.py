@@ -428,7 +428,8 @@ class GeoTIFFReader(arrays.ArrayFileReader):
         return describe_tiff(handle)
 
     def array(self, handle: Any, name: str) -> tuple[Any, Any]:
-        return _Image(handle, _full_images(handle)[int(name[5:])][1]), _nodata(_full_images(handle)[int(name[5:])][1])
+        page = _full_images(handle)[int(name[5:])][1]
+        return _Image(handle, page), _nodata(page)
 
     def _summarize(self, handle: Any, spec: ChunkSpec, config: StreamingConfig) -> State:
         if spec.chunk_type is ChunkType.METADATA:

@@ -342,10 +342,5 @@ class NetCDFChunkReader(arrays.ArrayFileReader):
 
     def finalize(self, state: State, info: FileInfo, config: StreamingConfig) -> dict[str, Any]:
         header = state["meta"]
-        for path, entry in header["variables"].items():
-            stats = state["stats"].get(path)
-            if stats is not None and "error" in stats:
-                cf.warn(header, path, entry, f"statistics: {stats['error']}")
-            elif stats is not None:
-                entry["stats"] = arrays.final_stats(stats, stats.get("cells_total", 0))
+        cf.attach_stats(header, header["variables"], state["stats"])
         return header

@@ -544,13 +544,11 @@ class ZarrReader(arrays.ArrayFileReader):
 
     def finalize(self, state: State, info: FileInfo, config: StreamingConfig) -> dict[str, Any]:
         described = state["meta"]
+        cf.attach_stats(described, described["arrays"], state["stats"])
         for path, entry in described["arrays"].items():
-            stats = state["stats"].get(path)
-            if stats is not None and "error" in stats:
-                cf.warn(described, path, entry, f"statistics: {stats['error']}")
-            elif stats is not None:
-                entry["stats"] = arrays.final_stats(stats, stats.get("cells_total", 0))
-            elif not config.metadata_only and entry.get("shape") and math.prod(entry["shape"]) * _itemsize(entry) > _declared_limit(info.size):
+            if path in state["stats"] or config.metadata_only or not entry.get("shape"):
+                continue
+            if math.prod(entry["shape"]) * _itemsize(entry) > _declared_limit(info.size):
                 cf.warn(described, path, entry, f"statistics not read: it declares {math.prod(entry['shape']) * _itemsize(entry)} bytes, "
                                                 f"far beyond the {info.size} the store holds")
         for key in state.get("refused") or []:
