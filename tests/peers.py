@@ -158,6 +158,8 @@ def ncdump(path: str) -> dict[str, Any]:
             a = _ATTR.match(line)
             if a:
                 owner, name = _nc_unescape(a.group(2)), _nc_unescape(a.group(3))
+                if section == "global":  # "cmp_t :name = ...": a global attribute of a user-defined type
+                    owner = ""
                 if owner:
                     out["variables"][prefix + owner]["attrs"].add(name)
                 else:

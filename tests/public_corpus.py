@@ -21,6 +21,7 @@ from __future__ import annotations
 import glob
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -91,16 +92,17 @@ def fetch_sdist(name: str, version: str, folder: str) -> str:
     return found[0]
 
 
-def sdist_data(archive: str, folder: str, suffixes: tuple[str, ...] = (".nc", ".hdf5", ".h5", ".mat")) -> list[str]:
-    """The data files of a source distribution's tests, each under a name that keeps its path."""
+def sdist_data(archive: str, folder: str, suffixes: tuple[str, ...] = (".nc", ".hdf5", ".h5", ".mat"), under: str = "/tests/") -> list[str]:
+    """The data files of a source distribution's tests (below a folder named ``under``), each under a name that keeps
+    its path."""
     import tarfile
 
     out = []
-    package = os.path.basename(archive).rsplit("-", 1)[0]
+    package = re.split(r"[-_]\d", os.path.basename(archive))[0]
     with tarfile.open(archive) as tar:
         for member in tar.getmembers():
-            if member.isfile() and member.name.lower().endswith(suffixes) and "/tests/" in member.name:
-                dst = os.path.join(folder, package, member.name.split("/tests/", 1)[1].replace("/", "__"))
+            if member.isfile() and member.name.lower().endswith(suffixes) and under in member.name:
+                dst = os.path.join(folder, package, member.name.split(under, 1)[1].replace("/", "__"))
                 if not os.path.exists(dst):
                     os.makedirs(os.path.dirname(dst), exist_ok=True)
                     with tar.extractfile(member) as src, open(dst + ".part", "wb") as f:  # type: ignore[union-attr]
@@ -108,6 +110,27 @@ def sdist_data(archive: str, folder: str, suffixes: tuple[str, ...] = (".nc", ".
                     os.replace(dst + ".part", dst)
                 out.append(dst)
     return sorted(out)
+
+
+def debian_source(package: str, archive: str, sha256: str, folder: str) -> str:
+    """A source archive of Debian's (``archive``, e.g. ``netcdf_4.9.0.orig.tar.gz``, the upstream release Debian
+    builds from), downloaded once from Debian's pool and checked against ``sha256``."""
+    import hashlib
+    import urllib.request
+
+    os.makedirs(folder, exist_ok=True)
+    dst = os.path.join(folder, archive)
+    if not os.path.exists(dst):
+        url = f"http://deb.debian.org/debian/pool/main/{package[0]}/{package}/{archive}"
+        with urllib.request.urlopen(url, timeout=300) as src, open(dst + ".part", "wb") as f:
+            shutil.copyfileobj(src, f)
+        with open(dst + ".part", "rb") as f:
+            got = hashlib.file_digest(f, "sha256").hexdigest()
+        if got != sha256:
+            os.unlink(dst + ".part")
+            raise RuntimeError(f"{url}: sha256 {got}, expected {sha256}")
+        os.replace(dst + ".part", dst)
+    return dst
 
 
 def debian_data(packages: list[str], folder: str, suffixes: tuple[str, ...]) -> list[str]:

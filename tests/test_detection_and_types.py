@@ -7,6 +7,11 @@ file, MATLAB 7.3, HDF5 files of many layouts), checked against ``ncdump -h`` and
 - an HDF5 file behind a user block of 4 KiB or more (made by HDF5's own ``h5jam``) is found by its signature;
 - an enum variable is recorded with its type's name, base type and labels, as ncdump shows them;
 - a file whose root group libhdf5 lists only in part (a damaged heap) keeps every object h5ls lists.
+
+netcdf-c's own reference files (its 4.9.0 release, as Debian's pool keeps it: ``ref_tst_*.nc`` and the DAP4 test
+files), written by libnetcdf, checked against ``ncdump -h``: every user-defined type (compound, nested compound,
+compound with array members, vlen, opaque, enum) with its name, kind and members, labels, base type or size, and every
+variable ncdump lists, of whatever type, with its type's name and dimensions.
 """
 
 from __future__ import annotations
@@ -149,3 +154,79 @@ def test_a_root_group_listed_only_in_part_keeps_what_h5ls_shows(pyfive_files, tm
         if theirs - ours or not any("links listed" in w for w in section["warnings"]):
             problems[name] = f"h5ls {sorted(theirs)}, ours {sorted(ours)}, warnings {section['warnings'][:2]}"
     assert not problems and shown >= 10, (problems, shown)
+
+
+#: netcdf-c's 4.9.0 release as Debian builds it (bookworm's libnetcdf19), pinned by its sha256
+NETCDF_C = ("netcdf", "netcdf_4.9.0.orig.tar.gz", "9f4cb864f3ab54adb75409984c6202323d2fc66c003e5308f3cdf224ed41c0a6")
+
+
+@pytest.fixture(scope="module")
+def netcdf_c_files():
+    archive = public_corpus.debian_source(*NETCDF_C, os.path.join(public_corpus.cache_dir(), "debian-sources"))
+    return public_corpus.sdist_data(archive, os.path.join(public_corpus.cache_dir(), "corpus-debian-sources"), (".nc",), under="netcdf-c-4.9.0/")
+
+
+def _cdl_type(name: str) -> str:
+    """A type as ncdump writes it, in the record's words: a built-in type's NumPy name, a user-defined type's name."""
+    from peers import NC_TYPES
+
+    return NC_TYPES.get(name, name)
+
+
+def _ncdump_types(path: str) -> dict[str, dict]:
+    """{type name: {kind, ...}} from ncdump's ``types:`` section, in the record's form."""
+    done = subprocess.run(["ncdump", "-h", path], capture_output=True, text=True, errors="replace", timeout=60)
+    text = done.stdout if done.returncode == 0 else ""  # netcdf-c's deliberately bad files are not this test's
+    if "types:" not in text:
+        return {}
+    section = " ".join(re.split(r"\n\s*(?:dimensions:|variables:|// global attributes:)", text.split("types:", 1)[1])[0].split())
+    out: dict[str, dict] = {}
+    for name, body in re.findall(r"compound (\w+) \{ (.*?) \}; // \1", section):
+        members = {}
+        for m in filter(None, (m.strip() for m in body.split(" ;"))):
+            kind, member = m.split(" ", 1)
+            dims = re.match(r"(\w+)\((.*)\)$", member)
+            members[dims.group(1) if dims else member] = _cdl_type(kind) + (f"({dims.group(2)})" if dims else "")
+        out[name] = {"kind": "compound", "members": members}
+    for size, name in re.findall(r"opaque\((\d+)\) (\w+) ;", section):
+        out[name] = {"kind": "opaque", "size": int(size)}
+    for base, name in re.findall(r"(\w+)\(\*\) (\w+) ;", section):
+        out[name] = {"kind": "vlen", "base": _cdl_type(base)}
+    for base, name, body in re.findall(r"(\w+) enum (\w+) \{(.*?)\} ;", section):
+        labels = {re.sub(r"\\(.)", r"\1", k.strip()): int(v) for k, v in (pair.rsplit("=", 1) for pair in body.split(","))}
+        out[name] = {"kind": "enum", "base": _cdl_type(base), "labels": labels}
+    return out
+
+
+def test_user_defined_types_and_their_variables_agree_with_ncdump(netcdf_c_files):
+    """Before: opaque variables and compounds holding a vlen were missing (netCDF4-python skips them), a nested
+    compound's members were NumPy dtype dicts, vlen variables warned of failed statistics, and a compound holding an
+    array of compounds (``ref_tst_xplatform2_2.nc``) failed its file."""
+    from peers import ncdump
+
+    files = {p: _ncdump_types(p) for p in netcdf_c_files}
+    files = {p: t for p, t in files.items() if t}
+    kinds = {t["kind"] for types in files.values() for t in types.values()}
+    assert len(files) >= 20 and kinds == {"compound", "opaque", "vlen", "enum"}, (len(files), kinds)
+    problems = {}
+    for path, expected in files.items():
+        record, _ = extract_file(path)
+        name = os.path.basename(path)
+        if not record.get("success", True) or "netcdf" not in record:
+            problems[name] = record.get("error")
+            continue
+        header = record["netcdf"]
+        mine = {t["name"]: {k: v for k, v in t.items() if k != "name"} for t in header.get("types", {}).values()}
+        if mine != expected:
+            problems[name] = f"types {mine} vs ncdump {expected}"
+        peer = ncdump(path)
+        for var, theirs in peer["variables"].items():
+            ours = header["variables"].get(var)
+            if ours is None or ours["dims"] != theirs["dims"] or ours["dtype"] != _cdl_type(theirs["type"]):
+                problems[f"{name}:{var}"] = f"{ours and (ours['dtype'], ours['dims'])} vs ncdump {theirs['type']} {theirs['dims']}"
+            elif theirs["type"] in expected and ours.get("datatype", {}).get("kind") != expected[theirs["type"]]["kind"]:
+                problems[f"{name}:{var}"] = f"datatype {ours.get('datatype')}"
+        stats_failed = [w for w in header["warnings"] if "statistics:" in w]
+        if stats_failed:
+            problems[f"{name}:warnings"] = stats_failed
+    assert not problems, problems

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import threading
+import warnings
 from collections.abc import Sequence
 from typing import Any, Iterator
 
@@ -77,13 +78,37 @@ def open_dataset(path: str, shown: str | None = None, whole: bool = False) -> An
 
     name = opened(path)  # a pinned file's /proc/self/fd/N: never shown, the file's own path is
     try:
-        if whole:
-            with open(name, "rb") as f:
-                return netCDF4.Dataset(shown or path, "r", memory=f.read())
-        return netCDF4.Dataset(name, "r")
+        with warnings.catch_warnings(record=True) as said:  # under NETCDF_LOCK: no other netCDF4 call warns meanwhile
+            warnings.simplefilter("always")
+            if whole:
+                with open(name, "rb") as f:
+                    ds = netCDF4.Dataset(shown or path, "r", memory=f.read())
+            else:
+                ds = netCDF4.Dataset(name, "r")
     except OSError as exc:
         shown = shown or path
         raise CorruptFileError(shown, f"the NetCDF library cannot open it: {str(exc).replace(name, shown).replace(path, shown)}") from exc
+    except (TypeError, ValueError) as exc:  # netCDF4-python cannot map a user-defined type (libnetcdf opened the file)
+        return HDF5Only(shown or path, f"{exc} [{type(exc).__name__}]")
+    _SKIPPED[id(ds)] = [str(w.message).strip(" .") for w in said if "skipping" in str(w.message)]
+    return ds
+
+
+class HDF5Only(contextlib.AbstractContextManager):
+    """A netCDF-4 file netCDF4-python cannot open (a type it cannot map): described from HDF5 (``nc4types``)."""
+
+    data_model = "NETCDF4"
+
+    def __init__(self, path: str, why: str):
+        self.path, self.why = path, why
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+#: an open dataset (by id, while it is open) -> what netCDF4-python said it skipped when opening it (variables and
+#: types it cannot map: ``nc4types`` reads them from HDF5)
+_SKIPPED: dict[int, list[str]] = {}
 
 
 #: an open dataset (by id, while it is open) -> the file's own path or URL: libnetcdf was given a loopback URL or a
@@ -122,6 +147,7 @@ def opened(path: str, whole: bool = False) -> Iterator[Any]:
             yield ds
         finally:
             _ORIGIN.pop(id(ds), None)
+            _SKIPPED.pop(id(ds), None)
 
 
 def walk_groups(ds: Any, prefix: str = "") -> Any:
@@ -174,9 +200,6 @@ def describe_header(ds: Any) -> dict[str, Any]:
             entry["dims"] = arrays.guarded(entry, "dimensions", lambda: list(var.dimensions), [])
             entry["shape"] = arrays.guarded(entry, "shape", lambda: list(var.shape), [])
             entry["dtype"] = arrays.guarded(entry, "dtype", lambda: _dtype_name(var), "unknown")
-            user = arrays.guarded(entry, "datatype", lambda: user_type(var.datatype), None)
-            if user is not None:
-                entry["datatype"] = user
             entry["attrs"] = read_attrs(var, entry)
             if ds.data_model == "NETCDF4":
                 chunking = arrays.guarded(entry, "chunking", var.chunking, "contiguous")
@@ -185,44 +208,63 @@ def describe_header(ds: Any) -> dict[str, Any]:
             variables[prefix + name] = entry
     root: dict[str, Any] = {}
     attrs = read_attrs(ds, root)
-    warnings = list(root.get("warnings", [])) + [f"{path}: {w}" for path, e in variables.items() for w in e.get("warnings", [])]
-    return {
+    header = {
         "file_format": ds.data_model,
         "dimensions": dimensions,
         "unlimited_dimensions": unlimited,
         "variables": variables,
         "groups": groups,
         "attrs": attrs,
-        "warnings": warnings,
     }
+    if _SKIPPED.get(id(ds)) or any(g.cmptypes or g.vltypes or g.enumtypes for _, g in walk_groups(ds)):
+        arrays.guarded(root, "user-defined types", lambda: _hdf5_types(ds, header))
+    header["warnings"] = list(root.get("warnings", [])) + [f"{path}: {w}" for path, e in variables.items() for w in e.get("warnings", [])]
+    return header
+
+
+def _hdf5_types(ds: Any, header: dict[str, Any]) -> None:
+    """The file's user-defined types (``header['types']``), each typed variable's type by name (``dtype``, ``datatype``)
+    and the variables netCDF4-python skipped, all read from HDF5 as libnetcdf sees them (``nc4types``)."""
+    from .hdf5 import open_file
+    from .nc4types import NamedTypes, hdf5_variables, user_types
+
+    variables = header["variables"]
+    with open_file(source_path(ds)) as f:
+        named = NamedTypes(f)
+        types = header["types"] = user_types(named)
+        skipped = hdf5_variables(f, named, skip=set(variables))
+        for path, entry in skipped.items():
+            entry.setdefault("warnings", []).append("read from HDF5: netCDF4-python skips variables of this type")
+        variables.update(skipped)
+        for path, entry in variables.items():
+            if path in skipped or _is_user_type(get_variable(ds, path).datatype):
+                name = named.name_of(f[path].id.get_type())
+                if name is not None:
+                    entry["dtype"], entry["datatype"] = types[name]["name"], types[name]
+
+
+def _is_user_type(datatype: Any) -> bool:
+    """Whether a netCDF4 datatype is user-defined (an enum, compound or vlen; not the built-in string)."""
+    import netCDF4
+
+    return isinstance(datatype, (netCDF4.EnumType, netCDF4.CompoundType)) or (isinstance(datatype, netCDF4.VLType) and datatype.dtype is not str)
+
+
+def _is_vlen(datatype: Any) -> bool:
+    import netCDF4
+
+    return isinstance(datatype, netCDF4.VLType)
 
 
 def _dtype_name(var: Any) -> str:
     """The variable's type as ncdump names it in spirit: a NumPy dtype, 'str', or a user-defined type's own name
     (``enum_t``, ``obs_t``: not the NumPy dtype it is stored as)."""
-    name = getattr(var.datatype, "name", None)
-    if isinstance(name, str) and user_type(var.datatype) is not None:
-        return name
+    if _is_user_type(var.datatype):
+        return str(var.datatype.name)
     dtype = var.dtype
     if isinstance(dtype, type):
         return dtype.__name__
     return str(dtype)
-
-
-def user_type(datatype: Any) -> dict[str, Any] | None:
-    """A netCDF-4 user-defined type as ncdump's ``types:`` section shows it: its name and kind, and an enum's base type
-    and labels, a compound's members and their types, a vlen's base type; None for the built-in types."""
-    import netCDF4
-
-    if isinstance(datatype, netCDF4.EnumType):
-        return {"name": datatype.name, "kind": "enum", "base": str(datatype.dtype),
-                "labels": {str(k): int(v) for k, v in datatype.enum_dict.items()}}
-    if isinstance(datatype, netCDF4.CompoundType):
-        fields: dict[str, Any] = dict(datatype.dtype.fields or {})
-        return {"name": datatype.name, "kind": "compound", "members": {str(k): str(v[0]) for k, v in fields.items()}}
-    if isinstance(datatype, netCDF4.VLType) and datatype.dtype is not str:  # str: the built-in string type
-        return {"name": datatype.name, "kind": "vlen", "base": str(datatype.dtype)}
-    return None
 
 
 def cf_coverage(ds: Any, header: dict[str, Any]) -> dict[str, Any]:
@@ -241,7 +283,7 @@ def array_infos(ds: Any) -> list[arrays.ArrayInfo]:
     found = []
     for prefix, group in walk_groups(ds):
         for name, var in group.variables.items():
-            if not var.shape or isinstance(var.dtype, type) or not arrays.is_numeric(var.dtype):
+            if not var.shape or isinstance(var.dtype, type) or not arrays.is_numeric(var.dtype) or _is_vlen(var.datatype):
                 continue  # scalars, strings (dtype str), compound and vlen types: structure only
             chunks = None
             if ds.data_model == "NETCDF4":
@@ -311,9 +353,15 @@ class NetCDFChunkReader(arrays.ArrayFileReader):
             return [self._summarize(ds, spec, config) for spec in specs]
 
     def arrays_of(self, handle: Any) -> list[arrays.ArrayInfo]:
-        return array_infos(handle)
+        return [] if isinstance(handle, HDF5Only) else array_infos(handle)
 
     def describe(self, handle: Any, metadata_only: bool = False) -> dict[str, Any]:
+        if isinstance(handle, HDF5Only):
+            from .hdf5 import open_file
+            from .nc4types import hdf5_header
+
+            with open_file(handle.path) as f:
+                return hdf5_header(f, handle.why)
         header = describe_header(handle)
         try:
             header["cf_coverage"] = cf_coverage(handle, header)
