@@ -10,6 +10,7 @@ with NumPy and handed to ``Array.from_buffers``.
 from __future__ import annotations
 
 import datetime
+import operator
 from typing import Any
 
 #: string and binary columns use 32-bit offsets: a part with more text than this goes through pyarrow's own conversion
@@ -77,5 +78,13 @@ def table_from_rows(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) 
     """The rows as a table with exactly ``columns`` (name, kind); a missing key is null."""
     import pyarrow as pa
 
-    arrays = [column_array(kind, [row.get(name) for row in rows]) for name, kind in columns]
+    names = [name for name, _ in columns]
+    values: list[list[Any]] = [[] for _ in names]
+    if rows:
+        try:  # whole rows (``schema.to_row`` fills every column): transposed in C, one call per row
+            pick = operator.itemgetter(*names)
+            values = [list(v) for v in zip(*map(pick, rows))] if len(names) > 1 else [[pick(row) for row in rows]]
+        except KeyError:  # a row that lacks a column: null there
+            values = [[row.get(name) for row in rows] for name in names]
+    arrays = [column_array(kind, v) for (_, kind), v in zip(columns, values)]
     return pa.Table.from_arrays(arrays, schema=pa.schema([(name, a.type) for (name, _), a in zip(columns, arrays)]))

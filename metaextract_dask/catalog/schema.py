@@ -201,7 +201,8 @@ def thumbnail_entry(md: dict[str, Any]) -> str | None:
 
 
 def record_columns(md: dict[str, Any], success: bool = True) -> dict[str, Any]:
-    """The columns of a row that its record alone fills (its reader's, the record's head, the record as JSON), cleaned.
+    """The columns of a row that its record alone fills (its reader's, the record's head, the record as JSON), cleaned;
+    those it leaves empty are absent.
 
     Made where the file was extracted (``ExtractionResult.columns``), so the
     client that writes every row does not encode each record again; ``to_row``
@@ -209,9 +210,10 @@ def record_columns(md: dict[str, Any], success: bool = True) -> dict[str, Any]:
     """
     head = RecordHead.of(md)
     streaming, io = head.streaming, head.io or {}
-    row = _empty_row().copy()
+    row: dict[str, Any] = {}
     if success:
-        row.update((k, v) for k, v in reader_columns(md).items() if k in row)  # a column the catalog lacks is not a row's
+        known = _empty_row()
+        row.update((k, v) for k, v in reader_columns(md).items() if k in known)  # a column the catalog lacks is not a row's
     references = md.get("references") or {}
     row.update({
         "format": head.format, "reader": head.reader, "reader_version": head.reader_version,
@@ -224,7 +226,7 @@ def record_columns(md: dict[str, Any], success: bool = True) -> dict[str, Any]:
         "thumbnail": thumbnail_entry(md),
         "metadata": json.dumps(md, default=json_value) if md else None,
     })
-    return _clean(row)
+    return _clean({k: v for k, v in row.items() if v is not None})  # sparse: it crosses processes; ``to_row`` fills the rest
 
 
 def to_row(result: ExtractionResult, size: int | None = None, mtime: float | None = None) -> dict[str, Any]:
@@ -240,7 +242,8 @@ def to_row(result: ExtractionResult, size: int | None = None, mtime: float | Non
         except MisattributionError as exc:
             result = failure(result.task_id, result.file_path, exc, result.start_time, result.end_time, result.attempts)
     md = result.metadata or {}
-    row = dict(result.columns) if result.success and result.columns is not None else record_columns(md, result.success)
+    row = _empty_row().copy()
+    row.update(result.columns if result.success and result.columns is not None else record_columns(md, result.success))
     if size is None:
         head = RecordHead.of(md)
         size, mtime = (head.size, head.mtime) if head.mtime is not None else file_stat(result.file_path)
