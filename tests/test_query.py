@@ -93,3 +93,10 @@ def test_a_file_whose_newest_row_no_longer_matches_is_no_answer(catalog, tmp_pat
     assert sum(os.path.basename(p) == "pr.nc" for p in pq.read_table(own, columns=["path"]).column("path").to_pylist()) == 2
     assert _names(query_catalog(own, variable="pr", time=("2020-01-01", "2020-02-01")), here) == set()
     assert _names(query_catalog(own, variable="pr", time=("2022-01-01", "2022-02-01")), here) == {"2020/pr.nc"}
+    # the exports' reader (no pandas) chooses the same rows as read_catalog
+    from metaextract_dask import read_catalog
+    from metaextract_dask.catalog.read import catalog_rows
+
+    rows, frame = catalog_rows(str(own)), read_catalog(str(own))
+    assert len(rows) == len(frame) and sorted((r["path"], r["extracted_at"]) for r in rows) == \
+        sorted(zip(frame["path"], frame["extracted_at"]))

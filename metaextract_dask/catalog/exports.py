@@ -96,7 +96,7 @@ def export_esm(catalog: str, out: str, name: str = "metaextract") -> tuple[str, 
     from .trust import CatalogInputError, mapping, text
 
     notices: list[str] = []
-    _df, records = trusted_records(catalog, notices)
+    records = trusted_records(catalog, notices)
     variables = data_variables(catalog)
     attrs = group_attrs(records)
     rows, time_dims = [], []
@@ -160,7 +160,7 @@ def export_kerchunk(catalog: str, out: str) -> tuple[int, list[str]]:
     from .trust import CatalogInputError
 
     notices: list[str] = []
-    _df, records = trusted_records(catalog, notices)
+    records = trusted_records(catalog, notices)
     os.makedirs(out, exist_ok=True)
     index = []
     for rec in records:

@@ -255,7 +255,7 @@ def _items(catalog: str, notices: list[str], progress: Callable[[int, int], None
 
     from .read import read_variables, trusted_records
 
-    _df, records = trusted_records(catalog, notices)
+    records = trusted_records(catalog, notices)
     arrays: dict[str, list[dict[str, Any]]] = {}
     v = read_variables(catalog)
     for a in v.to_dict("records") if len(v) else []:

@@ -183,8 +183,9 @@ def _array(dset: Any, name: str, refs: dict[str, Any], url: str, read: Any) -> i
     stored = [] if compact else _chunks(dset, codecs)
     if h5py.h5ds.is_scale(dset.id) and not stored and not compact:
         return 0  # a dimension with no coordinate values: kerchunk lists nothing for it
-    attrs = {k: v for k, v in dset.attrs.items()}
-    netcdf = any("_Netcdf4" in k for k in attrs) or "since" in str(_text(attrs.get("units")) or "")
+    names = list(dset.attrs)
+    attrs = {k: dset.attrs[k] for k in names if k not in HIDDEN_ATTRS}  # 50 us an attribute: libnetcdf's own are not read
+    netcdf = any("_Netcdf4" in k for k in names) or "since" in str(_text(attrs.get("units")) or "")
     fill = None if netcdf or compact else dset.fillvalue  # kerchunk writes compact data inline, with no fill value
     if attrs.get("_FillValue") is not None and not compact:
         fill = attrs["_FillValue"]
