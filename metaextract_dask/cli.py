@@ -160,7 +160,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     "error_type"}``; exit 1 when any failed.
     """
     from .core.settings import setting
-    from .execution.batch import extract_metadata
+    from .execution.batch import extract_metadata, structure_after_crash
     from .sandbox import Sandbox
     from .storage.urls import local_path
 
@@ -172,7 +172,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     try:
         for path in args.files:
             try:
-                out.append(box.call(path, config.timeout, extract_metadata, path, config))
+                try:
+                    out.append(box.call(path, config.timeout, extract_metadata, path, config))
+                except MetaExtractError as crash:
+                    out.append(structure_after_crash(box.call, path, crash, config, config.timeout))
             except MetaExtractError as exc:
                 failed = True
                 out.append({"path": path, "error": str(exc), "error_type": type(exc).__name__})

@@ -96,3 +96,83 @@ def test_prestarted_children_are_taken_by_threads_and_the_rest_ended(tmp_path):
     isolation.discard_spares()
     assert isolation._spare == [] and all(b.proc is None for b in spares if b is not box)
     box.kill()
+
+
+#: an HDF5 filter plugin (id 300, a number HDF5 keeps for testing) that stores bytes unchanged and raises SIGSEGV in
+#: the process that decodes them: a real native crash while a file's values are read (not while its structure is)
+CRASHING_FILTER = r"""
+#include <signal.h>
+#include <stddef.h>
+typedef struct {
+    int version; int id; unsigned encoder_present; unsigned decoder_present; const char *name;
+    void *can_apply; void *set_local;
+    size_t (*filter)(unsigned int, size_t, const unsigned int[], size_t, size_t *, void **);
+} filter_class;
+static size_t crash(unsigned int flags, size_t n, const unsigned int v[], size_t nbytes, size_t *size, void **buf) {
+    if (flags & 0x0100) raise(SIGSEGV);  /* H5Z_FLAG_REVERSE: decoding */
+    return nbytes;
+}
+static const filter_class info = {1, 300, 1, 1, "crash on read", NULL, NULL, crash};
+int H5PLget_plugin_type(void) { return 0; }
+const void *H5PLget_plugin_info(void) { return &info; }
+"""
+
+WRITE = r"""
+import sys, h5py, numpy as np
+path, rows = sys.argv[1], int(sys.argv[2])
+with h5py.File(path, "w") as f:
+    f.create_dataset("plain", data=np.arange(100, dtype="f4"))
+    d = f.create_dataset("crashing", data=np.random.default_rng(1).random((rows, 10000), dtype="f4"), chunks=(10, 10000),
+                         compression=300)
+    d.attrs["units"] = "K"
+"""
+
+
+def test_a_native_crash_reading_values_costs_statistics_not_the_row(tmp_path):
+    """Before: a file whose values crash libhdf5 (here a filter plugin the user trusts; in the wild a malformed chunk)
+    was one error row. Now its structure is read again without values, with a note, in the batch path (a small
+    file), the large-file path and ``metaextract info``; its neighbours are untouched."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("gcc") is None:
+        pytest.fail("gcc is needed to build the crashing filter plugin (.ci/run installs it)")
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (tmp_path / "crash.c").write_text(CRASHING_FILTER)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(plugins / "libcrashfilter.so"), str(tmp_path / "crash.c")], check=True)
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {**os.environ, "HDF5_PLUGIN_PATH": str(plugins)}
+    for name, rows in (("small.h5", 20), ("large.h5", 300)):  # 0.8 MB and 12 MB: below and above the 10 MiB threshold
+        subprocess.run([sys.executable, "-c", WRITE, str(data / name), str(rows)], env=env, check=True)
+    (data / "neighbour.bin").write_bytes(os.urandom(4096))
+    read = subprocess.run([sys.executable, "-c", "import h5py, sys; h5py.File(sys.argv[1])['crashing'][...]", str(data / "small.h5")],
+                          env=env, capture_output=True)
+    assert read.returncode == -signal.SIGSEGV  # the crash is real
+
+    trusted = {**os.environ, "DASK_METAEXTRACT__HDF5__PLUGIN_PATHS": json.dumps([str(plugins)])}
+    cat = tmp_path / "cat"
+    done = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "scan", str(data), "-o", str(cat), "-q"], env=trusted,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    from metaextract_dask import read_catalog
+
+    rows = {os.path.basename(r["path"]): r for r in read_catalog(str(cat)).to_dict("records")}
+    assert all(r["success"] for r in rows.values()), {k: r["error"] for k, r in rows.items()}
+    for name in ("small.h5", "large.h5"):
+        record = json.loads(rows[name]["metadata"])
+        datasets = {d["name"]: d for d in record["hdf5"]["datasets"]}
+        assert set(datasets) == {"/plain", "/crashing"} and datasets["/crashing"]["attrs"] == {"units": "K"}
+        assert [f["id"] for f in datasets["/crashing"]["filters"]] == [300]
+        assert "crashed" in record["streaming"]["note"] and "SIGSEGV" in record["streaming"]["note"], record["streaming"]
+        assert any("structure only" in w for w in record["hdf5"]["warnings"])
+        assert "stats" not in datasets["/plain"]  # no value of the file was read
+    assert json.loads(rows["neighbour.bin"]["metadata"])["binary"]["entropy"]["sampled_bytes"] == 4096
+
+    info = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "info", "--json", str(data / "small.h5")], env=trusted,
+                          capture_output=True, text=True, timeout=300)
+    assert info.returncode == 0, info.stderr
+    assert "crashed" in json.loads(info.stdout)["streaming"]["note"]

@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 from .. import sandbox
 from ..catalog.schema import record_columns, record_thumbnail
-from ..core.errors import MisattributionError, is_transient
+from ..core.errors import MetaExtractError, MisattributionError, ParserCrashError, is_transient
 from ..core.model import ExtractionResult, RecordHead, check_record, failure
 from ..core.settings import StreamingConfig, setting
 from ..core.text import safe_dict
@@ -86,6 +86,39 @@ def extract_with_columns(path: str, config: StreamingConfig) -> tuple[dict[str, 
     return record, None if moved else record_columns(record)
 
 
+def structure_after_crash(call: Callable[..., Any], path: str, crash: BaseException, config: StreamingConfig, timeout: float) -> dict[str, Any]:
+    """The file's structure alone, read again through ``call`` (a sandbox's: a fresh child) after its native parser
+    crashed on it (``crash``, a ``ParserCrashError``): a library that dies decoding values (a filter plugin, a
+    malformed chunk) costs the file its statistics, not its row. The record says why in ``streaming.note`` and in its
+    reader's warnings. Raises ``crash`` when that is no help: not a crash, a read already without values, or the
+    structure's read failing too."""
+    if not isinstance(crash, ParserCrashError) or config.metadata_only:
+        raise crash
+    try:
+        record = call(path, timeout, extract_metadata, path, replace(config, metadata_only=True))
+    except MetaExtractError:
+        raise crash from None
+    why = crash.message if isinstance(crash, MetaExtractError) else str(crash)
+    note = f"structure only, no statistics: {why}; its structure alone was then read without a crash"
+    record.setdefault("streaming", {})["note"] = note
+    section = record.get(str(record.get("reader")))
+    if isinstance(section, dict):
+        section.setdefault("warnings", []).append(note)
+    return record
+
+
+def _failed(task_id: str, path: str, error: BaseException, fn: Callable | None, settings: BatchSettings, start: float,
+            end: float | None = None, attempts: int = 1) -> ExtractionResult:
+    """A file's failure; after a native crash of this project's own extraction, its structure alone when that reads."""
+    if fn is None and settings.isolation.enabled and isinstance(error, ParserCrashError):
+        try:
+            record = structure_after_crash(settings.isolation.call, path, error, settings.streaming, settings.timeout)
+            return _success(task_id, path, (record, record_columns(record)), fn, start, time.time(), attempts + 1)
+        except MetaExtractError:
+            pass
+    return failure(task_id, path, error, start, end, attempts=attempts)
+
+
 def _function(path: str, fn: Callable | None, settings: BatchSettings) -> tuple[Callable, tuple]:
     """What runs for one file: the user's function or this project's extraction."""
     if fn is None:
@@ -122,7 +155,7 @@ def extract_one(task_id: str, path: str, fn: Callable | None, settings: BatchSet
     while True:
         if error is not None:
             if not retry.allows(error, attempt):
-                return failure(task_id, path, error, start, attempts=attempt)
+                return _failed(task_id, path, error, fn, settings, start, attempts=attempt)
             time.sleep(retry.wait(attempt))
         attempt += 1
         try:
@@ -148,7 +181,7 @@ def extract_many(items: list[tuple[str, str]], fn: Callable | None, settings: Ba
     for (task_id, path), (ok, value, start, end) in zip(items, replies):
         if ok:
             yield _success(task_id, path, value, fn, start, end, 1)
-        elif settings.retry.allows(value, 1):
+        elif settings.retry.allows(value, 1) or isinstance(value, ParserCrashError):  # a crash: its structure, after the batch
             retry.append((task_id, path, value, start))
         else:
             yield failure(task_id, path, value, start, end)
@@ -200,13 +233,16 @@ def current_worker() -> Any:
         return None
 
 
-def extract_batch(items: list[tuple[str, str]], fn: Callable | None, settings: BatchSettings) -> list[ExtractionResult]:
-    """A batch task: (task_id, path) pairs, one after another."""
+def extract_batch(items: list[tuple[str, str]], fn: Callable | None, settings: BatchSettings,
+                  failed: BaseException | None = None) -> list[ExtractionResult]:
+    """A batch task: (task_id, path) pairs, one after another; ``failed``: the one file's first attempt failed so
+    elsewhere (``extract_one``: only what comes after it runs here)."""
     from ..diagnostics.stats import EVENT_TOPIC
 
     worker = current_worker()
     results = []
-    for result in extract_many(items, fn, settings):
+    done = [extract_one(*items[0], fn, settings, failed=failed)] if failed is not None else extract_many(items, fn, settings)
+    for result in done:
         result.worker = worker.address if worker is not None else None
         results.append(result)
     if worker is not None and settings.run:

@@ -29,7 +29,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Iterable, Mapping, Protocol, Sequence, Sized
 
-from ..core.errors import ExtractionTimeout, MisattributionError, describe
+from ..core.errors import ExtractionTimeout, MisattributionError, ParserCrashError, describe
 from ..core.model import ChunkSpec, ExtractionResult, ExtractionTask, check_record, failure
 from ..core.settings import LoadBalancingStrategy, StreamingConfig
 from ..core.text import safe_dict, safe_text
@@ -271,9 +271,10 @@ class Run:
 
     # ---------------------------------------------------------------- batches of small files
 
-    def _submit_batch(self, batch: Batch) -> None:
+    def _submit_batch(self, batch: Batch, failed: BaseException | None = None) -> None:
+        """A batch task; ``failed``: its one file's first attempt failed so (a large file's crash: ``_large_failed``)."""
         ann = {"run": self.run_id, "role": "batch", "files": len(batch.tasks)}
-        handle = self.executor.submit(extract_batch, ([(t.task_id, t.file_path) for t in batch.tasks], self.fn, self.settings),
+        handle = self.executor.submit(extract_batch, ([(t.task_id, t.file_path) for t in batch.tasks], self.fn, self.settings, failed),
                                       f"extract-batch-{batch.label}-{self.run_id}-{self.submitted}", batch.priority, ann)
         self.inflight[handle] = ("batch", batch)
         self.batches_inflight += 1
@@ -377,6 +378,9 @@ class Run:
         if self.cfg.retry_failed and self.settings.retry.allows(exc, large.attempt):
             self.backoffs += 1
             self._later(self.settings.retry.wait(large.attempt), "retry", _Large(large.task, large.attempt + 1))
+            return
+        if isinstance(exc, ParserCrashError) and self.fn is None and self.watch is None:
+            self._submit_batch(Batch([large.task], GRAPH_PRIORITY, "after-crash"), failed=exc)  # its structure alone, if that reads
             return
         if self.watch is not None:
             self.watch.error = exc
