@@ -103,6 +103,7 @@ def test_prestarted_children_are_taken_by_threads_and_the_rest_ended(tmp_path):
 CRASHING_FILTER = r"""
 #include <signal.h>
 #include <stddef.h>
+#include <stdlib.h>
 typedef struct {
     int version; int id; unsigned encoder_present; unsigned decoder_present; const char *name;
     void *can_apply; void *set_local;
@@ -114,7 +115,8 @@ static size_t crash(unsigned int flags, size_t n, const unsigned int v[], size_t
 }
 static const filter_class info = {1, 300, 1, 1, "crash on read", NULL, NULL, crash};
 int H5PLget_plugin_type(void) { return 0; }
-const void *H5PLget_plugin_info(void) { return &info; }
+/* with CRASH_FILTER_ON_LOAD set, libhdf5 crashes as soon as it asks the plugin what it is: listing the file's filters */
+const void *H5PLget_plugin_info(void) { if (getenv("CRASH_FILTER_ON_LOAD")) raise(SIGSEGV); return &info; }
 """
 
 WRITE = r"""
@@ -176,3 +178,19 @@ def test_a_native_crash_reading_values_costs_statistics_not_the_row(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert info.returncode == 0, info.stderr
     assert "crashed" in json.loads(info.stdout)["streaming"]["note"]
+
+    # libhdf5 crashing even on the structure (listing the filters loads the plugin): pyfive, pure Python, lists it as h5ls
+    cat = tmp_path / "cat2"
+    done = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "scan", str(data), "-o", str(cat), "-q"],
+                          env={**trusted, "CRASH_FILTER_ON_LOAD": "1"}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = {os.path.basename(r["path"]): r for r in read_catalog(str(cat)).to_dict("records")}
+    assert all(r["success"] for r in rows.values()), {k: r["error"] for k, r in rows.items()}
+    h5ls = subprocess.run(["h5ls", "-r", str(data / "small.h5")], capture_output=True, text=True, check=True).stdout
+    for name in ("small.h5", "large.h5"):
+        record = json.loads(rows[name]["metadata"])
+        assert record["hdf5"]["reader_library"].startswith("pyfive") and "pure Python" in record["streaming"]["note"]
+        datasets = {d["name"]: d for d in record["hdf5"]["datasets"]}
+        assert set(datasets) == {line.split()[0] for line in h5ls.splitlines() if "Dataset" in line}
+        assert datasets["/crashing"]["filters"][0]["id"] == 300 and datasets["/crashing"]["attrs"] == {"units": "K"}
+        assert datasets["/crashing"]["shape"] == [20 if name == "small.h5" else 300, 10000]

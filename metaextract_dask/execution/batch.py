@@ -25,7 +25,7 @@ from ..planning.graph import build_graph, run_local
 from ..planning.plan import Shape, plan_path
 from ..planning.tasks import CHUNK_SUMMARIES, run_single, unwrap
 from ..readers.arrays import one_open
-from ..readers.probe import file_type
+from ..readers.probe import file_type, probe
 from ..sandbox import Isolation
 
 sandbox.preload(__name__)  # a parser child imports this project's extraction before its first request
@@ -92,19 +92,43 @@ def structure_after_crash(call: Callable[..., Any], path: str, crash: BaseExcept
     malformed chunk) costs the file its statistics, not its row. The record says why in ``streaming.note`` and in its
     reader's warnings. Raises ``crash`` when that is no help: not a crash, a read already without values, or the
     structure's read failing too."""
-    if not isinstance(crash, ParserCrashError) or config.metadata_only:
+    if not isinstance(crash, ParserCrashError):
         raise crash
+    why = crash.message
     try:
+        if config.metadata_only:
+            raise crash
         record = call(path, timeout, extract_metadata, path, replace(config, metadata_only=True))
+        note = f"structure only, no statistics: {why}; its structure alone was then read without a crash"
+    except ParserCrashError:
+        try:  # even the structure crashes the native library: the reader's pure-Python reading, if it has one
+            record = call(path, timeout, structure_in_python, path, config)
+        except MetaExtractError:
+            raise crash from None
+        note = f"structure only, no statistics: {why}, even without reading values; its structure was read in pure Python"
     except MetaExtractError:
         raise crash from None
-    why = crash.message if isinstance(crash, MetaExtractError) else str(crash)
-    note = f"structure only, no statistics: {why}; its structure alone was then read without a crash"
     record.setdefault("streaming", {})["note"] = note
     section = record.get(str(record.get("reader")))
     if isinstance(section, dict):
         section.setdefault("warnings", []).append(note)
     return record
+
+
+def structure_in_python(path: str, config: StreamingConfig) -> dict[str, Any]:
+    """The file's record from its reader's pure-Python structure (``StreamChunkReader.structure_in_python``): no
+    native library, no value read. A ``ParserCrashError`` when its reader has none."""
+    from ..readers.registry import reader_of_format
+
+    info = probe(path)
+    reader = reader_of_format(info.format)
+    section = reader.structure_in_python(path) if reader is not None else None
+    if reader is None or section is None:
+        raise ParserCrashError(path, f"no pure-Python reading of {info.format} files")
+    streaming = {"requested_strategy": config.strategy.value, "strategy": None, "shape": None, "chunks_read": 0, "bytes_read": 0,
+                 "exact": False, "note": None}
+    return RecordHead(info.path, info.size, info.mtime, info.format, reader.name, str(getattr(reader, "version", "1")), info.etag,
+                      info.version, streaming).record({reader.name: section})
 
 
 def _failed(task_id: str, path: str, error: BaseException, fn: Callable | None, settings: BatchSettings, start: float,

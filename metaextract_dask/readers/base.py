@@ -100,6 +100,11 @@ class StreamChunkReader(ABC):
         """Whether reading this chunk runs the native library (and so belongs in the sandbox)."""
         return self.native
 
+    def structure_in_python(self, path: str) -> dict[str, Any] | None:
+        """This reader's section for a file its native library crashed on even without reading values, read by
+        pure-Python code instead (the framework's last resort, in a fresh sandbox); None: this reader has none."""
+        return None
+
     def unavailable(self) -> str | None:
         """Why this reader cannot run here (missing library), or None."""
         return None

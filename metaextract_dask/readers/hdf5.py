@@ -381,6 +381,12 @@ class HDF5ChunkReader(arrays.ArrayFileReader):
     def unavailable(self) -> str | None:
         return None if importlib.util.find_spec("h5py") else EXTRA_HINT
 
+    def structure_in_python(self, path: str) -> dict[str, Any] | None:
+        """The tree as pyfive reads it (``pyfive_tree``), when pyfive is installed."""
+        from . import pyfive_tree
+
+        return pyfive_tree.walk(path) if pyfive_tree.available() else None
+
     def open(self, path: str) -> Any:
         return open_file(path)
 
