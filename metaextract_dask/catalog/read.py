@@ -242,14 +242,15 @@ def query_catalog(folder: str, variable: str | None = None, time: tuple[Any, Any
     (lon_min, lat_min, lon_max, lat_max in degrees, -180..180; a box whose west edge is east of its east edge crosses
     the antimeridian), as a pandas DataFrame of ``columns`` (default ``QUERY_COLUMNS``; any catalog column).
 
-    A Parquet catalog is read in two passes: the time and box columns of every row, then the variables and the
+    A Parquet catalog is read in two passes (a part written before a reader was added too: its columns are null
+    there): the time and box columns of every row, then the variables and the
     columns asked for of the row groups that hold a match only (a catalog is written in folder order, so a query
     for one run or one region reads few). 3 million rows: benchmarks/RESULTS-scale.md. Each file answers with its
     newest row. A JSON Lines catalog is read whole and filtered the same way.
     """
     out = list(QUERY_COLUMNS if columns is None else columns)
     parts = checked_parts(folder)
-    if not (parts and parts[0].endswith(".parquet") and all(is_current(p) for p in parts)):
+    if not (parts and parts[0].endswith(".parquet") and all(_lacking_reader_columns(p) is not None for p in parts)):
         frame = read_catalog(folder)
         if time or bbox:
             frame = frame[_overlaps(time, bbox, lambda c: frame[c]).fillna(False).astype(bool)]
@@ -312,7 +313,14 @@ def _matches(part: str, time: Any, bbox: Any, variable: str | None, need: list[s
     if not len(rows):
         return None
     present = set(pf.schema_arrow.names)
-    return read(rows, [c for c in need if c in present])
+    table = read(rows, [c for c in need if c in present])
+    today = {name: kind for name, kind in catalog_columns()}
+    for c in need:  # a reader's column a part written before that reader lacks: null in its rows
+        if c not in present and c in today:
+            from .arrow import column_array
+
+            table = table.append_column(c, column_array(today[c], [None] * len(table)))
+    return table
 
 
 def _overlaps(time: tuple[Any, Any] | None, bbox: tuple[float, float, float, float] | None, field: Any) -> Any:

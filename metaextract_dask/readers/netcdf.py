@@ -360,7 +360,11 @@ class NetCDFChunkReader(arrays.ArrayFileReader):
             from .hdf5 import open_file
             from .nc4types import hdf5_header
 
-            with open_file(handle.path) as f:
+            try:
+                f = open_file(handle.path)
+            except CorruptFileError as exc:  # not HDF5 underneath: netCDF4-python's own error is the file's
+                raise CorruptFileError(handle.path, f"the NetCDF library cannot read it: {handle.why}") from exc
+            with f:
                 return hdf5_header(f, handle.why)
         header = describe_header(handle)
         try:
