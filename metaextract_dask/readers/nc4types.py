@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import arrays
+from . import arrays, h5refs
 
-#: attributes libnetcdf keeps for itself in the HDF5 file (ncdump does not show them)
-HIDDEN_ATTRS = frozenset({"CLASS", "NAME", "DIMENSION_LIST", "REFERENCE_LIST", "_Netcdf4Dimid", "_Netcdf4Coordinates",
-                          "_nc3_strict", "_NCProperties", "_SuperblockVersion", "_IsNetcdf4"})
+#: attributes libnetcdf keeps for itself in the HDF5 file (ncdump does not show them): those kerchunk leaves out too, and
+#: the markers of old netCDF-4 files
+HIDDEN_ATTRS = h5refs.HIDDEN_ATTRS | {"_SuperblockVersion", "_IsNetcdf4"}
 #: a dimension scale's NAME when it is a dimension only, not also a variable
 DIMENSION_ONLY = b"This is a netCDF dimension but not a netCDF variable"
 #: nesting followed at most (a crafted type may nest without end)
@@ -43,9 +43,10 @@ class NamedTypes:
 
         self.found: list[tuple[str, Any]] = []
 
-        def visit(name: str, obj: Any) -> None:
+        def visit(name: str, obj: Any) -> Any:
             if isinstance(obj, h5py.Datatype):
                 self.found.append((name, obj.id))
+            return True if len(self.found) >= MAX_MEMBERS else None  # a crafted file of millions of types: the first
 
         f.visititems(visit)
 
