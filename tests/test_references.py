@@ -155,6 +155,36 @@ def test_a_scan_with_references_keeps_them_beside_the_catalog_and_open_reads_thr
 
 
 @pytest.mark.integration
+def test_reference_entries_are_fsynced_together_before_the_part_that_names_them(tmp_path):
+    """A row must never name an entry a crash could have emptied, and a scan must not pay one fsync per file as it
+    writes (0.65 ms each here, 0.13 s for 200 files; far more on a parallel file system): every new entry is made
+    durable, in one pass after the last one is written, before the catalog part is renamed into place. Seen by strace
+    in the scan's own process (the old code fsynced each entry's temporary as it was written)."""
+    import shutil
+
+    if shutil.which("strace") is None:
+        pytest.skip("strace is needed to see the order of the writes")
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):
+        with h5py.File(data / f"f{i}.h5", "w") as f:
+            f.create_dataset("grid", data=np.arange(600.0).reshape(20, 30) + i, chunks=(5, 10), compression="gzip")
+    cat, trace = tmp_path / "cat", tmp_path / "trace"
+    subprocess.run(["strace", "-qq", "-f", "-y", "-e", "trace=fsync,rename,renameat,renameat2", "-o", str(trace),
+                    sys.executable, "-m", "metaextract_dask.cli", "scan", str(data), "-o", str(cat), "--references",
+                    "-q", "--local"], check=True, timeout=300)
+    lines = trace.read_text().splitlines()
+    folder = str(cat) + ".references"
+    renamed = [i for i, line in enumerate(lines) if "rename" in line and f"{folder}/." in line]
+    synced = [i for i, line in enumerate(lines) if line.split()[1].startswith("fsync(") and f"<{folder}/" in line
+              and ".tmp>" not in line]
+    published = [i for i, line in enumerate(lines) if "rename" in line and "/part-" in line and "variables" not in line]
+    assert len(renamed) == 4 and len(published) == 1, "\n".join(lines)
+    assert len(synced) == 4 and max(renamed) < min(synced) and max(synced) < published[0], "\n".join(lines)
+    assert all(os.path.getsize(os.path.join(folder, name)) > 0 for name in os.listdir(folder))
+
+
+@pytest.mark.integration
 def test_a_large_file_gets_parquet_references_that_open_reads(tmp_path):
     """At metaextract.references.parquet-min-chunks chunks a file's references go to fsspec's Parquet layout."""
     import dask

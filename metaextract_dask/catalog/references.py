@@ -31,14 +31,16 @@ def entry_name(path_bytes: bytes, parquet: bool) -> str:
     return sidecars.entry_stem(path_bytes) + (".parq" if parquet else ".json")
 
 
-def store(catalog: str, path_bytes: bytes, refs: dict[str, Any] | bytes, n_chunks: int | None = None) -> str:
+def store(catalog: str, path_bytes: bytes, refs: dict[str, Any] | bytes, n_chunks: int | None = None,
+          unsynced: list[str] | None = None) -> str:
     """Write one file's reference set crash-safe; returns the entry's name.
 
     Files with at least ``metaextract.references.parquet-min-chunks`` chunk
     references are written as Parquet references (``LazyReferenceMapper``):
     opening them reads only the chunk records a read needs. ``refs`` may
     come already encoded as JSON (``h5refs.ReferencesJSON``): then it is
-    written as it is (parsed only for the Parquet layout).
+    written as it is (parsed only for the Parquet layout). ``unsynced``: as
+    ``sidecars.write_entry``'s (a JSON entry's fsync left to the writer).
     """
     text = bytes(refs) if isinstance(refs, (bytes, bytearray)) else None
     if text is not None and not (text.startswith(b'{"version":1,"refs":{') and text.endswith(b"}}")):
@@ -57,7 +59,8 @@ def store(catalog: str, path_bytes: bytes, refs: dict[str, Any] | bytes, n_chunk
     tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     sidecars.remove(os.path.join(folder, entry_name(path_bytes, not parquet)))  # the other layout, from an earlier scan
     if not parquet:  # dumps: the C encoder (json.dump streams in Python, 5x slower)
-        return sidecars.write_entry(catalog, REFERENCES, name, text or json.dumps(refs, separators=(",", ":")).encode())
+        return sidecars.write_entry(catalog, REFERENCES, name, text or json.dumps(refs, separators=(",", ":")).encode(),
+                                   unsynced)
     _write_parquet(tmp, parsed()["refs"])
     sidecars.remove(final)
     os.replace(tmp, final)

@@ -56,20 +56,57 @@ def remove(path: str) -> None:
         os.unlink(path)
 
 
-def write_entry(catalog: str, suffix: str, name: str, data: bytes) -> str:
-    """Write one entry crash-safe (hidden temporary, fsync, rename); returns its name."""
+def write_entry(catalog: str, suffix: str, name: str, data: bytes, unsynced: list[str] | None = None) -> str:
+    """Write one entry crash-safe (hidden temporary, fsync, rename); returns its name.
+
+    With ``unsynced`` (a scan's catalog writer), a new entry is renamed into
+    place without its fsync and its path appended there: the writer makes
+    them durable together (``make_durable``) before the catalog part that
+    names them is committed, so a row never names an entry a crash could
+    have emptied. An entry that replaces an earlier one (a re-scan: an
+    earlier row names it) is fsynced at once. One fsync per file cost 0.65 ms
+    here (0.13 s for 200 reference sets), on a parallel file system far more.
+    """
     folder = sidecar_folder(catalog, suffix)
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    final = entry_location(catalog, suffix, name)
+    defer = unsynced is not None and not os.path.lexists(final)
     with open(tmp, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    final = entry_location(catalog, suffix, name)
+        if not defer:
+            f.flush()
+            os.fsync(f.fileno())
     if os.path.isdir(final) and not os.path.islink(final):
         remove(final)
     os.replace(tmp, final)
+    if defer:
+        assert unsynced is not None
+        unsynced.append(final)
     return name
+
+
+def make_durable(paths: list[str]) -> None:
+    """fsync entries written with ``unsynced``, then their folders; ``paths`` is emptied. One pass over a batch of
+    files costs a third of fsyncing each as it is written (measured: 0.04 s against 0.13 s for 200)."""
+    folders = set()
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:  # replaced or swept since: nothing of it to keep
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        folders.add(os.path.dirname(path))
+    for folder in folders:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    paths.clear()
 
 
 def sweep(catalog: str, suffix: str, kept: set[str]) -> int:

@@ -226,6 +226,8 @@ class CatalogWriter:
         #: what the user should be told (a lock taken over, parts quarantined, rows dropped)
         self.notices: list[str] = []
         self.broken: CatalogWriteError | None = None
+        #: sidecar entries written since the last commit, fsynced together before the part naming them is committed
+        self.unsynced: list[str] = []
         _make_folder(folder)
         self.lock = CatalogLock(folder)
         if self.lock.notice:
@@ -360,7 +362,8 @@ class CatalogWriter:
         kept = {k: v for k, v in found.items() if k != "refs"}
         if found.get("refs"):
             try:
-                kept["entry"] = references.store(self.folder, path_key(result.file_path), found["refs"], found.get("n_chunks"))
+                kept["entry"] = references.store(self.folder, path_key(result.file_path), found["refs"], found.get("n_chunks"),
+                                                   self.unsynced)
             except (OSError, ValueError) as exc:  # a full disk, or a worker's answer that is no reference set
                 why = getattr(exc, "strerror", None) or exc
                 kept["error"] = f"references not written: {why}"
@@ -382,7 +385,7 @@ class CatalogWriter:
             return
         name = sidecars.entry_stem(path_key(result.file_path)) + ".png"
         try:
-            thumb["entry"] = sidecars.write_entry(self.folder, THUMBNAILS, name, bytes(png))
+            thumb["entry"] = sidecars.write_entry(self.folder, THUMBNAILS, name, bytes(png), self.unsynced)
         except OSError as exc:
             thumb["error"] = f"thumbnail not written: {exc.strerror or exc}"
             self.notices.append(f"{result.file_path}: its thumbnail could not be written ({exc.strerror or exc})")
@@ -406,6 +409,9 @@ class CatalogWriter:
         alone is dropped at the next open), then the manifest."""
         assert self.part is not None
         files, arrays = self.part
+        from . import sidecars
+
+        sidecars.make_durable(self.unsynced)  # the entries its rows name, before the rows
         if arrays.rows:
             arrays.commit()
         files.commit()
