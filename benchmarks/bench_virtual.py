@@ -1,5 +1,6 @@
 """A run of netCDF-4 files as one virtual dataset in Icechunk: metaextract against VirtualiZarr, whole processes.
 
+    pip install virtualizarr obstore   # the yardstick (VirtualiZarr 2.x; not a dependency of this project)
     python benchmarks/bench_virtual.py --rounds 3 --files 200
 
 The same ``--files`` netCDF-4 files (a run split in time, written by xarray through libnetcdf: 8 steps of a
@@ -134,6 +135,11 @@ def main() -> None:
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "metaextract-bench-virtual"))
     parser.add_argument("--out", default=os.path.join(HERE, "RESULTS-virtual.md"))
     args = parser.parse_args()
+    import importlib.util
+
+    missing = [m for m in ("virtualizarr", "obstore") if importlib.util.find_spec(m) is None]
+    if missing:
+        sys.exit(f"bench_virtual: the yardstick needs {' and '.join(missing)}: pip install virtualizarr obstore")
     os.makedirs(args.work, exist_ok=True)
     data = make_run(os.path.join(args.work, f"data{args.files}"), args.files)
     settings = {p: theirs(data, args.work, p)[0] for p in ("none", "threads", "processes", "dask")}
