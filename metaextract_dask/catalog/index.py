@@ -126,8 +126,14 @@ class CatalogIndex:
                              np.zeros(0, bool), np.zeros(0, np.int32), np.zeros(0, np.uint8))
         return self._columns
 
+    @property
+    def empty(self) -> bool:
+        """No row added yet (a new catalog's index): answered without NumPy, whose import (70 ms) would otherwise
+        come before a new scan's parser children start."""
+        return not self._chunks and (self._columns is None or not len(self._columns[0]))
+
     def __len__(self) -> int:
-        return len(self._sorted()[0])
+        return 0 if self.empty else len(self._sorted()[0])
 
     @property
     def superseded(self) -> int:
@@ -136,6 +142,8 @@ class CatalogIndex:
 
     def absent(self, present: Any) -> int:
         """How many names with a row are not among the ``present`` name hashes (``path_hash``)."""
+        if self.empty:
+            return 0
         import numpy as np
 
         return int((~np.isin(self._sorted()[0], np.asarray(present, dtype=np.uint64))).sum())
@@ -154,6 +162,8 @@ class CatalogIndex:
     def reasons(self, paths: list[str], stats: list[tuple[Any, Any]], versions: dict[str, str], retry_failed: bool = False,
                 wanted: dict[str, frozenset[str]] | None = None, etags: list[str | None] | None = None) -> list[str | None]:
         """``reason`` of many files at once (a resume of millions asks once): looked up by bisection of name hashes."""
+        if self.empty:
+            return [NEW] * len(paths)
         import numpy as np
 
         keys, sizes, mtimes, tags, success, readers, extras = self._sorted()

@@ -503,6 +503,8 @@ class CatalogWriter:
         rows of archive members no longer present whose container lies under them. Returns how many (a notice says so)."""
         from ..storage.urls import container_of
 
+        if self.index.empty:
+            return 0  # a new catalog: no row to drop
         present = list(present)
         if not self.index.absent([path_hash(path_key(p)) for p in present]):
             return 0  # every file with a row is still there: no part is read
