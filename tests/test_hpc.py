@@ -127,6 +127,10 @@ def test_walltime_retirement_on_slurm_replaces_jobs(tmp_path, slurm):
                                     scheduler_options={"dashboard_address": ":0"})
     with cluster, Client(cluster) as client:
         client.wait_for_workers(1, timeout=300)
+        # the jobs' workers and the scheduler keep as few of a run's messages as the embedded cluster (cluster.LOG_LENGTH)
+        kept = client.run(lambda dask_worker: dask_worker.batched_stream.recent_message_log.maxlen)
+        assert kept and set(kept.values()) == {50}, kept
+        assert client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.transition_log.maxlen) == 50
         results, metrics = ParallelExtractor(ParallelExtractionConfig(), extraction_fn=which_job, client=client).extract(files)
     assert [r.file_path for r in results] == files  # every file exactly once
     assert all(r.success for r in results), [r.error for r in results if not r.success][:3]

@@ -206,17 +206,18 @@ class ClientScope:
         if self.given is not None:
             self.client = self.given
             return self.client
+        import dask
+
         target = self._existing_target()
-        if target is None:
-            import tempfile
+        with dask.config.set({LOG_LENGTH: min(int(dask.config.get(LOG_LENGTH)), OWN_LOG_LENGTH)}):
+            if target is None:
+                import tempfile
 
-            import dask
-
-            self._scratch = tempfile.mkdtemp(prefix="metaextract-dask-")
-            with main_not_reimported(), dask.config.set({"temporary-directory": self._scratch}):  # the scheduler's too
-                target = LocalCluster(**self._local_cluster_kwargs(), local_directory=self._scratch)
-            self._owned.append(target)
-        self.client = Client(target, set_as_default=False, **self._kwargs())
+                self._scratch = tempfile.mkdtemp(prefix="metaextract-dask-")
+                with main_not_reimported(), dask.config.set({"temporary-directory": self._scratch}):  # the scheduler's too
+                    target = LocalCluster(**self._local_cluster_kwargs(), local_directory=self._scratch)
+                self._owned.append(target)
+            self.client = Client(target, set_as_default=False, **self._kwargs())
         self._owned.insert(0, self.client)
         return self.client
 
@@ -229,6 +230,13 @@ class ClientScope:
 
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
+
+
+#: distributed keeps the last ``distributed.admin.low-level-log-length`` (1,000) messages of each batched stream
+#: (worker to scheduler, client to scheduler) and transitions, for debugging: a run's messages are its batches'
+#: outcomes and submissions, up to 256 files each, so a scan of 100,000 tiny files held 117 MB more than one of
+#: 10,000 in the dashboard's in-memory cluster. The clusters and clients started here keep at most this many.
+LOG_LENGTH, OWN_LOG_LENGTH = "distributed.admin.low-level-log-length", 50
 
 
 #: embedded clusters kept after their scan (``Running.keep_cluster``), by (model, workers, dashboard): their scopes
