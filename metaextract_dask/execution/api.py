@@ -277,10 +277,14 @@ class StreamingExtractor:
     tasks finish and see each chunk's summary, never its bytes.
     """
 
-    def __init__(self, config: StreamingConfig | None = None, client: Any | None = None, reader: str | None = None):
+    def __init__(self, config: StreamingConfig | None = None, client: Any | None = None, reader: str | None = None,
+                 isolate: bool = True):
         self.config = config or StreamingConfig()
         self.client = client
         self.reader = reader
+        #: parse in a sandbox process, as a scan does: a file that crashes its native library (a malformed chunk, a
+        #: hostile filter plugin) costs its statistics or its record, never the caller's process (a notebook's kernel)
+        self.isolate = isolate
 
     def plan(self, path: str | os.PathLike) -> Plan:
         """What would be read, without reading it."""
@@ -300,7 +304,11 @@ class StreamingExtractor:
         if client is not None and getattr(client, "asynchronous", False):
             raise TypeError("extract() needs a synchronous Client; use 'await extract_streaming()' with an asynchronous one")
         watch = _Watch(path, self.reader, callback)
-        config = ParallelExtractionConfig(max_workers=None, retry_failed=False, isolate=False, streaming=self.config)
+        config = ParallelExtractionConfig(max_workers=None, retry_failed=False, isolate=self.isolate, streaming=self.config)
+        if self.isolate and client is None:  # started from this thread, the child outlives the run's own threads
+            from ..sandbox import keep_spares
+
+            keep_spares(1, int(config.memory_limit))
         scope = ClientScope(client, None, None, ExecutionModel.THREAD_POOL, None) if client is not None else None
         with executor_for(scope, None, None, metrics=False) as executor:  # the user's scheduler is left as it was
             [result] = Run(config, executor, watch=watch).run([ExtractionTask(file_path=path)])
@@ -325,7 +333,7 @@ class StreamingExtractor:
             from distributed import Client
 
             with Client(client.scheduler.address, security=client.security, set_as_default=False) as twin:
-                return StreamingExtractor(self.config, twin, self.reader).extract(path, callback)
+                return StreamingExtractor(self.config, twin, self.reader, self.isolate).extract(path, callback)
 
         return await asyncio.to_thread(on_twin)
 

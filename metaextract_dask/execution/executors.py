@@ -86,7 +86,7 @@ class Threads:
         return fut
 
     def _serve(self) -> None:
-        """Run work until the stop sign; the thread's sandbox child ends with it."""
+        """Run work until the stop sign; the thread's sandbox child goes back to the spares when it is idle or ends."""
         try:
             while (item := self._work.get())[2] is not None:
                 _, _, fut, fn, args = item
@@ -96,6 +96,8 @@ class Threads:
                     fut.set_result(fn(*args))
                 except BaseException as exc:  # noqa: BLE001 - the handle's answer; the run decides what it means
                     fut.set_exception(exc)
+                if self._work.empty():  # idle: its sandbox child goes back to the spares, for whichever thread works next
+                    release_thread_sandbox()
         finally:
             release_thread_sandbox()
 

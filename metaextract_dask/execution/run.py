@@ -379,7 +379,7 @@ class Run:
             self.backoffs += 1
             self._later(self.settings.retry.wait(large.attempt), "retry", _Large(large.task, large.attempt + 1))
             return
-        if isinstance(exc, ParserCrashError) and self.fn is None and self.watch is None:
+        if isinstance(exc, ParserCrashError) and self.fn is None:
             self._submit_batch(Batch([large.task], GRAPH_PRIORITY, "after-crash"), failed=exc)  # its structure alone, if that reads
             return
         if self.watch is not None:
