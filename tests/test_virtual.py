@@ -133,6 +133,32 @@ def test_a_touched_source_file_is_refused_by_icechunk(run, tmp_path):
         ours["tas"].isel(time=slice(STEPS, 2 * STEPS)).load()
 
 
+def test_a_source_rewritten_within_the_second_at_the_same_size_is_refused(run, tmp_path):
+    """A modification time was the checksum, and Icechunk compares it in whole seconds: a file rewritten in the second
+    of the export with bytes of the same size was read as if unchanged, its new bytes decoded as the old chunks. The
+    local file's ETag (inode, microseconds, size) is compared now."""
+    import math
+
+    root, _files, _cat = run
+    data = tmp_path / "data"
+    shutil.copytree(root / "data", data)
+    done = scan_and_export(data, tmp_path / "cat")
+    assert done.returncode == 0, done.stderr
+    _repo, ours = open_group(str(tmp_path / "cat") + ".icechunk", data, "historical.toy-model")
+    ours["tas"].isel(time=slice(0, STEPS)).load()
+    touched = data / "tas_0001.nc"
+    st = os.stat(touched)
+    blob = bytearray(touched.read_bytes())
+    blob[-4096:] = bytes(4096)  # same size, other bytes (within the file's last chunk)
+    touched.write_bytes(bytes(blob))
+    second = math.floor(st.st_mtime)
+    same = second + (0.9 if st.st_mtime - second < 0.5 else 0.1)  # another time within the same whole second
+    os.utime(touched, (same, same))
+    assert os.stat(touched).st_size == st.st_size and math.ceil(os.stat(touched).st_mtime) == math.ceil(st.st_mtime)
+    with pytest.raises(Exception, match="has changed"):
+        ours["tas"].isel(time=slice(STEPS, 2 * STEPS)).load()
+
+
 def test_a_re_export_commits_only_what_changed(run, tmp_path):
     """10 files added at the end, 2 rewritten in place: one commit, whose diff holds those files' chunks (and the time
     coordinate's), and the previous snapshot reads as before."""

@@ -5,9 +5,10 @@
 catalog: the files of a dataset are grouped as the ESM export groups them
 (its global attributes), ordered by their time coverage and joined along
 their time dimension. Nothing of the data is copied: each chunk is a virtual
-reference to its byte range in its file, carrying the file's modification
-time (an object's ETag), so Icechunk refuses to read a chunk whose file
-changed after the export ("chunk has changed"). Coordinates, and chunks
+reference to its byte range in its file, carrying the file's ETag (a local
+file's as Icechunk's local store computes it, to the microsecond), so
+Icechunk refuses to read a chunk whose file changed after the export
+("chunk has changed"). Coordinates, and chunks
 under the 500 bytes a reference set inlines, are written into the
 repository. Every scanned root is a virtual chunk container of it.
 
@@ -65,6 +66,8 @@ class Member:
     etag: str | None = None
     #: its object was found unchanged since the scan (asked once, not for each chunk read)
     verified: bool = False
+    #: a local file's ETag as Icechunk's local store computes it (``_when``), made once
+    local_etag: str | None = None
     variables: dict[str, dict[str, Any]] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
     start: str = ""
@@ -415,11 +418,21 @@ def _location(member: Member) -> str:
 
 def _when(member: Member) -> datetime.datetime | str:
     """What Icechunk checks the chunk's object against when it reads it: an object's ETag as scanned; a local file's
-    modification time, rounded up to the second (Icechunk refuses a chunk whose file was modified after it, comparing
-    whole seconds, as HTTP's If-Unmodified-Since does)."""
-    if _is_remote(member) and member.etag:
-        return member.etag
-    return datetime.datetime.fromtimestamp(math.ceil(member.mtime), tz=datetime.timezone.utc)
+    ETag as Icechunk's local store makes it (object_store's: inode, modification time in microseconds and size, in
+    hex), from the file found unchanged since the scan. A modification time would be compared in whole seconds (as
+    HTTP's If-Unmodified-Since): a file rewritten within the second of the export, same size, was read as if unchanged."""
+    if _is_remote(member):
+        if member.etag:
+            return member.etag
+        return datetime.datetime.fromtimestamp(math.ceil(member.mtime), tz=datetime.timezone.utc)
+    if member.local_etag is None:
+        fd = _open_as_scanned(member)
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        member.local_etag = f"{st.st_ino:x}-{st.st_mtime_ns // 1000:x}-{st.st_size:x}"
+    return member.local_etag
 
 
 def _chunk_keys(member: Member, name: str) -> list[tuple[tuple[int, ...], Any]]:
@@ -491,7 +504,7 @@ def _write_dataset(store: Any, group: Any, ds: Dataset, start: int = 0, only: se
 
 def _write_chunks(store: Any, array: str, member: Member, name: str, axis: int | None, shift: int) -> None:
     """One file's chunks of one array, their indices along ``axis`` moved by ``shift`` chunks: a virtual reference each
-    (with the file's modification time), or the stored bytes of a chunk the set inlined."""
+    (with the file's ETag, ``_when``), or the stored bytes of a chunk the set inlined."""
     from zarr.core.buffer import default_buffer_prototype
     from zarr.core.sync import sync
 
