@@ -208,13 +208,6 @@ class Sandbox:
             self.proc = None
         self.owed = []
 
-    def __del__(self) -> None:
-        # a box forgotten with its thread (a pool's thread, which never hands it back): its child ends too
-        try:
-            self.kill()
-        except Exception:  # noqa: BLE001 - at interpreter exit the modules it needs may be gone
-            pass
-
     def _stderr_tail(self) -> str:
         self._stderr.seek(0)
         lines = self._stderr.read().decode("utf-8", "replace").strip().splitlines()
@@ -369,6 +362,19 @@ def _keep(jobs: "queue.SimpleQueue[tuple[Callable[[], Any], Future]]") -> None:
             done.set_result(start())
         except BaseException as exc:  # noqa: BLE001 - the thread that asked raises it
             done.set_exception(exc)
+
+
+def _forget_after_fork() -> None:
+    """In a process forked from this one (a user's ``multiprocessing`` pool): the keeper thread and the children are
+    the parent's. Its own are started when it first needs one; the parent's are dropped, never ended from here. (A
+    child whose pipes close, its Sandbox forgotten with a pool's thread in the parent, reads the end and exits.)"""
+    global _keeper, _keeper_lock, _spare_lock, _local
+    _keeper, _keeper_lock, _spare_lock, _local = None, threading.Lock(), threading.Lock(), threading.local()
+    _spare.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def prestart(count: int, memory_limit: int) -> None:

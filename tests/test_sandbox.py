@@ -238,3 +238,40 @@ def test_extract_file_survives_a_native_crash_and_keeps_its_child_for_the_next_c
         assert "crashed" in out[name]["note"] and "SIGSEGV" in out[name]["note"], out[name]
     a, b = out[files[2]]["children"], out[files[3]]["children"]
     assert a and a == b, out  # the children the last call used serve the next one: none started for it
+
+
+FORKED = r"""
+import json, multiprocessing, sys
+import psutil
+import metaextract_dask as me
+
+def work(path):
+    return sorted(me.extract_file(path)[0])
+
+if __name__ == "__main__":
+    me.extract_file(sys.argv[1])
+    before = sorted(c.pid for c in psutil.Process().children())
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        keys = pool.apply_async(work, (sys.argv[1],)).get(timeout=120)
+    alive = sorted(c.pid for c in psutil.Process().children() if c.pid in before)
+    print(json.dumps({"keys": keys, "before": before, "alive": alive, "again": sorted(me.extract_file(sys.argv[1])[0])}))
+"""
+
+
+def test_a_process_forked_after_a_call_starts_its_own_children_and_leaves_the_parents(tmp_path):
+    """The sandbox children and the thread that starts them belong to the process that made them: a process forked
+    from it (a user's multiprocessing pool, fork being Linux's default) that extracts a file must start its own,
+    not wait on a keeper thread it does not have, and must leave its parent's children alone."""
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / "a.bin"
+    path.write_bytes(os.urandom(4096))
+    script = tmp_path / "forked.py"
+    script.write_text(FORKED)
+    run = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout)
+    assert out["keys"] == out["again"] and "binary" in out["keys"]
+    assert out["before"] and out["alive"] == out["before"]  # the parent's children outlived the forked process
