@@ -371,6 +371,7 @@ def _forget_after_fork() -> None:
     global _keeper, _keeper_lock, _spare_lock, _local
     _keeper, _keeper_lock, _spare_lock, _local = None, threading.Lock(), threading.Lock(), threading.local()
     _spare.clear()
+    _bound.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -391,7 +392,9 @@ def prestart(count: int, memory_limit: int) -> None:
 
 
 def discard_spares() -> None:
-    """End the children ``prestart`` made that no thread took."""
+    """End the spare children: those ``prestart`` made that no thread took, those threads handed back, and those of
+    threads that ended without handing them back (``_sweep``)."""
+    _sweep()
     with _spare_lock:
         for box in _spare:
             box.kill()
@@ -401,6 +404,7 @@ def discard_spares() -> None:
 def keep_spares(count: int, memory_limit: int) -> None:
     """``prestart`` what is missing for ``count`` live spare children (a run of one file, called again and again from
     a notebook, finds the child the last call used: 0.3 s of start saved per call)."""
+    _sweep()
     with _spare_lock:
         _spare[:] = [box for box in _spare if box.proc is not None and box.proc.poll() is None]
         missing = count - sum(box.memory_limit == memory_limit for box in _spare)
@@ -422,14 +426,45 @@ def _reusable(box: Sandbox) -> bool:
     return box.proc is not None and box.proc.poll() is None and not box.owed and box.environment == child_settings()
 
 
+#: each thread's sandbox, by the box's id: (the thread, the box). A thread of a pool (a file's chunk tasks) ends
+#: without handing its box back, and a child started by the keeper does not end with it: ``_sweep`` finds them
+_bound: dict[int, tuple[threading.Thread, Sandbox]] = {}
+
+
+def _hand_back(box: Sandbox) -> None:
+    if _reusable(box):
+        with _spare_lock:
+            _spare.append(box)
+    else:
+        box.kill()
+
+
+def _sweep() -> None:
+    """The boxes of threads that ended without handing them back: to the spares, or ended."""
+    with _spare_lock:
+        orphans = [box for thread, box in _bound.values() if not thread.is_alive()]
+        for box in orphans:
+            del _bound[id(box)]
+    for box in orphans:
+        _hand_back(box)
+
+
 def sandbox_for_thread(memory_limit: int) -> Sandbox:
     """This thread's sandbox (each worker thread parses one file at a time)."""
     box = getattr(_local, "sandbox", None)
     if box is None or box.memory_limit != memory_limit:
         if box is not None:
+            _unbind(box)
             box.kill()
         box = _local.sandbox = _take_spare(memory_limit) or Sandbox(memory_limit)
+        with _spare_lock:
+            _bound[id(box)] = (threading.current_thread(), box)
     return box
+
+
+def _unbind(box: Sandbox) -> None:
+    with _spare_lock:
+        _bound.pop(id(box), None)
 
 
 def release_thread_sandbox() -> None:
@@ -438,11 +473,8 @@ def release_thread_sandbox() -> None:
     box = getattr(_local, "sandbox", None)
     if box is not None:
         _local.sandbox = None
-        if _reusable(box):
-            with _spare_lock:
-                _spare.append(box)
-        else:
-            box.kill()
+        _unbind(box)
+        _hand_back(box)
 
 
 @dataclass(frozen=True)

@@ -275,3 +275,47 @@ def test_a_process_forked_after_a_call_starts_its_own_children_and_leaves_the_pa
     out = json.loads(run.stdout)
     assert out["keys"] == out["again"] and "binary" in out["keys"]
     assert out["before"] and out["alive"] == out["before"]  # the parent's children outlived the forked process
+
+
+LEFT_BEHIND = r"""
+import json, sys, time
+import psutil
+import metaextract_dask as me
+
+def children():
+    time.sleep(0.5)
+    return sorted(c.pid for c in psutil.Process().children() if c.status() != psutil.STATUS_ZOMBIE)
+
+me.scan(sys.argv[1], progress=False)
+after_scan = children()
+me.extract_file(sys.argv[2])
+first = children()
+me.extract_file(sys.argv[2])
+print(json.dumps({"after_scan": after_scan, "first": first, "second": children()}))
+"""
+
+
+def test_runs_leave_no_sandbox_children_behind_but_the_spares_they_keep(tmp_path):
+    """A file above the streaming threshold is read by chunk tasks on a pool's threads, each with its own sandbox
+    child, which the thread never hands back. A library scan ends with none left; runs of one file keep the same few
+    for the next (children started by the keeper thread do not end with the thread that used them)."""
+    import json
+    import subprocess
+    import sys
+
+    import h5py
+    import numpy as np
+
+    data = tmp_path / "data"
+    data.mkdir()
+    with h5py.File(data / "large.h5", "w") as f:  # 16 MB: the chunked, large-file path
+        f.create_dataset("x", data=np.random.default_rng(0).random((2000, 1000)), chunks=(100, 1000))
+    (data / "small.bin").write_bytes(os.urandom(4096))
+    script = tmp_path / "left.py"
+    script.write_text(LEFT_BEHIND)
+    run = subprocess.run([sys.executable, str(script), str(data), str(data / "large.h5")], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout)
+    assert out["after_scan"] == [], out
+    assert out["first"] and out["second"] == out["first"] and len(out["first"]) <= (os.cpu_count() or 1), out

@@ -137,8 +137,8 @@ class Threads:
         """Stop the threads; ``wait``: until each has ended (and its sandbox child with it)."""
         for _ in self._threads:
             self._work.put((float("inf"), next(self._order), None, None, None))
-        if self._chunks is not None:
-            self._chunks.shutdown(wait=False, cancel_futures=True)
+        if self._chunks is not None:  # waited for: its threads' sandbox children are then found ended (sandbox._sweep)
+            self._chunks.shutdown(wait=wait and not self.abandoned, cancel_futures=True)
         if wait and not self.abandoned:
             for thread in self._threads:
                 thread.join()
