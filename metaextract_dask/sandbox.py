@@ -366,8 +366,7 @@ def _keep(jobs: "queue.SimpleQueue[tuple[Callable[[], Any], Future]]") -> None:
 
 def _forget_after_fork() -> None:
     """In a process forked from this one (a user's ``multiprocessing`` pool): the keeper thread and the children are
-    the parent's. Its own are started when it first needs one; the parent's are dropped, never ended from here. (A
-    child whose pipes close, its Sandbox forgotten with a pool's thread in the parent, reads the end and exits.)"""
+    the parent's. Its own are started when it first needs one; the parent's are dropped, never ended from here."""
     global _keeper, _keeper_lock, _spare_lock, _local
     _keeper, _keeper_lock, _spare_lock, _local = None, threading.Lock(), threading.Lock(), threading.local()
     _spare.clear()
