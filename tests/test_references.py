@@ -163,7 +163,7 @@ def test_reference_entries_are_fsynced_together_before_the_part_that_names_them(
     import shutil
 
     if shutil.which("strace") is None:
-        pytest.skip("strace is needed to see the order of the writes")
+        pytest.fail("strace is needed to see the order of the writes (.ci/run installs it)")
     data = tmp_path / "data"
     data.mkdir()
     for i in range(4):

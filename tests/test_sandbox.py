@@ -130,11 +130,9 @@ with h5py.File(path, "w") as f:
 """
 
 
-def test_a_native_crash_reading_values_costs_statistics_not_the_row(tmp_path):
-    """Before: a file whose values crash libhdf5 (here a filter plugin the user trusts; in the wild a malformed chunk)
-    was one error row. Now its structure is read again without values, with a note, in the batch path (a small
-    file), the large-file path and ``metaextract info``; its neighbours are untouched."""
-    import json
+def crashing_files(tmp_path, folder):
+    """The crashing filter plugin built into ``tmp_path/plugins``, and ``small.h5`` and ``large.h5`` (0.8 MB and 12 MB:
+    below and above the 10 MiB threshold) written with it into ``folder``; returns the plugin folder."""
     import shutil
     import subprocess
     import sys
@@ -145,11 +143,24 @@ def test_a_native_crash_reading_values_costs_statistics_not_the_row(tmp_path):
     plugins.mkdir()
     (tmp_path / "crash.c").write_text(CRASHING_FILTER)
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(plugins / "libcrashfilter.so"), str(tmp_path / "crash.c")], check=True)
+    env = {**os.environ, "HDF5_PLUGIN_PATH": str(plugins)}
+    for name, rows in (("small.h5", 20), ("large.h5", 300)):
+        subprocess.run([sys.executable, "-c", WRITE, str(folder / name), str(rows)], env=env, check=True)
+    return plugins
+
+
+def test_a_native_crash_reading_values_costs_statistics_not_the_row(tmp_path):
+    """Before: a file whose values crash libhdf5 (here a filter plugin the user trusts; in the wild a malformed chunk)
+    was one error row. Now its structure is read again without values, with a note, in the batch path (a small
+    file), the large-file path and ``metaextract info``; its neighbours are untouched."""
+    import json
+    import subprocess
+    import sys
+
     data = tmp_path / "data"
     data.mkdir()
+    plugins = crashing_files(tmp_path, data)
     env = {**os.environ, "HDF5_PLUGIN_PATH": str(plugins)}
-    for name, rows in (("small.h5", 20), ("large.h5", 300)):  # 0.8 MB and 12 MB: below and above the 10 MiB threshold
-        subprocess.run([sys.executable, "-c", WRITE, str(data / name), str(rows)], env=env, check=True)
     (data / "neighbour.bin").write_bytes(os.urandom(4096))
     read = subprocess.run([sys.executable, "-c", "import h5py, sys; h5py.File(sys.argv[1])['crashing'][...]", str(data / "small.h5")],
                           env=env, capture_output=True)
@@ -214,19 +225,10 @@ def test_extract_file_survives_a_native_crash_and_keeps_its_child_for_the_next_c
     crash costs the file its statistics (small file and large-file path alike), and the next call finds the child the
     last one used instead of starting one (0.3 s a call)."""
     import json
-    import shutil
     import subprocess
     import sys
 
-    if shutil.which("gcc") is None:
-        pytest.fail("gcc is needed to build the crashing filter plugin (.ci/run installs it)")
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (tmp_path / "crash.c").write_text(CRASHING_FILTER)
-    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(plugins / "libcrashfilter.so"), str(tmp_path / "crash.c")], check=True)
-    env = {**os.environ, "HDF5_PLUGIN_PATH": str(plugins)}
-    for name, rows in (("small.h5", 20), ("large.h5", 300)):  # below and above the 10 MiB threshold
-        subprocess.run([sys.executable, "-c", WRITE, str(tmp_path / name), str(rows)], env=env, check=True)
+    plugins = crashing_files(tmp_path, tmp_path)
     for name in ("a.bin", "b.bin"):
         (tmp_path / name).write_bytes(os.urandom(4096))
     trusted = {**os.environ, "DASK_METAEXTRACT__HDF5__PLUGIN_PATHS": json.dumps([str(plugins)])}

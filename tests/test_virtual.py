@@ -118,13 +118,18 @@ def test_files_that_would_decode_wrong_are_split_off_with_a_note(run, tmp_path):
             xr.testing.assert_identical(ours.load(), theirs.load())
 
 
-def test_a_touched_source_file_is_refused_by_icechunk(run, tmp_path):
+def exported_copy(run, tmp_path):
+    """A copy of the run's files, scanned and exported to Icechunk: (its folder, the dataset opened from the store)."""
     root, _files, _cat = run
     data = tmp_path / "data"
     shutil.copytree(root / "data", data)
     done = scan_and_export(data, tmp_path / "cat")
     assert done.returncode == 0, done.stderr
-    _repo, ours = open_group(str(tmp_path / "cat") + ".icechunk", data, "historical.toy-model")
+    return data, open_group(str(tmp_path / "cat") + ".icechunk", data, "historical.toy-model")[1]
+
+
+def test_a_touched_source_file_is_refused_by_icechunk(run, tmp_path):
+    data, ours = exported_copy(run, tmp_path)
     ours["tas"].isel(time=slice(0, 8)).load()  # reads before the touch
     touched = data / "tas_0001.nc"
     later = os.stat(touched).st_mtime + 10
@@ -139,12 +144,7 @@ def test_a_source_rewritten_within_the_second_at_the_same_size_is_refused(run, t
     local file's ETag (inode, microseconds, size) is compared now."""
     import math
 
-    root, _files, _cat = run
-    data = tmp_path / "data"
-    shutil.copytree(root / "data", data)
-    done = scan_and_export(data, tmp_path / "cat")
-    assert done.returncode == 0, done.stderr
-    _repo, ours = open_group(str(tmp_path / "cat") + ".icechunk", data, "historical.toy-model")
+    data, ours = exported_copy(run, tmp_path)
     ours["tas"].isel(time=slice(0, STEPS)).load()
     touched = data / "tas_0001.nc"
     st = os.stat(touched)

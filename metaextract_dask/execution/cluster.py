@@ -209,7 +209,7 @@ class ClientScope:
         import dask
 
         target = self._existing_target()
-        with dask.config.set({LOG_LENGTH: min(int(dask.config.get(LOG_LENGTH)), OWN_LOG_LENGTH)}):
+        with dask.config.set({LOG_LENGTH: own_log_length()}):
             if target is None:
                 import tempfile
 
@@ -237,6 +237,13 @@ class ClientScope:
 #: outcomes and submissions, up to 256 files each, so a scan of 100,000 tiny files held 117 MB more than one of
 #: 10,000 in the dashboard's in-memory cluster. The clusters and clients started here keep at most this many.
 LOG_LENGTH, OWN_LOG_LENGTH = "distributed.admin.low-level-log-length", 50
+
+
+def own_log_length() -> int:
+    """What the clusters started here keep: ``OWN_LOG_LENGTH``, or the user's lower setting."""
+    import dask.config
+
+    return min(int(dask.config.get(LOG_LENGTH)), OWN_LOG_LENGTH)
 
 
 #: embedded clusters kept after their scan (``Running.keep_cluster``), by (model, workers, dashboard): their scopes

@@ -122,13 +122,13 @@ def make_jobqueue_cluster(spec: BatchJobs | str, **kwargs: Any) -> Any:
     scheduler = dict(kwargs.pop("scheduler_options", None) or dask.config.get(f"jobqueue.{kind}.scheduler-options", None) or {})
     scheduler.setdefault("dashboard_address", "127.0.0.1:8787")
     kwargs["scheduler_options"] = scheduler
-    from .cluster import LOG_LENGTH, OWN_LOG_LENGTH
+    from .cluster import LOG_LENGTH, own_log_length
 
     # the workers' batched streams keep as few of the run's messages as the embedded cluster's (cluster.LOG_LENGTH)
     prologue = list(kwargs.pop("job_script_prologue", None) or dask.config.get(f"jobqueue.{kind}.job-script-prologue", None) or [])
     variable = "DASK_" + LOG_LENGTH.upper().replace(".", "__").replace("-", "_")
     if not any(variable in line for line in prologue):
-        prologue.append(f"export {variable}={min(int(dask.config.get(LOG_LENGTH)), OWN_LOG_LENGTH)}")
+        prologue.append(f"export {variable}={own_log_length()}")
     kwargs["job_script_prologue"] = prologue
     if lifetime:
         extra = list(kwargs.pop("worker_extra_args", []))
@@ -139,7 +139,7 @@ def make_jobqueue_cluster(spec: BatchJobs | str, **kwargs: Any) -> Any:
 
     with warnings.catch_warnings():  # another scan's dashboard on 8787: this one takes a free port, and its line says which
         warnings.filterwarnings("ignore", message="Port .* is already in use")
-        with dask.config.set({LOG_LENGTH: min(int(dask.config.get(LOG_LENGTH)), OWN_LOG_LENGTH)}):  # its scheduler, here
+        with dask.config.set({LOG_LENGTH: own_log_length()}):  # its scheduler, here
             cluster = getattr(dask_jobqueue, KINDS[kind])(**options, **kwargs)
     if kind == "slurm":
         try:
