@@ -18,7 +18,6 @@ from .core.errors import (
 )
 from .core.model import ChunkSpec, ChunkType, ExtractionResult, ExtractionTask, FileInfo, StreamChunk
 from .core.settings import StreamingConfig, StreamingStrategy
-from .execution.api import StreamingExtractor, StreamingMetrics, extract_file, extract_with_streaming
 from .readers.base import StreamChunkReader
 from .readers.binary import BinaryChunkReader
 from .readers.probe import probe
@@ -27,6 +26,10 @@ __version__ = "0.1.0"
 
 # Imported on first use, not at package import.
 _LAZY = {
+    "StreamingExtractor": "metaextract_dask.execution.api",
+    "StreamingMetrics": "metaextract_dask.execution.api",
+    "extract_file": "metaextract_dask.execution.api",
+    "extract_with_streaming": "metaextract_dask.execution.api",
     "ExecutionModel": "metaextract_dask.execution.cluster",
     "LoadBalancingStrategy": "metaextract_dask.core.settings",
     "ParallelExtractionConfig": "metaextract_dask.execution.api",

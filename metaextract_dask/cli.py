@@ -49,10 +49,10 @@ def _count(minimum: int) -> Any:
 
 def _byte_size(text: str) -> int:
     """A size such as ``4GiB`` or ``512MB``, above zero."""
-    from dask.utils import parse_bytes
+    from .core.settings import parse_size
 
     try:
-        value = int(parse_bytes(text))
+        value = parse_size(text)
     except (ValueError, TypeError):
         raise argparse.ArgumentTypeError(f"{text!r} is not a size (for example 4GiB or 512MB)") from None
     if value <= 0:

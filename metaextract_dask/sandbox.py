@@ -82,10 +82,10 @@ def child_environment() -> dict[str, str]:
     ``benchmarks/bench_many_files.py``). The child's memory is bounded by its
     rlimit and it is replaced when it crashes, so glibc's default is right.
     """
-    from .core.settings import plugin_path_value
+    from .core.settings import HANDED_VARIABLE, plugin_path_value
 
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTHON", "DASK_METAEXTRACT")) and k != "MALLOC_TRIM_THRESHOLD_"}
+           if not k.startswith(("PYTHON", "DASK_METAEXTRACT")) and k not in ("MALLOC_TRIM_THRESHOLD_", HANDED_VARIABLE)}
     env["HDF5_PLUGIN_PATH"] = plugin_path_value()
     env.update(child_settings())
     if PRELOAD:
@@ -94,14 +94,13 @@ def child_environment() -> dict[str, str]:
 
 
 def child_settings() -> dict[str, str]:
-    """This project's settings as this process has them now, for the child's environment (dask reads
-    ``DASK_METAEXTRACT`` as the whole ``metaextract`` section): a ``dask.config.set(...)`` here holds in the
-    child too, and a child started under other settings is replaced. The sandbox need not know which
-    settings its parsers read."""
-    import dask.config
+    """This project's settings as this process has them now, for the child's environment (``HANDED_VARIABLE``): a
+    ``dask.config.set(...)`` here holds in the child too, a child started under other settings is replaced, and the
+    child reads them without importing dask. The sandbox need not know which settings its parsers read."""
+    from .core.settings import HANDED_VARIABLE, handed_section
 
-    section = repr(dask.config.get("metaextract", {}))
-    return {"DASK_METAEXTRACT": section} if _literal(section) else {}  # else the child keeps the files' settings
+    section = repr(handed_section())
+    return {HANDED_VARIABLE: section} if _literal(section) else {}  # else the child reads its own dask.config
 
 
 _LITERAL_LOCK = threading.Lock()

@@ -11,42 +11,117 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-import dask.config
-from dask.utils import parse_bytes
-
 _YAML = os.path.join(os.path.dirname(__file__), "metaextract.yaml")
 
+#: settings that are sizes in bytes ("4 GiB" or an int): read as ints, and handed to sandbox children as ints
+SIZES = ("streaming.chunk-size", "streaming.streaming-threshold", "streaming.large-file-threshold", "streaming.entropy-sample",
+         "remote.block-size", "archives.ratio-above", "archives.max-member-size", "sandbox.memory-limit")
 
-def _load_defaults() -> None:
-    import yaml
-
-    with open(_YAML) as f:
-        defaults = yaml.safe_load(f)
-    dask.config.update_defaults(defaults)
+#: the environment variable that hands a sandbox child its parent's whole ``metaextract`` section (``handed_section``)
+HANDED_VARIABLE = "METAEXTRACT_SETTINGS"
 
 
-_load_defaults()
+def _from_parent() -> dict[str, Any] | None:
+    """The section a parent handed this process (a sandbox child), or None: read dask.config. A child so handed its
+    settings never imports dask for them (0.2 s of every child's start, on the first file's clock)."""
+    text = os.environ.get(HANDED_VARIABLE)
+    if not text:
+        return None
+    import ast
+
+    try:
+        section = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return None
+    return section if isinstance(section, dict) else None
+
+
+_HANDED = _from_parent()
+#: this project's defaults (the packaged ``metaextract.yaml``), once read
+_DEFAULTS: dict[str, Any] = {}
+
+
+def _dask_config() -> Any:
+    """``dask.config`` with this project's defaults, added on first use (importing the package imports no dask: an
+    export or a query needs none); added again where a ``dask.config.set`` block, entered before they first were,
+    took them away when it ended."""
+    import dask.config
+
+    if not _DEFAULTS:
+        import yaml
+
+        with open(_YAML) as f:
+            _DEFAULTS.update(yaml.safe_load(f))
+        dask.config.update_defaults(_DEFAULTS)
+    elif not isinstance(dask.config.config.get("metaextract"), dict):
+        dask.config.update(dask.config.config, _DEFAULTS, priority="old")
+    return dask.config
+
+
+def _lookup(section: dict[str, Any], key: str, default: Any) -> Any:
+    """``key`` ("a.b-c") in a handed section, as dask.config finds it (either of ``-`` and ``_`` in a name)."""
+    node: Any = section
+    for part in key.split("."):
+        if not isinstance(node, dict):
+            return default
+        for name in (part, part.replace("-", "_"), part.replace("_", "-")):
+            if name in node:
+                node = node[name]
+                break
+        else:
+            return default
+    return node
+
+
+def config_get(key: str, default: Any = None) -> Any:
+    """``metaextract.<key>`` as configured: dask.config (the user's files and ``DASK_METAEXTRACT__...`` variables over
+    the packaged defaults), or in a sandbox child the section its parent handed it."""
+    if _HANDED is not None:
+        return _lookup(_HANDED, key, default)
+    return _dask_config().get(f"metaextract.{key}", default)
+
+
+def parse_size(value: Any) -> int:
+    """A size in bytes from an int or a string such as ``"4 GiB"`` (dask's ``parse_bytes``)."""
+    if isinstance(value, str):
+        from dask.utils import parse_bytes
+
+        return int(parse_bytes(value))
+    return int(value)
+
+
+def handed_section() -> dict[str, Any]:
+    """This process's whole ``metaextract`` section as a sandbox child is handed it: sizes already ints (the child
+    then needs neither dask.config nor dask's size parser)."""
+    import copy
+
+    section = copy.deepcopy(_HANDED) if _HANDED is not None else copy.deepcopy(dict(_dask_config().get("metaextract", {})))
+    for key in SIZES:
+        *parents, last = key.split(".")
+        node: Any = section
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and last in node and node[last] is not None:
+            node[last] = parse_size(node[last])
+    return section
 
 
 def _get(name: str) -> Any:
-    return dask.config.get(f"metaextract.streaming.{name}")
+    return config_get(f"streaming.{name}")
 
 
 def _bytes(name: str) -> int:
-    value = _get(name)
-    return int(parse_bytes(value) if isinstance(value, str) else value)
+    return parse_size(_get(name))
 
 
 def setting(key: str) -> Any:
-    """One setting of this project from dask.config (``sandbox.memory-limit``, ``parallel.retry-limit``...).
+    """One setting of this project (``sandbox.memory-limit``, ``parallel.retry-limit``...): sizes (``SIZES``) as ints.
 
     Every default lives in ``metaextract.yaml``; code that needs one asks
     here instead of repeating its value.
     """
-    value = dask.config.get(f"metaextract.{key}")
-    if key.endswith("memory-limit"):
-        return int(parse_bytes(value) if isinstance(value, str) else value)
-    return value
+    value = config_get(key)
+    return parse_size(value) if key in SIZES and value is not None else value
 
 
 class OptionEnum(enum.Enum):
@@ -103,13 +178,13 @@ class StreamingConfig:
     metadata_only: bool = field(default_factory=lambda: bool(_get("metadata-only")))
     #: fsspec storage options for URLs (credentials, endpoint, ``anon``), passed to ``fsspec.url_to_fs``; each
     #: task builds its filesystem from them where it runs. Never written to a catalog or a log.
-    storage_options: dict[str, Any] = field(default_factory=lambda: dict(dask.config.get("metaextract.storage-options", {}) or {}),
+    storage_options: dict[str, Any] = field(default_factory=lambda: dict(config_get("storage-options", {}) or {}),
                                             repr=False)
 
     def __post_init__(self) -> None:
         for name in ("chunk_size", "streaming_threshold", "large_file_threshold", "entropy_sample"):
             value = getattr(self, name)
-            setattr(self, name, int(parse_bytes(value) if isinstance(value, str) else value))
+            setattr(self, name, parse_size(value))
         self.strategy = StreamingStrategy.parse(self.strategy)
         if self.checksum in ("none", "None", "") or self.metadata_only:
             self.checksum = None
@@ -151,7 +226,7 @@ NO_PLUGINS = os.devnull
 
 def trusted_plugin_paths() -> tuple[str, ...]:
     """``metaextract.hdf5.plugin-paths``: the only folders HDF5 filter plugins load from (``readers.guard``)."""
-    return tuple(str(p) for p in dask.config.get("metaextract.hdf5.plugin-paths", []) or [])
+    return tuple(str(p) for p in config_get("hdf5.plugin-paths", []) or [])
 
 
 def plugin_path_value(trusted: tuple[str, ...] | None = None) -> str:

@@ -16,11 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sized
 
-from dask.utils import parse_bytes
-
 from ..core.errors import ExtractionError, MetaExtractError, describe
 from ..core.model import ChunkSpec, ExtractionResult, ExtractionTask, StreamChunk
-from ..core.settings import LoadBalancingStrategy, StreamingConfig, setting
+from ..core.settings import LoadBalancingStrategy, StreamingConfig, parse_size, setting
 from ..diagnostics.stats import ParallelMetrics
 from ..planning.batches import Batch
 from ..planning.graph import FileGraph, build_graph
@@ -66,7 +64,7 @@ class ParallelExtractionConfig:
         self.execution_model = ExecutionModel.parse(self.execution_model)
         self.load_balancing = LoadBalancingStrategy.parse(self.load_balancing)
         if isinstance(self.memory_limit, str):
-            self.memory_limit = int(parse_bytes(self.memory_limit))
+            self.memory_limit = parse_size(self.memory_limit)
         if self.timeout_per_file is None:
             self.timeout_per_file = self.streaming.timeout
         if self.retry_limit < 0:

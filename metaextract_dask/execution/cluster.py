@@ -111,11 +111,9 @@ def run_security() -> Any:
     local user could act as the scanning user. The keys live only in this
     process and the workers it starts.
     """
-    import dask.config
+    from ..core.settings import config_get
 
-    from ..core import settings as _defaults  # noqa: F401 - registers this project's defaults
-
-    if not dask.config.get("metaextract.cluster.temporary-tls", True):
+    if not config_get("cluster.temporary-tls", True):
         return None
     from distributed import Security
 

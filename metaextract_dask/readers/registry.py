@@ -18,7 +18,6 @@ import functools
 import importlib
 import threading
 import warnings
-from importlib.metadata import entry_points
 from typing import Any
 
 from ..core.errors import UnsupportedFormatError
@@ -55,10 +54,12 @@ def available_readers() -> dict[str, str]:
 
 @functools.lru_cache(maxsize=1)
 def _discovered() -> dict[str, str]:
-    import dask.config
+    from ..core.settings import config_get
 
-    replace = set(dask.config.get("metaextract.readers.replace", []) or [])
+    replace = set(config_get("readers.replace", []) or [])
     found = dict(BUILTIN_READERS)
+    from importlib.metadata import entry_points
+
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in found and ep.name not in replace:
             warnings.warn(f"reader plugin {ep.name!r} ({ep.value}) is ignored: {found[ep.name]} already has that name "

@@ -56,9 +56,9 @@ def ffprobe_path() -> str | None:
 
 def prober_setting() -> str:
     """``metaextract.video.prober``: auto (PyAV when installed, else ffprobe), pyav or ffprobe."""
-    import dask.config
+    from ..core.settings import config_get
 
-    value = str(dask.config.get("metaextract.video.prober", "auto") or "auto").lower()
+    value = str(config_get("video.prober", "auto") or "auto").lower()
     if value not in ("auto", "pyav", "ffprobe"):
         raise ValueError(f"metaextract.video.prober must be auto, pyav or ffprobe, not {value!r}")
     return value

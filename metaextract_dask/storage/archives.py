@@ -31,15 +31,9 @@ def member_url(kind: str, member: str, container: str) -> str:
 
 
 def _limits() -> tuple[float, int, int]:
-    from dask.utils import parse_bytes
-
     from ..core.settings import setting
 
-    def size(key: str) -> int:
-        value = setting(key)
-        return int(parse_bytes(value) if isinstance(value, str) else value)
-
-    return float(setting("archives.max-ratio")), size("archives.ratio-above"), size("archives.max-member-size")
+    return float(setting("archives.max-ratio")), setting("archives.ratio-above"), setting("archives.max-member-size")
 
 
 def odd_name(name: str) -> str | None:

@@ -35,11 +35,9 @@ def block_size() -> int:
     heaps, B-tree nodes) and one block usually holds several: the default
     was chosen by counting requests (benchmarks/RESULTS-remote.md).
     """
-    import dask.config
-    from dask.utils import parse_bytes
+    from ..core.settings import setting
 
-    value = dask.config.get("metaextract.remote.block-size", "256 KiB")
-    return int(parse_bytes(value) if isinstance(value, str) else value)
+    return int(setting("remote.block-size"))
 
 
 @dataclass
