@@ -16,7 +16,7 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 from ..core.model import ArrayCells, ChunkSpec, ChunkType, FileInfo
 from ..core.settings import StreamingConfig
@@ -362,6 +362,19 @@ def one_open() -> Iterator[None]:
         _local.session = None
 
 
+def shared(kind: Any, path: str, open_: Callable[[str], AbstractContextManager[Any]]) -> AbstractContextManager[Any]:
+    """``open_(path)``: within ``one_open`` opened once and shared by every ``kind`` of open of ``path`` there (the
+    HDF5 guard's open serves the reader and its references), else opened for this use only."""
+    session = getattr(_local, "session", None)
+    if session is None:
+        return open_(path)
+    stack, handles = session
+    key = (kind, path)
+    if key not in handles:
+        handles[key] = stack.enter_context(open_(path))
+    return contextlib.nullcontext(handles[key])
+
+
 class ArrayFileReader(StreamChunkReader):
     """A format of named arrays (HDF5 datasets, NetCDF variables): a METADATA chunk, then SECTIONs of array slabs.
 
@@ -371,6 +384,8 @@ class ArrayFileReader(StreamChunkReader):
     """
 
     native = True
+    #: what ``open`` opens, when others open the same (``shared``): None, this reader's own open
+    opens_with: ClassVar[str | None] = None
     #: the metadata chunk's key, and the word for an array in progress summaries
     metadata_key: ClassVar[str] = "metadata"
     array_word: ClassVar[str] = "arrays"
@@ -401,14 +416,7 @@ class ArrayFileReader(StreamChunkReader):
 
     def _handle(self, path: str) -> AbstractContextManager[Any]:
         """The file open: shared within ``one_open``, else opened for this call only."""
-        session = getattr(_local, "session", None)
-        if session is None:
-            return self.open(path)
-        stack, handles = session
-        key = (type(self), path)
-        if key not in handles:
-            handles[key] = stack.enter_context(self.open(path))
-        return contextlib.nullcontext(handles[key])
+        return shared(self.opens_with or type(self), path, self.open)
 
     def layout(self, info: FileInfo, chunk_size: int) -> Sequence[ChunkSpec]:
         self.check(info)

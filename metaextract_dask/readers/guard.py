@@ -85,10 +85,10 @@ def outside_references(path: str) -> dict[str, list[str]]:
     """
     import h5py
 
-    from .hdf5 import _objects, open_file
+    from .hdf5 import _objects, shared_file
 
     found: dict[str, list[str]] = {}
-    with open_file(path) as f:
+    with shared_file(path) as f:
         for name, link, obj in _objects(f):
             if isinstance(link, h5py.ExternalLink):
                 found[name] = [f"external link to {link.filename!r}:{link.path}"]

@@ -387,9 +387,9 @@ class NetCDFChunkReader(arrays.ArrayFileReader):
                 why.append("its record variables interleave their records (one Zarr chunk per record would be needed)")
             return {"refs": None, "virtualizable": False, "reasons": why, "n_chunks": 0}
         from .h5refs import hdf5_references
-        from .hdf5 import open_file
+        from .hdf5 import shared_file
 
-        with open_file(path) as f:
+        with shared_file(path) as f:
             return hdf5_references(f, path)
 
     def finalize(self, state: State, info: FileInfo, config: StreamingConfig) -> dict[str, Any]:
