@@ -54,14 +54,13 @@ def available_readers() -> dict[str, str]:
 
 @functools.lru_cache(maxsize=1)
 def _discovered() -> dict[str, str]:
-    from ..core.settings import config_get
-
-    replace = set(config_get("readers.replace", []) or [])
-    found = dict(BUILTIN_READERS)
     from importlib.metadata import entry_points
 
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in found and ep.name not in replace:
+    from ..core.settings import config_get
+
+    found = dict(BUILTIN_READERS)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):  # the setting read only for a plugin that takes a name (no dask else)
+        if ep.name in found and ep.name not in set(config_get("readers.replace", []) or []):
             warnings.warn(f"reader plugin {ep.name!r} ({ep.value}) is ignored: {found[ep.name]} already has that name "
                           f"(list it in metaextract.readers.replace to let the plugin replace it)", RuntimeWarning, stacklevel=2)
             continue
