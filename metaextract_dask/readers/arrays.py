@@ -362,6 +362,13 @@ def one_open() -> Iterator[None]:
         _local.session = None
 
 
+def session_memo() -> dict[Any, Any] | None:
+    """What ``one_open``'s block keeps for its own length (the shared opens, and what is worked out from them), or
+    None outside such a block."""
+    session = getattr(_local, "session", None)
+    return None if session is None else session[1]
+
+
 def shared(kind: Any, path: str, open_: Callable[[str], AbstractContextManager[Any]]) -> AbstractContextManager[Any]:
     """``open_(path)``: within ``one_open`` opened once and shared by every ``kind`` of open of ``path`` there (the
     HDF5 guard's open serves the reader and its references), else opened for this use only."""

@@ -85,11 +85,11 @@ def outside_references(path: str) -> dict[str, list[str]]:
     """
     import h5py
 
-    from .hdf5 import _objects, shared_file
+    from .hdf5 import objects, shared_file
 
     found: dict[str, list[str]] = {}
     with shared_file(path) as f:
-        for name, link, obj in _objects(f):
+        for name, link, obj in objects(f):
             if isinstance(link, h5py.ExternalLink):
                 found[name] = [f"external link to {link.filename!r}:{link.path}"]
             elif isinstance(link, h5py.HardLink) and isinstance(obj, h5py.Dataset):

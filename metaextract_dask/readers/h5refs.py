@@ -266,7 +266,7 @@ def hdf5_references(f: Any, url: str) -> dict[str, Any]:
     """
     import h5py
 
-    from .hdf5 import _objects
+    from .hdf5 import objects
 
     refs: dict[str, Any] = {".zgroup": _json({"zarr_format": 2})}
     reasons: list[str] = []
@@ -285,7 +285,7 @@ def hdf5_references(f: Any, url: str) -> dict[str, Any]:
             return fh.read(size)
 
         refs[".zattrs"] = _json(attrs_json(f))
-        for path, link, obj in _objects(f):
+        for path, link, obj in objects(f):
             name = path.lstrip("/")
             if isinstance(link, h5py.ExternalLink):
                 reasons.append(f"{path}: an external link to another file")
