@@ -32,7 +32,7 @@ def entry_name(path_bytes: bytes, parquet: bool) -> str:
 
 
 def store(catalog: str, path_bytes: bytes, refs: dict[str, Any] | bytes, n_chunks: int | None = None,
-          unsynced: list[str] | None = None) -> str:
+          unsynced: sidecars.Unsynced | None = None) -> str:
     """Write one file's reference set crash-safe; returns the entry's name.
 
     Files with at least ``metaextract.references.parquet-min-chunks`` chunk
@@ -50,7 +50,6 @@ def store(catalog: str, path_bytes: bytes, refs: dict[str, Any] | bytes, n_chunk
         return json.loads(text) if text is not None else refs  # type: ignore[return-value]
 
     folder = references_folder(catalog)
-    os.makedirs(folder, exist_ok=True)
     if not isinstance(n_chunks, int):
         n_chunks = sum(1 for k in parsed()["refs"] if not k.rsplit("/", 1)[-1].startswith("."))
     parquet = n_chunks >= int(setting("references.parquet-min-chunks"))
@@ -61,6 +60,7 @@ def store(catalog: str, path_bytes: bytes, refs: dict[str, Any] | bytes, n_chunk
     if not parquet:  # dumps: the C encoder (json.dump streams in Python, 5x slower)
         return sidecars.write_entry(catalog, REFERENCES, name, text or json.dumps(refs, separators=(",", ":")).encode(),
                                    unsynced)
+    os.makedirs(folder, exist_ok=True)
     _write_parquet(tmp, parsed()["refs"])
     sidecars.remove(final)
     os.replace(tmp, final)

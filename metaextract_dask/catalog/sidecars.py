@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import shutil
+import stat
+import threading
 
 
 def sidecar_folder(catalog: str, suffix: str) -> str:
@@ -50,34 +53,47 @@ def existing_entry(catalog: str, suffix: str, name: str) -> str:
 
 
 def remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
+    """The entry at ``path`` gone: a folder (a Parquet reference set) with what it holds, else the file or link."""
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(found.st_mode):
         shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
+    else:
         os.unlink(path)
 
 
-def write_entry(catalog: str, suffix: str, name: str, data: bytes, unsynced: list[str] | None = None) -> str:
+def write_entry(catalog: str, suffix: str, name: str, data: bytes, unsynced: Unsynced | None = None) -> str:
     """Write one entry crash-safe (hidden temporary, fsync, rename); returns its name.
 
     With ``unsynced`` (a scan's catalog writer), a new entry is renamed into
-    place without its fsync and its path appended there: the writer makes
-    them durable together (``make_durable``) before the catalog part that
-    names them is committed, so a row never names an entry a crash could
-    have emptied. An entry that replaces an earlier one (a re-scan: an
-    earlier row names it) is fsynced at once. One fsync per file cost 0.65 ms
-    here (0.13 s for 200 reference sets), on a parallel file system far more.
+    place without its fsync and handed to ``unsynced``, which makes it
+    durable in the background and waits for it before the catalog part that
+    names it is committed, so a row never names an entry a crash could have
+    emptied. An entry that replaces an earlier one (a re-scan: an earlier
+    row names it) is fsynced at once. One fsync per file cost 0.65 ms here
+    (0.13 s for 200 reference sets), on a parallel file system far more.
     """
     folder = sidecar_folder(catalog, suffix)
-    os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     final = entry_location(catalog, suffix, name)
-    defer = unsynced is not None and not os.path.lexists(final)
-    with open(tmp, "wb") as f:
+    try:
+        earlier = os.lstat(final)
+    except FileNotFoundError:
+        earlier = None
+    defer = unsynced is not None and earlier is None
+    try:
+        f = open(tmp, "wb")
+    except FileNotFoundError:  # the folder's first entry (asked only then: a stat less per file)
+        os.makedirs(folder, exist_ok=True)
+        f = open(tmp, "wb")
+    with f:
         f.write(data)
         if not defer:
             f.flush()
             os.fsync(f.fileno())
-    if os.path.isdir(final) and not os.path.islink(final):
+    if earlier is not None and stat.S_ISDIR(earlier.st_mode):
         remove(final)
     os.replace(tmp, final)
     if defer:
@@ -86,27 +102,54 @@ def write_entry(catalog: str, suffix: str, name: str, data: bytes, unsynced: lis
     return name
 
 
-def make_durable(paths: list[str]) -> None:
-    """fsync entries written with ``unsynced``, then their folders; ``paths`` is emptied. One pass over a batch of
-    files costs a third of fsyncing each as it is written (measured: 0.04 s against 0.13 s for 200)."""
-    folders = set()
-    for path in paths:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:  # replaced or swept since: nothing of it to keep
-            continue
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        folders.add(os.path.dirname(path))
-    for folder in folders:
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    paths.clear()
+class Unsynced:
+    """Entries written without their fsync (``write_entry``), made durable by a background thread as they come:
+    fsync waits on the disk, not the CPU, and lets the scan go on meanwhile. ``make_durable`` waits for the last of
+    them and fsyncs their folders; a catalog part is committed only after it (a row never names an entry a crash
+    could have emptied). At the end of a scan of 200 files, the fsyncs made there in one pass took 0.08 s."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._folders: set[str] = set()
+        self._error: OSError | None = None
+
+    def append(self, path: str) -> None:
+        self._folders.add(os.path.dirname(path))
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._sync, name="metaextract-fsync", daemon=True)
+            self._thread.start()
+        self._queue.put(path)
+
+    def _sync(self) -> None:
+        while (path := self._queue.get()) is not None:
+            try:
+                _fsync(path)
+            except FileNotFoundError:  # replaced or swept since: nothing of it to keep
+                continue
+            except OSError as exc:
+                self._error = self._error or exc
+
+    def make_durable(self) -> None:
+        """Every entry appended so far on disk, and its folder; an fsync's error raised here (the part is not committed)."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+        for folder in self._folders:
+            _fsync(folder)
+        self._folders.clear()
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def sweep(catalog: str, suffix: str, kept: set[str]) -> int:

@@ -17,6 +17,7 @@ import time
 from typing import Any, Callable, Iterable
 
 from ..core.model import ExtractionResult
+from . import sidecars
 from .index import INDEX_COLUMNS, CatalogIndex, path_hash
 from .read import _read_part, current_rows, is_current, part_files, part_problem, read_columns, variables_folder
 from .schema import SCHEMA_VERSION, VARIABLE_COLUMNS, catalog_columns, path_key, record_thumbnail, row_key, to_row, variable_rows
@@ -226,8 +227,8 @@ class CatalogWriter:
         #: what the user should be told (a lock taken over, parts quarantined, rows dropped)
         self.notices: list[str] = []
         self.broken: CatalogWriteError | None = None
-        #: sidecar entries written since the last commit, fsynced together before the part naming them is committed
-        self.unsynced: list[str] = []
+        #: sidecar entries written since the last commit, made durable before the part naming them is committed
+        self.unsynced = sidecars.Unsynced()
         _make_folder(folder)
         self.lock = CatalogLock(folder)
         if self.lock.notice:
@@ -372,8 +373,6 @@ class CatalogWriter:
 
     def _keep_thumbnail(self, result: ExtractionResult) -> None:
         """Move a video record's poster frame to ``CATALOG.thumbnails/``; the record keeps the entry's name."""
-        from . import sidecars
-
         md = result.metadata
         assert md is not None  # checked by add()
         thumb = record_thumbnail(md)
@@ -409,9 +408,7 @@ class CatalogWriter:
         alone is dropped at the next open), then the manifest."""
         assert self.part is not None
         files, arrays = self.part
-        from . import sidecars
-
-        sidecars.make_durable(self.unsynced)  # the entries its rows name, before the rows
+        self.unsynced.make_durable()  # the entries its rows name, before the rows
         if arrays.rows:
             arrays.commit()
         files.commit()
@@ -536,7 +533,6 @@ class CatalogWriter:
 
     def _sweep_sidecars(self) -> None:
         """Drop reference and thumbnail entries that no row names (files deleted, or re-extracted without them)."""
-        from . import sidecars
         from .references import REFERENCES
 
         for column, suffix in (("references", REFERENCES), ("thumbnail", THUMBNAILS)):
