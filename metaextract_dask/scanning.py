@@ -311,25 +311,32 @@ def cost_model(learn_from: Sequence[str | os.PathLike], output: str | os.PathLik
 
 
 #: what one worker thread does (seconds a file, bytes a second): a small file's probe, record and checksum
-#: (benchmarks/RESULTS-scale.md: 0.2 to 0.4 ms, with room for slower disks), and a file a native library parses
-#: for its structure and statistics (benchmarks/RESULTS-cli.md: 3 to 9 ms a small netCDF file in the page cache;
-#: statistics at a cold disk's 200 MB/s: real archives took 60 to 140 ms a file, which one rate of 5 ms a file
-#: and 1 GB/s predicted as seconds, issue 31)
-PLAIN_COST, PARSED_COST = (0.005, 1e9), (0.008, 2e8)
+#: (benchmarks/RESULTS-scale.md: 100,000 tiny files in 16.7 s on two threads, 0.33 ms a file each; on a slow disk
+#: ``expected_seconds`` scales it by the walk's own pace), and a file a native library parses for its structure and
+#: statistics (benchmarks/RESULTS-cli.md: 3 to 9 ms a small netCDF file in the page cache; statistics at a cold
+#: disk's 200 MB/s: real archives took 60 to 140 ms a file, which one rate of 5 ms a file and 1 GB/s predicted as
+#: seconds, issue 31)
+PLAIN_COST, PARSED_COST = (0.0005, 1e9), (0.008, 2e8)
+#: reading a file's bytes costs at least this many times what the walk took to find and stat it (a cold disk's seeks)
+WALK_FACTOR = 2.0
 
 
-def expected_seconds(names: Sequence[str], size: int, workers: int, metadata_only: bool = False) -> float:
+def expected_seconds(names: Sequence[str], size: int, workers: int, metadata_only: bool = False,
+                     walk_seconds: float = 0.0, walked: int = 0) -> float:
     """A rough duration of a scan of the files ``names`` (``size`` bytes in all), before it starts: enough to tell
     seconds from minutes (whether a dashboard is worth it). The first 5,000 names tell the share a native library
     parses (by extension); ``metadata_only`` reads headers only (benchmarks/RESULTS-cli.md: 940 netCDF files in
-    under 3 s), as cheap as a plain file's."""
+    under 3 s), as cheap as a plain file's. ``walk_seconds`` to list ``walked`` files tells the disk's pace: a plain
+    file costs at least ``WALK_FACTOR`` times its share of the walk (10,000 tiny files in the page cache are seconds,
+    and no dashboard starts for them; on a cold disk whose walk took a millisecond a file, they are a minute)."""
     from .readers.registry import native_extensions
 
+    plain = max(PLAIN_COST[0], WALK_FACTOR * walk_seconds / walked if walked else 0.0)
     if metadata_only:
-        return len(names) * PLAIN_COST[0] / max(1, workers)
+        return len(names) * plain / max(1, workers)
     sample, parsed = names[:5000], native_extensions()
     share = sum(os.path.splitext(p)[1].lower() in parsed for p in sample) / max(1, len(sample))
-    per_file = share * PARSED_COST[0] + (1 - share) * PLAIN_COST[0]
+    per_file = share * PARSED_COST[0] + (1 - share) * plain
     per_byte = share / PARSED_COST[1] + (1 - share) / PLAIN_COST[1]
     return (len(names) * per_file + size * per_byte) / max(1, workers)
 
@@ -388,6 +395,7 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
     pick, summary, as_frame = opts.selection, opts.feedback.summary, opts.feedback.as_frame
     follow_symlinks, force = pick.follow_symlinks, opts.catalog.force
     phase = Phase(opts.feedback.progress)
+    walk_seconds = 0.0  # a listing read from a file says nothing of the disk's pace
     if pick.from_list is not None:  # a site's own walker made the listing: no folder is listed here
         from .execution.walk import from_listing, read_listing
 
@@ -399,13 +407,14 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
     else:
         from .execution.walk import Listed
 
-        before = Listed.count
+        before, walk_started = Listed.count, time.perf_counter()
         phase.follow(f"walking {', '.join(paths) if len(paths) < 4 else f'{len(paths)} folders'}", lambda: Listed.count - before)
         try:
             with using(config.streaming.storage_options, config.streaming.timeout):  # remote prefixes are listed here, with the scan's credentials
                 found = discover(paths, pick.include, pick.exclude, pick.hidden, follow_symlinks, skip=catalog_folders(output), client=client)
         finally:
             phase.stop()
+        walk_seconds = time.perf_counter() - walk_started
         own = {os.path.abspath(f) for f in catalog_folders(output)}
         others = sorted(c for c in found.catalogs if os.path.abspath(c) not in own)
         if others:
@@ -497,7 +506,7 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
             config.cost_model = cost_model(opts.running.learn_from, output, writer, config, summary)
             config.watch_token = secrets.token_urlsafe(16)
             expected = expected_seconds(todo, sum(stats[p][0] or 0 for p in todo), config.max_workers or os.cpu_count() or 1,
-                                        config.streaming.metadata_only)
+                                        config.streaming.metadata_only, walk_seconds, len(files) + len(links))
             if config.dashboard_address is None and expected < float(setting("cluster.dashboard-min-seconds")) \
                     and not opts.running.keep_cluster:
                 config.dashboard_address = False  # over in seconds: not worth Bokeh's start
