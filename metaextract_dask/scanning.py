@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .catalog import CatalogWriter, read_catalog, to_row
 from .catalog.read import variables_folder
@@ -60,8 +60,8 @@ def catalog_folders(output: str | os.PathLike | None) -> list[str]:
     return [out, variables_folder(out), references_folder(out), os.path.normpath(out) + THUMBNAILS, model_path(out), jobs_folder(out)]
 
 
-def why_extract(paths: list[str], stats: dict[str, tuple[Any, Any]], writer: CatalogWriter | None, read_only: Any,
-                retry_failed: bool, asked: frozenset[str] = frozenset(), etags: dict[str, str | None] | None = None) -> dict[str, str | None]:
+def why_extract(paths: list[str], stats: Mapping[str, tuple[Any, Any]], writer: CatalogWriter | None, read_only: Any,
+                retry_failed: bool, asked: frozenset[str] = frozenset(), etags: Mapping[str, str | None] | None = None) -> dict[str, str | None]:
     """path -> why it is extracted (``catalog.index.REASONS``), None when its row stands.
 
     The index is the writer's, or for a dry run the folder ``read_only``
@@ -82,14 +82,28 @@ def why_extract(paths: list[str], stats: dict[str, tuple[Any, Any]], writer: Cat
         if reader is not None and getattr(reader, "extras", frozenset()) & asked:
             wanted[name] = reader.extras & asked
     etags = etags or {}
-    return dict(zip(paths, index.reasons(paths, [stats[p] for p in paths], versions, retry_failed, wanted, [etags.get(p) for p in paths])))
+    return dict(zip(paths, index.reasons(paths, _Each(paths, stats.__getitem__), versions, retry_failed, wanted,
+                                         _Each(paths, etags.get))))
+
+
+class _Each:
+    """``fn(path)`` for each of ``paths``, made as it is read (each time it is iterated): no list of a million stats."""
+
+    def __init__(self, paths: Sequence[str], fn: Callable[[str], Any]):
+        self.paths, self.fn = paths, fn
+
+    def __iter__(self) -> Iterator[Any]:
+        return map(self.fn, self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
 
 
 class WalkedSizes(Mapping):
     """The walk's sizes as the run asks for them (path -> bytes, where the walk had one): a view of its stats, not a
     second dict of every file."""
 
-    def __init__(self, stats: dict[str, tuple[Any, Any]]):
+    def __init__(self, stats: Mapping[str, tuple[Any, Any]]):
         self.stats = stats
 
     def __getitem__(self, path: str) -> int:
@@ -425,7 +439,7 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
     walked, links = split_links([f for f in files if f not in explicit], [p for p in paths if os.path.isdir(p)], follow_symlinks,
                                 linked=found.links)
     files = [f for f in files if f in explicit] + walked
-    stats = {p: found.stats[p] for p in files}
+    stats = found.stats  # packed (walk.WalkedStats): a scan of millions holds one value a file, not a second dict of tuples
     if pick.into_archives:
         from .storage.archives import add_members
 

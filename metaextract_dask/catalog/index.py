@@ -159,9 +159,10 @@ class CatalogIndex:
         """
         return self.reasons([path], [(size, mtime)], versions, retry_failed, wanted, [etag])[0]
 
-    def reasons(self, paths: list[str], stats: list[tuple[Any, Any]], versions: dict[str, str], retry_failed: bool = False,
-                wanted: dict[str, frozenset[str]] | None = None, etags: list[str | None] | None = None) -> list[str | None]:
-        """``reason`` of many files at once (a resume of millions asks once): looked up by bisection of name hashes."""
+    def reasons(self, paths: list[str], stats: Iterable[tuple[Any, Any]], versions: dict[str, str], retry_failed: bool = False,
+                wanted: dict[str, frozenset[str]] | None = None, etags: Iterable[str | None] | None = None) -> list[str | None]:
+        """``reason`` of many files at once (a resume of millions asks once): looked up by bisection of name hashes.
+        ``stats`` and ``etags`` are read in the order of ``paths``, ``stats`` twice (each may be made as it is read)."""
         if self.empty:
             return [NEW] * len(paths)
         import numpy as np

@@ -28,7 +28,27 @@ LOCAL = "local:"
 
 def identity(st: os.stat_result) -> str:
     """A local file's identity: its device, inode and change time (``local:DEV:INO:CTIME_NS``)."""
-    return f"{LOCAL}{st.st_dev}:{st.st_ino}:{st.st_ctime_ns}"
+    return identity_text(*identity_of(st))
+
+
+def identity_of(st: os.stat_result) -> tuple[int, int, int]:
+    """What a local file's identity is made of: (device, inode, change time in nanoseconds)."""
+    return st.st_dev, st.st_ino, st.st_ctime_ns
+
+
+def identity_text(dev: int, ino: int, ctime_ns: int) -> str:
+    return f"{LOCAL}{dev}:{ino}:{ctime_ns}"
+
+
+def identity_parts(value: Any) -> tuple[int, int, int] | None:
+    """(device, inode, change time) of an identity (``identity_text`` gives it back), or None for anything else."""
+    if not is_identity(value):
+        return None
+    parts = value[len(LOCAL):].split(":")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        return None
+    dev, ino, ctime_ns = map(int, parts)
+    return (dev, ino, ctime_ns) if max(dev, ino, ctime_ns) < 2**63 else None
 
 
 def is_identity(value: Any) -> bool:

@@ -13,20 +13,25 @@ second stat per file.
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import re
 import stat as stat_module
+import struct
+from collections.abc import MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
-from ..core.pin import identity
+from ..core.pin import identity_of, identity_parts, identity_text
 from ..readers.probe import file_stat
 from ..storage.folders import folder_stat
 from .discovery import _wanted, kind
 
 Stat = tuple[int | None, float | None]
+#: a local file's identity as ``pin.identity_of`` gives it: (device, inode, change time)
+Identity = tuple[int, int, int]
 
 
 @dataclass
@@ -34,7 +39,7 @@ class Listing:
     """One folder's answer: files (path, stat through links, is a link, the link's own stat, identity) and subfolders
     (path, dev, ino)."""
 
-    files: list[tuple[str, Stat, bool, Stat, str | None]] = field(default_factory=list)
+    files: list[tuple[str, Stat, bool, Stat, Identity | None]] = field(default_factory=list)
     folders: list[tuple[str, int, int]] = field(default_factory=list)
     #: folders that could not be listed, with why (each an error row: nothing is left out unsaid)
     errors: list[tuple[str, str]] = field(default_factory=list)
@@ -42,29 +47,133 @@ class Listing:
     catalogs: list[str] = field(default_factory=list)
 
 
+#: one file's (size, mtime) and identity (device, inode, change time), packed; -1 and NaN say "none"
+_PACKED = struct.Struct("<qdqqq")
+
+
+class WalkedStats(MutableMapping):
+    """path -> (size, mtime) of every file a walk found, and (``etags``) its identity: one packed 40-byte value per
+    file, where a tuple, its two numbers and an identity string took about 250 bytes (a scan of millions holds them
+    all). A remote object's ETag, or anything that is not a local identity, is kept as it is beside them."""
+
+    def __init__(self) -> None:
+        self._packed: dict[str, bytes] = {}
+        self.etags = WalkedEtags(self)
+
+    def __getitem__(self, path: str) -> Stat:
+        size, mtime, _dev, _ino, _ns = _PACKED.unpack(self._packed[path])
+        return (None if size < 0 else size, None if mtime != mtime else mtime)
+
+    def put(self, path: str, stat: Stat, ident: Identity | None) -> None:
+        """A file's stat and identity (``pin.identity_of``: what its identity string is made of), packed."""
+        try:  # the walk's common case: an int size, a float mtime, an identity
+            self._packed[path] = _PACKED.pack(*stat, *ident)  # type: ignore[misc]
+        except (struct.error, TypeError):
+            self._packed[path] = _pack(stat, ident if ident is not None and _packable(*ident) else _NONE)
+
+    def __setitem__(self, path: str, stat: Stat) -> None:
+        old = self._packed.get(path)
+        ident = _PACKED.unpack(old)[2:] if old is not None else _NONE
+        self._packed[path] = _pack(stat, ident)
+
+    def __delitem__(self, path: str) -> None:
+        del self._packed[path]
+        self.etags._other.pop(path, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._packed)
+
+    def __len__(self) -> int:
+        return len(self._packed)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._packed
+
+
+_NONE = (-1, -1, -1)
+
+
+def _packable(dev: int, ino: int, ctime_ns: int) -> bool:
+    return 0 <= dev < 2**63 and 0 <= ino < 2**63 and -(2**63) <= ctime_ns < 2**63
+
+
+def _pack(stat: Stat, ident: tuple[int, int, int]) -> bytes:
+    size, mtime = stat
+    size = size if isinstance(size, int) and 0 <= size < 2**63 else -1
+    return _PACKED.pack(size, float(mtime) if isinstance(mtime, (int, float)) else math.nan, *ident)
+
+
+class WalkedEtags(MutableMapping):
+    """path -> identity or ETag of the files of a ``WalkedStats`` (a local identity lives in its packed value)."""
+
+    def __init__(self, stats: WalkedStats) -> None:
+        self._stats = stats
+        self._other: dict[str, str | None] = {}
+
+    def __getitem__(self, path: str) -> str | None:
+        if path in self._other:
+            return self._other[path]
+        packed = self._stats._packed.get(path)
+        if packed is not None:
+            dev, ino, ctime_ns = _PACKED.unpack(packed)[2:]
+            if ino >= 0:
+                return identity_text(dev, ino, ctime_ns)
+        raise KeyError(path)
+
+    def __setitem__(self, path: str, value: str | None) -> None:
+        parts = identity_parts(value)
+        packed = self._stats._packed.get(path)
+        if parts is not None and packed is not None:
+            self._stats._packed[path] = _pack(self._stats[path], parts)
+            self._other.pop(path, None)
+        else:
+            self._other[path] = value
+
+    def __delitem__(self, path: str) -> None:
+        if path in self._other:
+            del self._other[path]
+            return
+        packed = self._stats._packed.get(path)
+        if packed is None or _PACKED.unpack(packed)[3] < 0:
+            raise KeyError(path)
+        self._stats._packed[path] = _pack(self._stats[path], _NONE)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._other
+        for path, packed in self._stats._packed.items():
+            if path not in self._other and _PACKED.unpack(packed)[3] >= 0:
+                yield path
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 @dataclass
 class Found:
     """What a walk found: files in walk order, their stats, which are links and the links' own stats."""
 
     files: list[str] = field(default_factory=list)
-    stats: dict[str, Stat] = field(default_factory=dict)
+    stats: WalkedStats = field(default_factory=WalkedStats)
     links: set[str] = field(default_factory=set)
     link_stats: dict[str, Stat] = field(default_factory=dict)
     #: remote objects' ETags and local files' identities (``pin.identity``): a re-scan extracts a file again when it changed,
-    #: and a record of another file than the walk saw is refused (``batch.same_as_walked``)
-    etags: dict[str, str | None] = field(default_factory=dict)
+    #: and a record of another file than the walk saw is refused (``batch.same_as_walked``); kept in ``stats``
+    etags: WalkedEtags = field(init=False)
     #: folders and remote roots that could not be listed, with why (an error row each)
     errors: dict[str, str] = field(default_factory=dict)
     #: catalogs found inside the scanned folders (a folder holding a ``_manifest.json``) and what lies beside them
     #: (``CATALOG.variables/``, ``CATALOG.references/``...): left out, not data
     catalogs: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.etags = self.stats.etags
 
-def _entry_stat(entry: os.DirEntry) -> tuple[Stat, str | None]:
+
+def _entry_stat(entry: os.DirEntry) -> tuple[Stat, Identity | None]:
     """(size, mtime) and identity of an entry, through links; (None, None) and None when it cannot be stat-ed."""
     try:
         st = entry.stat()
-        return (st.st_size, st.st_mtime), identity(st)
+        return (st.st_size, st.st_mtime), identity_of(st)
     except OSError:
         return (None, None), None
 
@@ -111,7 +220,7 @@ def list_folder(folder: str, root: str, include: Sequence[str], exclude: Sequenc
                 try:
                     size, mtime, inside = folder_stat(current)
                     listed += inside
-                    out.files.append((current, (size, mtime), False, (None, None), identity(os.stat(current, follow_symlinks=False))))
+                    out.files.append((current, (size, mtime), False, (None, None), identity_of(os.stat(current, follow_symlinks=False))))
                 except OSError as exc:
                     out.errors.append((current, unlistable(exc)))
             continue
@@ -261,18 +370,16 @@ class _Inline:
         pass
 
 
-def _identity(path: str) -> str | None:
+def _identity(path: str) -> Identity | None:
     try:
-        return identity(os.stat(path))
+        return identity_of(os.stat(path))
     except OSError:
         return None
 
 
-def _add(found: Found, path: str, stat: Stat, link: bool, link_stat: Stat, ident: str | None) -> None:
+def _add(found: Found, path: str, stat: Stat, link: bool, link_stat: Stat, ident: Identity | None) -> None:
     found.files.append(path)
-    found.stats[path] = stat
-    if ident is not None:
-        found.etags[path] = ident
+    found.stats.put(path, stat, ident)
     if link:
         found.links.add(path)
         found.link_stats[path] = link_stat
@@ -303,7 +410,7 @@ def _walk_root(root: str, rules: tuple[Any, ...], seen: set[tuple[int, int]], fo
 
     seen.add((st.st_dev, st.st_ino))
     submit(root)
-    files: list[tuple[str, Stat, bool, Stat, str | None]] = []
+    files: list[tuple[str, Stat, bool, Stat, Identity | None]] = []
     while pending:
         fut = done.get()
         pending -= 1
@@ -437,6 +544,6 @@ def from_listing(paths: Sequence[str], roots: Sequence[str], include: Sequence[s
             continue
         link = os.path.islink(path)
         _add(found, path, (st.st_size, st.st_mtime) if st is not None else (None, None), link,
-             file_stat(path, follow=False) if link else (None, None), identity(st) if st is not None else None)
+             file_stat(path, follow=False) if link else (None, None), identity_of(st) if st is not None else None)
     return found, outside
 

@@ -11,6 +11,7 @@ an error row, and the container's record says so too.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 from ..core.options import Selection
@@ -112,7 +113,7 @@ def list_members(container: str, storage_options: dict[str, Any] | None = None,
     return out, odd
 
 
-def add_members(files: list[str], stats: dict[str, Any], etags: dict[str, str | None], storage_options: dict[str, Any] | None,
+def add_members(files: list[str], stats: MutableMapping[str, Any], etags: MutableMapping[str, str | None], storage_options: dict[str, Any] | None,
                 selection: Selection | None = None, errors: dict[str, str] | None = None) -> list[str]:
     """Each zip and tar among ``files`` followed by its members' URLs (with their stats), in place; members that
     are not read (``list_members``) go into ``errors`` (an error row each). Returns the containers whose members
