@@ -169,3 +169,35 @@ def test_large_storage_chunk_count_makes_few_tasks(tmp_path):
     assert record["streaming"]["tasks"] <= StreamingConfig().max_tasks_per_file
     stats = record["hdf5"]["datasets"][0]["stats"]
     assert stats["cells_read"] == stats["cells_total"] == 20_000 and stats["max"] == 1_999_999
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("kind", ["netcdf4", "hdf5"])
+def test_a_small_file_is_opened_and_walked_once_by_h5py_within_its_task(tmp_path, kind, monkeypatch):
+    """The guard, the reader and the references of a small HDF5-based file share one h5py open and one walk of its
+    objects (each opened and walked it again: up to 2 opens and 4 walks, a third of a small file's parsing). Counted
+    on the real calls; the record is the same."""
+    from dataclasses import replace
+
+    import netCDF4
+
+    from metaextract_dask.execution.batch import extract_metadata
+    from metaextract_dask.readers import hdf5
+
+    path = str(tmp_path / ("a.nc" if kind == "netcdf4" else "a.h5"))
+    if kind == "netcdf4":
+        with netCDF4.Dataset(path, "w") as ds:
+            ds.createDimension("t", 4)
+            ds.createVariable("t", "f8", ("t",))[:] = np.arange(4.0)
+            ds.createVariable("v", "f4", ("t",), zlib=True)[:] = np.arange(4.0)
+    else:
+        with h5py.File(path, "w") as f:
+            f.create_group("g").create_dataset("x", data=np.arange(12.0).reshape(3, 4), chunks=(1, 4))
+    opens, walks = [], []
+    real_open, real_walk = hdf5.open_file, hdf5._objects
+    monkeypatch.setattr(hdf5, "open_file", lambda p: opens.append(p) or real_open(p))
+    monkeypatch.setattr(hdf5, "_objects", lambda f, problems=None: walks.append(f) or real_walk(f, problems))
+    record = extract_metadata(path, replace(StreamingConfig(), references=True))
+    assert record["references"]["virtualizable"] is True, record["references"]
+    assert record["reader"] == ("netcdf" if kind == "netcdf4" else "hdf5")
+    assert len(opens) == 1 and len(walks) == 1, (opens, walks)

@@ -81,6 +81,18 @@ def run(tmp_path_factory):
     return root, files, cat
 
 
+def test_an_export_imports_no_dask(run, tmp_path):
+    """An export opens no HDF5 file and runs no Dask: its process imports no dask (0.1 to 0.2 s of its start), the
+    CLI's plugin-folder safety and the reader registry included."""
+    _root, _files, cat = run
+    code = ("import sys; from metaextract_dask.cli import main; rc = main(sys.argv[1:]); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dask')); sys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code, "export", str(cat), "--to", "icechunk", "-o", str(tmp_path / "repo")],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
 def test_a_run_in_icechunk_equals_open_mfdataset(run):
     import xarray as xr
 
