@@ -19,6 +19,7 @@ from test_row_integrity import FAILING, behave, check_rows, make
 
 from metaextract_dask import ParallelExtractionConfig, ParallelExtractor, StreamingConfig
 from metaextract_dask.demo import make_bin, make_h5
+from metaextract_dask.execution import api as api_module
 from metaextract_dask.execution import run as run_module
 from metaextract_dask.planning.tasks import Failed
 
@@ -163,8 +164,19 @@ def test_a_long_run_is_split_and_submitted_a_window_at_a_time(tmp_path, extracto
     keys = [b.label for b in ex.last_batches]
     assert sum(len(b.tasks) for b in ex.last_batches) == 300 and len(keys) >= 300 // 40
     seen = []
+    runs = []
+
+    class Recorded(run_module.Run):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            runs.append(self)
+
+    monkeypatch.setattr(api_module, "Run", Recorded)
     ex.extract(files, progress=lambda r: seen.append(r.file_path), keep_results=False)
     assert sorted(seen) == files  # not kept: each still reported once
+    # nor remembered: the ids a run keeps to answer each file once are those of files in work (the old run kept every one)
+    grown = {name: len(value) for name, value in vars(runs[-1]).items() if isinstance(value, set) and len(value) > 40}
+    assert not grown, grown
 
 
 @pytest.mark.parametrize("on", ["local", "client"])

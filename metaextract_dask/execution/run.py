@@ -111,7 +111,8 @@ class Run:
         #: task id -> (kind of file, predicted seconds), when a cost model ordered the run
         self.costs: dict[str, tuple[str, float]] = {}
         self.results: dict[str, ExtractionResult] = {}
-        self.seen: set[str] = set()
+        #: the task ids split into work and not yet answered: a run of millions holds about a window of them
+        self.pending: set[str] = set()
         #: what each handle in flight is: ("batch", Batch), ("plan" | "graph", _Large) or ("chunk", (_Large, ChunkSpec))
         self.inflight: dict[Any, tuple[str, Any]] = {}
         #: how many of those are a large file's plan or graph, and how many a batch (counted, not summed per event)
@@ -120,8 +121,8 @@ class Run:
         self.submitted = 0
         #: cancelled, or interrupted: no further window is submitted
         self.stopped = False
-        #: files split into work and not yet answered, and the most there were at once (a window and what is left in flight)
-        self.held = self.most_held = 0
+        #: the most files split into work and not yet answered at once (a window and what is left in flight)
+        self.most_held = 0
         self.events: queue.Queue = queue.Queue()
         self.timers: set[threading.Timer] = set()
         #: the deadline timer of each large file's handle in flight
@@ -151,8 +152,8 @@ class Run:
                 if self.keep:
                     kept.extend(window)
                 sizes, large, batches = self.split(window)
-                self.held += len(window)
-                self.most_held = max(self.most_held, self.held)
+                self.pending.update(t.task_id for t in window)
+                self.most_held = max(self.most_held, len(self.pending))
                 if window is first:
                     ex.report({"kind": "run-start", "run": self.run_id, "files": files if files is not None else len(window),
                                "bytes": total_bytes if total_bytes is not None else sum(sizes.values()),
@@ -260,10 +261,9 @@ class Run:
         if tell_metrics and results:  # before progress: outcome() fills each result's file_format once
             self.executor.report({"kind": "files", "run": self.run_id, "files": [outcome(r) for r in results]})
         for r in results:
-            if r.task_id in self.seen:  # exactly one record per file
+            if r.task_id not in self.pending:  # exactly one record per file: a second answer for one is dropped
                 continue
-            self.seen.add(r.task_id)
-            self.held -= 1
+            self.pending.discard(r.task_id)
             if self.keep:
                 self.results[r.task_id] = r
             if self.progress is not None:
