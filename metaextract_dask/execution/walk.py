@@ -69,7 +69,10 @@ class WalkedStats(MutableMapping):
         try:  # the walk's common case: an int size, a float mtime, an identity
             self._packed[path] = _PACKED.pack(*stat, *ident)  # type: ignore[misc]
         except (struct.error, TypeError):
-            self._packed[path] = _pack(stat, ident if ident is not None and _packable(*ident) else _NONE)
+            packable = ident is not None and _packable(*ident)
+            self._packed[path] = _pack(stat, ident if packable else _NONE)  # type: ignore[arg-type]
+            if ident is not None and not packable:  # an inode past 2**63 (some network file systems): kept as text
+                self.etags._other[path] = identity_text(*ident)
 
     def __setitem__(self, path: str, stat: Stat) -> None:
         old = self._packed.get(path)
