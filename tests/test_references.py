@@ -360,3 +360,32 @@ def test_a_run_with_one_global_attribute_joins_through_intake_esm(tmp_path):
     me.scan(str(tmp_path / "data"), str(tmp_path / "cat"))
     (joined,) = me.open_catalog(str(tmp_path / "cat")).to_dataset_dict(progressbar=False).values()
     assert joined.sizes["time"] == 12 and float(joined["tas"][-1, 0]) == 2.0
+
+
+@pytest.mark.unit
+def test_a_writer_that_stops_without_committing_leaves_no_fsync_thread(tmp_path):
+    """Entries are fsynced by a thread beside the scan (``sidecars.Unsynced``); a writer closed after a failed write
+    (a full disk: it commits nothing more) ends that thread too, or a notebook's failed scans would each leave one."""
+    import threading
+    import time
+
+    from metaextract_dask.catalog.writer import CatalogWriteError, CatalogWriter
+    from metaextract_dask.core.model import ExtractionResult
+    from metaextract_dask.core.settings import StreamingConfig
+    from metaextract_dask.execution.batch import extract_metadata
+
+    path = tmp_path / "a.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.arange(100.0), chunks=(10,))
+    record = extract_metadata(str(path), StreamingConfig(references=True))
+
+    def fsync_threads():
+        return [t for t in threading.enumerate() if t.name == "metaextract-fsync"]
+
+    before = len(fsync_threads())
+    writer = CatalogWriter(str(tmp_path / "cat"))
+    writer.add(ExtractionResult(str(path), str(path), True, record, start_time=time.time(), end_time=time.time()))
+    assert len(fsync_threads()) == before + 1  # the entry went to the thread
+    writer.broken = CatalogWriteError(28, "No space left on device")  # what a failed write leaves (writer._guarded)
+    writer.close()
+    assert len(fsync_threads()) == before

@@ -132,16 +132,22 @@ class Unsynced:
 
     def make_durable(self) -> None:
         """Every entry appended so far on disk, and its folder; an fsync's error raised here (the part is not committed)."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+        self.stop()
         error, self._error = self._error, None
         if error is not None:
             raise error
         for folder in self._folders:
             _fsync(folder)
         self._folders.clear()
+
+
+    def stop(self) -> None:
+        """The background thread done with what it was given, and ended (a writer that stops without committing, after
+        a full disk, leaves no thread waiting)."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
 
 
 def _fsync(path: str) -> None:

@@ -559,6 +559,7 @@ class CatalogWriter:
                 self._sweep_sidecars()
                 self._manifest(**summary, superseded=self.index.superseded)  # 0: every file has one row (query_catalog)
         finally:
+            self.unsynced.stop()
             self.lock.release()
 
 
