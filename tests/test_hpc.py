@@ -215,7 +215,7 @@ def test_a_slurm_scan_whose_jobs_end_stops_with_one_line_and_keeps_what_it_extra
 
     data = tmp_path / "data"
     data.mkdir()
-    for i in range(6000):
+    for i in range(30_000):  # more than its one worker finishes in the seconds before the cancel
         make_bin(str(data / f"f{i:05d}.bin"), 256, i)
     scan = subprocess.Popen(["metaextract", "scan", str(data), "-o", str(tmp_path / "cat"), "--cluster", "slurm", "--cores", "1",
                              "--memory", "1GB", "--interface", "lo"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -233,7 +233,7 @@ def test_a_slurm_scan_whose_jobs_end_stops_with_one_line_and_keeps_what_it_extra
     said = [line for line in err.replace("\r", "\n").splitlines() if "batch jobs ended" in line]
     assert len(said) == 1 and re.search(r"its log: \S+dask-worker-\d+\.\w+", said[0]), err[-1500:]
     saved = int(re.search(r"; (\d+) results were saved", said[0]).group(1))
-    assert 0 < saved < 6000 and len(pd.read_parquet(tmp_path / "cat")) == saved
+    assert 0 < saved < 30_000 and len(pd.read_parquet(tmp_path / "cat")) == saved
     for _ in range(30):  # a replacement dask-jobqueue submitted is cancelled with the cluster (scancel is asynchronous)
         if not _squeue():
             break
