@@ -124,7 +124,7 @@ class Unsynced:
     def _sync(self) -> None:
         while (path := self._queue.get()) is not None:
             try:
-                _fsync(path)
+                fsync_path(path)
             except FileNotFoundError:  # replaced or swept since: nothing of it to keep
                 continue
             except OSError as exc:
@@ -137,7 +137,7 @@ class Unsynced:
         if error is not None:
             raise error
         for folder in self._folders:
-            _fsync(folder)
+            fsync_path(folder)
         self._folders.clear()
 
 
@@ -150,7 +150,8 @@ class Unsynced:
             self._thread = None
 
 
-def _fsync(path: str) -> None:
+def fsync_path(path: str) -> None:
+    """A file or a folder (its entries' names) on disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

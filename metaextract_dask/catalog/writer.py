@@ -31,14 +31,6 @@ FORMATS = ("parquet", "jsonl")
 #: the thumbnails folder is the catalog's name with this suffix, beside it (``sidecars``)
 THUMBNAILS = ".thumbnails"
 
-def _fsync_dir(folder: str) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _temporary(folder: str, name: str) -> str:
     """Where ``name`` is written before it is published (hidden: readers skip names starting with ``.``)."""
     return os.path.join(folder, f".{name}.{os.getpid()}.tmp")
@@ -49,7 +41,7 @@ def _publish(tmp: str, folder: str, name: str) -> None:
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, os.path.join(folder, name))
-    _fsync_dir(folder)
+    sidecars.fsync_path(folder)
 
 
 def _atomic_write(folder: str, name: str, write: Any) -> None:
@@ -459,7 +451,7 @@ class CatalogWriter:
                 _atomic_write(self.folder, os.path.basename(part), lambda tmp, kept=kept: _write_rows(tmp, kept, self.fmt))
             else:
                 os.unlink(part)
-                _fsync_dir(self.folder)
+                sidecars.fsync_path(self.folder)
         if dropped:
             self.index = CatalogIndex()
             self.rows_written = sum(self._index(p) for p in part_files(self.folder))
