@@ -80,8 +80,10 @@ def session() -> Iterator[None]:
     finally:
         held, _local.held = _local.held, None
         pins = _pins()
+        heads = _heads()
         for path, fd in held:
             pins.pop(path, None)
+            heads.pop(path, None)
             os.close(fd)
 
 
@@ -123,16 +125,31 @@ def pinned(path: str, expected: str | None) -> Iterator[None]:
         os.close(fd)
 
 
-def adopt(path: str, fd: int) -> bool:
+def _heads() -> dict[str, bytes]:
+    heads = getattr(_local, "heads", None)
+    if heads is None:
+        heads = _local.heads = {}
+    return heads
+
+
+def adopt(path: str, fd: int, head: bytes | None = None) -> bool:
     """Within a ``session``, keep the probe's descriptor ``fd`` of ``path`` as its pin (its identity is the one the probe
-    took from it): True, and the session closes it. Outside a session, or when ``path`` is already pinned, False."""
+    took from it), and ``head``, the first bytes the probe read through it (``first_bytes``): True, and the session
+    closes it. Outside a session, or when ``path`` is already pinned, False."""
     held = getattr(_local, "held", None)
     pins = _pins()
     if held is None or path in pins:
         return False
     pins[path] = fd
     held.append((path, fd))
+    if head is not None:
+        _heads()[path] = head
     return True
+
+
+def first_bytes(path: str) -> bytes | None:
+    """The first bytes the probe of the pinned ``path`` read (what told its format), or None."""
+    return _heads().get(path)
 
 
 def descriptor(path: str) -> int | None:

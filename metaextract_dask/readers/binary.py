@@ -8,6 +8,7 @@ signature and the footer chunk the last bytes for trailing signatures.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 from collections.abc import Generator, Sequence
@@ -53,14 +54,28 @@ class ByteLayout(Sequence):
 
 
 def entropy_bits(hist: Any) -> float:
-    """Shannon entropy in bits per byte of a 256-bin histogram."""
+    """Shannon entropy in bits per byte of a 256-bin histogram: log2(n) - sum(c log2 c) / n over its counts c (n in
+    all); counts of a small sample look their c log2 c up in a table (two NumPy calls where there were seven)."""
+    import numpy as np
+
     total = int(hist.sum())
     if total == 0:
         return 0.0
-    import numpy as np
-
+    if total <= SMALL_SAMPLE:
+        return max(0.0, float(np.log2(total) - _c_log_c()[hist].sum() / total))
     p = hist[hist > 0] / total
     return float(-(p * np.log2(p)).sum())
+
+
+@functools.lru_cache(maxsize=1)
+def _c_log_c() -> Any:
+    """c * log2(c) for every count of a small sample (0 for 0)."""
+    import numpy as np
+
+    c = np.arange(SMALL_SAMPLE + 1, dtype=np.float64)
+    out = np.zeros_like(c)
+    np.multiply(c[1:], np.log2(c[1:]), out=out[1:])
+    return out
 
 
 _EDGES: Any = None

@@ -75,7 +75,10 @@ def read_head(path: str, nbytes: int = HEAD_BYTES) -> bytes:
 
         return read_range(path, 0, nbytes)
     held = pin.descriptor(path)
-    if held is not None:  # pinned since its probe: that descriptor, not the name
+    if held is not None:  # pinned since its probe: what the probe read through that descriptor, or that descriptor
+        head = pin.first_bytes(path)
+        if head is not None and nbytes <= HEAD_BYTES:
+            return head[:nbytes]
         return os.pread(held, nbytes, 0)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -153,7 +156,7 @@ def probe(path: str | os.PathLike) -> FileInfo:
             raise FileAccessError(path, "replaced while it was opened")
         head = os.pread(fd, HEAD_BYTES, 0)
         fmt, description = refine(detect(head, path), head, path, st.st_size, lambda offset, n: os.pread(fd, n, offset))
-        kept = pin.adopt(path, fd)  # in a session (a small file's one open), this descriptor is the file's pin
+        kept = pin.adopt(path, fd, head)  # in a session (a small file's one open), this descriptor is the file's pin
     except OSError as exc:
         raise _access_error(path, exc) from exc
     finally:
