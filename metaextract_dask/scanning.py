@@ -10,7 +10,8 @@ from typing import Any, Callable, Sequence
 
 from .catalog import CatalogWriter, read_catalog, to_row
 from .catalog.read import variables_folder
-from .core.model import ExtractionResult, same_as_walked
+from .catalog.schema import block_columns
+from .core.model import ExtractionResult, RowBlock, differs_from_walk, same_as_walked
 from .core.options import CatalogOptions, Feedback, Running, ScanOptions, Selection
 from .core.settings import StreamingConfig
 from .diagnostics.progress import Phase, Progress
@@ -491,6 +492,30 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
         if opts.feedback.on_result is not None:
             opts.feedback.on_result(row)
 
+    def arrived_block(block: RowBlock) -> None:
+        walked = found.etags
+        odd = [i for i, (p, e) in enumerate(zip(block.paths, block.column("etag"))) if differs_from_walk(e, walked.get(p))]
+        if odd:  # replaced since the walk: its own result says so (``arrived``)
+            for i in odd:
+                arrived(block.result(i))
+            block = block.keep(sorted(set(range(len(block))) - set(odd)))
+        got = [stats.get(p, (None, None)) for p in block.paths]
+        sizes, mtimes = [g[0] for g in got], [g[1] for g in got]
+        summary.extracted += len(block)
+        if writer is not None:
+            cols = writer.add_block(block, sizes, mtimes)
+        else:
+            cols = block_columns(block, sizes, mtimes)
+        if (writer is None and as_frame) or opts.feedback.on_result is not None:
+            names = list(cols)
+            for values in zip(*cols.values()):
+                row = dict(zip(names, values))
+                if writer is None and as_frame:
+                    rows.append(row)
+                if opts.feedback.on_result is not None:
+                    opts.feedback.on_result(row)
+        bar.update(sum(s or 0 for s in sizes), files=len(block))
+
     def started(c: Any) -> None:
         from .diagnostics.stream import watch_url
         from .execution.cluster import dashboard_url
@@ -537,7 +562,7 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
             from .execution.api import ParallelExtractor
             extractor = ParallelExtractor(config, client=client, cluster=cluster)
             extractor.on_client = started
-            extractor.extract(todo, progress=arrived, keep_results=False, sizes=WalkedSizes(stats))
+            extractor.extract(todo, progress=arrived, keep_results=False, sizes=WalkedSizes(stats), blocks=arrived_block)
     finally:
         from .sandbox import discard_spares
 

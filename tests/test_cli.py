@@ -137,12 +137,12 @@ def test_a_scan_in_a_terminal_says_what_it_does_first_and_never_promises_too_lon
     import re
 
     data = tmp_path / "data"
-    for d in range(60):
-        (data / f"d{d:02d}").mkdir(parents=True)
+    for d in range(160):
+        (data / f"d{d:03d}").mkdir(parents=True)
         for i in range(250):
-            (data / f"d{d:02d}" / f"f{i:03d}.bin").write_bytes(os.urandom(256))
-    # the dashboard's cluster asked for (15,000 tiny files alone are a 3-second scan that starts none, over before
-    # an ETA is drawn): its start is what the first files pay for
+            (data / f"d{d:03d}" / f"f{i:03d}.bin").write_bytes(os.urandom(256))
+    # the dashboard's cluster asked for (40,000 tiny files alone are a 4-second scan that starts none, over about
+    # when an ETA is first drawn, 3 s in): its start is what the first files pay for
     env = dict(os.environ, DASK_METAEXTRACT__CLUSTER__DASHBOARD_MIN_SECONDS="0")
     text, status = _in_a_terminal(["metaextract", "scan", str(data), "-o", str(tmp_path / "cat")], tmp_path, env)
     assert status == 0, text[-2000:]

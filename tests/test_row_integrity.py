@@ -252,3 +252,38 @@ def test_framework_keys_of_the_wrong_type_read_as_missing_not_as_a_crash(tmp_pat
 
     told = outcome(ExtractionResult("t1", path, True, odd))
     assert told["bytes"] == 1234 and told["chunks"] == 1 and told["io_requests"] == 0
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_a_scan_writes_the_files_of_a_block_as_their_own_rows(tmp_path, fmt):
+    """Files that need no parser reach the catalog as a block of columns (``CatalogWriter.add_block``); each row is the
+    one ``to_row`` makes of the file's own result, every column but the run's clock and worker, in either format, among
+    rows of files that came one at a time."""
+    from metaextract_dask import scan
+    from metaextract_dask.catalog.read import _read_part, part_files
+    from metaextract_dask.core.settings import StreamingConfig
+    from metaextract_dask.execution.batch import extract_with_columns
+    from metaextract_dask.scanning import ScanSummary
+
+    data = tmp_path / "data"
+    data.mkdir()
+    plain = [make_bin(data / f"p{i:02d}.bin", 100 + 37 * i, i) for i in range(30)]
+    (data / "readme.txt").write_text("text\n" * 100)
+    plain.append(str(data / "readme.txt"))
+    parsed = make_nc(str(data / "grid.nc"), 3)
+    summary = ScanSummary()
+    scan(str(data), str(tmp_path / "cat"), format=fmt, summary=summary, progress=False, as_frame=False)
+    assert summary.extracted == 32 and summary.failed == 0
+    rows = {r["path"]: r for part in part_files(str(tmp_path / "cat")) for r in _read_part(part)}
+    assert sorted(rows) == sorted([*plain, parsed])
+    clock = {"duration", "started_at", "finished_at", "extracted_at", "worker"}
+    for path in plain:
+        record, columns = extract_with_columns(path, StreamingConfig())
+        st = os.stat(path)
+        own = to_row(ExtractionResult("t", path, True, record, columns=columns), st.st_size, st.st_mtime)
+        got = rows[path]
+        if fmt == "jsonl":  # as JSON Lines keeps them
+            own["path_bytes"], own["metadata"] = own["path_bytes"].hex(), json.loads(own["metadata"])
+        assert {k: got.get(k) for k in own if k not in clock} == {k: v for k, v in own.items() if k not in clock}, path
+        assert got["finished_at"] >= got["started_at"] > 0 and got["duration"] >= 0

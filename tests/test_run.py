@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import os
 import threading
 import time
@@ -21,6 +22,7 @@ from metaextract_dask import ParallelExtractionConfig, ParallelExtractor, Stream
 from metaextract_dask.demo import make_bin, make_h5
 from metaextract_dask.execution import api as api_module
 from metaextract_dask.execution import run as run_module
+from metaextract_dask.execution.batch import extract_with_columns
 from metaextract_dask.planning.tasks import Failed
 
 pytestmark = pytest.mark.integration
@@ -177,6 +179,37 @@ def test_a_long_run_is_split_and_submitted_a_window_at_a_time(tmp_path, extracto
     # nor remembered: the ids a run keeps to answer each file once are those of files in work (the old run kept every one)
     grown = {name: len(value) for name, value in vars(runs[-1]).items() if isinstance(value, set) and len(value) > 40}
     assert not grown, grown
+
+
+def test_files_that_need_no_parser_come_back_a_block_a_batch_with_the_records_of_their_own_calls(tmp_path, extractor):
+    """A batch's files that need no parser are extracted in one sandbox call and come back as one ``RowBlock`` (the
+    old run made a call, a reply and a result for each); every other file (HDF5 named .bin, a start code suggesting
+    media, an empty file) still gets its own call. A block's records and columns are those its files' own extraction
+    makes, and the run's counters count every file."""
+    plain = [make_bin(tmp_path / f"p{i:02d}.bin", 300 + i, i) for i in range(12)]
+    text = tmp_path / "notes.dat"
+    text.write_text("a note\n" * 30)
+    hdf5 = make_h5(tmp_path / "hidden.bin", 50)
+    media = tmp_path / "clip.dat"
+    media.write_bytes(b"\x00\x00\x01\xba" + os.urandom(400))
+    empty = tmp_path / "empty.bin"
+    empty.write_bytes(b"")
+    files = [*plain[:6], hdf5, str(media), *plain[6:], str(empty), str(text)]
+    blocks, singles = [], []
+    config = ParallelExtractionConfig(max_workers=2, batch_size=8, load_balancing="fifo")
+    _, metrics = extractor(config).extract(files, progress=singles.append, keep_results=False, blocks=blocks.append)
+    assert sorted(p for b in blocks for p in b.paths) == sorted([*plain, str(text)])
+    assert sorted(r.file_path for r in singles) == sorted([hdf5, str(media), str(empty)])
+    assert 1 <= len(blocks) <= 2  # two batches of 8 files: at most a block each
+    assert metrics.total_files == len(files) and metrics.failed == sum(not r.success for r in singles) >= 1  # the empty file
+    for block in blocks:
+        for i, path in enumerate(block.paths):
+            record, columns = extract_with_columns(path, StreamingConfig())
+            assert json.loads(block.columns["metadata"][i]) == record
+            assert {k: v[i] for k, v in block.columns.items() if v[i] is not None} == columns
+    kept, _ = extractor(config).extract(files)  # without ``blocks``: each file of a block is its own result
+    assert [r.file_path for r in kept] == files
+    assert [r.metadata for r in kept if r.file_path in plain] == [extract_with_columns(p, StreamingConfig())[0] for p in plain]
 
 
 @pytest.mark.parametrize("on", ["local", "client"])

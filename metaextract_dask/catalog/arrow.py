@@ -74,17 +74,27 @@ def _list_array(item: str, values: list[Any]) -> Any:
                                  children=[child])
 
 
-def table_from_rows(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> Any:
-    """The rows as a table with exactly ``columns`` (name, kind); a missing key is null."""
+def rows_to_columns(rows: list[dict[str, Any]], names: list[str]) -> dict[str, list[Any]]:
+    """The rows as one list per name; a missing key is None."""
+    if not rows:
+        return {name: [] for name in names}
+    try:  # whole rows (``schema.to_row`` fills every column): transposed in C, one call per row
+        pick = operator.itemgetter(*names)
+        return dict(zip(names, map(list, zip(*map(pick, rows))))) if len(names) > 1 else {names[0]: [pick(row) for row in rows]}
+    except KeyError:  # a row that lacks a column: null there
+        return {name: [row.get(name) for row in rows] for name in names}
+
+
+def table_from_columns(values: dict[str, list[Any]], rows: int, columns: list[tuple[str, str]]) -> Any:
+    """``rows`` rows given as lists by column name, as a table with exactly ``columns`` (name, kind); a column
+    ``values`` lacks is null."""
     import pyarrow as pa
 
-    names = [name for name, _ in columns]
-    values: list[list[Any]] = [[] for _ in names]
-    if rows:
-        try:  # whole rows (``schema.to_row`` fills every column): transposed in C, one call per row
-            pick = operator.itemgetter(*names)
-            values = [list(v) for v in zip(*map(pick, rows))] if len(names) > 1 else [[pick(row) for row in rows]]
-        except KeyError:  # a row that lacks a column: null there
-            values = [[row.get(name) for row in rows] for name in names]
-    arrays = [column_array(kind, v) for (_, kind), v in zip(columns, values)]
+    none: list[Any] = [None] * rows
+    arrays = [column_array(kind, values.get(name) or none) for name, kind in columns]
     return pa.Table.from_arrays(arrays, schema=pa.schema([(name, a.type) for (name, _), a in zip(columns, arrays)]))
+
+
+def table_from_rows(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> Any:
+    """The rows as a table with exactly ``columns`` (name, kind); a missing key is null."""
+    return table_from_columns(rows_to_columns(rows, [name for name, _ in columns]), len(rows), columns)

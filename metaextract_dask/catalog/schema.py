@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from ..core.errors import MisattributionError
-from ..core.model import ExtractionResult, RecordHead, check_record, failure
+from ..core.model import ExtractionResult, RecordHead, RowBlock, check_record, failure
 from ..core.text import safe_dict, safe_text
 from ..readers.probe import file_stat
 
@@ -227,6 +227,25 @@ def record_columns(md: dict[str, Any], success: bool = True) -> dict[str, Any]:
         "metadata": json.dumps(md, default=json_value) if md else None,
     })
     return _clean({k: v for k, v in row.items() if v is not None})  # sparse: it crosses processes; ``to_row`` fills the rest
+
+
+def block_columns(block: RowBlock, sizes: list[int | None], mtimes: list[float | None]) -> dict[str, list[Any]]:
+    """A block's rows as columns (``sizes`` and ``mtimes`` as the walk saw its files): what ``to_row`` makes of each
+    of its files' results, a column at a time. Columns no record of the block fills are absent."""
+    n = len(block)
+    if None in sizes or None in mtimes:  # not walked here: from the records, as ``to_row`` does
+        heads = [RecordHead.of(json.loads(text)) for text in block.columns["metadata"]]
+        sizes = [s if s is not None else h.size for s, h in zip(sizes, heads)]
+        mtimes = [m if m is not None else h.mtime for m, h in zip(mtimes, heads)]
+    cols = dict(block.columns)  # cleaned where they were made (``record_columns``)
+    cols.update({
+        "path": [safe_text(p) for p in block.paths], "size": sizes, "mtime": mtimes,
+        "success": [True] * n, "duration": [max(0.0, e - s) for s, e in zip(block.starts, block.ends)], "attempts": [1] * n,
+        "worker": [safe_text(block.worker)] * n, "extracted_at": block.ends, "started_at": block.starts, "finished_at": block.ends,
+        "format": [safe_text(f) if f is not None else _detected(p) for f, p in zip(block.column("format"), block.paths)],
+        "path_bytes": [path_key(p) for p in block.paths],
+    })
+    return cols
 
 
 def to_row(result: ExtractionResult, size: int | None = None, mtime: float | None = None) -> dict[str, Any]:

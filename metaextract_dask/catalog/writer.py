@@ -16,11 +16,22 @@ import socket
 import time
 from typing import Any, Callable, Iterable
 
-from ..core.model import ExtractionResult
+from ..core.model import ExtractionResult, RowBlock
 from . import sidecars
+from .arrow import rows_to_columns
 from .index import INDEX_COLUMNS, CatalogIndex, path_hash
 from .read import _read_part, current_rows, is_current, part_files, part_problem, read_columns, variables_folder
-from .schema import SCHEMA_VERSION, VARIABLE_COLUMNS, catalog_columns, path_key, record_thumbnail, row_key, to_row, variable_rows
+from .schema import (
+    SCHEMA_VERSION,
+    VARIABLE_COLUMNS,
+    block_columns,
+    catalog_columns,
+    path_key,
+    record_thumbnail,
+    row_key,
+    to_row,
+    variable_rows,
+)
 from .trust import MANIFEST
 
 LOCK = "_lock"
@@ -66,22 +77,30 @@ class _RowFile:
         self._started = False
 
     def write(self, rows: list[dict[str, Any]]) -> None:
+        from .arrow import rows_to_columns
+
+        self.write_columns(rows_to_columns(rows, [name for name, _ in self.columns]), len(rows))
+
+    def write_columns(self, values: dict[str, list[Any]], rows: int) -> None:
+        """``rows`` rows given as one list per column name (a column ``values`` lacks is null)."""
         if not rows:
             return
         if self.fmt == "parquet":
             import pyarrow.parquet as pq
 
-            from .arrow import table_from_rows
+            from .arrow import table_from_columns
 
-            table = table_from_rows(rows, self.columns)
+            table = table_from_columns(values, rows, self.columns)
             if self._parquet is None:
                 self._parquet = pq.ParquetWriter(self.path, table.schema)
             self._parquet.write_table(table)
         else:
+            names = [name for name, _ in self.columns if name in values]
             with open(self.path, "a" if self._started else "w") as f:
-                f.writelines(json.dumps(_jsonl_row(row), default=str) + "\n" for row in rows)
+                f.writelines(json.dumps(_jsonl_row(dict(zip(names, row))), default=str) + "\n"
+                             for row in zip(*(values[name] for name in names)))
         self._started = True
-        self.rows += len(rows)
+        self.rows += rows
 
     def close(self) -> None:
         """Finish the file (one without rows still has the catalog's schema)."""
@@ -136,6 +155,9 @@ class _OpenPart:
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         self.file.write(rows)
+
+    def write_columns(self, values: dict[str, list[Any]], rows: int) -> None:
+        self.file.write_columns(values, rows)
 
     def commit(self) -> None:
         self.file.close()
@@ -258,6 +280,9 @@ class CatalogWriter:
             self.notices.append(f"{self.migrated} catalog parts of an older schema were rewritten as schema version {SCHEMA_VERSION}")
         self._drop_orphan_variables()
         self.buffer: list[dict[str, Any]] = []
+        #: blocks of rows as columns (``add_block``), and how many rows they hold
+        self.blocks: list[tuple[dict[str, list[Any]], int]] = []
+        self.block_rows = 0
         self.variables: list[dict[str, Any]] = []
         #: the part (and its variables part) being written, once a row group of it is
         self.part: tuple[_OpenPart, _OpenPart] | None = None
@@ -336,14 +361,35 @@ class CatalogWriter:
             self._keep_thumbnail(result)
         row = to_row(result, size, mtime)
         self.buffer.append(row)
-        self.most_held = max(self.most_held, len(self.buffer))
         self.variables.extend(variable_rows(row, result.metadata))
-        written = self.part[0].rows if self.part is not None else 0
-        if written + len(self.buffer) >= self.flush_every or time.monotonic() - self.last_flush >= self.flush_seconds:
-            self.flush()
-        elif len(self.buffer) >= ROW_GROUP:
-            self._guarded(self._spill)
+        self._added()
         return row
+
+    def add_block(self, block: RowBlock, sizes: list[int | None], mtimes: list[float | None]) -> dict[str, list[Any]]:
+        """Buffer a block's rows (its files as the walk saw them: ``sizes``, ``mtimes``) as columns; they are returned.
+        Its files have no variables, references or poster frames (``RowBlock``)."""
+        cols = block_columns(block, sizes, mtimes)
+        done = 0
+        while done < len(block):  # a row group holds at most ROW_GROUP rows, a block's as any
+            n = min(len(block) - done, max(1, ROW_GROUP - self.held))
+            self.blocks.append(({k: v[done:done + n] for k, v in cols.items()} if n < len(block) else cols, n))
+            self.block_rows += n
+            done += n
+            self._added()
+        return cols
+
+    @property
+    def held(self) -> int:
+        """Rows buffered and not yet written."""
+        return len(self.buffer) + self.block_rows
+
+    def _added(self) -> None:
+        self.most_held = max(self.most_held, self.held)
+        written = self.part[0].rows if self.part is not None else 0
+        if written + self.held >= self.flush_every or time.monotonic() - self.last_flush >= self.flush_seconds:
+            self.flush()
+        elif self.held >= ROW_GROUP:
+            self._guarded(self._spill)
 
     def _keep_references(self, result: ExtractionResult) -> None:
         """Move a record's reference set to ``CATALOG.references/``; the record keeps the verdict and the entry's name."""
@@ -391,9 +437,14 @@ class CatalogWriter:
         if self.variables:
             os.makedirs(variables_folder(self.folder), exist_ok=True)
             arrays.write(self.variables)
-        files.write(self.buffer)
-        self.index.add(self.buffer)
-        self.buffer, self.variables = [], []
+        names = [name for name, _ in files.file.columns]
+        cols = rows_to_columns(self.buffer, names)
+        for block, n in self.blocks:  # one row group of the rows and the blocks, in the order they came
+            for name in names:
+                cols[name].extend(block.get(name) or [None] * n)
+        files.write_columns(cols, self.held)
+        self.index.add_columns(cols)
+        self.buffer, self.variables, self.blocks, self.block_rows = [], [], [], 0
 
     def _commit(self) -> None:
         """The open part into place: its variables first (a files part never lacks its variables; a variables part
@@ -414,7 +465,7 @@ class CatalogWriter:
         try:
             step()
         except OSError as exc:
-            pending = len(self.buffer) + (self.part[0].rows if self.part is not None else 0)
+            pending = self.held + (self.part[0].rows if self.part is not None else 0)
             if self.part is not None:
                 for part in self.part:
                     part.abandon()
@@ -427,7 +478,7 @@ class CatalogWriter:
     def flush(self) -> None:
         """Write what is buffered and finish the open part; a full disk stops the scan with one clear error."""
         self.last_flush = time.monotonic()
-        if self.broken is not None or not (self.buffer or self.part is not None):
+        if self.broken is not None or not (self.held or self.part is not None):
             return
 
         def finish() -> None:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Hashable
 
 from .errors import FileChangedError, MisattributionError, describe
 from .pin import is_identity
+from .text import safe_text
 
 
 class ChunkType(enum.Enum):
@@ -160,6 +161,62 @@ class ExtractionResult:
         return max(0.0, self.end_time - self.start_time)
 
 
+@dataclass
+class RowBlock:
+    """The successful records of many files, made by one sandbox call, as catalog columns.
+
+    How a batch's files that need no parser (``execution.batch.extract_plain``)
+    travel to the catalog: one object and one reply instead of a result, a
+    record dict and a message per file. ``columns`` holds what
+    ``catalog.schema.record_columns`` makes of each record, one list per
+    column (None where that record leaves the column empty); the record
+    itself is its ``metadata`` JSON. Such records carry no arrays, reference
+    set or poster frame (their reader is the binary reader).
+    """
+
+    task_ids: list[str]
+    paths: list[str]
+    columns: dict[str, list[Any]]
+    starts: list[float]
+    ends: list[float]
+    worker: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def column(self, name: str) -> list[Any]:
+        """One column's values, all None when no record fills it."""
+        return self.columns.get(name) or [None] * len(self.paths)
+
+    def result(self, i: int) -> ExtractionResult:
+        """File ``i`` as the one result every other file gets (its record read back from the JSON)."""
+        import json
+
+        text = self.columns["metadata"][i]
+        columns = {k: v[i] for k, v in self.columns.items() if v[i] is not None}
+        return ExtractionResult(self.task_ids[i], self.paths[i], True, json.loads(text), start_time=self.starts[i],
+                                end_time=self.ends[i], worker=self.worker, file_format=columns.get("format"), columns=columns)
+
+    def results(self) -> list[ExtractionResult]:
+        return [self.result(i) for i in range(len(self.paths))]
+
+    def keep(self, indices: list[int]) -> "RowBlock":
+        """The block of files ``indices`` only."""
+        def pick(values: list[Any]) -> list[Any]:
+            return [values[i] for i in indices]
+
+        return RowBlock(pick(self.task_ids), pick(self.paths), {k: pick(v) for k, v in self.columns.items()}, pick(self.starts),
+                        pick(self.ends), self.worker)
+
+    def outcomes(self) -> dict[str, Any]:
+        """Its files' outcomes as the scheduler plugin is told them (``execution.batch.outcome``'s keys), a list per
+        key (``diagnostics.stats.RunStats.add_block``): every file of a block succeeded, on one worker."""
+        return {"path": [safe_text(p) for p in self.paths], "type": [t or "unknown" for t in self.column("format")],
+                "bytes": [b or 0 for b in self.column("bytes_read")], "chunks": [c or 0 for c in self.column("chunks_read")],
+                "shape": self.column("shape"), "duration": [max(0.0, e - s) for s, e in zip(self.starts, self.ends)],
+                "worker": self.worker}
+
+
 def _typed(value: Any, kind: type | tuple[type, ...]) -> Any:
     """``value`` when it is of ``kind`` (a bool is not a number here), else None."""
     return value if isinstance(value, kind) and not isinstance(value, bool) else None
@@ -237,11 +294,16 @@ def same_as_walked(result: ExtractionResult, walked: str | None) -> ExtractionRe
     failure, never that file's metadata.
     """
     md = result.metadata if isinstance(result.metadata, dict) else {}
-    if not (result.success and is_identity(walked) and is_identity(md.get("etag"))) or md["etag"] == walked:
+    if not (result.success and differs_from_walk(md.get("etag"), walked)):
         return result
     error = FileChangedError(result.file_path, "replaced between the walk and the read (another inode, or changed): "
                                                "nothing read from it is kept")
     return failure(result.task_id, result.file_path, error, result.start_time, result.end_time, result.attempts)
+
+
+def differs_from_walk(etag: Any, walked: str | None) -> bool:
+    """Whether a record whose identity is ``etag`` describes another file than the walk saw (``walked``)."""
+    return is_identity(walked) and is_identity(etag) and etag != walked
 
 
 def check_record(path: str, metadata: Any) -> None:

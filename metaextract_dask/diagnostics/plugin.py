@@ -157,6 +157,9 @@ class MetricsPlugin(SchedulerPlugin):
         kind = msg.get("kind")
         if kind == "files":
             messages = [file_message(f) for f in msg["files"]]
+            for block in msg.get("blocks") or ():
+                messages += [file_message({"path": p, "success": True, "bytes": b, "duration": d})
+                             for p, b, d in zip(block["path"], block["bytes"], block["duration"])]
         elif kind == "run-end":
             messages = [end_message(self.runs[run])]
             self.followers.pop(run, None)

@@ -117,16 +117,17 @@ class Progress:
 
             display(HTML(f'<a href="{escape(url, quote=True)}" target="_blank">{escape(label)}: {escape(url)}</a>'))
 
-    def update(self, nbytes: int = 0, failed: bool = False) -> None:
-        self.done += 1
+    def update(self, nbytes: int = 0, failed: bool = False, files: int = 1) -> None:
+        """``files`` more done (``nbytes`` bytes in all; failed, when ``failed``)."""
+        self.done += files
         self.bytes += nbytes
-        self.errors += failed
+        self.errors += files if failed else 0
         self._eta_worth()
         if self._phase is not None:
             self.phase(None)
         if self.bar is not None:
             self.bar.set_postfix_str(f"{human_bytes(self.bytes)}, {self.errors} error{'s' if self.errors != 1 else ''}", refresh=False)
-            self.bar.update(1)
+            self.bar.update(files)
         elif self.kind == "lines":
             now = time.monotonic()
             if now - self._last_line >= self.interval:

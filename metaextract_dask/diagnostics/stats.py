@@ -6,6 +6,7 @@ Plain Python, no distributed import: the scheduler plugin keeps one
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import os
 import time
@@ -63,6 +64,8 @@ class RunStats:
             for f in msg["files"]:
                 f.setdefault("worker", msg.get("worker"))
                 self.add_file(f)
+            for block in msg.get("blocks") or ():
+                self.add_block(block)
         elif kind == "run-start":
             self.expected_files += msg.get("files", 0)
             self.expected_bytes += msg.get("bytes", 0)
@@ -111,6 +114,35 @@ class RunStats:
             self.failures.append({"path": f.get("path"), "type": kind, "error": f.get("error"), "error_type": f.get("error_type")})
         self.last = time.time()
         self.throughput.append((self.last, f.get("bytes", 0)))
+
+    def add_block(self, b: dict[str, Any]) -> None:
+        """Many successful files of one worker at once (``RowBlock.outcomes``: a list per key): what ``add_file`` does
+        for each, counted a column at a time."""
+        n = len(b["path"])
+        if not n:
+            return
+        types, sizes, chunks, durations = b["type"], b["bytes"], b["chunks"], b["duration"]
+        self.files.update((t, "success") for t in types)
+        for t, size, c, shape in zip(types, sizes, chunks, b["shape"]):
+            self.bytes_by_type[t] += size
+            self.chunks_by_type[t] += c
+            if shape:
+                self.chunks_by_shape[shape] += c
+        w = self.worker(b.get("worker"))
+        w.update(files=n, bytes=sum(sizes), success=n)
+        self.duration_sum += sum(durations)
+        for path, duration in zip(b["path"], durations):
+            ext = os.path.splitext(str(path))[1].lower() or "(none)"
+            self.seconds_by_kind[ext] = self.seconds_by_kind.get(ext, 0.0) + duration
+            self.files_by_kind[ext] = self.files_by_kind.get(ext, 0) + 1
+            self.duration_counts[bisect.bisect_left(DURATION_BUCKETS, duration)] += 1
+        for item in heapq.nlargest(20, zip(durations, b["path"], types)):
+            if len(self.slowest) < 20:
+                heapq.heappush(self.slowest, item)
+            elif item > self.slowest[0]:
+                heapq.heapreplace(self.slowest, item)
+        self.last = time.time()
+        self.throughput.append((self.last, sum(sizes)))
 
     def snapshot(self) -> dict[str, Any]:
         types = sorted({t for t, _ in self.files})

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sized
 
 from ..core.errors import ExtractionError, MetaExtractError, describe
-from ..core.model import ChunkSpec, ExtractionResult, ExtractionTask, StreamChunk
+from ..core.model import ChunkSpec, ExtractionResult, ExtractionTask, RowBlock, StreamChunk
 from ..core.settings import LoadBalancingStrategy, StreamingConfig, parse_size, setting
 from ..diagnostics.stats import ParallelMetrics
 from ..planning.batches import Batch
@@ -148,11 +148,15 @@ class ParallelExtractor:
 
     def extract(self, files: Iterable[str | os.PathLike] | None = None,
                 progress: Callable[[ExtractionResult], Any] | None = None,
-                keep_results: bool = True, sizes: Mapping[str, int] | None = None) -> tuple[list[ExtractionResult], ParallelMetrics]:
+                keep_results: bool = True, sizes: Mapping[str, int] | None = None,
+                blocks: Callable[[RowBlock], Any] | None = None) -> tuple[list[ExtractionResult], ParallelMetrics]:
         """Extract queued tasks and ``files``: (results in task order, metrics).
 
         ``keep_results=False`` hands each result to ``progress`` only and
         returns an empty list: memory stays flat over millions of files.
+        ``blocks``, when given, takes the results of files that needed no
+        parser a ``RowBlock`` (many files, as catalog columns) at a time
+        instead of ``progress`` taking each.
         ``sizes``: file sizes the caller already knows (path -> bytes), so
         those files are not stat-ed again (one round trip each on a parallel
         file system). ``cancel()`` from another thread stops the run: the
@@ -166,7 +170,8 @@ class ParallelExtractor:
         tasks = self._take(files)  # made as the run takes them, a window at a time
         start = time.perf_counter()
         with executor_for(self.scope(), self.on_client, self.config.max_workers) as executor:
-            run = self._run = Run(self.config, executor, self.extraction_fn, progress=progress, keep=keep_results, sizes=sizes)
+            run = self._run = Run(self.config, executor, self.extraction_fn, progress=progress, keep=keep_results, sizes=sizes,
+                                  blocks=blocks)
             try:
                 results = run.run(tasks, total, total_bytes)
             finally:

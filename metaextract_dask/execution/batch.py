@@ -13,16 +13,16 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from .. import sandbox
 from ..catalog.schema import record_columns, record_thumbnail
 from ..core.errors import MetaExtractError, MisattributionError, ParserCrashError, is_transient
-from ..core.model import ExtractionResult, RecordHead, check_record, failure
+from ..core.model import ExtractionResult, RecordHead, RowBlock, check_record, failure
 from ..core.settings import StreamingConfig, setting
 from ..core.text import safe_dict
 from ..planning.graph import build_graph, run_local
-from ..planning.plan import Shape, plan_path
+from ..planning.plan import Shape, choose_and_plan, plan_path
 from ..planning.tasks import CHUNK_SUMMARIES, run_single, unwrap
 from ..readers.arrays import one_open
 from ..readers.probe import file_type, probe
@@ -75,6 +75,72 @@ def extract_metadata(path: str, config: StreamingConfig | None = None) -> dict[s
         record = unwrap(run_local(build_graph(plan, reader, config, deadline)))
     record.pop(CHUNK_SUMMARIES, None)
     return record
+
+
+#: the share of a file's timeout that one call of ``extract_plain`` may take before it hands the rest back
+PLAIN_SHARE = 0.5
+
+
+def extract_plain(items: list[tuple[str, str]], config: StreamingConfig) -> RowBlock:
+    """In the sandbox: the block of the files of ``items`` (task id, path) that need no parser.
+
+    A file that needs no parser (``registry.needs_no_parser``: the binary
+    reader's, read in one task) goes through the same probe, plan, read and
+    record as ``extract_metadata``'s; only its answer travels with the
+    others', as columns. Every other file (another format, a larger plan, any
+    failure, or once half the file timeout has passed) is handed back to
+    the batch's per-file calls, with their retries, timeouts and crash handling.
+    """
+    from ..readers.probe import probe
+    from ..readers.registry import needs_no_parser
+
+    ids, paths, rows, starts, ends = [], [], [], [], []
+    stop = time.monotonic() + PLAIN_SHARE * config.timeout
+    for task_id, path in items:
+        if time.monotonic() > stop:
+            break
+        start = time.time()
+        try:
+            with one_open():
+                info = probe(path)
+                if not needs_no_parser(info):
+                    continue
+                plan, reader = choose_and_plan(info, config)
+                if plan.shape is not Shape.SINGLE:
+                    continue
+                record = run_single(reader, plan.info, config, plan.describe(), plan.specs, start + config.timeout)
+            record.pop(CHUNK_SUMMARIES, None)
+            check_record(path, record)
+            rows.append(record_columns(record))
+        except Exception:  # noqa: BLE001 - its own call says what went wrong, with its retries
+            continue
+        ids.append(task_id)
+        paths.append(path)
+        starts.append(start)
+        ends.append(time.time())
+    names = {k for row in rows for k in row}
+    return RowBlock(ids, paths, {k: [row.get(k) for row in rows] for k in names}, starts, ends)
+
+
+def plain_first(items: list[tuple[str, str]], settings: BatchSettings) -> tuple[RowBlock | None, list[tuple[str, str]]]:
+    """(the block of this batch's files that needed no parser, the items left for their own calls).
+
+    Files named like a format a native library parses are not tried; a plain
+    call that fails as a whole (a timeout, a crash) leaves every file to its
+    own call, so the lane costs a file at most one more try, never its record.
+    """
+    from ..readers.registry import native_extensions
+
+    natives = native_extensions()
+    tried = [item for item in items if os.path.splitext(item[1])[1].lower() not in natives]
+    if len(tried) < 2:  # one file: its own call is the same round trip
+        return None, items
+    try:
+        block = settings.isolation.call(tried[0][1], settings.timeout, extract_plain, tried, settings.streaming)
+    except MetaExtractError:
+        return None, items
+    done = set(block.task_ids)
+    return block, [item for item in items if item[0] not in done]
 
 
 def extract_with_columns(path: str, config: StreamingConfig) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -188,8 +254,9 @@ def extract_one(task_id: str, path: str, fn: Callable | None, settings: BatchSet
             error = exc
 
 
-def extract_many(items: list[tuple[str, str]], fn: Callable | None, settings: BatchSettings) -> Iterator[ExtractionResult]:
-    """Files in turn; sandboxed, the whole list goes to the child in one message.
+def extract_many(items: list[tuple[str, str]], fn: Callable | None, settings: BatchSettings) -> Iterator[ExtractionResult | RowBlock]:
+    """Files in turn; sandboxed, those that need no parser go to the child in one call and come back as one block
+    (``plain_first``), the others in one message, a reply each.
 
     Retries of transient failures wait until the child has answered the
     whole batch: a retry sent while replies are still owed would read one
@@ -199,6 +266,10 @@ def extract_many(items: list[tuple[str, str]], fn: Callable | None, settings: Ba
         for task_id, path in items:
             yield extract_one(task_id, path, fn, settings)
         return
+    if fn is None:
+        block, items = plain_first(items, settings)
+        if block is not None:
+            yield block
     calls = [(path, *_function(path, fn, settings)) for _, path in items]
     replies = settings.isolation.call_many(calls, settings.timeout)
     retry: list[tuple[str, str, BaseException, float]] = []
@@ -258,13 +329,13 @@ def current_worker() -> Any:
 
 
 def extract_batch(items: list[tuple[str, str]], fn: Callable | None, settings: BatchSettings,
-                  failed: BaseException | None = None) -> list[ExtractionResult]:
+                  failed: BaseException | None = None) -> list[ExtractionResult | RowBlock]:
     """A batch task: (task_id, path) pairs, one after another; ``failed``: the one file's first attempt failed so
     elsewhere (``extract_one``: only what comes after it runs here)."""
     from ..diagnostics.stats import EVENT_TOPIC
 
     worker = current_worker()
-    results = []
+    results: list[ExtractionResult | RowBlock] = []
     done = [extract_one(*items[0], fn, settings, failed=failed)] if failed is not None else extract_many(items, fn, settings)
     for result in done:
         result.worker = worker.address if worker is not None else None
@@ -272,5 +343,12 @@ def extract_batch(items: list[tuple[str, str]], fn: Callable | None, settings: B
     if worker is not None and settings.run:
         # the batch key lets the plugin count a batch once, even when a lost worker makes Dask run it again
         batch = str(worker.get_current_task())
-        worker.log_event(EVENT_TOPIC, {"kind": "files", "run": settings.run, "batch": batch, "files": [outcome(r) for r in results]})
+        worker.log_event(EVENT_TOPIC, {"kind": "files", "run": settings.run, "batch": batch, **outcomes(results)})
     return results
+
+
+def outcomes(results: Sequence[ExtractionResult | RowBlock]) -> dict[str, Any]:
+    """What the scheduler plugin is told about these files: ``files``, an outcome each, and ``blocks``, a block's
+    outcomes as lists (``RowBlock.outcomes``)."""
+    return {"files": [outcome(r) for r in results if not isinstance(r, RowBlock)],
+            "blocks": [r.outcomes() for r in results if isinstance(r, RowBlock)]}

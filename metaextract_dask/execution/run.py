@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Iterable, Mapping, Protocol, Sequence, Sized
 
 from ..core.errors import ExtractionTimeout, MisattributionError, ParserCrashError, describe
-from ..core.model import ChunkSpec, ExtractionResult, ExtractionTask, check_record, failure
+from ..core.model import ChunkSpec, ExtractionResult, ExtractionTask, RowBlock, check_record, failure
 from ..core.settings import LoadBalancingStrategy, StreamingConfig
 from ..core.text import safe_dict, safe_text
 from ..planning.batches import Batch, plan_batches
@@ -38,7 +38,7 @@ from ..planning.graph import build_graph
 from ..planning.plan import Plan, plan_path
 from ..planning.tasks import CHUNK_SUMMARIES, Failed, unwrap
 from ..sandbox import Isolation
-from .batch import BatchSettings, extract_batch, file_size, outcome
+from .batch import BatchSettings, extract_batch, file_size, outcomes
 from .executors import Executor
 
 #: Dask priority of large files' plans and graphs: above every batch, so a big file's clock starts when it is
@@ -93,15 +93,18 @@ class Run:
 
     ``fn(path) -> dict`` replaces this project's extraction (every file then
     runs whole, in a batch); ``progress`` is called with each result as it
-    arrives; ``sizes`` are sizes the caller already knows (path -> bytes);
+    arrives, or ``blocks`` with a ``RowBlock`` of many files' results at once
+    when it is given (files that need no parser come back so: a catalog
+    writes them as columns); ``sizes`` are sizes the caller already knows (path -> bytes);
     ``watch`` follows the chunks of each file, every file then getting its
     own graph.
     """
 
     def __init__(self, config: RunConfig, executor: Executor, fn: Callable[[str], Any] | None = None, *,
                  progress: Callable[[ExtractionResult], Any] | None = None, keep: bool = True,
-                 sizes: Mapping[str, int] | None = None, watch: ChunkWatch | None = None):
-        self.cfg, self.executor, self.fn, self.progress, self.keep = config, executor, fn, progress, keep
+                 sizes: Mapping[str, int] | None = None, watch: ChunkWatch | None = None,
+                 blocks: Callable[[RowBlock], Any] | None = None):
+        self.cfg, self.executor, self.fn, self.progress, self.keep, self.blocks = config, executor, fn, progress, keep, blocks
         self.known_sizes, self.watch = sizes or {}, watch
         self.run_id = uuid.uuid4().hex[:12]
         #: who holds it may follow the run's events (``diagnostics/stream.py``): a secret, unlike the run's id
@@ -257,10 +260,13 @@ class Run:
 
     # ---------------------------------------------------------------- results
 
-    def _emit(self, results: list[ExtractionResult], tell_metrics: bool = True) -> None:
+    def _emit(self, results: Sequence[ExtractionResult | RowBlock], tell_metrics: bool = True) -> None:
         if tell_metrics and results:  # before progress: outcome() fills each result's file_format once
-            self.executor.report({"kind": "files", "run": self.run_id, "files": [outcome(r) for r in results]})
+            self.executor.report({"kind": "files", "run": self.run_id, **outcomes(results)})
         for r in results:
+            if isinstance(r, RowBlock):
+                self._emit_block(r)
+                continue
             if r.task_id not in self.pending:  # exactly one record per file: a second answer for one is dropped
                 continue
             self.pending.discard(r.task_id)
@@ -268,6 +274,22 @@ class Run:
                 self.results[r.task_id] = r
             if self.progress is not None:
                 self.progress(r)
+
+    def _emit_block(self, block: RowBlock) -> None:
+        """A block's files, as one block to ``blocks`` when someone takes them so, else each as its result."""
+        pending = self.pending
+        fresh = [i for i, t in enumerate(block.task_ids) if t in pending]
+        if len(fresh) < len(block):
+            block = block.keep(fresh)
+        pending.difference_update(block.task_ids)
+        if self.keep or self.blocks is None:
+            for r in block.results():
+                if self.keep:
+                    self.results[r.task_id] = r
+                if self.blocks is None and self.progress is not None:
+                    self.progress(r)
+        if self.blocks is not None:
+            self.blocks(block)
 
     # ---------------------------------------------------------------- batches of small files
 
@@ -394,28 +416,39 @@ class Run:
                 del self.inflight[h]
 
 
-def matched_results(tasks: list[ExtractionTask], results: list[ExtractionResult]) -> tuple[list[ExtractionResult], list[ExtractionResult]]:
-    """(results that answer their own task, internal-error results for every other task).
+def matched_results(tasks: list[ExtractionTask], results: list[ExtractionResult | RowBlock]
+                    ) -> tuple[list[ExtractionResult | RowBlock], list[ExtractionResult]]:
+    """(results and blocks that answer their own tasks, internal-error results for every other task).
 
     A batch's results crossed a process boundary: each must carry a task id
-    of this batch and that task's path, and its record must name that path.
+    of this batch and that task's path, and its record must name that path
+    (a block's records were checked where they were made, and it answers
+    only for the files whose task id and path it names).
     """
     wanted = {t.task_id: t.file_path for t in tasks}
-    good: dict[str, ExtractionResult] = {}
+    good: list[ExtractionResult | RowBlock] = []
+    answered: set[str] = set()
     for r in results:
-        if wanted.get(r.task_id) != r.file_path or r.task_id in good:
+        if isinstance(r, RowBlock):
+            mine = [i for i, (t, p) in enumerate(zip(r.task_ids, r.paths)) if wanted.get(t) == p and t not in answered]
+            block = r if len(mine) == len(r) else r.keep(mine)
+            answered.update(block.task_ids)
+            good.append(block)
+            continue
+        if wanted.get(r.task_id) != r.file_path or r.task_id in answered:
             continue
         try:
             if r.success:
                 check_record(r.file_path, r.metadata)
         except MisattributionError as exc:
             r = failure(r.task_id, r.file_path, exc, r.start_time, r.end_time, r.attempts)
-        good[r.task_id] = r
+        answered.add(r.task_id)
+        good.append(r)
     now = time.time()
     refused = [failure(t.task_id, t.file_path, MisattributionError(t.file_path, "internal error: its batch returned no result "
                                                                    "for this file"), now, now)
-               for t in tasks if t.task_id not in good]
-    return list(good.values()), refused
+               for t in tasks if t.task_id not in answered]
+    return good, refused
 
 
 def predicted_costs(cfg: RunConfig, tasks: list[ExtractionTask], sizes: dict[str, int]) -> dict[str, tuple[str, float]]:

@@ -191,11 +191,17 @@ def reader_for(info: FileInfo, name: str | None = None) -> tuple[StreamChunkRead
         if reason:
             raise UnsupportedFormatError(info.path, reason)
         return reader, None
+    return _reader_of_format(info.format)
+
+
+@functools.lru_cache(maxsize=None)
+def _reader_of_format(fmt: str) -> tuple[StreamChunkReader, str | None]:
+    """``reader_for`` a file of format ``fmt``, worked out once per process (as the registry is read once)."""
     for candidate in available_readers():
         if candidate == FALLBACK:
             continue
         found = loaded_reader(candidate)
-        if found is not None and info.format in found.formats:
+        if found is not None and fmt in found.formats:
             reader = found
             reason = reader.unavailable()
             if reason is None:
@@ -273,6 +279,22 @@ def may_parse_natively(info: FileInfo, name: str | None = None) -> bool:
         return reader_for(info, name)[0].native
     except Exception:  # noqa: BLE001 - the same call inside the sandbox reports the problem
         return True
+
+
+def needs_no_parser(info: FileInfo) -> bool:
+    """Whether ``choose_reader`` will give this probed local file the binary reader without any native library
+    looking at it first: no reader claims its format and nothing suggests media (which would get libavformat's look).
+    Such files are read many to one sandbox call (``execution.batch.extract_plain``)."""
+    from ..storage.urls import is_url
+
+    if is_url(info.path) or not is_builtin(reader_for(info)[0], FALLBACK):
+        return False
+    if info.format != "unknown":
+        return True
+    from .detect import suggests_media
+    from .probe import read_head
+
+    return not suggests_media(read_head(info.path), info.path)
 
 
 def choose_reader(info: FileInfo, config: Any, name: str | None = None) -> tuple[FileInfo, StreamChunkReader, str | None]:
