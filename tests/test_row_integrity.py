@@ -287,3 +287,21 @@ def test_a_scan_writes_the_files_of_a_block_as_their_own_rows(tmp_path, fmt):
             own["path_bytes"], own["metadata"] = own["path_bytes"].hex(), json.loads(own["metadata"])
         assert {k: got.get(k) for k in own if k not in clock} == {k: v for k, v in own.items() if k not in clock}, path
         assert got["finished_at"] >= got["started_at"] > 0 and got["duration"] >= 0
+
+
+@pytest.mark.integration
+def test_a_plain_call_that_fails_as_a_whole_leaves_each_file_its_own_call(tmp_path, monkeypatch):
+    """Degrade, don't fail: when the one sandbox call for a batch's plain files fails (here it crashes its child), each
+    file still gets its own call and its own record, none lost, none another file's."""
+    from metaextract_dask.core.model import RowBlock
+    from metaextract_dask.execution import batch
+
+    def crashing(items, config):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+    monkeypatch.setattr(batch, "extract_plain", crashing)  # pickled by value: the child runs this one
+    paths = [make_bin(str(tmp_path / f"p{i}.bin"), 200 + i, i) for i in range(6)]
+    results = list(extract_many([(f"t{i}", p) for i, p in enumerate(paths)], None, BatchSettings()))
+    assert not any(isinstance(r, RowBlock) for r in results)
+    assert [r.file_path for r in results] == paths and all(r.success for r in results)
+    assert [r.metadata["path"] for r in results] == paths

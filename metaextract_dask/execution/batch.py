@@ -137,7 +137,7 @@ def plain_first(items: list[tuple[str, str]], settings: BatchSettings) -> tuple[
         return None, items
     try:
         block = settings.isolation.call(tried[0][1], settings.timeout, extract_plain, tried, settings.streaming)
-    except MetaExtractError:
+    except Exception:  # noqa: BLE001 - whatever went wrong, each file's own call says it for that file
         return None, items
     done = set(block.task_ids)
     return block, [item for item in items if item[0] not in done]
