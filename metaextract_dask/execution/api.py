@@ -127,15 +127,27 @@ class ParallelExtractor:
         """Queue many files; returns their task ids."""
         return [self.add_task(p, priority) for p in file_paths]
 
-    def _take(self, files: Iterable[str | os.PathLike] | None) -> Iterator[ExtractionTask]:
-        """Queued tasks, then a task for each of ``files`` as the run asks for it (a file is not run twice); empties the queue."""
+    def _take(self, files: Iterable[str | os.PathLike] | None, names: set[str] | None = None) -> Iterator[ExtractionTask]:
+        """Queued tasks, then a task for each of ``files`` as the run asks for it (a file is not run twice); empties the queue.
+        ``names``: every queued and given name, when counted already: each is taken out as its task is made (one set of
+        the names, shrinking as the run goes, instead of a second growing one)."""
         queued, self.queue = self.queue, []
-        seen = {t.file_path for t in queued}
+        if names is None:
+            seen = {t.file_path for t in queued}
+            for task in queued:
+                yield task
+            for given in files or ():
+                path = os.fspath(given)
+                if path not in seen:
+                    seen.add(path)
+                    yield ExtractionTask(file_path=path)
+            return
+        names.difference_update(t.file_path for t in queued)
         yield from queued
-        for path in files or ():
-            path = os.fspath(path)
-            if path not in seen:
-                seen.add(path)
+        for given in files or ():
+            path = os.fspath(given)
+            if path in names:
+                names.discard(path)
                 yield ExtractionTask(file_path=path)
 
     def scope(self) -> ClientScope | None:
@@ -163,11 +175,10 @@ class ParallelExtractor:
         files it finished are returned, the others have no result.
         """
         listed = files is None or isinstance(files, Sized)  # a list can be gone through twice: counted first
-        names = {t.file_path for t in self.queue} | {os.fspath(p) for p in files or ()} if listed else set()
-        total = len(names) if listed else None
-        total_bytes = sum(sizes[p] for p in names if p in sizes) if listed and sizes is not None else None
-        del names
-        tasks = self._take(files)  # made as the run takes them, a window at a time
+        names = {t.file_path for t in self.queue} | {os.fspath(p) for p in files or ()} if listed else None
+        total = len(names) if names is not None else None
+        total_bytes = sum(sizes[p] for p in names if p in sizes) if names is not None and sizes is not None else None
+        tasks = self._take(files, names)  # made as the run takes them, a window at a time
         start = time.perf_counter()
         with executor_for(self.scope(), self.on_client, self.config.max_workers) as executor:
             run = self._run = Run(self.config, executor, self.extraction_fn, progress=progress, keep=keep_results, sizes=sizes,
