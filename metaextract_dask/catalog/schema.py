@@ -231,7 +231,8 @@ def record_columns(md: dict[str, Any], success: bool = True) -> dict[str, Any]:
 
 def block_columns(block: RowBlock, sizes: list[int | None], mtimes: list[float | None]) -> dict[str, list[Any]]:
     """A block's rows as columns (``sizes`` and ``mtimes`` as the walk saw its files): what ``to_row`` makes of each
-    of its files' results, a column at a time. Columns no record of the block fills are absent."""
+    of its files' results, a column at a time. Columns no record of the block fills are absent. The run's columns
+    are set here as ``to_row`` sets them for a success: tests/test_row_integrity.py holds the two to the same rows."""
     n = len(block)
     if None in sizes or None in mtimes:  # not walked here: from the records, as ``to_row`` does
         heads = [RecordHead.of(json.loads(text)) for text in block.columns["metadata"]]

@@ -77,8 +77,6 @@ class _RowFile:
         self._started = False
 
     def write(self, rows: list[dict[str, Any]]) -> None:
-        from .arrow import rows_to_columns
-
         self.write_columns(rows_to_columns(rows, [name for name, _ in self.columns]), len(rows))
 
     def write_columns(self, values: dict[str, list[Any]], rows: int) -> None:

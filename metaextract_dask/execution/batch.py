@@ -91,7 +91,6 @@ def extract_plain(items: list[tuple[str, str]], config: StreamingConfig) -> RowB
     failure, or once half the file timeout has passed) is handed back to
     the batch's per-file calls, with their retries, timeouts and crash handling.
     """
-    from ..readers.probe import probe
     from ..readers.registry import needs_no_parser
 
     ids, paths, rows, starts, ends = [], [], [], [], []
