@@ -87,11 +87,13 @@ def tiny_case(work: str, count: int, rounds: int) -> dict:
     naive = os.path.join(work, "naive.py")
     with open(naive, "w") as f:
         f.write(NAIVE)
-    out: dict[str, list] = {"naive": [], "scan": [], "local": []}
+    out: dict[str, list] = {"naive": [], "scan": [], "local": [], "cluster": []}
+    cluster = dict(os.environ, DASK_METAEXTRACT__CLUSTER__DASHBOARD_MIN_SECONDS="0")  # the dashboard's cluster at any size
     for _ in range(rounds):
         out["naive"].append(whole([sys.executable, naive, root, os.path.join(work, "naive.parquet")]))
         out["scan"].append(whole(scan_cmd(root, os.path.join(work, f"cat{count}"), "--force")))
         out["local"].append(whole(scan_cmd(root, os.path.join(work, f"cat{count}"), "--force", "--local")))
+        out["cluster"].append(whole(scan_cmd(root, os.path.join(work, f"cat{count}"), "--force"), env=cluster))
     return {k: (statistics.median(t for t, _ in v), statistics.median(m for _, m in v)) for k, v in out.items()}
 
 
@@ -204,21 +206,23 @@ def main() -> None:
              f"start included, {args.rounds} interleaved rounds, medians; peak RSS of the process and its children. Default settings.",
              "", "## Tiny files (512 random bytes, 100 folders)", "",
              "| files | `metaextract scan` | naive serial loop (walk, stat, read, sha256, one Parquet table) | ratio (loop / scan) | "
-             "scan peak RSS | loop peak RSS | `scan --local`: time, peak RSS |", "|---|---|---|---|---|---|---|"]
+             "scan peak RSS | loop peak RSS | `scan --local`: time, peak RSS | `scan` on the dashboard's cluster at any size: time, "
+             "peak RSS |", "|---|---|---|---|---|---|---|---|"]
     sizes = [int(x) for x in args.sizes.split(",")]
-    peaks, local = {}, {}
+    peaks, local, clustered = {}, {}, {}
     for count in sizes:
         got = tiny_case(args.work, count, args.rounds)
-        (tn, mn), (ts, ms), (tl, ml) = got["naive"], got["scan"], got["local"]
-        peaks[count], local[count] = ms, ml
+        (tn, mn), (ts, ms), (tl, ml), (tc, mc) = got["naive"], got["scan"], got["local"], got["cluster"]
+        peaks[count], local[count], clustered[count] = ms, ml, mc
         lines.append(f"| {count:,} | {ts:.2f} s | {tn:.2f} s | {tn / ts:.2f}x | {ms / mb:.0f} MB | {mn / mb:.0f} MB | "
-                     f"{tl:.2f} s, {ml / mb:.0f} MB |")
+                     f"{tl:.2f} s, {ml / mb:.0f} MB | {tc:.2f} s, {mc / mb:.0f} MB |")
         print(lines[-1], flush=True)
     if len(sizes) > 1:
         lines += ["", f"Peak RSS at {sizes[-1]:,} files over {sizes[0]:,}: {peaks[sizes[-1]] / peaks[sizes[0]]:.2f}x with the default "
                       f"settings (which start the dashboard's in-memory cluster for a scan expected to take "
                       f"`metaextract.cluster.dashboard-min-seconds` or more), "
-                      f"{local[sizes[-1]] / local[sizes[0]]:.2f}x on the same executor (`--local`)."]
+                      f"{local[sizes[-1]] / local[sizes[0]]:.2f}x on Dask's local threads at both sizes (`--local`), "
+                      f"{clustered[sizes[-1]] / clustered[sizes[0]]:.2f}x on the dashboard's cluster at both sizes."]
     if args.million:
         root = make_tiny(os.path.join(args.work, "tiny1000000"), 1_000_000, folders=1000)
         naive = os.path.join(args.work, "naive.py")
