@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 
 from .catalog import CatalogWriter, read_catalog, to_row
 from .catalog.read import variables_folder
-from .catalog.schema import block_columns
+from .catalog.schema import block_columns, catalog_columns
 from .core.model import ExtractionResult, RowBlock, differs_from_walk, same_as_walked
 from .core.options import CatalogOptions, Feedback, Running, ScanOptions, Selection
 from .core.settings import StreamingConfig
@@ -507,9 +507,9 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
         else:
             cols = block_columns(block, sizes, mtimes)
         if (writer is None and as_frame) or opts.feedback.on_result is not None:
-            names = list(cols)
+            names, every = list(cols), dict.fromkeys(name for name, _ in catalog_columns())  # rows as ``to_row`` makes them
             for values in zip(*cols.values()):
-                row = dict(zip(names, values))
+                row = {**every, **dict(zip(names, values))}
                 if writer is None and as_frame:
                     rows.append(row)
                 if opts.feedback.on_result is not None:
@@ -577,7 +577,5 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
     if writer is not None:
         return read_catalog(writer.folder)
     import pandas as pd
-
-    from .catalog import catalog_columns
 
     return pd.DataFrame(rows, columns=[c for c, _ in catalog_columns()])

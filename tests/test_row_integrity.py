@@ -305,3 +305,22 @@ def test_a_plain_call_that_fails_as_a_whole_leaves_each_file_its_own_call(tmp_pa
     assert not any(isinstance(r, RowBlock) for r in results)
     assert [r.file_path for r in results] == paths and all(r.success for r in results)
     assert [r.metadata["path"] for r in results] == paths
+
+
+@pytest.mark.integration
+def test_scan_iter_gives_a_file_of_a_block_the_whole_row_any_file_gets(tmp_path):
+    """``scan_iter`` (and ``on_result``) hand over each file's catalog row: a file that came in a block gets every
+    column, as a parsed file's row has (it had only the columns its record fills: ``row["variables"]`` was a KeyError)."""
+    from metaextract_dask import scan_iter
+    from metaextract_dask.catalog.schema import catalog_columns
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(100):  # batches of several: their binary files come in blocks
+        make_bin(data / f"p{i}.bin", 300 + i, i)
+    make_nc(str(data / "grid.nc"), 3)
+    rows = {os.path.basename(r["path"]): r for r in scan_iter(str(data), progress=False)}
+    assert len(rows) == 101 and all(r["success"] for r in rows.values())
+    every = [name for name, _ in catalog_columns()]
+    assert all(list(r) == every or sorted(r) == sorted(every) for r in rows.values())
+    assert rows["p0.bin"]["variables"] is None and rows["grid.nc"]["variables"]
