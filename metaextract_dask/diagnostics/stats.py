@@ -6,7 +6,6 @@ Plain Python, no distributed import: the scheduler plugin keeps one
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import os
 import time
@@ -97,18 +96,8 @@ class RunStats:
         w[outcome] += 1
         duration = float(f.get("duration", 0.0))
         self.duration_sum += duration
-        ext = os.path.splitext(str(f.get("path") or ""))[1].lower() or "(none)"  # the cost model's kind (planning.costs)
-        self.seconds_by_kind[ext] = self.seconds_by_kind.get(ext, 0.0) + duration
-        self.files_by_kind[ext] = self.files_by_kind.get(ext, 0) + 1
-        for i, bound in enumerate(DURATION_BUCKETS):
-            if duration <= bound:
-                self.duration_counts[i] += 1
-                break
-        item = (duration, f.get("path", ""), kind)
-        if len(self.slowest) < 20:
-            heapq.heappush(self.slowest, item)
-        elif item > self.slowest[0]:
-            heapq.heapreplace(self.slowest, item)
+        self._timed(f.get("path"), duration)
+        self._slow((duration, f.get("path", ""), kind))
         if outcome == "failed":
             self.error_types[f.get("error_type") or "unknown"] += 1
             self.failures.append({"path": f.get("path"), "type": kind, "error": f.get("error"), "error_type": f.get("error_type")})
@@ -132,17 +121,28 @@ class RunStats:
         w.update(files=n, bytes=sum(sizes), success=n)
         self.duration_sum += sum(durations)
         for path, duration in zip(b["path"], durations):
-            ext = os.path.splitext(str(path))[1].lower() or "(none)"
-            self.seconds_by_kind[ext] = self.seconds_by_kind.get(ext, 0.0) + duration
-            self.files_by_kind[ext] = self.files_by_kind.get(ext, 0) + 1
-            self.duration_counts[bisect.bisect_left(DURATION_BUCKETS, duration)] += 1
+            self._timed(path, duration)
         for item in heapq.nlargest(20, zip(durations, b["path"], types)):
-            if len(self.slowest) < 20:
-                heapq.heappush(self.slowest, item)
-            elif item > self.slowest[0]:
-                heapq.heapreplace(self.slowest, item)
+            self._slow(item)
         self.last = time.time()
         self.throughput.append((self.last, sum(sizes)))
+
+    def _timed(self, path: Any, duration: float) -> None:
+        """One file's seconds, by the cost model's kind (its extension, ``planning.costs``) and in the histogram."""
+        ext = os.path.splitext(str(path or ""))[1].lower() or "(none)"
+        self.seconds_by_kind[ext] = self.seconds_by_kind.get(ext, 0.0) + duration
+        self.files_by_kind[ext] = self.files_by_kind.get(ext, 0) + 1
+        for i, bound in enumerate(DURATION_BUCKETS):
+            if duration <= bound:
+                self.duration_counts[i] += 1
+                break
+
+    def _slow(self, item: tuple[float, str, str]) -> None:
+        """(seconds, path, type) among the 20 slowest files, if it is one of them."""
+        if len(self.slowest) < 20:
+            heapq.heappush(self.slowest, item)
+        elif item > self.slowest[0]:
+            heapq.heapreplace(self.slowest, item)
 
     def snapshot(self) -> dict[str, Any]:
         types = sorted({t for t, _ in self.files})
