@@ -22,6 +22,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
+from ..readers.cftime_range import STANDARD_CALENDARS
 from . import sidecars
 from .references import entry_name, location
 from .writer import THUMBNAILS
@@ -29,8 +30,6 @@ from .writer import THUMBNAILS
 #: STAC common metadata data types (datacube ``data_type``) by numpy's names
 DATA_TYPES = {**{f"{k}{n}": f"{k}{n}" for k in ("int", "uint") for n in (8, 16, 32, 64)},
               **{f: f for f in ("float16", "float32", "float64")}, "complex64": "cfloat32", "complex128": "cfloat64"}
-#: CF calendars whose dates are the Gregorian calendar's (ISO 8601 dates in STAC); others are "temporal" numbers
-GREGORIAN = {"standard", "gregorian", "proleptic_gregorian"}
 #: the multihash prefix of SHA2-256: code 0x12, length 0x20
 SHA256_MULTIHASH = "1220"
 HASH_BLOCK = 8 * 2**20
@@ -136,7 +135,7 @@ def datacube(row: dict[str, Any], arrays: list[dict[str, Any]]) -> tuple[dict[st
         lo, hi = (_number(c.get("min")), _number(c.get("max"))) if c else (None, None)
         unit = str(c.get("units")) if c and c.get("units") not in (None, "") and not _nan(c.get("units")) else None
         entry: dict[str, Any]
-        gregorian = str(row.get("calendar") or "standard") in GREGORIAN
+        gregorian = str(row.get("calendar") or "standard") in STANDARD_CALENDARS  # ISO dates in STAC; others: numbers
         if c and dim == time_var and gregorian and _iso(row.get("time_start")) and _iso(row.get("time_end")):
             entry = {"type": "temporal", "extent": [_iso(row["time_start"]), _iso(row["time_end"])]}
         elif c and lo is not None and _is_axis(c, LONGITUDE_UNITS, "longitude"):

@@ -15,8 +15,10 @@ import math
 import re
 from typing import Any
 
+#: the calendars xarray decodes with pandas (others go to cftime)
+STANDARD_CALENDARS = {"standard", "gregorian", "proleptic_gregorian"}
 #: CF calendars (and their aliases) that count dates; "none" counts no dates
-CALENDARS = {"standard", "gregorian", "proleptic_gregorian", "noleap", "365_day", "all_leap", "366_day", "360_day", "julian"}
+CALENDARS = STANDARD_CALENDARS | {"noleap", "365_day", "all_leap", "366_day", "360_day", "julian"}
 
 #: UDUNITS lengths, used for fractional "months since" / "years since" values
 UDUNITS_DAYS = {"month": 365.242198781 / 12, "year": 365.242198781}
@@ -116,7 +118,7 @@ def _whole_units_since(values: list[float], unit: str, since: str, calendar: str
 
     seconds = _UNIT_SECONDS.get(unit)
     date = _PLAIN_DATE.match(since.strip())
-    if seconds is None or date is None or calendar not in ("standard", "gregorian", "proleptic_gregorian"):
+    if seconds is None or date is None or calendar not in STANDARD_CALENDARS:
         return None
     if not all(_whole_seconds(v, seconds) and abs(v) * seconds < 2**53 for v in values):  # 15.5 days: whole seconds
         return None
@@ -131,6 +133,17 @@ def _whole_units_since(values: list[float], unit: str, since: str, calendar: str
     if not all(np.datetime64("1678-01-01", "s") < t < np.datetime64("2262-01-01", "s") for t in found):
         return None
     return iso(found[0]), iso(found[1])
+
+
+def _with_cftime(values: list[float], units: str, calendar: str) -> Any:
+    """What xarray's ``decode_cf_datetime`` gives (or raises) for a calendar that is not a standard one, or for months
+    and years since a date: pandas declines both and xarray hands them to ``cftime.num2date`` as this does, without
+    importing xarray and pandas (0.4 s of a parser process's CPU, once per process: most climate model output counts
+    noleap or 360-day years, and older files count months)."""
+    import cftime
+    import numpy as np
+
+    return cftime.num2date(np.array(values, dtype=float), units, calendar, only_use_cftime_datetimes=True)
 
 
 def decode_range(lo: float, hi: float, units: str, calendar: str | None) -> tuple[dict[str, Any], str | None]:
@@ -162,16 +175,19 @@ def decode_range(lo: float, hi: float, units: str, calendar: str | None) -> tupl
     try:
         import warnings
 
-        from pandas.errors import OutOfBoundsDatetime
-        from xarray.coding.times import decode_cf_datetime
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             dates: Any
-            try:
-                dates = decode_cf_datetime(np.array(values), units, cal)
-            except (OverflowError, OutOfBoundsDatetime):
-                dates = decode_cf_datetime(np.array(values), units, cal, use_cftime=True)
+            if cal not in STANDARD_CALENDARS or unit in UDUNITS_DAYS:
+                dates = _with_cftime(values, units, cal)
+            else:
+                from pandas.errors import OutOfBoundsDatetime
+                from xarray.coding.times import decode_cf_datetime
+
+                try:
+                    dates = decode_cf_datetime(np.array(values), units, cal)
+                except (OverflowError, OutOfBoundsDatetime):
+                    dates = decode_cf_datetime(np.array(values), units, cal, use_cftime=True)
     except Exception as first:  # noqa: BLE001 - the cases below, then raw values
         try:
             if unit in UDUNITS_DAYS:
