@@ -146,6 +146,24 @@ def _with_cftime(values: list[float], units: str, calendar: str) -> Any:
     return cftime.num2date(np.array(values, dtype=float), units, calendar, only_use_cftime_datetimes=True)
 
 
+def _before_the_reform(values: list[float], units: str, since: str, calendar: str) -> Any:
+    """The dates of a 'standard' (Julian then Gregorian) axis whose reference date and first date come before the
+    reform (1582-10-15), as xarray decodes them: its pandas path refuses such a reference date, cftime decodes the
+    values, and xarray keeps cftime's dates because the first is before the reform. None for any other axis (xarray
+    decides)."""
+    if calendar == "proleptic_gregorian":
+        return None
+    try:
+        y, mo, d = (int(part) for part in _normalise_date(since)[:-9].rsplit("-", 2))
+    except ValueError:  # a reference date only pandas or cftime may read
+        return None
+    if (y, mo, d) >= (1582, 10, 15):
+        return None
+    dates = _with_cftime(values, units, calendar)
+    first = dates[values.index(min(values))]
+    return dates if first < type(first)(1582, 10, 15) else None
+
+
 def decode_range(lo: float, hi: float, units: str, calendar: str | None) -> tuple[dict[str, Any], str | None]:
     """({start, end, calendar, note...}, warning or None) for a time coordinate's extreme values.
 
@@ -180,6 +198,8 @@ def decode_range(lo: float, hi: float, units: str, calendar: str | None) -> tupl
             dates: Any
             if cal not in STANDARD_CALENDARS or unit in UDUNITS_DAYS:
                 dates = _with_cftime(values, units, cal)
+            elif (dates := _before_the_reform(values, units, since, cal)) is not None:
+                pass
             else:
                 from pandas.errors import OutOfBoundsDatetime
                 from xarray.coding.times import decode_cf_datetime
