@@ -324,9 +324,9 @@ print(json.dumps({"after_scan": after_scan, "first": first, "second": children()
 
 
 def test_runs_leave_no_sandbox_children_behind_but_the_spares_they_keep(tmp_path):
-    """A file above the streaming threshold is read by chunk tasks on a pool's threads, each with its own sandbox
-    child, which the thread never hands back. A library scan ends with none left; runs of one file keep the same few
-    for the next (children started by the keeper thread do not end with the thread that used them)."""
+    """A file above the streaming threshold is read by chunk tasks on a pool's threads, which take sandbox children
+    and hand them back after each task. A library scan ends with none left; runs of one file keep the same few for
+    the next (children started by the keeper thread do not end with the thread that used them)."""
     import json
     import subprocess
     import sys
@@ -347,3 +347,49 @@ def test_runs_leave_no_sandbox_children_behind_but_the_spares_they_keep(tmp_path
     out = json.loads(run.stdout)
     assert out["after_scan"] == [], out
     assert out["first"] and out["second"] == out["first"] and len(out["first"]) <= (os.cpu_count() or 1), out
+
+
+COUNTED = r"""
+import json, sys, threading, time
+import psutil
+import metaextract_dask as me
+
+seen, done = set(), threading.Event()
+
+def watch():
+    while not done.is_set():
+        seen.update(c.pid for c in psutil.Process().children())
+        time.sleep(0.005)
+
+watcher = threading.Thread(target=watch)
+watcher.start()
+frame = me.scan(sys.argv[1], workers=1, progress=False)
+done.set()
+watcher.join()
+print(json.dumps({"children": len(seen), "ok": bool(frame["success"].all()), "rows": len(frame)}))
+"""
+
+
+def test_a_worker_waiting_for_its_files_chunk_tasks_lends_them_its_child(tmp_path):
+    """One worker, one file large enough for chunk tasks: the worker thread only waits while the chunk pool's thread
+    reads, so one sandbox child serves both (each kept its own before: two children, each a Python start with NumPy,
+    h5py and netCDF4, on a machine where a scan of 94 real netCDF files took about a second)."""
+    import json
+    import subprocess
+    import sys
+
+    import h5py
+    import numpy as np
+
+    data = tmp_path / "data"
+    data.mkdir()
+    with h5py.File(data / "large.h5", "w") as f:  # 16 MB: the chunked, large-file path
+        f.create_dataset("x", data=np.random.default_rng(0).random((2000, 1000)), chunks=(100, 1000))
+    for i in range(5):
+        (data / f"small{i}.bin").write_bytes(os.urandom(4096))
+    script = tmp_path / "counted.py"
+    script.write_text(COUNTED)
+    run = subprocess.run([sys.executable, str(script), str(data)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout)
+    assert out["ok"] and out["rows"] == 6 and out["children"] == 1, out

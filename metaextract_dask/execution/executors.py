@@ -107,7 +107,7 @@ class Threads:
     def submit_graph(self, dsk: dict[Hashable, Any], keys: list[Hashable], priority: int, annotations: dict[str, Any]) -> list[Future]:
         """The graph's first key runs as one job of a worker thread; the other keys' handles finish as their tasks do."""
         if self._chunks is None:
-            self._chunks = ThreadPoolExecutor(self.slots, thread_name_prefix="metaextract-chunks")
+            self._chunks = _ChunkPool(self.slots, thread_name_prefix="metaextract-chunks")
         watched: dict[Hashable, Future] = {k: Future() for k in keys[1:]}
         for fut in watched.values():
             fut.add_done_callback(self._notify)
@@ -144,6 +144,22 @@ class Threads:
                 thread.join()
 
 
+class _ChunkPool(ThreadPoolExecutor):
+    """The chunk tasks' threads: each task hands its thread's sandbox child back when it ends, for the next task on
+    any thread or the next job of a worker thread (else each chunk thread kept a child of its own: a scan with one
+    large file among small ones started four children on two cores, where two serve)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        return super().submit(_then_release, fn, *args, **kwargs)
+
+
+def _then_release(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        release_thread_sandbox()
+
+
 def _run_graph(dsk: dict[Hashable, Any], final: Hashable, watched: dict[Hashable, Future], pool: ThreadPoolExecutor) -> Any:
     """One file's graph on ``dask.threaded``; each watched key's handle gets its task's value as it finishes."""
     import dask.threaded
@@ -158,6 +174,7 @@ def _run_graph(dsk: dict[Hashable, Any], final: Hashable, watched: dict[Hashable
         if len(dsk) == 1 and not watched:
             fn, *args = dsk[final]
             return fn(*args)
+        release_thread_sandbox()  # this thread only waits for the chunk tasks: its child serves one of them meanwhile
         return dask.threaded.get(dsk, final, callbacks=[Callback(posttask=posttask)._callback], pool=pool)  # type: ignore[arg-type]
     finally:
         for fut in watched.values():
