@@ -139,3 +139,18 @@ def test_prometheus_metrics_during_and_after_a_run(tmp_path, cluster_client):
     assert series(after, "metaextract_errors_total")['{error_type="ValueError"}'] >= 6
     assert series(after, "metaextract_file_duration_seconds_count")[""] >= 60
     assert "metaextract_bytes_total" in after and "metaextract_chunks_total" in after
+
+
+def test_each_scheduler_in_a_process_serves_its_own_counts(tmp_path, thread_client):
+    """Two schedulers in one process (a notebook's in-process cluster, then a scan's own): each ``/metrics`` serves
+    its own plugin's counts. prometheus_client has one registry per process; before, the first plugin started served
+    both, and the second cluster's page showed the first one's counts, never moving."""
+    files = [make_bin(tmp_path / f"{i}.bin", 1000, i) for i in range(7)]
+    total = lambda client: sum(series(metrics_text(client), "metaextract_files_total").values())  # noqa: E731
+    ParallelExtractor(ParallelExtractionConfig(), client=thread_client).extract(files[:2])  # the first plugin is up
+    first_before = total(thread_client)
+    with ClientScope(model="process_pool", max_workers=1, dashboard="127.0.0.1:0") as second:
+        ParallelExtractor(ParallelExtractionConfig(), client=second).extract(files)
+        assert total(second) == 7
+        ParallelExtractor(ParallelExtractionConfig(), client=thread_client).extract(files[:3])
+        assert total(thread_client) == first_before + 3 and total(second) == 7

@@ -71,7 +71,6 @@ class MetricsPlugin(SchedulerPlugin):
         self.scheduler: Any = None
         #: counts of runs no longer kept in detail (pruned, or cleared by a restart)
         self.retired = Totals()
-        self.collector: PrometheusCollector | None = None
         #: workers that left the cluster while a scan was running (a closed cluster's workers leave after its scans end)
         self.workers_lost = 0
         #: a run's token (sent with its start) -> the run, and the event streams following each run (``stream.py``)
@@ -115,7 +114,7 @@ class MetricsPlugin(SchedulerPlugin):
 
     async def start(self, scheduler: Any) -> None:
         self.scheduler = scheduler
-        self.collector = PrometheusCollector.bind(self)
+        PrometheusCollector.bind(self)
         app = getattr(scheduler, "http_application", None)
         if app is not None:  # the dashboard's HTTP server: the runs' event streams beside it
             from .stream import ROUTE, EventStream
@@ -170,9 +169,7 @@ class MetricsPlugin(SchedulerPlugin):
                 streams.discard(stream)
 
     async def close(self) -> None:
-        if self.collector is not None:
-            self.collector.unbind()
-            self.collector = None
+        PrometheusCollector.unbind(self)
 
     def run(self, run: str) -> RunStats:
         stats = self.runs.get(run)
@@ -227,36 +224,50 @@ class MetricsPlugin(SchedulerPlugin):
 # ---------------------------------------------------------------- Prometheus
 
 class PrometheusCollector:
-    """``metaextract_`` series on the scheduler's ``/metrics``: one plugin's totals over every run.
+    """``metaextract_`` series on a scheduler's ``/metrics``: the totals of that scheduler's plugin.
 
-    Bound to its plugin: registered when the plugin starts, removed when it
-    closes. prometheus_client serves one registry per process, so when two
-    schedulers share a process (tests) the first one's series are served.
+    prometheus_client serves one registry per process, which every scheduler
+    of the process serves (a notebook's in-process cluster and a scan's own
+    one, tests). distributed points its own collectors at the scheduler whose
+    ``/metrics`` is asked, before each scrape; this one collector, registered
+    once per process, serves that scheduler's plugin the same way, and nothing
+    for a scheduler without one (before, the first plugin started served every
+    scheduler's ``/metrics``: another cluster's counts). When distributed's
+    handler names no scheduler, the latest plugin started is served.
     """
 
-    def __init__(self, plugin: MetricsPlugin):
-        self.plugin = plugin
-        self.registry: Any = None
+    #: the plugins started and not closed in this process, oldest first
+    live: list[MetricsPlugin] = []
+    registered = False
 
     @classmethod
-    def bind(cls, plugin: MetricsPlugin) -> "PrometheusCollector | None":
-        """A collector for ``plugin`` in prometheus_client's registry, or None (not installed, or taken)."""
+    def bind(cls, plugin: MetricsPlugin) -> None:
+        """``plugin``'s series served from its scheduler's ``/metrics`` (nothing when prometheus_client is absent)."""
         try:
             from prometheus_client import REGISTRY
         except ImportError:
-            return None
-        collector = cls(plugin)
-        try:
-            REGISTRY.register(collector)
-        except ValueError:  # another scheduler in this process already serves these names
-            return None
-        collector.registry = REGISTRY
-        return collector
+            return
+        cls.live.append(plugin)
+        if not cls.registered:
+            REGISTRY.register(cls())
+            cls.registered = True
 
-    def unbind(self) -> None:
-        if self.registry is not None:
-            self.registry.unregister(self)
-            self.registry = None
+    @classmethod
+    def unbind(cls, plugin: MetricsPlugin) -> None:
+        cls.live[:] = [p for p in cls.live if p is not plugin]
+
+    @classmethod
+    def serving(cls) -> MetricsPlugin | None:
+        """The plugin of the scheduler being scraped, or None when that scheduler has none."""
+        try:
+            from distributed.http.scheduler.prometheus.core import PrometheusHandler
+
+            server = PrometheusHandler._collectors[0].server if PrometheusHandler._collectors else None
+        except Exception:  # noqa: BLE001 - another distributed: the latest plugin
+            server = None
+        if server is None:
+            return cls.live[-1] if cls.live else None
+        return next((p for p in reversed(cls.live) if p.scheduler is server), None)
 
     def collect(self) -> Any:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -269,7 +280,10 @@ class PrometheusCollector:
         io_requests = CounterMetricFamily("metaextract_io_requests", "Requests made to remote stores (s3://, https://...) while "
                                           "reading their objects, by detected type", labels=["type"])
         io_bytes = CounterMetricFamily("metaextract_io_bytes", "Bytes fetched from remote stores, by detected type", labels=["type"])
-        totals = self.plugin.totals()
+        plugin = self.serving()
+        if plugin is None:
+            return
+        totals = plugin.totals()
         for (kind, outcome), n in sorted(totals.files.items()):
             files.add_metric([kind, outcome], n)
         for family, counter in ((nbytes, totals.bytes), (chunks, totals.chunks), (errors, totals.errors), (chunk_tasks, totals.tasks),
@@ -282,9 +296,9 @@ class PrometheusCollector:
             cumulative.append(("+Inf" if bound == float("inf") else str(bound), running))
         duration = HistogramMetricFamily("metaextract_file_duration_seconds", "Time to extract one file", buckets=cumulative,
                                          sum_value=totals.duration_sum)
-        running, remaining, last = self.plugin.progress()
+        running, remaining, last = plugin.progress()
         lost = CounterMetricFamily("metaextract_workers_lost", "Workers that left the cluster while a scan was running")
-        lost.add_metric([], self.plugin.workers_lost)
+        lost.add_metric([], plugin.workers_lost)
         scans = GaugeMetricFamily("metaextract_scans_running", "Scans started and not finished", value=running)
         left = GaugeMetricFamily("metaextract_files_remaining", "Files the running scans announced and have not finished",
                                  value=remaining)
