@@ -30,15 +30,19 @@ def xarray_iso(values: list[float], units: str, calendar: str) -> tuple[str, str
     year=st.integers(1850, 2100), month=st.integers(1, 12), day=st.integers(1, 28),
     clock=st.one_of(st.none(), st.tuples(st.integers(0, 23), st.integers(0, 59), st.one_of(st.none(), st.integers(0, 59)))),
     separator=st.sampled_from([" ", "T"]),
+    style=st.sampled_from(["padded", "bare", "decimal"]),  # 01:02:03, 1:2:3, 01:02:03.0 (UDUNITS writes 00:00:0.0)
+    zone=st.sampled_from(["", "", "Z", " UTC"]),
     calendar=st.sampled_from(["standard", "gregorian", "proleptic_gregorian"]),
     lo=st.integers(-30_000, 30_000), span=st.integers(0, 20_000),  # days: the dates stay within 1678-2262
     part=st.sampled_from([0.0, 0.5, 0.25, 0.125, 0.1]),  # 15.5 days (mid-month) is whole seconds; 0.5 seconds is not
 )
-def test_fast_path_equals_xarray(unit, year, month, day, clock, separator, calendar, lo, span, part):
+def test_fast_path_equals_xarray(unit, year, month, day, clock, separator, style, zone, calendar, lo, span, part):
     since = f"{year}-{month:02d}-{day:02d}"
     if clock is not None:
         hh, mi, ss = clock
-        since += f"{separator}{hh:02d}:{mi:02d}" + (f":{ss:02d}" if ss is not None else "")
+        f = "{}" if style == "bare" else "{:02d}"
+        since += f"{separator}{f.format(hh)}:{f.format(mi)}" + (f":{f.format(ss)}" + (".0" if style == "decimal" else "") if ss is not None else "")
+    since += zone if clock is not None else ""
     units = f"{unit} since {since}"
     values = [lo + part, lo + span + part]
     seconds = {"day": 86400, "hour": 3600, "minute": 60, "second": 1}[unit.lower().rstrip("s")]
@@ -54,7 +58,8 @@ def test_fast_path_equals_xarray(unit, year, month, day, clock, separator, calen
     ("seconds since 2000-01-01", "standard", [0.5, 1.25]),  # fractions of a second
     ("days since 1000-01-01", "standard", [0.0, 1.0]),  # before 1678: cftime, Julian before 1582
     ("hours since 0000-01-01", "standard", [0.0, 24.0]),  # year zero
-    ("days since 2000-01-01T00:00:00Z", "standard", [0.0, 1.0]),  # a time zone
+    ("days since 2000-01-01T00:00:00+05:00", "standard", [0.0, 1.0]),  # a time zone other than UTC
+    ("days since 2000-01-01 00:00:00.5", "standard", [0.0, 1.0]),  # a fraction of a second in the reference
     ("months since 2000-01-01", "standard", [0.0, 1.0]),  # calendar months
 ])
 def test_what_the_fast_path_leaves_to_xarray(units, calendar, values):

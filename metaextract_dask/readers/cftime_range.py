@@ -94,7 +94,8 @@ def _with_year_zero(values: list[float], unit: str, since: str, calendar: str) -
 
 #: seconds in the units a whole-number fast path takes; others (months, years, abbreviations) go through xarray
 _UNIT_SECONDS = {"day": 86400, "hour": 3600, "minute": 60, "second": 1}
-_PLAIN_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
+#: a plain date, its clock optional ("00:00:0.0" and "0:0:0" as UDUNITS writes them: whole seconds), in UTC or no zone
+_PLAIN_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.0+)?)?)?(?:Z| ?UTC)?$")
 
 
 def _whole_seconds(value: float, seconds: int) -> bool:
