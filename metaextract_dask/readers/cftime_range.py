@@ -92,7 +92,7 @@ def _with_year_zero(values: list[float], unit: str, since: str, calendar: str) -
         return list(cftime.num2date(values, f"{unit}s since {_normalise_date(since)}", calendar, has_year_zero=True))
 
 
-#: seconds in the units a whole-number fast path takes; others (months, years, abbreviations) go through xarray
+#: seconds in the units a whole-number fast path takes; others (months, years, abbreviations) go to cftime or xarray
 _UNIT_SECONDS = {"day": 86400, "hour": 3600, "minute": 60, "second": 1}
 #: a plain date, its clock optional ("00:00:0.0" and "0:0:0" as UDUNITS writes them: whole seconds), in UTC or no zone
 _PLAIN_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.0+)?)?)?(?:Z| ?UTC)?$")
@@ -110,10 +110,10 @@ def _whole_units_since(values: list[float], unit: str, since: str, calendar: str
 
     The common case of a small file's time axis, computed with NumPy's
     datetime64 in a few microseconds (xarray's CF decoding through pandas
-    costs 0.3 ms a file). Anything else (fractions, time zones, other
-    calendars, dates outside 1678-2261 where xarray goes to cftime) returns
-    None and is decoded by xarray; ``tests/test_cftime_range.py`` checks the
-    two agree.
+    costs 0.3 ms a file). Anything else (fractions, time zones but UTC,
+    other calendars, dates outside 1678-2261 where xarray goes to cftime)
+    returns None and is decoded as xarray decodes it (``decode_range``);
+    ``tests/test_cftime_range.py`` checks the two agree.
     """
     import numpy as np
 
@@ -199,9 +199,9 @@ def decode_range(lo: float, hi: float, units: str, calendar: str | None) -> tupl
             dates: Any
             if cal not in STANDARD_CALENDARS or unit in UDUNITS_DAYS:
                 dates = _with_cftime(values, units, cal)
-            elif (dates := _before_the_reform(values, units, since, cal)) is not None:
-                pass
             else:
+                dates = _before_the_reform(values, units, since, cal)
+            if dates is None:  # a standard calendar's dates: xarray's pandas path, cftime where pandas cannot go
                 from pandas.errors import OutOfBoundsDatetime
                 from xarray.coding.times import decode_cf_datetime
 
