@@ -94,7 +94,7 @@ def test_what_cftime_decodes_is_what_xarray_decodes(calendar, unit, year, month,
     assert warning is None and (found["start"], found["end"]) == expected
 
 
-def test_cftimes_axes_are_decoded_without_importing_xarray_or_pandas():
+def test_axes_that_cftime_decodes_need_no_xarray_or_pandas():
     """A parser process that decodes a noleap or 360-day axis (most model output), months since a date or a date
     before 1582 does not pay for xarray and pandas."""
     import subprocess
