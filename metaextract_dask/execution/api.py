@@ -132,22 +132,25 @@ class ParallelExtractor:
         ``names``: every queued and given name, when counted already: each is taken out as its task is made (one set of
         the names, shrinking as the run goes, instead of a second growing one)."""
         queued, self.queue = self.queue, []
-        if names is None:
-            seen = {t.file_path for t in queued}
-            for task in queued:
-                yield task
-            for given in files or ():
-                path = os.fspath(given)
-                if path not in seen:
-                    seen.add(path)
-                    yield ExtractionTask(file_path=path)
-            return
-        names.difference_update(t.file_path for t in queued)
-        yield from queued
-        for given in files or ():
-            path = os.fspath(given)
+        seen: set[str] = set()
+
+        def first(path: str) -> bool:
+            """Whether ``path`` is not taken yet (and now it is)."""
+            if names is None:
+                new = path not in seen
+                seen.add(path)
+                return new
             if path in names:
                 names.discard(path)
+                return True
+            return False
+
+        for task in queued:
+            first(task.file_path)
+            yield task
+        for given in files or ():
+            path = os.fspath(given)
+            if first(path):
                 yield ExtractionTask(file_path=path)
 
     def scope(self) -> ClientScope | None:

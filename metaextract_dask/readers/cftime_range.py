@@ -155,7 +155,7 @@ def _before_the_reform(values: list[float], units: str, since: str, calendar: st
     if calendar == "proleptic_gregorian":
         return None
     try:
-        y, mo, d = (int(part) for part in _normalise_date(since)[:-9].rsplit("-", 2))
+        y, mo, d = (int(part) for part in _normalise_date(since).split(" ")[0].rsplit("-", 2))
     except ValueError:  # a reference date only pandas or cftime may read
         return None
     if (y, mo, d) >= (1582, 10, 15):
