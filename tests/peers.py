@@ -77,7 +77,7 @@ def h5ls_type(lines: list[str] | None) -> tuple[str | None, int | None]:
     """(class, size in bytes) of an h5ls type description."""
     if not lines:
         return None, None
-    first = lines[0]
+    first = re.sub(r"^shared-\d+:\d+ ", "", lines[0])  # a committed (named) type: h5ls names its address first
     text = " ".join(lines)
     m = re.search(r"\} (\d+) bytes?$", text)
     if first.startswith("struct"):

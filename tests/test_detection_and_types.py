@@ -230,3 +230,19 @@ def test_user_defined_types_and_their_variables_agree_with_ncdump(netcdf_c_files
         if stats_failed:
             problems[f"{name}:warnings"] = stats_failed
     assert not problems, problems
+
+
+def test_every_reference_file_ncdump_reads_agrees_with_it(netcdf_c_files):
+    """Each of netcdf-c's reference files that ncdump reads: dimensions, variables (their types by ncdump's names, their
+    dimensions), attributes and groups as ``ncdump -h`` lists them. Before: ``ref_tst_interops4.nc``'s variables,
+    stored big-endian, were ``>i4`` where ncdump says ``int``."""
+    problems, checked = {}, 0
+    for path in netcdf_c_files:
+        if subprocess.run(["ncdump", "-h", path], capture_output=True, timeout=60).returncode != 0:
+            continue  # netcdf-c's deliberately bad files are not this test's
+        record, _ = extract_file(path)
+        checked += 1
+        found = compare_netcdf(record["netcdf"], path) if "netcdf" in record else [str(record.get("error"))]
+        if found:
+            problems[os.path.basename(path)] = found[:4]
+    assert checked >= 40 and not problems, problems

@@ -82,6 +82,30 @@ def test_every_message_agrees_with_grib_ls(files):
     assert not problems, json.dumps(problems, indent=1)[:4000]
 
 
+def test_grib_sent_as_wmo_bulletins_reads_as_grib_ls_reads_it(files, tmp_path):
+    """GRIB as weather services' feeds keep it, each message in a WMO bulletin: NCEP's ``****length****`` line and a
+    heading (as iris-test-data's GRIB/bulletin_40bytes.grib), the GTS FTP form (length, format ``00``, start of heading,
+    sequence number, heading: as its bulletin_41bytes.grib, here with the end of text after the message) and two such
+    bulletins in one file. Each is a GRIB row whose messages agree with grib_ls (which reads past the headings), with
+    no warning; a text file that starts like a bulletin but holds no GRIB stays unknown."""
+    sample = next(f for f in files if "regular_ll_sfc_grib2" in f)
+    message = open(sample, "rb").read()
+    ncep = b"****%010d****\nYHXF02 KWBC 210600\r\r\n" % (len(message) + 24) + message
+    gts = b"%08d00\x01\r\r\n673\r\r\nHPHK89 LFPW 300000\r\r\n" % (len(message) + 31) + message + b"\r\r\n\x03"
+    bulletins = {"ncep.grib": ncep, "gts.bin": gts, "two.grib": gts + gts.replace(b"673", b"674")}
+    for name, data in bulletins.items():
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "notes.txt").write_bytes(b"****0000000099****\nYHXF02 KWBC 210600\r\r\nno message here\n")
+    for name in bulletins:
+        path = str(tmp_path / name)
+        record, _ = me.extract_file(path)
+        assert (record["format"], record["reader"]) == ("grib", "grib"), (name, record.get("format"), record.get("error"))
+        theirs = grib_ls(path, KEYS)
+        assert record["grib"]["n_messages"] == len(theirs) == (2 if name == "two.grib" else 1) and not record["grib"]["warnings"]
+        assert [[str(m.get(k)) for k in KEYS] for m in record["grib"]["messages"]] == [[str(m[k]) for k in KEYS] for m in theirs]
+    assert me.extract_file(str(tmp_path / "notes.txt"))[0]["format"] == "unknown"
+
+
 def test_a_scan_makes_grib_rows_and_large_files_read_their_messages_as_chunk_tasks(files, tmp_path):
     many = [f for f in files if f.startswith(NCAR)]
     data = tmp_path / "data"

@@ -201,3 +201,21 @@ def test_a_small_file_is_opened_and_walked_once_by_h5py_within_its_task(tmp_path
     assert record["references"]["virtualizable"] is True, record["references"]
     assert record["reader"] == ("netcdf" if kind == "netcdf4" else "hdf5")
     assert len(opens) == 1 and len(walks) == 1, (opens, walks)
+
+
+@pytest.mark.integration
+def test_a_dataset_of_a_committed_type_agrees_with_h5ls(tmp_path):
+    """A compound type committed to the file (netcdf-c's h5_test/ref_tst_h_compounds.h5 holds one): h5ls -v names the
+    type's address before it ('shared-1:800 struct {'); the check against h5ls reads past it, and our record says
+    compound, of the type's size."""
+    import peers
+    from test_real_files import compare_hdf5
+
+    path = str(tmp_path / "committed.h5")
+    obs = np.dtype([("day", "i1"), ("elev", "<i2"), ("count", "<i4"), ("relhum", "<f4"), ("time", "<f8")])
+    with h5py.File(path, "w") as f:
+        f["obs_t"] = obs
+        f.create_dataset("obs_var", (3,), dtype=f["obs_t"])
+    record = extract_file(path)[0]["hdf5"]
+    assert peers.h5ls_type(peers.h5ls(path)["/obs_var"]["type"]) == ("compound", obs.itemsize)
+    assert compare_hdf5(record, path) == []

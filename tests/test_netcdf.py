@@ -104,6 +104,32 @@ def test_header_agrees_with_ncdump(ncfile):
         assert record["netcdf"]["variables"]["tas"]["compression"]["zlib"] is True
 
 
+@pytest.mark.integration
+def test_big_endian_variables_are_named_as_ncdump_names_them(tmp_path):
+    """A netCDF-4 variable stored big-endian (as netcdf-c's nc_test4/ref_tst_interops4.nc holds them) is an ``int`` to
+    ncdump: its record's dtype is ``int32`` (marked ``endianness: big``) and so is its row in the variables table, beside
+    an HDF5 dataset stored big-endian, not ``>i4`` where the same values stored little-endian say ``int32``."""
+    import h5py
+
+    import metaextract_dask as me
+
+    with netCDF4.Dataset(tmp_path / "big.nc", "w") as ds:
+        ds.createDimension("x", 4)
+        ds.createVariable("b", ">i4", ("x",), endian="big")[:] = [1, 2, 3, 4]
+        ds.createVariable("d", ">f8", ("x",), endian="big")[:] = [0.5, 1.5, 2.5, 3.5]
+        ds.createVariable("l", "i4", ("x",), endian="little")[:] = [5, 6, 7, 8]
+    with h5py.File(tmp_path / "big.h5", "w") as f:
+        f["b"] = np.arange(4, dtype=">i4")
+    _, _, variables, _, _ = ncdump(str(tmp_path / "big.nc"))
+    record = extract_file(str(tmp_path / "big.nc"))[0]["netcdf"]["variables"]
+    assert {name: CDL[v["dtype"]] for name, v in record.items()} == {name: t for name, (t, _) in variables.items()}
+    assert {name: v.get("endianness") for name, v in record.items()} == {"b": "big", "d": "big", "l": None}
+    assert record["b"]["stats"]["max"] == 4 and record["d"]["stats"]["mean"] == 2.0
+    me.scan(str(tmp_path), str(tmp_path / "cat"), progress=False)
+    table = me.read_variables(str(tmp_path / "cat"))
+    assert dict(zip(table.name, table.dtype)) == {"b": "int32", "d": "float64", "l": "int32", "/b": "int32"}
+
+
 @pytest.mark.unit
 def test_cf_coverage(ncfile):
     path, _ = ncfile

@@ -113,6 +113,21 @@ def is_numeric(dtype: Any) -> bool:
     return bool(kind) and kind in "biuf"
 
 
+def dtype_name(dtype: Any) -> str:
+    """A NumPy dtype's name whatever its byte order: ``int32`` for ``<i4`` and ``>i4`` alike (the order is how the
+    file stores the values, not what they are: ncdump and the variables table name both ``int``); any other name (a
+    user-defined type's, ``str``) as it is."""
+    import numpy as np
+
+    text = str(dtype)
+    if text[:1] not in "<>":
+        return text
+    try:
+        return str(np.dtype(text).newbyteorder("="))
+    except TypeError:
+        return text
+
+
 def is_numeric_name(dtype: str) -> bool:
     """is_numeric for a dtype already turned into its string."""
     import numpy as np
@@ -332,7 +347,8 @@ def variable_row(name: str, entry: dict[str, Any], dims: list[str], filters: lis
     number = lambda v: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None  # noqa: E731
     whole = lambda v: v if isinstance(v, int) and not isinstance(v, bool) else None  # noqa: E731
     ints = lambda vs: [int(v) for v in vs] if isinstance(vs, (list, tuple)) and all(whole(v) is not None for v in vs) else None  # noqa: E731
-    return {"name": name, "dims": [str(d) for d in dims], "shape": ints(entry.get("shape")), "dtype": text(entry.get("dtype")),
+    return {"name": name, "dims": [str(d) for d in dims], "shape": ints(entry.get("shape")),
+            "dtype": dtype_name(entry["dtype"]) if text(entry.get("dtype")) else None,
             "units": text(attrs.get("units")), "standard_name": text(attrs.get("standard_name")), "long_name": text(attrs.get("long_name")),
             "chunks": ints(entry.get("chunks")), "filters": filters, "fill_value": json.dumps(fill, default=str) if fill is not None else None,
             "min": number(stats.get("min")), "max": number(stats.get("max")), "mean": number(stats.get("mean")),

@@ -7,6 +7,7 @@ into the file's metadata. Planning, graphs, scheduling and metrics are shared.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -37,9 +38,10 @@ class StreamChunkReader(ABC):
     #: what this reader makes besides its record when a scan asks for it: "references" (kerchunk
     #: references), "thumbnail" (a poster frame); a re-scan asking for one extracts again the rows without it
     extras: ClassVar[frozenset[str]] = frozenset()
-    #: (format, offset, magic bytes, description) that detection recognises (the built-in formats' own magic
+    #: (format, offset, magic bytes, description) that detection recognises in a file's first bytes; the magic may be
+    #: a pattern of bytes (``re.compile(rb"...")``) that must match at the offset (the built-in formats' own magic
     #: bytes, some found by rules rather than at one offset, are in detect.py)
-    signatures: ClassVar[tuple[tuple[str, int, bytes, str], ...]] = ()
+    signatures: ClassVar[tuple[tuple[str, int, bytes | re.Pattern[bytes], str], ...]] = ()
     #: file name extension -> format: names that claim a format of this reader. Detection goes by content (a file
     #: so named without the signature is "unknown", and its description says what the name claimed); a scan
     #: plans a large file so named in a sandbox when the reader is ``native``

@@ -6,6 +6,7 @@ so detection is cheap and safe on any file.
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Any
 
@@ -230,7 +231,7 @@ def detect(head: bytes, path: str = "") -> tuple[str, str]:
     from .registry import named_formats, reader_signatures
 
     for fmt, offset, magic, description in reader_signatures():
-        if head[offset:offset + len(magic)] == magic:
+        if magic.match(head, offset) if isinstance(magic, re.Pattern) else head[offset:offset + len(magic)] == magic:
             return fmt, description
     claimed = named_formats().get(ext)
     if claimed:

@@ -14,6 +14,7 @@ sums them up by parameter, level, time and grid. Install with
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,8 +31,13 @@ KEYS = ("edition", "centre", "shortName", "name", "units", "paramId", "typeOfLev
         "stepRange", "validityDate", "validityTime", "gridType", "Ni", "Nj", "numberOfPoints", "packingType")
 #: messages listed one by one in a record (a file of more keeps its summaries and says how many it left out)
 MAX_LISTED = 5000
-#: how far past a message's end the next ``GRIB`` is looked for (padding between messages)
+#: how far past a message's end the next ``GRIB`` is looked for (padding between messages, bulletin headings)
 RESYNC = 65536
+#: a GRIB message sent as a WMO bulletin (the Manual on the GTS, WMO-No. 386), as weather services' feeds and archives
+#: keep them: a heading (``HPHK89 LFPW 300000``, optionally ``RRA``) ending in CR CR LF, after a start-of-heading line
+#: with its sequence number, and before that an FTP length and format (``00004771`` ``00``) or NCEP's
+#: ``****0000008637****`` line. ecCodes reads the message past all that, and so does ``message_offsets``.
+WMO_BULLETIN = re.compile(rb"(?:\*{4}\d{10}\*{4}\n|\d{8}0[01])?(?:\x01\r\r\n\d{3,5}\r\r\n)?[A-Z]{4}\d\d [A-Z]{4} \d{6}(?: [A-Z]{3})?\r\r\nGRIB")
 
 
 def message_offsets(path: str, size: int) -> tuple[list[tuple[int, int]], list[str]]:
@@ -47,7 +53,7 @@ def message_offsets(path: str, size: int) -> tuple[list[tuple[int, int]], list[s
                 window = f.read(RESYNC)
                 at = window.find(b"GRIB")
                 if at < 0:
-                    if window.strip(b"\x00 \r\n7"):  # trailing padding (and "7777" remains) is no loss
+                    if window.strip(b"\x00 \r\n7\x03"):  # trailing padding, "7777" remains, a bulletin's end: no loss
                         warnings.append(f"{size - pos} bytes from offset {pos} hold no GRIB message")
                     break
                 pos += at
@@ -117,7 +123,8 @@ class GRIBReader(StreamChunkReader):
     name = "grib"
     native = True  # eccodes is C: a hostile message costs only its file in the sandbox
     formats = frozenset({"grib"})
-    signatures = (("grib", 0, b"GRIB", "GRIB file (WMO gridded binary)"),)
+    signatures = (("grib", 0, b"GRIB", "GRIB file (WMO gridded binary)"),
+                  ("grib", 0, WMO_BULLETIN, "GRIB file (WMO gridded binary) in a WMO bulletin"))
     extensions = {".grib": "grib", ".grb": "grib", ".grib2": "grib", ".grb2": "grib", ".gb2": "grib", ".grib1": "grib"}
     media_types = {"grib": "application/x-grib"}
     columns = (("n_messages", "int32"), ("grib_editions", "list<string>"), ("first_valid_time", "string"),

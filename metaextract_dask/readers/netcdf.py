@@ -199,7 +199,7 @@ def describe_header(ds: Any) -> dict[str, Any]:
             entry: dict[str, Any] = {}
             entry["dims"] = arrays.guarded(entry, "dimensions", lambda: list(var.dimensions), [])
             entry["shape"] = arrays.guarded(entry, "shape", lambda: list(var.shape), [])
-            entry["dtype"] = arrays.guarded(entry, "dtype", lambda: _dtype_name(var), "unknown")
+            entry["dtype"] = arrays.guarded(entry, "dtype", lambda: _dtype_name(var, entry), "unknown")
             entry["attrs"] = read_attrs(var, entry)
             if ds.data_model == "NETCDF4":
                 chunking = arrays.guarded(entry, "chunking", var.chunking, "contiguous")
@@ -256,15 +256,18 @@ def _is_vlen(datatype: Any) -> bool:
     return isinstance(datatype, netCDF4.VLType)
 
 
-def _dtype_name(var: Any) -> str:
-    """The variable's type as ncdump names it in spirit: a NumPy dtype, 'str', or a user-defined type's own name
-    (``enum_t``, ``obs_t``: not the NumPy dtype it is stored as)."""
+def _dtype_name(var: Any, entry: dict[str, Any]) -> str:
+    """The variable's type as ncdump names it in spirit: a NumPy dtype in any byte order (``int32``, not ``>i4``: a
+    big-endian one is marked ``endianness: big`` on its ``entry``, as ncdump -s's ``_Endianness``), 'str', or a
+    user-defined type's own name (``enum_t``, ``obs_t``: not the NumPy dtype it is stored as)."""
     if _is_user_type(var.datatype):
         return str(var.datatype.name)
     dtype = var.dtype
     if isinstance(dtype, type):
         return dtype.__name__
-    return str(dtype)
+    if dtype.byteorder == ">":
+        entry["endianness"] = "big"
+    return arrays.dtype_name(dtype)
 
 
 def cf_coverage(ds: Any, header: dict[str, Any]) -> dict[str, Any]:

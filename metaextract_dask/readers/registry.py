@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import re
 import threading
 import warnings
 from typing import Any
@@ -90,13 +91,14 @@ def loaded_reader(name: str) -> StreamChunkReader | None:
 
 
 @functools.lru_cache(maxsize=1)
-def reader_signatures() -> tuple[tuple[str, int, bytes, str], ...]:
-    """(format, offset, magic, description) declared by readers (``signatures``), for detection."""
+def reader_signatures() -> tuple[tuple[str, int, bytes | re.Pattern[bytes], str], ...]:
+    """(format, offset, magic, description) declared by readers (``signatures``), for detection: magic is bytes, or a
+    pattern of bytes that must match there."""
     found = []
     for reader in _readers():
         for entry in getattr(reader, "signatures", ()):
             fmt, offset, magic, description = entry
-            found.append((str(fmt), int(offset), bytes(magic), str(description)))
+            found.append((str(fmt), int(offset), magic if isinstance(magic, re.Pattern) else bytes(magic), str(description)))
     return tuple(found)
 
 
