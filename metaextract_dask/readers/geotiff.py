@@ -85,12 +85,31 @@ def _enum_name(value: Any) -> Any:
 
 def _geokeys(tif: Any) -> dict[str, Any]:
     """The GeoTIFF keys and model tags as JSON-friendly values ({} for a plain TIFF)."""
-    found = getattr(tif, "geotiff_metadata", None) or {}
+    found = getattr(tif, "geotiff_metadata", None) or _model_tags(tif)
     out: dict[str, Any] = {}
     for key, value in found.items():
         if hasattr(value, "value") and hasattr(value, "name"):  # an enum: its code, which GDAL and EPSG use
             value = int(value.value)
         out[str(key)] = arrays.to_jsonable(value)
+    return out
+
+
+#: the model tags that place a raster without GeoKeys (a TIFF georeferenced with no CRS, as GDAL writes one): tag code
+#: -> the name ``geotiff_metadata`` gives them
+MODEL_TAGS = {33550: "ModelPixelScale", 33922: "ModelTiepoint", 34264: "ModelTransformation"}
+
+
+def _model_tags(tif: Any) -> dict[str, Any]:
+    """The first page's model tags when it has no GeoKey directory (tifffile then gives no GeoTIFF metadata): GDAL still
+    places such a raster (its geotransform), in no CRS. The transformation as tifffile gives it: four rows of four."""
+    pages = list(tif.pages[:1])
+    tags = pages[0].tags if pages else {}
+    out: dict[str, Any] = {}
+    for code, name in MODEL_TAGS.items():
+        tag = tags.get(code)
+        values = list(tag.value) if tag is not None and isinstance(tag.value, (tuple, list)) else None
+        if values and all(isinstance(v, (int, float)) for v in values):
+            out[name] = [values[i:i + 4] for i in range(0, 16, 4)] if name == "ModelTransformation" and len(values) == 16 else values
     return out
 
 
@@ -236,11 +255,12 @@ def _full_images(tif: Any) -> list[tuple[int, Any]]:
 
 
 def _overviews(tif: Any, after: int) -> list[list[int]]:
-    """[width, height] of the reduced-resolution pages that follow image ``after`` (its overviews)."""
+    """[width, height] of the reduced-resolution pages that follow image ``after`` (its overviews), its own and its
+    overviews' masks between them (GDAL's cloud-optimized layout: image, mask, overview, overview's mask...)."""
     out = []
     for page in list(tif.pages)[after + 1:]:
         flags = int(page.subfiletype)
-        if not flags & 1:
+        if not flags & 0b101:  # the next full-resolution image
             break
         if not flags & 4:
             out.append([int(page.imagewidth), int(page.imagelength)])
@@ -289,7 +309,8 @@ def describe_tiff(tif: Any) -> dict[str, Any]:
         images.append(entry)
     if not images:
         warnings.append("no image directory could be read (the file is cut short, or its first directory's offset is wrong)")
-    warnings += [w for w in getattr(tif, "said", []) if w not in warnings]
+    # tifffile's own reading of GDAL's nodata text may fail (a value float32 cannot hold exactly); _nodata reads the text
+    warnings += [w for w in getattr(tif, "said", []) if w not in warnings and "GDAL_NODATA" not in w]
     gt, raster = geotransform(keys)
     ties = keys.get("ModelTiepoint")
     out: dict[str, Any] = {"images": images, "bigtiff": bool(tif.is_bigtiff), "cog": _is_cog(tif), "georeferenced": bool(keys),
@@ -368,10 +389,11 @@ def _masked(values: Any, nodata: Any) -> Any:
 
     if nodata is None or nodata == "nan":  # NaN is counted and left out already
         return values
-    try:
-        return np.ma.masked_equal(values, nodata)
-    except (TypeError, ValueError, OverflowError):  # a nodata outside the type's range: no value is nodata
-        return values
+    dtype = values.dtype
+    if dtype.kind in "iu" and not (float(nodata).is_integer() and np.iinfo(dtype).min <= nodata <= np.iinfo(dtype).max):
+        return values  # a nodata outside the type's range, or a fraction: no value of the band is nodata
+    with np.errstate(over="ignore"):  # compared in the band's type, as GDAL does: -3.4e+38 is float32's -3.3999999521e+38
+        return np.ma.masked_equal(values, dtype.type(nodata))
 
 
 class GeoTIFFReader(arrays.ArrayFileReader):
