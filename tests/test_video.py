@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -123,3 +124,37 @@ def test_corrupt_video_is_a_clear_error(clips, tmp_path):
     with pytest.raises(CorruptFileError) as info:
         extract_file(broken)
     assert str(broken) in str(info.value) and "ffprobe" in str(info.value)  # "libavformat (ffprobe's library, through PyAV)"
+
+
+@pytest.mark.integration
+def test_cover_pictures_and_data_tracks_are_what_ffprobe_says(tmp_path):
+    """mutagen's test files (its source on PyPI): an M4A with two cover pictures (PNG and JPEG), a WAV and a FLAC with an
+    ID3 or picture block, an M4B with a chapter track. A cover picture is a video stream to ffprobe, marked
+    ``attached_pic`` in its disposition: one frame, not a video track that ends early (each such file warned "the file
+    may be truncated") nor the row's video codec and size. The chapter track's codec is ``bin_data``, as ffprobe names
+    it (it was left unnamed, with a warning that libavformat knew no codec)."""
+    import public_corpus
+    from peers import ffprobe
+
+    import metaextract_dask as me
+
+    archive = public_corpus.fetch_sdist("mutagen", "1.48.1", os.path.join(public_corpus.cache_dir(), "sdists"))
+    found = public_corpus.sdist_data(archive, os.path.join(public_corpus.cache_dir(), "sdist-data"), (".m4a", ".m4b", ".wav", ".flac"))
+    names = ("has-tags.m4a", "silence-2s-PCM-16000-08-ID3v23.wav", "silence-44-s.flac", "ep7.m4b")
+    files = {name: next(p for p in found if p.endswith("__" + name)) for name in names}
+    covers = 0
+    for name, path in files.items():
+        record = extract_file(path)[0]["video"]
+        theirs = ffprobe(path)["streams"]
+        assert [(s["codec_type"], s.get("codec_name"), bool(s.get("attached_pic"))) for s in record["streams"]] == \
+               [(s["codec_type"], s.get("codec_name"), bool(s["disposition"]["attached_pic"])) for s in theirs], name
+        assert not record["warnings"], (name, record["warnings"])
+        covers += sum(bool(s.get("attached_pic")) for s in record["streams"])
+    assert covers >= 4
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, path in files.items():
+        shutil.copy(path, data / name)
+    frame = me.scan(str(data), str(tmp_path / "cat"), progress=False)
+    assert frame["success"].all() and frame["width"].isna().all() and frame["codec"].isna().all()
+    assert set(frame["audio_codec"]) == {"aac", "pcm_u8", "flac"}

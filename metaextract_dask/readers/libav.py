@@ -187,13 +187,23 @@ def average_rate(stream: Any) -> Fraction | None:
     return rate
 
 
+def _disposition(stream: Any) -> dict[str, int]:
+    """ffprobe's ``disposition``: each flag libavformat sets on the stream (``attached_pic``: a cover picture), 0 or 1."""
+    import av
+
+    flags = int(getattr(stream, "disposition", 0) or 0)
+    return {name: int(bool(flags & int(flag))) for name, flag in av.stream.Disposition.__members__.items()}
+
+
 def _stream(stream: Any) -> dict[str, Any]:
     """One stream's fields, named and printed as ffprobe's ``-show_streams`` does."""
     cc = stream.codec_context
-    out: dict[str, Any] = {"index": stream.index, "codec_type": stream.type}
+    out: dict[str, Any] = {"index": stream.index, "codec_type": stream.type, "disposition": _disposition(stream)}
     if cc is None:  # a data track (timecode, hint), an attachment, a codec libavformat does not know: ffprobe's JSON names none
         mimetype = getattr(stream, "mimetype", None)  # an attachment's codec is named by its MIME type
         name = _codecs_by_mime().get(mimetype or "")
+        if stream.type == "data" and getattr(stream, "name", "none") not in ("none", None):
+            name = stream.name  # a data track's codec as libavformat names it (an M4B's chapter track: bin_data)
         if name is not None:
             out["codec_name"] = name
         if stream.type == "attachment":

@@ -374,7 +374,7 @@ class VideoChunkReader(StreamChunkReader):
 
     def catalog_row(self, record: dict[str, Any]) -> dict[str, Any]:
         streams = record.get("streams") or []
-        video: dict[str, Any] = next((s for s in streams if s.get("codec_type") == "video"), {})
+        video: dict[str, Any] = next((s for s in streams if s.get("codec_type") == "video" and not s.get("attached_pic")), {})
         audio: dict[str, Any] = next((s for s in streams if s.get("codec_type") == "audio"), {})
         counts = record.get("frame_counts") or {}
         duration = record.get("duration")
@@ -481,6 +481,9 @@ class VideoChunkReader(StreamChunkReader):
         data = state["container"]
         fmt = data.get("format", {})
         streams = [{k: s[k] if k in TEXT_FIELDS else _num(s[k]) for k in STREAM_FIELDS if k in s} for s in data.get("streams", [])]
+        for stream, given in zip(streams, data.get("streams", [])):
+            if (given.get("disposition") or {}).get("attached_pic"):  # a cover picture: one frame, not a video track
+                stream["attached_pic"] = 1
         record = {
             "container": fmt.get("format_name"),
             "container_long_name": fmt.get("format_long_name"),
@@ -514,7 +517,7 @@ def _truncation_warnings(record: dict[str, Any], full: bool) -> list[str]:
         return []
     warnings = []
     for stream in record["streams"]:
-        if stream.get("codec_type") != "video":
+        if stream.get("codec_type") != "video" or stream.get("attached_pic"):
             continue
         counts = record["frame_counts"].get(str(stream["index"]), {})
         covered = max(0.0, counts.get("last_packet_time", start) - start)
