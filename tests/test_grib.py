@@ -40,7 +40,18 @@ def files(tmp_path_factory):
         shutil.copy(src, dst)
         out.append(str(dst))
     out += sorted(glob.glob(os.path.join(NCAR, "*.grb2")) + glob.glob(os.path.join(NCAR, "*.grib2")))
-    return out
+    return out + cfgrib_samples()
+
+
+def cfgrib_samples() -> list[str]:
+    """cfgrib's sample data (its 0.9.15.1 source on PyPI: ERA5, CAMS, NCEP and UKMO fields, NCEP's NAM forecast whose
+    GRIB2 messages hold several fields each, complex packing with missing values and no bitmap), but for the file
+    grib_ls itself cannot read to the end (``era5-levels-corrupted.grib``)."""
+    import public_corpus
+
+    archive = public_corpus.fetch_sdist("cfgrib", "0.9.15.1", os.path.join(public_corpus.cache_dir(), "sdists"))
+    found = public_corpus.sdist_data(archive, os.path.join(public_corpus.cache_dir(), "sdist-data"), (".grib", ".grib2"), under="cfgrib-0.9.15.1/")
+    return [p for p in found if subprocess.run([grib_ls_command(), p], capture_output=True, timeout=120).returncode == 0]
 
 
 def grib_ls_command() -> str:
@@ -72,6 +83,8 @@ def test_every_message_agrees_with_grib_ls(files):
             b = {k: v for k, v in b.items() if v != "not_found"}  # a key this template lacks
             found += [f"message {i} {k}: {a.get(k)!r} vs {b.get(k)!r}" for k in KEYS if str(a.get(k)) != str(b.get(k))]
             stats = a["stats"]
+            if stats.get("count") == 0 and b.get("max") == b.get("min") == b.get("average"):
+                continue  # every point missing: no statistics, where grib_ls prints the missing value itself
             for key, mine in (("max", stats.get("max")), ("min", stats.get("min")), ("average", stats.get("mean"))):
                 if (key in b) != (mine is not None):  # a spectral field has no min or max of grid values
                     found.append(f"message {i} {key}: {mine} vs {b.get(key)}")

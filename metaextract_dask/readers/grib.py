@@ -1,13 +1,14 @@
 """GRIB files (WMO gridded binary, editions 1 and 2: weather and climate model output) through ECMWF's eccodes.
 
-A GRIB file is a sequence of self-contained messages, each one field: a
-parameter on a level at a time, on a grid. The layout finds the messages by
-their own headers (``GRIB``, the edition and the total length: a few bytes
-read per message, no library) and packs consecutive messages into SECTION
-chunks of about ``chunk_size``; each chunk task decodes its messages with
-eccodes (``codes_new_from_message``): the keys ``grib_ls`` prints and, unless
-``metadata_only``, the values' statistics. The record lists each message and
-sums them up by parameter, level, time and grid. Install with
+A GRIB file is a sequence of self-contained messages, each one field (a
+GRIB2 message may hold several): a parameter on a level at a time, on a grid.
+The layout finds the messages by their own headers (``GRIB``, the edition and
+the total length: a few bytes read per message, no library) and packs
+consecutive messages into SECTION chunks of about ``chunk_size``; each chunk
+task decodes its messages' fields with eccodes (``codes_new_from_message``;
+a multi-field message through ecCodes' multi-field reading): the keys
+``grib_ls`` prints and, unless ``metadata_only``, the values' statistics. The
+record lists each field and sums them up by parameter, level, time and grid. Install with
 ``pip install 'metaextract_dask[grib]'``.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,13 +71,61 @@ def message_offsets(path: str, size: int) -> tuple[list[tuple[int, int]], list[s
     return found, warnings
 
 
-def _message(data: bytes, offset: int, values: bool) -> dict[str, Any]:
-    """One message's keys (and its values' statistics) from its bytes."""
+def _fields_in(data: bytes) -> int:
+    """How many fields a GRIB2 message holds: its section 7s (a multi-field message repeats sections 2 to 7 after its
+    section 1, as NCEP's forecasts pair u and v winds); 1 for GRIB1 and for what cannot be walked."""
+    if len(data) < 16 or data[7] != 2:
+        return 1
+    pos, fields = 16, 0
+    while pos + 5 <= len(data) and data[pos:pos + 4] != b"7777":
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        if length < 5:
+            return max(fields, 1)
+        fields += data[pos + 4] == 7
+        pos += length
+    return max(fields, 1)
+
+
+#: ecCodes' multi-field support is one switch of its default context: one thread at a time turns it on
+_MULTI_FIELD = threading.Lock()
+
+
+def _messages(data: bytes, offset: int, values: bool) -> list[dict[str, Any]]:
+    """The message's fields' keys (and their values' statistics) from its bytes: one, or each field of a multi-field
+    message, as grib_ls lists them (``field``: its place in the message), ecCodes splitting them from a copy in memory."""
     import eccodes
 
-    handle = eccodes.codes_new_from_message(data)
+    if _fields_in(data) == 1:
+        return [_field(eccodes.codes_new_from_message(data), offset, len(data), values)]
+    out = []
+    with _MULTI_FIELD, _in_memory(data) as f:
+        eccodes.codes_grib_multi_support_on()
+        try:
+            while (handle := eccodes.codes_grib_new_from_file(f)) is not None:
+                out.append({**_field(handle, offset, len(data), values), "field": len(out) + 1})
+        finally:
+            eccodes.codes_grib_multi_support_reset_file(f)
+            eccodes.codes_grib_multi_support_off()
+    return out
+
+
+def _in_memory(data: bytes) -> Any:
+    """A file holding ``data`` that no other process sees (ecCodes reads multi-field messages from files only)."""
+    import os
+    import tempfile
+
+    f = os.fdopen(os.memfd_create("grib-message"), "w+b") if hasattr(os, "memfd_create") else tempfile.TemporaryFile()
+    f.write(data)
+    f.seek(0)
+    return f
+
+
+def _field(handle: Any, offset: int, length: int, values: bool) -> dict[str, Any]:
+    """One field's keys (and its values' statistics); the handle is released."""
+    import eccodes
+
     try:
-        out: dict[str, Any] = {"offset": offset, "length": len(data)}
+        out: dict[str, Any] = {"offset": offset, "length": length}
         for key in KEYS:
             try:
                 value = eccodes.codes_get(handle, key)
@@ -91,8 +141,10 @@ def _message(data: bytes, offset: int, values: bool) -> dict[str, Any]:
             import numpy as np
 
             decoded = np.asarray(eccodes.codes_get_values(handle), dtype="float64")
+            # missing points: a bitmap's, or those complex packing's missing value management marks (no bitmap)
+            marked = eccodes.codes_get(handle, "numberOfMissing") if eccodes.codes_is_defined(handle, "numberOfMissing") else 0
             bitmap = eccodes.codes_get(handle, "bitmapPresent") if eccodes.codes_is_defined(handle, "bitmapPresent") else 0
-            missing = decoded == eccodes.codes_get(handle, "missingValue") if bitmap else np.zeros(decoded.shape, bool)
+            missing = decoded == eccodes.codes_get(handle, "missingValue") if bitmap or marked else np.zeros(decoded.shape, bool)
             stats = arrays.cell_stats(np.ma.masked_array(decoded, missing))
             count = stats["count"]
             out["stats"] = {"min": stats["min"], "max": stats["max"], "mean": stats["sum"] / count if count else None, "count": count,
@@ -182,13 +234,14 @@ class GRIBReader(StreamChunkReader):
         messages, problems = [], list(warnings)
         for offset, length in group:
             try:
-                messages.append(_message(data[offset - spec.offset: offset - spec.offset + length], offset, not config.metadata_only))
+                messages += _messages(data[offset - spec.offset: offset - spec.offset + length], offset, not config.metadata_only)
             except Exception as exc:  # noqa: BLE001 - one message eccodes cannot decode: a warning, the others go on
                 problems.append(f"message at offset {offset}: not decoded: {exc} [{type(exc).__name__}]")
         return {"messages": messages, "warnings": problems}
 
     def merge(self, a: State, b: State) -> State:
-        return {"messages": sorted(a["messages"] + b["messages"], key=lambda m: m["offset"]), "warnings": a["warnings"] + b["warnings"]}
+        return {"messages": sorted(a["messages"] + b["messages"], key=lambda m: (m["offset"], m.get("field", 1))),
+                "warnings": a["warnings"] + b["warnings"]}
 
     def finalize(self, state: State, info: FileInfo, config: StreamingConfig) -> dict[str, Any]:
         messages = state["messages"]
