@@ -97,7 +97,7 @@ def _messages(data: bytes, offset: int, values: bool) -> list[dict[str, Any]]:
 
     if _fields_in(data) == 1:
         return [_field(eccodes.codes_new_from_message(data), offset, len(data), values)]
-    out = []
+    out: list[dict[str, Any]] = []
     with _MULTI_FIELD, _in_memory(data) as f:
         eccodes.codes_grib_multi_support_on()
         try:
