@@ -124,7 +124,7 @@ def dtype_name(dtype: Any) -> str:
         return text
     try:
         return str(np.dtype(text).newbyteorder("="))
-    except TypeError:
+    except Exception:  # noqa: BLE001 - a file's own text that NumPy cannot read (a hostile .zarray's): as it is
         return text
 
 
