@@ -241,9 +241,57 @@ def export_stac_geoparquet(catalog: str, out: str, progress: Callable[[int, int]
         d["collection"] = collection.id
         d["links"] = []
         dicts.append(d)
+    unplaced = sum(d.get("geometry") is None for d in dicts)
+    if unplaced:  # a STAC Item may have no geometry; a stac-geoparquet row may not (its geometry column is required)
+        dicts = [d for d in dicts if d.get("geometry") is not None]
+        notices.append(f"{unplaced} file{'s' if unplaced > 1 else ''} with no spatial footprint (no bounding box) left out: "
+                       "stac-geoparquet requires a geometry per Item; the STAC export (--to stac) lists every file")
+    if not dicts:
+        raise ValueError(f"{catalog}: no file with a spatial footprint (a bounding box) for stac-geoparquet; use --to stac")
+    _one_kind_per_field(dicts, notices)
     to_parquet(parse_stac_items_to_arrow(dicts), path,
                collections={collection.id: collection.to_dict(include_self_link=False, transform_hrefs=False)})
     return path, notices
+
+
+def _one_kind_per_field(dicts: list[dict[str, Any]], notices: list[str]) -> None:
+    """Each field of the Items one kind of value, as an Arrow column needs: a field that holds different kinds in
+    different files (a dimension ``time`` with ISO dates in one file and numbers in another: its ``extent``) is written
+    as JSON text in every Item, and named in ``notices``. Whole numbers beside fractions stay numbers."""
+    import json
+
+    kinds: dict[str, set[str]] = {}
+
+    def kind(value: Any) -> str:
+        return "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
+
+    def walk(path: str, value: Any) -> None:
+        if value is None:
+            return
+        kinds.setdefault(path, set()).add(kind(value))
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{path}\0{k}", v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(path + "\0[]", v)
+
+    for d in dicts:
+        walk("", {k: v for k, v in d.items() if k not in ("geometry", "bbox", "links")})
+    found_mixed = {path.split("\0[]", 1)[0] for path, found in kinds.items() if len(found) > 1}
+    mixed = sorted(p for p in found_mixed if not any(p.startswith(q + "\0") for q in found_mixed if q != p))  # the outermost
+    for path in mixed:
+        *parents, last = path.split("\0")[1:]
+        for d in dicts:
+            node: Any = d
+            for key in parents:
+                node = node.get(key) if isinstance(node, dict) else None
+            if isinstance(node, dict) and node.get(last) is not None:
+                node[last] = json.dumps(node[last], default=str)
+    if mixed:
+        shown = ", ".join(".".join(p.split("\0")[1:]) for p in mixed[:5])
+        notices.append(f"{len(mixed)} field{'s' if len(mixed) > 1 else ''} whose values differ in kind from file to file written as "
+                       f"JSON text: {shown}{' ...' if len(mixed) > 5 else ''}")
 
 
 def _items(catalog: str, notices: list[str], progress: Callable[[int, int], None] | None, checksums: bool) -> list[Any]:
