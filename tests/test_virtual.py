@@ -312,3 +312,38 @@ def test_a_run_in_s3_becomes_a_virtual_dataset_read_with_the_users_credentials(t
         ours = xr.open_zarr(repo.readonly_session("main").store, group="historical.toy-model", consolidated=False)
         with pytest.raises(Exception, match="has changed"):
             ours["tas"].isel(time=slice(3 * STEPS, 4 * STEPS)).load()
+
+
+def test_a_file_of_many_variables_and_a_catalog_of_many_datasets_export_in_reads_proportional_to_them(tmp_path, monkeypatch):
+    """netcdf-c's ref_hdf5_compat1.nc holds 2,000 variables; a catalog of real files of every kind makes hundreds of
+    datasets of one file each. The export listed the group's arrays once per variable and the repository's groups once
+    per dataset, each listing a read of every node's metadata: such a file did not export in 5 minutes. Counted in the
+    Icechunk store's own reads: a few per variable and per dataset now."""
+    import netCDF4
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(30):  # 30 datasets of one file each (no time to join along), the first of 300 variables
+        with netCDF4.Dataset(data / f"f{i:02d}.nc", "w") as ds:
+            ds.createDimension("x", 4)
+            for v in range(300 if i == 0 else 2):
+                ds.createVariable(f"v{v:03d}", "f4", ("x",))[:] = np.arange(4) + v
+    cat = tmp_path / "cat"
+    me.scan(str(data), str(cat), references=True, progress=False)
+    reads = []
+    get = icechunk.IcechunkStore.get
+
+    async def counted(self, *args, **kwargs):
+        reads.append(args[0] if args else None)
+        return await get(self, *args, **kwargs)
+
+    monkeypatch.setattr(icechunk.IcechunkStore, "get", counted)
+    me.export(str(cat), "icechunk", str(tmp_path / "repo"))
+    variables = 300 + 29 * 2
+    assert len(reads) <= 10 * (variables + 30), len(reads)
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(tmp_path / "repo")))
+    import zarr
+
+    root = zarr.open_group(repo.readonly_session("main").store, mode="r")
+    assert len(list(root.group_keys())) == 30
+    assert max(len(list(root[g].array_keys())) for g in root.group_keys()) == 300

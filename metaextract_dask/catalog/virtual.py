@@ -72,6 +72,8 @@ class Member:
     attrs: dict[str, Any] = field(default_factory=dict)
     start: str = ""
     end: str = ""
+    #: the set's chunk keys by array (``_chunk_keys``), made once: a file of 2,000 arrays is not searched 2,000 times
+    chunks_by_array: dict[str, list[str]] | None = None
 
 
 @dataclass
@@ -439,16 +441,19 @@ def _chunk_keys(member: Member, name: str) -> list[tuple[tuple[int, ...], Any]]:
     """(chunk index, reference) of one array's chunks in the member's set."""
     meta = member.variables[name]["zarray"]
     sep = meta.get("dimension_separator") or "."
-    prefix = f"{name}/"
+    if member.chunks_by_array is None:
+        member.chunks_by_array = {}
+        for key in member.refs.keys() if hasattr(member.refs, "keys") else []:
+            array, _, chunk = key.rpartition("/")
+            if array and not chunk.startswith("."):  # not the array's own .zarray and .zattrs
+                member.chunks_by_array.setdefault(array, []).append(chunk)
     out = []
-    keys = member.refs.keys() if hasattr(member.refs, "keys") else []
-    for key in keys:
-        if key.startswith(prefix) and "/" not in key[len(prefix):] and not key[len(prefix):].startswith("."):
-            try:
-                index = tuple(int(p) for p in key[len(prefix):].split(sep)) if meta["shape"] else (0,)
-            except ValueError:
-                continue
-            out.append((index, member.refs[key]))
+    for chunk in member.chunks_by_array.get(name, []):
+        try:
+            index = tuple(int(p) for p in chunk.split(sep)) if meta["shape"] else (0,)
+        except ValueError:
+            continue
+        out.append((index, member.refs[f"{name}/{chunk}"]))
     return out
 
 
@@ -465,6 +470,7 @@ def _write_dataset(store: Any, group: Any, ds: Dataset, start: int = 0, only: se
         offsets.append(total)
         total += (_steps(member, ds.dim) or (0, 0))[0]
     whole = start == 0 and only is None
+    existing = set(group.array_keys()) if not whole else set()  # listed once: each listing reads every array's metadata
     for name, var in first.variables.items():
         meta, dims = var["zarray"], var["dims"]
         joined = ds.dim in dims
@@ -472,7 +478,7 @@ def _write_dataset(store: Any, group: Any, ds: Dataset, start: int = 0, only: se
         shape = list(meta["shape"])
         if joined:
             shape[axis] = total
-        if name in group.array_keys():
+        if name in existing:
             arr = group[name]
             if tuple(arr.shape) != tuple(shape):
                 arr.resize(tuple(shape))
@@ -606,14 +612,14 @@ def _export(catalog: str, out: str, datasets: list[Dataset], notices: list[str])
     wanted = {ds.name for ds in datasets}
     found = root.attrs.get(FILES_ATTR)
     exported: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
-    for name in list(root.group_keys()):
-        if name not in wanted:
-            del root[name]
-            exported.pop(name, None)
-            said.append(f"{name}: removed")
+    groups = set(root.group_keys())  # listed once: each listing reads every group's metadata
+    for name in sorted(groups - wanted):
+        del root[name]
+        exported.pop(name, None)
+        said.append(f"{name}: removed")
     for ds in datasets:
         last = exported.get(ds.name)
-        said += _update(store, root, ds, last if isinstance(last, dict) else {})
+        said += _update(store, root, ds, last if isinstance(last, dict) else {}, ds.name in groups)
         exported[ds.name] = {"dimension": ds.dim, "files": ds.identities}
     if said:
         root.attrs[FILES_ATTR] = exported
@@ -625,10 +631,10 @@ def _export(catalog: str, out: str, datasets: list[Dataset], notices: list[str])
     return out, notices
 
 
-def _update(store: Any, root: Any, ds: Dataset, last: dict[str, Any]) -> list[str]:
+def _update(store: Any, root: Any, ds: Dataset, last: dict[str, Any], there: bool) -> list[str]:
     """Write one dataset into the repository's root group, as little as its change since ``last`` (its dimension and
-    files as exported) needs; what was done, in words."""
-    if ds.name not in root.group_keys():
+    files as exported) needs (``there``: its group is in the repository); what was done, in words."""
+    if not there:
         _write_dataset(store, root.create_group(ds.name), ds)
         return [f"{ds.name}: {len(ds.members)} files written"]
     group = root[ds.name]
