@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import warnings
@@ -84,6 +85,35 @@ def test_a_file_of_many_dimensions_names_them_from_its_walk(tmp_path, monkeypatc
     monkeypatch.undo()
     assert found["virtualizable"] and normalised(found["refs"]["refs"]) == normalised(kerchunk_refs(path))
     assert json.loads(found["refs"]["refs"]["v123/.zattrs"])["_ARRAY_DIMENSIONS"] == ["d123"]
+
+
+@pytest.mark.integration
+def test_open_reads_the_arrays_of_a_file_that_also_holds_what_is_not_an_array(real_hdf5_files, tmp_path):
+    """h5py's vlen_string_s390x.h5 holds four numeric datasets beside one of variable-length strings; PyTables'
+    python3.h5 arrays beside tables. ``open`` refused the whole file for the one dataset references cannot carry; it
+    reads the others now, with the values h5py reads, and warns naming what it left out and why. PyTables' float.h5
+    (float128) is refused with a reason, where zarr failed on it."""
+    wanted = {name: next(p for p in real_hdf5_files if p.endswith(os.sep + name) or p.endswith("__" + name))
+              for name in ("vlen_string_s390x.h5", "tables__tests__python3.h5", "tables__tests__float.h5")}
+    catalog = str(tmp_path / "cat")
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, path in wanted.items():
+        shutil.copy(path, data / name)
+    me.scan(str(data), catalog, progress=False)
+    for name in ("vlen_string_s390x.h5", "tables__tests__python3.h5"):
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            ds = me.open(catalog, str(data / name))
+        left_out = [str(w.message) for w in said if "opened without" in str(w.message)]
+        assert len(left_out) == 1 and ("/DSvariable: variable-length strings" in left_out[0] or "a compound type" in left_out[0])
+        assert len(ds.data_vars) >= 3
+        with h5py.File(data / name, "r") as f:
+            for var in ds.data_vars:
+                np.testing.assert_array_equal(ds[var].values, f[var][()])
+    with h5py.File(data / "tables__tests__float.h5", "r") as f:
+        found = hdf5_references(f, str(data / "tables__tests__float.h5"))
+    assert any("extended-precision floats" in r for r in found["reasons"]), found["reasons"]
 
 
 @pytest.mark.unit
@@ -175,8 +205,10 @@ def test_a_scan_with_references_keeps_them_beside_the_catalog_and_open_reads_thr
         np.testing.assert_array_equal(ds["tas"].values, direct["tas"][:])
     grid = me.open(str(cat), df.loc[str(data / "clean.h5")].to_dict() | {"path": str(data / "clean.h5")})["grid"].values
     np.testing.assert_array_equal(grid, np.arange(600.0).reshape(20, 30))
-    with pytest.raises(ValueError, match="variable-length strings"):
-        me.open(str(cat), str(data / "plain.h5"))  # no references stored: made now, and refused with the reason
+    with pytest.warns(RuntimeWarning, match="opened without .*/names: variable-length strings"):
+        plain = me.open(str(cat), str(data / "plain.h5"))  # no references stored: made now, its strings left out with why
+    assert list(plain.data_vars) == ["grid"]
+    np.testing.assert_array_equal(plain["grid"].values, np.arange(600.0).reshape(20, 30))
 
 
 @pytest.mark.integration

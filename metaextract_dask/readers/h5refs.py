@@ -212,6 +212,8 @@ def _array(dset: Any, name: str, refs: dict[str, Any], url: str, read: Any, scal
         what = {"O": "variable-length strings or objects", "V": "a compound type", "S": "fixed-length strings",
                 "U": "strings"}.get(dtype.kind, f"dtype {dtype}")
         raise NotVirtualizable(f"{what} (dtype {dtype})")
+    if dtype.kind == "f" and dtype.itemsize > 8:
+        raise NotVirtualizable(f"extended-precision floats (dtype {dtype}): Zarr has no such data type")
     if dset.is_virtual:
         raise NotVirtualizable("a virtual dataset: its data lives in other files")
     if dset.external:
@@ -283,10 +285,13 @@ def _inline(data: bytes) -> str:
         return "base64:" + base64.b64encode(data).decode()
 
 
-def hdf5_references(f: Any, url: str) -> dict[str, Any]:
+def hdf5_references(f: Any, url: str, partial: bool = False) -> dict[str, Any]:
     """``{"refs": {...} or None, "virtualizable": bool, "reasons": [...], "n_chunks": N}`` for an open h5py file.
 
     ``url`` is what the references point at (the file's path as scanned).
+    ``partial``: the references of what can be read through them even when
+    something cannot (its keys left out, the reasons said), for opening the
+    file's arrays; otherwise such a file has none.
     """
     import h5py
 
@@ -324,14 +329,16 @@ def hdf5_references(f: Any, url: str) -> dict[str, Any]:
                     refs[f"{name}/.zattrs"] = _json(attrs_json(obj))
                 elif isinstance(obj, h5py.Dataset):
                     n_chunks += _array(obj, name, refs, url, read, scale_path)
-            except NotVirtualizable as exc:
-                reasons.append(f"{path}: {exc}")
             except Exception as exc:  # noqa: BLE001 - an odd object is a reason, never a failed file
-                reasons.append(f"{path}: {type(exc).__name__}: {exc}")
+                reasons.append(f"{path}: {exc}" if isinstance(exc, NotVirtualizable) else f"{path}: {type(exc).__name__}: {exc}")
+                for key in [k for k in refs if k.startswith(f"{name}/")]:  # what it wrote before the reason showed
+                    del refs[key]
     finally:
         fh.close()
-    if reasons:
+    if reasons and not partial:
         return {"refs": None, "virtualizable": False, "reasons": reasons, "n_chunks": n_chunks}
+    if reasons:
+        return {"refs": {"version": 1, "refs": refs}, "virtualizable": False, "reasons": reasons, "n_chunks": n_chunks}
     return {"refs": {"version": 1, "refs": refs}, "virtualizable": True, "reasons": [], "n_chunks": n_chunks}
 
 
@@ -413,11 +420,19 @@ def open_references(fo: Any, base: str | None = None, **kwargs: Any) -> Any:
 
 
 def references_now(path: str) -> dict[str, Any]:
-    """References of an HDF5 file made now, or a ValueError saying why it cannot be read through them."""
+    """References of an HDF5 file's arrays made now: a dataset that cannot be read through them (strings, a compound
+    type, a filter with no Zarr codec) is left out with a ``RuntimeWarning`` naming it and why; a ValueError says why
+    when no array can be read."""
+    import warnings
+
     from .hdf5 import open_file
 
     with open_file(path) as f:
-        found = hdf5_references(f, path)
-    if not found["virtualizable"]:
-        raise ValueError(f"{path}: cannot be opened as arrays: {'; '.join(found['reasons'][:5])}")
+        found = hdf5_references(f, path, partial=True)
+    reasons = found["reasons"]
+    shown = "; ".join(reasons[:5]) + (f" and {len(reasons) - 5} more" if len(reasons) > 5 else "")
+    if not any(k.endswith("/.zarray") or k == ".zarray" for k in found["refs"]["refs"]):
+        raise ValueError(f"{path}: cannot be opened as arrays: {shown or 'it holds no dataset'}")
+    if reasons:
+        warnings.warn(f"{path}: opened without what cannot be read as arrays: {shown}", RuntimeWarning, stacklevel=3)
     return found["refs"]
