@@ -445,3 +445,38 @@ def test_a_writer_that_stops_without_committing_leaves_no_fsync_thread(tmp_path)
     writer.broken = CatalogWriteError(28, "No space left on device")  # what a failed write leaves (writer._guarded)
     writer.close()
     assert len(fsync_threads()) == before
+
+
+@pytest.mark.integration
+def test_a_catalog_of_unrelated_files_opens_dataset_by_dataset_through_intake_esm(tmp_path):
+    """Files with no global attribute in common (a folder of unrelated netCDF files, as any archive has): the ESM export
+    grouped them all by format, so intake-esm merged unrelated files into one dataset (here: tas, pr and a grid's area
+    over 6 steps, the copy of a run's file folded in) or failed (733 real files: every key with more than one file).
+    Files holding the same variables along the time coordinate are one dataset now, any other file one of its own, and
+    a copy overlapping a run in time is not joined to it."""
+    data = tmp_path / "data"
+    (data / "copy").mkdir(parents=True)
+
+    def write(path, variables, day=None):
+        with netCDF4.Dataset(path, "w") as ds:
+            ds.createDimension("x", 3)
+            if day is not None:
+                ds.createDimension("time", 2)
+                t = ds.createVariable("time", "f8", ("time",))
+                t.units = "days since 2000-01-01"
+                t[:] = [day, day + 1]
+            for v in variables:
+                ds.createVariable(v, "f4", ("time", "x") if day is not None else ("x",))[:] = 1.0
+
+    for i in range(3):
+        write(data / f"tas_{i}.nc", ["tas"], day=2 * i)
+    for i in range(2):
+        write(data / f"pr_{i}.nc", ["pr"], day=2 * i)
+    write(data / "grid.nc", ["area"])
+    shutil.copy(data / "tas_1.nc", data / "copy" / "tas_1.nc")
+    cat = str(tmp_path / "cat")
+    me.scan(str(data), cat, progress=False)
+    datastore = me.open_catalog(cat)
+    sets = datastore.to_dataset_dict(progressbar=False)
+    sizes = sorted((sorted(ds.data_vars), ds.sizes.get("time", 0)) for ds in sets.values())
+    assert sizes == [(["area"], 0), (["pr"], 4), (["tas"], 2), (["tas"], 6)]

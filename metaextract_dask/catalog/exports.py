@@ -114,15 +114,20 @@ def export_esm(catalog: str, out: str, name: str = "metaextract") -> tuple[str, 
             continue
         section = record_section(rec)
         coverage = mapping(mapping(section.get("cf_coverage")).get("time"))
-        if text(coverage.get("variable")):
-            time_dims.append(coverage["variable"].rsplit("/", 1)[-1])
+        time_dim = coverage["variable"].rsplit("/", 1)[-1] if text(coverage.get("variable")) else None
+        if time_dim:
+            time_dims.append(time_dim)
         base = {"path": asset[0], "format": asset[1], "file": rec["path"], "file_format": rec.get("format"),
                 "time_start": text(coverage.get("start")), "time_end": text(coverage.get("end")),
                 **{a: mapping(section.get("attrs")).get(a) for a in attrs}}
         # arrays in sub-groups are not variables of the file's root dataset (the one xarray opens)
-        rows.append({**base, "variable": [v for v in variables.get(rec["path"], []) if "/" not in v]})
+        rows.append({**base, "variable": [v for v in variables.get(rec["path"], []) if "/" not in v], "time_dim": time_dim})
+    keys = [*attrs, "format"] if attrs else ["file_format", "format", "dataset"]
+    if not attrs:  # nothing shared tells runs apart: files join when they hold the same variables along a time coordinate
+        _name_datasets(rows, time_dims)
     os.makedirs(out, exist_ok=True)
-    table = pd.DataFrame(rows, columns=["path", "format", "variable", "file", "file_format", "time_start", "time_end", *attrs])
+    table = pd.DataFrame(rows, columns=["path", "format", "variable", "file", "file_format", "time_start", "time_end", *attrs,
+                                        *(["dataset"] if not attrs else [])])
     table["variable"] = table["variable"].map(repr)  # a Python list literal: intake-esm's converters read it back
     table = table.map(for_spreadsheet)
     table.to_csv(os.path.join(out, "collection.csv"), index=False)
@@ -135,16 +140,49 @@ def export_esm(catalog: str, out: str, name: str = "metaextract") -> tuple[str, 
         "esmcat_version": "0.1.0", "id": name,
         "description": f"HDF5 and netCDF files of the metaextract catalog {os.path.abspath(catalog)}",
         "catalog_file": "collection.csv",
-        "attributes": [{"column_name": c, "vocabulary": ""} for c in ["variable", "time_start", "time_end", *attrs]],
+        "attributes": [{"column_name": c, "vocabulary": ""} for c in ["variable", "time_start", "time_end", *(attrs or ["dataset"])]],
         "assets": {"column_name": "path", "format_column_name": "format"},
         # two keys at least: intake-esm 2025.12 under pandas 3 groups by one column into keys it cannot look up (KeyError)
-        "aggregation_control": {"variable_column_name": "variable", "groupby_attrs": [*attrs, "format"] if attrs else ["file_format", "format"],
+        "aggregation_control": {"variable_column_name": "variable", "groupby_attrs": keys,
                                 "aggregations": aggregations},
     }
     path = os.path.join(out, "collection.json")
     with open(path, "w") as f:
         json.dump(collection, f, indent=1)
     return path, notices
+
+
+def _name_datasets(rows: list[dict[str, Any]], time_dims: list[str]) -> None:
+    """Each row's ``dataset`` when no global attribute groups them: files of one format holding the same variables
+    along the collection's time coordinate (the one ``aggregation_control`` joins along) are one dataset (a run split
+    in time), named after its first file; any other file is one of its own (intake-esm would otherwise join unrelated
+    files along a time they do not have, and fail)."""
+    dim = max(set(time_dims), key=time_dims.count) if time_dims else None
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for row in rows:
+        timed = dim is not None and row.get("time_dim") == dim and row.get("time_start") is not None
+        key = (row.get("file_format"), row.get("format"), tuple(sorted(row["variable"]))) if timed else (row["file"],)
+        groups.setdefault(key, []).append(row)
+    for key, members in list(groups.items()):  # files that overlap in time (copies, reruns) are not one run: each alone
+        members.sort(key=lambda m: (str(m.get("time_start")), str(m.get("time_end"))))
+        end = None
+        for m in list(members):
+            if end is not None and str(m.get("time_start")) <= end:
+                members.remove(m)
+                groups[(m["file"],)] = [m]
+            else:
+                end = str(m.get("time_end"))
+    taken: set[str] = set()
+    for members in groups.values():
+        first = min(str(m["file"]) for m in members)
+        name = stem = os.path.splitext(os.path.basename(first.rstrip("/")))[0] or "dataset"
+        n = 1
+        while name in taken:
+            n += 1
+            name = f"{stem}-{n}"
+        taken.add(name)
+        for m in members:
+            m["dataset"] = name
 
 
 def export_kerchunk(catalog: str, out: str) -> tuple[int, list[str]]:
