@@ -387,7 +387,7 @@ def _masked(values: Any, nodata: Any) -> Any:
     """The band's values with its nodata masked (left out of the statistics, counted as fill)."""
     import numpy as np
 
-    if nodata is None or nodata == "nan":  # NaN is counted and left out already
+    if not isinstance(nodata, (int, float)):  # none, NaN ("nan": counted and left out already), or text that is no number
         return values
     dtype = values.dtype
     if dtype.kind in "iu" and not (float(nodata).is_integer() and np.iinfo(dtype).min <= nodata <= np.iinfo(dtype).max):

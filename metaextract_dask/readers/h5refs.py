@@ -331,8 +331,9 @@ def hdf5_references(f: Any, url: str, partial: bool = False) -> dict[str, Any]:
                     n_chunks += _array(obj, name, refs, url, read, scale_path)
             except Exception as exc:  # noqa: BLE001 - an odd object is a reason, never a failed file
                 reasons.append(f"{path}: {exc}" if isinstance(exc, NotVirtualizable) else f"{path}: {type(exc).__name__}: {exc}")
-                for key in [k for k in refs if k.startswith(f"{name}/")]:  # what it wrote before the reason showed
-                    del refs[key]
+                if partial and f"{name}/.zarray" in refs:  # what it wrote before the reason showed (its .zarray first)
+                    for key in [k for k in refs if k.startswith(f"{name}/")]:
+                        del refs[key]
     finally:
         fh.close()
     if reasons and not partial:
