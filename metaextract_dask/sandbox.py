@@ -85,9 +85,10 @@ def child_environment() -> dict[str, str]:
     from .core.settings import HANDED_VARIABLE, plugin_path_value
 
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTHON", "DASK_METAEXTRACT")) and k not in ("MALLOC_TRIM_THRESHOLD_", HANDED_VARIABLE)}
+           if not k.startswith(("PYTHON", "DASK_METAEXTRACT")) and k not in ("MALLOC_TRIM_THRESHOLD_", HANDED_VARIABLE, *HANDED)}
     env["HDF5_PLUGIN_PATH"] = plugin_path_value()
     env.update(child_settings())
+    env.update({variable: make() for variable, make in HANDED.items()})
     if PRELOAD:
         env[PRELOAD_VARIABLE] = ",".join(PRELOAD)
     return env
@@ -133,6 +134,23 @@ def preload(module: str) -> None:
     """Have every child import ``module`` before its first request (its import is then not the first file's time)."""
     if module not in PRELOAD:
         PRELOAD.append(module)
+
+
+#: what every child is handed in its environment, named by the layers above (``hand``): variable -> what makes its text
+HANDED: dict[str, Callable[[], str]] = {}
+
+
+def hand(variable: str, make: Callable[[], str]) -> None:
+    """Hand every child ``make()``'s text, worked out here when the child starts, as its environment's ``variable``
+    (``handed`` reads it there): what this process knows already, a child need not work out again. A variable of
+    that name this process inherited is not passed on."""
+    HANDED[variable] = make
+
+
+def handed(variable: str) -> str | None:
+    """In a child, what its parent handed it as ``variable`` (``hand``); None in any other process, whatever its
+    environment says (only a parent that started it is trusted)."""
+    return os.environ.get(variable) if IN_SANDBOX else None
 
 
 def child_sys_path() -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -114,7 +115,11 @@ class WalkedSizes(Mapping):
         return int(size)
 
     def __contains__(self, path: object) -> bool:
-        return isinstance(path, str) and self.stats.get(path, (None, None))[0] is not None
+        return isinstance(path, str) and self.get(path) is not None
+
+    def get(self, path: str, default: Any = None) -> Any:
+        size = self.stats.get(path, (None, None))[0]
+        return default if size is None else int(size)
 
     def __iter__(self) -> Iterator[str]:
         return (p for p, (size, _) in self.stats.items() if size is not None)
@@ -558,7 +563,9 @@ def _scan(paths: list[str], output: str | os.PathLike | None, writer: CatalogWri
 
                 model = ExecutionModel.THREAD_POOL if config.execution_model is ExecutionModel.LOCAL else config.execution_model
                 client = kept_client(model, config.max_workers, config.dashboard_address, config.security)
-            _start_early(config, client, cluster, sum(parses_in_sandbox(p, stats[p][0], config) for p in todo), writer is not None, as_frame)
+            children = config.max_workers or os.cpu_count() or 1  # parser children worth starting now: files that will parse, at most one per worker
+            parsing = sum(itertools.islice((1 for p in todo if parses_in_sandbox(p, stats[p][0], config)), children))
+            _start_early(config, client, cluster, parsing, writer is not None, as_frame)
             from .execution.api import ParallelExtractor
             extractor = ParallelExtractor(config, client=client, cluster=cluster)
             extractor.on_client = started

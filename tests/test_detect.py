@@ -92,3 +92,51 @@ def test_archives_documents_and_trailing_signatures(tmp_path):
         assert record["format"] == fmt
         if trailer:
             assert trailer in record[record["reader"]]["trailing_signatures"]  # binary, or archive for a zip
+
+
+@pytest.mark.unit
+def test_a_batch_reads_each_small_plain_file_in_one_open_and_one_read(tmp_path, monkeypatch):
+    """The files a batch reads without a parser (``execution.batch.extract_plain``) cost one open and one read each,
+    the file's own work: its probe reads it whole and its record is made from those bytes (before, the lane read a
+    file's head, then its bytes, then its tail: three reads). The records are those each file's own extraction makes;
+    a file past one read piece is left to its own call, unopened."""
+    import json
+    import os
+
+    from metaextract_dask import StreamingConfig
+    from metaextract_dask.execution.batch import extract_plain, extract_with_columns
+    from metaextract_dask.readers.binary import READ_PIECE
+
+    files = {
+        "random.bin": os.urandom(700),
+        "notes.txt": b"a line of text\n" * 40,
+        "packed.gz": gzip.compress(b"x" * 5000),
+        "paper.pdf": b"%PDF-1.4\n" + b"0" * 300 + b"\n%%EOF\n",
+        "image.png": b"\x89PNG\r\n\x1a\n" + os.urandom(200) + b"IEND\xaeB`\x82",
+        "claims.h5": b"no HDF5 signature here" * 10,
+        "zeros": bytes(3000),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    large = tmp_path / "large.bin"
+    large.write_bytes(os.urandom(READ_PIECE + 1))
+    items = [(str(p), str(p)) for p in sorted(tmp_path.iterdir())]
+    calls = {"open": 0, "pread": 0, "read": 0}
+    for name in calls:
+        real = getattr(os, name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(os, name, counted)
+    config = StreamingConfig()
+    block = extract_plain(items, config)
+    seen = dict(calls)
+    monkeypatch.undo()
+    assert sorted(block.paths) == sorted(str(tmp_path / n) for n in files)  # the large file is left to its own call
+    assert seen == {"open": len(files), "pread": len(files), "read": 0}
+    for i, path in enumerate(block.paths):
+        record, columns = extract_with_columns(path, config)
+        assert json.loads(block.columns["metadata"][i]) == record
+        assert {k: v[i] for k, v in block.columns.items() if v[i] is not None} == columns

@@ -99,6 +99,34 @@ def test_a_child_reads_the_settings_it_is_handed_without_importing_dask(tmp_path
     assert dask_modules == []
 
 
+def test_a_child_is_handed_its_parents_readers_and_reads_no_package_metadata(tmp_path, monkeypatch):
+    """The readers a parent discovered (built-ins and plugins, ``registry.available_readers``) are handed to its parser
+    children: a child reads no installed package's entry points (importing ``importlib.metadata`` and reading them
+    cost each child 30 ms of its start). A variable of that name the parent inherited is neither trusted there nor
+    passed on."""
+    from metaextract_dask.execution.batch import extract_metadata
+    from metaextract_dask.readers import registry
+
+    monkeypatch.setenv(registry.READERS_VARIABLE, repr({"binary": "os:system"}))  # inherited: not the parent's readers
+    registry._discovered.cache_clear()
+    try:
+        parent = registry.available_readers()
+    finally:
+        registry._discovered.cache_clear()
+    assert parent["binary"] == registry.BUILTIN_READERS["binary"]
+    path = tmp_path / "a.bin"
+    path.write_bytes(os.urandom(300))
+    box = Sandbox()
+    try:
+        record = box.call(str(path), 60, extract_metadata, str(path))
+        seen = box.call(str(path), 60, eval, "(__import__('metaextract_dask.readers.registry', fromlist=['_']).available_readers(), "
+                                             "'importlib.metadata' in __import__('sys').modules)")
+    finally:
+        box.kill()
+    assert record["reader"] == "binary"
+    assert seen == (registry.available_readers(), False)
+
+
 def test_prestarted_children_are_taken_by_threads_and_the_rest_ended(tmp_path):
     """A scan starts its sandbox children early; a thread takes one that is already up, the unused ones are ended."""
     import threading

@@ -40,7 +40,7 @@ def _xxh3_128(data: bytes = b"") -> Any:
     return xxhash.xxh3_128(data)
 
 
-def one_shot(algorithm: str) -> Callable[[memoryview], bytes]:
+def one_shot(algorithm: str) -> Callable[[memoryview | bytes], bytes]:
     """A function from bytes to digest; xxhash's one-shot form skips the object."""
     if algorithm == "xxh3_128":
         import xxhash

@@ -180,7 +180,7 @@ class ParallelExtractor:
         listed = files is None or isinstance(files, Sized)  # a list can be gone through twice: counted first
         names = {t.file_path for t in self.queue} | {os.fspath(p) for p in files or ()} if listed else None
         total = len(names) if names is not None else None
-        total_bytes = sum(sizes[p] for p in names if p in sizes) if names is not None and sizes is not None else None
+        total_bytes = sum(sizes.get(p) or 0 for p in names) if names is not None and sizes is not None else None
         tasks = self._take(files, names)  # made as the run takes them, a window at a time
         start = time.perf_counter()
         with executor_for(self.scope(), self.on_client, self.config.max_workers) as executor:

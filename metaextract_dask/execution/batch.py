@@ -17,13 +17,14 @@ from typing import Any, Callable, Iterator, Sequence
 
 from .. import sandbox
 from ..catalog.schema import record_columns, record_thumbnail
+from ..core import pin
 from ..core.errors import MetaExtractError, MisattributionError, ParserCrashError, is_transient
 from ..core.model import ExtractionResult, RecordHead, RowBlock, check_record, failure
 from ..core.settings import StreamingConfig, setting
 from ..core.text import safe_dict
 from ..planning.graph import build_graph, run_local
-from ..planning.plan import Shape, choose_and_plan, plan_path
-from ..planning.tasks import CHUNK_SUMMARIES, run_single, unwrap
+from ..planning.plan import Shape, plan_file, plan_path
+from ..planning.tasks import CHUNK_SUMMARIES, finalize_file, run_single, unwrap
 from ..readers.arrays import one_open
 from ..readers.probe import file_type, probe
 from ..sandbox import Isolation
@@ -85,30 +86,40 @@ def extract_plain(items: list[tuple[str, str]], config: StreamingConfig) -> RowB
     """In the sandbox: the block of the files of ``items`` (task id, path) that need no parser.
 
     A file that needs no parser (``registry.needs_no_parser``: the binary
-    reader's, read in one task) goes through the same probe, plan, read and
-    record as ``extract_metadata``'s; only its answer travels with the
-    others', as columns. Every other file (another format, a larger plan, any
-    failure, or once half the file timeout has passed) is handed back to
-    the batch's per-file calls, with their retries, timeouts and crash handling.
+    reader's, of at most one read piece, ``binary.READ_PIECE``) is read whole
+    in its probe's one open (``probe.probe_whole``) and gets the record
+    ``extract_metadata`` gives it: the same plan, the binary reader's summary
+    of its bytes (``binary.whole_state``), the same finalizing (its identity
+    checked again after the read). Its answer travels with the others', as
+    columns. Every other file (another format, a larger file, any failure,
+    or once half the file timeout has passed) is handed back to the batch's
+    per-file calls, with their retries, timeouts and crash handling.
     """
-    from ..readers.registry import needs_no_parser
+    from ..readers.binary import READ_PIECE, whole_state
+    from ..readers.detect import HEAD_BYTES
+    from ..readers.probe import probe_whole
+    from ..readers.registry import needs_no_parser, reader_for
 
     ids, paths, rows, starts, ends = [], [], [], [], []
     stop = time.monotonic() + PLAIN_SHARE * config.timeout
+    limit = min(READ_PIECE, config.streaming_threshold - 1)
     for task_id, path in items:
         if time.monotonic() > stop:
             break
         start = time.time()
         try:
-            with one_open():
-                info = probe(path)
-                if not needs_no_parser(info):
+            with pin.session():  # the probe's descriptor pins the file until its record is made
+                found = probe_whole(path, limit)
+                if found is None:
                     continue
-                plan, reader = choose_and_plan(info, config)
-                if plan.shape is not Shape.SINGLE:
+                info, data = found
+                if not needs_no_parser(info, data[:HEAD_BYTES]):
                     continue
-                record = run_single(reader, plan.info, config, plan.describe(), plan.specs, start + config.timeout)
-            record.pop(CHUNK_SUMMARIES, None)
+                reader, note = reader_for(info)
+                plan = plan_file(info, reader, config, note)
+                if plan.shape is not Shape.SINGLE or plan.bytes_planned != info.size:
+                    continue
+                record = finalize_file(reader, info, config, plan.describe(), [whole_state(data, config)])
             check_record(path, record)
             rows.append(record_columns(record))
         except Exception:  # noqa: BLE001 - its own call says what went wrong, with its retries

@@ -242,7 +242,8 @@ class Run:
         so with one every file is small; with a ``watch`` every file is large.
         """
         cfg = self.cfg
-        sizes = {t.task_id: self.known_sizes[t.file_path] if t.file_path in self.known_sizes else file_size(t.file_path) for t in tasks}
+        known = self.known_sizes
+        sizes = {t.task_id: size if (size := known.get(t.file_path)) is not None else file_size(t.file_path) for t in tasks}
         threshold = 0 if self.watch is not None else float("inf") if self.fn is not None else cfg.streaming.streaming_threshold
         large = [t for t in tasks if sizes[t.task_id] >= threshold]
         small = [t for t in tasks if sizes[t.task_id] < threshold]

@@ -64,6 +64,13 @@ class WalkedStats(MutableMapping):
         size, mtime, _dev, _ino, _ns = _PACKED.unpack(self._packed[path])
         return (None if size < 0 else size, None if mtime != mtime else mtime)
 
+    def get(self, path: str, default: Any = None) -> Any:  # one dict lookup (``Mapping.get`` tries and catches)
+        packed = self._packed.get(path)
+        if packed is None:
+            return default
+        size, mtime, _dev, _ino, _ns = _PACKED.unpack(packed)
+        return (None if size < 0 else size, None if mtime != mtime else mtime)
+
     def put(self, path: str, stat: Stat, ident: Identity | None) -> None:
         """A file's stat and identity (``pin.identity_of``: what its identity string is made of), packed."""
         try:  # the walk's common case: an int size, a float mtime, an identity

@@ -206,14 +206,29 @@ def read_chunk(spec: ChunkSpec, config: StreamingConfig, profile: bool = True) -
             if profile and spec.offset == 0 and done == 0:
                 head = bytes(piece[:HEAD_BYTES])
             done += len(piece)
-    hist = byte_histogram(b"".join(sample))
+    return _state(spec.offset, spec.size, b"".join(digests) if digest is not None else None, b"".join(sample), head, tail)
+
+
+def _state(offset: int, size: int, digests: bytes | None, sample: bytes | memoryview, head: bytes, tail: bytes) -> State:
+    """A chunk's summary: its block digests (None: no checksum), the histogram of its entropy sample, its head and the
+    file's tail (when they are in it)."""
+    hist = byte_histogram(sample)
     return {
-        "blocks": {spec.offset: (spec.size, b"".join(digests))} if digest is not None else {},
+        "blocks": {offset: (size, digests)} if digests is not None else {},
         "hist": hist,
-        "profile": [(spec.offset, entropy_bits(hist))],
+        "profile": [(offset, entropy_bits(hist))],
         "head": head,
         "tail": tail,
     }
+
+
+def whole_state(data: bytes, config: StreamingConfig) -> State:
+    """What ``read_chunk`` summarizes of a file of at most ``READ_PIECE`` bytes read as one chunk, from its bytes read
+    whole (``data``): the many small files of a batch are read so (``execution.batch.extract_plain``)."""
+    if len(data) > READ_PIECE:
+        raise ValueError(f"a whole-file summary covers at most {READ_PIECE} bytes, not {len(data)}")
+    digests = checksum.one_shot(config.checksum)(data) if config.checksum else None
+    return _state(0, len(data), digests, data[: config.entropy_sample], data[:HEAD_BYTES], data[-TAIL_BYTES:])
 
 
 def _entropy(state: State) -> float:

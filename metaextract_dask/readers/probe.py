@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..core import pin
-from ..core.errors import EmptyFileError, FileAccessError, MetaExtractError
+from ..core.errors import EmptyFileError, FileAccessError, FileChangedError, MetaExtractError
 from ..core.model import FileInfo
 from ..core.pin import identity
 from ..storage.folders import folder_stat
@@ -150,18 +150,58 @@ def probe(path: str | os.PathLike) -> FileInfo:
         raise _access_error(path, exc) from exc
     kept = False
     try:
-        st = os.fstat(fd)  # what was opened: its identity pins every later read (``pin``)
-        if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
-            check_regular(path)
-            raise FileAccessError(path, "replaced while it was opened")
+        st = _opened_regular(path, fd)  # what was opened: its identity pins every later read (``pin``)
         head = os.pread(fd, HEAD_BYTES, 0)
-        fmt, description = refine(detect(head, path), head, path, st.st_size, lambda offset, n: os.pread(fd, n, offset))
+        info = _local_info(path, st, head, lambda offset, n: os.pread(fd, n, offset))
         kept = pin.adopt(path, fd, head)  # in a session (a small file's one open), this descriptor is the file's pin
     except OSError as exc:
         raise _access_error(path, exc) from exc
     finally:
         if not kept:
             os.close(fd)
+    return info
+
+
+def probe_whole(path: str, limit: int) -> tuple[FileInfo, bytes] | None:
+    """``probe`` of a local file of at most ``limit`` bytes, with its bytes: the whole file, read in the probe's one
+    open (``execution.batch.extract_plain`` reads many small files so). None for a larger file (or a folder that is
+    one file, or a URL): ``probe`` it instead. A file that changed size while read is a ``FileChangedError``."""
+    path = local_path(path)
+    if is_url(path) or check_regular(path).st_size > limit:  # by name first: a FIFO or a device is never opened
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _access_error(path, exc) from exc
+    kept = False
+    try:
+        st = _opened_regular(path, fd)
+        if st.st_size > limit:
+            return None
+        data = os.pread(fd, st.st_size + 1, 0)  # one byte more tells whether it grew
+        if len(data) != st.st_size:
+            raise FileChangedError(path, f"file changed size while being read ({st.st_size} -> {len(data)} bytes or more)")
+        kept = pin.adopt(path, fd, data[:HEAD_BYTES])  # in a session, this descriptor is the file's pin (as ``probe``'s)
+    except OSError as exc:
+        raise _access_error(path, exc) from exc
+    finally:
+        if not kept:
+            os.close(fd)
+    return _local_info(path, st, data[:HEAD_BYTES], lambda offset, n: data[offset : offset + n]), data
+
+
+def _opened_regular(path: str, fd: int) -> os.stat_result:
+    """The stat of what ``fd`` opened at ``path``: a non-empty regular file, or the error that says what it became."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+        check_regular(path)
+        raise FileAccessError(path, "replaced while it was opened")
+    return st
+
+
+def _local_info(path: str, st: os.stat_result, head: bytes, read: Any) -> FileInfo:
+    """A local file's FileInfo from the stat of its open descriptor and its first bytes (``read(offset, n)``: more)."""
+    fmt, description = refine(detect(head, path), head, path, st.st_size, read)
     return FileInfo(path=path, size=st.st_size, mtime=st.st_mtime, format=fmt, description=description, etag=identity(st))
 
 
