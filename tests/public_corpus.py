@@ -115,13 +115,18 @@ def sdist_data(archive: str, folder: str, suffixes: tuple[str, ...] = (".nc", ".
 def debian_source(package: str, archive: str, sha256: str, folder: str) -> str:
     """A source archive of Debian's (``archive``, e.g. ``netcdf_4.9.0.orig.tar.gz``, the upstream release Debian
     builds from), downloaded once from Debian's pool and checked against ``sha256``."""
+    return pinned_download(f"http://deb.debian.org/debian/pool/main/{package[0]}/{package}/{archive}", sha256, folder)
+
+
+def pinned_download(url: str, sha256: str, folder: str) -> str:
+    """The file at ``url`` (a source archive pip cannot fetch: building its metadata needs a library's headers),
+    downloaded once into ``folder`` and checked against ``sha256``."""
     import hashlib
     import urllib.request
 
     os.makedirs(folder, exist_ok=True)
-    dst = os.path.join(folder, archive)
+    dst = os.path.join(folder, url.rsplit("/", 1)[1])
     if not os.path.exists(dst):
-        url = f"http://deb.debian.org/debian/pool/main/{package[0]}/{package}/{archive}"
         with urllib.request.urlopen(url, timeout=300) as src, open(dst + ".part", "wb") as f:
             shutil.copyfileobj(src, f)
         with open(dst + ".part", "rb") as f:

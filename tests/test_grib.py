@@ -40,7 +40,7 @@ def files(tmp_path_factory):
         shutil.copy(src, dst)
         out.append(str(dst))
     out += sorted(glob.glob(os.path.join(NCAR, "*.grb2")) + glob.glob(os.path.join(NCAR, "*.grib2")))
-    return out + cfgrib_samples()
+    return out + cfgrib_samples() + pygrib_samples()
 
 
 def cfgrib_samples() -> list[str]:
@@ -52,6 +52,20 @@ def cfgrib_samples() -> list[str]:
     archive = public_corpus.fetch_sdist("cfgrib", "0.9.15.1", os.path.join(public_corpus.cache_dir(), "sdists"))
     found = public_corpus.sdist_data(archive, os.path.join(public_corpus.cache_dir(), "sdist-data"), (".grib", ".grib2"), under="cfgrib-0.9.15.1/")
     return [p for p in found if subprocess.run([grib_ls_command(), p], capture_output=True, timeout=120).returncode == 0]
+
+
+def pygrib_samples() -> list[str]:
+    """pygrib's sample data (its 2.1.8 source on PyPI, fetched by URL: pip cannot prepare it without ecCodes' headers):
+    GRIB1 and GRIB2 from NCEP, ECMWF's TIGGE, Canada's CMC and Meteo-France, among them NCEP's NDFD files as the
+    National Weather Service serves them (``ds.maxt.bin``: each message in a WMO bulletin, the whole file in one more)
+    and an ecoclimap file whose first message is 12,000 bytes in."""
+    import public_corpus
+
+    archive = public_corpus.pinned_download(
+        "https://files.pythonhosted.org/packages/dc/e9/29ebe5a47274afcfb37b17be9097b24cf2ff5640672cb06db12ff9a46346/pygrib-2.1.8.tar.gz",
+        "7ad941571c02b9afa685cb92fb85fb5ed2cd0e36c4ec40cb74d7782dc7975400", os.path.join(public_corpus.cache_dir(), "sdists"))
+    return public_corpus.sdist_data(archive, os.path.join(public_corpus.cache_dir(), "sdist-data"),
+                                    (".grib", ".grib1", ".grib2", ".grb", ".grb2", ".bin"), under="pygrib-2.1.8/sampledata/")
 
 
 def grib_ls_command() -> str:
@@ -117,6 +131,23 @@ def test_grib_sent_as_wmo_bulletins_reads_as_grib_ls_reads_it(files, tmp_path):
         assert record["grib"]["n_messages"] == len(theirs) == (2 if name == "two.grib" else 1) and not record["grib"]["warnings"]
         assert [[str(m.get(k)) for k in KEYS] for m in record["grib"]["messages"]] == [[str(m[k]) for k in KEYS] for m in theirs]
     assert me.extract_file(str(tmp_path / "notes.txt"))[0]["format"] == "unknown"
+
+
+def test_a_file_named_grib_whose_first_message_is_further_in_is_grib_only_when_a_whole_message_is_there(files, tmp_path):
+    """A header before the first message (12,000 bytes in Meteo-France's ecoclimap files, which grib_ls reads): a file
+    named as GRIB is GRIB when a whole message, ``GRIB`` to its ``7777``, starts in its first 64 KiB; the same bytes
+    under another name, or ``GRIB`` with no whole message after it, stay unknown."""
+    message = open(next(f for f in files if "regular_ll_sfc_grib2" in f), "rb").read()
+    header = os.urandom(12000).replace(b"GRIB", b"grib")
+    (tmp_path / "model.grib1").write_bytes(header + message + message)
+    (tmp_path / "model.dat").write_bytes(header + message)
+    (tmp_path / "cut.grb").write_bytes(header + message[:-10])
+    (tmp_path / "text.grib").write_bytes(b"Notes: GRIB files are described in WMO-No. 306\n" * 50)
+    record, _ = me.extract_file(str(tmp_path / "model.grib1"))
+    assert (record["format"], record["grib"]["n_messages"], record["grib"]["warnings"]) == ("grib", 2, [])
+    assert [m["shortName"] for m in record["grib"]["messages"]] == [m["shortName"] for m in grib_ls(str(tmp_path / "model.grib1"), KEYS)]
+    for name in ("model.dat", "cut.grb", "text.grib"):
+        assert me.extract_file(str(tmp_path / name))[0]["format"] == "unknown", name
 
 
 def test_a_scan_makes_grib_rows_and_large_files_read_their_messages_as_chunk_tasks(files, tmp_path):

@@ -61,6 +61,12 @@ class StreamChunkReader(ABC):
         """The media type of a file of format ``fmt`` whose record's section (this reader's) is ``section``; None: unknown."""
         return self.media_types.get(fmt)
 
+    def recognise(self, head: bytes, size: int, read: Any) -> str | None:
+        """For a file named like this reader's format (its ``extensions``) with none of its ``signatures`` in its first
+        bytes (``head``): the description of the file as this format after all, found further in (``read(offset, n)``
+        reads it; ``size`` bytes in all), as the format's own tools find it; None, the default: it is not."""
+        return None
+
     def open_dataset(self, path: str, fmt: str, **kwargs: Any) -> Any:
         """The file as a lazy ``xarray.Dataset`` (``metaextract_dask.open``); None when its format has no arrays to open.
 

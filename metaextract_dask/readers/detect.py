@@ -195,10 +195,17 @@ MARKER_BYTES = 65536
 
 
 def refine(found: tuple[str, str], head: bytes, path: str, size: int, read: Any) -> tuple[str, str]:
-    """``detect``'s answer checked past the first bytes, with ``read(offset, n)``: an HDF5 signature after a user block
-    of 4 KiB or more (at each power of two up to the size: a few 8-byte reads of a file nothing else recognised), and
-    netCDF-4's markers in an HDF5 file not named as netCDF (one read of ``MARKER_BYTES``)."""
+    """``detect``'s answer checked past the first bytes, with ``read(offset, n)``: a file named like a format whose
+    reader finds it further in (``StreamChunkReader.recognise``), an HDF5 signature after a user block of 4 KiB or
+    more (at each power of two up to the size: a few 8-byte reads of a file nothing else recognised), and netCDF-4's
+    markers in an HDF5 file not named as netCDF (one read of ``MARKER_BYTES``)."""
     fmt, _ = found
+    if fmt == "unknown":  # named like a format whose reader finds it further in (a header before a GRIB message)
+        from .registry import recognised
+
+        named = recognised(extension(path), head, size, read)
+        if named is not None:
+            return named
     base = _hdf5_offset(head)
     if fmt == "unknown":
         offset = 512

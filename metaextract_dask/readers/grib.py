@@ -38,8 +38,10 @@ RESYNC = 65536
 #: a GRIB message sent as a WMO bulletin (the Manual on the GTS, WMO-No. 386), as weather services' feeds and archives
 #: keep them: a heading (``HPHK89 LFPW 300000``, optionally ``RRA``) ending in CR CR LF, after a start-of-heading line
 #: with its sequence number, and before that an FTP length and format (``00004771`` ``00``) or NCEP's
-#: ``****0000008637****`` line. ecCodes reads the message past all that, and so does ``message_offsets``.
-WMO_BULLETIN = re.compile(rb"(?:\*{4}\d{10}\*{4}\n|\d{8}0[01])?(?:\x01\r\r\n\d{3,5}\r\r\n)?[A-Z]{4}\d\d [A-Z]{4} \d{6}(?: [A-Z]{3})?\r\r\nGRIB")
+#: ``****0000008637****`` line; NCEP's NDFD files (``ds.maxt.bin``) put one more such line and heading before it all,
+#: for the whole file. ecCodes reads the message past all that, and so does ``message_offsets``.
+WMO_BULLETIN = re.compile(rb"(?:\*{4}\d{10}\*{4}\n[A-Z]{4}\d\d [A-Z]{4} \d{6}(?: [A-Z]{3})?\r\r\n)?"
+                          rb"(?:\*{4}\d{10}\*{4}\n|\d{8}0[01])?(?:\x01\r\r\n\d{3,5}\r\r\n)?[A-Z]{4}\d\d [A-Z]{4} \d{6}(?: [A-Z]{3})?\r\r\nGRIB")
 
 
 def message_offsets(path: str, size: int) -> tuple[list[tuple[int, int]], list[str]]:
@@ -69,6 +71,14 @@ def message_offsets(path: str, size: int) -> tuple[list[tuple[int, int]], list[s
             found.append((pos, length))
             pos += length
     return found, warnings
+
+
+def _whole_message(head: bytes, at: int, size: int, read: Any) -> bool:
+    """Whether ``head`` (16 bytes at offset ``at``) begins a GRIB message that ends with ``7777`` inside the file."""
+    if len(head) < 16 or head[:4] != b"GRIB" or head[7] not in (1, 2):
+        return False
+    length = int.from_bytes(head[8:16], "big") if head[7] == 2 else int.from_bytes(head[4:7], "big")
+    return 16 <= length and at + length <= size and read(at + length - 4, 4) == b"7777"
 
 
 def _fields_in(data: bytes) -> int:
@@ -184,6 +194,19 @@ class GRIBReader(StreamChunkReader):
 
     def unavailable(self) -> str | None:
         return None if importlib.util.find_spec("eccodes") else EXTRA_HINT
+
+    def recognise(self, head: bytes, size: int, read: Any) -> str | None:
+        """A file named as GRIB whose first message starts further in than any signature (a model's own header before
+        it, as Meteo-France's ecoclimap files have 12,000 bytes): GRIB when a whole message, from ``GRIB`` to its
+        ``7777``, starts in its first ``RESYNC`` bytes (where ``message_offsets``, like ecCodes, looks for one)."""
+        window = read(0, min(size, RESYNC))
+        at = window.find(b"GRIB")
+        while at >= 0:
+            found = _whole_message(window[at:at + 16], at, size, read)
+            if found:
+                return f"GRIB file (WMO gridded binary), its first message {at} bytes in"
+            at = window.find(b"GRIB", at + 1)
+        return None
 
     def open_dataset(self, path: str, fmt: str, **kwargs: Any) -> Any:
         """Through cfgrib (xarray's GRIB engine), writing no index file beside the data. A file whose messages are not

@@ -146,6 +146,19 @@ def named_formats() -> dict[str, str]:
     return found
 
 
+def recognised(ext: str, head: bytes, size: int, read: Any) -> tuple[str, str] | None:
+    """(format, description) of an unrecognised file named ``ext`` that the reader of the format its name claims
+    recognises further in (``StreamChunkReader.recognise``), or None."""
+    fmt = named_formats().get(ext)
+    if fmt is None:
+        return None
+    reader = _reader_of_format(fmt)[0]
+    if fmt not in reader.formats:  # the format's reader cannot run here: nothing would read it as that format
+        return None
+    description = reader.recognise(head, size, read)
+    return (fmt, description) if description else None
+
+
 @functools.lru_cache(maxsize=1)
 def folder_formats() -> dict[str, str]:
     """Marker file name -> the format of a folder holding it, from every reader's ``folder_markers`` (the first reader
