@@ -165,3 +165,31 @@ def test_calendar_none_counts_no_dates(tmp_path):
     record = extract_metadata(nc_time(str(tmp_path / "t.nc"), "days since 2000-01-01", "none", [0, 3]))["netcdf"]
     cov = record["cf_coverage"]["time"]
     assert "start" not in cov and "no dates" in cov["note"] and record["warnings"] == []
+
+
+SETTINGS_BLOCKS = """
+import dask
+from metaextract_dask import StreamingConfig
+seen = []
+for prober in ("ffprobe", "pyav"):  # each block, in a process whose defaults were not read before the first
+    with dask.config.set({"metaextract.video.prober": prober}):
+        seen.append((StreamingConfig().chunk_size, StreamingConfig().timeout))
+seen.append((StreamingConfig().chunk_size, StreamingConfig().timeout))
+print(seen)
+"""
+
+
+def test_settings_keep_their_defaults_through_successive_config_blocks():
+    """A notebook's ``with dask.config.set({"metaextract.video.prober": ...})``, twice, in a process that had not read the
+    project's settings before: every setting keeps its default in and after each block. Before, the second block made
+    a ``metaextract`` section of its one key, the defaults were not put back, and ``StreamingConfig()`` failed with a
+    TypeError (the chunk size None)."""
+    import ast
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", SETTINGS_BLOCKS], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-800:]
+    defaults = subprocess.run([sys.executable, "-c", "from metaextract_dask import StreamingConfig as S; print((S().chunk_size, S().timeout))"],
+                              capture_output=True, text=True, timeout=120, check=True).stdout
+    assert ast.literal_eval(done.stdout) == [ast.literal_eval(defaults)] * 3

@@ -96,6 +96,31 @@ def test_every_full_strategy_counts_every_frame_over_many_intervals(tmp_path):
     assert frames["exact"] is False and 0 < frames["frames"] < truth["0"][0]
 
 
+@pytest.mark.parametrize("prober", ["pyav", "ffprobe"])
+def test_an_animation_whose_frames_last_unequally_is_not_called_truncated(tmp_path, prober):
+    """An animated GIF as Pillow writes one, each frame with its own delay and the last held for 0.5 s: its packets end
+    where its duration says (the last packet's time and its own duration, ``packets_end``), and a GIF's "frame rate"
+    is its clock's tick, not a rate its frames come at. Before, it was "packets end at 1.66 s of the declared 2.16 s;
+    the file may be truncated" (the last packet's start was taken for the end), and under libavformat 8 a GIF of many
+    short frames was short of the frames 100 fps would make. Read whole and in intervals, by PyAV and by ffprobe."""
+    import dask.config
+    from PIL import Image
+
+    path = str(tmp_path / "anim.gif")
+    frames = [Image.new("RGB", (32, 32), (i * 40, 255 - i * 40, (i * 90) % 256)) for i in range(6)]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=[20, 700, 20, 900, 20, 500], loop=0)
+    peer = json.loads(subprocess.run(["ffprobe", "-v", "error", "-count_packets", "-show_entries", "format=duration:stream=nb_read_packets",
+                                      "-of", "json", path], capture_output=True, text=True, check=True).stdout)
+    with dask.config.set({"metaextract.video.prober": prober}):
+        for config in (StreamingConfig(), StreamingConfig(strategy="windowed", chunk_size=1024, streaming_threshold=1)):
+            record = extract_file(path, config)[0]["video"]
+            assert record["duration"] == pytest.approx(float(peer["format"]["duration"])) == pytest.approx(2.16)
+            assert record["warnings"] == [], record["warnings"]
+            counts = record["frame_counts"]["0"]
+            assert counts["frames"] == int(peer["streams"][0]["nb_read_packets"]) == 6
+            assert (counts["last_packet_time"], counts["packets_end"]) == (pytest.approx(1.66), pytest.approx(2.16))
+
+
 def test_without_ffprobe_falls_back_to_binary_and_says_why(clips, tmp_path):
     code = (
         "import json, sys; from metaextract_dask import extract_file\n"

@@ -44,7 +44,7 @@ _DEFAULTS: dict[str, Any] = {}
 def _dask_config() -> Any:
     """``dask.config`` with this project's defaults, added on first use (importing the package imports no dask: an
     export or a query needs none); added again where a ``dask.config.set`` block, entered before they first were,
-    took them away when it ended."""
+    took them away when it ended (and a later block set one key of them alone)."""
     import dask.config
 
     if not _DEFAULTS:
@@ -53,9 +53,22 @@ def _dask_config() -> Any:
         with open(_YAML) as f:
             _DEFAULTS.update(yaml.safe_load(f))
         dask.config.update_defaults(_DEFAULTS)
-    elif not isinstance(dask.config.config.get("metaextract"), dict):
+    elif _lacks(dask.config.config, _DEFAULTS):  # a second such block made a section of its own key alone
         dask.config.update(dask.config.config, _DEFAULTS, priority="old")
     return dask.config
+
+
+def _lacks(config: Any, defaults: dict[str, Any]) -> bool:
+    """Whether ``config`` misses a key of ``defaults``, at any depth (a key in either spelling, ``-`` or ``_``, is there)."""
+    from dask.config import canonical_name
+
+    for key, value in defaults.items():
+        found = canonical_name(key, config)
+        if found not in config:
+            return True
+        if isinstance(value, dict) and (not isinstance(config[found], dict) or _lacks(config[found], value)):
+            return True
+    return False
 
 
 def _lookup(section: dict[str, Any], key: str, default: Any) -> Any:

@@ -275,7 +275,7 @@ def file_size(path: str) -> int:
 
 
 def probe(path: str, packets: bool = False, probesize: int | None = None) -> dict[str, Any]:
-    """ffprobe's ``-show_format -show_streams`` (and video packets as ``index,pts_time,dts_time,flags`` rows).
+    """ffprobe's ``-show_format -show_streams`` (and video packets as ``index,pts_time,dts_time,duration_time,flags`` rows).
 
     Raises ``av.FFmpegError`` (an ``OSError`` or ``ValueError``) when libavformat cannot open it.
     """
@@ -313,4 +313,5 @@ def packet_rows(container: Any, video: list[Any]) -> Iterator[str]:
             continue  # the empty packet PyAV yields at the end of each stream
         base = packet.time_base or packet.stream.time_base
         pts, dts = _time(packet.pts, base) or "N/A", _time(packet.dts, base) or "N/A"
-        yield f"{packet.stream.index},{pts},{dts},{'K' if packet.is_keyframe else '_'}"
+        duration = _time(packet.duration, base) if packet.duration else None
+        yield f"{packet.stream.index},{pts},{dts},{duration or 'N/A'},{'K' if packet.is_keyframe else '_'}"

@@ -298,21 +298,27 @@ def _ts(value: str) -> float | None:
         return None
 
 
+#: the packet fields read of each video packet (ffprobe's CSV prints them in this order, PyAV's rows are made so)
+PACKET_FIELDS = "stream_index,pts_time,dts_time,duration_time,flags"
+
+
 def count_packets(text: str, intervals: list[tuple[float | None, float | None]]) -> list[dict[str, list[float]]]:
-    """Frames and keyframes per video stream, per interval, from ffprobe's packet CSV."""
+    """Frames, keyframes, the last packet's time and where the packets end (that time and the packet's own duration:
+    a GIF's or a slideshow's last frame lasts), per video stream, per interval, from packet CSV (``PACKET_FIELDS``)."""
     counts: list[dict[str, list[float]]] = [{} for _ in intervals]
     for line in text.splitlines():
         fields = line.split(",")
-        if len(fields) < 4:
+        if len(fields) < 5:
             continue
-        index, pts, dts, flags = fields[0], _ts(fields[1]), _ts(fields[2]), fields[3]
+        index, pts, dts, lasts, flags = fields[0], _ts(fields[1]), _ts(fields[2]), _ts(fields[3]), fields[4]
         t = pts if pts is not None else dts
         for slot, (lo, hi) in zip(counts, intervals):
             if (lo is None or (t is not None and t >= lo)) and (hi is None or (t is not None and t < hi)):
-                c = slot.setdefault(index, [0, 0, 0.0])  # frames, keyframes, end time
+                c = slot.setdefault(index, [0, 0, 0.0, 0.0])
                 c[0] += 1
                 c[1] += "K" in flags
-                c[2] = max(c[2], t or 0.0)  # where this stream's packets end
+                c[2] = max(c[2], t or 0.0)
+                c[3] = max(c[3], round((t or 0.0) + (lasts or 0.0), 6))
                 break
     return counts
 
@@ -325,7 +331,7 @@ def scan_intervals(path: str, intervals: list[tuple[float | None, float | None]]
     his = [b for _, b in intervals]
     hi = None if any(b is None for b in his) else max(b for b in his if b is not None)
     spec = f"{'' if lo is None else f'{lo:.6f}'}%{'' if hi is None else f'{hi + REORDER_MARGIN:.6f}'}"
-    args = ["-select_streams", "v", "-show_entries", "packet=stream_index,pts_time,dts_time,flags", "-of", "csv=p=0"]
+    args = ["-select_streams", "v", "-show_entries", f"packet={PACKET_FIELDS}", "-of", "csv=p=0"]
     if spec != "%":
         args = ["-read_intervals", spec, *args]
     return count_packets(run_ffprobe(path, args, timeout), intervals)
@@ -345,7 +351,7 @@ def pyav_span(path: str, intervals: list[tuple[float | None, float | None]]) -> 
             if video and lo is not None:
                 container.seek(int(lo * 1_000_000), backward=True, any_frame=False)
             for row in libav.packet_rows(container, video) if video else ():
-                _, pts, dts, _ = row.split(",")
+                _, pts, dts, _, _ = row.split(",")
                 when = _ts(pts)
                 when = _ts(dts) if when is None else when
                 if hi is not None and when is not None and when > hi + REORDER_MARGIN:
@@ -450,11 +456,11 @@ class VideoChunkReader(StreamChunkReader):
             rows = data.pop("packet_rows")
         else:
             messages: list[str] = []
-            text = run_ffprobe(path, ["-show_format", "-show_streams", "-show_entries", "packet=stream_index,pts_time,dts_time,flags",
-                                      "-of", "json"], config.timeout, messages)
+            text = run_ffprobe(path, ["-show_format", "-show_streams", "-show_entries", f"packet={PACKET_FIELDS}", "-of", "json"],
+                               config.timeout, messages)
             data = json.loads(text or "{}")
             video = {str(s["index"]) for s in data.get("streams", []) if s.get("codec_type") == "video"}
-            rows = [f"{p.get('stream_index')},{p.get('pts_time', 'N/A')},{p.get('dts_time', 'N/A')},{p.get('flags', '')}"
+            rows = [",".join(str(p.get(k, "" if k == "flags" else "N/A")) for k in PACKET_FIELDS.split(","))
                     for p in data.pop("packets", []) if str(p.get("stream_index")) in video]
             data["messages"] = messages
         if not data.get("streams"):
@@ -467,11 +473,12 @@ class VideoChunkReader(StreamChunkReader):
 
     def merge(self, a: State, b: State) -> State:
         frames = {k: list(v) for k, v in a["frames"].items()}
-        for k, (n, key, last) in b["frames"].items():
-            c = frames.setdefault(k, [0, 0, 0.0])
+        for k, (n, key, last, end) in b["frames"].items():
+            c = frames.setdefault(k, [0, 0, 0.0, 0.0])
             c[0] += n
             c[1] += key
             c[2] = max(c[2], last)
+            c[3] = max(c[3], end)
         return {"container": a["container"] or b["container"], "frames": frames, "intervals": a.get("intervals", []) + b.get("intervals", [])}
 
     def public_summary(self, state: State) -> dict[str, Any]:
@@ -498,8 +505,8 @@ class VideoChunkReader(StreamChunkReader):
         intervals = state.get("intervals", [])
         full = None in (i[0] for i in intervals) and None in (i[1] for i in intervals) and _contiguous(intervals)
         record["frame_counts"] = {
-            k: {"frames": n, "keyframes": key, "exact": full, "last_packet_time": last}
-            for k, (n, key, last) in sorted(state["frames"].items(), key=lambda kv: int(kv[0]))
+            k: {"frames": n, "keyframes": key, "exact": full, "last_packet_time": last, "packets_end": end}
+            for k, (n, key, last, end) in sorted(state["frames"].items(), key=lambda kv: int(kv[0]))
         }
         said = "ffprobe" if record["prober"] == "ffprobe" else "libavformat"
         record["warnings"] = [f"{said}: {m}" for m in data.get("messages", [])] + _truncation_warnings(record, full)
@@ -510,8 +517,14 @@ class VideoChunkReader(StreamChunkReader):
         return record
 
 
+#: codecs whose every frame carries its own delay (an animated GIF, PNG or WebP): a "frame rate" libavformat gives them
+#: is its clock's tick (a GIF's 1/100 s), not a rate at which their frames come
+PER_FRAME_DELAY = frozenset({"gif", "apng", "webp"})
+
+
 def _truncation_warnings(record: dict[str, Any], full: bool) -> list[str]:
-    """Streamable containers (Matroska, MPEG-TS) stay readable when cut short: say so."""
+    """Streamable containers (Matroska, MPEG-TS) stay readable when cut short: say so. Frames are counted against the
+    stream's frame rate only where frames come at one (not ``PER_FRAME_DELAY`` codecs)."""
     duration, start = record.get("duration"), record.get("start_time") or 0.0
     if not full or not isinstance(duration, (int, float)) or duration <= 0:
         return []
@@ -520,8 +533,8 @@ def _truncation_warnings(record: dict[str, Any], full: bool) -> list[str]:
         if stream.get("codec_type") != "video" or stream.get("attached_pic"):
             continue
         counts = record["frame_counts"].get(str(stream["index"]), {})
-        covered = max(0.0, counts.get("last_packet_time", start) - start)
-        fps = _rate(stream.get("avg_frame_rate"))
+        covered = max(0.0, counts.get("packets_end", start) - start)
+        fps = _rate(stream.get("avg_frame_rate")) if stream.get("codec_name") not in PER_FRAME_DELAY else None
         expected = duration * fps if fps else 0
         frames = counts.get("frames", 0)
         if covered < duration - max(0.25, 0.1 * duration):
