@@ -480,3 +480,47 @@ def test_a_catalog_of_unrelated_files_opens_dataset_by_dataset_through_intake_es
     sets = datastore.to_dataset_dict(progressbar=False)
     sizes = sorted((sorted(ds.data_vars), ds.sizes.get("time", 0)) for ds in sets.values())
     assert sizes == [(["area"], 0), (["pr"], 4), (["tas"], 2), (["tas"], 6)]
+
+
+ECGTOOLS_SDIST = ("https://files.pythonhosted.org/packages/8d/95/9c38f77e824cd503eed597ea5e9d6de361b33f0737d20e1264dd98fcc16b/ecgtools-2024.7.31.tar.gz",
+                  "3111972388ac2f04f84de1e1a5b40596d131d1ea2dd675a1cce50433b8bb5c3e")
+
+
+@pytest.mark.integration
+def test_the_esm_export_of_cmip_and_cesm_files_opens_every_dataset_and_joins_only_runs(tmp_path):
+    """ecgtools' own sample data (its 2024.7.31 source on PyPI): CMIP5 and CMIP6 output of many models, experiments and
+    ensemble members, and CESM files, in one folder. The ESM export chose attributes most files hold and left the
+    others' cells empty, so intake-esm refused the collection ("The data in the activity_id column should either be
+    all NaN or there should be no NaNs"). Now a file without a grouping attribute is ``(absent)`` there, and every
+    key opens: its files lie on one grid, and files of the same variables follow each other in time and are named
+    alike but for their numbers (two ensemble members, or two models' files of one variable, are not joined; an
+    ocean and a land variable are not merged onto one grid)."""
+    import tarfile
+
+    archive = public_corpus.pinned_download(*ECGTOOLS_SDIST, os.path.join(public_corpus.cache_dir(), "sdists"))
+    data = tmp_path / "data"
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            parts = member.name.split("/")
+            if member.isfile() and member.name.endswith(".nc") and len(parts) > 3 and parts[2] in ("cmip", "cesm", "cesm_obs"):
+                target = data / "/".join(parts[2:])
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(member) as src, open(target, "wb") as dst:  # type: ignore[union-attr]
+                    shutil.copyfileobj(src, dst)
+    cat = str(tmp_path / "cat")
+    me.scan(str(data), cat, progress=False, metadata_only=True)
+    datastore = me.open_catalog(cat)
+    assert len(datastore.df) == 97
+    keys = datastore.esmcat.aggregation_control.groupby_attrs
+    assert "dataset" in keys and not datastore.df[keys].isna().any().any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for key in datastore.keys():  # one at a time: intake-esm opens datasets in threads, where netCDF4 crashes (xarray #9779)
+            ds = datastore[key].to_dask()
+            if "time" in ds.indexes:
+                assert ds.indexes["time"].is_monotonic_increasing and ds.indexes["time"].is_unique, key
+            rows = datastore[key].df
+            for variables, files in rows.groupby(rows["variable"].map(lambda v: tuple(sorted(v)))):
+                assert len({re.sub(r"\d+", "#", os.path.basename(p)) for p in files["path"]}) == 1, (key, list(files["path"]))
+    members = datastore.df[datastore.df["path"].str.contains("hfls_Amon_CNRM-CM5_historical_r[78]i1p1")]
+    assert len(members) == 2 and members["dataset"].nunique() == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from typing import Any
 
@@ -119,15 +120,17 @@ def export_esm(catalog: str, out: str, name: str = "metaextract") -> tuple[str, 
             time_dims.append(time_dim)
         base = {"path": asset[0], "format": asset[1], "file": rec["path"], "file_format": rec.get("format"),
                 "time_start": text(coverage.get("start")), "time_end": text(coverage.get("end")),
-                **{a: mapping(section.get("attrs")).get(a) for a in attrs}}
+                **{a: _group_value(mapping(section.get("attrs")).get(a)) for a in attrs}}
+        dims = mapping(section.get("dimensions"))
+        grid = tuple(sorted((str(k), str(v)) for k, v in dims.items() if k != time_dim and "/" not in str(k)))
         # arrays in sub-groups are not variables of the file's root dataset (the one xarray opens)
-        rows.append({**base, "variable": [v for v in variables.get(rec["path"], []) if "/" not in v], "time_dim": time_dim})
-    keys = [*attrs, "format"] if attrs else ["file_format", "format", "dataset"]
-    if not attrs:  # nothing shared tells runs apart: files join when they hold the same variables along a time coordinate
-        _name_datasets(rows, time_dims)
+        rows.append({**base, "variable": [v for v in variables.get(rec["path"], []) if "/" not in v], "time_dim": time_dim,
+                     "grid": grid})
+    keys = [*attrs, "format", "dataset"] if attrs else ["file_format", "format", "dataset"]
+    _name_datasets(rows, time_dims, attrs)
     os.makedirs(out, exist_ok=True)
     table = pd.DataFrame(rows, columns=["path", "format", "variable", "file", "file_format", "time_start", "time_end", *attrs,
-                                        *(["dataset"] if not attrs else [])])
+                                        "dataset"])
     table["variable"] = table["variable"].map(repr)  # a Python list literal: intake-esm's converters read it back
     table = table.map(for_spreadsheet)
     table.to_csv(os.path.join(out, "collection.csv"), index=False)
@@ -140,7 +143,7 @@ def export_esm(catalog: str, out: str, name: str = "metaextract") -> tuple[str, 
         "esmcat_version": "0.1.0", "id": name,
         "description": f"HDF5 and netCDF files of the metaextract catalog {os.path.abspath(catalog)}",
         "catalog_file": "collection.csv",
-        "attributes": [{"column_name": c, "vocabulary": ""} for c in ["variable", "time_start", "time_end", *(attrs or ["dataset"])]],
+        "attributes": [{"column_name": c, "vocabulary": ""} for c in ["variable", "time_start", "time_end", *attrs, "dataset"]],
         "assets": {"column_name": "path", "format_column_name": "format"},
         # two keys at least: intake-esm 2025.12 under pandas 3 groups by one column into keys it cannot look up (KeyError)
         "aggregation_control": {"variable_column_name": "variable", "groupby_attrs": keys,
@@ -152,28 +155,42 @@ def export_esm(catalog: str, out: str, name: str = "metaextract") -> tuple[str, 
     return path, notices
 
 
-def _name_datasets(rows: list[dict[str, Any]], time_dims: list[str]) -> None:
-    """Each row's ``dataset`` when no global attribute groups them: files of one format holding the same variables
-    along the collection's time coordinate (the one ``aggregation_control`` joins along) are one dataset (a run split
-    in time), named after its first file; any other file is one of its own (intake-esm would otherwise join unrelated
-    files along a time they do not have, and fail)."""
+#: a grouping attribute's value in the ESM collection for a file that lacks the attribute (or holds no text in it): a
+#: file so marked is grouped apart, and the column has no empty cell (intake-esm refuses a grouping column whose
+#: values are missing for some files and not for others: "should either be all NaN or there should be no NaNs")
+ABSENT = "(absent)"
+
+
+def _group_value(value: Any) -> Any:
+    """A file's value of a grouping attribute in the ESM collection: ``ABSENT`` for none, empty text or not-a-number."""
+    if value is None or value == "" or (isinstance(value, float) and value != value):
+        return ABSENT
+    return value
+
+
+def _name_datasets(rows: list[dict[str, Any]], time_dims: list[str], attrs: list[str]) -> None:
+    """Each row's ``dataset``: the files intake-esm combines into one dataset (its variables unioned, its files joined
+    along the collection's time coordinate, the one ``aggregation_control`` joins along).
+
+    Files that share the grouping attributes ``attrs`` (and a format) are one dataset when it can be combined: its
+    files lie on one grid (the same dimensions but time) and no two of them hold the same variables over overlapping
+    times (two ensemble members whose attributes the grouping does not tell apart would otherwise be joined along a
+    time both cover, an ocean and a land variable merged onto each other's grid: intake-esm fails on both).
+    Otherwise, and when no attribute is shared, files of one format holding the same variables along the time
+    coordinate, named alike but for their numbers and following each other in time are one dataset (a run split in
+    time, ``_runs``); any other file is one of its own. Each is named after its first file."""
     dim = max(set(time_dims), key=time_dims.count) if time_dims else None
-    groups: dict[Any, list[dict[str, Any]]] = {}
+    shared: dict[Any, list[dict[str, Any]]] = {}
     for row in rows:
-        timed = dim is not None and row.get("time_dim") == dim and row.get("time_start") is not None
-        key = (row.get("file_format"), row.get("format"), tuple(sorted(row["variable"]))) if timed else (row["file"],)
-        groups.setdefault(key, []).append(row)
-    for key, members in list(groups.items()):  # files that overlap in time (copies, reruns) are not one run: each alone
-        members.sort(key=lambda m: (str(m.get("time_start")), str(m.get("time_end"))))
-        end = None
-        for m in list(members):
-            if end is not None and str(m.get("time_start")) <= end:
-                members.remove(m)
-                groups[(m["file"],)] = [m]
-            else:
-                end = str(m.get("time_end"))
+        shared.setdefault((*(row.get(a) for a in attrs), row.get("format")) if attrs else None, []).append(row)
+    groups: list[list[dict[str, Any]]] = []
+    for members in shared.values():
+        if attrs and _combinable(members):
+            groups.append(members)
+        else:
+            groups += _runs(members, dim)
     taken: set[str] = set()
-    for members in groups.values():
+    for members in groups:
         first = min(str(m["file"]) for m in members)
         name = stem = os.path.splitext(os.path.basename(first.rstrip("/")))[0] or "dataset"
         n = 1
@@ -183,6 +200,53 @@ def _name_datasets(rows: list[dict[str, Any]], time_dims: list[str]) -> None:
         taken.add(name)
         for m in members:
             m["dataset"] = name
+
+
+def _combinable(rows: list[dict[str, Any]]) -> bool:
+    """Whether the files ``rows`` make one dataset: they lie on one grid, and files of the same variables are named
+    alike but for their numbers and follow each other in time (a file without a time range is the only one of its
+    variables)."""
+    if len({row.get("grid") for row in rows}) > 1:
+        return False
+    by_variables: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        by_variables.setdefault(tuple(sorted(row["variable"])), []).append(row)
+    for same in by_variables.values():
+        if len(same) > 1 and (any(m.get("time_start") is None for m in same) or len({_named(m) for m in same}) > 1):
+            return False
+        end = None
+        for m in sorted(same, key=lambda m: (str(m.get("time_start")), str(m.get("time_end")))):
+            if end is not None and str(m.get("time_start")) <= end:
+                return False
+            end = str(m.get("time_end"))
+    return True
+
+
+def _named(row: dict[str, Any]) -> str:
+    """A file's name with its numbers left out (dates, ranges, counters): what the files of one run share."""
+    return re.sub(r"\d+", "#", os.path.basename(str(row["file"]).rstrip("/")))
+
+
+def _runs(rows: list[dict[str, Any]], dim: str | None) -> list[list[dict[str, Any]]]:
+    """The files ``rows`` as runs: files of one format holding the same variables along the time coordinate ``dim``,
+    named alike but for their numbers (``tas_Amon_MODEL_r1i1p1_185001-189912.nc`` and ``..._190001-194912.nc``, not
+    another model's file of the same variable) and following each other in time (files that overlap in time, copies
+    and reruns, are not one run); any other file alone."""
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for row in rows:
+        timed = dim is not None and row.get("time_dim") == dim and row.get("time_start") is not None
+        key = (row.get("file_format"), row.get("format"), tuple(sorted(row["variable"])), _named(row)) if timed else (row["file"],)
+        groups.setdefault(key, []).append(row)
+    for key, members in list(groups.items()):
+        members.sort(key=lambda m: (str(m.get("time_start")), str(m.get("time_end"))))
+        end = None
+        for m in list(members):
+            if end is not None and str(m.get("time_start")) <= end:
+                members.remove(m)
+                groups[(m["file"],)] = [m]
+            else:
+                end = str(m.get("time_end"))
+    return list(groups.values())
 
 
 def export_kerchunk(catalog: str, out: str) -> tuple[int, list[str]]:
