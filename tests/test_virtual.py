@@ -279,6 +279,33 @@ def test_files_that_overlap_in_time_or_have_no_time_are_never_joined(tmp_path):
     assert len(check.stdout.strip().splitlines()) == 4, check.stdout
 
 
+def test_two_runs_that_share_every_attribute_are_two_datasets_in_icechunk_and_in_the_esm_export(tmp_path):
+    """Two runs of one model, told apart by their file names only (as archives name experiments and members), with the
+    same global attributes, on one grid, one after the other in time: each its own dataset in the Icechunk repository
+    and in the ESM export, the split said with the files' names. Before, both exports joined them along time into one
+    dataset (the CMIP files of ecgtools' sample data: two experiments glued in time)."""
+    import xarray as xr
+
+    data = tmp_path / "data"
+    runs = {"hist": write_run(data / "hist", 0, 2), "scen": write_run(data / "scen", 10, 2)}
+    for name, files in runs.items():
+        for path in files:  # tas_0000.nc -> tas_hist_0000.nc: the experiment in the name only
+            os.rename(path, path.replace("tas_", f"tas_{name}_"))
+        runs[name] = [p.replace("tas_", f"tas_{name}_") for p in files]
+    cat = tmp_path / "cat"
+    done = scan_and_export(data, cat)
+    assert done.returncode == 0, done.stderr
+    assert "split into 2 datasets" in done.stderr and "named apart" in done.stderr, done.stderr
+    for name, files in runs.items():
+        group = f"historical.toy-model.tas_{name}_{os.path.basename(files[0]).split('_')[-1][:-3]}"
+        _repo, ours = open_group(str(cat) + ".icechunk", data, group)
+        with ours, mfdataset(files) as theirs:
+            xr.testing.assert_identical(ours.load(), theirs.load())
+    datastore = me.open_catalog(str(cat))
+    assert sorted(datastore.df.groupby("dataset")["path"].count()) == [2, 2]
+    assert {len(ds.time) for ds in datastore.to_dataset_dict(progressbar=False).values()} == {2 * STEPS}
+
+
 def test_a_run_in_s3_becomes_a_virtual_dataset_read_with_the_users_credentials(tmp_path):
     """A run uploaded to moto's S3, scanned and exported with the scan's storage options: the repository names the
     bucket's endpoint (never the credentials), its chunks are read from the bucket with the credentials the reader

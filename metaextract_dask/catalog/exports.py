@@ -65,16 +65,37 @@ def _outside(path: str, fmt: Any) -> str | None:
 
 
 def data_variables(catalog: str) -> dict[str, list[str]]:
-    """Each file's data variables: its arrays that are not coordinates (a 1-D array named after its dimension)."""
+    """Each file's data variables: its arrays that are not coordinates (``is_coordinate``)."""
     v = read_variables(catalog)
     out: dict[str, list[str]] = {}
     for row in v.to_dict("records") if len(v) else []:
-        dims = list(row.get("dims") if row.get("dims") is not None else [])
         name = str(row["name"]).lstrip("/")
-        if len(dims) == 1 and dims[0] == name.rsplit("/", 1)[-1]:
-            continue
-        out.setdefault(row["path"], []).append(name)
+        if not is_coordinate(name, list(row.get("dims") if row.get("dims") is not None else [])):
+            out.setdefault(row["path"], []).append(name)
     return out
+
+
+def is_coordinate(name: str, dims: list[str]) -> bool:
+    """Whether an array is a coordinate: one dimension, named after it."""
+    return len(dims) == 1 and dims[0] == name.rsplit("/", 1)[-1]
+
+
+def grouping_row(rec: dict[str, Any], variables: list[str], attrs: list[str]) -> dict[str, Any]:
+    """What tells which dataset a file belongs to (the ESM export's ``dataset``, the Icechunk export's groups): its
+    path, format, time range and time dimension, grid (dimensions but time), grouping attributes' values (``attrs``)
+    and data variables of its root group (``variables``; arrays in sub-groups are not variables of the dataset
+    xarray opens)."""
+    from .trust import mapping, text
+
+    section = record_section(rec)
+    coverage = mapping(mapping(section.get("cf_coverage")).get("time"))
+    time_dim = coverage["variable"].rsplit("/", 1)[-1] if text(coverage.get("variable")) else None
+    dims = mapping(section.get("dimensions"))
+    return {"file": rec["path"], "file_format": rec.get("format"),
+            "time_start": text(coverage.get("start")), "time_end": text(coverage.get("end")),
+            **{a: _group_value(mapping(section.get("attrs")).get(a)) for a in attrs},
+            "variable": [v for v in variables if "/" not in v], "time_dim": time_dim,
+            "grid": tuple(sorted((str(k), str(v)) for k, v in dims.items() if k != time_dim and "/" not in str(k)))}
 
 
 def export_esm(catalog: str, out: str, name: str = "metaextract") -> tuple[str, list[str]]:
@@ -94,13 +115,13 @@ def export_esm(catalog: str, out: str, name: str = "metaextract") -> tuple[str, 
     """
     import pandas as pd
 
-    from .trust import CatalogInputError, mapping, text
+    from .trust import CatalogInputError
 
     notices: list[str] = []
     records = trusted_records(catalog, notices)
     variables = data_variables(catalog)
     attrs = group_attrs(records)
-    rows, time_dims = [], []
+    rows = []
     for rec in records:
         try:
             asset = _asset(catalog, rec)
@@ -113,21 +134,10 @@ def export_esm(catalog: str, out: str, name: str = "metaextract") -> tuple[str, 
         if why:
             notices.append(why)
             continue
-        section = record_section(rec)
-        coverage = mapping(mapping(section.get("cf_coverage")).get("time"))
-        time_dim = coverage["variable"].rsplit("/", 1)[-1] if text(coverage.get("variable")) else None
-        if time_dim:
-            time_dims.append(time_dim)
-        base = {"path": asset[0], "format": asset[1], "file": rec["path"], "file_format": rec.get("format"),
-                "time_start": text(coverage.get("start")), "time_end": text(coverage.get("end")),
-                **{a: _group_value(mapping(section.get("attrs")).get(a)) for a in attrs}}
-        dims = mapping(section.get("dimensions"))
-        grid = tuple(sorted((str(k), str(v)) for k, v in dims.items() if k != time_dim and "/" not in str(k)))
-        # arrays in sub-groups are not variables of the file's root dataset (the one xarray opens)
-        rows.append({**base, "variable": [v for v in variables.get(rec["path"], []) if "/" not in v], "time_dim": time_dim,
-                     "grid": grid})
+        row = {"path": asset[0], "format": asset[1], **grouping_row(rec, variables.get(rec["path"], []), attrs)}
+        rows.append(row)
     keys = [*attrs, "format", "dataset"] if attrs else ["file_format", "format", "dataset"]
-    _name_datasets(rows, time_dims, attrs)
+    name_datasets(rows, attrs)
     os.makedirs(out, exist_ok=True)
     table = pd.DataFrame(rows, columns=["path", "format", "variable", "file", "file_format", "time_start", "time_end", *attrs,
                                         "dataset"])
@@ -135,8 +145,8 @@ def export_esm(catalog: str, out: str, name: str = "metaextract") -> tuple[str, 
     table = table.map(for_spreadsheet)
     table.to_csv(os.path.join(out, "collection.csv"), index=False)
     aggregations: list[dict[str, Any]] = [{"type": "union", "attribute_name": "variable"}]
-    if time_dims:
-        dim = max(set(time_dims), key=time_dims.count)
+    dim = time_dimension(rows)
+    if dim is not None:
         aggregations.append({"type": "join_existing", "attribute_name": "time_start",
                              "options": {"dim": dim, "coords": "minimal", "compat": "override"}})
     collection = {
@@ -168,27 +178,39 @@ def _group_value(value: Any) -> Any:
     return value
 
 
-def _name_datasets(rows: list[dict[str, Any]], time_dims: list[str], attrs: list[str]) -> None:
-    """Each row's ``dataset``: the files intake-esm combines into one dataset (its variables unioned, its files joined
-    along the collection's time coordinate, the one ``aggregation_control`` joins along).
+def time_dimension(rows: list[dict[str, Any]]) -> str | None:
+    """The time dimension most of the files ``rows`` (``grouping_row``) have, the one datasets are joined along."""
+    found = [row["time_dim"] for row in rows if row.get("time_dim")]
+    return max(set(found), key=found.count) if found else None
 
-    Files that share the grouping attributes ``attrs`` (and a format) are one dataset when it can be combined: its
-    files lie on one grid (the same dimensions but time) and no two of them hold the same variables over overlapping
-    times (two ensemble members whose attributes the grouping does not tell apart would otherwise be joined along a
-    time both cover, an ocean and a land variable merged onto each other's grid: intake-esm fails on both).
-    Otherwise, and when no attribute is shared, files of one format holding the same variables along the time
-    coordinate, named alike but for their numbers and following each other in time are one dataset (a run split in
-    time, ``_runs``); any other file is one of its own. Each is named after its first file."""
-    dim = max(set(time_dims), key=time_dims.count) if time_dims else None
+
+def name_datasets(rows: list[dict[str, Any]], attrs: list[str]) -> dict[Any, list[str]]:
+    """Each row's ``dataset``: the files intake-esm combines into one dataset (its variables unioned, its files joined
+    along the collection's time coordinate, the one ``aggregation_control`` joins along). Returns why each group of
+    files sharing the attributes was not one dataset (by the group's values of ``attrs``).
+
+    Files that share the grouping attributes ``attrs`` (and a format) are one dataset when they can be combined
+    (``_not_combinable`` finds nothing): two ensemble members or experiments whose attributes the grouping does not
+    tell apart would otherwise be joined along time, an ocean and a land variable merged onto each other's grid
+    (intake-esm fails on both, or joins what is not one run). Otherwise, and when no attribute is shared, files of one
+    format holding the same variables along the time coordinate, named alike but for their numbers and following
+    each other in time are one dataset (a run split in time, ``_runs``); any other file is one of its own. Each is
+    named after its first file."""
+    dim = time_dimension(rows)
     shared: dict[Any, list[dict[str, Any]]] = {}
     for row in rows:
-        shared.setdefault((*(row.get(a) for a in attrs), row.get("format")) if attrs else None, []).append(row)
+        shared.setdefault(tuple(row.get(a) for a in attrs) + (row.get("format"),), []).append(row)
     groups: list[list[dict[str, Any]]] = []
-    for members in shared.values():
-        if attrs and _combinable(members):
+    reasons: dict[Any, list[str]] = {}
+    for key, members in shared.items():
+        why = _not_combinable(members) if attrs else ["no attribute is shared"]
+        if not why:
             groups.append(members)
-        else:
-            groups += _runs(members, dim)
+            continue
+        parts = _runs(members, dim)
+        groups += parts
+        if len(parts) > 1:
+            reasons[key[:-1]] = why
     taken: set[str] = set()
     for members in groups:
         first = min(str(m["file"]) for m in members)
@@ -200,26 +222,45 @@ def _name_datasets(rows: list[dict[str, Any]], time_dims: list[str], attrs: list
         taken.add(name)
         for m in members:
             m["dataset"] = name
+    return reasons
 
 
-def _combinable(rows: list[dict[str, Any]]) -> bool:
-    """Whether the files ``rows`` make one dataset: they lie on one grid, and files of the same variables are named
-    alike but for their numbers and follow each other in time (a file without a time range is the only one of its
-    variables)."""
-    if len({row.get("grid") for row in rows}) > 1:
-        return False
+def _not_combinable(rows: list[dict[str, Any]]) -> list[str]:
+    """Why the files ``rows`` are not one dataset, in words (none: they are): they lie on other grids (other
+    dimensions but time), or files of the same variables have no time range, are named apart but for their numbers,
+    or overlap in time."""
+    def base(row: dict[str, Any]) -> str:
+        return os.path.basename(str(row["file"]).rstrip("/"))
+
+    why = []
+    grids: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        grids.setdefault(row.get("grid"), row)
+    if len(grids) > 1:
+        a, b = list(grids.values())[:2]
+        why.append(f"{base(a)} and {base(b)} lie on other grids")
     by_variables: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         by_variables.setdefault(tuple(sorted(row["variable"])), []).append(row)
-    for same in by_variables.values():
-        if len(same) > 1 and (any(m.get("time_start") is None for m in same) or len({_named(m) for m in same}) > 1):
-            return False
-        end = None
-        for m in sorted(same, key=lambda m: (str(m.get("time_start")), str(m.get("time_end")))):
-            if end is not None and str(m.get("time_start")) <= end:
-                return False
-            end = str(m.get("time_end"))
-    return True
+    for same in (group for group in by_variables.values() if len(group) > 1):
+        untimed = [m for m in same if m.get("time_start") is None]
+        if untimed:
+            why.append(f"{base(untimed[0])} has no time dimension to join along")
+            continue
+        named: dict[str, dict[str, Any]] = {}
+        for m in same:
+            named.setdefault(_named(m), m)
+        if len(named) > 1:
+            a, b = list(named.values())[:2]
+            why.append(f"{base(a)} and {base(b)} hold the same variables but are named apart (other members, experiments or "
+                       "models)")
+        ordered = sorted(same, key=lambda m: (str(m.get("time_start")), str(m.get("time_end"))))
+        for before, after in zip(ordered, ordered[1:]):
+            if str(after.get("time_start")) <= str(before.get("time_end")):
+                why.append(f"{base(after)} starts ({after.get('time_start')}) before {base(before)} ends "
+                           f"({before.get('time_end')}): files that overlap in time are not joined")
+                break
+    return why
 
 
 def _named(row: dict[str, Any]) -> str:

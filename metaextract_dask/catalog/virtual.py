@@ -304,13 +304,14 @@ def plan(catalog: str, notices: list[str]) -> list[Dataset]:
     (``split``); rows without references are left out with a notice."""
     from ..storage.urls import absolute, is_url
     from . import references
+    from .exports import _group_value, grouping_row, is_coordinate, name_datasets
     from .read import group_attrs, record_section, trusted_records
     from .trust import CatalogInputError, mapping, text
 
     records = trusted_records(catalog, notices)
     records = [r for r in records if r.get("format") in ("netcdf4", "hdf5")]
     attrs = group_attrs(records)
-    groups: dict[tuple[Any, ...], list[Member]] = {}
+    rows: list[dict[str, Any]] = []
     for rec in records:
         path = rec["path"]
         if is_url(path) and not path.startswith("s3://"):
@@ -338,13 +339,23 @@ def plan(catalog: str, notices: list[str]) -> list[Dataset]:
         member.variables, member.attrs = _metadata(found)
         coverage = mapping(mapping(section.get("cf_coverage")).get("time"))
         member.start, member.end = text(coverage.get("start")) or "", text(coverage.get("end")) or ""
-        key = tuple(mapping(section.get("attrs")).get(a) for a in attrs)
-        groups.setdefault(key, []).append(member)
+        data = [name for name, var in member.variables.items() if not is_coordinate(name, var["dims"])]
+        rows.append({**grouping_row(rec, data, attrs), "format": "reference", "member": member,
+                     "key": tuple(mapping(section.get("attrs")).get(a) for a in attrs)})
+    reasons = name_datasets(rows, attrs)  # what the ESM export groups as one dataset is one here: the same files
+    groups: dict[tuple[Any, ...], dict[str, list[Member]]] = {}
+    for row in rows:
+        groups.setdefault(row["key"], {}).setdefault(row["dataset"], []).append(row["member"])
     out: list[Dataset] = []
-    for key, members in sorted(groups.items(), key=lambda kv: str(kv[0])):
-        members.sort(key=lambda m: (m.start, m.path))
-        dim = _time_dim(members[0]) or DEFAULT_DIM
-        out += split(_group_name(list(key)), dim, members, notices)
+    for key, datasets in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        if len(datasets) > 1:
+            why = reasons.get(tuple(_group_value(v) for v in key), [])
+            notices.append(f"{_group_name(list(key))}: split into {len(datasets)} datasets, each its own group named after its "
+                           f"first file: {'; '.join(why[:3]) or 'its files are not one run'}")
+        for dataset, members in sorted(datasets.items()):
+            members.sort(key=lambda m: (m.start, m.path))
+            dim = _time_dim(members[0]) or DEFAULT_DIM
+            out += split(_group_name([*key, dataset] if len(datasets) > 1 else list(key)), dim, members, notices)
     return out
 
 
