@@ -93,7 +93,7 @@ def grouping_row(rec: dict[str, Any], variables: list[str], attrs: list[str]) ->
     dims = mapping(section.get("dimensions"))
     return {"file": rec["path"], "file_format": rec.get("format"),
             "time_start": text(coverage.get("start")), "time_end": text(coverage.get("end")),
-            **{a: _group_value(mapping(section.get("attrs")).get(a)) for a in attrs},
+            **{a: group_value(mapping(section.get("attrs")).get(a)) for a in attrs},
             "variable": [v for v in variables if "/" not in v], "time_dim": time_dim,
             "grid": tuple(sorted((str(k), str(v)) for k, v in dims.items() if k != time_dim and "/" not in str(k)))}
 
@@ -171,7 +171,7 @@ def export_esm(catalog: str, out: str, name: str = "metaextract") -> tuple[str, 
 ABSENT = "(absent)"
 
 
-def _group_value(value: Any) -> Any:
+def group_value(value: Any) -> Any:
     """A file's value of a grouping attribute in the ESM collection: ``ABSENT`` for none, empty text or not-a-number."""
     if value is None or value == "" or (isinstance(value, float) and value != value):
         return ABSENT

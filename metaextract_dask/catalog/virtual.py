@@ -304,7 +304,7 @@ def plan(catalog: str, notices: list[str]) -> list[Dataset]:
     (``split``); rows without references are left out with a notice."""
     from ..storage.urls import absolute, is_url
     from . import references
-    from .exports import _group_value, grouping_row, is_coordinate, name_datasets
+    from .exports import group_value, grouping_row, is_coordinate, name_datasets
     from .read import group_attrs, record_section, trusted_records
     from .trust import CatalogInputError, mapping, text
 
@@ -349,7 +349,7 @@ def plan(catalog: str, notices: list[str]) -> list[Dataset]:
     out: list[Dataset] = []
     for key, datasets in sorted(groups.items(), key=lambda kv: str(kv[0])):
         if len(datasets) > 1:
-            why = reasons.get(tuple(_group_value(v) for v in key), [])
+            why = reasons.get(tuple(group_value(v) for v in key), [])
             notices.append(f"{_group_name(list(key))}: split into {len(datasets)} datasets, each its own group named after its "
                            f"first file: {'; '.join(why[:3]) or 'its files are not one run'}")
         for dataset, members in sorted(datasets.items()):

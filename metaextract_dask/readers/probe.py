@@ -164,8 +164,9 @@ def probe(path: str | os.PathLike) -> FileInfo:
 
 def probe_whole(path: str, limit: int) -> tuple[FileInfo, bytes] | None:
     """``probe`` of a local file of at most ``limit`` bytes, with its bytes: the whole file, read in the probe's one
-    open (``execution.batch.extract_plain`` reads many small files so). None for a larger file (or a folder that is
-    one file, or a URL): ``probe`` it instead. A file that changed size while read is a ``FileChangedError``."""
+    open (``execution.batch.extract_plain`` reads many small files so). None for a larger file or a URL: ``probe`` it
+    instead. What is not a regular file raises as ``probe``'s check does (a folder that is one file too); a file
+    that changed size while read is a ``FileChangedError``."""
     path = local_path(path)
     if is_url(path) or check_regular(path).st_size > limit:  # by name first: a FIFO or a device is never opened
         return None
