@@ -331,12 +331,12 @@ def cost_model(learn_from: Sequence[str | os.PathLike], output: str | os.PathLik
 
 
 #: what one worker thread does (seconds a file, bytes a second): a small file's probe, record and checksum
-#: (benchmarks/RESULTS-scale.md: 100,000 tiny files in 10.1 s on two threads, 0.2 ms a file each; on a slow disk
+#: (benchmarks/RESULTS-scale.md: 100,000 tiny files in 8.8 s on two threads with ``--local``, 0.18 ms a file each; on a slow disk
 #: ``expected_seconds`` scales it by the walk's own pace), and a file a native library parses for its structure and
 #: statistics (benchmarks/RESULTS-cli.md: 3 to 9 ms a small netCDF file in the page cache; statistics at a cold
 #: disk's 200 MB/s: real archives took 60 to 140 ms a file, which one rate of 5 ms a file and 1 GB/s predicted as
 #: seconds, issue 31)
-PLAIN_COST, PARSED_COST = (0.0002, 1e9), (0.008, 2e8)
+PLAIN_COST, PARSED_COST = (0.00018, 1e9), (0.008, 2e8)
 #: reading a file's bytes costs at least this many times what the walk took to find and stat it (a cold disk's seeks)
 WALK_FACTOR = 2.0
 
