@@ -96,9 +96,12 @@ def test_unreadable_file_even_for_root():
 
 @pytest.mark.unit
 def test_file_shrinking_during_read_is_reported(random_file):
+    """A file cut short after its first chunk was read: the rest of its reads, or its record's last check, say so. Many
+    chunks (64 MiB): with four, the chain could finish before the first chunk's callback cut the file (a record of the
+    whole file, rightly not an error; it failed so on a loaded machine)."""
     from metaextract_dask import FileChangedError, StreamingConfig, StreamingExtractor
 
-    path = random_file(4 * 1024 * 1024)
+    path = random_file(64 * 1024 * 1024)
 
     def truncate_after_first(chunk, metrics):
         if metrics.chunks_processed == 1:
