@@ -11,7 +11,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..core import pin
@@ -144,22 +144,12 @@ def probe(path: str | os.PathLike) -> FileInfo:
         if fmt is None:
             raise
         return _probe_folder(path, fmt)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise _access_error(path, exc) from exc
-    kept = False
-    try:
-        st = _opened_regular(path, fd)  # what was opened: its identity pins every later read (``pin``)
+
+    def read(fd: int, st: os.stat_result) -> tuple[FileInfo, bytes]:
         head = os.pread(fd, HEAD_BYTES, 0)
-        info = _local_info(path, st, head, lambda offset, n: os.pread(fd, n, offset))
-        kept = pin.adopt(path, fd, head)  # in a session (a small file's one open), this descriptor is the file's pin
-    except OSError as exc:
-        raise _access_error(path, exc) from exc
-    finally:
-        if not kept:
-            os.close(fd)
-    return info
+        return _local_info(path, st, head, lambda offset, n: os.pread(fd, n, offset)), head
+
+    return _read_opened(path, read)
 
 
 def probe_whole(path: str, limit: int) -> tuple[FileInfo, bytes] | None:
@@ -170,25 +160,41 @@ def probe_whole(path: str, limit: int) -> tuple[FileInfo, bytes] | None:
     path = local_path(path)
     if is_url(path) or check_regular(path).st_size > limit:  # by name first: a FIFO or a device is never opened
         return None
+
+    def read(fd: int, st: os.stat_result) -> tuple[tuple[os.stat_result, bytes] | None, bytes | None]:
+        if st.st_size > limit:
+            return None, None
+        data = os.pread(fd, st.st_size + 1, 0)  # one byte more tells whether it grew
+        if len(data) != st.st_size:
+            raise FileChangedError(path, f"file changed size while being read ({st.st_size} -> {len(data)} bytes or more)")
+        return (st, data), data[:HEAD_BYTES]
+
+    found = _read_opened(path, read)
+    if found is None:
+        return None
+    st, data = found
+    return _local_info(path, st, data[:HEAD_BYTES], lambda offset, n: data[offset : offset + n]), data
+
+
+def _read_opened(path: str, read: Callable[[int, os.stat_result], tuple[Any, bytes | None]]) -> Any:
+    """Open ``path`` without blocking, check it is still a non-empty regular file, and ``read(fd, stat)``: (its answer,
+    the first bytes read through ``fd``, or None). With first bytes, in a session (a small file's one open), the
+    descriptor is kept as the file's pin (``pin.adopt``: what was opened pins every later read); else it is closed. An
+    OS error is this file's ``FileAccessError``, in words."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise _access_error(path, exc) from exc
     kept = False
     try:
-        st = _opened_regular(path, fd)
-        if st.st_size > limit:
-            return None
-        data = os.pread(fd, st.st_size + 1, 0)  # one byte more tells whether it grew
-        if len(data) != st.st_size:
-            raise FileChangedError(path, f"file changed size while being read ({st.st_size} -> {len(data)} bytes or more)")
-        kept = pin.adopt(path, fd, data[:HEAD_BYTES])  # in a session, this descriptor is the file's pin (as ``probe``'s)
+        answer, head = read(fd, _opened_regular(path, fd))
+        kept = head is not None and pin.adopt(path, fd, head)
     except OSError as exc:
         raise _access_error(path, exc) from exc
     finally:
         if not kept:
             os.close(fd)
-    return _local_info(path, st, data[:HEAD_BYTES], lambda offset, n: data[offset : offset + n]), data
+    return answer
 
 
 def _opened_regular(path: str, fd: int) -> os.stat_result:
