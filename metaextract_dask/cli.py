@@ -260,6 +260,12 @@ def _scan_options(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--dry-run", action="store_true",
                      help="list what would be extracted and why (new, changed, reader upgraded, previously failed), one "
                           "'REASON<TAB>PATH' line each; nothing is read or written")
+    from .catalog.exports import EXPORTS, NEEDS_REFERENCES
+
+    out.add_argument("--export", action="append", choices=list(EXPORTS), metavar="FORMAT",
+                     help="after the scan, in the same process, export the catalog as `metaextract export CATALOG --to FORMAT` "
+                          f"would, to its default place ({', '.join(EXPORTS)}; repeatable; {' and '.join(sorted(NEEDS_REFERENCES))} "
+                          "turn --references on; default: none)")
     out.add_argument("--flush-every", type=_count(1), default=20000, help="write a catalog part every N results and every 10 s (default: %(default)s)")
     out.add_argument("-q", "--quiet", action="store_true",
                      help="no progress bar, no dashboard link, no Dask log lines: the summary lines only (failures are in the catalog)")
@@ -311,12 +317,16 @@ def _batch_cluster(args: argparse.Namespace, output: str) -> Any:
 def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
     import os
 
+    from .catalog.exports import NEEDS_REFERENCES
     from .scanning import ScanSummary, scan
 
     if args.from_list not in (None, "-") and not os.path.isfile(args.from_list):
         print(f"metaextract: --from-list: no such file: {for_terminal(args.from_list)}", file=sys.stderr)
         return EXIT_USAGE
 
+    exports = list(dict.fromkeys(getattr(args, "export", None) or ()))
+    if set(exports) & NEEDS_REFERENCES and args.references is None:
+        args.references = True
     summary = ScanSummary()
     if args.quiet:
         _quiet_logs()
@@ -394,7 +404,8 @@ def _run_scan(paths: list[str], output: str, args: argparse.Namespace) -> int:
     if summary.links:
         print(f"  {summary.links} symbolic links recorded as links, not followed (their targets are outside the scanned folders)")
     print(f"catalog: {for_terminal(output)} ({summary.rows} rows)")
-    return EXIT_FAILED if summary.failed else EXIT_OK
+    exported = [_export(output, to, None, args.storage_options) for to in exports]
+    return max([EXIT_FAILED if summary.failed else EXIT_OK, *exported])
 
 
 def _print_plan(summary: Any) -> int:
@@ -514,6 +525,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a catalog for intake-esm, as a STAC Collection or as kerchunk references."""
+    if args.check:
+        return _check_export(args.catalog, args.storage_options)
+    if args.to is None:
+        print("metaextract: export: say what to write (--to esm, stac, kerchunk or icechunk), or --check", file=sys.stderr)
+        return EXIT_USAGE
+    return _export(args.catalog, args.to, args.output, args.storage_options)
+
+
+def _export(catalog: str, to: str, output: str | None, storage_options: dict[str, Any] | None) -> int:
+    """One export of a catalog (``export --to``, ``scan --export``): its notices, then what it wrote, one line each."""
     import warnings
 
     from .catalog.exports import export
@@ -523,21 +544,16 @@ def cmd_export(args: argparse.Namespace) -> int:
             print(f"\rmetaextract: hashed {done}/{total} files for file:checksum", end="" if done < total else "\n",
                   file=sys.stderr, flush=True)
 
-    if args.check:
-        return _check_export(args.catalog, args.storage_options)
-    if args.to is None:
-        print("metaextract: export: say what to write (--to esm, stac, kerchunk or icechunk), or --check", file=sys.stderr)
-        return EXIT_USAGE
     try:
         with warnings.catch_warnings(record=True) as notices:
             warnings.simplefilter("always", RuntimeWarning)
-            written = export(args.catalog, args.to, args.output, progress=hashed, storage_options=args.storage_options)
+            written = export(catalog, to, output, progress=hashed, storage_options=storage_options)
     except ValueError as exc:
         print(f"metaextract: {for_terminal(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     for notice in notices:
         print(f"metaextract: {for_terminal(str(notice.message))}", file=sys.stderr)
-    print(f"{args.to}: {for_terminal(written)}")
+    print(f"{to}: {for_terminal(written)}")
     return EXIT_OK
 
 

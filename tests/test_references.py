@@ -322,6 +322,38 @@ def test_rows_of_deleted_files_take_their_references_with_them(tmp_path):
 
 
 @pytest.mark.integration
+def test_a_fresh_catalog_sweeps_stray_entries_without_reading_its_parts_back(tmp_path, monkeypatch):
+    """At its close a scan drops the sidecar entries no row names (a killed run's, a deleted file's). When every row is
+    this scan's (a new catalog, or --force) it knows which entries its rows name: it reads no part back to find out
+    (the references column of every part, 40 ms of a 200-file scan's 1 s here, and a whole catalog's on a --force)."""
+    from metaextract_dask.catalog import writer
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):
+        with h5py.File(data / f"f{i}.h5", "w") as f:
+            f.create_dataset("grid", data=np.arange(600.0).reshape(20, 30) + i, chunks=(5, 10))
+    cat = tmp_path / "cat"
+    folder = tmp_path / "cat.references"
+    folder.mkdir()
+    (folder / ("0" * 32 + ".json")).write_text('{"version":1,"refs":{}}')  # a killed run's entry: no row names it
+    read = []
+    real = writer._read_part
+    monkeypatch.setattr(writer, "_read_part", lambda part, columns=None: read.append(columns) or real(part, columns))
+    me.scan(str(data), str(cat), references=True, progress=False)
+    rows = me.read_catalog(str(cat))
+    assert sorted(os.listdir(folder)) == sorted(rows["references"]) and len(rows) == 4
+    assert ["references"] not in read, read
+
+    os.unlink(data / "f0.h5")
+    me.scan(str(data), str(cat), references=True, progress=False, force=True)
+    assert sorted(os.listdir(folder)) == sorted(me.read_catalog(str(cat))["references"]) and len(os.listdir(folder)) == 3
+    assert ["references"] not in read, read
+    me.scan(str(data), str(cat), references=True, progress=False)  # a resume: its rows are older than this scan
+    assert ["references"] in read and len(os.listdir(folder)) == 3
+
+
+@pytest.mark.integration
 def test_the_esm_export_opens_with_intake_esm_and_joins_the_run_along_time(tmp_path):
     data, cat = catalog_of(tmp_path)
     datastore = me.open_catalog(str(cat))

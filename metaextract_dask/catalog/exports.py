@@ -360,6 +360,9 @@ EXPORTS: dict[str, tuple[str, Any]] = {
                  "each export after a re-scan)", _icechunk),
 }
 
+#: the exports made from the reference sets a scan keeps (``--references``)
+NEEDS_REFERENCES = frozenset({"kerchunk", "icechunk"})
+
 
 def export(catalog: str | os.PathLike[str], to: str, output: str | os.PathLike[str] | None = None,
            progress: Any = None, storage_options: dict[str, Any] | None = None) -> str:

@@ -268,6 +268,10 @@ class CatalogWriter:
         #: the working folders of the scans that named a root by a relative path: what the rows' relative paths are relative to
         self.bases = [] if force else self._previous_roots("bases")
         self.next_part = 1 + max((_part_number(p) for p in existing), default=-1)
+        #: every row is this writer's (a new catalog, or --force) and none was dropped: the sidecar entries its rows name
+        #: are those it wrote (``stored``), and the sweep need not read them back from the parts
+        self.fresh = not existing
+        self.stored: dict[str, set[str]] = {}
         #: every path with a row (its newest): what a re-scan extracts again, and whether ``compact`` has rows to drop
         self.index = CatalogIndex()
         self.rows_written = 0
@@ -401,6 +405,7 @@ class CatalogWriter:
             try:
                 kept["entry"] = references.store(self.folder, path_key(result.file_path), found["refs"], found.get("n_chunks"),
                                                    self.unsynced)
+                self.stored.setdefault(references.REFERENCES, set()).add(kept["entry"])
             except (OSError, ValueError) as exc:  # a full disk, or a worker's answer that is no reference set
                 why = getattr(exc, "strerror", None) or exc
                 kept["error"] = f"references not written: {why}"
@@ -421,6 +426,7 @@ class CatalogWriter:
         name = sidecars.entry_stem(path_key(result.file_path)) + ".png"
         try:
             thumb["entry"] = sidecars.write_entry(self.folder, THUMBNAILS, name, bytes(png), self.unsynced)
+            self.stored.setdefault(THUMBNAILS, set()).add(name)
         except OSError as exc:
             thumb["error"] = f"thumbnail not written: {exc.strerror or exc}"
             self.notices.append(f"{result.file_path}: its thumbnail could not be written ({exc.strerror or exc})")
@@ -495,6 +501,7 @@ class CatalogWriter:
                 continue
             kept = [r for i, r in enumerate(_read_part(part)) if i not in gone]
             dropped += len(gone)
+            self.fresh = False
             self._rewrite_variables(os.path.basename(part), {row_key(r) for r in kept})
             if kept:
                 _atomic_write(self.folder, os.path.basename(part), lambda tmp, kept=kept: _write_rows(tmp, kept, self.fmt))
@@ -573,12 +580,15 @@ class CatalogWriter:
         return dropped
 
     def _sweep_sidecars(self) -> None:
-        """Drop reference and thumbnail entries that no row names (files deleted, or re-extracted without them)."""
+        """Drop reference and thumbnail entries that no row names (files deleted, re-extracted without them, or
+        written by a run killed before its rows were): in a catalog all of whose rows this writer wrote (``fresh``),
+        the entries it stored; otherwise those the parts' rows name."""
         from .references import REFERENCES
 
         for column, suffix in (("references", REFERENCES), ("thumbnail", THUMBNAILS)):
             if os.path.isdir(sidecars.sidecar_folder(self.folder, suffix)):
-                named = {r[column] for p in part_files(self.folder) for r in _read_part(p, [column]) if r.get(column)}
+                named = self.stored.get(suffix, set()) if self.fresh else \
+                    {r[column] for p in part_files(self.folder) for r in _read_part(p, [column]) if r.get(column)}
                 sidecars.sweep(self.folder, suffix, named)
 
     def _manifest(self, **extra: Any) -> None:
