@@ -138,6 +138,28 @@ def pinned_download(url: str, sha256: str, folder: str) -> str:
     return dst
 
 
+#: ecgtools' own sample data (its 2024.7.31 source on PyPI): CMIP5, CMIP6, CESM and MPI-GE model output
+ECGTOOLS_SDIST = ("https://files.pythonhosted.org/packages/8d/95/9c38f77e824cd503eed597ea5e9d6de361b33f0737d20e1264dd98fcc16b/ecgtools-2024.7.31.tar.gz",
+                  "3111972388ac2f04f84de1e1a5b40596d131d1ea2dd675a1cce50433b8bb5c3e")
+
+
+def ecgtools_sample(folder: str, collections: tuple[str, ...]) -> str:
+    """The netCDF files of ecgtools' sample data ``collections`` (``cmip``, ``cesm``, ``cesm_obs``, ``cesm-le``,
+    ``mpi-ge``) under ``folder``, laid out as there; returns ``folder``."""
+    import tarfile
+
+    archive = pinned_download(*ECGTOOLS_SDIST, os.path.join(cache_dir(), "sdists"))
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            parts = member.name.split("/")
+            if member.isfile() and member.name.endswith(".nc") and len(parts) > 3 and parts[2] in collections:
+                target = os.path.join(folder, *parts[2:])
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with tar.extractfile(member) as src, open(target, "wb") as dst:  # type: ignore[union-attr]
+                    shutil.copyfileobj(src, dst)
+    return folder
+
+
 def debian_data(packages: list[str], folder: str, suffixes: tuple[str, ...]) -> list[str]:
     """The data files of Debian packages (``apt-get download``, then ``dpkg -x``: nothing is installed or run), each
     under a name that keeps its package and path."""

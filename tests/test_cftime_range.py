@@ -107,3 +107,26 @@ def test_axes_that_cftime_decodes_need_no_xarray_or_pandas():
             "assert all('start' in found for found, _ in r), r; print(sorted(m for m in ('xarray', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_time_values_are_rebased_only_where_they_count_the_same_instants_exactly():
+    """``rebase``: stored values counted from one date as counts from another, checked against cftime's own decoding;
+    None for what cannot be so exactly (a unit of months, a fraction in an integer type, a missing value)."""
+    import cftime
+
+    from metaextract_dask.readers.cftime_range import rebase
+
+    for values, units, to_units, calendar in (
+            (np.array([0, 24, 48], "i4"), "hours since 1851-01-31T23:15:00", "hours since 1850-01-31T23:15:00", "proleptic_gregorian"),
+            (np.array([0.5, 30.25], "f8"), "days since 1851-03-01", "hours since 1850-01-01 06:00:00", "noleap"),
+            (np.array([0, 1], "i2"), "days since 0001-01-01", "days since 0000-12-01", "360_day"),
+            (np.array([3600, 7200], "i8"), "seconds since 2000-01-01", "minutes since 1999-12-31 23:00", "standard")):
+        out = rebase(values, units, to_units, calendar)
+        assert out is not None and out.dtype == values.dtype, (units, to_units)
+        assert list(cftime.num2date(out, to_units, calendar, has_year_zero=True)) == \
+            list(cftime.num2date(values, units, calendar, has_year_zero=True))
+    assert rebase(np.array([0, 12], "i4"), "hours since 2001-01-03", "days since 2001-01-01", "standard") is None  # 2.5 days
+    assert rebase(np.array([0, 1], "i4"), "months since 2001-01-01", "months since 2000-01-01", "360_day") is None
+    assert rebase(np.array([0, -999], "i4"), "days since 2001-01-01", "days since 2000-01-01", "standard", fill=-999) is None
+    assert rebase(np.array([0, 1], "i4"), "days since 1500-01-01", "days since 1600-01-01", "standard") is None  # the reform
+    assert rebase(np.array([0, 1], "i4"), "days since 2001-01-01 00:00 -9:00", "days since 2000-01-01", "standard") is None

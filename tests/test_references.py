@@ -514,10 +514,6 @@ def test_a_catalog_of_unrelated_files_opens_dataset_by_dataset_through_intake_es
     assert sizes == [(["area"], 0), (["pr"], 4), (["tas"], 2), (["tas"], 6)]
 
 
-ECGTOOLS_SDIST = ("https://files.pythonhosted.org/packages/8d/95/9c38f77e824cd503eed597ea5e9d6de361b33f0737d20e1264dd98fcc16b/ecgtools-2024.7.31.tar.gz",
-                  "3111972388ac2f04f84de1e1a5b40596d131d1ea2dd675a1cce50433b8bb5c3e")
-
-
 @pytest.mark.integration
 def test_the_esm_export_of_cmip_and_cesm_files_opens_every_dataset_and_joins_only_runs(tmp_path):
     """ecgtools' own sample data (its 2024.7.31 source on PyPI): CMIP5 and CMIP6 output of many models, experiments and
@@ -527,18 +523,7 @@ def test_the_esm_export_of_cmip_and_cesm_files_opens_every_dataset_and_joins_onl
     key opens: its files lie on one grid, and files of the same variables follow each other in time and are named
     alike but for their numbers (two ensemble members, or two models' files of one variable, are not joined; an
     ocean and a land variable are not merged onto one grid)."""
-    import tarfile
-
-    archive = public_corpus.pinned_download(*ECGTOOLS_SDIST, os.path.join(public_corpus.cache_dir(), "sdists"))
-    data = tmp_path / "data"
-    with tarfile.open(archive) as tar:
-        for member in tar.getmembers():
-            parts = member.name.split("/")
-            if member.isfile() and member.name.endswith(".nc") and len(parts) > 3 and parts[2] in ("cmip", "cesm", "cesm_obs"):
-                target = data / "/".join(parts[2:])
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with tar.extractfile(member) as src, open(target, "wb") as dst:  # type: ignore[union-attr]
-                    shutil.copyfileobj(src, dst)
+    data = public_corpus.ecgtools_sample(str(tmp_path / "data"), ("cmip", "cesm", "cesm_obs"))
     cat = str(tmp_path / "cat")
     me.scan(str(data), cat, progress=False, metadata_only=True)
     datastore = me.open_catalog(cat)

@@ -10,15 +10,21 @@ whose diff holds exactly their chunks, and the previous snapshot still reads.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import warnings
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
 
 import metaextract_dask as me
+
+sys.path.insert(0, os.path.dirname(__file__))
+import public_corpus  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -26,9 +32,11 @@ icechunk = pytest.importorskip("icechunk")
 STEPS = 4  # time steps per file, two chunks of two
 
 
-def write_run(folder, first: int, count: int, scale: float = 0.01, chunks: tuple[int, int, int] = (2, 20, 30), shift: float = 0.0) -> list[str]:
+def write_run(folder, first: int, count: int, scale: float = 0.01, chunks: tuple[int, int, int] = (2, 20, 30), shift: float = 0.0,
+              time_units: Any = None, bounds: bool = False) -> list[str]:
     """``count`` files of a run, day ``first`` onwards, each ``STEPS`` steps of a packed temperature field (chunks of
-    more than the 500 bytes a reference set inlines: every chunk is a virtual reference)."""
+    more than the 500 bytes a reference set inlines: every chunk is a virtual reference). ``time_units(day)``: the
+    units each file's time counts in, as int32 (else hours since 2001-01-01); ``bounds``: CF time bounds too."""
     import pandas as pd
     import xarray as xr
 
@@ -42,12 +50,26 @@ def write_run(folder, first: int, count: int, scale: float = 0.01, chunks: tuple
         ds = xr.Dataset({"tas": (("time", "lat", "lon"), tas, {"units": "K", "standard_name": "air_temperature"})},
                         coords={"time": time, "lat": np.linspace(-57, 57, 20), "lon": np.linspace(0, 348, 30)},
                         attrs={"source": "toy-model", "experiment_id": "historical"})
+        if bounds:
+            ds["time_bnds"] = (("time", "nv"), np.stack([time.values, (time + pd.Timedelta(hours=6)).values], axis=1))
+            ds["time"].attrs["bounds"] = "time_bnds"
         path = os.path.join(folder, f"tas_{day:04d}.nc")
+        encoding = {"units": time_units(day), "dtype": "int32"} if time_units else {"units": "hours since 2001-01-01"}
         ds.to_netcdf(path, encoding={"tas": {"dtype": "int16", "scale_factor": scale, "add_offset": 270.0, "_FillValue": -32767,
                                              "zlib": True, "chunksizes": chunks},
-                                     "time": {"units": "hours since 2001-01-01", "calendar": "standard"}})
+                                     "time": {**encoding, "calendar": "standard"}})
         out.append(path)
     return out
+
+
+@contextlib.contextmanager
+def warnings_caught() -> Iterator[list[str]]:
+    """The notices (RuntimeWarning) issued inside, as text."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        said: list[str] = []
+        yield said
+    said += [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
 
 
 def scan_and_export(folder, cat) -> subprocess.CompletedProcess:
@@ -149,6 +171,74 @@ def test_files_that_would_decode_wrong_are_split_off_with_a_note(run, tmp_path):
         _repo, ours = open_group(str(cat) + ".icechunk", data, part)
         with ours, xr.open_dataset(path) as theirs:
             xr.testing.assert_identical(ours.load(), theirs.load())
+
+
+def test_files_counting_time_from_their_own_first_day_are_one_dataset_when_it_counts_exactly(tmp_path):
+    """Model output written a year (here a day) a file often counts each file's time from its own first day ("hours
+    since 1851-01-31T23:15:00" beside "hours since 1850-01-31T23:15:00": MPI-GE's files in ecgtools' sample data). Such
+    files were split off, each a dataset of its own. Their time coordinate and bounds are written as values, so they
+    are now counted from the first file's date, which decodes to the same instants: one dataset, equal to
+    open_mfdataset. A file whose times the first file's unit cannot count exactly (6-hour steps in whole days) is
+    still split off, with a note saying so."""
+    import xarray as xr
+
+    data = tmp_path / "data"
+    files = write_run(data, 0, 6, time_units=lambda day: f"hours since 2001-01-{1 + day:02d} 00:00:00", bounds=True)
+    cat = tmp_path / "cat"
+    me.scan(str(data), str(cat), references=True, metadata_only=True, progress=False)
+    with warnings_caught() as notices:
+        me.export(str(cat), "icechunk")
+    assert not [n for n in notices if "split" in n], notices
+    _repo, ours = open_group(str(cat) + ".icechunk", data, "historical.toy-model")
+    with ours, mfdataset(files) as theirs:
+        assert ours.sizes["time"] == 6 * STEPS
+        xr.testing.assert_identical(ours.load(), theirs.load())
+
+    import pandas as pd
+
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    for name, times, units in (("tas_1.nc", ["2001-01-01", "2001-01-02"], "days since 2001-01-01"),  # whole days, as int32
+                               ("tas_2.nc", ["2001-01-03 00:00", "2001-01-03 12:00"], "hours since 2001-01-03 00:00:00")):
+        tas = np.arange(2 * 20 * 30, dtype="f4").reshape(2, 20, 30)
+        xr.Dataset({"tas": (("time", "lat", "lon"), tas)}, coords={"time": pd.to_datetime(times)}, attrs={"source": "odd"}).to_netcdf(
+            odd / name, encoding={"time": {"units": units, "dtype": "int32"}, "tas": {"zlib": True, "chunksizes": (1, 20, 30)}})
+    me.scan(str(odd), str(tmp_path / "odd-cat"), references=True, metadata_only=True, progress=False)
+    with warnings_caught() as notices:
+        me.export(str(tmp_path / "odd-cat"), "icechunk")
+    assert any("tas_2.nc counts time in 'hours since 2001-01-03', which tas_1.nc's 'days since 2001-01-01' cannot count "
+               "exactly" in n for n in notices), notices
+
+
+def test_the_members_of_an_ensemble_are_a_run_each_and_equal_open_mfdataset(tmp_path):
+    """MPI-GE's files in ecgtools' sample data (the Max Planck Institute Grand Ensemble: seven members of three
+    experiments, four outputs each, a year a file, each file counting time from its own first day). Files named alike
+    but for their numbers were joined in time order whatever member they came from: rcp850003's 2006 and 2007 and
+    rcp850002's 2008 were one dataset, in the ESM export and in Icechunk; and every Icechunk dataset was split into its
+    files by their time units. Now each member's output is one dataset of its three years, equal to open_mfdataset."""
+    import xarray as xr
+    import zarr
+
+    data = public_corpus.ecgtools_sample(str(tmp_path / "data"), ("mpi-ge",))
+    cat = str(tmp_path / "cat")
+    me.scan(data, cat, references=True, metadata_only=True, progress=False)
+    with warnings_caught() as notices:
+        me.export(cat, "icechunk")
+    assert not [n for n in notices if "time units" in n], notices
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(cat + ".icechunk"))
+    store = repo.readonly_session("main").store
+    datasets = zarr.open_group(store, mode="r").attrs["metaextract:datasets"]
+    assert len(datasets) == 28
+    for name, found in datasets.items():
+        paths = sorted(found["files"])
+        assert len(paths) == 3 and len({os.path.basename(p).split("_")[0] for p in paths}) == 1, (name, paths)
+        _repo, ours = open_group(cat + ".icechunk", data, name)
+        with ours, xr.open_mfdataset(paths, combine="nested", concat_dim="time", data_vars="minimal", coords="minimal",
+                                     compat="override") as theirs:
+            xr.testing.assert_equal(ours.load(), theirs.load())
+    esm = me.open_catalog(cat).df
+    for _key, rows in esm.groupby("dataset"):
+        assert len(rows) == 3 and rows["path"].map(lambda p: os.path.basename(p).split("_")[0]).nunique() == 1, list(rows["path"])
 
 
 def exported_copy(run, tmp_path):

@@ -268,16 +268,39 @@ def _named(row: dict[str, Any]) -> str:
     return re.sub(r"\d+", "#", os.path.basename(str(row["file"]).rstrip("/")))
 
 
+def _members(alike: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """For each file of ``alike`` (named alike but for their numbers, ``_named``), the numbers of its name that tell
+    its run from the others': those in which files starting at the same time differ (``rcp850001_..._20060101_20061231.nc``
+    and ``rcp850002_..._20060101_20061231.nc``: two ensemble members), but for a date of the file's own (a number
+    starting with the year its time starts or ends in: a rerun of another length is not another member)."""
+    numbers = [re.findall(r"\d+", os.path.basename(str(r["file"]).rstrip("/"))) for r in alike]
+
+    def dated(i: int, p: int) -> bool:
+        return numbers[i][p][:4] in (str(alike[i].get("time_start"))[:4], str(alike[i].get("time_end"))[:4])
+
+    starts: dict[str, list[int]] = {}
+    for i, r in enumerate(alike):
+        starts.setdefault(str(r.get("time_start")), []).append(i)
+    positions = sorted({p for same in starts.values() if len(same) > 1 for p in range(len(numbers[same[0]]))
+                        if len({numbers[i][p] for i in same}) > 1 and not all(dated(i, p) for i in same)})
+    return [tuple(n[p] for p in positions) for n in numbers]
+
+
 def _runs(rows: list[dict[str, Any]], dim: str | None) -> list[list[dict[str, Any]]]:
     """The files ``rows`` as runs: files of one format holding the same variables along the time coordinate ``dim``,
     named alike but for their numbers (``tas_Amon_MODEL_r1i1p1_185001-189912.nc`` and ``..._190001-194912.nc``, not
-    another model's file of the same variable) and following each other in time (files that overlap in time, copies
-    and reruns, are not one run); any other file alone."""
+    another model's file of the same variable), of one member (``_members``) and following each other in time (files
+    that overlap in time, copies and reruns, are not one run); any other file alone."""
     groups: dict[Any, list[dict[str, Any]]] = {}
     for row in rows:
         timed = dim is not None and row.get("time_dim") == dim and row.get("time_start") is not None
         key = (row.get("file_format"), row.get("format"), tuple(sorted(row["variable"])), _named(row)) if timed else (row["file"],)
         groups.setdefault(key, []).append(row)
+    for key, members in list(groups.items()):  # ensemble members named alike: a run each, not one of their files a year
+        if len(key) > 1:
+            del groups[key]
+            for row, member in zip(members, _members(members)):
+                groups.setdefault((*key, member), []).append(row)
     for key, members in list(groups.items()):
         members.sort(key=lambda m: (str(m.get("time_start")), str(m.get("time_end"))))
         end = None

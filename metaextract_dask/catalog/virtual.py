@@ -43,6 +43,8 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..readers.cftime_range import counts_since, rebase
+
 #: the attributes of a variable that change its decoded values: files that differ in one are not one dataset
 ENCODING_ATTRS = ("units", "calendar", "scale_factor", "add_offset", "_FillValue", "missing_value")
 #: arrays without the time dimension larger than this (values) are compared by shape and type, not value by value
@@ -74,6 +76,8 @@ class Member:
     end: str = ""
     #: the set's chunk keys by array (``_chunk_keys``), made once: a file of 2,000 arrays is not searched 2,000 times
     chunks_by_array: dict[str, list[str]] | None = None
+    #: its time coordinate's (and bounds') values counted in the units of its dataset's first file (``_rebased``)
+    rebased: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,6 +87,9 @@ class Dataset:
     name: str
     dim: str
     members: list[Member]
+    #: arrays along ``dim`` written as values (not references): the time coordinate and its bounds of files that count
+    #: time from other dates (``_rebased``)
+    as_values: set[str] = field(default_factory=set)
 
     @property
     def identities(self) -> dict[str, list[Any]]:
@@ -194,6 +201,7 @@ def _signature(member: Member, dim: str) -> dict[str, Any]:
     import numpy as np
 
     out: dict[str, Any] = {}
+    timed = _time_variables(member, dim)
     for name, var in sorted(member.variables.items()):
         meta = var["zarray"]
         joined = dim in var["dims"]
@@ -206,11 +214,74 @@ def _signature(member: Member, dim: str) -> dict[str, Any]:
         out[f"{name} codecs"] = [meta.get("filters"), meta.get("compressor")]
         for attr in ENCODING_ATTRS:
             if attr in var["attrs"]:
-                out[f"{name} {attr}"] = var["attrs"][attr]
+                rebasable = attr == "units" and name in timed and counts_since(var["attrs"][attr]) is not None
+                out[f"{name} {attr}"] = REBASED if rebasable else var["attrs"][attr]
         if not joined:
             if math.prod(meta["shape"]) <= COMPARED_VALUES:
                 values = np.ascontiguousarray(read_values(member, name))
                 out[f"{name} values"] = hashlib.sha256(values.tobytes()).hexdigest()[:16]
+    return out
+
+
+#: the signature's time units of a joined coordinate and its bounds that count from a date: files that differ in them
+#: combine when their values can be counted from the first file's date exactly (``_rebased``)
+REBASED = "(days, hours, minutes or seconds since a date)"
+
+
+def _time_variables(member: Member, dim: str) -> dict[str, str]:
+    """The joined coordinate and its CF bounds (``bounds`` or ``climatology``), each with the units its stored values
+    count in (bounds without units of their own count in the coordinate's)."""
+    var = member.variables.get(dim)
+    units = var["attrs"].get("units") if var is not None and var["dims"] == [dim] else None
+    if not isinstance(units, str):
+        return {}
+    out = {dim: units}
+    for key in ("bounds", "climatology"):
+        bounds = var["attrs"].get(key) if var is not None else None
+        if isinstance(bounds, str) and bounds in member.variables and member.variables[bounds]["dims"][:1] == [dim]:
+            found = member.variables[bounds]["attrs"].get("units", units)
+            if isinstance(found, str):
+                out[bounds] = found
+    return out
+
+
+def _rebased(member: Member, first: Member, dim: str) -> dict[str, Any] | None:
+    """The member's time coordinate and bounds counted in ``first``'s units ({} when they count alike), or None when
+    they cannot be exactly (``cftime_range.rebase``)."""
+    mine, theirs = _time_variables(member, dim), _time_variables(first, dim)
+    if mine == theirs:
+        return {}
+    calendar = member.variables[dim]["attrs"].get("calendar")
+    out = {}
+    for name, units in mine.items():
+        if name not in theirs:
+            return None
+        meta = member.variables[name]["zarray"]
+        values = rebase(read_values(member, name), units, theirs[name], calendar, meta.get("fill_value"))
+        if values is None:
+            return None
+        out[name] = values
+    return out
+
+
+def _rebase_parts(name: str, ds: Dataset, notes: list[str]) -> list[Dataset]:
+    """The dataset, its files' time values counted from its first file's date where they count from others (a run
+    written a year a file, each from its own first day); a file whose values cannot be so exactly starts a part."""
+    out = [Dataset("", ds.dim, [])]
+    for member in ds.members:
+        part = out[-1]
+        found = _rebased(member, part.members[0], ds.dim) if part.members else {}
+        if found is None:
+            notes.append(f"{name}: split: {os.path.basename(member.path)} counts {ds.dim} in "
+                         f"{_time_variables(member, ds.dim).get(ds.dim)!r}, which {os.path.basename(part.members[0].path)}'s "
+                         f"{_time_variables(part.members[0], ds.dim).get(ds.dim)!r} cannot count exactly")
+            part = Dataset("", ds.dim, [])
+            out.append(part)
+            found = {}
+        member.rebased = found
+        part.members.append(member)
+        if found:
+            part.as_values |= set(_time_variables(part.members[0], ds.dim))
     return out
 
 
@@ -286,6 +357,7 @@ def split(name: str, dim: str, members: list[Member], notes: list[str]) -> list[
                 current = []
         if current:
             out.append(Dataset("", dim, current))
+    out = [part for ds in out for part in _rebase_parts(name, ds, notes)]
     for i, part in enumerate(out):
         part.name = name if i == 0 else f"{name}.part{i + 1}"
     return out
@@ -498,18 +570,18 @@ def _write_dataset(store: Any, group: Any, ds: Dataset, start: int = 0, only: se
             arr = group.create_array(name, shape=tuple(shape), chunks=tuple(meta["chunks"]), dtype=np.dtype(meta["dtype"]),
                                      fill_value=float(fill) if isinstance(fill, str) else fill, dimension_names=tuple(dims),
                                      attributes=_attributes(var), **_codecs(meta))
-        if dims == [name] or not shape:  # a coordinate of its own dimension, or a scalar: values, not references
-            if not joined:
+        if dims == [name] or not shape or name in ds.as_values:  # a coordinate of its own dimension, a scalar, a time
+            if not joined:                                            # rebased: values, not references
                 if whole:
                     arr[...] = read_values(first, name)
                 continue
             if whole:  # one write
-                arr[...] = np.concatenate([read_values(m, name) for m in ds.members])
+                arr[...] = np.concatenate([_values(m, name) for m in ds.members], axis=axis)
                 continue
             for i, member in enumerate(ds.members):  # the slices of the files written now: other chunks stay as they were
                 if (start and i >= start) or (only is not None and member.path in only):
-                    values = read_values(member, name)
-                    arr[offsets[i]:offsets[i] + len(values)] = values
+                    values = _values(member, name)
+                    arr[(slice(None),) * axis + (slice(offsets[i], offsets[i] + values.shape[axis]),)] = values
             continue
         for i, member in enumerate(ds.members if joined else [first]):
             if not (whole or (joined and start and i >= start) or (only is not None and member.path in only)):
@@ -517,6 +589,12 @@ def _write_dataset(store: Any, group: Any, ds: Dataset, start: int = 0, only: se
             shift = offsets[i] // meta["chunks"][axis] if joined else 0
             _write_chunks(store, arr.path, member, name, axis if joined else None, shift)
     group.attrs.update(first.attrs)
+
+
+def _values(member: Member, name: str) -> Any:
+    """An array's stored values as its dataset writes them: counted in the first file's time units (``_rebased``)."""
+    found = member.rebased.get(name)
+    return found if found is not None else read_values(member, name)
 
 
 def _write_chunks(store: Any, array: str, member: Member, name: str, axis: int | None, shift: int) -> None:

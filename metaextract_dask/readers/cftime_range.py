@@ -136,6 +136,52 @@ def _whole_units_since(values: list[float], unit: str, since: str, calendar: str
     return iso(found[0]), iso(found[1])
 
 
+def counts_since(units: Any) -> tuple[int, str] | None:
+    """(seconds in one unit, reference date) of time units that count days, hours, minutes or seconds since a plain
+    date in UTC or no zone (``rebase`` takes those), or None (months, years, a time zone, words)."""
+    parsed = _UNITS.match(units) if isinstance(units, str) else None
+    if parsed is None or parsed.group(1).lower() not in _UNIT_SECONDS or not _PLAIN_DATE.match(parsed.group(2).strip()):
+        return None
+    return _UNIT_SECONDS[parsed.group(1).lower()], parsed.group(2).strip()
+
+
+def rebase(values: Any, units: str, to_units: str, calendar: str | None, fill: Any = None) -> Any:
+    """Stored time values counted in ``units`` as the same instants counted in ``to_units`` (both ``counts_since``),
+    in their own type, or None where that cannot be done exactly: a unit or date ``counts_since`` declines, a calendar
+    but CF's, a reference date before the Gregorian reform in a mixed calendar, a value equal to ``fill`` (a missing
+    time), or a result the type cannot hold exactly (a whole number of the new unit where the type is an integer;
+    where it is a float, a value that does not give back the instant it was). Files of one run written a year each,
+    each counting from its own first day, become one axis so."""
+    import numpy as np
+
+    mine, theirs = counts_since(units), counts_since(to_units)
+    cal = (calendar or "standard").strip().lower()
+    if mine is None or theirs is None or cal not in CALENDARS:
+        return None
+    (unit, since), (to_unit, to_since) = mine, theirs
+    try:
+        ref, to_ref = _reference(since, cal), _reference(to_since, cal)
+    except ValueError:  # 2001-02-30, or a date the calendar lacks
+        return None
+    if cal in ("standard", "gregorian") and min(ref.year, to_ref.year) < 1583:
+        return None
+    gap = ref - to_ref
+    offset = gap.days * 86400 + gap.seconds  # whole seconds: the dates are
+    values = np.asarray(values)
+    if values.dtype.kind not in "iuf" or (fill is not None and bool((values == fill).any())):
+        return None
+    if values.dtype.kind in "iu":
+        seconds = values.astype(np.int64) * unit + offset
+        if (seconds % to_unit).any():
+            return None
+        out = seconds // to_unit
+        limits = np.iinfo(values.dtype)
+        return out.astype(values.dtype) if out.size == 0 or (limits.min <= out.min() and out.max() <= limits.max) else None
+    out = ((values.astype(np.float64) * unit + offset) / to_unit).astype(values.dtype)
+    back = (out.astype(np.float64) * to_unit - offset) / unit
+    return out if np.array_equal(back.astype(values.dtype), values, equal_nan=True) else None
+
+
 def _with_cftime(values: list[float], units: str, calendar: str) -> Any:
     """What xarray's ``decode_cf_datetime`` gives (or raises) for a calendar that is not a standard one, or for months
     and years since a date: pandas declines both and xarray hands them to ``cftime.num2date`` as this does, without
