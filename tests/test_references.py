@@ -530,6 +530,7 @@ def test_the_esm_export_of_cmip_and_cesm_files_opens_every_dataset_and_joins_onl
     assert len(datastore.df) == 97
     keys = datastore.esmcat.aggregation_control.groupby_attrs
     assert "dataset" in keys and not datastore.df[keys].isna().any().any()
+    assert keys[:3] == ["activity_id", "institution_id", "source_id"] and {"experiment_id", "variant_label"} <= set(keys), keys
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for key in datastore.keys():  # one at a time: intake-esm opens datasets in threads, where netCDF4 crashes (xarray #9779)
@@ -541,3 +542,32 @@ def test_the_esm_export_of_cmip_and_cesm_files_opens_every_dataset_and_joins_onl
                 assert len({re.sub(r"\d+", "#", os.path.basename(p)) for p in files["path"]}) == 1, (key, list(files["path"]))
     members = datastore.df[datastore.df["path"].str.contains("hfls_Amon_CNRM-CM5_historical_r[78]i1p1")]
     assert len(members) == 2 and members["dataset"].nunique() == 2
+
+
+@pytest.mark.integration
+def test_the_esm_export_groups_a_large_ensemble_by_run_not_by_creation_time(tmp_path):
+    """CESM's Large Ensemble in ecgtools' sample data (214 files: a control run of 18 decades and 50-odd members of two
+    experiments, two variables each). Their global attributes hold sentences ("This dataset was created on 2013-05-06
+    at 00:14:23.9", "All years have exactly 365 days."), and the ESM export grouped by them: 107 datasets of two files,
+    cut at each file's creation time. Now sentences name no group; each dataset is one case and member (its two
+    variables, its years), the control run one dataset of its 36 files, and datasets open with their time in order."""
+    import warnings
+
+    data = public_corpus.ecgtools_sample(str(tmp_path / "data"), ("cesm-le",))
+    cat = str(tmp_path / "cat")
+    me.scan(data, cat, progress=False, metadata_only=True)
+    datastore = me.open_catalog(cat)
+    keys = datastore.esmcat.aggregation_control.groupby_attrs
+    assert not {"start_time", "calendar", "revision"} & set(keys), keys
+    df = datastore.df
+    runs = df["path"].map(lambda p: ".".join(re.search(r"b\.e11\.(\w+)\.f09_g16\.(\d+)\.", p).groups()))
+    assert (df.assign(run=runs).groupby(keys)["run"].nunique() == 1).all()
+    assert df.assign(run=runs).groupby(keys).size().max() == 36
+    assert len(datastore.keys()) == runs.nunique() == 65  # a control run and 64 members, each one dataset
+    sizes = {key: len(datastore[key].df) for key in datastore.keys()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for key in sorted(sizes, key=sizes.get, reverse=True)[:5]:  # the control run and four members (65 take 40 s)
+            ds = datastore[key].to_dask()
+            assert ds.indexes["time"].is_monotonic_increasing and ds.indexes["time"].is_unique, key
+            assert set(ds.data_vars) >= {"SHF", "STF_O2"}, key

@@ -466,8 +466,15 @@ def _parse_time(value: Any) -> Any:
     return datetime.datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
-#: global attributes worth grouping by are text, shared by most files, and take few values
+#: global attributes worth grouping by are short words, shared by most files, and take few values
 MAX_GROUP_ATTRS = 8
+#: the attributes that name a dataset where archives follow a data reference syntax (CMIP6, CMIP5, CORDEX): chosen
+#: before any other, in this order
+DRS_FACETS = ("activity_id", "institution_id", "institute_id", "source_id", "model_id", "driving_model_id", "domain",
+              "experiment_id", "table_id", "frequency", "modeling_realm", "grid_label", "variant_label", "member_id",
+              "driving_model_ensemble_member", "rcm_version_id")
+#: a value a group can be named by: a word (``historical``, ``r1i1p1f1``, ``CF-1.7``), not a sentence, date or URL
+_WORD = r"[A-Za-z0-9][A-Za-z0-9_.+\-]{0,63}"
 
 
 def record_section(rec: dict[str, Any]) -> dict[str, Any]:
@@ -478,14 +485,29 @@ def record_section(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def group_attrs(records: list[dict[str, Any]]) -> list[str]:
-    """Global attributes users group files by (the ESM export's groups, the Icechunk export's datasets): text in at
-    least half the files, with fewer distinct values than files."""
+    """Global attributes users group files by (the ESM export's groups, the Icechunk export's datasets): words
+    (``_WORD``) in every file that holds them, at least half the files, each value shared by two files on average (not a file's own creation
+    time or tracking id); the data reference syntax's facets first (``DRS_FACETS``), then those that tell files apart
+    (the fewest values first), then those all files share. A sentence ("This dataset was created on 2013-05-06 at
+    00:14:23.9", a model's description) names no group: CESM's files were grouped by their creation times, one group
+    per two files."""
+    import re
+
     from .trust import mapping
 
     seen: dict[str, list[str]] = {}
+    sentences: set[str] = set()  # attributes some file holds a sentence in ("none" in some files, a log in others)
     for rec in records:
         for k, v in mapping(record_section(rec).get("attrs")).items():
-            if isinstance(v, str) and 0 < len(v) <= 200 and "\n" not in v and k.isidentifier():
+            if isinstance(v, str) and k.isidentifier():
                 seen.setdefault(k, []).append(v)
-    chosen = [k for k, vals in seen.items() if len(vals) * 2 >= len(records) and 1 <= len(set(vals)) < max(2, len(records))]
-    return sorted(chosen, key=lambda k: (len(set(seen[k])), k))[:MAX_GROUP_ATTRS]
+                if not re.fullmatch(_WORD, v):
+                    sentences.add(k)
+    chosen = [k for k, vals in seen.items()
+              if k not in sentences and len(vals) * 2 >= len(records) and len(set(vals)) <= max(1, len(vals) // 2)]
+
+    def rank(k: str) -> tuple[int, int, int, str]:
+        values = len(set(seen[k]))
+        return (DRS_FACETS.index(k) if k in DRS_FACETS else len(DRS_FACETS), values == 1, values, k)
+
+    return sorted(chosen, key=rank)[:MAX_GROUP_ATTRS]
