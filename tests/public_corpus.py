@@ -138,6 +138,16 @@ def pinned_download(url: str, sha256: str, folder: str) -> str:
     return dst
 
 
+#: netcdf-c's 4.9.0 release as Debian builds it (bookworm's libnetcdf19), pinned by its sha256
+NETCDF_C = ("netcdf", "netcdf_4.9.0.orig.tar.gz", "9f4cb864f3ab54adb75409984c6202323d2fc66c003e5308f3cdf224ed41c0a6")
+
+
+def netcdf_c_files() -> list[str]:
+    """netcdf-c's own test and reference files (``.nc``: classic, 64-bit offset, CDF5 and netCDF-4)."""
+    archive = debian_source(*NETCDF_C, os.path.join(cache_dir(), "debian-sources"))
+    return sdist_data(archive, os.path.join(cache_dir(), "corpus-debian-sources"), (".nc",), under="netcdf-c-4.9.0/")
+
+
 #: ecgtools' own sample data (its 2024.7.31 source on PyPI): CMIP5, CMIP6, CESM and MPI-GE model output
 ECGTOOLS_SDIST = ("https://files.pythonhosted.org/packages/8d/95/9c38f77e824cd503eed597ea5e9d6de361b33f0737d20e1264dd98fcc16b/ecgtools-2024.7.31.tar.gz",
                   "3111972388ac2f04f84de1e1a5b40596d131d1ea2dd675a1cce50433b8bb5c3e")

@@ -156,14 +156,9 @@ def test_a_root_group_listed_only_in_part_keeps_what_h5ls_shows(pyfive_files, tm
     assert not problems and shown >= 10, (problems, shown)
 
 
-#: netcdf-c's 4.9.0 release as Debian builds it (bookworm's libnetcdf19), pinned by its sha256
-NETCDF_C = ("netcdf", "netcdf_4.9.0.orig.tar.gz", "9f4cb864f3ab54adb75409984c6202323d2fc66c003e5308f3cdf224ed41c0a6")
-
-
 @pytest.fixture(scope="module")
 def netcdf_c_files():
-    archive = public_corpus.debian_source(*NETCDF_C, os.path.join(public_corpus.cache_dir(), "debian-sources"))
-    return public_corpus.sdist_data(archive, os.path.join(public_corpus.cache_dir(), "corpus-debian-sources"), (".nc",), under="netcdf-c-4.9.0/")
+    return public_corpus.netcdf_c_files()
 
 
 def _cdl_type(name: str) -> str:

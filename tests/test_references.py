@@ -29,9 +29,11 @@ import public_corpus  # noqa: E402
 
 @pytest.fixture(scope="module")
 def real_hdf5_files():
+    """The public corpus's HDF5 and netCDF-4 files, and netcdf-c's own netCDF-4 files (attributes of every type, an
+    infinity among them, which failed a file's whole extraction with --references)."""
     folder = os.path.join(public_corpus.cache_dir(), "corpus-v1")
     found = public_corpus.build(folder)
-    return [p for p in found["hdf5"] + found["netcdf"] if h5py.is_hdf5(p)]
+    return [p for p in found["hdf5"] + found["netcdf"] + public_corpus.netcdf_c_files() if h5py.is_hdf5(p)]
 
 
 def normalised(refs: dict) -> dict:
@@ -57,7 +59,11 @@ def test_references_equal_kerchunks_on_every_virtualizable_real_file(real_hdf5_f
             assert found["reasons"] and found["refs"] is None
             refused.append(path)
             continue
-        assert normalised(found["refs"]["refs"]) == normalised(kerchunk_refs(path)), path
+        try:
+            theirs = kerchunk_refs(path)
+        except TypeError:  # kerchunk 0.2.10 cannot compare a compound attribute (netcdf-c's tst_compounds4): opened below
+            continue
+        assert normalised(found["refs"]["refs"]) == normalised(theirs), path
         same.append(path)
     assert len(same) >= 20, (len(same), len(refused))
     assert refused  # compound types, vlen strings, szip, blosc... are said, not guessed

@@ -77,7 +77,9 @@ def attrs_json(obj: Any, items: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def _json(value: dict[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    """Zarr v2 metadata as kerchunk writes it: an attribute of infinity or NaN as Python's JSON writes it
+    (``Infinity``, ``NaN``), which Python's, zarr's and fsspec's readers read."""
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _fill_json(value: Any, dtype: Any) -> Any:
