@@ -241,6 +241,41 @@ def test_the_members_of_an_ensemble_are_a_run_each_and_equal_open_mfdataset(tmp_
         assert len(rows) == 3 and rows["path"].map(lambda p: os.path.basename(p).split("_")[0]).nunique() == 1, list(rows["path"])
 
 
+def test_only_a_fill_value_the_file_names_is_masked(tmp_path):
+    """A fill value the file's variable does not name in a ``_FillValue`` attribute is HDF5's: netCDF's default fill
+    of a variable libnetcdf does not mark as its own (a CF grid mapping, a scalar: iris's sample data), or 0 in a plain
+    HDF5 file. netCDF readers and xarray mask neither, but the Icechunk export wrote each as ``_FillValue``: the grid
+    mapping read back as NaN (float64, not int32) and every 0 of an HDF5 array as NaN. Each group now equals the file
+    opened with xarray, type and values."""
+    import h5py
+    import xarray as xr
+    import zarr
+
+    iris = [p for w in public_corpus.fetch_wheels(os.path.join(public_corpus.cache_dir(), "wheels")) if "iris_sample_data" in w
+            for p in public_corpus.unpack_data(w, str(tmp_path / "iris"))]
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(next(p for p in iris if p.endswith("A1B_north_america.nc")), data / "a1b.nc")
+    with h5py.File(data / "counts.h5", "w") as f:
+        f["counts"] = np.arange(12, dtype="i4").reshape(3, 4)  # its 0 is HDF5's fill value
+        f["masked"] = np.arange(12, dtype="i4").reshape(3, 4)
+        f["masked"].attrs["_FillValue"] = np.int32(5)  # a fill value the file names: masked, as netCDF4 does
+    cat = str(tmp_path / "cat")
+    me.scan(str(data), cat, references=True, metadata_only=True, progress=False)
+    me.export(cat, "icechunk")
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(cat + ".icechunk"))
+    datasets = zarr.open_group(repo.readonly_session("main").store, mode="r").attrs["metaextract:datasets"]
+    assert len(datasets) == 2
+    for name, found in datasets.items():
+        (path,) = found["files"]
+        _repo, ours = open_group(cat + ".icechunk", data, name)
+        with ours, xr.open_dataset(path) as theirs:
+            xr.testing.assert_equal(ours.load(), theirs.load())
+            assert {k: v.dtype for k, v in ours.variables.items()} == {k: v.dtype for k, v in theirs.variables.items()}
+            if "masked" in ours:
+                assert int(ours["counts"].isnull().sum()) == 0 and int(ours["masked"].isnull().sum()) == 1
+
+
 def exported_copy(run, tmp_path):
     """A copy of the run's files, scanned and exported to Icechunk: (its folder, the dataset opened from the store)."""
     root, _files, _cat = run

@@ -78,6 +78,9 @@ class Member:
     chunks_by_array: dict[str, list[str]] | None = None
     #: its time coordinate's (and bounds') values counted in the units of its dataset's first file (``_rebased``)
     rebased: dict[str, Any] = field(default_factory=dict)
+    #: the arrays whose fill value is a ``_FillValue`` attribute of the file (``h5refs``' ``fill_attributes``); None
+    #: for a scan that did not say (every fill value is then taken for one)
+    filled: set[str] | None = None
 
 
 @dataclass
@@ -409,6 +412,8 @@ def plan(catalog: str, notices: list[str]) -> list[Dataset]:
         member = Member(path, path if is_url(path) else absolute(rec.get("located") or path), found, float(rec.get("mtime") or 0.0),
                         int(rec.get("size") or 0), text(rec.get("etag")))
         member.variables, member.attrs = _metadata(found)
+        filled = mapping(mapping(rec.get("record")).get("references")).get("fill_attributes")
+        member.filled = {n for n in filled if isinstance(n, str)} if isinstance(filled, list) else None
         coverage = mapping(mapping(section.get("cf_coverage")).get("time"))
         member.start, member.end = text(coverage.get("start")) or "", text(coverage.get("end")) or ""
         data = [name for name, var in member.variables.items() if not is_coordinate(name, var["dims"])]
@@ -465,13 +470,15 @@ def _codecs(meta: dict[str, Any]) -> dict[str, Any]:
     return {"filters": filters, "compressors": compressors, "serializer": BytesCodec(endian=endian if dtype.itemsize > 1 else None)}
 
 
-def _attributes(var: dict[str, Any]) -> dict[str, Any]:
-    """The variable's attributes as xarray reads them from Zarr v3: its v2 fill value (which xarray reads as the netCDF
-    ``_FillValue``) as the ``_FillValue`` attribute, encoded as xarray encodes it (NaN needs none)."""
+def _attributes(var: dict[str, Any], masked: bool) -> dict[str, Any]:
+    """The variable's attributes as xarray reads them from Zarr v3: with ``masked`` (its fill value is the file's
+    ``_FillValue`` attribute), that fill value as the ``_FillValue`` attribute, encoded as xarray encodes it (NaN needs
+    none). HDF5's own fill value (0 unless set; netCDF's default fill of a variable libnetcdf does not mark, a grid
+    mapping's) is no ``_FillValue``: netCDF readers and xarray do not mask it in the file, nor here."""
     import numpy as np
 
     attrs = dict(var["attrs"])
-    fill = attrs.pop("_FillValue", var["zarray"].get("fill_value"))
+    fill = attrs.pop("_FillValue", var["zarray"].get("fill_value") if masked else None)
     if fill is not None and not isinstance(fill, str) and not (isinstance(fill, float) and math.isnan(fill)):
         attrs["_FillValue"] = _fill_attribute(fill, np.dtype(var["zarray"]["dtype"]))
     return attrs
@@ -569,7 +576,7 @@ def _write_dataset(store: Any, group: Any, ds: Dataset, start: int = 0, only: se
             fill = meta.get("fill_value")
             arr = group.create_array(name, shape=tuple(shape), chunks=tuple(meta["chunks"]), dtype=np.dtype(meta["dtype"]),
                                      fill_value=float(fill) if isinstance(fill, str) else fill, dimension_names=tuple(dims),
-                                     attributes=_attributes(var), **_codecs(meta))
+                                     attributes=_attributes(var, first.filled is None or name in first.filled), **_codecs(meta))
         if dims == [name] or not shape or name in ds.as_values:  # a coordinate of its own dimension, a scalar, a time
             if not joined:                                            # rebased: values, not references
                 if whole:

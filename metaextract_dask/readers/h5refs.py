@@ -203,8 +203,10 @@ def _chunks(dset: Any, codecs: list[dict[str, Any]]) -> list[tuple[str, int, int
     return list(zip(keys, map(operator.attrgetter("byte_offset"), infos), map(operator.attrgetter("size"), infos)))
 
 
-def _array(dset: Any, name: str, refs: dict[str, Any], url: str, read: Any, scale_path: Callable[[Any], str]) -> int:
-    """The ``.zarray``, ``.zattrs`` and chunk references of one dataset; returns how many chunk keys it added."""
+def _array(dset: Any, name: str, refs: dict[str, Any], url: str, read: Any, scale_path: Callable[[Any], str],
+           filled: list[str]) -> int:
+    """The ``.zarray``, ``.zattrs`` and chunk references of one dataset; returns how many chunk keys it added. Its
+    name joins ``filled`` when its ``.zarray`` fill value is its ``_FillValue`` attribute (``fill_attributes``)."""
     import h5py
 
     if dset.shape is None:
@@ -232,6 +234,7 @@ def _array(dset: Any, name: str, refs: dict[str, Any], url: str, read: Any, scal
     fill = None if netcdf or compact else dset.fillvalue  # kerchunk writes compact data inline, with no fill value
     if attrs.get("_FillValue") is not None and not compact:
         fill = attrs["_FillValue"]
+        filled.append(name)
     shape = list(dset.shape)
     refs[f"{name}/.zarray"] = _json({"shape": shape, "chunks": list(dset.chunks or dset.shape), "dtype": dtype.str,
                                      "fill_value": _fill_json(fill, dtype), "order": "C", "filters": codecs or None,
@@ -288,7 +291,10 @@ def _inline(data: bytes) -> str:
 
 
 def hdf5_references(f: Any, url: str, partial: bool = False) -> dict[str, Any]:
-    """``{"refs": {...} or None, "virtualizable": bool, "reasons": [...], "n_chunks": N}`` for an open h5py file.
+    """``{"refs": {...} or None, "virtualizable": bool, "reasons": [...], "n_chunks": N, "fill_attributes": [...]}``
+    for an open h5py file. ``fill_attributes``: the arrays whose ``.zarray`` fill value is their ``_FillValue``
+    attribute; the others' is HDF5's fill value (kerchunk's, for arrays netCDF-4 does not mark as its own), which
+    netCDF readers and xarray do not mask (``catalog.virtual`` writes ``_FillValue`` for these only).
 
     ``url`` is what the references point at (the file's path as scanned).
     ``partial``: the references of what can be read through them even when
@@ -301,6 +307,7 @@ def hdf5_references(f: Any, url: str, partial: bool = False) -> dict[str, Any]:
 
     refs: dict[str, Any] = {".zgroup": _json({"zarr_format": 2})}
     reasons: list[str] = []
+    filled: list[str] = []
     n_chunks = 0
     from ..storage.urls import is_url
 
@@ -330,7 +337,7 @@ def hdf5_references(f: Any, url: str, partial: bool = False) -> dict[str, Any]:
                     refs[f"{name}/.zgroup"] = _json({"zarr_format": 2})
                     refs[f"{name}/.zattrs"] = _json(attrs_json(obj))
                 elif isinstance(obj, h5py.Dataset):
-                    n_chunks += _array(obj, name, refs, url, read, scale_path)
+                    n_chunks += _array(obj, name, refs, url, read, scale_path, filled)
             except Exception as exc:  # noqa: BLE001 - an odd object is a reason, never a failed file
                 reasons.append(f"{path}: {exc}" if isinstance(exc, NotVirtualizable) else f"{path}: {type(exc).__name__}: {exc}")
                 if partial and f"{name}/.zarray" in refs:  # what it wrote before the reason showed (its .zarray first)
@@ -340,9 +347,12 @@ def hdf5_references(f: Any, url: str, partial: bool = False) -> dict[str, Any]:
         fh.close()
     if reasons and not partial:
         return {"refs": None, "virtualizable": False, "reasons": reasons, "n_chunks": n_chunks}
+    filled = [name for name in filled if f"{name}/.zarray" in refs]
     if reasons:
-        return {"refs": {"version": 1, "refs": refs}, "virtualizable": False, "reasons": reasons, "n_chunks": n_chunks}
-    return {"refs": {"version": 1, "refs": refs}, "virtualizable": True, "reasons": [], "n_chunks": n_chunks}
+        return {"refs": {"version": 1, "refs": refs}, "virtualizable": False, "reasons": reasons, "n_chunks": n_chunks,
+                "fill_attributes": filled}
+    return {"refs": {"version": 1, "refs": refs}, "virtualizable": True, "reasons": [], "n_chunks": n_chunks,
+            "fill_attributes": filled}
 
 
 def distinct_phony_dims(refs: dict[str, Any]) -> dict[str, Any]:
