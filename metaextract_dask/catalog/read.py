@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 from typing import Any
 
 from .schema import catalog_columns, current_row
@@ -474,7 +475,7 @@ DRS_FACETS = ("activity_id", "institution_id", "institute_id", "source_id", "mod
               "experiment_id", "table_id", "frequency", "modeling_realm", "grid_label", "variant_label", "member_id",
               "driving_model_ensemble_member", "rcm_version_id")
 #: a value a group can be named by: a word (``historical``, ``r1i1p1f1``, ``CF-1.7``), not a sentence, date or URL
-_WORD = r"[A-Za-z0-9][A-Za-z0-9_.+\-]{0,63}"
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+\-]{0,63}")
 
 
 def record_section(rec: dict[str, Any]) -> dict[str, Any]:
@@ -491,20 +492,20 @@ def group_attrs(records: list[dict[str, Any]]) -> list[str]:
     (the fewest values first), then those all files share. A sentence ("This dataset was created on 2013-05-06 at
     00:14:23.9", a model's description) names no group: CESM's files were grouped by their creation times, one group
     per two files."""
-    import re
-
     from .trust import mapping
 
     seen: dict[str, list[str]] = {}
     sentences: set[str] = set()  # attributes some file holds a sentence in ("none" in some files, a log in others)
     for rec in records:
         for k, v in mapping(record_section(rec).get("attrs")).items():
-            if isinstance(v, str) and k.isidentifier():
+            if k in sentences or not isinstance(v, str) or not k.isidentifier():
+                continue
+            if _WORD.fullmatch(v) is None:
+                sentences.add(k)
+                seen.pop(k, None)
+            else:
                 seen.setdefault(k, []).append(v)
-                if not re.fullmatch(_WORD, v):
-                    sentences.add(k)
-    chosen = [k for k, vals in seen.items()
-              if k not in sentences and len(vals) * 2 >= len(records) and len(set(vals)) <= max(1, len(vals) // 2)]
+    chosen = [k for k, vals in seen.items() if len(vals) * 2 >= len(records) and len(set(vals)) <= max(1, len(vals) // 2)]
 
     def rank(k: str) -> tuple[int, int, int, str]:
         values = len(set(seen[k]))
