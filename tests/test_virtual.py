@@ -276,6 +276,30 @@ def test_only_a_fill_value_the_file_names_is_masked(tmp_path):
                 assert int(ours["counts"].isnull().sum()) == 0 and int(ours["masked"].isnull().sum()) == 1
 
 
+def test_an_hdf5_file_of_arrays_of_other_lengths_opens_from_icechunk(tmp_path):
+    """Arrays without dimension scales get kerchunk's names, ``phony_dim_0`` for every first axis: a 4-row and a 10-row
+    array of one file claimed one dimension and xarray refused the exported group ("conflicting sizes for dimension").
+    Their dimensions are named as ``open`` names them (``h5refs.distinct_phony_dims``): the group opens, each array
+    equal to the file's."""
+    import h5py
+
+    data = tmp_path / "data"
+    data.mkdir()
+    with h5py.File(data / "table.h5", "w") as f:
+        f["short"] = np.arange(4.0)
+        f["long"] = np.arange(10.0)
+        f["grid"] = np.arange(40.0).reshape(4, 10)
+    cat = str(tmp_path / "cat")
+    me.scan(str(data), cat, references=True, metadata_only=True, progress=False)
+    me.export(cat, "icechunk")
+    _repo, ours = open_group(cat + ".icechunk", data, "dataset")  # a file without global attributes: its group is "dataset"
+    with ours, h5py.File(data / "table.h5", "r") as f:
+        assert sorted(ours.sizes.values()) == [4, 10]
+        for name in ("short", "long", "grid"):
+            np.testing.assert_array_equal(ours[name].values, f[name][()])
+        assert ours["grid"].dims == (ours["short"].dims[0], ours["long"].dims[0])
+
+
 def exported_copy(run, tmp_path):
     """A copy of the run's files, scanned and exported to Icechunk: (its folder, the dataset opened from the store)."""
     root, _files, _cat = run

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..readers.cftime_range import counts_since, rebase
+from ..readers.h5refs import distinct_phony_dims
 
 #: the attributes of a variable that change its decoded values: files that differ in one are not one dataset
 ENCODING_ATTRS = ("units", "calendar", "scale_factor", "add_offset", "_FillValue", "missing_value")
@@ -407,7 +408,7 @@ def plan(catalog: str, notices: list[str]) -> list[Dataset]:
 
             found = LazyReferenceMapper(found, fs=fsspec.filesystem("file"), engine="pyarrow")
         else:
-            found = found.get("refs", found)
+            found = distinct_phony_dims(found.get("refs", found))  # dimensions xarray can open, as ``open`` names them
         section = record_section(rec)
         member = Member(path, path if is_url(path) else absolute(rec.get("located") or path), found, float(rec.get("mtime") or 0.0),
                         int(rec.get("size") or 0), text(rec.get("etag")))
