@@ -400,6 +400,29 @@ def test_the_stac_collection_points_at_the_virtual_store(run):
     assert "https://stac-extensions.github.io/virtual-assets/v1.0.0/schema.json" in collection["stac_extensions"]
 
 
+def test_the_stac_export_of_a_catalog_scanned_by_a_relative_path_points_at_its_virtual_store(run, tmp_path, monkeypatch):
+    """A scan given a relative path keeps its rows' paths relative; the STAC export beside an Icechunk export turned
+    each into a file URL and failed ("relative path can't be expressed as a file URI", exit 2), from any folder. The
+    paths are found as ``open`` finds them (the scan's working folder, from the manifest)."""
+    import json
+
+    _root, files, _cat = run
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    for path in files[:3]:
+        shutil.copy(path, work / "data")
+    monkeypatch.chdir(work)
+    done = subprocess.run([sys.executable, "-m", "metaextract_dask.cli", "scan", "data", "-o", "cat", "-q", "--export",
+                           "icechunk"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    monkeypatch.chdir(tmp_path)  # exported from elsewhere
+    out = me.export(str(work / "cat"), "stac")
+    collection = json.load(open(out))
+    (asset,) = [a for a in collection["assets"].values() if a.get("type") == "application/vnd.zarr+icechunk"]
+    (source,) = asset["vrt:hrefs"]
+    assert collection["assets"][source["key"]]["href"].rstrip("/") == (work / "data").as_uri()
+
+
 def test_stac_geoparquet_holds_the_items_the_json_export_writes(run, tmp_path):
     """The stac-geoparquet export (one Parquet file, read back with the stac-geoparquet library) holds the same Items as
     the JSON export, file:checksum aside (nothing is read again)."""

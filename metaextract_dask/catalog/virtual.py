@@ -782,6 +782,9 @@ def stac_assets(catalog: str) -> list[tuple[str, dict[str, Any]]]:
     virtual and latest-version, ``vrt:hrefs`` naming the folders its chunks are read from), and one per such folder."""
     import pathlib
 
+    from ..storage.urls import is_url
+    from .trust import located, scanned_roots
+
     out_dir = os.path.normpath(catalog) + ".icechunk"
     if not os.path.isdir(out_dir):
         return []
@@ -799,10 +802,16 @@ def stac_assets(catalog: str) -> list[tuple[str, dict[str, Any]]]:
     exported: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
     containers = sorted(repo.config.virtual_chunk_containers or {})
     sources = [(f"source-{i + 1}", prefix) for i, prefix in enumerate(containers)]
+    roots = scanned_roots(catalog)
+
+    def href(path: str) -> str:  # a row's path as scanned (relative to where the scan ran, or a URL) as a URL
+        where = located(catalog, path, roots)
+        return where if is_url(where) else pathlib.Path(os.path.abspath(where)).as_uri()
+
     assets: list[tuple[str, dict[str, Any]]] = []
     for name, entry in sorted(exported.items()):
-        files = list(dict(entry.get("files") or {})) if isinstance(entry, dict) else []
-        used = [key for key, prefix in sources if any(pathlib.Path(f).as_uri().startswith(prefix) for f in files)]
+        files = [href(f) for f in dict(entry.get("files") or {})] if isinstance(entry, dict) else []
+        used = [key for key, prefix in sources if any(f.startswith(prefix) for f in files)]
         assets.append((f"{name}@{snapshot}", {
             "href": pathlib.Path(os.path.abspath(out_dir)).as_uri(), "type": "application/vnd.zarr+icechunk",
             "title": f"{name}: {len(files)} files as one virtual dataset (Icechunk group {name!r})",
