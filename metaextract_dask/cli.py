@@ -114,7 +114,7 @@ def _streaming_options(parser: Any) -> None:
     parser.add_argument("--checksum", help="xxh3_128, sha256, blake2b or none (default: metaextract.streaming.checksum, xxh3_128)")
     parser.add_argument("--timeout", type=_positive_seconds, help="seconds allowed per file (default: metaextract.streaming.timeout, 300)")
     parser.add_argument("--references", action="store_true", default=None,
-                        help="also make kerchunk references of HDF5 and netCDF-4 files, in the same pass; a catalog keeps them in "
+                        help="also make kerchunk references of HDF5, netCDF-4 and classic netCDF files, in the same pass; a catalog keeps them in "
                              "CATALOG.references/ (default: metaextract.streaming.references, off)")
     parser.add_argument("--thumbnails", action="store_true", default=None,
                         help="also make a PNG poster frame of each video with ffmpeg (at most 160 pixels wide, 10%% into it); a "

@@ -70,6 +70,42 @@ def test_references_equal_kerchunks_on_every_virtualizable_real_file(real_hdf5_f
 
 
 @pytest.mark.integration
+def test_classic_netcdf_files_open_through_their_references_as_xarray_reads_them():
+    """netCDF classic files (NCAR's data in Debian's libncarg-data, netcdf-c's own classic, 64-bit offset and CDF-5
+    files): references made from the header (``cdf_refs``), a chunk per fixed-size variable and per record of a
+    record variable. Every file xarray reads opens through them with the same values and types; a file with character
+    arrays says so. Before, every classic file had no references ("a netCDF-3 (classic) file")."""
+    import glob
+
+    import xarray as xr
+
+    from metaextract_dask.readers.cdf_refs import classic_references
+
+    files = sorted(glob.glob("/usr/share/ncarg/data/cdf/*.nc")) + public_corpus.netcdf_c_files()
+    same, refused = [], []
+    for path in files:
+        try:
+            with netCDF4.Dataset(path) as ds:
+                if not ds.data_model.startswith("NETCDF3"):
+                    continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                theirs = xr.open_dataset(path, decode_times=False).load()
+        except (OSError, ValueError, KeyError, TypeError):  # what xarray cannot read, nor is compared here
+            continue
+        found = classic_references(path, path)
+        if not found["virtualizable"]:
+            assert any("fixed-length strings" in r for r in found["reasons"]), (path, found["reasons"])
+            refused.append(path)
+            continue
+        with open_references(found["refs"], decode_times=False) as ours:
+            xr.testing.assert_identical(ours.load(), theirs)
+            assert {k: v.dtype for k, v in ours.variables.items()} == {k: v.dtype for k, v in theirs.variables.items()}, path
+        same.append(path)
+    assert len(same) >= 20 and refused, (len(same), len(refused))
+
+
+@pytest.mark.integration
 def test_a_file_of_many_dimensions_names_them_from_its_walk(tmp_path, monkeypatch):
     """netcdf-c's ref_hdf5_compat1.nc holds 2,000 variables on 1,001 dimensions: its references took 11 s, each
     dimension scale named by libhdf5's H5Iget_name, which searches the whole file for an object reached through a

@@ -210,6 +210,37 @@ def test_files_counting_time_from_their_own_first_day_are_one_dataset_when_it_co
                "exactly" in n for n in notices), notices
 
 
+def test_a_classic_netcdf_run_is_one_virtual_dataset(tmp_path):
+    """A run of netCDF classic files (64-bit offset, as CMIP5-era archives hold them; two record variables, so their
+    records interleave): each file's references come from its header, and the run is one Icechunk dataset equal to
+    open_mfdataset. Before, classic files had no references and were left out of the export."""
+    import pandas as pd
+    import xarray as xr
+
+    data = tmp_path / "data"
+    data.mkdir()
+    files = []
+    for day in range(5):
+        time = pd.date_range("2001-01-01", periods=4, freq="6h") + pd.Timedelta(days=day)
+        rng = np.random.default_rng(day)
+        ds = xr.Dataset({"tas": (("time", "lat", "lon"), rng.random((4, 10, 12)).astype("f4"), {"units": "K"}),
+                         "pr": (("time", "lat", "lon"), rng.random((4, 10, 12)), {"units": "kg m-2 s-1"})},
+                        coords={"time": time, "lat": np.linspace(-45, 45, 10), "lon": np.linspace(0, 330, 12)},
+                        attrs={"source": "classic-model"})
+        files.append(str(data / f"run_{day}.nc"))
+        ds.to_netcdf(files[-1], format="NETCDF3_64BIT", unlimited_dims=["time"],
+                     encoding={"time": {"units": "hours since 2001-01-01"}})
+    cat = str(tmp_path / "cat")
+    me.scan(str(data), cat, references=True, metadata_only=True, progress=False)
+    with warnings_caught() as notices:
+        me.export(cat, "icechunk")
+    assert not notices, notices
+    _repo, ours = open_group(cat + ".icechunk", data, "classic-model")
+    with ours, mfdataset(files) as theirs:
+        assert ours.sizes["time"] == 20
+        xr.testing.assert_identical(ours.load(), theirs.load())
+
+
 def test_the_members_of_an_ensemble_are_a_run_each_and_equal_open_mfdataset(tmp_path):
     """MPI-GE's files in ecgtools' sample data (the Max Planck Institute Grand Ensemble: seven members of three
     experiments, four outputs each, a year a file, each file counting time from its own first day). Files named alike

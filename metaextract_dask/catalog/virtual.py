@@ -385,7 +385,7 @@ def plan(catalog: str, notices: list[str]) -> list[Dataset]:
     from .trust import CatalogInputError, mapping, text
 
     records = trusted_records(catalog, notices)
-    records = [r for r in records if r.get("format") in ("netcdf4", "hdf5")]
+    records = [r for r in records if r.get("format") in ("netcdf4", "netcdf3", "hdf5")]
     attrs = group_attrs(records)
     rows: list[dict[str, Any]] = []
     for rec in records:
@@ -692,7 +692,7 @@ def export_icechunk(catalog: str, out: str, progress: Any = None) -> tuple[str, 
     notices: list[str] = []
     datasets = plan(catalog, notices)
     if not datasets:
-        raise ValueError(f"{catalog}: no file to export to Icechunk (HDF5 or netCDF-4 files scanned with --references)")
+        raise ValueError(f"{catalog}: no file to export to Icechunk (HDF5, netCDF-4 or classic netCDF files scanned with --references)")
     with warnings.catch_warnings():  # that numcodecs' codecs are not in Zarr v3's specification: zarr-python reads them
         warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3")
         return _export(catalog, out, datasets, notices)

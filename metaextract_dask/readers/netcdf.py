@@ -381,14 +381,15 @@ class NetCDFChunkReader(arrays.ArrayFileReader):
         return get_variable(handle, name), None
 
     def references(self, handle: Any, path: str) -> dict[str, Any]:
-        """netCDF-4 is HDF5: its references come from h5py's view of it; a classic file has none."""
+        """netCDF-4 is HDF5: its references come from h5py's view of it; a classic file's from its header
+        (``cdf_refs``)."""
         if handle.data_model.startswith("NETCDF3"):
-            from .cdf_header import record_dimensions
+            from .cdf_refs import classic_references
 
-            why = ["a netCDF-3 (classic) file: references are made for HDF5-based files (netCDF-4, HDF5)"]
-            if record_dimensions(path):
-                why.append("its record variables interleave their records (one Zarr chunk per record would be needed)")
-            return {"refs": None, "virtualizable": False, "reasons": why, "n_chunks": 0}
+            try:
+                return classic_references(path, path)
+            except (CorruptFileError, OSError, ValueError) as exc:  # its references' problem, not the file's record
+                return {"refs": None, "virtualizable": False, "reasons": [f"references not made: {exc}"], "n_chunks": 0}
         from .h5refs import hdf5_references
         from .hdf5 import shared_file
 
