@@ -27,7 +27,7 @@ _U32 = struct.Struct(">I")
 _FOUND: dict[tuple[str, int, int], tuple[list[str], int]] = {}
 
 
-class _Bounded:
+class Bounded:
     """Reads big-endian fields, refusing anything beyond the end of the file.
 
     The header is read in growing blocks (64 KiB, doubling, never past the
@@ -157,7 +157,7 @@ def interleaved(path: str) -> bool:
     return _found(path)[1] > 1
 
 
-def _open_header(path: str, size: int) -> Any:
+def open_header(path: str, size: int) -> Any:
     """The file for reading its header: a remote object in 64 KiB ranged reads (a header is usually far smaller)."""
     if is_url(path):
         from ..storage.remote import open_remote
@@ -170,11 +170,11 @@ def _open_header(path: str, size: int) -> Any:
 
 def check_classic_header(path: str, size: int) -> None:
     """Raise CorruptFileError unless the header is sound and its data fits in the file."""
-    with _open_header(path, size) as f:
+    with open_header(path, size) as f:
         magic = f.read(4)
         if len(magic) < 4 or magic[:3] != b"CDF" or magic[3] not in (1, 2, 5):
             raise CorruptFileError(path, "not a NetCDF classic file (bad magic number)")
-        r = _Bounded(f, size, path, magic[3])
+        r = Bounded(f, size, path, magic[3])
         r.pos = 4
         numrecs = r.count("number of records")
         dims = []

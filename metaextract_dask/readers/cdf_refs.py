@@ -23,14 +23,14 @@ import math
 import struct
 from typing import Any
 
-from .cdf_header import NC_ATTRIBUTE, NC_DIMENSION, NC_VARIABLE, STREAMING, TYPE_SIZES, _Bounded, _open_header
-from .h5refs import INLINE, _fill_json, _inline, _json
+from .cdf_header import NC_ATTRIBUTE, NC_DIMENSION, NC_VARIABLE, STREAMING, TYPE_SIZES, Bounded, open_header
+from .h5refs import INLINE, fill_json, inline_chunk, metadata_json
 
 #: the classic types as NumPy's (big-endian)
 DTYPES = {1: "i1", 2: "S1", 3: ">i2", 4: ">i4", 5: ">f4", 6: ">f8", 7: "u1", 8: ">u2", 9: ">u4", 10: ">i8", 11: ">u8"}
 
 
-def _attributes(r: _Bounded, where: str) -> dict[str, Any]:
+def _attributes(r: Bounded, where: str) -> dict[str, Any]:
     """An attribute list's values: text for characters, a number for one value, else a list."""
     import numpy as np
 
@@ -64,10 +64,10 @@ def classic_references(path: str, url: str) -> dict[str, Any]:
         import os
 
         size = os.stat(path).st_size
-    with _open_header(path, size) as f:
+    with open_header(path, size) as f:
         magic = f.read(4)
         version = magic[3]
-        r = _Bounded(f, size, path, version)
+        r = Bounded(f, size, path, version)
         r.pos = 4
         numrecs = r.count("number of records")
         dims = r.dimensions(r.items(NC_DIMENSION, "dimension"))
@@ -82,7 +82,7 @@ def classic_references(path: str, url: str) -> dict[str, Any]:
             begin = struct.unpack(">Q" if version in (2, 5) else ">I", r.take(8 if version in (2, 5) else 4, f"offset of variable {name}"))[0]
             variables.append((name, ids, attrs, kind, begin))
         inline = {}
-        refs: dict[str, Any] = {".zgroup": _json({"zarr_format": 2}), ".zattrs": _json(root)}
+        refs: dict[str, Any] = {".zgroup": metadata_json({"zarr_format": 2}), ".zattrs": metadata_json(root)}
         reasons: list[str] = []
         if numrecs == STREAMING:
             reasons.append("the file is still being written (its record count is not set)")
@@ -104,11 +104,11 @@ def classic_references(path: str, url: str) -> dict[str, Any]:
             dtype = np.dtype(DTYPES[kind])
             if fill is not None:
                 filled.append(name)
-            refs[f"{name}/.zarray"] = _json({"shape": shape, "chunks": chunks, "dtype": dtype.str,
-                                             "fill_value": _fill_json(fill, dtype), "order": "C", "filters": None,
-                                             "dimension_separator": ".", "compressor": None, "zarr_format": 2})
-            refs[f"{name}/.zattrs"] = _json({"_ARRAY_DIMENSIONS": [dims[i][0] for i in ids],
-                                             **{k: v for k, v in attrs.items() if k != "_FillValue"}})
+            refs[f"{name}/.zarray"] = metadata_json({"shape": shape, "chunks": chunks, "dtype": dtype.str,
+                                                     "fill_value": fill_json(fill, dtype), "order": "C", "filters": None,
+                                                     "dimension_separator": ".", "compressor": None, "zarr_format": 2})
+            refs[f"{name}/.zattrs"] = metadata_json({"_ARRAY_DIMENSIONS": [dims[i][0] for i in ids],
+                                                     **{k: v for k, v in attrs.items() if k != "_FillValue"}})
             piece = math.prod(chunks) * dtype.itemsize
             if piece == 0 or (record and numrecs == STREAMING):
                 continue
@@ -125,7 +125,7 @@ def classic_references(path: str, url: str) -> dict[str, Any]:
             n_chunks += len(keys)
         for key, (offset, piece) in inline.items():  # the small chunks' bytes, read last, in file order
             f.seek(offset)
-            refs[key] = _inline(f.read(piece))
+            refs[key] = inline_chunk(f.read(piece))
     if reasons:
         return {"refs": None, "virtualizable": False, "reasons": reasons, "n_chunks": n_chunks}
     return {"refs": {"version": 1, "refs": refs}, "virtualizable": True, "reasons": [], "n_chunks": n_chunks,

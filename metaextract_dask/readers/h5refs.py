@@ -76,13 +76,13 @@ def attrs_json(obj: Any, items: dict[str, Any] | None = None) -> dict[str, Any]:
     return out
 
 
-def _json(value: dict[str, Any]) -> str:
+def metadata_json(value: dict[str, Any]) -> str:
     """Zarr v2 metadata as kerchunk writes it: an attribute of infinity or NaN as Python's JSON writes it
     (``Infinity``, ``NaN``), which Python's, zarr's and fsspec's readers read."""
     return json.dumps(value, separators=(",", ":"))
 
 
-def _fill_json(value: Any, dtype: Any) -> Any:
+def fill_json(value: Any, dtype: Any) -> Any:
     """A fill value as Zarr v2 writes it in ``.zarray``."""
     import numpy as np
 
@@ -236,20 +236,20 @@ def _array(dset: Any, name: str, refs: dict[str, Any], url: str, read: Any, scal
         fill = attrs["_FillValue"]
         filled.append(name)
     shape = list(dset.shape)
-    refs[f"{name}/.zarray"] = _json({"shape": shape, "chunks": list(dset.chunks or dset.shape), "dtype": dtype.str,
-                                     "fill_value": _fill_json(fill, dtype), "order": "C", "filters": codecs or None,
-                                     "dimension_separator": ".", "compressor": None, "zarr_format": 2})
-    refs[f"{name}/.zattrs"] = _json({"_ARRAY_DIMENSIONS": _dims(dset, scale_path), **attrs_json(dset, attrs)})  # attributes read once
+    refs[f"{name}/.zarray"] = metadata_json({"shape": shape, "chunks": list(dset.chunks or dset.shape), "dtype": dtype.str,
+                                             "fill_value": fill_json(fill, dtype), "order": "C", "filters": codecs or None,
+                                             "dimension_separator": ".", "compressor": None, "zarr_format": 2})
+    refs[f"{name}/.zattrs"] = metadata_json({"_ARRAY_DIMENSIONS": _dims(dset, scale_path), **attrs_json(dset, attrs)})  # attributes read once
     if compact:
         if dset.nbytes < INLINE:
-            refs[f"{name}/{'.'.join('0' * (dset.ndim or 1))}"] = _inline(dset[()].tobytes())
+            refs[f"{name}/{'.'.join('0' * (dset.ndim or 1))}"] = inline_chunk(dset[()].tobytes())
             return 1
         raise NotVirtualizable("compact storage larger than the inline limit")
     trim = 4 if dset.fletcher32 else 0
     prefix = name + "/"
     for key, offset, size in stored:
         size -= trim
-        refs[prefix + key] = [url, offset, size] if size >= INLINE else _inline(read(offset, size))
+        refs[prefix + key] = [url, offset, size] if size >= INLINE else inline_chunk(read(offset, size))
     return len(stored)
 
 
@@ -282,7 +282,7 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _inline(data: bytes) -> str:
+def inline_chunk(data: bytes) -> str:
     """Inlined chunk bytes as kerchunk stores them: UTF-8 text when they decode, else ``base64:``."""
     try:
         return data.decode()
@@ -305,7 +305,7 @@ def hdf5_references(f: Any, url: str, partial: bool = False) -> dict[str, Any]:
 
     from .hdf5 import objects
 
-    refs: dict[str, Any] = {".zgroup": _json({"zarr_format": 2})}
+    refs: dict[str, Any] = {".zgroup": metadata_json({"zarr_format": 2})}
     reasons: list[str] = []
     filled: list[str] = []
     n_chunks = 0
@@ -322,7 +322,7 @@ def hdf5_references(f: Any, url: str, partial: bool = False) -> dict[str, Any]:
             fh.seek(offset)
             return fh.read(size)
 
-        refs[".zattrs"] = _json(attrs_json(f))
+        refs[".zattrs"] = metadata_json(attrs_json(f))
         walked = list(objects(f))
         scale_path = _ScalePaths(walked)
         for path, link, obj in walked:
@@ -334,8 +334,8 @@ def hdf5_references(f: Any, url: str, partial: bool = False) -> dict[str, Any]:
                 continue
             try:
                 if isinstance(obj, h5py.Group):
-                    refs[f"{name}/.zgroup"] = _json({"zarr_format": 2})
-                    refs[f"{name}/.zattrs"] = _json(attrs_json(obj))
+                    refs[f"{name}/.zgroup"] = metadata_json({"zarr_format": 2})
+                    refs[f"{name}/.zattrs"] = metadata_json(attrs_json(obj))
                 elif isinstance(obj, h5py.Dataset):
                     n_chunks += _array(obj, name, refs, url, read, scale_path, filled)
             except Exception as exc:  # noqa: BLE001 - an odd object is a reason, never a failed file
