@@ -331,6 +331,34 @@ def test_an_hdf5_file_of_arrays_of_other_lengths_opens_from_icechunk(tmp_path):
         assert ours["grid"].dims == (ours["short"].dims[0], ours["long"].dims[0])
 
 
+def test_an_attribute_of_infinity_leaves_the_repository_readable(tmp_path):
+    """An attribute holding an infinity or NaN (``valid_max = Infinity``: netcdf-c's own test files) was written into
+    the Icechunk metadata as Python writes it; Icechunk reads metadata as strict JSON and the whole repository became
+    unreadable ("bad metadata"), every other dataset with it. Such a number is now its text, as Zarr v3 writes a fill
+    value."""
+    import netCDF4
+    import xarray as xr
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, extreme in (("odd", np.inf), ("plain", 1.0)):
+        with netCDF4.Dataset(data / f"{name}.nc", "w") as ds:
+            ds.createDimension("x", 3)
+            v = ds.createVariable("v", "f4", ("x",))
+            v[:] = [1.0, 2.0, 3.0]
+            v.valid_max, v.limits = np.float32(extreme), np.array([-np.inf, np.nan, 2.0])
+            ds.source = name
+    cat = str(tmp_path / "cat")
+    me.scan(str(data), cat, references=True, metadata_only=True, progress=False)
+    me.export(cat, "icechunk")
+    for name in ("odd", "plain"):
+        _repo, ours = open_group(cat + ".icechunk", data, name)
+        with ours, xr.open_dataset(data / f"{name}.nc") as theirs:
+            np.testing.assert_array_equal(ours["v"].values, theirs["v"].values)
+            assert ours["v"].attrs["limits"] == ["-Infinity", "NaN", 2.0]
+            assert ours["v"].attrs["valid_max"] == ("Infinity" if name == "odd" else 1.0)
+
+
 def exported_copy(run, tmp_path):
     """A copy of the run's files, scanned and exported to Icechunk: (its folder, the dataset opened from the store)."""
     root, _files, _cat = run

@@ -478,11 +478,24 @@ def _attributes(var: dict[str, Any], masked: bool) -> dict[str, Any]:
     mapping's) is no ``_FillValue``: netCDF readers and xarray do not mask it in the file, nor here."""
     import numpy as np
 
-    attrs = dict(var["attrs"])
+    attrs = _strict_json(dict(var["attrs"]))
     fill = attrs.pop("_FillValue", var["zarray"].get("fill_value") if masked else None)
     if fill is not None and not isinstance(fill, str) and not (isinstance(fill, float) and math.isnan(fill)):
         attrs["_FillValue"] = _fill_attribute(fill, np.dtype(var["zarray"]["dtype"]))
     return attrs
+
+
+def _strict_json(value: Any) -> Any:
+    """Attributes as strict JSON: an infinity or NaN (``valid_max = Infinity`` in netcdf-c's test files) as the text
+    Zarr v3 writes such a fill value in (``"Infinity"``, ``"-Infinity"``, ``"NaN"``). Icechunk reads its metadata as
+    strict JSON: one such number, written as Python writes it, made the whole repository unreadable."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strict_json(v) for v in value]
+    return value
 
 
 def _fill_attribute(value: Any, dtype: Any) -> Any:
@@ -596,7 +609,7 @@ def _write_dataset(store: Any, group: Any, ds: Dataset, start: int = 0, only: se
                 continue
             shift = offsets[i] // meta["chunks"][axis] if joined else 0
             _write_chunks(store, arr.path, member, name, axis if joined else None, shift)
-    group.attrs.update(first.attrs)
+    group.attrs.update(_strict_json(first.attrs))
 
 
 def _values(member: Member, name: str) -> Any:
