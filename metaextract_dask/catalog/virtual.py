@@ -478,8 +478,9 @@ def _attributes(var: dict[str, Any], masked: bool) -> dict[str, Any]:
     mapping's) is no ``_FillValue``: netCDF readers and xarray do not mask it in the file, nor here."""
     import numpy as np
 
-    attrs = _strict_json(dict(var["attrs"]))
+    attrs = dict(var["attrs"])
     fill = attrs.pop("_FillValue", var["zarray"].get("fill_value") if masked else None)
+    attrs = {k: _strict_json(v) for k, v in attrs.items()}
     if fill is not None and not isinstance(fill, str) and not (isinstance(fill, float) and math.isnan(fill)):
         attrs["_FillValue"] = _fill_attribute(fill, np.dtype(var["zarray"]["dtype"]))
     return attrs
