@@ -123,7 +123,7 @@ def classic_references(path: str, url: str) -> dict[str, Any]:
                 else:
                     refs[key] = [url, offset, piece]
             n_chunks += len(keys)
-        for key, (offset, piece) in inline.items():  # the small chunks' bytes, read last, in file order
+        for key, (offset, piece) in sorted(inline.items(), key=lambda item: item[1][0]):  # small chunks, in file order
             f.seek(offset)
             refs[key] = inline_chunk(f.read(piece))
     if reasons:
