@@ -19,6 +19,8 @@ from ..storage.urls import is_url
 
 NC_DIMENSION, NC_VARIABLE, NC_ATTRIBUTE = 0x0A, 0x0B, 0x0C
 TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 4, 6: 8, 7: 1, 8: 2, 9: 4, 10: 8, 11: 8}
+#: the classic types as NumPy's (big-endian); 2 is a character
+DTYPES = {1: "i1", 2: "S1", 3: ">i2", 4: ">i4", 5: ">f4", 6: ">f8", 7: "u1", 8: ">u2", 9: ">u4", 10: ">i8", 11: ">u8"}
 STREAMING = 0xFFFFFFFF
 _U32 = struct.Struct(">I")
 
@@ -36,7 +38,7 @@ class Bounded:
     """
 
     def __init__(self, f, size: int, path: str, version: int):
-        self.f, self.size, self.path, self.pos = f, size, path, 0
+        self.f, self.size, self.path, self.pos, self.version = f, size, path, 0, version
         self.wide = version == 5  # CDF-5: 64-bit counts and sizes
         f.seek(0)
         self.buf = bytearray(f.read(min(size, 65536)))
@@ -107,14 +109,50 @@ class Bounded:
             raise self.fail(f"declares {n} {what}s, more than the file could hold")
         return n
 
-    def attributes(self, where: str) -> None:
+    def attributes(self, where: str, values: bool = False) -> dict[str, Any]:
+        """An attribute list, checked; with ``values``, decoded (text for characters, a number for one value, else a
+        list), else skipped ({})."""
+        out: dict[str, Any] = {}
         for _ in range(self.items(NC_ATTRIBUTE, "attribute")):
             name = self.name(f"{where} attribute name")
             kind = self.u32(f"type of attribute {name}")
             if kind not in TYPE_SIZES:
                 raise self.fail(f"attribute {name} has unknown type {kind}")
             n = self.count(f"length of attribute {name}") * TYPE_SIZES[kind]
-            self.take(n + (-n % 4), f"value of attribute {name}")
+            raw = self.take(n + (-n % 4), f"value of attribute {name}")
+            if values and kind == 2:
+                out[name] = raw[:n].rstrip(b"\0").decode("utf-8", "replace")
+            elif values:
+                import numpy as np
+
+                found = np.frombuffer(raw[:n], dtype=DTYPES[kind]).tolist()
+                out[name] = found[0] if len(found) == 1 else found
+        return out
+
+    def variable(self, dims: int, values: bool = False) -> tuple[str, list[int], dict[str, Any], int, int]:
+        """One variable's entry, checked: (name, dimension ids, attributes as ``attributes`` gives them, type, offset
+        of its data); ``dims``: how many dimensions the file declares."""
+        name = self.name("variable name")
+        ndims = self.count(f"rank of variable {name}")
+        if ndims > 1024:
+            raise self.fail(f"variable {name} declares {ndims} dimensions")
+        ids = [self.count(f"dimension id of variable {name}") for _ in range(ndims)]
+        if any(i >= dims for i in ids):
+            raise self.fail(f"variable {name} uses a dimension that does not exist")
+        attrs = self.attributes(f"variable {name}", values)
+        kind = self.u32(f"type of variable {name}")
+        if kind not in TYPE_SIZES:
+            raise self.fail(f"variable {name} has unknown type {kind}")
+        self.count(f"size of variable {name}")  # vsize: can be a sentinel for big variables; recomputed from the shape
+        begin = struct.unpack(">Q" if self.version in (2, 5) else ">I",
+                              self.take(8 if self.version in (2, 5) else 4, f"offset of variable {name}"))[0]
+        return name, ids, attrs, kind, begin
+
+
+def record_size(slabs: list[int]) -> int:
+    """The bytes of one record, from its record variables' slabs (unpadded): each padded to 4 bytes, but a lone record
+    variable's, which is not."""
+    return slabs[0] if len(slabs) == 1 else sum(n + (-n % 4) for n in slabs)
 
 
 def _remember(path: str, size: int, mtime_ns: int, names: list[str], record_variables: int) -> None:
@@ -183,19 +221,7 @@ def check_classic_header(path: str, size: int) -> None:
         r.attributes("global")
         data_end, record_sizes, record_begin = r.pos, [], None
         for _ in range(r.items(NC_VARIABLE, "variable")):
-            name = r.name("variable name")
-            ndims = r.count(f"rank of variable {name}")
-            if ndims > 1024:
-                raise r.fail(f"variable {name} declares {ndims} dimensions")
-            ids = [r.count(f"dimension id of variable {name}") for _ in range(ndims)]
-            if any(i >= len(dims) for i in ids):
-                raise r.fail(f"variable {name} uses a dimension that does not exist")
-            r.attributes(f"variable {name}")
-            kind = r.u32(f"type of variable {name}")
-            if kind not in TYPE_SIZES:
-                raise r.fail(f"variable {name} has unknown type {kind}")
-            r.count(f"size of variable {name}")  # vsize: can be a sentinel for big variables; recomputed below
-            begin = struct.unpack(">Q" if magic[3] in (2, 5) else ">I", r.take(8 if magic[3] in (2, 5) else 4, f"offset of variable {name}"))[0]
+            _name, ids, _attrs, kind, begin = r.variable(len(dims))
             shape = [dims[i][1] for i in ids]
             is_record = bool(shape) and shape[0] == 0
             nbytes = math.prod(shape[1:] if is_record else shape) * TYPE_SIZES[kind]
@@ -206,8 +232,6 @@ def check_classic_header(path: str, size: int) -> None:
                 data_end = max(data_end, begin + nbytes)
         _remember(path, size, mtime_ns, [name for name, length in dims if length == 0], len(record_sizes))
         if record_begin is not None and numrecs != STREAMING:
-            # records are padded to 4 bytes per variable, except when there is only one record variable
-            record_size = record_sizes[0] if len(record_sizes) == 1 else sum(n + (-n % 4) for n in record_sizes)
-            data_end = max(data_end, record_begin + numrecs * record_size)
+            data_end = max(data_end, record_begin + numrecs * record_size(record_sizes))
         if data_end - 3 > size:  # the last value's padding may be missing at the end of the file
             raise CorruptFileError(path, f"truncated: the NetCDF header declares {data_end} bytes of data but the file has {size}")

@@ -20,67 +20,33 @@ none.
 from __future__ import annotations
 
 import math
-import struct
+import os
 from typing import Any
 
-from .cdf_header import NC_ATTRIBUTE, NC_DIMENSION, NC_VARIABLE, STREAMING, TYPE_SIZES, Bounded, open_header
+from .cdf_header import DTYPES, NC_DIMENSION, NC_VARIABLE, STREAMING, TYPE_SIZES, Bounded, open_header, record_size
 from .h5refs import INLINE, fill_json, inline_chunk, metadata_json
-
-#: the classic types as NumPy's (big-endian)
-DTYPES = {1: "i1", 2: "S1", 3: ">i2", 4: ">i4", 5: ">f4", 6: ">f8", 7: "u1", 8: ">u2", 9: ">u4", 10: ">i8", 11: ">u8"}
-
-
-def _attributes(r: Bounded, where: str) -> dict[str, Any]:
-    """An attribute list's values: text for characters, a number for one value, else a list."""
-    import numpy as np
-
-    out: dict[str, Any] = {}
-    for _ in range(r.items(NC_ATTRIBUTE, "attribute")):
-        name = r.name(f"{where} attribute name")
-        kind = r.u32(f"type of attribute {name}")
-        if kind not in TYPE_SIZES:
-            raise r.fail(f"attribute {name} has unknown type {kind}")
-        n = r.count(f"length of attribute {name}")
-        raw = r.take(n * TYPE_SIZES[kind] + (-(n * TYPE_SIZES[kind]) % 4), f"value of attribute {name}")[: n * TYPE_SIZES[kind]]
-        if kind == 2:
-            out[name] = raw.rstrip(b"\0").decode("utf-8", "replace")
-        else:
-            values = np.frombuffer(raw, dtype=DTYPES[kind]).tolist()
-            out[name] = values[0] if len(values) == 1 else values
-    return out
 
 
 def classic_references(path: str, url: str) -> dict[str, Any]:
     """``{"refs", "virtualizable", "reasons", "n_chunks", "fill_attributes"}`` of a classic file, as
     ``h5refs.hdf5_references`` gives an HDF5-based file's: ``url`` is what the chunks point at (the path as scanned)."""
+    import numpy as np
+
     from ..storage.urls import is_url
 
-    size = None
     if is_url(path):
         from ..storage.remote import known_size
 
         size = known_size(path)
     else:
-        import os
-
         size = os.stat(path).st_size
     with open_header(path, size) as f:
-        magic = f.read(4)
-        version = magic[3]
-        r = Bounded(f, size, path, version)
+        r = Bounded(f, size, path, f.read(4)[3])
         r.pos = 4
         numrecs = r.count("number of records")
         dims = r.dimensions(r.items(NC_DIMENSION, "dimension"))
-        root = _attributes(r, "global")
-        variables = []
-        for _ in range(r.items(NC_VARIABLE, "variable")):
-            name = r.name("variable name")
-            ids = [r.count(f"dimension id of variable {name}") for _ in range(r.count(f"rank of variable {name}"))]
-            attrs = _attributes(r, f"variable {name}")
-            kind = r.u32(f"type of variable {name}")
-            r.count(f"size of variable {name}")
-            begin = struct.unpack(">Q" if version in (2, 5) else ">I", r.take(8 if version in (2, 5) else 4, f"offset of variable {name}"))[0]
-            variables.append((name, ids, attrs, kind, begin))
+        root = r.attributes("global", values=True)
+        variables = [r.variable(len(dims), values=True) for _ in range(r.items(NC_VARIABLE, "variable"))]
         inline = {}
         refs: dict[str, Any] = {".zgroup": metadata_json({"zarr_format": 2}), ".zattrs": metadata_json(root)}
         reasons: list[str] = []
@@ -88,7 +54,7 @@ def classic_references(path: str, url: str) -> dict[str, Any]:
             reasons.append("the file is still being written (its record count is not set)")
         slabs = [math.prod(dims[i][1] for i in ids[1:]) * TYPE_SIZES[kind] for _n, ids, _a, kind, _b in variables
                  if ids and dims[ids[0]][1] == 0]
-        record_size = slabs[0] if len(slabs) == 1 else sum(n + (-n % 4) for n in slabs)
+        step = record_size(slabs)
         filled: list[str] = []
         n_chunks = 0
         for name, ids, attrs, kind, begin in variables:
@@ -99,8 +65,6 @@ def classic_references(path: str, url: str) -> dict[str, Any]:
             shape = [numrecs if record and n == 0 else dims[i][1] for n, i in enumerate(ids)]
             chunks = [1, *shape[1:]] if record else shape
             fill = attrs.get("_FillValue")
-            import numpy as np
-
             dtype = np.dtype(DTYPES[kind])
             if fill is not None:
                 filled.append(name)
@@ -113,7 +77,7 @@ def classic_references(path: str, url: str) -> dict[str, Any]:
             if piece == 0 or (record and numrecs == STREAMING):
                 continue
             rest = ".0" * (len(shape) - 1)
-            keys = [(f"{name}/{i}{rest}", begin + i * record_size) for i in range(numrecs)] if record else \
+            keys = [(f"{name}/{i}{rest}", begin + i * step) for i in range(numrecs)] if record else \
                 [(f"{name}/{'.'.join('0' * len(shape)) or '0'}", begin)]
             for key, offset in keys:
                 if offset + piece > size:
