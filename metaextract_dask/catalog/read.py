@@ -487,9 +487,9 @@ def record_section(rec: dict[str, Any]) -> dict[str, Any]:
 
 def group_attrs(records: list[dict[str, Any]]) -> list[str]:
     """Global attributes users group files by (the ESM export's groups, the Icechunk export's datasets): words
-    (``_WORD``) in every file that holds them, at least half the files, each value shared by two files on average (not a file's own creation
-    time or tracking id); the data reference syntax's facets first (``DRS_FACETS``), then those that tell files apart
-    (the fewest values first), then those all files share. A sentence ("This dataset was created on 2013-05-06 at
+    (``_WORD``) in every file that holds them, held by at least half the files, each value shared by two files on
+    average (not a file's own creation time or tracking id); the data reference syntax's facets first
+    (``DRS_FACETS``), then those that tell files apart (the fewest values first), then those all files share. A sentence ("This dataset was created on 2013-05-06 at
     00:14:23.9", a model's description) names no group: CESM's files were grouped by their creation times, one group
     per two files."""
     from .trust import mapping
