@@ -19,6 +19,7 @@ from test_parallel import flaky_extraction
 from test_row_integrity import FAILING, behave, check_rows, make
 
 from metaextract_dask import ParallelExtractionConfig, ParallelExtractor, StreamingConfig
+from metaextract_dask.catalog.schema import json_value
 from metaextract_dask.demo import make_bin, make_h5
 from metaextract_dask.execution import api as api_module
 from metaextract_dask.execution import run as run_module
@@ -184,8 +185,9 @@ def test_a_long_run_is_split_and_submitted_a_window_at_a_time(tmp_path, extracto
 def test_files_that_need_no_parser_come_back_a_block_a_batch_with_the_records_of_their_own_calls(tmp_path, extractor):
     """A batch's files that need no parser are extracted in one sandbox call and come back as one ``RowBlock`` (the
     old run made a call, a reply and a result for each); every other file (HDF5 named .bin, a start code suggesting
-    media, an empty file) still gets its own call. A block's records and columns are those its files' own extraction
-    makes, and the run's counters count every file."""
+    media, an empty file) still gets its own call, and since no result is kept the parsed ones come back as one more
+    block a batch (``BatchSettings.columns``), the failure as its result. A block's records and columns are those its
+    files' own extraction makes, and the run's counters count every file."""
     plain = [make_bin(tmp_path / f"p{i:02d}.bin", 300 + i, i) for i in range(12)]
     text = tmp_path / "notes.dat"
     text.write_text("a note\n" * 30)
@@ -198,14 +200,17 @@ def test_files_that_need_no_parser_come_back_a_block_a_batch_with_the_records_of
     blocks, singles = [], []
     config = ParallelExtractionConfig(max_workers=2, batch_size=8, load_balancing="fifo")
     _, metrics = extractor(config).extract(files, progress=singles.append, keep_results=False, blocks=blocks.append)
-    assert sorted(p for b in blocks for p in b.paths) == sorted([*plain, str(text)])
-    assert sorted(r.file_path for r in singles) == sorted([hdf5, str(media), str(empty)])
-    assert 1 <= len(blocks) <= 2  # two batches of 8 files: at most a block each
-    assert metrics.total_files == len(files) and metrics.failed == sum(not r.success for r in singles) >= 1  # the empty file
+    parsed = [b for b in blocks if hdf5 in b.paths]  # the media file's fake start code fails it: its own result
+    assert len(parsed) == 1 and set(parsed[0].paths) <= {hdf5, str(media)}
+    assert sorted(p for b in blocks if b not in parsed for p in b.paths) == sorted([*plain, str(text)])
+    assert all(not r.success for r in singles) and str(empty) in [r.file_path for r in singles]
+    assert sorted([*(p for b in blocks for p in b.paths), *(r.file_path for r in singles)]) == sorted(files)
+    assert 2 <= len(blocks) <= 4  # two batches of 8 files: at most a block of each lane each
+    assert metrics.total_files == len(files) and metrics.failed == len(singles)
     for block in blocks:
         for i, path in enumerate(block.paths):
             record, columns = extract_with_columns(path, StreamingConfig())
-            assert json.loads(block.columns["metadata"][i]) == record
+            assert json.loads(block.columns["metadata"][i]) == json.loads(json.dumps(record, default=json_value))
             assert {k: v[i] for k, v in block.columns.items() if v[i] is not None} == columns
     kept, _ = extractor(config).extract(files)  # without ``blocks``: each file of a block is its own result
     assert [r.file_path for r in kept] == files

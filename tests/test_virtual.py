@@ -555,7 +555,8 @@ def test_two_runs_that_share_every_attribute_are_two_datasets_in_icechunk_and_in
             xr.testing.assert_identical(ours.load(), theirs.load())
     datastore = me.open_catalog(str(cat))
     assert sorted(datastore.df.groupby("dataset")["path"].count()) == [2, 2]
-    assert {len(ds.time) for ds in datastore.to_dataset_dict(progressbar=False).values()} == {2 * STEPS}
+    # one at a time: to_dataset_dict opens them from threads, where netCDF4 crashes the process (xarray #9779)
+    assert {len(datastore[key].to_dask().time) for key in datastore.keys()} == {2 * STEPS}
 
 
 def test_a_run_in_s3_becomes_a_virtual_dataset_read_with_the_users_credentials(tmp_path):

@@ -368,9 +368,11 @@ class CatalogWriter:
         return row
 
     def add_block(self, block: RowBlock, sizes: list[int | None], mtimes: list[float | None]) -> dict[str, list[Any]]:
-        """Buffer a block's rows (its files as the walk saw them: ``sizes``, ``mtimes``) as columns; they are returned.
-        Its files have no variables, references or poster frames (``RowBlock``)."""
+        """Buffer a block's rows (its files as the walk saw them: ``sizes``, ``mtimes``) as columns, and its files'
+        variables-table rows; the columns are returned. Its files have no references or poster frames (``RowBlock``)."""
         cols = block_columns(block, sizes, mtimes)
+        for rows in block.variables:
+            self.variables.extend(rows)
         done = 0
         while done < len(block):  # a row group holds at most ROW_GROUP rows, a block's as any
             n = min(len(block) - done, max(1, ROW_GROUP - self.held))

@@ -163,15 +163,20 @@ class ExtractionResult:
 
 @dataclass
 class RowBlock:
-    """The successful records of many files, made by one sandbox call, as catalog columns.
+    """The successful records of many files, made by one sandbox call or one batch, as catalog columns.
 
-    How a batch's files that need no parser (``execution.batch.extract_plain``)
-    travel to the catalog: one object and one reply instead of a result, a
-    record dict and a message per file. ``columns`` holds what
+    How a batch's files travel to a catalog: one object instead of a result
+    and a record dict per file. Files that need no parser come so from one
+    sandbox call (``execution.batch.extract_plain``); parsed files, when the
+    run writes a catalog (``BatchSettings.columns``), each from its own call,
+    gathered by the batch. ``columns`` holds what
     ``catalog.schema.record_columns`` makes of each record, one list per
     column (None where that record leaves the column empty); the record
-    itself is its ``metadata`` JSON. Such records carry no arrays, reference
-    set or poster frame (their reader is the binary reader).
+    itself is its ``metadata`` JSON. ``variables``: for each file, the rows of
+    the catalog's variables table its arrays fill (``catalog.schema.variable_rows``;
+    empty when no file has any).
+    A record whose reference set or poster frame the catalog writer stores
+    first never comes in a block.
     """
 
     task_ids: list[str]
@@ -180,6 +185,15 @@ class RowBlock:
     starts: list[float]
     ends: list[float]
     worker: str | None = None
+    variables: list[list[dict[str, Any]]] = field(default_factory=list)
+
+    @classmethod
+    def of_rows(cls, ids: list[str], paths: list[str], rows: list[dict[str, Any]], starts: list[float], ends: list[float],
+                variables: list[list[dict[str, Any]]] | None = None) -> "RowBlock":
+        """The block of files whose sparse columns are ``rows`` (one dict each, ``record_columns``'s)."""
+        names = {k for row in rows for k in row}
+        return cls(ids, paths, {k: [row.get(k) for row in rows] for k in names}, starts, ends,
+                   variables=variables if variables is not None and any(variables) else [])
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -206,7 +220,7 @@ class RowBlock:
             return [values[i] for i in indices]
 
         return RowBlock(pick(self.task_ids), pick(self.paths), {k: pick(v) for k, v in self.columns.items()}, pick(self.starts),
-                        pick(self.ends), self.worker)
+                        pick(self.ends), self.worker, pick(self.variables) if self.variables else [])
 
     def outcomes(self) -> dict[str, Any]:
         """Its files' outcomes as the scheduler plugin is told them (``execution.batch.outcome``'s keys), a list per
@@ -214,6 +228,7 @@ class RowBlock:
         return {"path": [safe_text(p) for p in self.paths], "type": [t or "unknown" for t in self.column("format")],
                 "bytes": [b or 0 for b in self.column("bytes_read")], "chunks": [c or 0 for c in self.column("chunks_read")],
                 "shape": self.column("shape"), "duration": [max(0.0, e - s) for s, e in zip(self.starts, self.ends)],
+                "io_requests": [r or 0 for r in self.column("io_requests")], "io_bytes": [b or 0 for b in self.column("io_bytes")],
                 "worker": self.worker}
 
 

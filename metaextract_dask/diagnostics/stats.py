@@ -117,6 +117,10 @@ class RunStats:
             self.chunks_by_type[t] += c
             if shape:
                 self.chunks_by_shape[shape] += c
+        for t, requests, fetched in zip(types, b.get("io_requests") or (), b.get("io_bytes") or ()):
+            if requests:  # remote files' requests, as ``add_file`` counts them
+                self.io_requests_by_type[t] += requests
+                self.io_bytes_by_type[t] += fetched
         w = self.worker(b.get("worker"))
         w.update(files=n, bytes=sum(sizes), success=n)
         self.duration_sum += sum(durations)

@@ -82,7 +82,8 @@ class ParallelExtractionConfig:
         """``isolate`` and ``memory_limit`` as the one policy object every task is given."""
         return Isolation(self.isolate, int(self.memory_limit)) if self.isolate else Isolation.off()
 
-    def batch_settings(self, run: str) -> BatchSettings:
+    def batch_settings(self, run: str, columns: bool = False) -> BatchSettings:
+        """What each batch task of run ``run`` is given (``columns``: ``BatchSettings.columns``)."""
         return BatchSettings(
             timeout=self.timeout,
             retry_limit=self.retry_limit if self.retry_failed else 0,
@@ -90,6 +91,7 @@ class ParallelExtractionConfig:
             isolation=self.isolation,
             streaming=self.streaming,
             run=run,
+            columns=columns,
         )
 
 
@@ -170,8 +172,9 @@ class ParallelExtractor:
         ``keep_results=False`` hands each result to ``progress`` only and
         returns an empty list: memory stays flat over millions of files.
         ``blocks``, when given, takes the results of files that needed no
-        parser a ``RowBlock`` (many files, as catalog columns) at a time
-        instead of ``progress`` taking each.
+        parser (and with ``keep_results=False`` of parsed files too) a
+        ``RowBlock`` (many files, as catalog columns) at a time instead of
+        ``progress`` taking each.
         ``sizes``: file sizes the caller already knows (path -> bytes), so
         those files are not stat-ed again (one round trip each on a parallel
         file system). ``cancel()`` from another thread stops the run: the

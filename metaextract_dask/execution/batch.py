@@ -16,12 +16,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Sequence
 
 from .. import sandbox
-from ..catalog.schema import record_columns, record_thumbnail
+from ..catalog.schema import path_key, record_columns, record_thumbnail, variable_rows
 from ..core import pin
 from ..core.errors import MetaExtractError, MisattributionError, ParserCrashError, is_transient
 from ..core.model import ExtractionResult, RecordHead, RowBlock, check_record, failure
 from ..core.settings import StreamingConfig, setting
-from ..core.text import safe_dict
+from ..core.text import safe_dict, safe_text
 from ..planning.graph import build_graph, run_local
 from ..planning.plan import Shape, plan_file, plan_path
 from ..planning.tasks import CHUNK_SUMMARIES, finalize_file, run_single, unwrap
@@ -42,6 +42,10 @@ class BatchSettings:
     isolation: Isolation = field(default_factory=Isolation)
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
     run: str = ""
+    #: the run writes a catalog and keeps no records (``Run``'s ``blocks``): a parsed file's sandbox call answers with
+    #: its catalog columns and variables-table rows, not its record dict, and a batch's such files come back as one
+    #: ``RowBlock`` (the client reads no record of theirs)
+    columns: bool = False
 
     @property
     def retry(self) -> Retry:
@@ -128,8 +132,7 @@ def extract_plain(items: list[tuple[str, str]], config: StreamingConfig) -> RowB
         paths.append(path)
         starts.append(start)
         ends.append(time.time())
-    names = {k for row in rows for k in row}
-    return RowBlock(ids, paths, {k: [row.get(k) for row in rows] for k in names}, starts, ends)
+    return RowBlock.of_rows(ids, paths, rows, starts, ends)
 
 
 def plain_first(items: list[tuple[str, str]], settings: BatchSettings) -> tuple[RowBlock | None, list[tuple[str, str]]]:
@@ -153,13 +156,23 @@ def plain_first(items: list[tuple[str, str]], settings: BatchSettings) -> tuple[
     return block, [item for item in items if item[0] not in done]
 
 
-def extract_with_columns(path: str, config: StreamingConfig) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def extract_with_columns(path: str, config: StreamingConfig, as_columns: bool = False) -> tuple[dict[str, Any] | None, Any]:
     """``extract_metadata`` and the catalog columns its record fills, made here: in the sandbox, beside the other
     worker's, rather than on the client that writes every row. None when the catalog writer first moves something
-    out of the record (a reference set, a poster frame)."""
+    out of the record (a reference set, a poster frame).
+
+    ``as_columns`` (``BatchSettings.columns``): (None, (columns, variables-table rows)) instead, the record checked
+    here to be this file's (``check_record``) and sent only as its columns' JSON; a record the writer moves
+    something out of comes whole, as without it."""
     record = extract_metadata(path, config)
     moved = isinstance(record.get("references"), dict) or (record_thumbnail(record) or {}).get("png") is not None
-    return record, None if moved else record_columns(record)
+    if moved:
+        return record, None
+    columns = record_columns(record)
+    if not as_columns:
+        return record, columns
+    check_record(path, record)
+    return None, (columns, variable_rows({"success": True, "path": safe_text(path), "path_bytes": path_key(path)}, record))
 
 
 def structure_after_crash(call: Callable[..., Any], path: str, crash: BaseException, config: StreamingConfig, timeout: float) -> dict[str, Any]:
@@ -219,10 +232,11 @@ def _failed(task_id: str, path: str, error: BaseException, fn: Callable | None, 
     return failure(task_id, path, error, start, end, attempts=attempts)
 
 
-def _function(path: str, fn: Callable | None, settings: BatchSettings) -> tuple[Callable, tuple]:
-    """What runs for one file: the user's function or this project's extraction."""
+def _function(path: str, fn: Callable | None, settings: BatchSettings, as_columns: bool = False) -> tuple[Callable, tuple]:
+    """What runs for one file: the user's function or this project's extraction (``as_columns``: answering with the
+    file's columns, ``extract_with_columns``)."""
     if fn is None:
-        return extract_with_columns, (path, settings.streaming)
+        return extract_with_columns, (path, settings.streaming, as_columns)
     return fn, (path,)
 
 
@@ -266,7 +280,8 @@ def extract_one(task_id: str, path: str, fn: Callable | None, settings: BatchSet
 
 def extract_many(items: list[tuple[str, str]], fn: Callable | None, settings: BatchSettings) -> Iterator[ExtractionResult | RowBlock]:
     """Files in turn; sandboxed, those that need no parser go to the child in one call and come back as one block
-    (``plain_first``), the others in one message, a reply each.
+    (``plain_first``), the others in one message, a reply each (for a catalog, ``BatchSettings.columns``, the
+    successes among them come back as one more block).
 
     Retries of transient failures wait until the child has answered the
     whole batch: a retry sent while replies are still owed would read one
@@ -280,16 +295,22 @@ def extract_many(items: list[tuple[str, str]], fn: Callable | None, settings: Ba
         block, items = plain_first(items, settings)
         if block is not None:
             yield block
-    calls = [(path, *_function(path, fn, settings)) for _, path in items]
+    calls = [(path, *_function(path, fn, settings, settings.columns)) for _, path in items]
     replies = settings.isolation.call_many(calls, settings.timeout)
     retry: list[tuple[str, str, BaseException, float]] = []
+    gathered: tuple[list, ...] = ([], [], [], [], [], [])  # parsed files that answered with their columns (``columns``)
     for (task_id, path), (ok, value, start, end) in zip(items, replies):
-        if ok:
+        if ok and fn is None and value[0] is None:
+            for into, item in zip(gathered, (task_id, path, value[1][0], start, end, value[1][1])):
+                into.append(item)
+        elif ok:
             yield _success(task_id, path, value, fn, start, end, 1)
         elif settings.retry.allows(value, 1) or isinstance(value, ParserCrashError):  # a crash: its structure, after the batch
             retry.append((task_id, path, value, start))
         else:
             yield failure(task_id, path, value, start, end)
+    if gathered[0]:
+        yield RowBlock.of_rows(*gathered)
     for task_id, path, error, start in retry:
         yield extract_one(task_id, path, fn, settings, failed=error, start=start)
 

@@ -63,7 +63,7 @@ class RunConfig(Protocol):
     cost_model: Any
     watch_token: str | None
 
-    def batch_settings(self, run: str) -> BatchSettings: ...
+    def batch_settings(self, run: str, columns: bool = False) -> BatchSettings: ...
 
 
 class ChunkWatch(Protocol):
@@ -94,8 +94,8 @@ class Run:
     ``fn(path) -> dict`` replaces this project's extraction (every file then
     runs whole, in a batch); ``progress`` is called with each result as it
     arrives, or ``blocks`` with a ``RowBlock`` of many files' results at once
-    when it is given (files that need no parser come back so: a catalog
-    writes them as columns); ``sizes`` are sizes the caller already knows (path -> bytes);
+    when it is given (files that need no parser come back so, and with
+    ``keep`` off parsed files too: a catalog writes them as columns); ``sizes`` are sizes the caller already knows (path -> bytes);
     ``watch`` follows the chunks of each file, every file then getting its
     own graph.
     """
@@ -109,7 +109,8 @@ class Run:
         self.run_id = uuid.uuid4().hex[:12]
         #: who holds it may follow the run's events (``diagnostics/stream.py``): a secret, unlike the run's id
         self.token = config.watch_token or secrets.token_urlsafe(16)
-        self.settings = config.batch_settings(self.run_id)
+        # parsed files as blocks of columns only for a catalog that keeps no records; a user's function returns records
+        self.settings = config.batch_settings(self.run_id, columns=blocks is not None and not keep and fn is None)
         self.batches: list[Batch] = []
         #: task id -> (kind of file, predicted seconds), when a cost model ordered the run
         self.costs: dict[str, tuple[str, float]] = {}
