@@ -11,7 +11,10 @@ Cases (each a whole process, cold start included, interleaved rounds, medians):
   process tree;
 - resumes of the 100,000-file catalog: nothing changed, and one file touched;
 - a 3,000,000-row catalog (synthetic rows): open, and a query by variable,
-  time range and bounding box.
+  time range and bounding box;
+- the client's CPU per parsed file, as on a cluster (a scheduler and a worker
+  of their own processes; ``--client-files`` small netCDF files,
+  ``--metadata-only``): what sets the pace of a run of millions.
 
 Results go to ``benchmarks/RESULTS-scale.md`` with the command that made them.
 """
@@ -47,6 +50,12 @@ for folder, dirs, files in os.walk(root):
 pq.write_table(pa.table(rows), out)
 '''
 
+#: the same loop over every other folder (``part`` 0 or 1): two of them at once are the loop's own work on both cores,
+#: the most a tool doing at least that work can reach on this machine (without merging their tables)
+NAIVE_HALF = NAIVE.replace("root, out = sys.argv[1], sys.argv[2]", "root, out, part = sys.argv[1], sys.argv[2], int(sys.argv[3])").replace(
+    "for folder, dirs, files in os.walk(root):",
+    "for folder, dirs, files in (w for i, d in enumerate(sorted(os.listdir(root))) if i % 2 == part for w in os.walk(os.path.join(root, d))):")
+
 
 def make_tiny(root: str, count: int, folders: int = 100, size: int = 512) -> str:
     """``count`` files of ``size`` random bytes in ``folders`` folders (made once, kept for later rounds)."""
@@ -78,6 +87,15 @@ def whole(cmd: list[str], env: dict | None = None) -> tuple[float, int]:
     return took, rss.peak_total
 
 
+def together(cmds: list[list[str]]) -> float:
+    """Wall seconds of whole processes started at once, until the last ends."""
+    t = time.perf_counter()
+    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for cmd in cmds]
+    if any(p.wait() for p in procs):
+        raise SystemExit(f"{' '.join(cmds[0][:3])} ... failed")
+    return time.perf_counter() - t
+
+
 def scan_cmd(root: str, catalog: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "metaextract_dask.cli", "scan", root, "-o", catalog, "-q", *extra]
 
@@ -87,10 +105,17 @@ def tiny_case(work: str, count: int, rounds: int) -> dict:
     naive = os.path.join(work, "naive.py")
     with open(naive, "w") as f:
         f.write(NAIVE)
-    out: dict[str, list] = {"naive": [], "scan": [], "local": [], "cluster": []}
+    half = os.path.join(work, "naive_half.py")
+    with open(half, "w") as f:
+        f.write(NAIVE_HALF)
+    empty = os.path.join(work, "empty")
+    os.makedirs(empty, exist_ok=True)
+    out: dict[str, list] = {"naive": [], "scan": [], "local": [], "cluster": [], "both cores": [], "start": []}
     cluster = dict(os.environ, DASK_METAEXTRACT__CLUSTER__DASHBOARD_MIN_SECONDS="0")  # the dashboard's cluster at any size
     for _ in range(rounds):
         out["naive"].append(whole([sys.executable, naive, root, os.path.join(work, "naive.parquet")]))
+        out["both cores"].append((together([[sys.executable, half, root, os.path.join(work, f"naive{i}.parquet"), str(i)] for i in (0, 1)]), 0))
+        out["start"].append(whole(scan_cmd(empty, os.path.join(work, "cat-empty"), "--force")))
         out["scan"].append(whole(scan_cmd(root, os.path.join(work, f"cat{count}"), "--force")))
         out["local"].append(whole(scan_cmd(root, os.path.join(work, f"cat{count}"), "--force", "--local")))
         out["cluster"].append(whole(scan_cmd(root, os.path.join(work, f"cat{count}"), "--force"), env=cluster))
@@ -184,6 +209,74 @@ def resume_case(work: str, count: int, rounds: int) -> dict:
     return {k: (statistics.median(t for t, _ in v), statistics.median(m for _, m in v)) for k, v in out.items()}
 
 
+#: the scanning process's own CPU (``resource.getrusage``) around the CLI's ``main``, printed last on stderr
+CPU_WRAPPER = r'''
+import resource, sys
+from metaextract_dask.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+own = resource.getrusage(resource.RUSAGE_SELF)
+print(f"cpu {own.ru_utime + own.ru_stime}", file=sys.stderr)
+'''
+
+
+def client_cpu(cmd: list[str]) -> float:
+    """The scanning process's own CPU seconds (not its children's) for ``metaextract`` arguments ``cmd``."""
+    proc = subprocess.run([sys.executable, "-c", CPU_WRAPPER, *cmd], capture_output=True, text=True, check=True)
+    return float(proc.stderr.strip().splitlines()[-1].split()[1])
+
+
+def client_case(work: str, count: int, rounds: int) -> dict:
+    """The client's CPU per parsed file, as on a cluster: a scheduler and a worker (2 threads) of their own processes,
+    ``count`` small netCDF files (bench_cli's 40 x 64 floats), ``--metadata-only``; one file's scan subtracted (the
+    client's start, imports and catalog). What a run of millions of files costs the one process that writes the
+    catalog (docs/hpc.md)."""
+    import shutil
+
+    from bench_cli import small_netcdf
+
+    small = small_netcdf(work)
+    root, one = os.path.join(work, f"netcdf{count}"), os.path.join(work, "netcdf1")
+    for i in range(count):
+        folder = os.path.join(root, f"d{i // len(small):02d}")
+        target = os.path.join(folder, f"c{i:06d}.nc")
+        if not os.path.exists(target):
+            os.makedirs(folder, exist_ok=True)
+            shutil.copyfile(small[i % len(small)], target)
+    os.makedirs(one, exist_ok=True)
+    if not os.path.exists(os.path.join(one, "c.nc")):
+        shutil.copyfile(small[0], os.path.join(one, "c.nc"))
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                  "--dashboard-address", ":0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "2", "--nworkers", "1",
+                               "--memory-limit", "4GB"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        from distributed import Client
+
+        with Client(address, timeout=60) as c:
+            c.wait_for_workers(1, timeout=60)
+        many, single = [], []
+        for _ in range(rounds):
+            single.append(client_cpu(["scan", one, "-o", os.path.join(work, "cat-client1"), "-q", "--force", "--metadata-only",
+                                      "--scheduler", address]))
+            many.append(client_cpu(["scan", root, "-o", os.path.join(work, "cat-client"), "-q", "--force", "--metadata-only",
+                                    "--scheduler", address]))
+    finally:
+        worker.terminate()
+        scheduler.terminate()
+        worker.wait()
+        scheduler.wait()
+    return {"many": statistics.median(many), "single": statistics.median(single)}
+
+
 def machine() -> str:
     import platform
 
@@ -196,6 +289,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--catalog-rows", type=int, default=3_000_000)
     parser.add_argument("--million", action="store_true", help="one scan of 1,000,000 tiny files, recorded once (about 5 minutes)")
+    parser.add_argument("--client-files", type=int, default=10_000, help="small netCDF files of the client case (0: skip it)")
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "metaextract-bench-scale"))
     parser.add_argument("--out", default=os.path.join(HERE, "RESULTS-scale.md"))
     args = parser.parse_args()
@@ -207,16 +301,21 @@ def main() -> None:
              "", "## Tiny files (512 random bytes, 100 folders)", "",
              "| files | `metaextract scan` | naive serial loop (walk, stat, read, sha256, one Parquet table) | ratio (loop / scan) | "
              "scan peak RSS | loop peak RSS | `scan --local`: time, peak RSS | `scan` on the dashboard's cluster at any size: time, "
-             "peak RSS |", "|---|---|---|---|---|---|---|---|"]
+             "peak RSS | the loop on both cores at once (two processes, every other folder): time, ratio to the serial loop |",
+             "|---|---|---|---|---|---|---|---|---|"]
     sizes = [int(x) for x in args.sizes.split(",")]
     peaks, local, clustered = {}, {}, {}
     for count in sizes:
         got = tiny_case(args.work, count, args.rounds)
         (tn, mn), (ts, ms), (tl, ml), (tc, mc) = got["naive"], got["scan"], got["local"], got["cluster"]
-        peaks[count], local[count], clustered[count] = ms, ml, mc
+        peaks[count], local[count], clustered[count], start = ms, ml, mc, got["start"][0]
+        tb = got["both cores"][0]
         lines.append(f"| {count:,} | {ts:.2f} s | {tn:.2f} s | {tn / ts:.2f}x | {ms / mb:.0f} MB | {mn / mb:.0f} MB | "
-                     f"{tl:.2f} s, {ml / mb:.0f} MB | {tc:.2f} s, {mc / mb:.0f} MB |")
+                     f"{tl:.2f} s, {ml / mb:.0f} MB | {tc:.2f} s, {mc / mb:.0f} MB | {tb:.2f} s, {tn / tb:.2f}x |")
         print(lines[-1], flush=True)
+    lines += ["", f"A scan of an empty folder (the command's own start: Python, its imports, the catalog's writing): {start:.2f} s. "
+                  "The last column is the ceiling of the target: a tool that does at least the loop's work, spread perfectly over "
+                  "both cores, with no start of its own, reaches the loop's ratio there."]
     if len(sizes) > 1:
         lines += ["", f"Peak RSS at {sizes[-1]:,} files over {sizes[0]:,}: {peaks[sizes[-1]] / peaks[sizes[0]]:.2f}x with the default "
                       f"settings (which start the dashboard's in-memory cluster for a scan expected to take "
@@ -242,6 +341,14 @@ def main() -> None:
               "", "| step | seconds | peak RSS |", "|---|---|---|"]
     for name, (t, m) in catalog_case(args.work, args.catalog_rows, args.rounds).items():
         lines.append(f"| {name} | {t:.2f} s | {m / mb:.0f} MB |")
+        print(lines[-1], flush=True)
+    if args.client_files:
+        got = client_case(args.work, args.client_files, args.rounds)
+        per = (got["many"] - got["single"]) / (args.client_files - 1)
+        lines += ["", f"## The client's CPU per parsed file ({args.client_files:,} small netCDF files, a scheduler and a worker "
+                      "of their own processes, `--metadata-only`)", "",
+                  f"The scanning process's own CPU (`resource.getrusage`): {got['many']:.2f} s for {args.client_files:,} files, "
+                  f"{got['single']:.2f} s for one (its start, imports and catalog): {per * 1000:.3f} ms a parsed file."]
         print(lines[-1], flush=True)
     text = "\n".join(["# Millions of files", "", *lines, ""])
     with open(args.out, "w") as f:
