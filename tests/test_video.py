@@ -183,3 +183,31 @@ def test_cover_pictures_and_data_tracks_are_what_ffprobe_says(tmp_path):
     frame = me.scan(str(data), str(tmp_path / "cat"), progress=False)
     assert frame["success"].all() and frame["width"].isna().all() and frame["codec"].isna().all()
     assert set(frame["audio_codec"]) == {"aac", "pcm_u8", "flac"}
+
+
+def test_a_file_named_like_media_that_libavformat_cannot_open_is_read_as_bytes_with_the_reason(tmp_path):
+    """A TypeScript declaration file (``index.d.ts``, as bokeh ships hundreds) is named like an MPEG transport stream,
+    and a big-endian WAVE_FORMAT_EXTENSIBLE file (scipy's test data has them) is one libavformat has not implemented:
+    ffprobe cannot read either. PyAV raised ``av.error.EOFError`` and ``PatchWelcomeError``, which are no
+    ``OSError``: the look meant to decide whether a file is media failed the whole file with a raw PyAV error. Each is
+    now read as bytes (checksum, entropy), its description saying what libavformat said."""
+    import struct
+
+    from metaextract_dask import extract_metadata
+
+    typescript = tmp_path / "index.d.ts"
+    typescript.write_text("".join(f'export {{ {name} }} from "./{module}";\n' for name, module in (  # bokeh 3's models/renderers
+        ("ContourRenderer", "contour_renderer"), ("GlyphRenderer", "glyph_renderer"), ("GraphRenderer", "graph_renderer"),
+        ("GuideRenderer", "guide_renderer"), ("Renderer", "renderer"), ("RendererGroup", "renderer_group")))
+        + "//# sourceMappingURL=index.d.ts.map")
+    fmt = struct.pack(">HHIIHHHHI", 0xFFFE, 1, 44100, 4 * 44100, 4, 32, 22, 32, 4) + bytes.fromhex("00000001000000108000 00aa00389b71".replace(" ", ""))
+    data = struct.pack(">100f", *([0.25] * 100))
+    body = b"WAVE" + b"fmt " + struct.pack(">I", len(fmt)) + fmt + b"data" + struct.pack(">I", len(data)) + data
+    wav = tmp_path / "be-float.wav"
+    wav.write_bytes(b"RIFX" + struct.pack(">I", len(body)) + body)
+    for path, said in ((typescript, "End of file"), (wav, "patches welcome")):
+        peer = subprocess.run(["ffprobe", "-v", "error", "-show_format", str(path)], capture_output=True, text=True)
+        assert peer.returncode != 0 and said in peer.stderr, peer.stderr  # the peer cannot read it either
+        record = extract_metadata(str(path))
+        assert record["reader"] == "binary" and record["checksum"]["value"], path
+        assert said in record["binary"]["signature"]["description"] and "libavformat" in record["binary"]["signature"]["description"]

@@ -241,6 +241,15 @@ def _stream(stream: Any) -> dict[str, Any]:
     return out
 
 
+def failures() -> tuple[type[BaseException], ...]:
+    """What a failure of libavformat raises through PyAV: ``av.FFmpegError`` (its ``EOFError`` and
+    ``PatchWelcomeError`` are no ``OSError``: a text file named ``.ts`` ended libav's look with the first), and the
+    OS, value and runtime errors PyAV raises itself."""
+    import av
+
+    return (OSError, ValueError, RuntimeError, av.FFmpegError)
+
+
 @contextlib.contextmanager
 def opened(path: str, probesize: int | None = None) -> Iterator[Any]:
     """The container, read-only: a local file through libavformat's ``file`` protocol only, a remote object through

@@ -268,11 +268,16 @@ def recognise_media(info: FileInfo, timeout: float) -> FileInfo:
 
     if not in_process() and ffprobe_path() is None:
         return info
-    found = probe_media(info.path, min(timeout, 20.0))
-    if not found:
-        return info
     from dataclasses import replace
 
+    from ..core.errors import CorruptFileError
+
+    try:
+        found = probe_media(info.path, min(timeout, 20.0))
+    except CorruptFileError as exc:  # read as bytes; the record says what its name claimed and why it is no media
+        return replace(info, description=f"{info.description}; named or started like media, but {exc.message}")
+    if not found:
+        return info
     who = "libavformat" if in_process() else "ffprobe"
     return replace(info, format="media", description=f"media recognised by {who} ({found})")
 

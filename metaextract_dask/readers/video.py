@@ -78,7 +78,7 @@ def pyav_probe(path: str, packets: bool = False, probesize: int | None = None) -
 
     try:
         data = libav.probe(path, packets, probesize)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except libav.failures() as exc:
         raise libav_error(path, exc) from exc
     data["prober"] = libav.prober_name()
     return data
@@ -236,17 +236,15 @@ def thumbnail(path: str, record: dict[str, Any], timeout: float) -> dict[str, An
 
 
 def probe_media(path: str, timeout: float) -> str | None:
-    """ffprobe's format name when it finds audio or video streams in the file, else None (bounded)."""
+    """ffprobe's format name when it finds audio or video streams in the file, else None (bounded); a
+    ``CorruptFileError`` saying why when libavformat cannot open it at all."""
     if in_process():
-        try:
-            data = pyav_probe(path, probesize=5000000)
-        except CorruptFileError:
-            return None
+        data = pyav_probe(path, probesize=5000000)
         return str(data["format"].get("format_name") or "media") if data["streams"] else None
     try:
         text = run_ffprobe(path, ["-probesize", "5000000", "-show_entries", "format=format_name:stream=codec_type", "-of", "json"], timeout)
         data = json.loads(text or "{}")
-    except (CorruptFileError, ExtractionTimeout, ValueError):
+    except (ExtractionTimeout, ValueError):
         return None
     if not data.get("streams"):
         return None
@@ -357,7 +355,7 @@ def pyav_span(path: str, intervals: list[tuple[float | None, float | None]]) -> 
                 if hi is not None and when is not None and when > hi + REORDER_MARGIN:
                     break  # nothing past the span is read
                 rows.append(row)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except libav.failures() as exc:
         raise libav_error(path, exc) from exc
     return rows
 
