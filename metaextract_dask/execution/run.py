@@ -95,7 +95,8 @@ class Run:
     runs whole, in a batch); ``progress`` is called with each result as it
     arrives, or ``blocks`` with a ``RowBlock`` of many files' results at once
     when it is given (files that need no parser come back so, and with
-    ``keep`` off parsed files too: a catalog writes them as columns); ``sizes`` are sizes the caller already knows (path -> bytes);
+    ``keep`` off parsed files too: a catalog writes them as columns);
+    ``sizes`` are sizes the caller already knows (path -> bytes);
     ``watch`` follows the chunks of each file, every file then getting its
     own graph.
     """

@@ -244,7 +244,7 @@ def probe_media(path: str, timeout: float) -> str | None:
     try:
         text = run_ffprobe(path, ["-probesize", "5000000", "-show_entries", "format=format_name:stream=codec_type", "-of", "json"], timeout)
         data = json.loads(text or "{}")
-    except (ExtractionTimeout, ValueError):
+    except (ExtractionTimeout, json.JSONDecodeError):  # a CorruptFileError (ffprobe failed) says why, as above
         return None
     if not data.get("streams"):
         return None
