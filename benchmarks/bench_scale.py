@@ -30,7 +30,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
+from bench_cli import run_together, small_netcdf  # noqa: E402  (it puts tests/ on the path: servers)
 from common import TreeRSS  # noqa: E402
+from servers import separate_scheduler  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -87,15 +89,6 @@ def whole(cmd: list[str], env: dict | None = None) -> tuple[float, int]:
     return took, rss.peak_total
 
 
-def together(cmds: list[list[str]]) -> float:
-    """Wall seconds of whole processes started at once, until the last ends."""
-    t = time.perf_counter()
-    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for cmd in cmds]
-    if any(p.wait() for p in procs):
-        raise SystemExit(f"{' '.join(cmds[0][:3])} ... failed")
-    return time.perf_counter() - t
-
-
 def scan_cmd(root: str, catalog: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "metaextract_dask.cli", "scan", root, "-o", catalog, "-q", *extra]
 
@@ -114,7 +107,7 @@ def tiny_case(work: str, count: int, rounds: int) -> dict:
     cluster = dict(os.environ, DASK_METAEXTRACT__CLUSTER__DASHBOARD_MIN_SECONDS="0")  # the dashboard's cluster at any size
     for _ in range(rounds):
         out["naive"].append(whole([sys.executable, naive, root, os.path.join(work, "naive.parquet")]))
-        out["both cores"].append((together([[sys.executable, half, root, os.path.join(work, f"naive{i}.parquet"), str(i)] for i in (0, 1)]), 0))
+        out["both cores"].append((run_together([[sys.executable, half, root, os.path.join(work, f"naive{i}.parquet"), str(i)] for i in (0, 1)]), 0))
         out["start"].append(whole(scan_cmd(empty, os.path.join(work, "cat-empty"), "--force")))
         out["scan"].append(whole(scan_cmd(root, os.path.join(work, f"cat{count}"), "--force")))
         out["local"].append(whole(scan_cmd(root, os.path.join(work, f"cat{count}"), "--force", "--local")))
@@ -235,8 +228,6 @@ def client_case(work: str, count: int, rounds: int) -> dict:
     catalog (docs/hpc.md)."""
     import shutil
 
-    from bench_cli import small_netcdf
-
     small = small_netcdf(work)
     root, one = os.path.join(work, f"netcdf{count}"), os.path.join(work, "netcdf1")
     for i in range(count):
@@ -248,32 +239,13 @@ def client_case(work: str, count: int, rounds: int) -> dict:
     os.makedirs(one, exist_ok=True)
     if not os.path.exists(os.path.join(one, "c.nc")):
         shutil.copyfile(small[0], os.path.join(one, "c.nc"))
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    address = f"tcp://127.0.0.1:{port}"
-    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                  "--dashboard-address", ":0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "2", "--nworkers", "1",
-                               "--memory-limit", "4GB"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        from distributed import Client
-
-        with Client(address, timeout=60) as c:
-            c.wait_for_workers(1, timeout=60)
-        many, single = [], []
+    many, single = [], []
+    with separate_scheduler(workers=1, nthreads=2) as (address, _dashboard, _workers):
         for _ in range(rounds):
             single.append(client_cpu(["scan", one, "-o", os.path.join(work, "cat-client1"), "-q", "--force", "--metadata-only",
                                       "--scheduler", address]))
             many.append(client_cpu(["scan", root, "-o", os.path.join(work, "cat-client"), "-q", "--force", "--metadata-only",
                                     "--scheduler", address]))
-    finally:
-        worker.terminate()
-        scheduler.terminate()
-        worker.wait()
-        scheduler.wait()
     return {"many": statistics.median(many), "single": statistics.median(single)}
 
 
