@@ -34,12 +34,15 @@ class ByteLayout(Sequence):
 
     metadata_indices: tuple[int, ...] = ()  # byte ranges carry no METADATA chunk
 
-    def __init__(self, path: str, size: int, chunk_size: int):
-        self.path, self.size, self.chunk_size = path, size, chunk_size
+    def __init__(self, path: str, size: int, chunk_size: int, identity: str | None = None):
+        self.path, self.size, self.chunk_size, self.identity = path, size, chunk_size, identity
         self._n = max(1, -(-size // chunk_size))
 
     def __len__(self) -> int:
         return self._n
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return (self[i] for i in range(self._n))  # Sequence's own iteration ends on an IndexError: a small file's plan paid for it
 
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
@@ -50,7 +53,7 @@ class ByteLayout(Sequence):
             raise IndexError(i)
         offset = i * self.chunk_size
         kind = ChunkType.HEADER if i == 0 else ChunkType.FOOTER if i == self._n - 1 else ChunkType.BLOCK
-        return ChunkSpec(self.path, i, kind, offset, min(self.chunk_size, self.size - offset))
+        return ChunkSpec(self.path, i, kind, offset, min(self.chunk_size, self.size - offset), identity=self.identity)
 
 
 def entropy_bits(hist: Any) -> float:
@@ -254,7 +257,7 @@ class BinaryChunkReader(StreamChunkReader):
         return max(CHECKSUM_BLOCK, -(-requested // CHECKSUM_BLOCK) * CHECKSUM_BLOCK)
 
     def layout(self, info: FileInfo, chunk_size: int) -> Sequence[ChunkSpec]:
-        return ByteLayout(info.path, info.size, chunk_size)
+        return ByteLayout(info.path, info.size, chunk_size, info.etag)
 
     def summarize(self, spec: ChunkSpec, config: StreamingConfig) -> State:
         return read_chunk(spec, config)

@@ -24,7 +24,10 @@ from typing import Any
 from .. import sandbox
 from ..core.errors import UnsupportedFormatError
 from ..core.model import FileInfo
+from ..storage.urls import is_url
 from .base import StreamChunkReader
+from .detect import suggests_media
+from .probe import read_head
 
 ENTRY_POINT_GROUP = "metaextract_dask.readers"
 
@@ -259,9 +262,6 @@ def recognise_media(info: FileInfo, timeout: float) -> FileInfo:
     """
     if info.format != "unknown":
         return info
-    from .detect import suggests_media
-    from .probe import read_head
-
     if not suggests_media(read_head(info.path), info.path):
         return info
     from .video import ffprobe_path, in_process, probe_media
@@ -331,15 +331,10 @@ def needs_no_parser(info: FileInfo, head: bytes | None = None) -> bool:
     looking at it first: no reader claims its format and nothing suggests media (which would get libavformat's look).
     Such files are read many to one sandbox call (``execution.batch.extract_plain``). ``head``: its first bytes, when
     already read."""
-    from ..storage.urls import is_url
-
     if is_url(info.path) or not is_builtin(reader_for(info)[0], FALLBACK):
         return False
     if info.format != "unknown":
         return True
-    from .detect import suggests_media
-    from .probe import read_head
-
     return not suggests_media(read_head(info.path) if head is None else head, info.path)
 
 

@@ -19,6 +19,8 @@ from datetime import datetime
 from typing import Any
 
 from ..core.errors import FileAccessError, describe
+from ..core.pin import identity
+from .urls import is_url
 
 #: the storage options of the scan this thread works for
 _OPTIONS: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("metaextract_storage_options", default={})
@@ -442,9 +444,6 @@ def stat_now(path: str, etag: str | None = None) -> RemoteStat:
     """A file's or an object's identity now, the same shape for both: size, mtime, and the ETag (a local file's
     ``pin.identity``: device, inode, change time). ``etag``: the identity it had (a remote folder's is listed, not
     asked for). Raises ``OSError`` (local) or ``MetaExtractError`` (remote)."""
-    from ..core.pin import identity
-    from .urls import is_url
-
     if is_url(path):
         if is_folder_identity(etag):  # a Zarr store under a prefix: its listing alone
             return remote_folder_stat(path)
