@@ -140,3 +140,43 @@ def test_a_batch_reads_each_small_plain_file_in_one_open_and_one_read(tmp_path, 
         record, columns = extract_with_columns(path, config)
         assert json.loads(block.columns["metadata"][i]) == record
         assert {k: v[i] for k, v in block.columns.items() if v[i] is not None} == columns
+
+
+@pytest.mark.unit
+def test_a_batch_takes_its_plain_files_through_each_stage_a_group_at_a_time(tmp_path, monkeypatch):
+    """``extract_plain`` runs each stage for every file of a group (``PLAIN_GROUP`` files) before the next stage: the
+    processor's caches keep one stage's code from file to file (a tiny file cost 110 us read stage after stage, 81 us
+    so). A file that fails a stage leaves its group alone, and a group's time is shared among its files' records."""
+    import os
+
+    from metaextract_dask import StreamingConfig
+    from metaextract_dask.execution import batch
+    from metaextract_dask.readers import probe
+
+    count = batch.PLAIN_GROUP + 8
+    for i in range(count):
+        (tmp_path / f"f{i:03d}.bin").write_bytes(os.urandom(300))
+    items = [(str(p), str(p)) for p in sorted(tmp_path.iterdir())]
+    events: list[tuple[str, str]] = []
+    real_probe, real_finalize = probe.probe_whole, batch.finalize_file
+
+    def probed(path, limit):
+        events.append(("probe", path))
+        return real_probe(path, limit)
+
+    def finalized(reader, info, *args):
+        events.append(("record", info.path))
+        if info.path == items[3][1]:
+            raise OSError("a disk error on this file alone")
+        return real_finalize(reader, info, *args)
+
+    monkeypatch.setattr(probe, "probe_whole", probed)
+    monkeypatch.setattr(batch, "finalize_file", finalized)
+    block = batch.extract_plain(items, StreamingConfig())
+    kinds = [kind for kind, _ in events]
+    first = batch.PLAIN_GROUP
+    assert kinds == ["probe"] * first + ["record"] * first + ["probe"] * 8 + ["record"] * 8
+    assert sorted(block.paths) == sorted(path for _, path in items if path != items[3][1])  # left to its own call
+    for group in (slice(0, first - 1), slice(first - 1, None)):
+        starts, ends = block.starts[group], block.ends[group]
+        assert all(s < e for s, e in zip(starts, ends)) and ends[:-1] == starts[1:]  # the group's time, shared out
