@@ -7,6 +7,7 @@ URLs are local paths and go the local way (``os.stat``, ``pread``).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 
@@ -44,8 +45,10 @@ def basename(url: str) -> str:
     return tail.rsplit("/", 1)[-1]
 
 
+@functools.lru_cache(maxsize=256)
 def extension(path: str) -> str:
-    """The lower-case extension of a path or URL's object name."""
+    """The lower-case extension of a path or URL's object name (remembered for the last few paths: a small file's
+    detection asks it three times)."""
     name = basename(path) if is_url(path) else os.path.basename(path)
     return os.path.splitext(name)[1].lower()
 
