@@ -153,6 +153,32 @@ ECGTOOLS_SDIST = ("https://files.pythonhosted.org/packages/8d/95/9c38f77e824cd50
                   "3111972388ac2f04f84de1e1a5b40596d131d1ea2dd675a1cce50433b8bb5c3e")
 
 
+#: sunpy's 8.0.1 source on PyPI: its test data holds gzip-compressed FITS files of GOES, RHESSI, PROBA2/LYRA and others
+SUNPY_SDIST = ("https://files.pythonhosted.org/packages/1f/38/f784e9a10cb2b57587179216a1512b6d7808478e6e3a58eb3c999a04e42f/sunpy-8.0.1.tar.gz",
+               "185d545a4a4b04bc8924170d47c25fb4d736e174cf55ff386a2eae52606b1240")
+
+
+def sunpy_gzip_fits(folder: str) -> list[str]:
+    """The gzip-compressed FITS files of sunpy's test data (``*.fits.gz`` and the like, and ``gzip_fits_test.file``,
+    one named like nothing), under ``folder``."""
+    import tarfile
+
+    archive = pinned_download(*SUNPY_SDIST, os.path.join(cache_dir(), "sdists"))
+    out = []
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            name = os.path.basename(member.name)
+            if member.isfile() and "/sunpy/data/test/" in member.name and (name.endswith((".fits.gz", ".fit.gz", ".fts.gz"))
+                                                                           or name == "gzip_fits_test.file"):
+                target = os.path.join(folder, name)
+                if not os.path.exists(target):
+                    os.makedirs(folder, exist_ok=True)
+                    with tar.extractfile(member) as src, open(target, "wb") as dst:  # type: ignore[union-attr]
+                        shutil.copyfileobj(src, dst)
+                out.append(target)
+    return sorted(out)
+
+
 def ecgtools_sample(folder: str, collections: tuple[str, ...]) -> str:
     """The netCDF files of ecgtools' sample data ``collections`` (``cmip``, ``cesm``, ``cesm_obs``, ``cesm-le``,
     ``mpi-ge``) under ``folder``, laid out as there; returns ``folder``."""

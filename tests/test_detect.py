@@ -180,3 +180,22 @@ def test_a_batch_takes_its_plain_files_through_each_stage_a_group_at_a_time(tmp_
     for group in (slice(0, first - 1), slice(first - 1, None)):
         starts, ends = block.starts[group], block.ends[group]
         assert all(s < e for s, e in zip(starts, ends)) and ends[:-1] == starts[1:]  # the group's time, shared out
+
+
+@pytest.mark.unit
+def test_a_gzip_stream_is_the_format_inside_when_its_reader_reads_through_gzip(tmp_path):
+    """A gzip stream whose first decompressed bytes are a FITS header is a FITS file (astropy reads ``x.fits.gz``
+    itself: ``opens_gzip``); any other gzip stream, a cut one and one that does not decompress stay gzip data."""
+    from metaextract_dask.readers.probe import probe
+
+    header = "".join(c.ljust(80) for c in ["SIMPLE  =                    T", "BITPIX  =                    8", "NAXIS   =                    0",
+                                           "END"]).ljust(2880).encode()
+    cases = {"image.fits.gz": gzip.compress(header), "notes.gz": gzip.compress(b"a line of text\n" * 100),
+             "cut.fits.gz": gzip.compress(header)[:12], "broken.fits.gz": gzip.compress(header)[:10] + b"\xff" * 100}
+    found = {}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        info = probe(str(tmp_path / name))
+        found[name] = (info.format, info.description)
+    assert found["image.fits.gz"] == ("fits", "FITS file, gzip-compressed")
+    assert {found[n][0] for n in ("notes.gz", "cut.fits.gz", "broken.fits.gz")} == {"gzip"}

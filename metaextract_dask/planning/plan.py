@@ -152,6 +152,9 @@ def read_layout(reader: StreamChunkReader, info: FileInfo, chunk_size: int, meta
 def plan_file(info: FileInfo, reader: StreamChunkReader, config: StreamingConfig, note: str | None = None) -> Plan:
     """Plan one file: resolve the strategy, grow the chunk size to respect the cap."""
     strategy, shape = resolve(config.strategy, info.size, config)
+    if shape is not Shape.SINGLE and not config.metadata_only and reader.one_pass(info):
+        strategy, shape = StreamingStrategy.SEQUENTIAL, Shape.SINGLE
+        note = "; ".join(filter(None, [note, "read in one pass, in one task: a compressed stream reads only from its start"]))
     chunk_size = reader.chunk_size(config.chunk_size)
     layout = read_layout(reader, info, chunk_size, config.metadata_only)
     grown = False

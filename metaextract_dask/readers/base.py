@@ -56,6 +56,9 @@ class StreamChunkReader(ABC):
     esm_formats: ClassVar[Mapping[str, str]] = {}
     #: format -> default keyword arguments of ``xarray.open_dataset`` when ``metaextract_dask.open`` opens a file of it
     open_options: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    #: its library reads the format inside a gzip stream itself (astropy: ``x.fits.gz``): such a stream whose first
+    #: decompressed bytes carry one of ``signatures`` is detected as that format, not as gzip, and read in one pass
+    opens_gzip: ClassVar[bool] = False
 
     def media_type(self, fmt: str, section: dict[str, Any]) -> str | None:
         """The media type of a file of format ``fmt`` whose record's section (this reader's) is ``section``; None: unknown."""
@@ -103,6 +106,12 @@ class StreamChunkReader(ABC):
         file's). ``checksum`` is the one shared key, filled by fixity.
         """
         return {self.name: self.finalize(state, info, config)}
+
+    def one_pass(self, info: FileInfo) -> bool:
+        """Whether this file reads only from its start on (a compressed stream, where each chunk task would
+        decompress it again from the start): its chunks are then read in order in one task, whatever its size. False
+        by default."""
+        return False
 
     def native_spec(self, spec: ChunkSpec) -> bool:
         """Whether reading this chunk runs the native library (and so belongs in the sandbox)."""

@@ -196,10 +196,15 @@ MARKER_BYTES = 65536
 
 def refine(found: tuple[str, str], head: bytes, path: str, size: int, read: Any) -> tuple[str, str]:
     """``detect``'s answer checked past the first bytes, with ``read(offset, n)``: a file named like a format whose
-    reader finds it further in (``StreamChunkReader.recognise``), an HDF5 signature after a user block of 4 KiB or
+    reader finds it further in (``StreamChunkReader.recognise``), a gzip stream of a format whose reader reads it
+    through gzip (``registry.gzip_wrapped``), an HDF5 signature after a user block of 4 KiB or
     more (at each power of two up to the size: a few 8-byte reads of a file nothing else recognised), and netCDF-4's
     markers in an HDF5 file not named as netCDF (one read of ``MARKER_BYTES``)."""
     fmt, _ = found
+    if fmt == "gzip":  # a format whose reader's library reads it through gzip (astropy: x.fits.gz)
+        from .registry import gzip_wrapped
+
+        return gzip_wrapped(head) or found
     if fmt == "unknown":  # named like a format whose reader finds it further in (a header before a GRIB message)
         from .registry import recognised
 
@@ -238,12 +243,17 @@ def detect(head: bytes, path: str = "") -> tuple[str, str]:
     from .registry import named_formats, reader_signatures
 
     for fmt, offset, magic, description in reader_signatures():
-        if magic.match(head, offset) if isinstance(magic, re.Pattern) else head[offset:offset + len(magic)] == magic:
+        if signature_at(head, offset, magic):
             return fmt, description
     claimed = named_formats().get(ext)
     if claimed:
         return "unknown", f"{DESCRIPTIONS['unknown']} (named {ext} but has no {claimed} signature)"
     return "unknown", DESCRIPTIONS["unknown"]
+
+
+def signature_at(data: bytes, offset: int, magic: bytes | re.Pattern[bytes]) -> bool:
+    """Whether a reader's signature (``StreamChunkReader.signatures``: bytes, or a pattern of bytes) is at ``offset``."""
+    return bool(magic.match(data, offset)) if isinstance(magic, re.Pattern) else data[offset:offset + len(magic)] == magic
 
 
 def trailing_signatures(tail: bytes) -> list[str]:

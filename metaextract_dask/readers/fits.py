@@ -22,6 +22,8 @@ from . import arrays
 from .base import State
 
 EXTRA_HINT = "FITS support needs astropy: pip install 'metaextract_dask[fits]'"
+#: what starts a gzip stream (``x.fits.gz``: astropy reads it, ``opens_gzip``)
+GZIP_MAGIC = b"\x1f\x8b"
 #: header cards kept per HDU (a header of thousands of cards is summarised: the count is always there)
 MAX_CARDS = 1000
 
@@ -95,12 +97,20 @@ def _hdus(hdul: Any, warnings: list[str] | None = None) -> Iterator[tuple[int, A
 
 
 def _past_end(hdul: Any, hdu: Any) -> str | None:
-    """Why an HDU's data cannot be read whole: it would end past the end of the file (a truncated or lying header)."""
+    """Why an HDU's data cannot be read whole: it would end past the end of the file (a truncated or lying header).
+    Not known of a compressed file (astropy knows no size of its decompressed stream: a short one fails its read)."""
+    if _compressed(hdul):
+        return None
     size = getattr(getattr(hdul, "_file", None), "size", None)
     offset, length = getattr(hdu, "_data_offset", None), getattr(hdu, "_data_size", None)
     if isinstance(size, int) and isinstance(offset, int) and isinstance(length, int) and offset + length > size:
         return f"its data would end at byte {offset + length}, past the end of the file ({size} bytes): not read"
     return None
+
+
+def _compressed(hdul: Any) -> bool:
+    """Whether astropy reads this file through a decompressing stream (``x.fits.gz``)."""
+    return bool(getattr(getattr(hdul, "_file", None), "compression", None))
 
 
 def _label(index: int) -> str:
@@ -198,6 +208,7 @@ class FITSReader(arrays.ArrayFileReader):
     signatures = (("fits", 0, b"SIMPLE  =", "FITS file"),)
     extensions = {".fits": "fits", ".fit": "fits", ".fts": "fits", ".fz": "fits"}
     media_types = {"fits": "application/fits"}
+    opens_gzip = True  # astropy reads x.fits.gz itself
     columns = (("n_hdus", "int32"), ("fits_object", "string"), ("telescope", "string"), ("instrument", "string"),
                ("date_obs", "string"), *arrays.ARRAY_COLUMNS)
     metadata_key = "hdus"
@@ -208,6 +219,11 @@ class FITSReader(arrays.ArrayFileReader):
 
     def open(self, path: str) -> Any:
         return open_fits(path)
+
+    def one_pass(self, info: FileInfo) -> bool:
+        from .probe import read_head
+
+        return read_head(info.path, 2) == GZIP_MAGIC  # astropy decompresses from the start for every read of its data
 
     def arrays_of(self, handle: Any) -> list[arrays.ArrayInfo]:
         found: list[arrays.ArrayInfo] = []
@@ -230,7 +246,9 @@ class FITSReader(arrays.ArrayFileReader):
         hdu = handle[int(name[3:])]
         blank = hdu.header.get("BLANK") if int(hdu.header.get("BITPIX", 8)) > 0 else None
         scaled = hdu.header.get("BSCALE", 1) != 1 or hdu.header.get("BZERO", 0) != 0
-        section = getattr(hdu, "section", None)  # reads only the slab asked for (the whole image otherwise)
+        # a section reads only the slab asked for; not through gzip, where astropy decompresses the stream to its end
+        # for each slab: there the image is read whole once (``one_pass``: the file's slabs are read in one task)
+        section = getattr(hdu, "section", None) if not _compressed(handle) else None
         return (section if section is not None else hdu.data), (None if scaled else blank)  # scaled: astropy gives BLANK as NaN
 
     def finalize(self, state: State, info: FileInfo, config: StreamingConfig) -> dict[str, Any]:

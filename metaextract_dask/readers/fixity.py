@@ -71,6 +71,9 @@ class WithChecksum(StreamChunkReader):
     def unavailable(self) -> str | None:
         return self.inner.unavailable()
 
+    def one_pass(self, info: FileInfo) -> bool:
+        return self.inner.one_pass(info)
+
     def chunk_size(self, requested: int) -> int:
         return self.inner.chunk_size(requested)
 

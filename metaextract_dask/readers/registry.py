@@ -19,6 +19,7 @@ import importlib
 import re
 import threading
 import warnings
+import zlib
 from typing import Any
 
 from .. import sandbox
@@ -26,7 +27,7 @@ from ..core.errors import UnsupportedFormatError
 from ..core.model import FileInfo
 from ..storage.urls import is_url
 from .base import StreamChunkReader
-from .detect import suggests_media
+from .detect import HEAD_BYTES, signature_at, suggests_media
 from .probe import read_head
 
 ENTRY_POINT_GROUP = "metaextract_dask.readers"
@@ -128,6 +129,23 @@ def reader_signatures() -> tuple[tuple[str, int, bytes | re.Pattern[bytes], str]
             fmt, offset, magic, description = entry
             found.append((str(fmt), int(offset), magic if isinstance(magic, re.Pattern) else bytes(magic), str(description)))
     return tuple(found)
+
+
+def gzip_wrapped(head: bytes) -> tuple[str, str] | None:
+    """(format, description) of a gzip stream (``head``: its first bytes) whose first decompressed bytes carry the
+    signature of a format whose reader reads it through gzip itself (``opens_gzip``); None for any other. At most
+    ``detect.HEAD_BYTES`` are decompressed: the look costs the same whatever the stream holds."""
+    formats = {fmt for reader in _readers() if reader.opens_gzip and not reader.unavailable() for fmt in reader.formats}
+    if not formats:
+        return None
+    try:
+        inner = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, HEAD_BYTES)
+    except zlib.error:
+        return None
+    for fmt, offset, magic, description in reader_signatures():
+        if fmt in formats and signature_at(inner, offset, magic):
+            return fmt, f"{description}, gzip-compressed"
+    return None
 
 
 @functools.lru_cache(maxsize=1)
