@@ -342,21 +342,25 @@ def test_real_files_nobody_here_wrote_read_over_http_equal_their_local_records()
 
 @pytest.mark.integration
 def test_fits_and_grib_files_over_http_equal_their_local_records(tmp_path):
-    """astropy's FITS test files and GRIB2 messages of ecCodes and NCAR, served over HTTP: the FITS reader goes through
-    the scan's ranged reads (astropy would download an http URL into its cache), the GRIB reader finds and decodes the
-    messages the same way; the records equal the local ones."""
+    """astropy's FITS test files, two of sunpy's gzip-compressed ones and GRIB2 messages of ecCodes and NCAR, served
+    over HTTP: the FITS reader goes through the scan's ranged reads (astropy would download an http URL into its
+    cache; it unzips a file, not a file object: the reader does), the GRIB reader finds and decodes the messages the
+    same way; the records equal the local ones."""
     import glob
     import shutil
+
+    from public_corpus import cache_dir, sunpy_gzip_fits
 
     astropy = pytest.importorskip("astropy")
     pytest.importorskip("eccodes")
     fits_data = os.path.join(os.path.dirname(astropy.__file__), "io", "fits", "tests", "data")
     picked = [os.path.join(fits_data, n) for n in ("test0.fits", "tb.fits", "compressed_image.fits", "random_groups.fits")]
+    picked += [p for p in sunpy_gzip_fits(os.path.join(cache_dir(), "corpus-sunpy")) if os.path.basename(p).startswith(("go15", "helio"))]
     picked += sorted(glob.glob("/usr/share/eccodes/samples/regular_ll_*grib2.tmpl"))[:2] + glob.glob("/usr/share/ncarg/data/grb/*.grb2")
     for path in picked:
         shutil.copy(path, tmp_path / (os.path.basename(path).replace(".tmpl", ".grib2")))
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert len(names) >= 6
+    assert len(names) >= 8
     with range_server(str(tmp_path)) as server:
         for name in names:
             local = extract_metadata(str(tmp_path / name), StreamingConfig())

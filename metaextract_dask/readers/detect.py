@@ -196,15 +196,10 @@ MARKER_BYTES = 65536
 
 def refine(found: tuple[str, str], head: bytes, path: str, size: int, read: Any) -> tuple[str, str]:
     """``detect``'s answer checked past the first bytes, with ``read(offset, n)``: a file named like a format whose
-    reader finds it further in (``StreamChunkReader.recognise``), a gzip stream of a format whose reader reads it
-    through gzip (``registry.gzip_wrapped``), an HDF5 signature after a user block of 4 KiB or
+    reader finds it further in (``StreamChunkReader.recognise``), an HDF5 signature after a user block of 4 KiB or
     more (at each power of two up to the size: a few 8-byte reads of a file nothing else recognised), and netCDF-4's
     markers in an HDF5 file not named as netCDF (one read of ``MARKER_BYTES``)."""
     fmt, _ = found
-    if fmt == "gzip":  # a format whose reader's library reads it through gzip (astropy: x.fits.gz)
-        from .registry import gzip_wrapped
-
-        return gzip_wrapped(head) or found
     if fmt == "unknown":  # named like a format whose reader finds it further in (a header before a GRIB message)
         from .registry import recognised
 
@@ -234,10 +229,16 @@ def detect(head: bytes, path: str = "") -> tuple[str, str]:
 
     The extension only names the type when the content agrees; a file named
     ``x.h5`` without the HDF5 signature is ``unknown`` and the description
-    says what its name claimed, so no format reader is let loose on it.
+    says what its name claimed, so no format reader is let loose on it. A
+    gzip stream is the format inside when that format's reader reads it
+    through gzip (``registry.gzip_wrapped``: ``x.fits.gz``).
     """
     ext = extension(path)
     found = detect_magic(head, ext)
+    if found == "gzip":  # a format whose reader's library reads it through gzip (astropy: x.fits.gz)
+        from .registry import gzip_wrapped
+
+        return gzip_wrapped(head) or (found, DESCRIPTIONS[found])
     if found:
         return found, DESCRIPTIONS[found]
     from .registry import named_formats, reader_signatures

@@ -12,6 +12,7 @@ BLANK counted as fill). Tables are structure only. Install with
 from __future__ import annotations
 
 import contextlib
+import gzip
 import importlib.util
 import math
 from typing import Any, Iterator
@@ -40,8 +41,12 @@ def open_fits(path: str) -> Iterator[Any]:
     if is_url(path):  # through the scan's own counted ranged reads: astropy would download an http URL into its cache
         from ..storage.remote import open_remote
 
-        with open_remote(path) as source, fits.open(source, mode="readonly", memmap=False, lazy_load_hdus=True) as hdul:
-            yield hdul
+        with open_remote(path) as source:
+            gzipped = source.read(2) == GZIP_MAGIC
+            source.seek(0)
+            with (gzip.GzipFile(fileobj=source, mode="rb") if gzipped else contextlib.nullcontext(source)) as stream, \
+                    fits.open(stream, mode="readonly", memmap=False, lazy_load_hdus=True) as hdul:  # astropy unzips files, not objects
+                yield hdul
         return
     # not memory-mapped: a header that declares more data than the file holds made mmap fail the whole file
     try:
