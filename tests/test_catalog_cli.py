@@ -70,8 +70,9 @@ def test_sigkill_at_several_points_then_resume(corpus, tmp_path):
             seen_rows.append(len(frame))
     assert seen_rows and seen_rows == sorted(seen_rows)  # each resumed run kept what was saved
     assert seen_rows[0] < len(files)  # the kills really came mid-scan
+    recorded = set(check_catalog(out, files)["path"])
     done = subprocess.run(args, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 1  # the corrupt files failed
+    assert done.returncode == (1 if corrupt - recorded else 0)  # 1: a corrupt file failed in this run (a killed one may have recorded them all)
     frame = check_catalog(out, files)
     assert set(frame["path"]) == files and len(frame) == len(files)
     assert set(frame.loc[~frame["success"], "path"]) == corrupt
