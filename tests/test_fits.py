@@ -211,3 +211,15 @@ def test_a_large_gzip_compressed_fits_file_is_read_in_one_pass(tmp_path):
     assert (record["streaming"]["shape"], record["streaming"]["tasks"]) == ("single", 1)
     assert "one pass" in record["streaming"]["note"]
     assert [h["stats"]["max"] for h in record["fits"]["hdus"]] == [float(data.max()), float((data[:500] * 2).max())]
+
+
+def test_a_cut_gzip_fits_file_keeps_its_primary_header(gzipped, tmp_path):
+    """A gzip FITS file cut short in its data (``fitsinfo``: "Empty or corrupt FITS file") keeps
+    its primary header with a warning saying why nothing more was read, as a plain FITS file cut short does; before,
+    its gzip bytes were parsed as a header and the file failed ("Header size is not multiple of 2880")."""
+    whole = open(next(p for p in gzipped if os.path.basename(p).startswith("helio")), "rb").read()
+    for name, data in {"half.fits.gz": whole[: len(whole) // 2], "most.fits.gz": whole[: len(whole) * 9 // 10]}.items():
+        (tmp_path / name).write_bytes(data)
+        record = me.extract_file(str(tmp_path / name))[0]
+        assert record["reader"] == "fits" and record["fits"]["hdus"][0]["shape"] == [181, 361], name
+        assert "CTYPE1" in record["fits"]["hdus"][0]["header"] and record["fits"]["warnings"], name

@@ -78,7 +78,10 @@ def _primary_only(path: str, exc: BaseException) -> _PrimaryOnly:
     from astropy.io import fits
 
     with open(path, "rb") as f:
-        header = fits.Header.fromfile(f)  # raises when even the header does not parse: the file is not FITS then
+        gzipped = f.read(2) == GZIP_MAGIC
+        f.seek(0)
+        with gzip.GzipFile(fileobj=f, mode="rb") if gzipped else contextlib.nullcontext(f) as stream:  # a cut x.fits.gz too
+            header = fits.Header.fromfile(stream)  # raises when even the header does not parse: the file is not FITS then
     out = _PrimaryOnly([_HeaderOnly(header)])
     out.problem = f"only the primary header was read: {exc} [{type(exc).__name__}] (its data ends before what the header declares?)"
     return out
