@@ -750,12 +750,13 @@ def _file_descriptors() -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     import os
 
-    from .core.settings import NO_PLUGINS
+    from .core.settings import native_environment
 
-    # before any HDF5 library loads here or in a process started from here: no plugins at all, until a path that opens
-    # HDF5 points them at the trusted folders (``readers.guard.restrict_plugins``, which reads the configuration: a
-    # command that opens no HDF5 file, an export, a query, does not import dask to read it)
-    os.environ["HDF5_PLUGIN_PATH"] = NO_PLUGINS
+    # before any HDF5 or netCDF library loads here or in a process started from here: no plugins at all, until a path
+    # that opens HDF5 points them at the trusted folders (``readers.guard.restrict_plugins``, which reads the
+    # configuration: a command that opens no HDF5 file, an export, a query, does not import dask to read it), and no
+    # libnetcdf configuration file from the working folder
+    os.environ.update(native_environment(()))
     _handle_signals()
     _warnings_in_one_line()
     short = _file_descriptors()

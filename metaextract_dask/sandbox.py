@@ -69,7 +69,8 @@ def _write(stream: Any, payload: bytes) -> None:
 
 
 def child_environment() -> dict[str, str]:
-    """The child's environment: this one without ``PYTHON*`` variables, HDF5 plugins restricted.
+    """The child's environment: this one without ``PYTHON*`` variables, native libraries restricted
+    (``core.settings.native_environment``).
 
     ``python -I`` ignores ``PYTHON*`` variables already; they are dropped so
     nothing the child starts sees them either. User functions keep the rest
@@ -82,11 +83,11 @@ def child_environment() -> dict[str, str]:
     ``benchmarks/bench_many_files.py``). The child's memory is bounded by its
     rlimit and it is replaced when it crashes, so glibc's default is right.
     """
-    from .core.settings import HANDED_VARIABLE, plugin_path_value
+    from .core.settings import HANDED_VARIABLE, native_environment
 
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PYTHON", "DASK_METAEXTRACT")) and k not in ("MALLOC_TRIM_THRESHOLD_", HANDED_VARIABLE, *HANDED)}
-    env["HDF5_PLUGIN_PATH"] = plugin_path_value()
+    env.update(native_environment())  # filter plugins only from trusted folders, no libnetcdf rc file of the working folder
     env.update(child_settings())
     env.update({variable: make() for variable, make in HANDED.items()})
     if PRELOAD:

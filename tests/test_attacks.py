@@ -226,6 +226,30 @@ def test_filter_plugins_never_load_from_hdf5_plugin_path(tmp_path, marker_plugin
     assert not marker.exists(), "the scan loaded a plugin from HDF5_PLUGIN_PATH"
 
 
+def test_a_netcdf_rc_file_in_the_working_folder_loads_no_library(tmp_path, marker_plugin):
+    """libnetcdf (4.10, in netCDF4's wheel) reads ``.ncrc`` in the working folder when it starts and loads the plugin
+    library it names (``NETCDF.UDF0.LIBRARY``): ``cd data && metaextract scan .``, ``info`` and ``open`` run inside a
+    tree holding one ran a library the tree held. None of them reads such a file now (``NCRCENV_IGNORE``)."""
+    folder, marker = marker_plugin
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(os.path.join(folder, "libmarker.so"), data / "libudf.so")  # any library: its constructor marks the load
+    (data / ".ncrc").write_text(f"NETCDF.UDF0.LIBRARY={data / 'libudf.so'}\nNETCDF.UDF0.INIT=H5PLget_plugin_info\n"
+                                "NETCDF.UDF0.MAGIC=XXXX\n")
+    make_nc(str(data / "a.nc"), 3)
+    plain = run([sys.executable, "-c", "import netCDF4; netCDF4.Dataset('a.nc').close()"], cwd=data)
+    assert marker.exists(), plain.stderr[-1000:]  # the attack is real: netCDF4 alone, started there, loads it
+    marker.unlink()
+    cat = str(tmp_path / "cat")
+    for args in ([*SCAN, ".", "-o", cat], ["metaextract", "info", "a.nc", "--json"], [*SCAN, ".", "-o", cat + "2", "--no-isolate"]):
+        out = run(args, cwd=data)
+        assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+        assert not marker.exists(), f"{' '.join(args[:2])} loaded the library a .ncrc of the working folder named"
+    opened = run([sys.executable, "-c", f"import metaextract_dask as me; print(me.open({cat!r}, 'a.nc')['v'].values.sum())"], cwd=data)
+    assert opened.returncode == 0 and opened.stdout.split()[-1] == "6.0", opened.stdout + opened.stderr[-2000:]
+    assert not marker.exists(), "open loaded the library a .ncrc of the working folder named"
+
+
 # --- 5. symlinks to files are followed out of the tree ---------------------------------------
 
 

@@ -246,3 +246,17 @@ def plugin_path_value(trusted: tuple[str, ...] | None = None) -> str:
     """What ``HDF5_PLUGIN_PATH`` must say in processes this project starts or parses in."""
     trusted = trusted_plugin_paths() if trusted is None else trusted
     return os.pathsep.join(trusted) if trusted else NO_PLUGINS
+
+
+#: libnetcdf (4.10 in netCDF4's wheel) reads ``.ncrc``, ``.daprc`` and ``.dodsrc`` in the working folder when it
+#: starts, and loads the plugin libraries they name (``NETCDF.UDF0.LIBRARY``): a scan run inside the scanned tree
+#: (``cd data && metaextract scan .``) ran a library the tree held. With this set it reads no such file (this project
+#: reads remote files through fsspec, never through libnetcdf's DAP, whose settings they hold).
+NETCDF_NO_RC = {"NCRCENV_IGNORE": "1"}
+
+
+def native_environment(trusted: tuple[str, ...] | None = None) -> dict[str, str]:
+    """What the environment must say before a native library (libhdf5, libnetcdf) loads in a process this project
+    starts or parses in: filter plugins only from the ``trusted`` folders (by default the configured ones), no
+    libnetcdf configuration file (``NETCDF_NO_RC``). Each library reads it once, when it loads."""
+    return {"HDF5_PLUGIN_PATH": plugin_path_value(trusted), **NETCDF_NO_RC}

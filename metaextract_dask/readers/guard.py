@@ -26,22 +26,23 @@ import os
 import sys
 from typing import Any
 
-from ..core.settings import plugin_path_value, trusted_plugin_paths  # the policy, stated once in core
+from ..core.settings import native_environment, trusted_plugin_paths  # the policy, stated once in core
 
 #: HDF5's own filters (deflate, shuffle, fletcher32, szip, nbit, scaleoffset): no plugin involved
 BUILTIN_FILTERS = frozenset({1, 2, 3, 4, 5, 6})
 
 
 def restrict_plugins() -> tuple[str, ...]:
-    """Point every libhdf5 of this process at the trusted plugin folders only.
+    """Point every libhdf5 of this process at the trusted plugin folders only, and keep libnetcdf from reading a
+    configuration file of the working folder (``core.settings.NETCDF_NO_RC``).
 
-    netCDF4's bundled libhdf5 reads the environment variable when netCDF4 is
+    netCDF4's bundled libraries read the environment when netCDF4 is
     imported (measured: setting it afterwards changes nothing), so this runs
     before that import; h5py's library is told through its plugin API, which
     overrides whatever it read at start-up.
     """
     trusted = trusted_plugin_paths()
-    os.environ["HDF5_PLUGIN_PATH"] = plugin_path_value(trusted)
+    os.environ.update(native_environment(trusted))
     if "h5py" in sys.modules:
         _h5py_plugins(trusted)
     return trusted
