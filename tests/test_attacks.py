@@ -237,15 +237,17 @@ def test_a_netcdf_rc_file_in_the_working_folder_loads_no_library(tmp_path, marke
     (data / ".ncrc").write_text(f"NETCDF.UDF0.LIBRARY={data / 'libudf.so'}\nNETCDF.UDF0.INIT=H5PLget_plugin_info\n"
                                 "NETCDF.UDF0.MAGIC=XXXX\n")
     make_nc(str(data / "a.nc"), 3)
-    plain = run([sys.executable, "-c", "import netCDF4; netCDF4.Dataset('a.nc').close()"], cwd=data)
+    shell = {k: v for k, v in os.environ.items() if k != "NCRCENV_IGNORE"}  # a user's shell (this process may have set it)
+    plain = run([sys.executable, "-c", "import netCDF4; netCDF4.Dataset('a.nc').close()"], cwd=data, env=shell)
     assert marker.exists(), plain.stderr[-1000:]  # the attack is real: netCDF4 alone, started there, loads it
     marker.unlink()
     cat = str(tmp_path / "cat")
     for args in ([*SCAN, ".", "-o", cat], ["metaextract", "info", "a.nc", "--json"], [*SCAN, ".", "-o", cat + "2", "--no-isolate"]):
-        out = run(args, cwd=data)
+        out = run(args, cwd=data, env=shell)
         assert out.returncode == 0, out.stdout + out.stderr[-2000:]
         assert not marker.exists(), f"{' '.join(args[:2])} loaded the library a .ncrc of the working folder named"
-    opened = run([sys.executable, "-c", f"import metaextract_dask as me; print(me.open({cat!r}, 'a.nc')['v'].values.sum())"], cwd=data)
+    opened = run([sys.executable, "-c", f"import metaextract_dask as me; print(me.open({cat!r}, 'a.nc')['v'].values.sum())"], cwd=data,
+                 env=shell)
     assert opened.returncode == 0 and opened.stdout.split()[-1] == "6.0", opened.stdout + opened.stderr[-2000:]
     assert not marker.exists(), "open loaded the library a .ncrc of the working folder named"
 
