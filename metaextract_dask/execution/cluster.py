@@ -232,8 +232,9 @@ class ClientScope:
 
 #: distributed keeps the last ``distributed.admin.low-level-log-length`` (1,000) messages of each batched stream
 #: (worker to scheduler, client to scheduler) and transitions, for debugging: a run's messages are its batches'
-#: outcomes and submissions, up to ``planning.batches.MAX_BATCH`` files each, so a scan of 100,000 tiny files held 117 MB
-#: more than one of 10,000 in the dashboard's in-memory cluster (batches of up to 256 files then). The clusters and clients started here keep at most this many.
+#: outcomes and submissions, up to ``planning.batches.MAX_BATCH`` files each, so a scan of 100,000 tiny files held
+#: 117 MB more than one of 10,000 in the dashboard's in-memory cluster (batches of up to 256 files then). The clusters
+#: and clients started here keep at most this many.
 LOG_LENGTH, OWN_LOG_LENGTH = "distributed.admin.low-level-log-length", 50
 
 

@@ -82,6 +82,10 @@ MEDIA_EXTENSIONS = frozenset({
     ".mpc", ".mp+", ".tta", ".w64", ".dsf", ".dff", ".spx", ".tak", ".ofr", ".shn", ".mka", ".m4b",
 })
 
+#: what starts a gzip stream
+GZIP_MAGIC = b"\x1f\x8b"
+
+
 def detect_magic(head: bytes, ext: str = "") -> str | None:
     """The format named by the leading bytes, or None."""
     if head[257:262] == b"ustar":  # before HDF5: a tar whose first member is HDF5 has that signature at 512
@@ -116,7 +120,7 @@ def detect_magic(head: bytes, ext: str = "") -> str | None:
         return media
     if head[:4] == b"PK\x03\x04":
         return "zip"
-    if head[:2] == b"\x1f\x8b":
+    if head[:2] == GZIP_MAGIC:
         return "gzip"
     if head[:8] == b"\x89PNG\r\n\x1a\n":
         return "png"

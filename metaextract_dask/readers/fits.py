@@ -21,10 +21,9 @@ from ..core.model import FileInfo
 from ..core.settings import StreamingConfig
 from . import arrays
 from .base import State
+from .detect import GZIP_MAGIC
 
 EXTRA_HINT = "FITS support needs astropy: pip install 'metaextract_dask[fits]'"
-#: what starts a gzip stream (``x.fits.gz``: astropy reads it, ``opens_gzip``)
-GZIP_MAGIC = b"\x1f\x8b"
 #: header cards kept per HDU (a header of thousands of cards is summarised: the count is always there)
 MAX_CARDS = 1000
 
@@ -41,12 +40,9 @@ def open_fits(path: str) -> Iterator[Any]:
     if is_url(path):  # through the scan's own counted ranged reads: astropy would download an http URL into its cache
         from ..storage.remote import open_remote
 
-        with open_remote(path) as source:
-            gzipped = source.read(2) == GZIP_MAGIC
-            source.seek(0)
-            with (gzip.GzipFile(fileobj=source, mode="rb") if gzipped else contextlib.nullcontext(source)) as stream, \
-                    fits.open(stream, mode="readonly", memmap=False, lazy_load_hdus=True) as hdul:  # astropy unzips files, not objects
-                yield hdul
+        with open_remote(path) as source, _unzipped(source) as stream, \
+                fits.open(stream, mode="readonly", memmap=False, lazy_load_hdus=True) as hdul:  # astropy unzips files, not objects
+            yield hdul
         return
     # not memory-mapped: a header that declares more data than the file holds made mmap fail the whole file
     try:
@@ -56,6 +52,13 @@ def open_fits(path: str) -> Iterator[Any]:
         return
     with hdul:
         yield hdul
+
+
+def _unzipped(f: Any) -> Any:
+    """A binary file object as a context: decompressed when it is a gzip stream (``x.fits.gz``), as it is else."""
+    gzipped = f.read(2) == GZIP_MAGIC
+    f.seek(0)
+    return gzip.GzipFile(fileobj=f, mode="rb") if gzipped else contextlib.nullcontext(f)
 
 
 class _HeaderOnly:
@@ -77,11 +80,8 @@ def _primary_only(path: str, exc: BaseException) -> _PrimaryOnly:
     """The primary header alone, parsed without its data: a file whose header declares more data than it holds."""
     from astropy.io import fits
 
-    with open(path, "rb") as f:
-        gzipped = f.read(2) == GZIP_MAGIC
-        f.seek(0)
-        with gzip.GzipFile(fileobj=f, mode="rb") if gzipped else contextlib.nullcontext(f) as stream:  # a cut x.fits.gz too
-            header = fits.Header.fromfile(stream)  # raises when even the header does not parse: the file is not FITS then
+    with open(path, "rb") as f, _unzipped(f) as stream:  # a cut x.fits.gz too
+        header = fits.Header.fromfile(stream)  # raises when even the header does not parse: the file is not FITS then
     out = _PrimaryOnly([_HeaderOnly(header)])
     out.problem = f"only the primary header was read: {exc} [{type(exc).__name__}] (its data ends before what the header declares?)"
     return out
